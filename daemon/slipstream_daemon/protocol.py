@@ -1,0 +1,251 @@
+"""The daemon's side of the Slipstream LSP contract (docs/lsp-protocol.md).
+
+Every custom command name, notification name and payload shape lives here once; the
+TypeScript mirror is vscode-extension/src/protocol.ts. Payloads are plain JSON dicts (camelCase
+keys, as the extension reads them); the TypedDicts below document and type-check them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+__all__ = [
+    "ALL_COMMANDS",
+    "CMD_APPLY_MODEL",
+    "CMD_DEPLOY",
+    "CMD_LIST_ENDPOINTS",
+    "CMD_MODEL_ALTERNATIVES",
+    "CMD_RUN",
+    "CMD_RUNTIME_STATUS",
+    "CMD_SELECT_RUNTIME",
+    "CMD_SWAP_MODEL",
+    "NOTIFY_DEPLOY_RESULT",
+    "NOTIFY_RUNTIME_STATUS",
+    "NOTIFY_RUN_LOG",
+    "NOTIFY_RUN_RESULT",
+    "NOTIFY_RUN_STARTED",
+    "ApplyModelArgs",
+    "ApplyModelResult",
+    "DeployArgs",
+    "DeployError",
+    "DeployResult",
+    "EndpointListItem",
+    "ErrorFrame",
+    "ListEndpointsArgs",
+    "ListEndpointsResult",
+    "LogEntry",
+    "ModelAlternative",
+    "ModelAlternativesArgs",
+    "ModelAlternativesResult",
+    "RemoteError",
+    "RunArgs",
+    "RunImage",
+    "RunLog",
+    "RunResult",
+    "RunStarted",
+    "RunStartedReply",
+    "RuntimeGpu",
+    "RuntimeStatus",
+    "SelectRuntimeArgs",
+    "SwapModelArgs",
+]
+
+# --- commands (workspace/executeCommand); each takes one argument object -------------------
+# The `slipstream.server.` namespace keeps them apart from the extension's own `slipstream.*`.
+CMD_RUN = "slipstream.server.run"
+CMD_MODEL_ALTERNATIVES = "slipstream.server.modelAlternatives"
+CMD_APPLY_MODEL = "slipstream.server.applyModel"
+CMD_SWAP_MODEL = "slipstream.server.swapModel"
+CMD_SELECT_RUNTIME = "slipstream.server.selectRuntime"
+CMD_RUNTIME_STATUS = "slipstream.server.runtimeStatus"
+CMD_DEPLOY = "slipstream.server.deploy"
+CMD_LIST_ENDPOINTS = "slipstream.server.listEndpoints"
+
+ALL_COMMANDS = (
+    CMD_RUN,
+    CMD_MODEL_ALTERNATIVES,
+    CMD_APPLY_MODEL,
+    CMD_SWAP_MODEL,
+    CMD_SELECT_RUNTIME,
+    CMD_RUNTIME_STATUS,
+    CMD_DEPLOY,
+    CMD_LIST_ENDPOINTS,
+)
+
+# --- notifications (server -> client) ---------------------------------------------------
+NOTIFY_RUN_STARTED = "slipstream/runStarted"
+NOTIFY_RUN_LOG = "slipstream/runLog"
+NOTIFY_RUN_RESULT = "slipstream/runResult"
+NOTIFY_DEPLOY_RESULT = "slipstream/deployResult"
+NOTIFY_RUNTIME_STATUS = "slipstream/runtimeStatus"
+
+
+# --- command arguments and results ------------------------------------------------------
+class _RunArgsRequired(TypedDict):
+    uri: str
+    endpoint: str
+
+
+class RunArgs(_RunArgsRequired, total=False):
+    method: str | None
+    kwargs: dict[str, Any]  # without it, the endpoint's `example` is used
+
+
+class RunStartedReply(TypedDict):
+    runId: str
+
+
+class ModelAlternativesArgs(TypedDict):
+    uri: str
+    endpoint: str
+
+
+class ModelAlternative(TypedDict):
+    id: str
+    label: str
+    description: str
+    paramsB: float | None
+    vramGb: float | None  # estimated inference memory
+    fits: bool  # on the endpoint's GPU
+    pricePerSecond: float | None  # the endpoint's GPU if it fits, else the cheapest that does
+
+
+class ModelAlternativesResult(TypedDict):
+    current: str | None
+    kind: str | None
+    items: list[ModelAlternative]
+
+
+class ApplyModelArgs(TypedDict):
+    uri: str
+    endpoint: str
+    modelId: str
+
+
+class ApplyModelResult(TypedDict):
+    applied: bool
+
+
+class SwapModelArgs(TypedDict):
+    uri: str
+    endpoint: str
+
+
+class SelectRuntimeArgs(TypedDict, total=False):
+    url: str
+    token: str | None
+    embedded: bool
+
+
+class DeployArgs(TypedDict, total=False):
+    uri: str
+
+
+class ListEndpointsArgs(TypedDict, total=False):
+    uri: str
+
+
+class EndpointListItem(TypedDict):
+    uri: str
+    name: str
+    gpu: str  # "H100", "2x H100" or "CPU"
+    line: int  # zero-based line of the decorator
+    methods: list[str]  # public methods of a class endpoint; [] for functions
+
+
+class ListEndpointsResult(TypedDict):
+    endpoints: list[EndpointListItem]
+
+
+# --- notification payloads --------------------------------------------------------------
+class RunStarted(TypedDict):
+    runId: str
+    uri: str
+    endpoint: str
+    method: str | None
+    gpu: str
+    startedAt: float  # seconds since the epoch
+
+
+class RunLog(TypedDict):
+    runId: str
+    stream: Literal["stdout", "stderr"]
+    text: str
+
+
+class LogEntry(TypedDict):
+    stream: str
+    text: str
+
+
+class RunImage(TypedDict):
+    path: str  # PNG in the cache folder
+    thumbnail: str  # data:image/png;base64,... (<= 256 px)
+    width: int
+    height: int
+
+
+class ErrorFrame(TypedDict):
+    file: str  # absolute local path when it maps into the workspace
+    line: int  # one-based, as in tracebacks
+    name: str
+
+
+class RemoteError(TypedDict):
+    type: str
+    message: str
+    traceback: str
+    frames: list[ErrorFrame]
+
+
+class _RunResultRequired(TypedDict):
+    runId: str
+    uri: str
+    endpoint: str
+    method: str | None
+    gpu: str  # "H100" or "CPU"
+    status: Literal["ok", "error"]
+    durationS: float
+    costUsd: float
+    images: list[RunImage]
+    logs: list[LogEntry]
+
+
+class RunResult(_RunResultRequired, total=False):
+    text: str  # str results, or the repr of other objects
+    json: Any  # JSON-able results; images inside are {"$image": {"index", "path", ...}}
+    error: RemoteError
+
+
+class DeployError(TypedDict, total=False):
+    type: str
+    message: str
+    file: str | None  # absolute local path
+    line: int | None  # one-based
+
+
+class _DeployResultRequired(TypedDict):
+    ok: bool
+    changed: list[str]
+    uploaded: int
+    durationMs: float
+
+
+class DeployResult(_DeployResultRequired, total=False):
+    generation: int | str
+    error: DeployError
+
+
+class RuntimeGpu(TypedDict):
+    name: str
+    memoryGb: float
+    count: int
+
+
+class RuntimeStatus(TypedDict):
+    url: str | None
+    kind: Literal["embedded", "remote"]
+    connected: bool
+    gpus: list[RuntimeGpu]
+    spendUsd: float
+    endpoints: int

@@ -1,0 +1,16 @@
+"""Slipstream: run GPU functions on a remote runtime from your editor.
+
+    from slipstream import endpoint, keep
+
+    @endpoint(gpu="H100", workers=(0, 3))
+    def generate(prompt: str) -> str: ...
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .endpoint import CallInfo, Endpoint, endpoint  # noqa: E402
+from .keeper import keep  # noqa: E402
+
+__all__ = ["endpoint", "keep", "Endpoint", "CallInfo", "__version__"]

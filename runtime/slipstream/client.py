@@ -1,0 +1,263 @@
+"""HTTP client for a Slipstream runtime (sync, calls, status)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from . import wire
+from .errors import DeployError, ErrorInfo, Overloaded, RuntimeUnavailable, SlipstreamError
+
+__all__ = ["RuntimeClient", "CallOutcome", "UnknownEndpoint", "RuntimeRestarted"]
+
+
+class UnknownEndpoint(SlipstreamError, LookupError):
+    """The runtime has no endpoint by that name (not synced yet, or the runtime restarted)."""
+
+
+class RuntimeRestarted(SlipstreamError):
+    """The runtime at the URL is a new process: the code must be synced again."""
+
+
+class CallOutcome:
+    """What came back from one SDK call: the value or the error, the logs and the metering."""
+
+    def __init__(self) -> None:
+        self.value: Any = None
+        self.error: ErrorInfo | None = None
+        self.logs: list[dict[str, str]] = []
+        self.meta: dict[str, Any] = {}
+        self.status = 0
+
+
+def _timeout(read: float | None) -> httpx.Timeout:
+    return httpx.Timeout(connect=10.0, read=read, write=600.0, pool=None)
+
+
+class RuntimeClient:
+    def __init__(self, url: str, token: str = "", *, timeout: float | None = 600.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=_timeout(timeout), limits=limits, trust_env=False)
+        self._aio: httpx.AsyncClient | None = None
+        self._headers = headers
+        self.runtime_id: str | None = None
+
+    @classmethod
+    def from_env(cls) -> RuntimeClient | None:
+        url = os.environ.get("SLIPSTREAM_RUNTIME_URL")
+        return cls(url, os.environ.get("SLIPSTREAM_TOKEN", "")) if url else None
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __repr__(self) -> str:  # never show the token
+        return f"RuntimeClient({self.url!r})"
+
+    # --- plumbing ---------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            r = self.http.request(method, path, **kw)
+        except httpx.TransportError as exc:
+            raise RuntimeUnavailable(
+                f"no Slipstream runtime answered at {self.url} ({exc.__class__.__name__}: {exc}). "
+                "Start one with `slipstream serve`, or unset SLIPSTREAM_RUNTIME_URL to use the embedded one."
+            ) from None
+        if r.status_code == 401:
+            raise SlipstreamError(
+                f"the runtime at {self.url} refused the token ({_message(r)}); set SLIPSTREAM_TOKEN to the token it printed"
+            )
+        return r
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        r = self._request(method, path, **kw)
+        if r.status_code >= 400:
+            raise SlipstreamError(f"{method} {path} failed ({r.status_code}): {_message(r)}")
+        return r.json()
+
+    # --- status -----------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        h = self._json("GET", "/health")
+        self.runtime_id = h.get("runtime_id")
+        return h
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/v1/endpoints")["endpoints"]
+
+    def status(self) -> dict[str, Any]:
+        return self._json("GET", "/v1/endpoints")
+
+    def logs(self, endpoint: str | None = None, backlog: int = 50) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"backlog": backlog}
+        if endpoint:
+            params["endpoint"] = endpoint
+        with self.http.stream("GET", "/v1/logs", params=params, timeout=_timeout(None)) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    yield json.loads(line[6:])
+
+    # --- sync -------------------------------------------------------------------------
+    def missing(self, files: dict[str, str]) -> list[str]:
+        r = self._request("POST", "/v1/sync/manifest", json={"files": files})
+        if r.status_code >= 400:
+            raise DeployError(_message(r), type="UploadRefused")
+        return r.json()["missing"]
+
+    def put_blob(self, sha: str, data: bytes) -> None:
+        r = self._request("PUT", f"/v1/blobs/{sha}", content=data, headers={"content-type": "application/octet-stream"})
+        if r.status_code >= 400:
+            raise DeployError(_message(r), type="UploadRefused")
+
+    def commit(self, files: dict[str, str], entries: list[str]) -> dict[str, Any]:
+        r = self._request("POST", "/v1/generations", json={"files": files, "entries": entries}, timeout=_timeout(None))
+        if r.status_code >= 400:
+            try:
+                err = r.json().get("error", {})
+            except ValueError:
+                err = {}
+            raise DeployError(
+                err.get("message") or _message(r),
+                type=err.get("type", "DeployError"),
+                file=err.get("file"),
+                line=err.get("line"),
+                traceback=err.get("traceback", ""),
+            )
+        return r.json()
+
+    def sync(self, root: str | os.PathLike[str]) -> Any:
+        from .sync import sync_project
+
+        return sync_project(self, Path(root))
+
+    # --- calls ------------------------------------------------------------------------
+    def call_json(self, endpoint: str, kwargs: dict[str, Any] | None = None, method: str | None = None, args: list[Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """Call with JSON in and the JSON display form out (for editors and scripts)."""
+        params = {"method": method} if method else None
+        r = self._request(
+            "POST", f"/v1/endpoints/{endpoint}/call", params=params,
+            json={"args": args or [], "kwargs": kwargs or {}}, timeout=_timeout(timeout),
+        )
+        try:
+            data = r.json()
+        except ValueError:
+            data = {"ok": False, "error": {"type": "BadResponse", "message": r.text[:500]}}
+        if r.status_code == 404:
+            data.setdefault("error", {})["kind"] = "unknown-endpoint"
+        data.setdefault("ok", r.status_code < 400)
+        if "error" in data and "ok" in data and data["ok"] is False:
+            data["error"].setdefault("frames", [])
+        return data
+
+    def call(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None) -> CallOutcome:
+        params = {"method": method} if method else None
+        body = wire.dumps({"args": list(args), "kwargs": kwargs})
+        r = self._request(
+            "POST", f"/v1/endpoints/{endpoint}/call", params=params, content=_iter(body),
+            headers={"content-type": wire.CONTENT_TYPE, "content-length": str(wire.frame_length(body))},
+            timeout=_timeout(timeout),
+        )
+        return _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r)
+
+    def stream(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None) -> Iterator[tuple[str, Any]]:
+        """Yield ("item", value) as a generator endpoint produces them, then ("done", outcome)."""
+        params: dict[str, Any] = {"stream": "true"}
+        if method:
+            params["method"] = method
+        body = wire.dumps_bytes({"args": list(args), "kwargs": kwargs})
+        try:
+            with self.http.stream(
+                "POST", f"/v1/endpoints/{endpoint}/call", params=params, content=body,
+                headers={"content-type": wire.CONTENT_TYPE}, timeout=_timeout(timeout),
+            ) as r:
+                if r.headers.get("content-type", "").split(";")[0] != wire.CONTENT_TYPE:
+                    r.read()
+                    yield "done", _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r)
+                    return
+                reader = wire.RecordReader()
+                out = CallOutcome()
+                out.status = r.status_code
+                for chunk in r.iter_raw():
+                    for kind, payload in reader.feed(chunk):
+                        if kind == wire.REC_ITEM:
+                            yield "item", wire.loads(payload)
+                        else:
+                            _apply_record(out, kind, payload)
+                yield "done", out
+        except httpx.TransportError as exc:
+            raise RuntimeUnavailable(f"lost the runtime at {self.url} while streaming: {exc}") from None
+
+    async def call_async(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None) -> CallOutcome:
+        if self._aio is None:
+            limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+            self._aio = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=_timeout(600.0), limits=limits, trust_env=False)
+        params = {"method": method} if method else None
+        body = wire.dumps_bytes({"args": list(args), "kwargs": kwargs})
+        try:
+            r = await self._aio.post(
+                f"/v1/endpoints/{endpoint}/call", params=params, content=body,
+                headers={"content-type": wire.CONTENT_TYPE}, timeout=_timeout(timeout),
+            )
+        except httpx.TransportError as exc:
+            raise RuntimeUnavailable(f"no Slipstream runtime answered at {self.url}: {exc}") from None
+        return _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r)
+
+    async def aclose(self) -> None:
+        if self._aio is not None:
+            await self._aio.aclose()
+            self._aio = None
+
+
+def _iter(chunks: list[Any]) -> Iterator[bytes]:
+    for c in chunks:
+        yield c if isinstance(c, bytes) else memoryview(c)  # type: ignore[misc]
+
+
+def _message(r: httpx.Response) -> str:
+    try:
+        d = r.json()
+        e = d.get("error") or d.get("detail")
+        if isinstance(e, dict):
+            return e.get("message", str(e))
+        return str(e) if e else r.text[:500]
+    except ValueError:
+        return r.text[:500]
+
+
+def _apply_record(out: CallOutcome, kind: int, payload: bytearray) -> None:
+    if kind == wire.REC_LOG:
+        out.logs.append(json.loads(payload))
+    elif kind == wire.REC_META:
+        out.meta = json.loads(payload)
+    elif kind == wire.REC_RESULT:
+        out.value = wire.loads(payload)
+    elif kind == wire.REC_ERROR:
+        d = json.loads(payload)
+        info = ErrorInfo.from_dict(d)
+        if d.get("pickled"):
+            info.pickled = base64.b64decode(d["pickled"])
+        out.error = info
+
+
+def _outcome(status: int, ctype: str, chunks: list[bytes], r: httpx.Response) -> CallOutcome:
+    out = CallOutcome()
+    out.status = status
+    if ctype.split(";")[0] != wire.CONTENT_TYPE:
+        if status == 404:
+            raise UnknownEndpoint(_message(r))
+        if status == 429:
+            raise Overloaded(_message(r))
+        out.error = ErrorInfo("RuntimeError", f"runtime answered {status}: {_message(r)}", "", kind="bad-response")
+        return out
+    reader = wire.RecordReader()
+    for chunk in chunks:
+        for kind, payload in reader.feed(chunk):
+            _apply_record(out, kind, payload)
+    return out

@@ -1,0 +1,69 @@
+"""The embedded local runtime: a `slipstream serve` child process on loopback, started on demand."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import RuntimeUnavailable
+
+__all__ = ["EmbeddedRuntime"]
+
+
+class EmbeddedRuntime:
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, token: str, info: dict) -> None:
+        self.proc = proc
+        self.url = url
+        self.token = token
+        self.info = info
+
+    @classmethod
+    def start(cls, root: str | os.PathLike[str] | None = None, *, timeout: float = 60.0, extra_args: list[str] | None = None, log_path: str | None = None) -> EmbeddedRuntime:
+        token = secrets.token_urlsafe(24)
+        ready = Path(tempfile.mkdtemp(prefix="slipstream-embedded-")) / "ready.json"
+        env = dict(os.environ)
+        env["SLIPSTREAM_TOKEN"] = token  # passed by environment, never on the command line
+        env.pop("SLIPSTREAM_RUNTIME_URL", None)
+        cmd = [sys.executable, "-m", "slipstream", "serve", "--host", "127.0.0.1", "--port", "0",
+               "--embedded", "--ready-file", str(ready), *(extra_args or [])]
+        log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log if log_path else None, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if proc.poll() is not None:
+                raise RuntimeUnavailable(f"the embedded runtime exited during start (code {proc.returncode})")
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeUnavailable(f"the embedded runtime did not start within {timeout:g}s")
+            time.sleep(0.02)
+        info = json.loads(ready.read_text())
+        rt = cls(proc, info["url"], token, info)
+        atexit.register(rt.stop)
+        return rt
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def __enter__(self) -> EmbeddedRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

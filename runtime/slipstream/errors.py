@@ -1,0 +1,179 @@
+"""Errors that cross the wire, and how a remote exception is rebuilt locally."""
+
+from __future__ import annotations
+
+import builtins
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SlipstreamError",
+    "RemoteError",
+    "RemoteTraceback",
+    "WorkerCrashed",
+    "EndpointTimeout",
+    "Overloaded",
+    "DeployError",
+    "RuntimeUnavailable",
+    "ErrorInfo",
+    "Frame",
+    "error_info",
+    "rebuild",
+]
+
+
+class SlipstreamError(Exception):
+    """Base of the errors Slipstream itself raises."""
+
+
+class RemoteError(SlipstreamError):
+    """An exception raised by endpoint code whose type could not be rebuilt locally."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = "") -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.remote_message = message
+        self.remote_traceback = traceback_text
+
+
+class WorkerCrashed(SlipstreamError):
+    """The worker running the call died (exit, signal, out of memory); it is replaced."""
+
+
+class EndpointTimeout(SlipstreamError, TimeoutError):
+    """The call ran past the endpoint's timeout; its worker was killed and replaced."""
+
+
+class Overloaded(SlipstreamError):
+    """The endpoint's queue is full; retry later or raise `workers`/the queue size."""
+
+
+class RuntimeUnavailable(SlipstreamError):
+    """No runtime answered at the configured URL."""
+
+
+class DeployError(SlipstreamError):
+    """New code was refused by the runtime; the previous generation keeps serving."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        type: str = "DeployError",
+        file: str | None = None,
+        line: int | None = None,
+        traceback: str = "",
+    ) -> None:
+        where = f" ({file}:{line})" if file and line else f" ({file})" if file else ""
+        super().__init__(f"{type}: {message}{where}")
+        self.type = type
+        self.message = message
+        self.file = file
+        self.line = line
+        self.traceback = traceback
+
+
+class RemoteTraceback(Exception):
+    """Carries the remote traceback text as the __cause__ of a re-raised exception."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n\nRemote traceback (most recent call last):\n{self.text}"
+
+
+@dataclass
+class Frame:
+    file: str  # project-relative path when the frame is in the user's code
+    line: int
+    name: str
+    code: str = ""
+    in_project: bool = False
+
+
+@dataclass
+class ErrorInfo:
+    type: str  # qualified: "ValueError", "mypkg.errors.BadPrompt"
+    message: str
+    traceback: str
+    frames: list[Frame] = field(default_factory=list)
+    kind: str = "exception"  # exception | crash | timeout | overloaded | deploy | bad-request
+    pickled: bytes | None = None  # the exception itself, when it pickles
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("pickled")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ErrorInfo:
+        frames = [Frame(**f) for f in d.get("frames", [])]
+        return cls(
+            type=d.get("type", "Error"),
+            message=d.get("message", ""),
+            traceback=d.get("traceback", ""),
+            frames=frames,
+            kind=d.get("kind", "exception"),
+        )
+
+
+def error_info(exc: BaseException, relative: Callable[[str], str | None] = lambda f: None) -> ErrorInfo:
+    """Describe exc; relative(filename) gives the project-relative path of the user's files."""
+    frames: list[Frame] = []
+    tb_lines: list[str] = []
+    for fs in traceback.extract_tb(exc.__traceback__):
+        rel = relative(fs.filename)
+        in_project = rel is not None
+        rel = rel or fs.filename
+        if not in_project and "/slipstream/" in fs.filename.replace("\\", "/"):
+            continue  # our own plumbing is noise in the user's traceback
+        frames.append(Frame(rel, fs.lineno or 0, fs.name, (fs.line or "").strip(), in_project))
+        tb_lines.append(f'  File "{rel}", line {fs.lineno}, in {fs.name}\n')
+        if fs.line:
+            tb_lines.append(f"    {fs.line.strip()}\n")
+    cls = type(exc)
+    qual = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    text = "".join(tb_lines) + "".join(traceback.format_exception_only(cls, exc))
+    pickled = None
+    try:
+        import cloudpickle
+
+        pickled = cloudpickle.dumps(exc.with_traceback(None))
+    except Exception:
+        pass
+    return ErrorInfo(qual, str(exc), text, frames, pickled=pickled)
+
+
+def rebuild(info: ErrorInfo, local_root: Path | None = None) -> BaseException:
+    """The exception to raise locally: the original type where it can be rebuilt."""
+    text = info.traceback
+    if local_root is not None:
+        for fr in info.frames:
+            if fr.in_project:
+                text = text.replace(f'File "{fr.file}"', f'File "{local_root / fr.file}"')
+    exc: BaseException | None = None
+    if info.pickled:
+        try:
+            import pickle
+
+            exc = pickle.loads(info.pickled)
+        except Exception:
+            exc = None
+    if exc is None and "." not in info.type:
+        cls = getattr(builtins, info.type, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            try:
+                exc = cls(info.message)
+            except Exception:
+                exc = None
+    if exc is None:
+        exc = RemoteError(info.type, info.message, text)
+    exc.__cause__ = RemoteTraceback(text)
+    if hasattr(exc, "add_note"):
+        exc.add_note("(raised on the Slipstream runtime; remote traceback above)")
+    return exc

@@ -1,0 +1,134 @@
+"""Messages between the runtime server and its worker processes.
+
+One message: u32 len(header) | u64 len(body) | header (JSON) | body (bytes, often a wire frame).
+The worker side is blocking (threads); the server side is an asyncio BufferedProtocol that
+receives large bodies straight into one preallocated buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["Channel", "ServerSide", "encode_header", "PREFIX"]
+
+PREFIX = struct.Struct("<IQ")
+MAX_HEADER = 16 * 1024 * 1024
+
+
+def encode_header(header: dict[str, Any], body_len: int) -> bytes:
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    return PREFIX.pack(len(raw), body_len) + raw
+
+
+def _send_all(sock: socket.socket, chunks: Sequence[bytes | memoryview]) -> None:
+    views = [memoryview(c).cast("B") for c in chunks if memoryview(c).nbytes]
+    while views:
+        sent = sock.sendmsg(views[:512])
+        while sent:
+            n = views[0].nbytes
+            if sent >= n:
+                sent -= n
+                views.pop(0)
+            else:
+                views[0] = views[0][sent:]
+                sent = 0
+
+
+class Channel:
+    """The worker's end: blocking reads on one thread, sends from any thread."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._send_lock = threading.Lock()
+
+    def send(self, header: dict[str, Any], body: Sequence[bytes | memoryview] = ()) -> None:
+        body_len = sum(memoryview(c).nbytes for c in body)
+        with self._send_lock:
+            _send_all(self.sock, [encode_header(header, body_len), *body])
+
+    def _recv_exact(self, n: int) -> bytearray:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = self.sock.recv_into(view[got:], n - got)
+            if k == 0:
+                raise EOFError("runtime closed the worker channel")
+            got += k
+        return buf
+
+    def recv(self) -> tuple[dict[str, Any], bytearray]:
+        hlen, blen = PREFIX.unpack(self._recv_exact(PREFIX.size))
+        if hlen > MAX_HEADER:
+            raise ValueError("oversized message header")
+        header = json.loads(self._recv_exact(hlen))
+        body = self._recv_exact(blen) if blen else bytearray()
+        return header, body
+
+
+class ServerSide(asyncio.BufferedProtocol):
+    """The server's end of one worker channel."""
+
+    def __init__(
+        self,
+        on_message: Callable[[dict[str, Any], bytearray], None],
+        on_lost: Callable[[Exception | None], None],
+    ) -> None:
+        self.on_message = on_message
+        self.on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+        self._prefix = bytearray(PREFIX.size)
+        self._buf = self._prefix
+        self._got = 0
+        self._stage = 0  # 0 prefix, 1 header, 2 body
+        self._header: dict[str, Any] = {}
+        self._blen = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self._buf)[self._got :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._got += nbytes
+        if self._got < len(self._buf):
+            return
+        if self._stage == 0:
+            hlen, self._blen = PREFIX.unpack(self._prefix)
+            self._next(1, bytearray(hlen))
+        elif self._stage == 1:
+            self._header = json.loads(self._buf)
+            if self._blen:
+                self._next(2, bytearray(self._blen))
+            else:
+                self._deliver(bytearray())
+        else:
+            self._deliver(self._buf)
+
+    def _next(self, stage: int, buf: bytearray) -> None:
+        self._stage, self._buf, self._got = stage, buf, 0
+        if not buf:  # zero-length header cannot happen; keep the machine moving anyway
+            self.buffer_updated(0)
+
+    def _deliver(self, body: bytearray) -> None:
+        header = self._header
+        self._stage, self._buf, self._got = 0, self._prefix, 0
+        self.on_message(header, body)
+
+    def send(self, header: dict[str, Any], body: Sequence[bytes | memoryview] = ()) -> None:
+        assert self.transport is not None
+        body_len = sum(memoryview(c).nbytes for c in body)
+        self.transport.write(encode_header(header, body_len))
+        for chunk in body:
+            if memoryview(chunk).nbytes:
+                self.transport.write(chunk)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.on_lost(exc)

@@ -1,0 +1,672 @@
+"""Worker pools: one per endpoint, scaling between min and max workers.
+
+The pool logic (queue, dispatch, scaling, timeouts, crash handling, generation switching) is
+the same for every backend; a backend only knows how to start a worker and talk to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .catalog import cost as price_cost
+from .errors import ErrorInfo
+from .ipc import ServerSide
+from .logs import LogHub
+from .spec import EndpointSpec
+from .store import Generation
+
+__all__ = ["Pool", "Call", "WorkerHandle", "LocalBackend", "PoolError", "exit_reason"]
+
+_ids = itertools.count(1)
+
+
+class PoolError(Exception):
+    """A call that could not run; kind maps to the HTTP status."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # overloaded | crash | timeout | unavailable | fatal
+        self.info = ErrorInfo(
+            {"overloaded": "Overloaded", "crash": "WorkerCrashed", "timeout": "EndpointTimeout"}.get(
+                kind, "EndpointUnavailable"
+            ),
+            message,
+            message,
+            kind=kind,
+        )
+
+
+@dataclass
+class Call:
+    method: str | None
+    fmt: str  # pickle | json
+    body: bytes | bytearray | memoryview
+    stream: bool = False
+    id: int = field(default_factory=lambda: next(_ids))
+    future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    items: asyncio.Queue[Any] | None = None
+    logs: list[dict[str, str]] = field(default_factory=list)
+    queued_at: float = field(default_factory=time.perf_counter)
+    worker: WorkerHandle | None = None
+    duration: float = 0.0
+
+
+class WorkerHandle(Protocol):
+    id: str
+    pid: int | None
+    device: str
+    devices: tuple[int, ...]
+
+    async def start(self, init: dict[str, Any]) -> dict[str, Any]: ...
+    def send(self, header: dict[str, Any], body: Any = ()) -> None: ...
+    def kill(self) -> None: ...
+    async def stop(self, grace: float = 2.0) -> None: ...
+
+
+def exit_reason(returncode: int | None, killed_by_us: str | None) -> str:
+    if killed_by_us:
+        return killed_by_us
+    if returncode is None:
+        return "the worker's connection closed unexpectedly"
+    if returncode < 0:
+        sig = -returncode
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        if sig == signal.SIGKILL:
+            return (
+                f"the worker was killed by {name}, most likely by the out-of-memory killer: "
+                "it used more memory than the machine (or its limit) allows"
+            )
+        if sig == signal.SIGSEGV:
+            return f"the worker crashed with {name} (segmentation fault) in native code"
+        return f"the worker was killed by {name}"
+    return f"the worker exited with code {returncode}"
+
+
+class LocalWorker:
+    """A worker process on this machine, spoken to over a socketpair."""
+
+    def __init__(
+        self,
+        pool_name: str,
+        on_message: Callable[[LocalWorker, dict[str, Any], bytearray], None],
+        on_exit: Callable[[LocalWorker, str], None],
+        env: dict[str, str],
+        devices: tuple[int, ...] = (),
+        memory_limit: int | None = None,
+    ) -> None:
+        self.id = f"{pool_name}-{next(_ids)}"
+        self.pid: int | None = None
+        self.devices = devices
+        self.device = "cpu"
+        self._on_message = on_message
+        self._on_exit = on_exit
+        self._env = env
+        self._memory_limit = memory_limit
+        self._proc: asyncio.subprocess.Process | None = None
+        self._proto: ServerSide | None = None
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._killed: str | None = None
+        self._exited = False
+
+    async def start(self, init: dict[str, Any]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = dict(os.environ)
+        env.update(self._env)
+        if self.devices:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.devices))
+        limit = self._memory_limit
+
+        def preexec() -> None:
+            os.setsid()
+            if limit:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "slipstream.worker",
+            "--fd",
+            str(child.fileno()),
+            pass_fds=(child.fileno(),),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=preexec,
+        )
+        child.close()
+        self.pid = self._proc.pid
+        hello = self._expect("hello")
+        _, self._proto = await loop.create_unix_connection(
+            lambda: ServerSide(self._message, self._lost), sock=parent
+        )
+        asyncio.ensure_future(self._reap())
+        await hello
+        if init:
+            self.send(init)
+            reply = await self._expect("ready", "fatal")
+            self.device = reply.get("device", "cpu")
+            return reply
+        return {}
+
+    def _expect(self, *ops: str) -> asyncio.Future[dict[str, Any]]:
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        for op in ops:
+            self._waiters[op] = fut
+        return fut
+
+    async def request(self, header: dict[str, Any], *replies: str, timeout: float | None = None) -> dict[str, Any]:
+        fut = self._expect(*replies)
+        self.send(header)
+        return await asyncio.wait_for(fut, timeout)
+
+    def _message(self, header: dict[str, Any], body: bytearray) -> None:
+        fut = self._waiters.get(header.get("op", ""))
+        if fut is not None:
+            for k in [k for k, v in self._waiters.items() if v is fut]:
+                del self._waiters[k]
+            if not fut.done():
+                header["_body"] = body
+                fut.set_result(header)
+            return
+        self._on_message(self, header, body)
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            return  # _reap reports once the process is gone
+        self._report_exit()
+
+    async def _reap(self) -> None:
+        assert self._proc is not None
+        await self._proc.wait()
+        self._report_exit()
+
+    def _report_exit(self) -> None:
+        if self._exited:
+            return
+        self._exited = True
+        rc = self._proc.returncode if self._proc else None
+        reason = exit_reason(rc, self._killed)
+        for fut in set(self._waiters.values()):
+            if not fut.done():
+                fut.set_exception(PoolError("crash", reason))
+        self._waiters.clear()
+        self._on_exit(self, reason)
+
+    def send(self, header: dict[str, Any], body: Any = ()) -> None:
+        if self._proto is None or self._proto.transport is None or self._proto.transport.is_closing():
+            raise PoolError("crash", "the worker is not running")
+        self._proto.send(header, body)
+
+    def kill(self, reason: str = "the worker was stopped") -> None:
+        if self._killed is None:
+            self._killed = reason
+        if self._proc is not None and self._proc.returncode is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self._proc.kill()
+
+    async def stop(self, grace: float = 2.0) -> None:
+        self._killed = self._killed or "the worker was stopped (scaled down)"
+        try:
+            self.send({"op": "exit"})
+        except PoolError:
+            pass
+        if self._proc is None:
+            return
+        try:
+            await asyncio.wait_for(self._proc.wait(), grace)
+        except asyncio.TimeoutError:
+            self.kill(self._killed)
+            await self._proc.wait()
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, memory_limit: int | None = None) -> None:
+        self.memory_limit = memory_limit
+
+    def create(self, pool: Pool, env: dict[str, str], devices: tuple[int, ...]) -> LocalWorker:
+        return LocalWorker(pool.name, pool._on_worker_message, pool._on_worker_exit, env, devices, self.memory_limit)
+
+
+@dataclass
+class _WState:
+    handle: Any
+    state: str = "starting"  # starting | warm | busy | retiring
+    gen: str = ""
+    inflight: dict[int, Call] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    start_s: float | None = None
+    last_active: float = field(default_factory=time.monotonic)
+    calls: int = 0
+
+
+@dataclass
+class PoolStats:
+    calls: int = 0
+    errors: int = 0
+    crashes: int = 0
+    timeouts: int = 0
+    overloads: int = 0
+    busy_s: float = 0.0
+    cost_usd: float = 0.0
+    reloads: int = 0
+    restarts: int = 0
+    model_loads: int = 0
+    started_workers: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+
+
+class Pool:
+    def __init__(
+        self,
+        info: dict[str, Any],
+        spec: EndpointSpec,
+        gen: Generation,
+        backend: Any,
+        logs: LogHub,
+        *,
+        env: dict[str, str],
+        devices: list[tuple[int, ...]] | None = None,
+        max_queue: int = 256,
+        fallback_note: str = "",
+        unavailable: str = "",
+    ) -> None:
+        self.name = spec.name
+        self.info = info
+        self.spec = spec
+        self.gen = gen
+        self.backend = backend
+        self.logs = logs
+        self.env = env
+        self.device_slots = devices or []
+        self.max_queue = max_queue
+        self.fallback_note = fallback_note
+        self.unavailable = unavailable
+        self.workers: list[_WState] = []
+        self.queue: deque[Call] = deque()
+        self.stats = PoolStats()
+        self.last_error: str = ""
+        self._closed = False
+        self._fatal: ErrorInfo | None = None
+        self._reaper = asyncio.ensure_future(self._reap_idle())
+        self._pump()
+
+    # --- public -----------------------------------------------------------------------
+    async def call(self, call: Call) -> Call:
+        """Queue a call and wait for it; raises PoolError for runtime-side failures."""
+        if self.unavailable:
+            raise PoolError("unavailable", self.unavailable)
+        if self._closed:
+            raise PoolError("unavailable", f"endpoint {self.name!r} was removed by a newer deploy")
+        if len(self.queue) >= self.max_queue:
+            self.stats.overloads += 1
+            raise PoolError(
+                "overloaded",
+                f"endpoint {self.name!r} is overloaded: {len(self.queue)} calls queued, "
+                f"{self._running()} running on {len(self.workers)} worker(s) (max {self.spec.workers_max}). "
+                "Retry later, or raise workers=(min, max) or concurrency.",
+            )
+        self._fatal = None
+        self.queue.append(call)
+        self._pump()
+        try:
+            await asyncio.wait_for(asyncio.shield(call.future), self.spec.timeout + self._queue_wait_allowance())
+        except asyncio.TimeoutError:
+            self._on_timeout(call)
+        return call
+
+    def _queue_wait_allowance(self) -> float:
+        return 0.0  # the timeout covers running time; see _on_timeout for queued calls
+
+    def update(self, info: dict[str, Any], spec: EndpointSpec, gen: Generation, replace: str = "") -> None:
+        """A new generation: workers load it between calls, or are replaced when they must be."""
+        self.info, self.gen = info, gen
+        old, self.spec = self.spec, spec
+        changed = [f for f in ("gpu", "dependencies", "env") if getattr(old, f) != getattr(spec, f)]
+        if changed and not replace:
+            replace = f"{', '.join(changed)} changed"
+        if replace:
+            self.stats.restarts += 1
+            self.logs.emit(endpoint=self.name, stream="system", text=f"replacing workers: {replace}")
+            for w in list(self.workers):
+                self._retire(w)
+        else:
+            for w in self.workers:
+                if w.state == "warm" and not w.inflight:
+                    self._send_load(w)
+        self._pump()
+
+    async def close(self) -> None:
+        self._closed = True
+        self._reaper.cancel()
+        while self.queue:
+            c = self.queue.popleft()
+            if not c.future.done():
+                c.future.set_exception(PoolError("unavailable", f"endpoint {self.name!r} was removed"))
+        await asyncio.gather(*(w.handle.stop() for w in self.workers), return_exceptions=True)
+        self.workers.clear()
+
+    def describe(self) -> dict[str, Any]:
+        lat = sorted(self.stats.latencies)
+
+        def pct(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 2) if lat else None
+
+        return {
+            "name": self.name,
+            "module": self.info.get("module"),
+            "file": self.info.get("file"),
+            "line": self.info.get("line"),
+            "kind": self.info.get("kind"),
+            "methods": self.info.get("methods", []),
+            "generator": self.info.get("generator", False),
+            "gpu": self.spec.gpu_label,
+            "spec": self.spec.to_dict(),
+            "generation": self.gen.id,
+            "note": self.fallback_note,
+            "unavailable": self.unavailable,
+            "last_error": self.last_error,
+            "pool": {
+                "workers": [
+                    {
+                        "id": w.handle.id,
+                        "state": w.state,
+                        "pid": w.handle.pid,
+                        "device": w.handle.device,
+                        "gpus": list(w.handle.devices),
+                        "generation": w.gen,
+                        "inflight": len(w.inflight),
+                        "calls": w.calls,
+                        "start_s": None if w.start_s is None else round(w.start_s, 4),
+                        "started_at": w.started_at,
+                    }
+                    for w in self.workers
+                ],
+                "min": self.spec.workers_min,
+                "max": self.spec.workers_max,
+                "concurrency": self.spec.concurrency,
+                "queued": len(self.queue),
+                "max_queue": self.max_queue,
+            },
+            "stats": {
+                "calls": self.stats.calls,
+                "errors": self.stats.errors,
+                "crashes": self.stats.crashes,
+                "timeouts": self.stats.timeouts,
+                "overloads": self.stats.overloads,
+                "busy_s": round(self.stats.busy_s, 6),
+                "cost_usd": round(self.stats.cost_usd, 8),
+                "reloads": self.stats.reloads,
+                "restarts": self.stats.restarts,
+                "model_loads": self.stats.model_loads,
+                "started_workers": self.stats.started_workers,
+                "p50_ms": pct(0.5),
+                "p99_ms": pct(0.99),
+            },
+        }
+
+    # --- dispatch ---------------------------------------------------------------------
+    def _running(self) -> int:
+        return sum(len(w.inflight) for w in self.workers)
+
+    def _pump(self) -> None:
+        if self._closed:
+            return
+        conc = self.spec.concurrency
+        while self.queue:
+            w = self._free_worker()
+            if w is None:
+                break
+            call = self.queue.popleft()
+            if call.future.done():
+                continue
+            self._dispatch(w, call)
+        starting = sum(1 for w in self.workers if w.state == "starting")
+        live = [w for w in self.workers if w.state != "retiring"]
+        want = max(self.spec.workers_min - len(live), 0)
+        if self.queue and self._fatal is None:
+            want = max(want, min(-(-len(self.queue) // conc) - starting, self.spec.workers_max - len(live)))
+        for _ in range(max(want, 0)):
+            self._start_worker()
+
+    def _free_worker(self) -> _WState | None:
+        best = None
+        for w in self.workers:
+            if w.state in ("warm", "busy") and len(w.inflight) < self.spec.concurrency:
+                if best is None or len(w.inflight) < len(best.inflight):
+                    best = w
+        return best
+
+    def _dispatch(self, w: _WState, call: Call) -> None:
+        if w.gen != self.gen.id:
+            self._send_load(w)
+        w.inflight[call.id] = call
+        w.state = "busy"
+        w.calls += 1
+        call.worker = w.handle
+        call.started = time.perf_counter()  # type: ignore[attr-defined]
+        header = {"op": "call", "id": call.id, "method": call.method, "format": call.fmt}
+        try:
+            w.handle.send(header, [call.body])
+        except Exception as exc:  # noqa: BLE001 - the exit handler fails the call
+            self.logs.emit(endpoint=self.name, stream="system", text=f"send failed: {exc}")
+
+    def _send_load(self, w: _WState) -> None:
+        w.gen = self.gen.id
+        w.handle.send(
+            {"op": "load", "gen": self.gen.id, "gen_dir": str(self.gen.dir), "manifest": self.gen.files}
+        )
+
+    def _devices_for_next(self) -> tuple[int, ...]:
+        if not self.device_slots:
+            return ()
+        used = [w.handle.devices for w in self.workers]
+        return min(self.device_slots, key=lambda d: used.count(d))
+
+    def _start_worker(self) -> None:
+        handle = self.backend.create(self, self.env, self._devices_for_next())
+        w = _WState(handle, gen=self.gen.id)
+        self.workers.append(w)
+        self.stats.started_workers += 1
+        asyncio.ensure_future(self._boot(w))
+
+    async def _boot(self, w: _WState) -> None:
+        started = time.perf_counter()
+        init = {
+            "op": "init",
+            "endpoint": self.name,
+            "module": self.info["module"],
+            "gen": self.gen.id,
+            "gen_dir": str(self.gen.dir),
+            "manifest": self.gen.files,
+            "concurrency": self.spec.concurrency,
+        }
+        try:
+            reply = await w.handle.start(init)
+        except PoolError as exc:
+            self._boot_failed(w, ErrorInfo("WorkerCrashed", f"worker failed to start: {exc}", str(exc), kind="crash"))
+            return
+        except Exception as exc:  # noqa: BLE001
+            self._boot_failed(w, ErrorInfo(type(exc).__name__, f"worker failed to start: {exc}", str(exc), kind="fatal"))
+            return
+        if reply.get("op") == "fatal":
+            info = ErrorInfo.from_dict(reply["error"])
+            info.kind = "fatal"
+            self._boot_failed(w, info)
+            return
+        w.start_s = time.perf_counter() - started
+        if w.state == "starting":
+            w.state = "warm"
+            w.last_active = time.monotonic()
+        self.logs.emit(
+            endpoint=self.name, stream="system", text=f"worker {w.handle.id} ready in {w.start_s:.2f}s on {w.handle.device}"
+        )
+        if w.gen != self.gen.id:
+            self._send_load(w)
+        self._pump()
+
+    def _boot_failed(self, w: _WState, info: ErrorInfo) -> None:
+        self._fatal = info
+        self.last_error = f"{info.type}: {info.message}"
+        if w in self.workers:
+            self.workers.remove(w)
+        w.handle.kill("start failed")
+        # Nothing can run until the code changes: fail what is queued with the reason.
+        while self.queue:
+            c = self.queue.popleft()
+            if not c.future.done():
+                c.future.set_result(("error", info))
+
+    def _retire(self, w: _WState) -> None:
+        if w.state == "retiring":
+            return
+        w.state = "retiring"
+        if not w.inflight:
+            self._remove(w)
+            asyncio.ensure_future(w.handle.stop())
+
+    def _remove(self, w: _WState) -> None:
+        if w in self.workers:
+            self.workers.remove(w)
+
+    # --- worker events ----------------------------------------------------------------
+    def _state_of(self, handle: Any) -> _WState | None:
+        return next((w for w in self.workers if w.handle is handle), None)
+
+    def _on_worker_message(self, handle: Any, header: dict[str, Any], body: bytearray) -> None:
+        w = self._state_of(handle)
+        op = header.get("op")
+        if op == "log":
+            call = w.inflight.get(header.get("id")) if w else None
+            entry = {"stream": header.get("stream", "stdout"), "text": header.get("text", "")}
+            if call is not None:
+                call.logs.append(entry)
+            self.logs.emit(endpoint=self.name, worker=handle.id, call=header.get("id"), **entry)
+            return
+        if w is None:
+            return
+        if op == "loaded":
+            if header.get("mode") == "restart":
+                self.logs.emit(endpoint=self.name, stream="system", text=f"reload needs a new worker: {header.get('reason')}")
+                self._retire(w)
+                self._pump()
+                return
+            self.stats.reloads += 1
+            self.stats.model_loads += int(header.get("model_loads", 0))
+            self.logs.emit(
+                endpoint=self.name,
+                stream="system",
+                text=f"worker {handle.id} reloaded {header.get('gen')} in {header.get('reload_s', 0) * 1000:.1f} ms "
+                f"(re-executed: {', '.join(header.get('reexecuted', [])) or 'nothing'})",
+            )
+            return
+        if op == "load_error":
+            self.logs.emit(endpoint=self.name, stream="system", text=f"reload failed in {handle.id}; replacing it")
+            self._retire(w)
+            self._pump()
+            return
+        call = w.inflight.get(header.get("id"))
+        if call is None:
+            return
+        if op == "item":
+            if call.items is not None:
+                call.items.put_nowait(body)
+            return
+        if op in ("result", "error"):
+            del w.inflight[call.id]
+            w.last_active = time.monotonic()
+            call.duration = float(header.get("duration", 0.0))
+            self._meter(call, ok=op == "result")
+            if not call.future.done():
+                if op == "result":
+                    call.future.set_result(("ok", body))
+                else:
+                    info = ErrorInfo.from_dict(header["error"])
+                    info.pickled = bytes(body) if body else None
+                    call.future.set_result(("error", info))
+            if w.state == "retiring" and not w.inflight:
+                self._remove(w)
+                asyncio.ensure_future(w.handle.stop())
+            elif w.state == "busy" and not w.inflight:
+                w.state = "warm"
+            self._pump()
+
+    def _meter(self, call: Call, ok: bool) -> None:
+        self.stats.calls += 1
+        if not ok:
+            self.stats.errors += 1
+        self.stats.busy_s += call.duration
+        self.stats.cost_usd += price_cost(self.spec.gpu_label, call.duration)
+        self.stats.latencies.append(time.perf_counter() - call.queued_at)
+
+    def call_cost(self, call: Call) -> float:
+        return price_cost(self.spec.gpu_label, call.duration)
+
+    def _on_worker_exit(self, handle: Any, reason: str) -> None:
+        w = self._state_of(handle)
+        if w is None:
+            return
+        self._remove(w)
+        if w.inflight:
+            self.stats.crashes += 1
+            self.last_error = reason
+            self.logs.emit(endpoint=self.name, stream="system", text=f"worker {handle.id}: {reason}")
+        for call in w.inflight.values():
+            if not call.future.done():
+                call.future.set_exception(PoolError("crash", f"endpoint {self.name!r}: {reason}; it was replaced"))
+        w.inflight.clear()
+        self._pump()
+
+    def _on_timeout(self, call: Call) -> None:
+        if call in self.queue:
+            self.queue.remove(call)
+            raise PoolError("timeout", f"endpoint {self.name!r}: the call waited {self.spec.timeout:g}s in the queue")
+        w = self._state_of(call.worker) if call.worker else None
+        self.stats.timeouts += 1
+        msg = f"endpoint {self.name!r}: the call ran past its timeout of {self.spec.timeout:g}s; its worker was killed and replaced"
+        if w is not None:
+            w.inflight.pop(call.id, None)
+            others = list(w.inflight.values())
+            w.inflight.clear()
+            self._remove(w)
+            w.handle.kill(f"killed because a call on the same worker ran past its {self.spec.timeout:g}s timeout")
+            for other in others:
+                if not other.future.done():
+                    other.future.set_exception(
+                        PoolError("crash", f"endpoint {self.name!r}: its worker was killed because another call timed out")
+                    )
+            self._pump()
+        raise PoolError("timeout", msg)
+
+    async def _reap_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, max(self.spec.idle_timeout / 4, 0.05)))
+            now = time.monotonic()
+            live = [w for w in self.workers if w.state != "retiring"]
+            surplus = len(live) - self.spec.workers_min
+            for w in sorted(live, key=lambda w: w.last_active):
+                if surplus <= 0:
+                    break
+                if w.state == "warm" and not w.inflight and now - w.last_active >= self.spec.idle_timeout:
+                    self.logs.emit(endpoint=self.name, stream="system", text=f"worker {w.handle.id} idle; scaling down")
+                    self._remove(w)
+                    asyncio.ensure_future(w.handle.stop())
+                    surplus -= 1

@@ -1,0 +1,403 @@
+"""The runtime's HTTP API (FastAPI on uvicorn). See docs/http-api.md."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import socket
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Body, FastAPI, Path as PathParam, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from . import __version__, wire
+from .errors import ErrorInfo
+from .pools import Call, PoolError
+from .service import DeployRefused, Runtime
+from .store import UploadRefused
+
+__all__ = ["create_app", "serve", "bind_socket"]
+
+OPEN_PATHS = {"/health"}
+STATUS = {"overloaded": 429, "timeout": 504, "crash": 502, "unavailable": 503, "fatal": 500, "bad-request": 422}
+
+
+class TokenAuth:
+    """Bearer-token check on every request but /health, constant-time."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            got = b""
+            for k, v in scope["headers"]:
+                if k == b"authorization":
+                    got = v
+                    break
+            if not hmac.compare_digest(got, self.expected):
+                msg = "missing bearer token" if not got else "wrong token"
+                resp = JSONResponse(
+                    {"error": {"type": "Unauthorized", "message": f"{msg}: send 'Authorization: Bearer <token>' "
+                               "(the token `slipstream serve` printed, or SLIPSTREAM_TOKEN)"}},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await resp(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class Manifest(BaseModel):
+    files: dict[str, str] = Field(description="project-relative POSIX path -> SHA-256 of its bytes")
+
+
+class Commit(Manifest):
+    entries: list[str] = Field(default_factory=list, description="files that define endpoints (imported to find them)")
+
+
+def _error(status: int, type_: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"type": type_, "message": message, **extra}}, status_code=status)
+
+
+def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
+    app = FastAPI(
+        title="Slipstream runtime",
+        version=__version__,
+        description="Runs @endpoint functions in worker pools; code arrives by content-addressed sync.",
+    )
+    app.state.runtime = rt
+
+    @app.get("/health", summary="Liveness, version and the GPU inventory (no token needed)")
+    async def health() -> dict[str, Any]:
+        return rt.health()
+
+    @app.post("/v1/sync/manifest", summary="Which of these files does the runtime lack?")
+    async def manifest(m: Manifest) -> Any:
+        try:
+            return {"missing": rt.missing(m.files)}
+        except UploadRefused as exc:
+            return _error(400, "UploadRefused", str(exc))
+
+    @app.put(
+        "/v1/blobs/{sha}",
+        summary="Upload one file's bytes, addressed by their SHA-256",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+    )
+    async def put_blob(request: Request, sha: str = PathParam(..., pattern="^[0-9a-f]{64}$")) -> Any:
+        limit = rt.store.limits.max_file_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return _error(413, "UploadRefused", f"file of {declared} bytes is over the {limit} byte limit")
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                return _error(413, "UploadRefused", f"file is over the {limit} byte limit")
+        try:
+            await asyncio.to_thread(rt.put_blob, sha, bytes(data))
+        except UploadRefused as exc:
+            return _error(400, "UploadRefused", str(exc))
+        return {"stored": sha}
+
+    @app.post("/v1/generations", summary="Commit a generation: import it, then swap workers to it")
+    async def commit(c: Commit) -> Any:
+        try:
+            return await rt.commit(c.files, c.entries)
+        except UploadRefused as exc:
+            return _error(400, "UploadRefused", str(exc))
+        except DeployRefused as exc:
+            info = exc.info
+            where = next((f for f in reversed(info.frames) if f.in_project), None)
+            return _error(
+                422, info.type, info.message, kind="deploy", traceback=info.traceback,
+                frames=[vars(f) for f in info.frames],
+                file=where.file if where else None, line=where.line if where else None,
+            )
+
+    @app.get("/v1/endpoints", summary="Endpoints with their pool state and stats")
+    async def endpoints() -> dict[str, Any]:
+        return {"endpoints": [p.describe() for p in rt.pools.values()], "spend": rt.spend(), "runtime": rt.health()}
+
+    @app.get("/v1/endpoints/{name}", summary="One endpoint's pool state and stats")
+    async def endpoint_info(name: str) -> Any:
+        try:
+            return rt.pool(name).describe()
+        except KeyError as exc:
+            return _error(404, "UnknownEndpoint", exc.args[0])
+
+    @app.post(
+        "/v1/endpoints/{name}/call",
+        summary="Call an endpoint",
+        description="JSON: body {\"args\": [...], \"kwargs\": {...}}, reply {ok, result, duration_s, cost_usd, ...}. "
+        "SDK: a Slipstream pickle frame of the same object, reply a stream of records.",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"type": "object", "properties": {
+                        "args": {"type": "array", "items": {}}, "kwargs": {"type": "object"}}}},
+                    wire.CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                },
+            }
+        },
+    )
+    async def call(
+        request: Request,
+        name: str,
+        method: str | None = Query(None, description="method of a class endpoint"),
+        stream: bool = Query(False, description="stream generator items as they come (SDK format)"),
+    ) -> Any:
+        try:
+            pool = rt.pool(name)
+        except KeyError as exc:
+            return _error(404, "UnknownEndpoint", exc.args[0])
+        ctype = request.headers.get("content-type", "").split(";")[0].strip()
+        if ctype == wire.CONTENT_TYPE:
+            fmt = "pickle"
+        elif ctype in ("application/json", ""):
+            fmt = "json"
+        else:
+            return _error(415, "UnsupportedMediaType", f"send application/json or {wire.CONTENT_TYPE}, not {ctype!r}")
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_body:
+            return _error(413, "PayloadTooLarge", f"request body over {max_body} bytes")
+        body = await _read_body(request, max_body)
+        if body is None:
+            return _error(413, "PayloadTooLarge", f"request body over {max_body} bytes")
+        if fmt == "json":
+            try:
+                parsed = json.loads(body or b"{}")
+            except ValueError as exc:
+                return _error(400, "BadRequest", f"body is not valid JSON: {exc}")
+            if not isinstance(parsed, dict) or not isinstance(parsed.get("args", []), list) or not isinstance(parsed.get("kwargs", {}), dict):
+                return _error(400, "BadRequest", "body must be an object {\"args\": [...], \"kwargs\": {...}}")
+        c = Call(method=method, fmt=fmt, body=body, stream=stream and fmt == "pickle")
+        if c.stream:
+            c.items = asyncio.Queue()
+            return StreamingResponse(_stream(rt, pool, c), media_type=wire.CONTENT_TYPE)
+        try:
+            await pool.call(c)
+        except PoolError as exc:
+            return _failure(pool, c, exc.info, fmt)
+        status, payload = c.future.result()
+        if fmt == "json":
+            return _json_reply(pool, c, status, payload)
+        return _ChunkedResponse(_sdk_records(pool, c, status, payload), wire.CONTENT_TYPE, 200 if status == "ok" else _http_status(payload))
+
+    @app.get("/v1/logs", summary="Live logs as server-sent events")
+    async def logs(request: Request, endpoint: str | None = None, backlog: int = Query(50, ge=0, le=2000)) -> Any:
+        q = rt.logs.subscribe()
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                for e in list(rt.logs.recent)[-backlog:] if backlog else []:
+                    if endpoint is None or e.get("endpoint") == endpoint:
+                        yield b"data: " + wire.json_dumps(e) + b"\n\n"
+                while True:
+                    try:
+                        e = await asyncio.wait_for(q.get(), 15)
+                    except asyncio.TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                    if endpoint is None or e.get("endpoint") == endpoint:
+                        yield b"data: " + wire.json_dumps(e) + b"\n\n"
+            finally:
+                rt.logs.unsubscribe(q)
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def metrics() -> str:
+        return _prometheus(rt)
+
+    return TokenAuth(app, token)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _http_status(info: Any) -> int:
+    kind = getattr(info, "kind", "exception")
+    return STATUS.get(kind, 500)
+
+
+def _meta(pool: Any, c: Call) -> dict[str, Any]:
+    handle = c.worker
+    return {
+        "endpoint": pool.name,
+        "duration_s": round(c.duration, 6),
+        "cost_usd": pool.call_cost(c),
+        "gpu": pool.spec.gpu_label,
+        "device": getattr(handle, "device", ""),
+        "worker": getattr(handle, "id", ""),
+        "generation": pool.gen.id,
+        "note": pool.fallback_note,
+    }
+
+
+def _error_payload(info: ErrorInfo) -> dict[str, Any]:
+    d = info.to_dict()
+    if info.pickled:
+        d["pickled"] = base64.b64encode(info.pickled).decode()
+    return d
+
+
+def _sdk_records(pool: Any, c: Call, status: str, payload: Any) -> list[Any]:
+    chunks: list[Any] = [wire.json_record(wire.REC_LOG, log) for log in c.logs]
+    chunks.append(wire.json_record(wire.REC_META, _meta(pool, c)))
+    if status == "ok":
+        chunks += wire.record(wire.REC_RESULT, payload)
+    else:
+        chunks.append(wire.json_record(wire.REC_ERROR, _error_payload(payload)))
+    return chunks
+
+
+def _json_reply(pool: Any, c: Call, status: str, payload: Any) -> Response:
+    meta = _meta(pool, c)
+    if status == "ok":
+        head = wire.json_dumps({"ok": True, **meta, "logs": c.logs})
+        return Response(head[:-1] + b',"result":' + bytes(payload) + b"}", media_type="application/json")
+    return JSONResponse({"ok": False, **meta, "logs": c.logs, "error": payload.to_dict()}, status_code=_http_status(payload))
+
+
+def _failure(pool: Any, c: Call, info: ErrorInfo, fmt: str) -> Response:
+    status = STATUS.get(info.kind, 500)
+    headers = {"Retry-After": "1"} if info.kind == "overloaded" else None
+    if fmt == "json":
+        return JSONResponse({"ok": False, "endpoint": pool.name, "logs": c.logs, "error": info.to_dict()}, status_code=status, headers=headers)
+    body = [wire.json_record(wire.REC_LOG, log) for log in c.logs] + [wire.json_record(wire.REC_ERROR, _error_payload(info))]
+    return _ChunkedResponse(body, wire.CONTENT_TYPE, status, headers)
+
+
+async def _stream(rt: Runtime, pool: Any, c: Call) -> AsyncIterator[Any]:
+    task = asyncio.ensure_future(pool.call(c))
+    assert c.items is not None
+    sent_logs = 0
+    while True:
+        getter = asyncio.ensure_future(c.items.get())
+        done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+        for log in c.logs[sent_logs:]:
+            yield wire.json_record(wire.REC_LOG, log)
+        sent_logs = len(c.logs)
+        if getter in done:
+            for part in wire.record(wire.REC_ITEM, getter.result()):
+                yield bytes(part) if isinstance(part, (bytearray, memoryview)) else part
+            continue
+        getter.cancel()
+        while not c.items.empty():
+            for part in wire.record(wire.REC_ITEM, c.items.get_nowait()):
+                yield bytes(part) if isinstance(part, (bytearray, memoryview)) else part
+        try:
+            task.result()
+        except PoolError as exc:
+            yield wire.json_record(wire.REC_ERROR, _error_payload(exc.info))
+            return
+        status, payload = c.future.result()
+        yield wire.json_record(wire.REC_META, _meta(pool, c))
+        if status == "ok":
+            yield b"".join(bytes(p) for p in wire.record(wire.REC_RESULT, payload))
+        else:
+            yield wire.json_record(wire.REC_ERROR, _error_payload(payload))
+        return
+
+
+class _ChunkedResponse(Response):
+    """A response sent as several body chunks without joining them (large results)."""
+
+    def __init__(self, chunks: list[Any], media_type: str, status_code: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.chunks = chunks
+        super().__init__(content=b"", status_code=status_code, media_type=media_type, headers=headers)
+        self.headers["content-length"] = str(sum(memoryview(c).nbytes for c in chunks))
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        last = len(self.chunks) - 1
+        for i, chunk in enumerate(self.chunks):
+            await send({"type": "http.response.body", "body": bytes(chunk) if not isinstance(chunk, bytes) else chunk, "more_body": i < last})
+        if not self.chunks:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _prometheus(rt: Runtime) -> str:
+    lines = [
+        "# HELP slipstream_calls_total Calls completed per endpoint.",
+        "# TYPE slipstream_calls_total counter",
+    ]
+    series: dict[str, list[str]] = {
+        "slipstream_errors_total": [], "slipstream_crashes_total": [], "slipstream_timeouts_total": [],
+        "slipstream_overloads_total": [], "slipstream_busy_seconds_total": [], "slipstream_cost_usd_total": [],
+        "slipstream_queue_depth": [], "slipstream_workers": [], "slipstream_reloads_total": [],
+        "slipstream_worker_start_seconds": [],
+    }
+    for p in rt.pools.values():
+        lab = f'endpoint="{p.name}",gpu="{p.spec.gpu_label}"'
+        s = p.stats
+        lines.append(f"slipstream_calls_total{{{lab}}} {s.calls}")
+        series["slipstream_errors_total"].append(f"{{{lab}}} {s.errors}")
+        series["slipstream_crashes_total"].append(f"{{{lab}}} {s.crashes}")
+        series["slipstream_timeouts_total"].append(f"{{{lab}}} {s.timeouts}")
+        series["slipstream_overloads_total"].append(f"{{{lab}}} {s.overloads}")
+        series["slipstream_busy_seconds_total"].append(f"{{{lab}}} {s.busy_s:.6f}")
+        series["slipstream_cost_usd_total"].append(f"{{{lab}}} {s.cost_usd:.8f}")
+        series["slipstream_queue_depth"].append(f"{{{lab}}} {len(p.queue)}")
+        series["slipstream_reloads_total"].append(f"{{{lab}}} {s.reloads}")
+        for state in ("starting", "warm", "busy", "retiring"):
+            n = sum(1 for w in p.workers if w.state == state)
+            series["slipstream_workers"].append(f'{{{lab},state="{state}"}} {n}')
+        for w in p.workers:
+            if w.start_s is not None:
+                series["slipstream_worker_start_seconds"].append(f'{{{lab},worker="{w.handle.id}"}} {w.start_s:.4f}')
+    for name, rows in series.items():
+        kind = "gauge" if name in ("slipstream_queue_depth", "slipstream_workers", "slipstream_worker_start_seconds") else "counter"
+        lines.append(f"# TYPE {name} {kind}")
+        lines += [name + r for r in rows]
+    lines.append("# TYPE slipstream_gpus gauge")
+    lines.append(f"slipstream_gpus {len(rt.devices)}")
+    return "\n".join(lines) + "\n"
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+
+async def serve(rt: Runtime, sock: socket.socket, token: str, *, log_level: str = "warning", on_ready: Any = None) -> None:
+    import uvicorn
+
+    app = create_app(rt, token)
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30)
+    server = uvicorn.Server(config)
+    if on_ready:
+        asyncio.get_running_loop().call_soon(on_ready)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        await rt.shutdown()
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

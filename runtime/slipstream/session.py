@@ -1,0 +1,223 @@
+"""The SDK's side of a call: find (or start) the runtime, sync the code once, call, meter."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .client import CallOutcome, RuntimeClient, UnknownEndpoint
+from .config import find_project_root, load_project, runtime_from_env
+from .errors import EndpointTimeout, ErrorInfo, Overloaded, RuntimeUnavailable, SlipstreamError, WorkerCrashed, rebuild
+
+if TYPE_CHECKING:
+    from .embedded import EmbeddedRuntime
+    from .endpoint import Endpoint
+
+__all__ = ["Session", "current", "spend"]
+
+_KIND_TO_ERROR = {"crash": WorkerCrashed, "timeout": EndpointTimeout, "overloaded": Overloaded}
+
+
+def _say(msg: str) -> None:
+    print(f"slipstream: {msg}", file=sys.stderr, flush=True)
+
+
+class Session:
+    def __init__(self) -> None:
+        self.client: RuntimeClient | None = None
+        self.embedded: EmbeddedRuntime | None = None
+        self.root: Path | None = None
+        self.synced_gen: str | None = None
+        self.runtime_id: str | None = None
+        self.spend_usd = 0.0
+        self.busy_s = 0.0
+        self.calls = 0
+        self._notes: set[str] = set()
+        self._lock = threading.RLock()
+
+    # --- connection and sync ----------------------------------------------------------
+    def _root_for(self, ep: Endpoint) -> Path:
+        src = ep.source_file
+        if src and Path(src).exists():
+            return find_project_root(src)
+        main = sys.modules.get("__main__")
+        f = getattr(main, "__file__", None)
+        return find_project_root(f) if f else Path.cwd()
+
+    def ensure(self, ep: Endpoint) -> RuntimeClient:
+        with self._lock:
+            if self.client is None:
+                self.root = self._root_for(ep)
+                target = runtime_from_env(load_project(self.root))
+                if target:
+                    self.client = RuntimeClient(*target)
+                else:
+                    from .embedded import EmbeddedRuntime
+
+                    self.embedded = EmbeddedRuntime.start(self.root)
+                    self.client = RuntimeClient(self.embedded.url, self.embedded.token)
+                    os.environ["SLIPSTREAM_RUNTIME_URL"] = self.embedded.url
+                    os.environ["SLIPSTREAM_TOKEN"] = self.embedded.token
+            if self.synced_gen is None:
+                self._sync()
+            return self.client
+
+    def _sync(self) -> None:
+        assert self.client is not None and self.root is not None
+        h = self.client.health()
+        self.runtime_id = h.get("runtime_id")
+        res = self.client.sync(self.root)
+        self.synced_gen = res.generation
+        for line in res.skipped:
+            self.note(line, f"not synced: {line}")
+
+    def resync(self) -> None:
+        with self._lock:
+            self.synced_gen = None
+            self._sync()
+
+    def note(self, key: str, text: str) -> None:
+        if key not in self._notes:
+            self._notes.add(key)
+            _say(text)
+
+    # --- calls ------------------------------------------------------------------------
+    def _with_retry(self, ep: Endpoint, fn: Any) -> CallOutcome:
+        client = self.ensure(ep)
+        try:
+            return fn(client)
+        except UnknownEndpoint:
+            # the runtime restarted (or another client deployed other code): sync and retry once
+            self.resync()
+            return fn(client)
+        except RuntimeUnavailable:
+            if self.embedded is not None:
+                raise
+            self._wait_for_runtime(client)
+            self.resync()
+            return fn(client)
+
+    def _wait_for_runtime(self, client: RuntimeClient, patience: float = 30.0) -> None:
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            try:
+                client.health()
+                return
+            except RuntimeUnavailable:
+                time.sleep(0.5)
+        raise RuntimeUnavailable(f"the runtime at {client.url} did not come back within {patience:g}s")
+
+    def call(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        timeout = ep.spec.timeout + 30
+        out = self._with_retry(ep, lambda c: c.call(ep.name, method, args, kwargs, timeout=timeout))
+        return self._finish(ep, out)
+
+    async def call_async(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        client = await asyncio.to_thread(self.ensure, ep)
+        timeout = ep.spec.timeout + 30
+        try:
+            out = await client.call_async(ep.name, method, args, kwargs, timeout=timeout)
+        except UnknownEndpoint:
+            await asyncio.to_thread(self.resync)
+            out = await client.call_async(ep.name, method, args, kwargs, timeout=timeout)
+        return self._finish(ep, out)
+
+    def map(self, ep: Endpoint, method: str | None, items: list[Any], kwargs: dict[str, Any]) -> list[Any]:
+        if not items:
+            return []
+        self.ensure(ep)
+        timeout = ep.spec.timeout + 30
+
+        def one(item: Any) -> Any:
+            delay = 0.05
+            while True:
+                try:
+                    out = self._with_retry(ep, lambda c: c.call(ep.name, method, (item,), kwargs, timeout=timeout))
+                except Overloaded:
+                    out = None
+                if out is not None and not (out.error and out.error.kind == "overloaded"):
+                    return self._finish(ep, out)
+                time.sleep(delay)  # a batch waits for room rather than failing on a full queue
+                delay = min(delay * 2, 2.0)
+
+        width = min(len(items), max(4, ep.spec.workers_max * ep.spec.concurrency * 2), 64)
+        with ThreadPoolExecutor(width, thread_name_prefix=f"map-{ep.name}") as ex:
+            return list(ex.map(one, items))
+
+    def stream(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
+        client = self.ensure(ep)
+        for kind, value in client.stream(ep.name, method, args, kwargs, timeout=ep.spec.timeout + 30):
+            if kind == "item":
+                yield value
+            else:
+                self._finish(ep, value)
+
+    def _finish(self, ep: Endpoint, out: CallOutcome) -> Any:
+        from .endpoint import CallInfo
+
+        for log in out.logs:
+            stream = sys.stderr if log.get("stream") == "stderr" else sys.stdout
+            stream.write(log.get("text", ""))
+        if out.meta:
+            info = CallInfo(
+                endpoint=ep.name,
+                duration_s=float(out.meta.get("duration_s", 0.0)),
+                cost_usd=float(out.meta.get("cost_usd", 0.0)),
+                gpu=out.meta.get("gpu", ""),
+                device=out.meta.get("device", ""),
+                worker=out.meta.get("worker", ""),
+            )
+            ep.last_call = info
+            with self._lock:
+                self.spend_usd += info.cost_usd
+                self.busy_s += info.duration_s
+                self.calls += 1
+            note = out.meta.get("note")
+            if note:
+                self.note(note, note + " (costs show what that GPU would bill)")
+        if out.error is not None:
+            raise self._exception(out.error)
+        return out.value
+
+    def _exception(self, info: ErrorInfo) -> BaseException:
+        if info.kind == "bad-request":
+            return TypeError(info.message)
+        cls = _KIND_TO_ERROR.get(info.kind)
+        if cls is not None:
+            return cls(info.message)
+        if info.kind in ("unavailable", "fatal", "bad-response") and not info.pickled:
+            if info.kind == "fatal":
+                return rebuild(info, self.root)
+            return SlipstreamError(info.message)
+        return rebuild(info, self.root)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+_session: Session | None = None
+_session_lock = threading.Lock()
+
+
+def current() -> Session:
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = Session()
+        return _session
+
+
+def spend() -> dict[str, float]:
+    """What this process's calls cost so far (busy seconds priced per GPU asked for)."""
+    s = current()
+    return {"cost_usd": s.spend_usd, "busy_s": s.busy_s, "calls": s.calls}

@@ -1,0 +1,139 @@
+"""Content-addressed code store: blobs by SHA-256, generations as directories of them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+__all__ = ["Store", "Limits", "UploadRefused", "validate_path", "Generation"]
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+class UploadRefused(ValueError):
+    """A manifest or blob the runtime will not take; says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_file_bytes: int = 64 * 1024 * 1024
+    max_total_bytes: int = 512 * 1024 * 1024
+    max_files: int = 20_000
+    max_path_len: int = 512
+
+
+@dataclass
+class Generation:
+    id: str
+    dir: Path
+    files: dict[str, str]
+    entries: list[str] = field(default_factory=list)
+
+
+def validate_path(path: str, limits: Limits = Limits()) -> str:
+    """A safe project-relative POSIX path, or UploadRefused."""
+    if not isinstance(path, str) or not path:
+        raise UploadRefused("empty path in manifest")
+    if len(path) > limits.max_path_len:
+        raise UploadRefused(f"path too long ({len(path)} > {limits.max_path_len}): {path[:60]}...")
+    if "\\" in path or "\x00" in path or any(ord(c) < 32 for c in path):
+        raise UploadRefused(f"path {path!r} has control characters or backslashes; use POSIX paths")
+    p = PurePosixPath(path)
+    if p.is_absolute() or path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        raise UploadRefused(f"path {path!r} is absolute; manifests hold project-relative paths")
+    if any(part in ("..", ".", "") for part in path.split("/")):
+        raise UploadRefused(f"path {path!r} leaves the project or is not normalised ('..', '.', '//')")
+    return path
+
+
+def validate_sha(sha: str) -> str:
+    if not isinstance(sha, str) or not _SHA.match(sha):
+        raise UploadRefused(f"{sha!r} is not a lowercase hex SHA-256")
+    return sha
+
+
+class Store:
+    def __init__(self, root: Path, limits: Limits = Limits(), keep_generations: int = 6) -> None:
+        self.root = Path(root)
+        self.blobs = self.root / "blobs"
+        self.gens = self.root / "gens"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.gens.mkdir(parents=True, exist_ok=True)
+        self.limits = limits
+        self.keep_generations = keep_generations
+        self._counter = 0
+        self._lock = threading.Lock()
+        self.current: Generation | None = None
+        self.history: list[Generation] = []
+
+    def check_manifest(self, files: dict[str, str]) -> dict[str, str]:
+        if not isinstance(files, dict):
+            raise UploadRefused("manifest 'files' must map paths to SHA-256 hashes")
+        if len(files) > self.limits.max_files:
+            raise UploadRefused(
+                f"{len(files)} files is over the limit of {self.limits.max_files}; "
+                "exclude data and build folders in slipstream.toml [sync] exclude"
+            )
+        for path, sha in files.items():
+            validate_path(path, self.limits)
+            validate_sha(sha)
+        return files
+
+    def missing(self, files: dict[str, str]) -> list[str]:
+        self.check_manifest(files)
+        return sorted({sha for sha in files.values() if not (self.blobs / sha).exists()})
+
+    def put(self, sha: str, data: bytes) -> None:
+        validate_sha(sha)
+        if len(data) > self.limits.max_file_bytes:
+            raise UploadRefused(
+                f"file of {len(data)} bytes is over the {self.limits.max_file_bytes} byte limit; "
+                "keep weights and data out of the synced code (load them with keep())"
+            )
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise UploadRefused("uploaded bytes do not match their SHA-256; the upload was corrupted")
+        target = self.blobs / sha
+        if target.exists():
+            return
+        tmp = target.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+
+    def commit(self, files: dict[str, str], entries: list[str]) -> Generation:
+        self.check_manifest(files)
+        missing = self.missing(files)
+        if missing:
+            raise UploadRefused(f"{len(missing)} file(s) were not uploaded before the commit; sync again")
+        total = sum((self.blobs / sha).stat().st_size for sha in set(files.values()))
+        if total > self.limits.max_total_bytes:
+            raise UploadRefused(
+                f"the project is {total} bytes, over the {self.limits.max_total_bytes} byte limit"
+            )
+        with self._lock:
+            self._counter += 1
+            gen_id = f"g{self._counter}"
+        d = self.gens / gen_id
+        d.mkdir()
+        for path, sha in files.items():
+            dst = d / path
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(self.blobs / sha, dst)
+            except OSError:
+                shutil.copyfile(self.blobs / sha, dst)
+        return Generation(gen_id, d, dict(files), [e for e in entries if e in files])
+
+    def activate(self, gen: Generation) -> None:
+        self.current = gen
+        self.history.append(gen)
+        for old in self.history[: -self.keep_generations]:
+            shutil.rmtree(old.dir, ignore_errors=True)
+        self.history = self.history[-self.keep_generations :]
+
+    def discard(self, gen: Generation) -> None:
+        shutil.rmtree(gen.dir, ignore_errors=True)

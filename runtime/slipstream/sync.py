@@ -1,0 +1,126 @@
+"""Content-addressed code sync: manifest of hashes, upload what is missing, commit.
+
+`sync_project` is the one function the SDK, `slipstream dev` and the language server call.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import find_project_root, load_project
+
+if TYPE_CHECKING:
+    from .client import RuntimeClient
+
+__all__ = ["SyncResult", "build_manifest", "sync_project", "find_project_root", "IGNORED_DIRS", "is_ignored"]
+
+IGNORED_DIRS = {
+    ".git", ".hg", ".svn", ".venv", "venv", "env", ".env", "__pycache__", "node_modules",
+    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox", ".nox", ".idea", ".vscode",
+    "build", "dist", ".eggs", "out", ".ipynb_checkpoints", "test-results",
+}
+IGNORED_SUFFIXES = (".pyc", ".pyo", ".swp", ".swo", ".swx", "~", ".tmp", ".part", ".crdownload", ".DS_Store")
+SYNCED_SUFFIXES = (".py", ".toml", ".json", ".yaml", ".yml", ".txt", ".cfg", ".ini", ".jinja", ".j2", ".csv", ".md")
+MAX_FILE_BYTES = 16 * 1024 * 1024
+_ENDPOINT_RE = re.compile(rb"^\s*@\s*[\w.]*endpoint\b", re.M)
+
+
+def is_ignored(rel: str) -> bool:
+    parts = rel.split("/")
+    if any(p in IGNORED_DIRS or p.endswith(".egg-info") for p in parts[:-1]):
+        return True
+    name = parts[-1]
+    return name.startswith((".#", "#")) or name.endswith(IGNORED_SUFFIXES) or not name.endswith(SYNCED_SUFFIXES)
+
+
+@dataclass
+class SyncResult:
+    generation: str
+    changed: list[str]
+    uploaded: int
+    duration_ms: float
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: bool = False
+    reexecuted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+_hash_cache: dict[str, tuple[int, int, str]] = {}
+
+
+def _hash(path: Path) -> str:
+    st = path.stat()
+    key = str(path)
+    hit = _hash_cache.get(key)
+    if hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+        return hit[2]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    _hash_cache[key] = (st.st_mtime_ns, st.st_size, digest)
+    return digest
+
+
+def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
+    """(files: relpath -> sha256, entries: files defining endpoints, skipped: why-not lines)."""
+    root = Path(root).resolve()
+    cfg = load_project(root)
+    files: dict[str, str] = {}
+    entries: list[str] = []
+    skipped: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and not d.endswith(".egg-info") and not d.startswith("."))
+        for fn in sorted(filenames):
+            full = Path(dirpath) / fn
+            rel = full.relative_to(root).as_posix()
+            if is_ignored(rel) or any(fnmatch.fnmatch(rel, pat) for pat in cfg.exclude):
+                continue
+            if full.is_symlink():
+                skipped.append(f"{rel}: symlink (not synced)")
+                continue
+            try:
+                size = full.stat().st_size
+                if size > MAX_FILE_BYTES:
+                    skipped.append(f"{rel}: {size} bytes is too large to sync as code")
+                    continue
+                files[rel] = _hash(full)
+                if rel.endswith(".py") and _ENDPOINT_RE.search(full.read_bytes()):
+                    entries.append(rel)
+            except OSError as exc:
+                skipped.append(f"{rel}: {exc}")
+    return files, entries, skipped
+
+
+def sync_project(client: RuntimeClient, root: str | os.PathLike[str]) -> SyncResult:
+    """Make the runtime run this project's current files. Raises DeployError when refused."""
+    started = time.perf_counter()
+    root = find_project_root(root) if Path(root).is_file() else Path(root).resolve()
+    files, entries, skipped = build_manifest(root)
+    missing = set(client.missing(files))
+    by_sha = {sha: rel for rel, sha in files.items()}
+    if missing:
+        def upload(sha: str) -> None:
+            client.put_blob(sha, (root / by_sha[sha]).read_bytes())
+
+        if len(missing) == 1:
+            upload(next(iter(missing)))
+        else:
+            with ThreadPoolExecutor(min(8, len(missing))) as ex:
+                list(ex.map(upload, sorted(missing)))
+    reply = client.commit(files, entries)
+    return SyncResult(
+        generation=reply["generation"],
+        changed=reply.get("changed", []),
+        uploaded=len(missing),
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        endpoints=reply.get("endpoints", []),
+        unchanged=reply.get("unchanged", False),
+        reexecuted=reply.get("reexecuted", []),
+        skipped=skipped,
+    )

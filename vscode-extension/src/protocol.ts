@@ -1,0 +1,159 @@
+/**
+ * The Slipstream LSP contract, mirrored from docs/lsp-protocol.md (Python source of truth:
+ * daemon/slipstream_daemon/protocol.py). A unit test parses the doc's tables so drift fails.
+ */
+
+/** Server commands, sent with workspace/executeCommand; each takes one argument object. */
+export const ServerCommand = {
+  run: 'slipstream.server.run',
+  modelAlternatives: 'slipstream.server.modelAlternatives',
+  applyModel: 'slipstream.server.applyModel',
+  swapModel: 'slipstream.server.swapModel',
+  selectRuntime: 'slipstream.server.selectRuntime',
+  runtimeStatus: 'slipstream.server.runtimeStatus',
+  deploy: 'slipstream.server.deploy',
+  listEndpoints: 'slipstream.server.listEndpoints',
+} as const;
+
+/** Notifications from the server to the client. */
+export const Notification = {
+  runStarted: 'slipstream/runStarted',
+  runLog: 'slipstream/runLog',
+  runResult: 'slipstream/runResult',
+  deployResult: 'slipstream/deployResult',
+  runtimeStatus: 'slipstream/runtimeStatus',
+} as const;
+
+/** The extension's own commands (contributed in package.json). */
+export const ClientCommand = {
+  runEndpoint: 'slipstream.runEndpoint',
+  swapModel: 'slipstream.swapModel',
+  selectRuntime: 'slipstream.selectRuntime',
+  showStatus: 'slipstream.showStatus',
+  openOutputs: 'slipstream.openOutputs',
+  restartDaemon: 'slipstream.restartDaemon',
+  setToken: 'slipstream.setToken',
+} as const;
+
+/**
+ * Server commands that VS Code does better itself: "Swap model" as a QuickPick instead of the
+ * server's window/showMessageRequest fallback (same argument object).
+ */
+const CLIENT_OVERRIDES: Record<string, string> = { [ServerCommand.swapModel]: ClientCommand.swapModel };
+
+/** Points a lens's or code action's command at the extension's own version, where there is one. */
+export function preferClientCommand<C extends { command: string }>(command: C): C {
+  const override = CLIENT_OVERRIDES[command.command];
+  if (override) command.command = override;
+  return command;
+}
+
+export interface RunArgs {
+  uri: string;
+  endpoint: string;
+  method?: string;
+  kwargs?: Record<string, unknown>;
+}
+
+export interface RunStarted {
+  runId: string;
+  uri: string;
+  endpoint: string;
+  method?: string | null;
+  gpu: string;
+  startedAt: number | string;
+}
+
+export interface RunLog {
+  runId: string;
+  stream: 'stdout' | 'stderr';
+  text: string;
+}
+
+export interface RunImage {
+  /** PNG in the daemon's cache folder. */
+  path: string;
+  /** data:image/png;base64,... (at most 256 px). */
+  thumbnail?: string;
+  width: number;
+  height: number;
+}
+
+export interface TraceFrame {
+  /** Absolute local path when it maps into the workspace. */
+  file: string;
+  line: number;
+  name: string;
+}
+
+export interface RunError {
+  type: string;
+  message: string;
+  traceback?: string;
+  frames?: TraceFrame[];
+}
+
+export interface RunResult {
+  runId: string;
+  uri: string;
+  endpoint: string;
+  method?: string | null;
+  /** "H100" or "CPU". */
+  gpu: string;
+  status: 'ok' | 'error';
+  durationS: number;
+  costUsd: number;
+  text?: string | null;
+  json?: unknown;
+  images: RunImage[];
+  logs: { stream: string; text: string }[];
+  error?: RunError | null;
+}
+
+export interface DeployResult {
+  ok: boolean;
+  generation?: string | number;
+  changed: string[];
+  uploaded: number;
+  durationMs: number;
+  error?: { type: string; message: string; file?: string; line?: number } | null;
+}
+
+export interface GpuInventory {
+  name: string;
+  memoryGb: number;
+  count: number;
+}
+
+export interface RuntimeStatus {
+  url: string;
+  kind: 'embedded' | 'remote';
+  connected: boolean;
+  gpus: GpuInventory[];
+  spendUsd: number;
+  endpoints: number;
+}
+
+export interface EndpointInfo {
+  uri: string;
+  name: string;
+  gpu: string | null;
+  line: number;
+  methods: string[];
+}
+
+export interface ModelAlternative {
+  id: string;
+  label?: string;
+  description?: string;
+  paramsB?: number;
+  vramGb?: number;
+  fits?: boolean;
+  pricePerSecond?: number;
+}
+
+export interface ModelAlternatives {
+  current: string;
+  kind: string;
+  items: ModelAlternative[];
+}
