@@ -143,7 +143,9 @@ def _gpu_findings(ep: Endpoint, lines: list[str]) -> list[Finding]:
                     for near in cat.nearest(name.strip())[:3]:
                         new = near + (f":{count.strip()}" if sep else "")
                         fixes.append(
-                            Fix(f"Change to '{new}'", (Edit(literal, requote(old, new)),), not fixes)
+                            Fix(
+                                f"Change to '{new}'", (Edit(literal, requote(old, new)),), not fixes
+                            )
                         )
             out.append(Finding(span, _message(problem), problem.code, problem.severity, fixes))
     return out
@@ -172,7 +174,9 @@ def _model_findings(facts: EndpointFacts, lines: list[str]) -> list[Finding]:
     ids = list(dict.fromkeys(ref.model_id for ref in ep.models))
     out: list[Finding] = []
     for problem in model_problems(facts.spec, ids):
-        need = next((e.vram_gb for e in facts.estimates if problem.message.startswith(e.model_id)), None)
+        need = next(
+            (e.vram_gb for e in facts.estimates if problem.message.startswith(e.model_id)), None
+        )
         fixes: list[Fix] = []
         gpu = ep.args.get("gpu")
         if need is not None and gpu is not None and gpu.literal_span and isinstance(gpu.value, str):

@@ -641,7 +641,7 @@ def _build_endpoint(
             if shifted not in seen:
                 seen.add(shifted)
                 models.append(ModelRef(text, shifted))
-    for name, _span_ in raw.names:
+    for name, _ in raw.names:
         if name not in resolver.constant_lines:
             continue
         const = resolver.constant(name, before=decorator_line)

@@ -22,7 +22,11 @@ def _target(index: DocumentIndex, line: int, col: int) -> Endpoint | None:
         if ep.decorator.contains(line, col):
             return ep
         gpu = ep.args.get("gpu")
-        if gpu is not None and gpu.literal_span is not None and gpu.literal_span.contains(line, col):
+        if (
+            gpu is not None
+            and gpu.literal_span is not None
+            and gpu.literal_span.contains(line, col)
+        ):
             return ep
     return None
 
@@ -52,9 +56,12 @@ def _cheaper(facts: EndpointFacts, choice: GPUChoice) -> str | None:
     cheaper = [g for g in catalog().fitting(need) if g.price_per_second("flex") < limit]
     if not cheaper:
         return f"No cheaper GPU fits ~{need:.1f} GB."
+    tiers: dict[tuple[float, float], list[str]] = {}
+    for g in cheaper:  # GPUs with the same memory and price read as one choice
+        tiers.setdefault((g.price_per_second("flex"), g.vram_gb), []).append(g.name)
     shown = ", ".join(
-        f"{g.name} ({g.vram_gb:g} GB, {per_second(g.price_per_second('flex'))}/s)"
-        for g in cheaper[:4]
+        f"{'/'.join(names)} ({vram:g} GB, {per_second(price)}/s)"
+        for (price, vram), names in list(tiers.items())[:4]
     )
     return f"Cheaper GPUs that fit ~{need:.1f} GB: {shown}"
 

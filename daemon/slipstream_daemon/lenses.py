@@ -28,7 +28,9 @@ def _line_range(lines: LineIndex, span: Span) -> types.Range:
     return lines.range(Span(span.line, span.col, span.line, span.col))
 
 
-def _lens(rng: types.Range, title: str, command: str = "", args: dict | None = None) -> types.CodeLens:
+def _lens(
+    rng: types.Range, title: str, command: str = "", args: dict | None = None
+) -> types.CodeLens:
     return types.CodeLens(
         range=rng,
         command=types.Command(title=title, command=command, arguments=[args] if args else None),
@@ -68,7 +70,9 @@ def code_lenses(
             out.append(_lens(here, price))
         if ep.models:
             out.append(
-                _lens(here, "⇄ Swap model", protocol.CMD_SWAP_MODEL, {"uri": uri, "endpoint": ep.name})
+                _lens(
+                    here, "⇄ Swap model", protocol.CMD_SWAP_MODEL, {"uri": uri, "endpoint": ep.name}
+                )
             )
         for method in ep.methods:
             out.append(

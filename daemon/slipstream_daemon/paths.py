@@ -53,7 +53,9 @@ def local_file(remote: str, roots: list[Path]) -> Path | None:
         return None
     if any(part in remote for part in ("site-packages", "dist-packages", "/lib/python")):
         return None  # a library frame, not the user's code
-    pure = PureWindowsPath(remote) if "\\" in remote and "/" not in remote else PurePosixPath(remote)
+    pure = (
+        PureWindowsPath(remote) if "\\" in remote and "/" not in remote else PurePosixPath(remote)
+    )
     candidate = Path(remote)
     if candidate.is_absolute():
         resolved = candidate.resolve() if candidate.exists() else None
@@ -82,4 +84,3 @@ def _inside(path: Path, root: Path) -> bool:
     except ValueError:
         return False
     return True
-

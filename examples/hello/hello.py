@@ -1,6 +1,6 @@
 """The smallest Slipstream endpoints: a greeting, and a picture for the outputs panel.
 
-    slipstream run examples/hello/hello.py
+Run it with `slipstream run examples/hello/hello.py`, or press Run above an endpoint.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ def gradient(width: int = 256, height: int = 128) -> Image.Image:
 
     ramp = Image.linear_gradient("L")  # 256x256, black at the top to white at the bottom
     down = ramp.resize((width, height))
-    right = ramp.rotate(90, expand=True).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    right = right.resize((width, height))
+    right = ramp.rotate(90).resize((width, height))  # black on the left, white on the right
     fade = Image.eval(right, lambda v: 255 - v)
     return Image.merge("RGB", (right, down, fade))
 

@@ -27,9 +27,7 @@ def grid_shape(count: int) -> tuple[int, int]:
     return cols, math.ceil(count / cols)
 
 
-def grid(
-    images: Sequence[Image.Image], size: tuple[int, int], gutter: int = 0
-) -> Image.Image:
+def grid(images: Sequence[Image.Image], size: tuple[int, int], gutter: int = 0) -> Image.Image:
     """The images in a grid on a canvas of `size`, each cropped to fill its cell."""
     from PIL import Image, ImageOps
 
@@ -65,7 +63,10 @@ def with_title(image: Image.Image, title: str) -> Image.Image:
     while len(text) > 1 and draw.textlength(text, font=font) > room:
         text = text[:-2].rstrip() + "\u2026"
     draw.text(
-        (image.width / 2, image.height + band / 2), text, fill=(236, 236, 240), font=font,
+        (image.width / 2, image.height + band / 2),
+        text,
+        fill=(236, 236, 240),
+        font=font,
         anchor="mm",
     )
     return out

@@ -38,8 +38,9 @@ class ModelUnavailableError(RuntimeError):
     """The weights of a real model id could not be loaded (no network, unknown id, ...)."""
 
     def __init__(self, model_id: str, cause: BaseException) -> None:
+        reason = " ".join(str(cause).split()).rstrip(".")
         super().__init__(
-            f"could not load {model_id!r} from the Hugging Face Hub or its cache: {cause}. "
+            f"could not load {model_id!r} from the Hugging Face Hub or its cache: {reason}. "
             "Without network access, run the pipeline with --offline to use tiny in-process "
             f"models ({TINY_LLM!r}, {TINY_SD!r}) instead."
         )
@@ -180,4 +181,3 @@ def _tiny_threads(device: str) -> None:
 def log(message: str) -> None:
     """Worker-side notes go to stderr (the runtime forwards worker logs)."""
     print(message, file=sys.stderr, flush=True)
-

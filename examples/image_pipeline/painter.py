@@ -18,6 +18,7 @@ from loaders import (
     resolve_device,
 )
 from model_list import find
+
 from slipstream import endpoint, keep
 
 if TYPE_CHECKING:

@@ -28,19 +28,21 @@ from prompts import write_prompts
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["Stage", "Stages", "local_stages", "main", "remote_stages", "run"]
+__all__ = ["Stage", "Stages", "local_stages", "main", "parse_args", "remote_stages", "run"]
 
 DEFAULT_IDEA = "a lighthouse keeper's cat watching a storm roll in over the sea"
 
 
 @dataclass
 class Stage:
-    """What one stage took: wall time measured here, cost and device as the runtime reports."""
+    """What one stage took: wall time measured here; cost, busy GPU-seconds and device as the
+    runtime reports them (None when the stage ran in this process)."""
 
     name: str
     calls: int
     seconds: float
     cost_usd: float | None = None
+    busy_s: float | None = None
     device: str = ""
 
 
@@ -73,15 +75,23 @@ def local_stages() -> Stages:
     return Stages(write_prompts.local, paint_all, painter.compose)
 
 
-def stage_cost(endpoint: Any) -> tuple[float | None, str]:
-    """(cost in USD, device) of an endpoint's last call as the runtime metered it, if it did.
+def _metered() -> dict[str, float]:
+    """The one place where stage cost is read: what this process's runtime calls have cost so
+    far, as the runtime metered them (busy GPU-seconds priced from the catalog)."""
+    try:
+        from slipstream.session import spend
+    except ImportError:  # an SDK without metering
+        return {"cost_usd": 0.0, "busy_s": 0.0, "calls": 0}
+    return spend()
 
-    The one place where stage cost is read: the SDK records each call's CallInfo on
-    `endpoint.last_call` (after .map, the SDK's summary of the fan-out)."""
+
+def _device_of(endpoint: Any, results: list[Any]) -> str:
+    """Where a stage ran: the runtime's word for its last call, else the image's own note."""
     info = getattr(endpoint, "last_call", None)
-    if info is None:
-        return None, ""
-    return getattr(info, "cost_usd", None), getattr(info, "device", "") or ""
+    if getattr(info, "device", ""):
+        return info.device
+    image_info = getattr(results[0], "info", None) if results else None
+    return image_info.get("device", "") if isinstance(image_info, dict) else ""
 
 
 def run(
@@ -106,12 +116,20 @@ def run(
     report: list[Stage] = []
 
     def timed(name: str, calls: int, fn: Callable[[], Any]) -> Any:
-        started = time.perf_counter()
+        before, started = _metered(), time.perf_counter()
         result = fn()
-        cost, device_used = stage_cost(stages.endpoints.get(name))
-        images = result if isinstance(result, list) else [result]
-        device_used = device_used or _image_device(images)
-        stage = Stage(name, calls, time.perf_counter() - started, cost, device_used)
+        seconds, after = time.perf_counter() - started, _metered()
+        metered = after["calls"] > before["calls"]  # calls run in this process are not
+        stage = Stage(
+            name,
+            calls,
+            seconds,
+            after["cost_usd"] - before["cost_usd"] if metered else None,
+            after["busy_s"] - before["busy_s"] if metered else None,
+            _device_of(
+                stages.endpoints.get(name), result if isinstance(result, list) else [result]
+            ),
+        )
         report.append(stage)
         echo(_format(stage))
         return result
@@ -136,25 +154,33 @@ def run(
         "compose", 1, lambda: stages.compose(images, title=title or idea, seed=seed, **common)
     )
     _save(composite, out / "composite.png")
-    total = sum(s.seconds for s in report)
-    costs = [s.cost_usd for s in report]
-    cost = None if None in costs else sum(c for c in costs if c is not None)
-    echo(_format(Stage("total", sum(s.calls for s in report), total, cost, "")))
+    echo(_format(_total(report)))
     (out / "run.json").write_text(
         json.dumps({"idea": idea, "stages": [asdict(s) for s in report]}, indent=2) + "\n"
     )
     return report
 
 
-def _image_device(results: list[Any]) -> str:
-    info = getattr(results[0], "info", None) if results else None
-    return info.get("device", "") if isinstance(info, dict) else ""
+def _total(report: list[Stage]) -> Stage:
+    costs = [s.cost_usd for s in report if s.cost_usd is not None]
+    busy = [s.busy_s for s in report if s.busy_s is not None]
+    return Stage(
+        "total",
+        sum(s.calls for s in report),
+        sum(s.seconds for s in report),
+        sum(costs) if costs else None,
+        sum(busy) if busy else None,
+    )
 
 
 def _format(stage: Stage) -> str:
-    cost = "cost n/a" if stage.cost_usd is None else f"${stage.cost_usd:.5f}"
+    cost = "" if stage.cost_usd is None else f"${stage.cost_usd:.6f}"
+    busy = "" if stage.busy_s is None else f"{stage.busy_s:.2f} busy s"
     device = f"on {stage.device}" if stage.device else ""
-    return f"{stage.name:<8} {stage.calls:>2} call(s) {stage.seconds:8.2f} s  {cost:<10} {device}"
+    return (
+        f"{stage.name:<8} {stage.calls:>2} call(s) {stage.seconds:8.2f} s  "
+        f"{busy:>13}  {cost:>10}  {device}"
+    ).rstrip()
 
 
 def _save(image: Image.Image, path: Path) -> None:
@@ -169,8 +195,9 @@ def _save(image: Image.Image, path: Path) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="pipeline.py", description="An LLM writes prompts, a diffusion model paints them, "
-        "and a collage of the paintings is harmonised into one picture."
+        prog="pipeline.py",
+        description="An LLM writes prompts, a diffusion model paints them, "
+        "and a collage of the paintings is harmonised into one picture.",
     )
     p.add_argument("idea", nargs="?", default=DEFAULT_IDEA, help="what the pictures are about")
     p.add_argument("--n", type=int, default=4, help="how many prompts and images (default 4)")

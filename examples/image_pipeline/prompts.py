@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from loaders import default_dtype, load_llm, resolve_device
+
 from slipstream import endpoint, keep
 
 __all__ = ["DEFAULT_MODEL", "finish_prompts", "parse_prompts", "write_prompts"]
@@ -47,8 +48,9 @@ STYLE = [
     "volumetric haze, atmospheric perspective",
 ]
 
-_LABEL = re.compile(r"^\s*(?:[-*\u2022]+|\d+[.):]|prompt\s*\d*\s*[:.-])\s*", re.IGNORECASE)
+_LABEL = re.compile(r"^\s*(?:(?:[-*\u2022]+|#+|\d+[.):]|prompt\s*\d*\s*[:.)-])\s*)+", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+_STOPWORDS = {"the", "and", "with", "from", "into", "over", "under", "for", "its", "his", "her"}
 
 
 @endpoint(
@@ -119,7 +121,7 @@ def finish_prompts(idea: str, candidates: list[str], n: int, filler: list[str]) 
     """Exactly n distinct, non-empty prompts: the candidates that mention the idea (or are
     prefixed with it), then prompts built from the idea, words of `filler` and style cues."""
     idea = " ".join(idea.split()) or "an image"
-    keywords = {w.lower() for w in _WORD.findall(idea) if len(w) > 3}
+    keywords = {w.lower() for w in _WORD.findall(idea) if len(w) > 2} - _STOPWORDS
     prompts: list[str] = []
     seen: set[str] = set()
 

@@ -36,6 +36,9 @@ class CallOutcome:
         self.status = 0
 
 
+SMALL_BODY = 1 << 20
+
+
 def _timeout(read: float | None) -> httpx.Timeout:
     return httpx.Timeout(connect=10.0, read=read, write=600.0, pool=None)
 
@@ -158,10 +161,13 @@ class RuntimeClient:
 
     def call(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None) -> CallOutcome:
         params = {"method": method} if method else None
-        body = wire.dumps({"args": list(args), "kwargs": kwargs})
+        chunks = wire.dumps({"args": list(args), "kwargs": kwargs})
+        size = wire.frame_length(chunks)
+        # one write for small bodies: separate header/body segments meet delayed ACKs (40 ms)
+        content: Any = b"".join(chunks) if size < SMALL_BODY else _iter(chunks)
         r = self._request(
-            "POST", f"/v1/endpoints/{endpoint}/call", params=params, content=_iter(body),
-            headers={"content-type": wire.CONTENT_TYPE, "content-length": str(wire.frame_length(body))},
+            "POST", f"/v1/endpoints/{endpoint}/call", params=params, content=content,
+            headers={"content-type": wire.CONTENT_TYPE, "content-length": str(size)},
             timeout=_timeout(timeout),
         )
         return _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r)

@@ -59,6 +59,8 @@ class Call:
     queued_at: float = field(default_factory=time.perf_counter)
     worker: WorkerHandle | None = None
     duration: float = 0.0
+    started: float = 0.0
+    dispatched: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class WorkerHandle(Protocol):
@@ -327,14 +329,18 @@ class Pool:
         self._fatal = None
         self.queue.append(call)
         self._pump()
-        try:
-            await asyncio.wait_for(asyncio.shield(call.future), self.spec.timeout + self._queue_wait_allowance())
-        except asyncio.TimeoutError:
-            self._on_timeout(call)
+        # the timeout counts from when a worker takes the call, not from when it was queued
+        if not call.future.done():
+            waiter = asyncio.ensure_future(call.dispatched.wait())
+            await asyncio.wait({waiter, call.future}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+        if not call.future.done():
+            remaining = self.spec.timeout - (time.perf_counter() - call.started)
+            try:
+                await asyncio.wait_for(asyncio.shield(call.future), max(remaining, 0.001))
+            except asyncio.TimeoutError:
+                self._on_timeout(call)
         return call
-
-    def _queue_wait_allowance(self) -> float:
-        return 0.0  # the timeout covers running time; see _on_timeout for queued calls
 
     def update(self, info: dict[str, Any], spec: EndpointSpec, gen: Generation, replace: str = "") -> None:
         """A new generation: workers load it between calls, or are replaced when they must be."""
@@ -462,7 +468,8 @@ class Pool:
         w.state = "busy"
         w.calls += 1
         call.worker = w.handle
-        call.started = time.perf_counter()  # type: ignore[attr-defined]
+        call.started = time.perf_counter()
+        call.dispatched.set()
         header = {"op": "call", "id": call.id, "method": call.method, "format": call.fmt}
         try:
             w.handle.send(header, [call.body])
@@ -636,9 +643,6 @@ class Pool:
         self._pump()
 
     def _on_timeout(self, call: Call) -> None:
-        if call in self.queue:
-            self.queue.remove(call)
-            raise PoolError("timeout", f"endpoint {self.name!r}: the call waited {self.spec.timeout:g}s in the queue")
         w = self._state_of(call.worker) if call.worker else None
         self.stats.timeouts += 1
         msg = f"endpoint {self.name!r}: the call ran past its timeout of {self.spec.timeout:g}s; its worker was killed and replaced"

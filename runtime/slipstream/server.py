@@ -326,6 +326,8 @@ class _ChunkedResponse(Response):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if sum(memoryview(c).nbytes for c in self.chunks) < 1 << 20:
+            self.chunks = [b"".join(bytes(c) for c in self.chunks)]
         last = len(self.chunks) - 1
         for i, chunk in enumerate(self.chunks):
             await send({"type": "http.response.body", "body": bytes(chunk) if not isinstance(chunk, bytes) else chunk, "more_body": i < last})
@@ -373,7 +375,8 @@ def _prometheus(rt: Runtime) -> str:
 
 def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto says TCP
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)

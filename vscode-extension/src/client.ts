@@ -4,7 +4,6 @@ import {
   LanguageClient,
   RevealOutputChannelOn,
   State,
-  TransportKind,
   type LanguageClientOptions,
   type ServerOptions,
 } from 'vscode-languageclient/node';
@@ -68,12 +67,8 @@ export class Daemon implements vscode.Disposable {
       `Starting the daemon: ${launch.command} ${launch.args.join(' ')}` +
         (env.SLIPSTREAM_RUNTIME_URL ? ` (runtime ${env.SLIPSTREAM_RUNTIME_URL})` : ' (embedded runtime)'),
     );
-    const serverOptions: ServerOptions = {
-      command: launch.command,
-      args: launch.args,
-      transport: TransportKind.stdio,
-      options: { env, cwd: folder },
-    };
+    // stdio without `transport`: TransportKind.stdio would append a `--stdio` argument.
+    const serverOptions: ServerOptions = { command: launch.command, args: launch.args, options: { env, cwd: folder } };
     const clientOptions: LanguageClientOptions = {
       documentSelector: [
         { scheme: 'file', language: 'python' },
@@ -112,7 +107,8 @@ export class Daemon implements vscode.Disposable {
     client.onNotification(Notification.runtimeStatus, (s: RuntimeStatus) => this.events.runtimeStatus(s));
     client.onDidChangeState((e) => {
       if (e.newState === State.Running) this.events.state('running');
-      else if (e.newState === State.Stopped && this.client === client) this.events.state('stopped');
+      // stopped by itself (crashed, or gave up restarting), not by stop(): say so
+      else if (e.newState === State.Stopped && this.client === client) this.events.state('failed');
     });
     this.client = client;
     try {

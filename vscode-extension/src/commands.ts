@@ -95,13 +95,13 @@ export async function swapModel(ctx: CommandContext, arg?: unknown): Promise<voi
       id: item.id,
     }));
     const picked = await vscode.window.showQuickPick(items, {
-      title: `Swap model in ${ref.endpoint} (now ${alts.current})`,
-      placeHolder: `${alts.kind} models`,
+      title: `Swap model in ${ref.endpoint}${alts.current ? ` (now ${alts.current})` : ''}`,
+      placeHolder: alts.kind ? `${alts.kind} models` : 'Models',
       matchOnDescription: true,
     });
     if (!picked || picked.id === alts.current) return;
     const { applied } = await ctx.daemon.command<{ applied: boolean }>(ServerCommand.applyModel, { ...ref, modelId: picked.id });
-    if (!applied) void vscode.window.showWarningMessage(`Slipstream: could not swap ${alts.current} for ${picked.id}.`);
+    if (!applied) void vscode.window.showWarningMessage(`Slipstream: could not swap in ${picked.id} (see the log).`);
   } catch (err) {
     fail(ctx, 'Swap model', err);
   }

@@ -126,7 +126,8 @@ export interface GpuInventory {
 }
 
 export interface RuntimeStatus {
-  url: string;
+  /** null when no runtime is connected yet. */
+  url: string | null;
   kind: 'embedded' | 'remote';
   connected: boolean;
   gpus: GpuInventory[];
@@ -137,7 +138,9 @@ export interface RuntimeStatus {
 export interface EndpointInfo {
   uri: string;
   name: string;
+  /** "H100", "2x H100" or "CPU". */
   gpu: string | null;
+  /** Zero-based line of the decorator. */
   line: number;
   methods: string[];
 }
@@ -153,7 +156,7 @@ export interface ModelAlternative {
 }
 
 export interface ModelAlternatives {
-  current: string;
-  kind: string;
+  current: string | null;
+  kind: string | null;
   items: ModelAlternative[];
 }

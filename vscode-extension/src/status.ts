@@ -21,8 +21,12 @@ export function formatGpus(gpus: readonly GpuInventory[] | undefined): string {
 /** The runtime's short name: "embedded", or its URL without the scheme and trailing slash. */
 export function runtimeLabel(state: StatusState): string {
   const rt = state.runtime;
-  if (rt) return rt.kind === 'embedded' ? 'embedded' : rt.url.replace(/^https?:\/\//, '').replace(/\/+$/, '');
-  return state.selected.kind === 'embedded' ? 'embedded' : state.selected.url.replace(/^https?:\/\//, '').replace(/\/+$/, '');
+  if (rt && (rt.kind === 'embedded' || rt.url)) return rt.kind === 'embedded' ? 'embedded' : shortUrl(rt.url ?? '');
+  return state.selected.kind === 'embedded' ? 'embedded' : shortUrl(state.selected.url);
+}
+
+function shortUrl(url: string): string {
+  return url.replace(/^https?:\/\//, '').replace(/\/+$/, '');
 }
 
 /** The status bar text, e.g. "$(rocket) Slipstream: embedded · CPU · $0.0000". */
@@ -37,7 +41,11 @@ export function statusText(state: StatusState): string {
       return `$(circle-slash) Slipstream: stopped`;
   }
   const spend = formatCost(state.sessionSpendUsd);
-  if (state.runtime && !state.runtime.connected) return `$(debug-disconnect) Slipstream: ${where} · offline · ${spend}`;
+  if (state.runtime && !state.runtime.connected) {
+    // the embedded runtime starts on the first run; a remote one that does not answer is offline
+    if (state.runtime.kind === 'embedded') return `$(rocket) Slipstream: ${where} · idle · ${spend}`;
+    return `$(debug-disconnect) Slipstream: ${where} · offline · ${spend}`;
+  }
   return `$(rocket) Slipstream: ${where} · ${formatGpus(state.runtime?.gpus)} · ${spend}`;
 }
 
@@ -47,7 +55,7 @@ export function statusTooltip(state: StatusState): string {
   const lines = [`Slipstream daemon: ${state.daemon}`];
   if (rt) {
     lines.push(
-      `Runtime: ${rt.kind === 'embedded' ? 'embedded (local)' : rt.url} — ${rt.connected ? 'connected' : 'not connected'}`,
+      `Runtime: ${rt.kind === 'embedded' ? `embedded (local${rt.url ? `, ${rt.url}` : ''})` : rt.url ?? 'none'} — ${rt.connected ? 'connected' : 'not connected'}`,
       `GPUs: ${rt.gpus?.length ? rt.gpus.map((g) => `${g.count}× ${g.name} (${g.memoryGb} GB)`).join(', ') : 'none (CPU)'}`,
       `Endpoints: ${rt.endpoints}`,
       `Runtime spend: ${formatCost(rt.spendUsd)}`,

@@ -39,9 +39,10 @@ export function escapeHtml(value: unknown): string {
   return String(value ?? '').replace(/[&<>"']/g, (c) => ESCAPES[c]);
 }
 
-/** "0.42 s", "2.70 s", "12.3 s", "2 m 05 s". */
+/** "4 ms", "0.42 s", "2.70 s", "12.3 s", "2 m 05 s". */
 export function formatDuration(seconds: number | undefined): string {
   if (seconds === undefined || !Number.isFinite(seconds)) return '';
+  if (seconds < 0.1) return `${Math.round(seconds * 1000)} ms`;
   if (seconds < 10) return `${seconds.toFixed(2)} s`;
   if (seconds < 60) return `${seconds.toFixed(1)} s`;
   const m = Math.floor(seconds / 60);
@@ -203,7 +204,7 @@ export function renderPage(o: PageOptions): string {
 </head>
 <body>
 <main id="runs">${o.body}</main>
-<div id="lightbox" class="lightbox" hidden><button class="close" data-action="close" title="Close (Esc)">×</button><img id="lightbox-img" alt="Enlarged output"></div>
+<div id="lightbox" class="lightbox" hidden><div class="lightbox-bar"><button id="lightbox-save" class="save" data-action="save-image">Save…</button><button class="close" data-action="close" title="Close (Esc)">×</button></div><img id="lightbox-img" alt="Enlarged output"></div>
 <script nonce="${escapeHtml(o.nonce)}" src="${escapeHtml(o.scriptUri)}"></script>
 </body>
 </html>`;

@@ -9,6 +9,7 @@ const vscode = acquireVsCodeApi();
 const runs = document.getElementById('runs') as HTMLElement;
 const lightbox = document.getElementById('lightbox') as HTMLElement;
 const lightboxImg = document.getElementById('lightbox-img') as HTMLImageElement;
+const lightboxSave = document.getElementById('lightbox-save') as HTMLButtonElement;
 
 function tick(): void {
   for (const el of Array.from(document.querySelectorAll<HTMLElement>('.elapsed[data-started]'))) {
@@ -49,6 +50,11 @@ document.addEventListener('click', (event) => {
       const src = target.dataset.full;
       if (!src) break;
       lightboxImg.src = src;
+      // the lightbox's Save button saves the image this thumbnail belongs to
+      const save = target.closest('figure')?.querySelector<HTMLElement>('[data-action="save-image"]');
+      lightboxSave.dataset.run = save?.dataset.run ?? '';
+      lightboxSave.dataset.index = save?.dataset.index ?? '';
+      lightboxSave.hidden = !save;
       lightbox.hidden = false;
       break;
     }

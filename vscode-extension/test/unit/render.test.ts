@@ -150,6 +150,7 @@ describe('outputs panel rendering', () => {
   });
 
   it('formats durations and costs', () => {
+    assert.equal(formatDuration(0.0042), '4 ms');
     assert.equal(formatDuration(0.4213), '0.42 s');
     assert.equal(formatDuration(12.34), '12.3 s');
     assert.equal(formatDuration(125), '2 m 05 s');

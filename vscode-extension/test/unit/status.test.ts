@@ -27,7 +27,7 @@ describe('status bar', () => {
 
   it('shows a remote runtime by URL with its GPUs', () => {
     assert.equal(
-      statusText({ daemon: 'running', runtime: remote, selected: { kind: 'remote', name: 'lab', url: remote.url }, sessionSpendUsd: 0.0123 }),
+      statusText({ daemon: 'running', runtime: remote, selected: { kind: 'remote', name: 'lab', url: remote.url! }, sessionSpendUsd: 0.0123 }),
       '$(rocket) Slipstream: gpu.example.com:8765 · 8×H100, L4 · $0.0123',
     );
     assert.equal(formatGpus([{ name: 'H100', memoryGb: 80, count: 1 }]), 'H100');
@@ -38,7 +38,11 @@ describe('status bar', () => {
     assert.equal(statusText({ ...base, daemon: 'starting' }), '$(sync~spin) Slipstream: starting…');
     assert.equal(statusText({ ...base, daemon: 'failed' }), '$(error) Slipstream: daemon not running');
     assert.equal(
-      statusText({ ...base, daemon: 'running', runtime: { ...remote, connected: false }, selected: { kind: 'remote', name: 'lab', url: remote.url } }),
+      statusText({ ...base, daemon: 'running', runtime: { ...embedded, connected: false } }),
+      '$(rocket) Slipstream: embedded · idle · $0.0000',
+    );
+    assert.equal(
+      statusText({ ...base, daemon: 'running', runtime: { ...remote, connected: false }, selected: { kind: 'remote', name: 'lab', url: remote.url! } }),
       '$(debug-disconnect) Slipstream: gpu.example.com:8765 · offline · $0.0000',
     );
   });

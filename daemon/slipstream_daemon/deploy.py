@@ -1,0 +1,278 @@
+"""Save-to-deploy: sync a project to the selected runtime on didSave and on outside changes.
+
+Requests for one project are coalesced (a "save all" is one deploy) and run one at a time.
+Each deploy reports workDoneProgress when the client supports it, and ends in a
+`slipstream/deployResult` notification. A generation the runtime refuses becomes a diagnostic
+at the file and line of the error; the next good deploy clears it.
+
+Once a project has been deployed, watchfiles watches it, so files changed outside the editor
+(a `git checkout`, a formatter) are deployed too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+
+from .diagnostics import Reported, ReportedProblems
+from .paths import local_file
+from .protocol import NOTIFY_DEPLOY_RESULT, DeployError, DeployResult
+
+if TYPE_CHECKING:
+    from .server import SlipstreamServer
+
+__all__ = ["Deployer"]
+
+log = logging.getLogger(__name__)
+
+_COALESCE_S = 0.05
+_WATCH_DEBOUNCE_MS = 300
+_SAVE_ECHO_S = 3.0  # a file change this soon after the editor saved it is that save
+
+
+@dataclass
+class _Queued:
+    future: asyncio.Future[DeployResult]
+    announce_unchanged: bool = False  # publish even when nothing changed
+    triggers: set[str] = field(default_factory=set)
+
+
+class Deployer:
+    def __init__(
+        self,
+        ls: SlipstreamServer,
+        reported: ReportedProblems,
+        republish: Callable[[set[Path]], Awaitable[None]],
+    ) -> None:
+        self.ls = ls
+        self.reported = reported
+        self.republish = republish
+        self._locks: dict[Path, asyncio.Lock] = {}
+        self._queued: dict[Path, _Queued] = {}
+        self._watchers: dict[Path, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+        self.deployed: set[Path] = set()
+        self._saved_at: dict[Path, float] = {}  # files the editor saved (their deploy is queued)
+
+    def saved(self, path: Path) -> None:
+        """The editor saved `path`: the watcher should not deploy it a second time."""
+        self._saved_at[path.resolve()] = time.monotonic()
+
+    def forget_runtime(self) -> None:
+        """A different runtime was selected: nothing is deployed there yet."""
+        self.deployed.clear()
+
+    # --- requests ------------------------------------------------------------------------
+    def request(
+        self, root: Path, trigger: str, announce_unchanged: bool = True
+    ) -> asyncio.Future[DeployResult]:
+        """Deploy `root` soon; requests that arrive before it starts share its result."""
+        queued = self._queued.get(root)
+        if queued is None:
+            loop = asyncio.get_running_loop()
+            queued = self._queued[root] = _Queued(loop.create_future())
+            asyncio.ensure_future(self._run_queued(root, queued))
+        queued.announce_unchanged |= announce_unchanged
+        queued.triggers.add(trigger)
+        return queued.future
+
+    async def _run_queued(self, root: Path, queued: _Queued) -> None:
+        await asyncio.sleep(_COALESCE_S)
+        lock = self._locks.setdefault(root, asyncio.Lock())
+        async with lock:
+            if self._queued.get(root) is queued:
+                del self._queued[root]
+            try:
+                result = await self._deploy(root, queued.announce_unchanged, queued.triggers)
+            except Exception as exc:  # never leave a waiter hanging
+                log.exception("deploy of %s failed", root)
+                result = DeployResult(
+                    ok=False,
+                    changed=[],
+                    uploaded=0,
+                    durationMs=0.0,
+                    error=DeployError(type=type(exc).__name__, message=str(exc)),
+                )
+            if not queued.future.done():
+                queued.future.set_result(result)
+
+    async def deploy(self, root: Path, trigger: str = "command") -> DeployResult:
+        return await self.request(root, trigger, announce_unchanged=True)
+
+    async def ensure_deployed(self, root: Path) -> DeployResult:
+        """Make the runtime run the current files before a call (quiet when nothing changed)."""
+        return await self.request(root, "run", announce_unchanged=False)
+
+    # --- one deploy ----------------------------------------------------------------------
+    async def _deploy(
+        self, root: Path, announce_unchanged: bool, triggers: set[str]
+    ) -> DeployResult:
+        from slipstream.errors import DeployError as SdkDeployError
+
+        ls = self.ls
+        started = time.perf_counter()
+        token = await self._begin(root)
+        error: DeployError | None = None
+        result: DeployResult
+        changed_paths: set[Path] = set()
+        try:
+            client = await ls.runtime.ensure(root)
+            try:
+                synced = await asyncio.to_thread(client.sync, root)
+            except SdkDeployError as exc:
+                if exc.type != "UploadRefused":
+                    raise
+                # A file changed between hashing and upload (an editor or formatter writing
+                # it again): the next sync sees the new content.
+                log.info("retrying the sync of %s: %s", root, exc.message)
+                synced = await asyncio.to_thread(client.sync, root)
+        except SdkDeployError as exc:
+            where = local_file(exc.file, [root]) if exc.file else None
+            error = DeployError(
+                type=exc.type,
+                message=exc.message,
+                file=str(where) if where else exc.file,
+                line=exc.line,
+            )
+            items = []
+            if where is not None:
+                items.append(
+                    Reported(
+                        where,
+                        exc.line or 1,
+                        f"Deploy refused: {exc.type}: {exc.message}. The runtime keeps serving "
+                        "the previous code; fix this and save again.",
+                        "deploy-error",
+                        str(root),
+                    )
+                )
+            changed_paths |= self.reported.replace("deploy-error", str(root), items)
+            result = DeployResult(
+                ok=False,
+                changed=[],
+                uploaded=0,
+                durationMs=round((time.perf_counter() - started) * 1000, 2),
+                error=error,
+            )
+        except Exception as exc:
+            log.warning("deploy of %s failed: %s", root, exc)
+            error = DeployError(type=type(exc).__name__, message=str(exc))
+            result = DeployResult(
+                ok=False,
+                changed=[],
+                uploaded=0,
+                durationMs=round((time.perf_counter() - started) * 1000, 2),
+                error=error,
+            )
+        else:
+            changed_paths |= self.reported.replace("deploy-error", str(root), [])
+            changed_paths |= self.reported.clear_under("remote-exception", root)
+            self.deployed.add(root)
+            self.watch(root)
+            result = DeployResult(
+                ok=True,
+                generation=synced.generation,
+                changed=[str(root / rel) for rel in synced.changed],
+                uploaded=synced.uploaded,
+                durationMs=synced.duration_ms,
+            )
+        self._end(token, result)
+        if changed_paths:
+            await self.republish(changed_paths)
+        if announce_unchanged or not result["ok"] or result["changed"]:
+            ls.protocol.notify(NOTIFY_DEPLOY_RESULT, result)
+            level = types.MessageType.Info if result["ok"] else types.MessageType.Warning
+            ls.window_log_message(
+                types.LogMessageParams(type=level, message=_describe(root, result))
+            )
+        if result["ok"]:
+            asyncio.ensure_future(ls.runtime.refresh())
+        log.info("%s (%s)", _describe(root, result), ", ".join(sorted(triggers)))
+        return result
+
+    async def _begin(self, root: Path) -> str | None:
+        window = self.ls.client_capabilities.window
+        if window is None or not window.work_done_progress:
+            return None
+        token = f"slipstream-deploy-{uuid.uuid4().hex[:12]}"
+        try:
+            await asyncio.wait_for(self.ls.work_done_progress.create_async(token), 5)
+        except Exception as exc:
+            log.debug("client refused a progress token: %s", exc)
+            return None
+        self.ls.work_done_progress.begin(
+            token,
+            types.WorkDoneProgressBegin(title="Slipstream", message=f"Deploying {root.name}…"),
+        )
+        return token
+
+    def _end(self, token: str | None, result: DeployResult) -> None:
+        if token is None:
+            return
+        self.ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=_summary(result)))
+
+    # --- outside changes -----------------------------------------------------------------
+    def watch(self, root: Path) -> None:
+        if root in self._watchers or self._stop.is_set():
+            return
+        self._watchers[root] = asyncio.ensure_future(self._watch(root))
+
+    async def _watch(self, root: Path) -> None:
+        from watchfiles import awatch
+
+        from slipstream.sync import is_ignored
+
+        try:
+            async for changes in awatch(
+                root, debounce=_WATCH_DEBOUNCE_MS, stop_event=self._stop, recursive=True
+            ):
+                relevant = []
+                now = time.monotonic()
+                for _, name in changes:
+                    path = Path(name).resolve()
+                    try:
+                        rel = path.relative_to(root).as_posix()
+                    except ValueError:
+                        continue
+                    if now - self._saved_at.get(path, -1e9) < _SAVE_ECHO_S:
+                        continue  # the editor's own save: didSave already asked for a deploy
+                    if not is_ignored(rel):
+                        relevant.append(rel)
+                if relevant and root in self.deployed:
+                    log.info("files changed outside the editor: %s", ", ".join(relevant[:5]))
+                    self.request(root, "watch", announce_unchanged=False)
+        except Exception as exc:
+            log.warning("stopped watching %s: %s", root, exc)
+        finally:
+            self._watchers.pop(root, None)
+
+    async def close(self) -> None:
+        self._stop.set()
+        tasks = list(self._watchers.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _summary(result: DeployResult) -> str:
+    if not result["ok"]:
+        err = result.get("error") or {}
+        where = f" ({Path(err['file']).name}:{err.get('line')})" if err.get("file") else ""
+        return f"Deploy failed: {err.get('type', 'Error')}: {err.get('message', '')}{where}"
+    changed = result["changed"]
+    what = f"{len(changed)} file(s) changed" if changed else "no changes"
+    return (
+        f"Deployed generation {result.get('generation')}: {what} in {result['durationMs']:.0f} ms"
+    )
+
+
+def _describe(root: Path, result: DeployResult) -> str:
+    return f"{root.name}: {_summary(result)}"

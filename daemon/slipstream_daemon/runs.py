@@ -1,0 +1,321 @@
+"""The run command: call an endpoint with its `example` (or given kwargs), report the result.
+
+`slipstream.server.run` answers at once with a run id; the work continues in a task:
+`slipstream/runStarted`, the current code deployed (quietly when nothing changed), the call
+made off the event loop, then `slipstream/runLog` per log line and `slipstream/runResult`.
+Images in the result are written as PNG files in the cache folder and sent as <= 256 px
+thumbnails. A remote exception also becomes a diagnostic at the local file and line it came
+from. Measured duration and cost feed the lenses and hovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .diagnostics import Reported
+from .facts import facts_for
+from .paths import cache_dir, local_file, uri_to_path
+from .protocol import (
+    NOTIFY_RUN_LOG,
+    NOTIFY_RUN_RESULT,
+    NOTIFY_RUN_STARTED,
+    ErrorFrame,
+    LogEntry,
+    RemoteError,
+    RunArgs,
+    RunImage,
+    RunLog,
+    RunResult,
+    RunStarted,
+)
+
+if TYPE_CHECKING:
+    from .server import SlipstreamServer
+
+__all__ = ["Runner", "display_result"]
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL_PX = 256
+
+
+class RunRequestError(ValueError):
+    """The run command named something this document does not define."""
+
+
+class Runner:
+    def __init__(self, ls: SlipstreamServer) -> None:
+        self.ls = ls
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, args: RunArgs) -> str:
+        """Check the request, start the run in the background, return its id."""
+        uri = args.get("uri")
+        name = args.get("endpoint")
+        if not uri or not name:
+            raise RunRequestError("run needs {uri, endpoint}")
+        index = await self.ls.documents.get(uri)
+        ep = index.endpoint(name)
+        if ep is None:
+            raise RunRequestError(f"no endpoint named {name!r} in {uri}")
+        method = args.get("method") or None
+        if ep.kind == "class" and method is None:
+            example = ep.value("example")
+            names = [m.name for m in ep.methods]
+            with_example = [m for m in names if isinstance(example, dict) and m in example]
+            method = (with_example or names or [None])[0]
+        facts = facts_for(ep)
+        kwargs = args.get("kwargs")
+        if kwargs is None:
+            kwargs = facts.example_for(method) or {}
+        run_id = uuid.uuid4().hex[:12]
+        task = asyncio.ensure_future(
+            self._run(run_id, uri, ep.name, method, dict(kwargs), facts.gpu_label)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return run_id
+
+    async def _run(
+        self,
+        run_id: str,
+        uri: str,
+        endpoint: str,
+        method: str | None,
+        kwargs: dict[str, Any],
+        gpu: str,
+    ) -> None:
+        ls = self.ls
+        ls.protocol.notify(
+            NOTIFY_RUN_STARTED,
+            RunStarted(
+                runId=run_id,
+                uri=uri,
+                endpoint=endpoint,
+                method=method,
+                gpu=gpu,
+                startedAt=time.time(),
+            ),
+        )
+        path = uri_to_path(uri)
+        root = ls.project_root(path) if path else None
+        started = time.perf_counter()
+        try:
+            reply = await self._call(root, endpoint, method, kwargs)
+        except Exception as exc:
+            log.warning("run %s of %s failed: %s", run_id, endpoint, exc)
+            reply = {
+                "ok": False,
+                "error": {"type": type(exc).__name__, "message": str(exc), "traceback": ""},
+            }
+        reply.setdefault("duration_s", round(time.perf_counter() - started, 3))
+        roots = [root] if root else []
+        out_dir = cache_dir() / "outputs"
+        result = await asyncio.to_thread(
+            display_result, reply, run_id, uri, endpoint, method, gpu, roots, out_dir
+        )
+        for entry in result["logs"]:
+            stream = "stderr" if entry.get("stream") == "stderr" else "stdout"
+            ls.protocol.notify(
+                NOTIFY_RUN_LOG, RunLog(runId=run_id, stream=stream, text=entry["text"])
+            )
+        if result["status"] == "ok":
+            ls.costs.record(endpoint, result["durationS"], result["costUsd"])
+        await self._report_error(endpoint, method, result)
+        ls.protocol.notify(NOTIFY_RUN_RESULT, result)
+        await ls.refresh_lenses()
+        ls.notify_runtime_status()
+
+    async def _call(
+        self, root: Path | None, endpoint: str, method: str | None, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        ls = self.ls
+        client = await ls.runtime.ensure(root)
+        if root is not None:
+            deployed = await ls.deployer.ensure_deployed(root)
+            if not deployed["ok"]:
+                err = deployed.get("error") or {}
+                return {
+                    "ok": False,
+                    "error": {
+                        "type": err.get("type", "DeployError"),
+                        "message": f"the code could not be deployed: {err.get('message', '')}",
+                        "traceback": "",
+                        "frames": [{"file": err["file"], "line": err["line"], "name": "<module>"}]
+                        if err.get("file") and err.get("line")
+                        else [],
+                    },
+                }
+        reply = await asyncio.to_thread(client.call_json, endpoint, kwargs, method)
+        error = reply.get("error") or {}
+        if not reply.get("ok") and error.get("kind") == "unknown-endpoint" and root is not None:
+            # The runtime restarted or was switched under us: push the code and try once more.
+            ls.deployer.forget_runtime()
+            await ls.deployer.deploy(root, "run")
+            reply = await asyncio.to_thread(client.call_json, endpoint, kwargs, method)
+        return reply
+
+    async def _report_error(self, endpoint: str, method: str | None, result: RunResult) -> None:
+        items: list[Reported] = []
+        error = result.get("error")
+        if error:
+            where = next(
+                (
+                    f
+                    for f in reversed(error["frames"])
+                    if Path(f["file"]).is_absolute() and Path(f["file"]).is_file()
+                ),
+                None,
+            )
+            if where is not None:
+                what = f"{endpoint}.{method}" if method else endpoint
+                items.append(
+                    Reported(
+                        Path(where["file"]),
+                        where["line"],
+                        f"{error['type']}: {error['message']} (raised on the runtime while "
+                        f"running {what})",
+                        "remote-exception",
+                        endpoint,
+                    )
+                )
+        changed = self.ls.reported.replace("remote-exception", endpoint, items)
+        if changed:
+            await self.ls.republish(changed)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+# --- turning the runtime's JSON display form into a RunResult -------------------------------
+
+
+def display_result(
+    reply: dict[str, Any],
+    run_id: str,
+    uri: str,
+    endpoint: str,
+    method: str | None,
+    gpu: str,
+    roots: list[Path],
+    out_dir: Path,
+) -> RunResult:
+    """Build the RunResult: images saved and thumbnailed, error frames mapped to local files."""
+    ok = bool(reply.get("ok"))
+    result = RunResult(
+        runId=run_id,
+        uri=uri,
+        endpoint=endpoint,
+        method=method,
+        gpu=str(reply.get("gpu") or gpu),
+        status="ok" if ok else "error",
+        durationS=float(reply.get("duration_s") or 0.0),
+        costUsd=float(reply.get("cost_usd") or 0.0),
+        images=[],
+        logs=[
+            LogEntry(stream=str(e.get("stream", "stdout")), text=str(e.get("text", "")))
+            for e in reply.get("logs") or []
+            if isinstance(e, dict)
+        ],
+    )
+    if ok:
+        value = reply.get("result")
+        images: list[RunImage] = []
+        shown = _extract_images(value, images, out_dir, run_id)
+        result["images"] = images
+        if isinstance(value, str):
+            result["text"] = value
+        elif isinstance(value, dict) and set(value) == {"$repr"}:
+            result["text"] = str(value["$repr"])
+        elif not (isinstance(value, dict) and set(value) == {"$image"}):
+            result["json"] = shown
+    else:
+        err = reply.get("error") or {}
+        frames: list[ErrorFrame] = []
+        for frame in err.get("frames") or []:
+            remote = str(frame.get("file", ""))
+            local = local_file(remote, roots) if remote else None
+            frames.append(
+                ErrorFrame(
+                    file=str(local) if local else remote,
+                    line=int(frame.get("line") or 0),
+                    name=str(frame.get("name", "")),
+                )
+            )
+        result["error"] = RemoteError(
+            type=str(err.get("type", "Error")),
+            message=str(err.get("message", "")),
+            traceback=str(err.get("traceback", "")),
+            frames=frames,
+        )
+    return result
+
+
+def _extract_images(value: Any, images: list[RunImage], out_dir: Path, run_id: str) -> Any:
+    """Replace each {"$image": {...}} with a reference to a saved PNG (collected in `images`)."""
+    if isinstance(value, dict):
+        if set(value) == {"$image"} and isinstance(value["$image"], dict):
+            image = _save_image(value["$image"], out_dir, f"{run_id}-{len(images)}")
+            if image is None:
+                return value
+            images.append(image)
+            return {
+                "$image": {
+                    "index": len(images) - 1,
+                    "path": image["path"],
+                    "width": image["width"],
+                    "height": image["height"],
+                }
+            }
+        return {k: _extract_images(v, images, out_dir, run_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_extract_images(v, images, out_dir, run_id) for v in value]
+    return value
+
+
+def _save_image(data: dict[str, Any], out_dir: Path, stem: str) -> RunImage | None:
+    png_b64 = data.get("png")
+    if not isinstance(png_b64, str):
+        return None
+    try:
+        png = base64.b64decode(png_b64)
+    except ValueError:
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{stem}.png"
+    path.write_bytes(png)
+    width, height = int(data.get("width") or 0), int(data.get("height") or 0)
+    return RunImage(
+        path=str(path),
+        thumbnail="data:image/png;base64," + base64.b64encode(_thumbnail(png)).decode("ascii"),
+        width=width,
+        height=height,
+    )
+
+
+def _thumbnail(png: bytes) -> bytes:
+    """A PNG at most THUMBNAIL_PX on its longer side (the image itself without Pillow)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return png
+    try:
+        with Image.open(io.BytesIO(png)) as image:
+            if max(image.size) <= THUMBNAIL_PX:
+                return png
+            image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG", optimize=True)
+            return buffer.getvalue()
+    except Exception as exc:  # a PNG Pillow cannot read: send it as it is
+        log.debug("no thumbnail: %s", exc)
+        return png

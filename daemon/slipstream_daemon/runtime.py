@@ -1,0 +1,162 @@
+"""The selected runtime: a remote one (SLIPSTREAM_RUNTIME_URL / slipstream.toml / selectRuntime)
+or, with none configured, the embedded local runtime, started on first need.
+
+Every call into the client blocks, so it runs in a worker thread (asyncio.to_thread).
+Status changes go to the client as `slipstream/runtimeStatus`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from .protocol import RuntimeGpu, RuntimeStatus
+
+if TYPE_CHECKING:
+    from slipstream.client import RuntimeClient
+
+__all__ = ["RuntimeManager"]
+
+log = logging.getLogger(__name__)
+
+
+class RuntimeManager:
+    def __init__(self, notify: Callable[[RuntimeStatus], None], spend: Callable[[], float]) -> None:
+        self._notify = notify
+        self._spend = spend
+        self._lock = asyncio.Lock()
+        self.client: RuntimeClient | None = None
+        self.url: str | None = None
+        self.kind: Literal["embedded", "remote"] = "embedded"
+        self.connected = False
+        self.gpus: list[RuntimeGpu] = []
+        self.endpoint_count = 0
+        self._embedded: Any = None
+        self._explicit: tuple[str, str] | Literal["embedded"] | None = None
+        #: Called with no arguments whenever a different runtime is selected (its code is gone).
+        self.on_change: list[Callable[[], None]] = []
+
+    # --- which runtime -------------------------------------------------------------------
+    def _configured(self, root: Path | None) -> tuple[str, str] | None:
+        from slipstream.config import load_project, runtime_from_env
+
+        project = None
+        if root is not None:
+            try:
+                project = load_project(root)
+            except ValueError as exc:
+                log.warning("%s", exc)
+        return runtime_from_env(project)
+
+    async def ensure(self, root: Path | None = None) -> RuntimeClient:
+        """The selected runtime's client, connecting or starting the embedded one if needed."""
+        async with self._lock:
+            if self.client is not None:
+                return self.client
+            choice = self._explicit
+            if choice is None:
+                configured = self._configured(root)
+                choice = configured if configured is not None else "embedded"
+            if choice == "embedded":
+                await self._start_embedded(root)
+            else:
+                url, token = choice
+                self._use_remote(url, token)
+        await self.refresh()
+        assert self.client is not None
+        return self.client
+
+    def _use_remote(self, url: str, token: str) -> None:
+        from slipstream.client import RuntimeClient
+
+        self.client = RuntimeClient(url, token)
+        self.url = url
+        self.kind = "remote"
+        log.info("using the runtime at %s", url)
+
+    async def _start_embedded(self, root: Path | None) -> None:
+        from slipstream.client import RuntimeClient
+        from slipstream.embedded import EmbeddedRuntime
+
+        log.info("no runtime configured: starting the embedded local runtime")
+        runtime = await asyncio.to_thread(EmbeddedRuntime.start, root)
+        self._embedded = runtime
+        self.client = RuntimeClient(runtime.url, runtime.token)
+        self.url = runtime.url
+        self.kind = "embedded"
+        log.info("embedded runtime listening at %s", runtime.url)
+
+    async def select(self, url: str | None, token: str | None, embedded: bool) -> RuntimeStatus:
+        """Switch runtimes (selectRuntime); the next deploy pushes the code to the new one."""
+        await self.close()
+        async with self._lock:
+            if embedded or not url:
+                self._explicit = "embedded"
+            else:
+                self._explicit = (url.rstrip("/"), token or "")
+        for callback in self.on_change:
+            callback()
+        try:
+            await self.ensure()
+        except Exception as exc:  # a bad URL still answers with a status, marked disconnected
+            log.warning("could not start or reach the runtime: %s", exc)
+            if self._explicit != "embedded" and self._explicit is not None:
+                self.url = self._explicit[0]
+                self.kind = "remote"
+            self.connected = False
+            self._notify(self.status())
+        return self.status()
+
+    # --- status --------------------------------------------------------------------------
+    def status(self) -> RuntimeStatus:
+        return RuntimeStatus(
+            url=self.url,
+            kind=self.kind,
+            connected=self.connected,
+            gpus=list(self.gpus),
+            spendUsd=round(self._spend(), 8),
+            endpoints=self.endpoint_count,
+        )
+
+    async def refresh(self) -> RuntimeStatus:
+        """Ask the runtime for its health and endpoints, then tell the client."""
+        client = self.client
+        if client is not None:
+            try:
+                health = await asyncio.to_thread(client.health)
+                endpoints = await asyncio.to_thread(client.endpoints)
+            except Exception as exc:
+                log.warning("runtime at %s did not answer: %s", self.url, exc)
+                self.connected = False
+            else:
+                self.connected = True
+                self.gpus = [
+                    RuntimeGpu(
+                        name=str(g.get("name", "?")),
+                        memoryGb=float(g.get("memory_gb", 0) or 0),
+                        count=int(g.get("count", 1) or 1),
+                    )
+                    for g in health.get("gpus", [])
+                ]
+                self.endpoint_count = len(endpoints)
+        status = self.status()
+        self._notify(status)
+        return status
+
+    async def close(self) -> None:
+        async with self._lock:
+            client, embedded = self.client, self._embedded
+            self.client = None
+            self._embedded = None
+            self.connected = False
+            self.url = None
+            self.gpus = []
+            self.endpoint_count = 0
+        if client is not None:
+            await asyncio.to_thread(client.close)
+        if embedded is not None:
+            log.info("stopping the embedded runtime")
+            await asyncio.to_thread(embedded.stop)

@@ -1,0 +1,389 @@
+"""The Slipstream language server: each LSP method registered once, handed to its module.
+
+    python -m slipstream_daemon            # stdio (what editors start)
+    python -m slipstream_daemon --tcp 2087 # for debugging with a TCP client
+
+`slipstream daemon [--tcp PORT]` calls `main(argv)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import IO, Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from . import __version__, protocol
+from .actions import code_actions, findings
+from .costs import CostBook
+from .deploy import Deployer
+from .diagnostics import ReportedProblems, reported_diagnostics, to_diagnostics
+from .documents import Documents
+from .facts import facts_for
+from .hovers import hover
+from .lenses import code_lenses
+from .paths import path_to_uri, project_root, uri_to_path
+from .runs import Runner
+from .runtime import RuntimeManager
+from .swap import model_alternatives, swap_edits
+
+__all__ = ["SlipstreamServer", "create_server", "main"]
+
+log = logging.getLogger("slipstream_daemon")
+
+_DIAGNOSE_DELAY_S = 0.15
+
+
+class SlipstreamServer(LanguageServer):
+    """pygls server plus the daemon's state: documents, costs, runtime, deploys and runs."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "slipstream-daemon",
+            __version__,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
+        self.costs = CostBook()
+        self.reported = ReportedProblems()
+        self.documents = Documents(self)
+        self.runtime = RuntimeManager(self._send_runtime_status, lambda: self.costs.session_usd)
+        self.deployer = Deployer(self, self.reported, self.republish)
+        self.runtime.on_change.append(self.deployer.forget_runtime)
+        self.runs = Runner(self)
+        self._diagnose_tasks: dict[str, asyncio.Task[None]] = {}
+
+    # --- helpers the feature modules share ---------------------------------------------
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def _root_of_dir(folder: Path) -> Path:
+        return project_root(folder / "__file__")
+
+    def project_root(self, path: Path) -> Path:
+        return self._root_of_dir(path.resolve().parent)
+
+    def roots_for(self, uri: str) -> list[Path]:
+        path = uri_to_path(uri)
+        if path is None:
+            return []
+        root = self.project_root(path)
+        folder = path.resolve().parent
+        return [root] if folder == root else [root, folder]
+
+    def uri_for(self, path: Path) -> str:
+        """The URI the client opened `path` with, else one made from the path."""
+        resolved = path.resolve()
+        for uri in list(self.workspace.text_documents):
+            local = uri_to_path(uri)
+            if local is not None and local.resolve() == resolved:
+                return uri
+        return path_to_uri(resolved)
+
+    def _send_runtime_status(self, status: protocol.RuntimeStatus) -> None:
+        self.protocol.notify(protocol.NOTIFY_RUNTIME_STATUS, status)
+
+    def notify_runtime_status(self) -> None:
+        self._send_runtime_status(self.runtime.status())
+
+    async def refresh_lenses(self) -> None:
+        workspace = self.client_capabilities.workspace
+        code_lens = workspace.code_lens if workspace else None
+        if code_lens is not None and code_lens.refresh_support:
+            try:
+                await asyncio.wait_for(self.workspace_code_lens_refresh_async(None), 5)
+            except Exception as exc:
+                log.debug("codeLens refresh failed: %s", exc)
+
+    # --- diagnostics ---------------------------------------------------------------------
+    async def publish(self, uri: str) -> None:
+        path = uri_to_path(uri)
+        is_open = uri in self.workspace.text_documents
+        diagnostics: list[types.Diagnostic] = []
+        version = None
+        index = None
+        if is_open or (path is not None and path.is_file()):
+            index = await self.documents.get(uri)
+            version = index.version
+            lines = self.documents.lines(index)
+            if is_open:
+                found = await asyncio.to_thread(findings, index, self.roots_for(uri))
+                diagnostics += to_diagnostics(found, lines)
+            if path is not None:
+                diagnostics += reported_diagnostics(self.reported.for_path(path.resolve()), lines)
+        self.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version)
+        )
+
+    async def republish(self, paths: set[Path]) -> None:
+        for path in paths:
+            await self.publish(self.uri_for(path))
+
+    def diagnose_soon(self, uri: str, delay: float = _DIAGNOSE_DELAY_S) -> None:
+        old = self._diagnose_tasks.pop(uri, None)
+        if old is not None:
+            old.cancel()
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            try:
+                await self.publish(uri)
+            except Exception:
+                log.exception("diagnostics for %s failed", uri)
+
+        task = asyncio.ensure_future(later())
+        self._diagnose_tasks[uri] = task
+        task.add_done_callback(
+            lambda t: self._diagnose_tasks.get(uri) is t and self._diagnose_tasks.pop(uri)
+        )
+
+    async def close(self) -> None:
+        await self.runs.close()
+        await self.deployer.close()
+        await self.runtime.close()
+
+
+def _argument(args: tuple[Any, ...]) -> dict[str, Any]:
+    """Commands take one argument object."""
+    if not args or args[0] is None:
+        return {}
+    value = args[0]
+    if isinstance(value, dict):
+        return value
+    if hasattr(value, "_asdict"):
+        return dict(value._asdict())
+    raise ValueError("Slipstream commands take one argument object, e.g. {uri, endpoint}")
+
+
+def create_server() -> SlipstreamServer:
+    server = SlipstreamServer()
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: SlipstreamServer, params: types.DidOpenTextDocumentParams) -> None:
+        ls.diagnose_soon(params.text_document.uri, 0)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: SlipstreamServer, params: types.DidChangeTextDocumentParams) -> None:
+        ls.diagnose_soon(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: SlipstreamServer, params: types.DidCloseTextDocumentParams) -> None:
+        ls.documents.forget(params.text_document.uri)
+        ls.diagnose_soon(params.text_document.uri, 0)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+    async def did_save(ls: SlipstreamServer, params: types.DidSaveTextDocumentParams) -> None:
+        uri = params.text_document.uri
+        path = uri_to_path(uri)
+        if path is None or path.suffix != ".py":
+            return
+        root = ls.project_root(path)
+        ls.deployer.saved(path)
+        if ls.runtime.client is None and root not in ls.deployer.deployed:
+            # Nothing running yet: only a file with endpoints is worth starting a runtime for.
+            index = await ls.documents.get(uri)
+            if not index.endpoints:
+                return
+        ls.deployer.request(root, "save")
+
+    @server.feature(types.TEXT_DOCUMENT_CODE_LENS)
+    async def code_lens(ls: SlipstreamServer, params: types.CodeLensParams) -> list[types.CodeLens]:
+        uri = params.text_document.uri
+        index = await ls.documents.get(uri)
+        return code_lenses(index, ls.documents.lines(index), ls.costs, uri)
+
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    async def on_hover(ls: SlipstreamServer, params: types.HoverParams) -> types.Hover | None:
+        index = await ls.documents.get(params.text_document.uri)
+        return hover(index, ls.documents.lines(index), params.position, ls.costs)
+
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(
+            code_action_kinds=[types.CodeActionKind.QuickFix, types.CodeActionKind.Empty]
+        ),
+    )
+    async def code_action(
+        ls: SlipstreamServer, params: types.CodeActionParams
+    ) -> list[types.CodeAction]:
+        uri = params.text_document.uri
+        index = await ls.documents.get(uri)
+        roots = ls.roots_for(uri)
+        lines = ls.documents.lines(index)
+        return await asyncio.to_thread(code_actions, index, lines, params.range, uri, roots)
+
+    @server.feature(types.SHUTDOWN)
+    async def shutdown(ls: SlipstreamServer, params: None) -> None:
+        await ls.close()
+
+    # --- commands --------------------------------------------------------------------------
+    @server.command(protocol.CMD_RUN)
+    async def run(ls: SlipstreamServer, *args: Any) -> protocol.RunStartedReply:
+        run_id = await ls.runs.start(protocol.RunArgs(**_argument(args)))  # type: ignore[typeddict-item]
+        return protocol.RunStartedReply(runId=run_id)
+
+    async def _endpoint(ls: SlipstreamServer, arg: dict[str, Any]) -> Any:
+        uri, name = arg.get("uri"), arg.get("endpoint")
+        if not uri or not name:
+            raise ValueError("this command needs {uri, endpoint}")
+        index = await ls.documents.get(uri)
+        ep = index.endpoint(name)
+        if ep is None:
+            raise ValueError(f"no endpoint named {name!r} in {uri}")
+        return index, ep
+
+    @server.command(protocol.CMD_MODEL_ALTERNATIVES)
+    async def alternatives(ls: SlipstreamServer, *args: Any) -> protocol.ModelAlternativesResult:
+        _, ep = await _endpoint(ls, _argument(args))
+        return await asyncio.to_thread(model_alternatives, ep)
+
+    async def _apply(ls: SlipstreamServer, uri: str, index: Any, ep: Any, model_id: str) -> bool:
+        old, edits = await asyncio.to_thread(
+            swap_edits, index, ep, model_id, ls.documents.lines(index)
+        )
+        if not edits:
+            return False
+        reply = await ls.workspace_apply_edit_async(
+            types.ApplyWorkspaceEditParams(
+                edit=types.WorkspaceEdit(changes={uri: edits}),
+                label=f"Swap model {old} → {model_id}",
+            )
+        )
+        return bool(reply and reply.applied)
+
+    @server.command(protocol.CMD_APPLY_MODEL)
+    async def apply_model(ls: SlipstreamServer, *args: Any) -> protocol.ApplyModelResult:
+        arg = _argument(args)
+        index, ep = await _endpoint(ls, arg)
+        model_id = arg.get("modelId")
+        if not isinstance(model_id, str) or not model_id:
+            raise ValueError("applyModel needs {uri, endpoint, modelId}")
+        return protocol.ApplyModelResult(applied=await _apply(ls, arg["uri"], index, ep, model_id))
+
+    @server.command(protocol.CMD_SWAP_MODEL)
+    async def swap_model(ls: SlipstreamServer, *args: Any) -> protocol.ApplyModelResult:
+        arg = _argument(args)
+        index, ep = await _endpoint(ls, arg)
+        options = await asyncio.to_thread(model_alternatives, ep)
+        items = [i for i in options["items"] if i["id"] != options["current"]]
+        if not items:
+            ls.window_show_message(
+                types.ShowMessageParams(
+                    type=types.MessageType.Info,
+                    message=f"No alternatives known for {options['current'] or 'this model'}.",
+                )
+            )
+            return protocol.ApplyModelResult(applied=False)
+        titles = {f"{i['id']} ({i['description']})": i["id"] for i in items}
+        choice = await ls.window_show_message_request_async(
+            types.ShowMessageRequestParams(
+                type=types.MessageType.Info,
+                message=f"Swap {options['current']} for:",
+                actions=[types.MessageActionItem(title=t) for t in titles],
+            )
+        )
+        if choice is None or choice.title not in titles:
+            return protocol.ApplyModelResult(applied=False)
+        applied = await _apply(ls, arg["uri"], index, ep, titles[choice.title])
+        return protocol.ApplyModelResult(applied=applied)
+
+    @server.command(protocol.CMD_SELECT_RUNTIME)
+    async def select_runtime(ls: SlipstreamServer, *args: Any) -> protocol.RuntimeStatus:
+        arg = _argument(args)
+        return await ls.runtime.select(arg.get("url"), arg.get("token"), bool(arg.get("embedded")))
+
+    @server.command(protocol.CMD_RUNTIME_STATUS)
+    async def runtime_status(ls: SlipstreamServer, *args: Any) -> protocol.RuntimeStatus:
+        if ls.runtime.client is None:
+            return ls.runtime.status()
+        return await ls.runtime.refresh()
+
+    @server.command(protocol.CMD_DEPLOY)
+    async def deploy(ls: SlipstreamServer, *args: Any) -> protocol.DeployResult:
+        arg = _argument(args)
+        path = uri_to_path(arg["uri"]) if arg.get("uri") else None
+        if path is not None:
+            root = ls.project_root(path)
+        elif ls.workspace.root_path:
+            root = ls.project_root(Path(ls.workspace.root_path) / "__file__")
+        else:
+            raise ValueError("deploy needs {uri} when no workspace folder is open")
+        return await ls.deployer.deploy(root, "command")
+
+    @server.command(protocol.CMD_LIST_ENDPOINTS)
+    async def list_endpoints(ls: SlipstreamServer, *args: Any) -> protocol.ListEndpointsResult:
+        arg = _argument(args)
+        uris = (
+            [arg["uri"]]
+            if arg.get("uri")
+            else [uri for uri in ls.workspace.text_documents if uri.endswith((".py", ".pyw"))]
+        )
+        items: list[protocol.EndpointListItem] = []
+        for uri in uris:
+            index = await ls.documents.get(uri)
+            for ep in index.endpoints:
+                items.append(
+                    protocol.EndpointListItem(
+                        uri=uri,
+                        name=ep.name,
+                        gpu=facts_for(ep).gpu_label,
+                        line=ep.decorator.line,
+                        methods=[m.name for m in ep.methods],
+                    )
+                )
+        return protocol.ListEndpointsResult(endpoints=items)
+
+    return server
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def _claim_stdout() -> IO[bytes]:
+    """Keep the real stdout for the protocol; point fd 1 and sys.stdout at stderr.
+
+    Anything else that writes to stdout (a stray print, a library, a runtime worker process
+    that inherits fd 1) would corrupt the LSP stream.
+    """
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(protocol_fd, "wb")
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("slipstream_daemon").setLevel(level.upper())
+    logging.getLogger("pygls").setLevel(logging.WARNING)  # it logs every message at INFO
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="slipstream daemon", description="The Slipstream language server (stdio by default)."
+    )
+    parser.add_argument("--tcp", type=int, metavar="PORT", help="listen on a TCP port instead")
+    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("SLIPSTREAM_LOG_LEVEL", "INFO"),
+        help="log level for stderr (default INFO, or $SLIPSTREAM_LOG_LEVEL)",
+    )
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    server = create_server()
+    if args.tcp is not None:
+        log.info("listening on %s:%d", args.host, args.tcp)
+        server.start_tcp(args.host, args.tcp)
+    else:
+        out = _claim_stdout()
+        server.start_io(sys.stdin.buffer, out)
+    return 0

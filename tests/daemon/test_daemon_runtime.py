@@ -1,0 +1,176 @@
+"""Save-to-deploy and runs against a real runtime (`slipstream serve` on loopback).
+
+The daemon gets the runtime through SLIPSTREAM_RUNTIME_URL / SLIPSTREAM_TOKEN, as a user with a
+remote runtime would configure it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from daemon_client import Client, start_daemon
+from lsprotocol import types
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
+
+DEPLOY = "slipstream/deployResult"
+RESULT = "slipstream/runResult"
+
+
+@pytest.fixture(scope="module")
+def project(project_copy: Callable[[str], Path]) -> Path:
+    return project_copy("runapp")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(project: Path, runtime: Any) -> AsyncIterator[Client]:
+    client = await start_daemon(
+        project, {"SLIPSTREAM_RUNTIME_URL": runtime.url, "SLIPSTREAM_TOKEN": runtime.token}
+    )
+    client.open(project / "app.py")
+    yield client
+    await client.shutdown_session()
+    await client.stop()
+
+
+def _save(client: Client, path: Path, text: str | None = None) -> None:
+    uri = path.as_uri()
+    if text is not None:
+        path.write_text(text)
+        client.replace(uri, text)
+    client.text_document_did_save(
+        types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+
+
+async def test_save_deploys_with_progress(client: Client, project: Path) -> None:
+    waiting = asyncio.ensure_future(client.next_note(DEPLOY))
+    _save(client, project / "app.py")
+    result = await waiting
+    assert result["ok"] is True, result
+    assert result["generation"]
+    assert str(project / "app.py") in result["changed"]
+    assert result["durationMs"] < 30_000
+    progress = [v for k, v in client.progress_reports.items() if str(k).startswith("slipstream")]
+    assert progress, "the deploy reported no workDoneProgress"
+    kinds = [value.kind for value in progress[-1]]
+    assert kinds == ["begin", "end"]
+    assert progress[-1][-1].message.startswith("Deployed generation")
+    status = await client.command("slipstream.server.runtimeStatus")
+    assert status["kind"] == "remote" and status["connected"] is True
+    assert status["endpoints"] == 3
+
+
+async def test_broken_save_is_a_diagnostic_at_its_line(client: Client, project: Path) -> None:
+    path = project / "app.py"
+    good = path.read_text()
+    broken = good.replace('    print(f"greeting {name}")\n', "") + "\nlimit = undefined_name + 1\n"
+    bad_line = broken.splitlines().index("limit = undefined_name + 1")
+    waiting = asyncio.ensure_future(client.next_note(DEPLOY))
+    _save(client, path, broken)
+    result = await waiting
+    assert result["ok"] is False
+    assert result["error"]["type"] == "NameError"
+    assert result["error"]["file"] == str(path)
+    assert result["error"]["line"] == bad_line + 1
+    uri = path.as_uri()
+    for _ in range(100):
+        found = [d for d in client.diagnostics.get(uri, []) if d.code == "deploy-error"]
+        if found:
+            break
+        await asyncio.sleep(0.05)
+    [diagnostic] = found
+    assert diagnostic.range.start.line == bad_line
+    assert "undefined_name" in diagnostic.message
+
+    waiting = asyncio.ensure_future(client.next_note(DEPLOY))
+    _save(client, path, good)
+    assert (await waiting)["ok"] is True
+    for _ in range(100):
+        if not [d for d in client.diagnostics.get(uri, []) if d.code == "deploy-error"]:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the deploy error stayed after a good deploy")
+
+
+async def _run(client: Client, uri: str, endpoint: str, **extra: Any) -> dict[str, Any]:
+    reply = await client.command("slipstream.server.run", {"uri": uri, "endpoint": endpoint, **extra})
+    run_id = reply["runId"]
+    started = await client.next_note("slipstream/runStarted", runId=run_id)
+    assert started["endpoint"] == endpoint and started["uri"] == uri
+    return await client.next_note(RESULT, timeout=120, runId=run_id)
+
+
+async def test_run_returns_text_logs_and_timing(client: Client, project: Path) -> None:
+    uri = (project / "app.py").as_uri()
+    result = await _run(client, uri, "greet")
+    assert result["status"] == "ok", result
+    assert result["text"] == "Hello, world!"
+    assert result["gpu"] == "CPU" and result["costUsd"] == 0
+    assert result["durationS"] > 0
+    assert any("greeting world" in log["text"] for log in result["logs"])
+    logs = [n for n in client.notes_of("slipstream/runLog") if n["runId"] == result["runId"]]
+    assert any("greeting world" in n["text"] for n in logs)
+    again = await _run(client, uri, "greet", kwargs={"name": "Ada"})
+    assert again["text"] == "Hello, Ada!"
+    lenses = await client.text_document_code_lens_async(
+        types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+    titles = [lens.command.title for lens in lenses if lens.command and lens.range.start.line == 7]
+    assert titles[0] == "▶ Run (CPU)"
+    assert titles[1].startswith("last ") and titles[1].endswith(" = $0")
+
+
+async def test_run_returns_an_image(client: Client, project: Path) -> None:
+    from PIL import Image
+
+    result = await _run(client, (project / "app.py").as_uri(), "picture")
+    assert result["status"] == "ok", result
+    [image] = result["images"]
+    assert (image["width"], image["height"]) == (300, 150)
+    path = Path(image["path"])
+    assert path.is_file() and path.is_relative_to(project / ".cache" / "outputs")
+    with Image.open(path) as full:
+        assert full.size == (300, 150)
+    assert image["thumbnail"].startswith("data:image/png;base64,")
+    thumb = base64.b64decode(image["thumbnail"].split(",", 1)[1])
+    with Image.open(io.BytesIO(thumb)) as small:
+        assert small.size == (256, 128)
+    assert "json" not in result and "text" not in result
+
+
+async def test_remote_exception_points_at_the_local_line(client: Client, project: Path) -> None:
+    path = project / "app.py"
+    result = await _run(client, path.as_uri(), "divide")
+    assert result["status"] == "error"
+    error = result["error"]
+    assert error["type"] == "ZeroDivisionError"
+    line = path.read_text().splitlines().index("    return 1 / x") + 1
+    assert {"file": str(path), "line": line, "name": "_invert"} in error["frames"]
+    for _ in range(100):
+        found = [d for d in client.diagnostics.get(path.as_uri(), []) if d.code == "remote-exception"]
+        if found:
+            break
+        await asyncio.sleep(0.05)
+    [diagnostic] = found
+    assert diagnostic.range.start.line == line - 1
+    assert diagnostic.message.startswith("ZeroDivisionError: division by zero")
+
+
+async def test_outside_change_is_deployed(client: Client, project: Path) -> None:
+    extra = project / "later.py"
+    waiting = asyncio.ensure_future(client.next_note(DEPLOY, timeout=30))
+    extra.write_text("from slipstream import endpoint\n\n\n@endpoint\ndef later() -> int:\n    return 7\n")
+    os.utime(extra)
+    result = await waiting
+    assert result["ok"] is True
+    assert str(extra) in result["changed"]

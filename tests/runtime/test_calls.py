@@ -1,0 +1,143 @@
+"""Calling endpoints on a real runtime: functions, classes, map, generators, errors, metering."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from slipstream.catalog import catalog
+
+APP = '''
+import os, time
+from slipstream import endpoint
+
+class PromptTooLong(ValueError):
+    pass
+
+@endpoint(gpu="H100")
+def add(a, b=0):
+    print("adding", a, b)
+    return a + b
+
+@endpoint(workers=(0, 3))
+def slow_pid(x, delay=0.4):
+    time.sleep(delay)
+    return (x, os.getpid())
+
+@endpoint
+class Counter:
+    def setup(self):
+        self.setups = getattr(self, "setups", 0) + 1
+        self.n = 0
+    def bump(self, k=1):
+        self.n += k
+        return {"n": self.n, "setups": self.setups, "pid": os.getpid()}
+    def _private(self):
+        return "hidden"
+
+@endpoint
+def ticks(n, delay=0.0):
+    for i in range(n):
+        yield i
+        time.sleep(delay)
+
+@endpoint
+def check_prompt(prompt):
+    if len(prompt) > 5:
+        raise PromptTooLong(f"prompt of {len(prompt)} chars is too long")
+    return prompt
+
+@endpoint
+def echo(x):
+    return x
+
+@endpoint
+async def async_double(x):
+    return 2 * x
+'''
+
+
+@pytest.fixture()
+def app(runtime, project_factory):
+    proj = project_factory(runtime, {"app.py": APP})
+    return proj.module("app")
+
+
+def test_function_call_returns_result_and_cost(app):
+    assert app.add(2, b=3) == 5
+    info = app.add.last_call
+    h100 = catalog().lookup("H100")
+    assert info.gpu == "H100" and info.duration_s > 0
+    assert info.cost_usd == pytest.approx(info.duration_s * h100.runpod_flex, rel=1e-3, abs=1e-9)
+
+
+def test_remote_print_reaches_the_caller(app, capsys):
+    app.add(7, 1)
+    assert "adding 7 1" in capsys.readouterr().out
+
+
+def test_local_runs_in_process(app):
+    assert app.add.local(1, 2) == 3
+    assert app.Counter().bump.local(2)["n"] == 2
+
+
+def test_class_endpoint_runs_setup_once_per_worker(app):
+    c = app.Counter()
+    first = c.bump(1)
+    second = c.bump(2)
+    assert first["setups"] == 1 and second["setups"] == 1
+    assert second["n"] == 3 and first["pid"] == second["pid"]
+
+
+def test_private_methods_are_not_callable(app):
+    with pytest.raises(AttributeError):
+        app.Counter()._private()
+
+
+def test_map_keeps_order_and_fans_out(app):
+    started = time.perf_counter()
+    out = app.slow_pid.map(range(6), delay=0.4)
+    elapsed = time.perf_counter() - started
+    assert [x for x, _ in out] == list(range(6))
+    assert len({pid for _, pid in out}) >= 2, "map should spread over several workers"
+    assert elapsed < 6 * 0.4, "map ran one item at a time"
+
+
+def test_generator_streams_items_as_produced(app):
+    started = time.perf_counter()
+    it = app.ticks(3, delay=0.6)
+    first = next(it)
+    first_at = time.perf_counter() - started
+    rest = list(it)
+    assert [first, *rest] == [0, 1, 2]
+    assert first_at < 1.0, f"first item came after {first_at:.2f}s: not streamed"
+
+
+def test_remote_exception_keeps_type_and_user_line(app):
+    with pytest.raises(ValueError) as exc:
+        app.check_prompt("far too long")
+    assert type(exc.value).__name__ == "PromptTooLong"
+    tb = str(exc.value.__cause__)
+    assert "app.py" in tb and "raise PromptTooLong" in tb
+    assert "line " in tb
+
+
+def test_wrong_arguments_are_a_type_error(app):
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        app.add(1, nope=2)
+
+
+def test_large_array_round_trips_intact(app):
+    arr = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+    back = app.echo(arr)
+    assert back.dtype == arr.dtype and np.array_equal(back, arr)
+
+
+def test_aio_call(app):
+    async def go():
+        return await asyncio.gather(app.add.aio(1, 1), app.async_double.aio(21))
+
+    assert asyncio.run(go()) == [2, 42]
