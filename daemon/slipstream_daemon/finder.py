@@ -243,7 +243,7 @@ class _RawEndpoint:
     strings: list[tuple[str, Span]]
     names: list[tuple[str, Span]]
     positions: Mapping[cst.CSTNode, CodeRange]
-    module: cst.Module
+    code_lines: list[str]  # the snippet's lines, without line ends
 
 
 @dataclass
@@ -323,6 +323,7 @@ def _parse_snippet(code: str, names: frozenset[str]) -> _Parsed:
 
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
     positions = wrapper.resolve(PositionProvider)
+    code_lines = code.splitlines()
     found: list[_RawEndpoint] = []
     for stmt in module.body:
         if not isinstance(stmt, cst.FunctionDef | cst.ClassDef):
@@ -363,7 +364,7 @@ def _parse_snippet(code: str, names: frozenset[str]) -> _Parsed:
                 strings=collector.strings + body_collector.strings,
                 names=collector.names + body_collector.names,
                 positions=positions,
-                module=module,
+                code_lines=code_lines,
             )
         )
     return _Parsed(found, None)
@@ -581,7 +582,7 @@ def _build_endpoint(
     is_model_id: Callable[[str], bool],
 ) -> Endpoint:
     positions = raw.positions
-    code_lines = raw.module.code.splitlines()
+    code_lines = raw.code_lines
     decorator_line = raw.decorator.line + offset
 
     def node_span(node: cst.CSTNode) -> Span:

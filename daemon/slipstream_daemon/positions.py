@@ -15,10 +15,14 @@ from lsprotocol import types
 __all__ = ["LineIndex", "Span", "split_lines"]
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
+# Characters str.splitlines() also breaks on, but LSP and Python's tokenizer do not.
+_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 def split_lines(source: str) -> list[str]:
     """Split on the LSP line terminators (\\n, \\r\\n, \\r), keeping them on each line."""
+    if _OTHER_BREAKS.search(source) is None:
+        return source.splitlines(keepends=True)  # same result, ten times faster
     lines: list[str] = []
     start = 0
     for match in _NEWLINE.finditer(source):

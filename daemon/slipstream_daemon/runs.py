@@ -93,6 +93,7 @@ class Runner:
         gpu: str,
     ) -> None:
         ls = self.ls
+        await asyncio.sleep(0)  # let the command's reply (the run id) reach the client first
         ls.protocol.notify(
             NOTIFY_RUN_STARTED,
             RunStarted(

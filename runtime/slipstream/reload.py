@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ __all__ = ["CodeLoader", "ReloadReport", "module_name", "RESTART_MARKER"]
 # (for modules holding C-extension or process-wide state that re-execution would corrupt).
 RESTART_MARKER = "SLIPSTREAM_RELOAD"
 _NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
+_MARKER_RE = re.compile(r"^SLIPSTREAM_RELOAD\s*=\s*['\"]restart['\"]", re.M)
 
 
 def module_name(relpath: str) -> str | None:
@@ -71,7 +73,7 @@ class CodeLoader:
                 out[name] = mod
         return out
 
-    def plan(self, manifest: dict[str, str]) -> tuple[list[str], set[str], str]:
+    def plan(self, manifest: dict[str, str], gen_dir: str | None = None) -> tuple[list[str], set[str], str]:
         """(changed paths, modules to re-execute, "" or why a restart is needed)."""
         old = self.manifest
         changed = sorted(p for p in set(old) | set(manifest) if old.get(p) != manifest.get(p))
@@ -80,7 +82,14 @@ class CodeLoader:
             return changed, set(), "a native extension changed"
         changed_mods = {m for p in changed if (m := module_name(p))} & set(loaded)
         for m in changed_mods:
-            if getattr(loaded[m], RESTART_MARKER, None) == "restart":
+            new_text = ""
+            if gen_dir:
+                rel = next((p for p in changed if module_name(p) == m), "")
+                try:
+                    new_text = (Path(gen_dir) / rel).read_text(errors="replace")
+                except OSError:
+                    pass
+            if getattr(loaded[m], RESTART_MARKER, None) == "restart" or _MARKER_RE.search(new_text):
                 return changed, set(), f"{m} sets {RESTART_MARKER} = 'restart'"
         importers: dict[str, set[str]] = {}
         for name, mod in loaded.items():
@@ -108,7 +117,7 @@ class CodeLoader:
         if self.gen_dir is None:
             self._set(generation, gen_dir, manifest)
             return ReloadReport(generation, sorted(manifest), [], "initial"), {}
-        changed, affected, restart = self.plan(manifest)
+        changed, affected, restart = self.plan(manifest, gen_dir)
         if restart:
             return ReloadReport(generation, changed, [], "restart", restart), {}
         purged = {n: sys.modules.pop(n) for n in sorted(affected) if n in sys.modules}

@@ -51,6 +51,7 @@ class SyncResult:
     unchanged: bool = False
     reexecuted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    restart: str = ""  # why workers were replaced instead of reloaded in place ("" = in place)
 
 
 _hash_cache: dict[str, tuple[int, int, str]] = {}
@@ -123,4 +124,5 @@ def sync_project(client: RuntimeClient, root: str | os.PathLike[str]) -> SyncRes
         unchanged=reply.get("unchanged", False),
         reexecuted=reply.get("reexecuted", []),
         skipped=skipped,
+        restart=reply.get("restart", ""),
     )

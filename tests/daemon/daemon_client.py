@@ -99,9 +99,15 @@ class Client(LanguageClient):
             types.ExecuteCommandParams(command=name, arguments=[arg or {}])
         )
 
-    async def next_note(self, method: str, timeout: float = 60, **match: Any) -> dict[str, Any]:
-        """The next notification of `method` whose fields equal `match` (arm before causing it)."""
-        seen = len(self.notes_of(method))
+    async def next_note(
+        self, method: str, timeout: float = 60, since: int | None = None, **match: Any
+    ) -> dict[str, Any]:
+        """The next notification of `method` whose fields equal `match`.
+
+        Counts from `since` (a len(notes_of(method)) taken before causing it), else from now:
+        arm the wait before triggering the notification.
+        """
+        seen = len(self.notes_of(method)) if since is None else since
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             for note in self.notes_of(method)[seen:]:

@@ -103,11 +103,13 @@ async def test_broken_save_is_a_diagnostic_at_its_line(client: Client, project: 
 
 
 async def _run(client: Client, uri: str, endpoint: str, **extra: Any) -> dict[str, Any]:
+    started_seen = len(client.notes_of("slipstream/runStarted"))
+    results_seen = len(client.notes_of(RESULT))
     reply = await client.command("slipstream.server.run", {"uri": uri, "endpoint": endpoint, **extra})
     run_id = reply["runId"]
-    started = await client.next_note("slipstream/runStarted", runId=run_id)
+    started = await client.next_note("slipstream/runStarted", since=started_seen, runId=run_id)
     assert started["endpoint"] == endpoint and started["uri"] == uri
-    return await client.next_note(RESULT, timeout=120, runId=run_id)
+    return await client.next_note(RESULT, timeout=120, since=results_seen, runId=run_id)
 
 
 async def test_run_returns_text_logs_and_timing(client: Client, project: Path) -> None:

@@ -89,8 +89,8 @@ export async function swapModel(ctx: CommandContext, arg?: unknown): Promise<voi
       return;
     }
     const items = alts.items.map((item) => ({
-      label: item.id === alts.current ? `$(star-full) ${item.id}` : item.id,
-      description: describeAlternative(item),
+      label: item.id,
+      description: `${item.id === alts.current ? '(current) ' : ''}${describeAlternative(item)}`,
       detail: item.description ?? (item.label && item.label !== item.id ? item.label : undefined),
       id: item.id,
     }));
@@ -161,8 +161,10 @@ export async function selectRuntime(ctx: CommandContext): Promise<void> {
   if (!picked) return;
   const name = picked.pick === '+' ? (await addRuntime(ctx))?.name : picked.pick;
   if (!name) return;
+  const before = vscode.workspace.getConfiguration('slipstream').get<string>('runtime');
   await setSelectedRuntime(name);
-  await applyRuntime(ctx);
+  // a changed setting reaches the daemon through onDidChangeConfiguration; the same one does not
+  if (before === name) await applyRuntime(ctx);
 }
 
 /** Slipstream: Set runtime token: kept in SecretStorage, keyed by the runtime's URL. */

@@ -25,8 +25,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       status.addRun(r);
     },
     deployResult: (r) => {
-      if (r.ok) log.info(`Deployed generation ${r.generation ?? '?'}: ${r.changed.length} changed, ${r.uploaded} uploaded, ${r.durationMs} ms`);
-      else log.warn(`Deploy failed: ${r.error?.type}: ${r.error?.message}${r.error?.file ? ` (${r.error.file}:${r.error.line})` : ''}`);
+      if (r.ok) {
+        const message = `Deployed generation ${r.generation ?? '?'}: ${r.changed.length} changed, ${r.uploaded} uploaded, ${Math.round(r.durationMs)} ms`;
+        log.info(message);
+        vscode.window.setStatusBarMessage(`$(cloud-upload) Slipstream: ${message}`, 4000);
+      } else log.warn(`Deploy failed: ${r.error?.type}: ${r.error?.message}${r.error?.file ? ` (${r.error.file}:${r.error.line})` : ''}`);
     },
     runtimeStatus: (s) => status.setRuntime(s),
   });

@@ -45,6 +45,15 @@ def ratio(n: int) -> float:
     return divide(1, n)
 `;
 
+const WRITER = `from slipstream import endpoint
+
+
+@endpoint(gpu="L4", example={"prompt": "a cat"})
+def write(prompt: str) -> str:
+    model_id = "Qwen/Qwen3-0.6B"
+    return f"{model_id}: {prompt}"
+`;
+
 const started = Date.now();
 const shots = [];
 const steps = [];
@@ -148,6 +157,16 @@ function extensionLogs(userData) {
   return found;
 }
 
+/** Opens a workspace file with Quick Open (Ctrl+P), as a user would. */
+async function openFile(page, name) {
+  await page.keyboard.press('Control+P');
+  await page.locator('.quick-input-widget input').waitFor({ timeout: 15_000 });
+  await page.keyboard.type(name);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 15_000 });
+  await page.keyboard.press('Enter');
+  await page.locator('.tab.active', { hasText: name }).waitFor({ timeout: 15_000 });
+}
+
 /** Stops code-server and its process group (the extension host, the daemon). */
 async function stopCodeServer(cs) {
   try {
@@ -217,6 +236,8 @@ async function main() {
   writeJson(path.join(ws, '.vscode', 'settings.json'), { 'slipstream.python': PYTHON });
   // an endpoint that fails two frames deep, for the error card and its traceback links
   fs.writeFileSync(path.join(ws, 'broken.py'), BROKEN);
+  // an endpoint with a model id, for "⇄ Swap model"
+  fs.writeFileSync(path.join(ws, 'writer.py'), WRITER);
   const user = {
     'workbench.startupEditor': 'none',
     'workbench.tips.enabled': false,
@@ -278,12 +299,7 @@ async function main() {
 
     await check('open hello.py', async () => {
       await page.locator('.monaco-workbench').click({ position: { x: 800, y: 500 } }).catch(() => {});
-      await page.keyboard.press('Control+P');
-      await page.locator('.quick-input-widget input').waitFor({ timeout: 15_000 });
-      await page.keyboard.type('hello.py');
-      await page.locator('.quick-input-list .monaco-list-row', { hasText: 'hello.py' }).first().waitFor({ timeout: 15_000 });
-      await page.keyboard.press('Enter');
-      await page.locator('.tab.active', { hasText: 'hello.py' }).waitFor({ timeout: 15_000 });
+      await openFile(page, 'hello.py');
       await page.locator('.monaco-editor .view-lines').first().waitFor({ timeout: 15_000 });
       await shot(page, 'hello-py-open');
     });
@@ -378,12 +394,7 @@ async function main() {
     });
 
     await check('a failing run shows an error card whose traceback frames open the file at the line', async () => {
-      await page.keyboard.press('Control+P');
-      await page.locator('.quick-input-widget input').waitFor({ timeout: 15_000 });
-      await page.keyboard.type('broken.py');
-      await page.locator('.quick-input-list .monaco-list-row', { hasText: 'broken.py' }).first().waitFor({ timeout: 15_000 });
-      await page.keyboard.press('Enter');
-      await page.locator('.tab.active', { hasText: 'broken.py' }).waitFor({ timeout: 15_000 });
+      await openFile(page, 'broken.py');
       const lens = page.locator('.contentWidgets .codelens-decoration a', { hasText: /Run/ }).first();
       await lens.waitFor({ timeout: T.lens });
       await lens.click();
@@ -406,6 +417,23 @@ async function main() {
       );
       say(`cursor after clicking the frame: ${(await cursor.innerText()).trim()}`);
       await shot(page, 'frame-opened');
+    });
+
+    await check('"⇄ Swap model" opens the extension\'s QuickPick and the codemod edits the model id', async () => {
+      await openFile(page, 'writer.py');
+      const lens = page.locator('.contentWidgets .codelens-decoration a', { hasText: /Swap model/ }).first();
+      await lens.waitFor({ timeout: T.lens });
+      await lens.click();
+      const pick = page.locator('.quick-input-widget', { hasText: /Swap model in write/ });
+      await pick.waitFor({ timeout: 30_000 });
+      const rows = await page.locator('.quick-input-list .monaco-list-row').allInnerTexts();
+      say(`alternatives: ${JSON.stringify(rows.slice(0, 4).map((r) => r.replace(/\s+/g, ' ')))}`);
+      await shot(page, 'swap-model-pick');
+      const target = page.locator('.quick-input-list .monaco-list-row', { hasText: 'Qwen/Qwen3-1.7B' }).first();
+      await target.waitFor({ timeout: 10_000 });
+      await target.click();
+      await page.locator('.monaco-editor .view-lines', { hasText: 'Qwen/Qwen3-1.7B' }).first().waitFor({ timeout: 20_000 });
+      await shot(page, 'swap-model-applied');
     });
 
     await check('typing an unknown GPU (gpu="H1000") shows a diagnostic', async () => {
