@@ -57,7 +57,7 @@ def generate_{i}(prompt: str, model: str = MODEL_{i}) -> str:
     return " ".join(reversed(tokens)) + str(len(transformers.__name__))
 '''
 
-CLASS_ENDPOINT = '''
+CLASS_ENDPOINT = """
 
 @ss.endpoint(gpu="A100-80GB", dependencies=["diffusers"], example={{"paint": {{"prompt": "x"}}}})
 class Painter{i}:
@@ -66,7 +66,7 @@ class Painter{i}:
 
     def paint(self, prompt: str) -> str:
         return prompt * 2
-'''
+"""
 
 
 def generate(lines: int, endpoints: int) -> tuple[str, list[int], list[int]]:
@@ -94,7 +94,7 @@ def generate(lines: int, endpoints: int) -> tuple[str, list[int], list[int]]:
     rows = source.splitlines()
     outside = [n for n, text in enumerate(rows) if text.strip() == "total = 0"]
     inside = [n for n, text in enumerate(rows) if text.strip() == "tokens = prompt.split()"]
-    inside += [n for n, text in enumerate(rows) if text.strip() == "return prompt * 2"]
+    inside += [n for n, text in enumerate(rows) if text.strip().startswith("self.pipe = keep(")]
     return source, outside, inside
 
 
@@ -120,31 +120,37 @@ async def measure(source: str, edit_lines: list[int], rounds: int, path: Path) -
     client = LanguageClient("bench", "0")
     await client.start_io(sys.executable, "-m", "slipstream_daemon", "--log-level", "WARNING")
     await client.initialize_async(
-        types.InitializeParams(capabilities=types.ClientCapabilities(), root_uri=path.parent.as_uri())
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(), root_uri=path.parent.as_uri()
+        )
     )
     client.initialized(types.InitializedParams())
     uri = path.as_uri()
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=source)
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="python", version=1, text=source
+            )
         )
     )
     params = types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=uri))
     first = await client.text_document_code_lens_async(params)  # cold: parses every endpoint
     assert first, "no lenses on the generated file"
+    rows = source.splitlines()
     times: list[float] = []
     version = 1
     for n in range(rounds):
-        line = edit_lines[n % len(edit_lines)]
+        line = edit_lines[(n // 2) % len(edit_lines)]  # insert a character, then delete it
         version += 1
         inserting = n % 2 == 0
-        at = types.Position(line=line, character=4)
+        text = rows[line]
+        at = types.Position(line=line, character=len(text) - len(text.lstrip()))
         change = types.TextDocumentContentChangePartial(
             range=types.Range(
                 start=at,
-                end=at if inserting else types.Position(line=line, character=5),
+                end=at if inserting else types.Position(line=line, character=at.character + 1),
             ),
-            text="x" if inserting else "",
+            text="_" if inserting else "",
         )
         started = time.perf_counter()
         client.text_document_did_change(

@@ -7,6 +7,7 @@ arguments the finder resolved, once per endpoint per document version.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,7 @@ def display_gpu(label: str) -> str:
     return f"{count}× {name}" if sep and count.isdigit() else label
 
 
+@functools.lru_cache(maxsize=4096)
 def is_model_id(text: str) -> bool:
     from slipstream.modelsize import looks_like_model_id
 

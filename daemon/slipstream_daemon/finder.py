@@ -18,6 +18,7 @@ docstring in column 0 can end a snippet early), and then reported as a syntax er
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -197,9 +198,31 @@ _NOT_A_START = " \t#\r\n)]}\f"
 _MAX_WIDEN = 3
 
 
+def _slipstream_import_lines(source: str) -> str:
+    """The lines (with any parenthesised continuation) that mention `slipstream`.
+
+    Far cheaper than running the import patterns over a large module line by line.
+    """
+    found: list[str] = []
+    at = source.find("slipstream")
+    while at != -1:
+        start = source.rfind("\n", 0, at) + 1
+        end = source.find("\n", at)
+        end = len(source) if end == -1 else end
+        line = source[start:end]
+        if "(" in line and ")" not in line:
+            close = source.find(")", end)
+            end = len(source) if close == -1 else close + 1
+            line = source[start:end]
+        found.append(line)
+        at = source.find("slipstream", end)
+    return "\n".join(found)
+
+
 def _decorator_names(source: str) -> set[str]:
     """The spellings of `slipstream.endpoint` that this module's imports make available."""
     names: set[str] = set()
+    source = _slipstream_import_lines(source)
     for match in _FROM_IMPORT.finditer(source):
         body = match.group(1).strip().strip("()")
         for part in body.replace("\n", " ").split(","):
@@ -289,7 +312,7 @@ class _Collector(cst.CSTVisitor):
         self._in_body = 0
 
     def visit_SimpleString(self, node: cst.SimpleString) -> None:
-        value = node.evaluated_value
+        value = _string_value(node.value)
         if isinstance(value, str):
             self.strings.append((value, _span(self.positions[node])))
 
@@ -494,8 +517,7 @@ class _Resolver:
 
     def evaluate(self, node: cst.BaseExpression, before: int | None = None) -> Any:
         if isinstance(node, cst.SimpleString):
-            value = node.evaluated_value
-            return value
+            return _string_value(node.value)
         if isinstance(node, cst.ConcatenatedString):
             try:
                 value = node.evaluated_value
@@ -551,12 +573,18 @@ class _Resolver:
         return UNRESOLVED
 
 
+@functools.lru_cache(maxsize=8192)
+def _string_value(literal: str) -> str | bytes:
+    """A string literal's value (libcst's evaluated_value runs ast.literal_eval each time)."""
+    return cst.SimpleString(literal).evaluated_value
+
+
 def _strings_in(node: cst.CSTNode) -> list[tuple[str, cst.SimpleString]]:
     found: list[tuple[str, cst.SimpleString]] = []
 
     class _V(cst.CSTVisitor):
         def visit_SimpleString(self, n: cst.SimpleString) -> None:
-            value = n.evaluated_value
+            value = _string_value(n.value)
             if isinstance(value, str):
                 found.append((value, n))
 

@@ -15,13 +15,18 @@ from lsprotocol import types
 __all__ = ["LineIndex", "Span", "split_lines"]
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
-# Characters str.splitlines() also breaks on, but LSP and Python's tokenizer do not.
-_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _has_other_breaks(source: str) -> bool:
+    """Whether str.splitlines() would also break somewhere LSP and Python's tokenizer do not."""
+    if any(ch in source for ch in "\x0b\x0c\x1c\x1d\x1e"):
+        return True
+    return not source.isascii() and any(ch in source for ch in "\x85\u2028\u2029")
 
 
 def split_lines(source: str) -> list[str]:
     """Split on the LSP line terminators (\\n, \\r\\n, \\r), keeping them on each line."""
-    if _OTHER_BREAKS.search(source) is None:
+    if not _has_other_breaks(source):
         return source.splitlines(keepends=True)  # same result, ten times faster
     lines: list[str] = []
     start = 0

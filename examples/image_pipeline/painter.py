@@ -37,6 +37,7 @@ HARMONISE_PROMPT = "a cohesive collage, harmonious colours, unified lighting, hi
 @endpoint(
     gpu="L40S",
     workers=(0, 3),
+    dependencies=("torch", "diffusers", "transformers", "pillow"),
     timeout=600,  # a first call may download the weights
     example={
         "paint": {
@@ -92,18 +93,19 @@ class Painter:
         self,
         images: Sequence[Image.Image],
         title: str | None = None,
-        prompt: str | None = None,
         steps: int = 25,
         strength: float = 0.35,
         width: int | None = None,
         height: int | None = None,
         seed: int | None = None,
         model: str = DEFAULT_MODEL,
+        prompt: str | None = None,
         guidance: float | None = None,
         device: str | None = None,
     ) -> Image.Image:
         """Lay the images out in a grid (by default the size of the first) and harmonise the
-        collage with an img2img pass of `strength`; the title goes below, crisp."""
+        collage with an img2img pass of `strength` (prompted by the title unless `prompt` is
+        given); the title goes below, crisp."""
         if not images:
             raise ValueError("compose needs at least one image")
         size = (snap(width or images[0].width), snap(height or images[0].height))

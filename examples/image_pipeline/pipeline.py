@@ -155,9 +155,18 @@ def run(
     )
     _save(composite, out / "composite.png")
     echo(_format(_total(report)))
-    (out / "run.json").write_text(
-        json.dumps({"idea": idea, "stages": [asdict(s) for s in report]}, indent=2) + "\n"
-    )
+    settings = {
+        "idea": idea,
+        "prompt_model": prompt_model,
+        "paint_model": paint_model,
+        "steps": steps,
+        "width": width,
+        "height": height,
+        "seed": seed,
+        "title": title or idea,
+    }
+    summary = {**settings, "stages": [asdict(s) for s in report]}
+    (out / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
     return report
 
 

@@ -56,6 +56,7 @@ _STOPWORDS = {"the", "and", "with", "from", "into", "over", "under", "for", "its
 @endpoint(
     gpu="L4",  # Qwen3 0.6B in bf16 needs ~1.5 GB; 24 GB still fits the 8B swap
     workers=(0, 2),
+    dependencies=("torch", "transformers"),
     example={"idea": "a lighthouse keeper's cat watching a storm roll in", "n": 4},
 )
 def write_prompts(

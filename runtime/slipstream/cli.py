@@ -52,7 +52,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
     store = Path(a.store) if a.store else None
     rt = Runtime(
         store_dir=store, backend=backend, embedded=a.embedded, gpu_fallback=a.gpu_fallback,
-        url=url, token=token, max_queue=a.max_queue, limits=Limits(max_file_bytes=a.max_file_mb * 1024 * 1024),
+        url=url, token=token, max_queue=a.max_queue,
+        limits=Limits(max_file_bytes=a.max_file_mb * 1024 * 1024, max_total_bytes=a.max_project_mb * 1024 * 1024),
+        fork=not a.no_fork,
     )
     gpus = ", ".join(f"{d.name} ({d.memory_gb:g} GB)" for d in rt.devices) or "none (endpoints that ask for a GPU "
     gpus += "" if rt.devices else ("run on the CPU)" if rt.gpu_fallback else "are refused; --gpu-fallback runs them on the CPU)")
@@ -174,8 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ready-file", help=argparse.SUPPRESS)
     s.add_argument("--store", help="folder for synced code (default: a temp folder)")
     s.add_argument("--max-queue", type=int, default=256, help="queued calls per endpoint before answering 429")
-    s.add_argument("--max-file-mb", type=int, default=64)
+    s.add_argument("--max-file-mb", type=int, default=64, help="largest synced file")
+    s.add_argument("--max-project-mb", type=int, default=512, help="largest synced project (all files)")
     s.add_argument("--worker-memory-mb", type=int, default=0, help="address-space limit per worker (0: none)")
+    s.add_argument("--no-fork", action="store_true", help="spawn every worker fresh (no fork server)")
     s.add_argument("--log-level", default="warning")
     s.set_defaults(fn=cmd_serve)
 

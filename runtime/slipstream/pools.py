@@ -98,7 +98,8 @@ def exit_reason(returncode: int | None, killed_by_us: str | None) -> str:
 
 
 class LocalWorker:
-    """A worker process on this machine, spoken to over a socketpair."""
+    """A worker process on this machine, spoken to over a socketpair: forked from the
+    environment's fork server when one is ready, else spawned fresh."""
 
     def __init__(
         self,
@@ -108,28 +109,62 @@ class LocalWorker:
         env: dict[str, str],
         devices: tuple[int, ...] = (),
         memory_limit: int | None = None,
+        python: str | None = None,
+        forkserver: Any = None,
     ) -> None:
         self.id = f"{pool_name}-{next(_ids)}"
         self.pid: int | None = None
         self.devices = devices
         self.device = "cpu"
+        self.started_by = ""  # fork | spawn
+        self.note = ""
         self._on_message = on_message
         self._on_exit = on_exit
         self._env = env
         self._memory_limit = memory_limit
+        self._python = python or sys.executable
+        self._forkserver = forkserver
         self._proc: asyncio.subprocess.Process | None = None
         self._proto: ServerSide | None = None
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._killed: str | None = None
         self._exited = False
+        self._returncode: int | None = None
+        self._gone: asyncio.Event | None = None
 
     async def start(self, init: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
+        self._gone = asyncio.Event()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = dict(os.environ)
-        env.update(self._env)
+        overrides = dict(self._env)
         if self.devices:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.devices))
+            overrides["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.devices))
+        hello = self._expect("hello")
+        fs = self._forkserver
+        if fs is not None and fs.usable:
+            try:
+                self.pid = await fs.fork(child.fileno(), overrides, self._memory_limit, self._forked_exit)
+                self.started_by = "fork"
+            except Exception as exc:  # noqa: BLE001 - fall back to a fresh process, and say so
+                self.note = f"fork failed ({exc}); spawned a fresh process"
+        elif fs is not None:
+            self.note = f"spawned a fresh process ({fs.reason or 'fork server still starting'})"
+        if self.pid is None:
+            await self._spawn(child, overrides)
+        child.close()
+        _, self._proto = await loop.create_unix_connection(
+            lambda: ServerSide(self._message, self._lost), sock=parent
+        )
+        await hello
+        if init:
+            self.send(init)
+            reply = await self._expect("ready", "fatal")
+            self.device = reply.get("device", "cpu")
+            return reply
+        return {}
+
+    async def _spawn(self, child: socket.socket, overrides: dict[str, str]) -> None:
+        env = {**os.environ, **overrides}
         limit = self._memory_limit
 
         def preexec() -> None:
@@ -140,30 +175,12 @@ class LocalWorker:
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "slipstream.worker",
-            "--fd",
-            str(child.fileno()),
-            pass_fds=(child.fileno(),),
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            preexec_fn=preexec,
+            self._python, "-m", "slipstream.worker", "--fd", str(child.fileno()),
+            pass_fds=(child.fileno(),), env=env, stdin=asyncio.subprocess.DEVNULL, preexec_fn=preexec,
         )
-        child.close()
         self.pid = self._proc.pid
-        hello = self._expect("hello")
-        _, self._proto = await loop.create_unix_connection(
-            lambda: ServerSide(self._message, self._lost), sock=parent
-        )
+        self.started_by = "spawn"
         asyncio.ensure_future(self._reap())
-        await hello
-        if init:
-            self.send(init)
-            reply = await self._expect("ready", "fatal")
-            self.device = reply.get("device", "cpu")
-            return reply
-        return {}
 
     def _expect(self, *ops: str) -> asyncio.Future[dict[str, Any]]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -188,25 +205,31 @@ class LocalWorker:
         self._on_message(self, header, body)
 
     def _lost(self, exc: Exception | None) -> None:
-        if self._proc is not None and self._proc.returncode is None:
-            return  # _reap reports once the process is gone
-        self._report_exit()
+        if self._returncode is None:
+            return  # the process's exit (reaped, or reported by the fork server) follows
 
     async def _reap(self) -> None:
         assert self._proc is not None
-        await self._proc.wait()
+        self._returncode = await self._proc.wait()
+        self._report_exit()
+
+    def _forked_exit(self, code: int) -> None:
+        self._returncode = code
         self._report_exit()
 
     def _report_exit(self) -> None:
         if self._exited:
             return
         self._exited = True
-        rc = self._proc.returncode if self._proc else None
-        reason = exit_reason(rc, self._killed)
+        if self._gone is not None:
+            self._gone.set()
+        reason = exit_reason(self._returncode, self._killed)
         for fut in set(self._waiters.values()):
             if not fut.done():
                 fut.set_exception(PoolError("crash", reason))
         self._waiters.clear()
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.close()
         self._on_exit(self, reason)
 
     def send(self, header: dict[str, Any], body: Any = ()) -> None:
@@ -217,11 +240,14 @@ class LocalWorker:
     def kill(self, reason: str = "the worker was stopped") -> None:
         if self._killed is None:
             self._killed = reason
-        if self._proc is not None and self._proc.returncode is None:
+        if self.pid is not None and not self._exited:
             try:
-                os.killpg(self._proc.pid, signal.SIGKILL)
+                os.killpg(self.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
-                self._proc.kill()
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     async def stop(self, grace: float = 2.0) -> None:
         self._killed = self._killed or "the worker was stopped (scaled down)"
@@ -229,13 +255,16 @@ class LocalWorker:
             self.send({"op": "exit"})
         except PoolError:
             pass
-        if self._proc is None:
+        if self._gone is None or self._exited:
             return
         try:
-            await asyncio.wait_for(self._proc.wait(), grace)
+            await asyncio.wait_for(self._gone.wait(), grace)
         except asyncio.TimeoutError:
             self.kill(self._killed)
-            await self._proc.wait()
+            try:
+                await asyncio.wait_for(self._gone.wait(), 5)
+            except asyncio.TimeoutError:
+                pass
 
 
 class LocalBackend:
@@ -245,7 +274,11 @@ class LocalBackend:
         self.memory_limit = memory_limit
 
     def create(self, pool: Pool, env: dict[str, str], devices: tuple[int, ...]) -> LocalWorker:
-        return LocalWorker(pool.name, pool._on_worker_message, pool._on_worker_exit, env, devices, self.memory_limit)
+        pyenv = getattr(pool, "pyenv", None)
+        return LocalWorker(
+            pool.name, pool._on_worker_message, pool._on_worker_exit, env, devices, self.memory_limit,
+            python=getattr(pyenv, "python", None), forkserver=getattr(pyenv, "forkserver", None),
+        )
 
 
 @dataclass
@@ -290,6 +323,7 @@ class Pool:
         max_queue: int = 256,
         fallback_note: str = "",
         unavailable: str = "",
+        pyenv: Any = None,
     ) -> None:
         self.name = spec.name
         self.info = info
@@ -302,6 +336,7 @@ class Pool:
         self.max_queue = max_queue
         self.fallback_note = fallback_note
         self.unavailable = unavailable
+        self.pyenv: Any = pyenv  # the Python environment (and fork server) workers start in
         self.workers: list[_WState] = []
         self.queue: deque[Call] = deque()
         self.stats = PoolStats()
@@ -394,7 +429,8 @@ class Pool:
                 "workers": [
                     {
                         "id": w.handle.id,
-                        "state": w.state,
+                        "state": self._public_state(w),
+                        "started_by": getattr(w.handle, "started_by", ""),
                         "pid": w.handle.pid,
                         "device": w.handle.device,
                         "gpus": list(w.handle.devices),
@@ -428,6 +464,12 @@ class Pool:
                 "p99_ms": pct(0.99),
             },
         }
+
+    def _public_state(self, w: _WState) -> str:
+        """starting | busy | warm (ready) | idle (ready, a scale-down candidate) | retiring"""
+        if w.state == "warm" and time.monotonic() - w.last_active >= self.spec.idle_timeout / 2:
+            return "idle"
+        return w.state
 
     # --- dispatch ---------------------------------------------------------------------
     def _running(self) -> int:
@@ -523,8 +565,12 @@ class Pool:
         if w.state == "starting":
             w.state = "warm"
             w.last_active = time.monotonic()
+        how = getattr(w.handle, "started_by", "")
+        note = getattr(w.handle, "note", "")
         self.logs.emit(
-            endpoint=self.name, stream="system", text=f"worker {w.handle.id} ready in {w.start_s:.2f}s on {w.handle.device}"
+            endpoint=self.name, stream="system",
+            text=f"worker {w.handle.id} ready in {w.start_s * 1000:.0f} ms on {w.handle.device}"
+            + (f" ({how})" if how else "") + (f"; {note}" if note else ""),
         )
         if w.gen != self.gen.id:
             self._send_load(w)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import ipaddress
 import json
 import socket
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 from fastapi import Body, FastAPI, Path as PathParam, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.routing import Route
 
 from . import __version__, wire
 from .errors import ErrorInfo
@@ -106,6 +108,23 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
             return _error(400, "UploadRefused", str(exc))
         return {"stored": sha}
 
+    @app.get(
+        "/v1/blobs/{sha}",
+        summary="Download one stored file by its SHA-256 (workers on other machines fetch code so)",
+        response_class=Response,
+        responses={
+            200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+            404: {"description": "The runtime has no file with that SHA-256"},
+        },
+    )
+    async def get_blob(sha: str = PathParam(..., pattern="^[0-9a-f]{64}$")) -> Any:
+        path = rt.store.blobs / sha
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError:
+            return _error(404, "UnknownBlob", f"the runtime has no file with SHA-256 {sha}")
+        return Response(data, media_type="application/octet-stream")
+
     @app.post("/v1/generations", summary="Commit a generation: import it, then swap workers to it")
     async def commit(c: Commit) -> Any:
         try:
@@ -154,6 +173,12 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         method: str | None = Query(None, description="method of a class endpoint"),
         stream: bool = Query(False, description="stream generator items as they come (SDK format)"),
     ) -> Any:
+        return await handle_call(request)
+
+    async def handle_call(request: Request) -> Any:
+        name = request.path_params["name"]
+        method = request.query_params.get("method") or None
+        stream = request.query_params.get("stream", "").lower() in ("1", "true", "yes")
         try:
             pool = rt.pool(name)
         except KeyError as exc:
@@ -190,6 +215,9 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         if fmt == "json":
             return _json_reply(pool, c, status, payload)
         return _ChunkedResponse(_sdk_records(pool, c, status, payload), wire.CONTENT_TYPE, 200 if status == "ok" else _http_status(payload))
+
+    # The hot path skips FastAPI's parameter machinery; the route above documents it.
+    app.router.routes.insert(0, Route("/v1/endpoints/{name}/call", handle_call, methods=["POST"]))
 
     @app.get("/v1/logs", summary="Live logs as server-sent events")
     async def logs(request: Request, endpoint: str | None = None, backlog: int = Query(50, ge=0, le=2000)) -> Any:
@@ -385,7 +413,13 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def is_loopback(host: str) -> bool:
-    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+    """Only loopback literals (and "localhost"): a name like "127.0.0.1.nip.io" resolves elsewhere."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 async def serve(rt: Runtime, sock: socket.socket, token: str, *, log_level: str = "warning", on_ready: Any = None) -> None:

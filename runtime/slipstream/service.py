@@ -12,7 +12,9 @@ from typing import Any
 
 from . import __version__
 from .endpoint import IN_RUNTIME_ENV
-from .errors import ErrorInfo
+from .envs import EnvManager, InstallFailed, PyEnv, static_dependencies
+from .errors import ErrorInfo, Frame
+from .forkserver import ForkServer, wanted_preloads
 from .gpus import Device, inventory, matches
 from .logs import LogHub
 from .pools import LocalBackend, LocalWorker, Pool, PoolError
@@ -41,6 +43,7 @@ class Runtime:
         max_queue: int = 256,
         limits: Limits = Limits(),
         scan_timeout: float = 120.0,
+        fork: bool = True,
     ) -> None:
         self.id = secrets.token_hex(8)
         self.started_at = time.time()
@@ -56,16 +59,27 @@ class Runtime:
         self.max_queue = max_queue
         self.scan_timeout = scan_timeout
         self.logs = LogHub()
-        self.devices: list[Device] = inventory()
+        self.envs = EnvManager(self.store.root / "envs", self.logs)
+        self.fork = fork and hasattr(os, "fork") and self.backend.name == "local"
+        self._preload: list[str] = []
+        self.devices: list[Device] = self._inventory()
         self.pools: dict[str, Pool] = {}
         self.deploys = 0
         self._scanner: LocalWorker | None = None
         self._commit_lock = asyncio.Lock()
 
     # --- facts --------------------------------------------------------------------------
+    def _inventory(self) -> list[Device]:
+        cluster = getattr(self.backend, "inventory", None)  # a cluster backend (Ray) lists its nodes' GPUs
+        return cluster() if cluster else inventory()
+
     def health(self) -> dict[str, Any]:
         gen = self.store.current
+        if hasattr(self.backend, "inventory"):
+            self.devices = self._inventory()  # a cluster's nodes come and go
+        extra = {"cluster": self.backend.cluster()} if hasattr(self.backend, "cluster") else {}
         return {
+            **extra,
             "ok": True,
             "version": __version__,
             "runtime_id": self.id,
@@ -75,6 +89,14 @@ class Runtime:
             "generation": gen.id if gen else None,
             "endpoints": len(self.pools),
             "uptime_s": round(time.time() - self.started_at, 1),
+            "environments": [
+                {"key": e.key, "requirements": list(e.requirements),
+                 "fork_server": None if e.forkserver is None else {
+                     "ready": e.forkserver.usable, "preloaded": e.forkserver.info.get("preloaded", []),
+                     "import_s": round(e.forkserver.info.get("import_s", 0.0), 2), "note": e.forkserver.reason}}
+                for e in self.envs.envs.values()
+            ],
+            "installs": self.envs.installs,
         }
 
     def spend(self) -> dict[str, float]:
@@ -107,7 +129,8 @@ class Runtime:
                 return self._commit_reply(cur, [], {"endpoints": [self._pool_info(p) for p in self.pools.values()]}, started, unchanged=True)
             gen = self.store.commit(files, entries)
             try:
-                scan = await self._scan(gen)
+                installs = await self._install_declared(gen)
+                scan = await self._scan(gen, [e.site_dir for e in installs if e.site_dir])
             except DeployRefused:
                 self.store.discard(gen)
                 raise
@@ -117,7 +140,15 @@ class Runtime:
             self.store.activate(gen)
             self.deploys += 1
             changed = sorted(p for p in set(files) | set(cur.files if cur else {}) if (cur.files if cur else {}).get(p) != files.get(p))
+            self._preload = self._preload or wanted_preloads(
+                [(gen.dir / p).read_text(errors="replace") for p in files if p.endswith(".py")]
+            )
             await self._apply(gen, scan)
+            scan["installs"] = [
+                {"requirements": list(e.requirements), "environment": e.key, "python": e.python,
+                 "cached": self._cached.get(e.key, True), "install_s": round(e.install_s, 2)}
+                for e in installs
+            ]
             self.logs.emit(stream="system", text=f"deployed {gen.id}: {len(changed)} file(s) changed")
             return self._commit_reply(gen, changed, scan, started)
 
@@ -128,6 +159,7 @@ class Runtime:
             "changed": changed,
             "reexecuted": scan.get("reexecuted", []),
             "restart": scan.get("restart", ""),
+            "installs": scan.get("installs", []),
             "endpoints": [
                 {k: e.get(k) for k in ("name", "module", "file", "line", "kind", "methods", "generator", "signature", "doc", "spec", "gpu", "note", "unavailable")}
                 for e in scan.get("endpoints", [])
@@ -141,7 +173,31 @@ class Runtime:
         d.update(gpu=p.spec.gpu_label, note=p.fallback_note, unavailable=p.unavailable)
         return d
 
-    async def _scan(self, gen: Generation) -> dict[str, Any]:
+    async def _install_declared(self, gen: Generation) -> list[PyEnv]:
+        """Install every literal dependencies=[...] set before the code is imported."""
+        envs: list[PyEnv] = []
+        self._cached: dict[str, bool] = {}
+        for rel in gen.entries:
+            for reqs, line in static_dependencies(gen.dir / rel):
+                try:
+                    env, cached = await self.envs.ensure(reqs, endpoint=f"{rel}:{line}")
+                    self._cached[env.key] = self._cached.get(env.key, True) and cached
+                except InstallFailed as exc:
+                    raise DeployRefused(
+                        ErrorInfo("InstallError", str(exc), exc.output[-4000:], [Frame(rel, line, "@endpoint", "", True)], kind="deploy")
+                    ) from None
+                if env not in envs:
+                    envs.append(env)
+        return envs
+
+    async def _env_for(self, spec: EndpointSpec) -> PyEnv:
+        env, _ = await self.envs.ensure(spec.dependencies, endpoint=spec.name)
+        if self.fork and env.forkserver is None:
+            env.forkserver = ForkServer(env.python, self._preload, self.worker_env())
+            asyncio.ensure_future(env.forkserver.start())
+        return env
+
+    async def _scan(self, gen: Generation, extra_paths: list[str] | None = None) -> dict[str, Any]:
         for attempt in range(2):
             if self._scanner is None:
                 env = self.worker_env()
@@ -149,7 +205,8 @@ class Runtime:
                 env["CUDA_VISIBLE_DEVICES"] = ""  # the scanner imports code; it never touches a GPU
                 self._scanner = LocalWorker("scanner", lambda *a: None, self._scanner_exit, env)
                 await self._scanner.start({})
-            header = {"op": "scan", "gen": gen.id, "gen_dir": str(gen.dir), "manifest": gen.files, "entries": gen.entries}
+            header = {"op": "scan", "gen": gen.id, "gen_dir": str(gen.dir), "manifest": gen.files,
+                      "entries": gen.entries, "extra_paths": extra_paths or []}
             try:
                 reply = await self._scanner.request(header, "scanned", "scan_error", timeout=self.scan_timeout)
             except asyncio.TimeoutError:
@@ -174,7 +231,7 @@ class Runtime:
                 self._scanner = None
                 if attempt == 0:
                     reply_restart = reply["restart"]
-                    res = await self._scan(gen)
+                    res = await self._scan(gen, extra_paths)
                     res["restart"] = reply_restart
                     return res
             return reply
@@ -191,15 +248,17 @@ class Runtime:
             seen.add(spec.name)
             devices, note, unavailable = self._placement(spec)
             info.update(gpu=spec.gpu_label, note=note, unavailable=unavailable)
+            pyenv = await self._env_for(spec)
             pool = self.pools.get(spec.name)
             if pool is None:
                 self.pools[spec.name] = Pool(
                     info, spec, gen, self.backend, self.logs,
                     env={**self.worker_env(), **dict(spec.env)},
                     devices=devices, max_queue=self.max_queue,
-                    fallback_note=note, unavailable=unavailable,
+                    fallback_note=note, unavailable=unavailable, pyenv=pyenv,
                 )
             else:
+                pool.pyenv = pyenv
                 pool.env = {**self.worker_env(), **dict(spec.env)}
                 pool.device_slots, pool.fallback_note, pool.unavailable = devices, note, unavailable
                 pool.update(info, spec, gen, replace=scan.get("restart", ""))
@@ -208,6 +267,8 @@ class Runtime:
 
     def _placement(self, spec: EndpointSpec) -> tuple[list[tuple[int, ...]], str, str]:
         """GPU slots for the pool's workers, a note for CPU fallback, or why it cannot run here."""
+        if hasattr(self.backend, "placement"):  # a cluster backend places workers on its nodes itself
+            return self.backend.placement(spec, self.gpu_fallback)
         req = spec.gpu_request
         if req.is_cpu:
             return [], "", ""
@@ -242,6 +303,7 @@ class Runtime:
         self.pools.clear()
         if self._scanner is not None:
             await self._scanner.stop(0.5)
+        await self.envs.close()
         if self._tmp is not None:
             self._tmp.cleanup()
 

@@ -46,8 +46,11 @@ def validate_path(path: str, limits: Limits = Limits()) -> str:
     p = PurePosixPath(path)
     if p.is_absolute() or path.startswith("/") or re.match(r"^[A-Za-z]:", path):
         raise UploadRefused(f"path {path!r} is absolute; manifests hold project-relative paths")
-    if any(part in ("..", ".", "") for part in path.split("/")):
+    parts = path.split("/")
+    if any(part in ("..", ".", "") for part in parts):
         raise UploadRefused(f"path {path!r} leaves the project or is not normalised ('..', '.', '//')")
+    if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in parts):
+        raise UploadRefused(f"path {path[:60]!r}... has a file or folder name over 255 bytes")
     return path
 
 
@@ -121,11 +124,15 @@ class Store:
         d.mkdir()
         for path, sha in files.items():
             dst = d / path
-            dst.parent.mkdir(parents=True, exist_ok=True)
             try:
-                os.link(self.blobs / sha, dst)
-            except OSError:
-                shutil.copyfile(self.blobs / sha, dst)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(self.blobs / sha, dst)
+                except OSError:
+                    shutil.copyfile(self.blobs / sha, dst)
+            except OSError as exc:  # e.g. "a.py" both a file and a folder: the client's mistake
+                shutil.rmtree(d, ignore_errors=True)
+                raise UploadRefused(f"cannot lay out {path!r}: {exc.strerror or exc}") from None
         return Generation(gen_id, d, dict(files), [e for e in entries if e in files])
 
     def activate(self, gen: Generation) -> None:

@@ -52,6 +52,7 @@ class SyncResult:
     reexecuted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     restart: str = ""  # why workers were replaced instead of reloaded in place ("" = in place)
+    installs: list[dict[str, Any]] = field(default_factory=list)  # dependency environments used
 
 
 _hash_cache: dict[str, tuple[int, int, str]] = {}
@@ -125,4 +126,5 @@ def sync_project(client: RuntimeClient, root: str | os.PathLike[str]) -> SyncRes
         reexecuted=reply.get("reexecuted", []),
         skipped=skipped,
         restart=reply.get("restart", ""),
+        installs=reply.get("installs", []),
     )

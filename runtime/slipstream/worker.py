@@ -1,7 +1,8 @@
 """A worker process: runs one endpoint's calls (or, as the scanner, imports new code to check it).
 
-Started by the runtime's pool with one end of a socketpair (--fd). It never sees HTTP; the
-server forwards request bodies untouched and this process decodes them.
+Started by the runtime's pool with one end of a socketpair (--fd), or by a Ray actor that dials
+the runtime back over TCP (--connect, see ray_backend.py). It never sees HTTP; the server
+forwards request bodies untouched and this process decodes them.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class Worker:
         self.instance: Any = None
         self.setup_error: ErrorInfo | None = None
         self.pool: ThreadPoolExecutor | None = None
+        self.concurrency = 1
         self.inflight = 0
         self.idle = threading.Condition()
 
@@ -88,10 +90,11 @@ class Worker:
 
     def init(self, h: dict[str, Any]) -> None:
         self.name, self.module = h["endpoint"], h["module"]
-        self.pool = ThreadPoolExecutor(max(1, int(h.get("concurrency", 1))), "call")
+        self.concurrency = max(1, int(h.get("concurrency", 1)))
+        self.pool = ThreadPoolExecutor(self.concurrency, "call")
         started = time.perf_counter()
-        self.loader.switch(h["gen"], h["gen_dir"], h["manifest"])
         try:
+            self.loader.switch(h["gen"], _gen_dir(h), h["manifest"])
             self._bind(run_setup=True)
         except BaseException as exc:  # noqa: BLE001 - reported to the runtime, which decides
             self.ch.send({"op": "fatal", "error": self._err(exc).to_dict()})
@@ -132,7 +135,12 @@ class Worker:
         old = (self.loader.generation, self.loader.gen_dir, self.loader.manifest)
         started = time.perf_counter()
         loads_before = keep_mod.stats().loads
-        report, purged = self.loader.switch(h["gen"], h["gen_dir"], h["manifest"])
+        try:
+            gen_dir = _gen_dir(h)
+        except Exception as exc:  # noqa: BLE001 - the runtime replaces this worker
+            self.ch.send({"op": "load_error", "gen": h["gen"], "error": self._err(exc).to_dict()})
+            return
+        report, purged = self.loader.switch(h["gen"], gen_dir, h["manifest"])
         if report.mode == "restart":
             self.ch.send({"op": "loaded", "gen": h["gen"], "mode": "restart", "reason": report.reason})
             return
@@ -159,6 +167,9 @@ class Worker:
         """Import the project's endpoint modules from a new generation and describe them."""
         old = (self.loader.generation, self.loader.gen_dir, self.loader.manifest)
         started = time.perf_counter()
+        for p in h.get("extra_paths", []):
+            if p not in sys.path:
+                sys.path.append(p)  # dependencies installed for endpoints, visible to the import check
         report, purged = self.loader.switch(h["gen"], h["gen_dir"], h["manifest"])
         if report.mode == "restart":
             self.ch.send({"op": "scanned", "restart": report.reason, "endpoints": []})
@@ -199,7 +210,10 @@ class Worker:
         with self.idle:
             self.inflight += 1
         assert self.pool is not None
-        self.pool.submit(self._run, h, body)
+        if self.concurrency == 1:
+            self._run(h, body)  # one call at a time: no thread hand-off on the hot path
+        else:
+            self.pool.submit(self._run, h, body)
 
     def _drain(self) -> None:
         with self.idle:
@@ -368,6 +382,24 @@ def _annotation(a: Any) -> str:
     return a if isinstance(a, str) else getattr(a, "__name__", repr(a))
 
 
+def _gen_dir(h: dict[str, Any]) -> str:
+    """The generation's directory: the runtime's own, or a local copy fetched from it."""
+    if h.get("fetch_url"):  # this worker does not share the runtime's disk (a Ray actor)
+        from .fetch import materialise
+
+        return materialise(h["gen"], h["manifest"], h["fetch_url"], h.get("fetch_token", ""))
+    return h["gen_dir"]
+
+
+def _connect(where: str) -> socket.socket:
+    """A TCP connection back to the runtime (for workers it did not start itself: Ray actors)."""
+    host, _, port = where.rpartition(":")
+    sock = socket.create_connection((host.strip("[]"), int(port)), timeout=30)
+    sock.settimeout(None)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 def _device() -> str:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
@@ -377,14 +409,26 @@ def _device() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m slipstream.worker")
-    ap.add_argument("--fd", type=int, required=True)
+    how = ap.add_mutually_exclusive_group(required=True)
+    how.add_argument("--fd", type=int, help="one end of a socketpair the runtime passed down")
+    how.add_argument("--connect", metavar="HOST:PORT", help="dial the runtime's worker port over TCP")
+    ap.add_argument("--worker-id", default="", help="with --connect: the id the runtime gave this worker")
     args = ap.parse_args(argv)
-    sock = socket.socket(fileno=args.fd)
+    if args.connect:
+        # the per-worker secret comes by environment (argv is visible to `ps`), and user code never sees it
+        secret = os.environ.pop("SLIPSTREAM_WORKER_SECRET", "")
+        serve(_connect(args.connect), {"worker": args.worker_id, "secret": secret})
+    else:
+        serve(socket.socket(fileno=args.fd))
+
+
+def serve(sock: socket.socket, hello: dict[str, Any] | None = None) -> None:
+    """Run the worker loop on a connected channel until told to exit (then exit the process)."""
     ch = Channel(sock)
     sys.stdout = _LogStream(ch, "stdout")  # type: ignore[assignment]
     sys.stderr = _LogStream(ch, "stderr")  # type: ignore[assignment]
     w = Worker(ch)
-    ch.send({"op": "hello", "pid": os.getpid()})
+    ch.send({"op": "hello", "pid": os.getpid(), **(hello or {})})
     handlers = {"init": w.init, "load": w.load, "scan": w.scan}
     while True:
         try:

@@ -170,13 +170,16 @@ def make_client() -> Client:
     return client
 
 
-async def start_daemon(root: Path, env: dict[str, str] | None = None) -> Client:
+async def start_daemon(
+    root: Path, env: dict[str, str] | None = None, command: list[str] | None = None
+) -> Client:
+    """Start the daemon (`python -m slipstream_daemon` unless `command` says otherwise)."""
     client = make_client()
     full_env = {**os.environ, **(env or {})}
     if env is None or "SLIPSTREAM_RUNTIME_URL" not in env:
         full_env.pop("SLIPSTREAM_RUNTIME_URL", None)
     full_env.setdefault("SLIPSTREAM_CACHE", str(root / ".cache"))
-    await client.start_io(*SERVER, env=full_env)
+    await client.start_io(*(command or SERVER), env=full_env)
     await client.initialize_session(
         types.InitializeParams(
             capabilities=client_capabilities("visual-studio-code"),

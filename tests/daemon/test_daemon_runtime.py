@@ -66,7 +66,7 @@ async def test_save_deploys_with_progress(client: Client, project: Path) -> None
     assert progress[-1][-1].message.startswith("Deployed generation")
     status = await client.command("slipstream.server.runtimeStatus")
     assert status["kind"] == "remote" and status["connected"] is True
-    assert status["endpoints"] == 3
+    assert status["endpoints"] == 4
 
 
 async def test_broken_save_is_a_diagnostic_at_its_line(client: Client, project: Path) -> None:
@@ -105,7 +105,9 @@ async def test_broken_save_is_a_diagnostic_at_its_line(client: Client, project: 
 async def _run(client: Client, uri: str, endpoint: str, **extra: Any) -> dict[str, Any]:
     started_seen = len(client.notes_of("slipstream/runStarted"))
     results_seen = len(client.notes_of(RESULT))
-    reply = await client.command("slipstream.server.run", {"uri": uri, "endpoint": endpoint, **extra})
+    reply = await client.command(
+        "slipstream.server.run", {"uri": uri, "endpoint": endpoint, **extra}
+    )
     run_id = reply["runId"]
     started = await client.next_note("slipstream/runStarted", since=started_seen, runId=run_id)
     assert started["endpoint"] == endpoint and started["uri"] == uri
@@ -130,6 +132,33 @@ async def test_run_returns_text_logs_and_timing(client: Client, project: Path) -
     titles = [lens.command.title for lens in lenses if lens.command and lens.range.start.line == 7]
     assert titles[0] == "▶ Run (CPU)"
     assert titles[1].startswith("last ") and titles[1].endswith(" = $0")
+    hover = await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=7, character=2),
+        )
+    )
+    assert hover is not None and isinstance(hover.contents, types.MarkupContent)
+    assert "Measured: last call" in hover.contents.value
+    assert "2 call(s)" in hover.contents.value
+
+
+async def test_gpu_run_is_priced_and_shown_on_the_lens(client: Client, project: Path) -> None:
+    path = project / "app.py"
+    result = await _run(client, path.as_uri(), "squares")
+    assert result["status"] == "ok", result
+    assert result["json"] == {"squares": [0, 1, 4]}
+    assert result["gpu"] == "L4"
+    assert result["costUsd"] > 0
+    line = path.read_text().splitlines().index('@endpoint(gpu="L4", example={"n": 3})')
+    lenses = await client.text_document_code_lens_async(
+        types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=path.as_uri()))
+    )
+    titles = [
+        lens.command.title for lens in lenses if lens.command and lens.range.start.line == line
+    ]
+    assert titles[0] == "▶ Run on L4"
+    assert titles[1].startswith("$0.00019/s · last ")
 
 
 async def test_run_returns_an_image(client: Client, project: Path) -> None:
@@ -159,7 +188,9 @@ async def test_remote_exception_points_at_the_local_line(client: Client, project
     line = path.read_text().splitlines().index("    return 1 / x") + 1
     assert {"file": str(path), "line": line, "name": "_invert"} in error["frames"]
     for _ in range(100):
-        found = [d for d in client.diagnostics.get(path.as_uri(), []) if d.code == "remote-exception"]
+        found = [
+            d for d in client.diagnostics.get(path.as_uri(), []) if d.code == "remote-exception"
+        ]
         if found:
             break
         await asyncio.sleep(0.05)
@@ -171,7 +202,9 @@ async def test_remote_exception_points_at_the_local_line(client: Client, project
 async def test_outside_change_is_deployed(client: Client, project: Path) -> None:
     extra = project / "later.py"
     waiting = asyncio.ensure_future(client.next_note(DEPLOY, timeout=30))
-    extra.write_text("from slipstream import endpoint\n\n\n@endpoint\ndef later() -> int:\n    return 7\n")
+    extra.write_text(
+        "from slipstream import endpoint\n\n\n@endpoint\ndef later() -> int:\n    return 7\n"
+    )
     os.utime(extra)
     result = await waiting
     assert result["ok"] is True

@@ -25,3 +25,8 @@ def divide(x: int = 0) -> float:
 
 def _invert(x: int) -> float:
     return 1 / x
+
+
+@endpoint(gpu="L4", example={"n": 3})
+def squares(n: int = 3) -> dict[str, list[int]]:
+    return {"squares": [i * i for i in range(n)]}

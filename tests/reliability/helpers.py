@@ -1,0 +1,95 @@
+"""Helpers for the reliability tests: deploy a project to a real runtime and poke at it raw."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from slipstream import wire
+from tests.conftest import RunningRuntime, write_project
+
+# Every request in these tests is bounded: a hang fails the test instead of stalling CI.
+HANG_BOUND_S = 60.0
+
+ECHO_APP = '''
+import os
+from slipstream import endpoint
+
+@endpoint
+def echo(x=None):
+    return x
+
+@endpoint
+class Box:
+    def setup(self):
+        self.n = 0
+
+    def bump(self, k=1):
+        self.n += k
+        return self.n
+
+    def _private(self):
+        return "hidden"
+
+@endpoint
+def tree():
+    """Every file of the generation the worker runs, relative to it."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = []
+    for d, _, names in os.walk(here):
+        out += [os.path.relpath(os.path.join(d, n), here) for n in names]
+    return sorted(p for p in out if "__pycache__" not in p)
+'''
+
+
+def auth(rt: RunningRuntime, token: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token or rt.token}"}
+
+
+def deploy(rt: RunningRuntime, files: dict[str, str], root: Path | None = None) -> Any:
+    """Sync a fresh project holding `files` (plus slipstream.toml) to rt; the SyncResult."""
+    root = root or Path(tempfile.mkdtemp(prefix="slipstream-rel-")) / "proj"
+    write_project(root, files)
+    client = rt.client()
+    try:
+        return client.sync(root)
+    finally:
+        client.close()
+
+
+def generation(rt: RunningRuntime) -> str | None:
+    return httpx.get(f"{rt.url}/health", timeout=HANG_BOUND_S).json()["generation"]
+
+
+def call_json(rt: RunningRuntime, name: str, body: Any = None, **params: str) -> httpx.Response:
+    return httpx.post(
+        f"{rt.url}/v1/endpoints/{name}/call", json=body if body is not None else {},
+        params=params or None, headers=auth(rt), timeout=HANG_BOUND_S,
+    )
+
+
+def assert_still_serving(rt: RunningRuntime, gen: str | None) -> None:
+    """The generation that served before a refusal still serves, unchanged."""
+    assert generation(rt) == gen, "a refused request must not change the serving generation"
+    r = call_json(rt, "echo", {"args": ["still here"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["result"] == "still here" and r.json()["generation"] == gen
+
+
+def error_message(r: httpx.Response) -> str:
+    """The human-readable message of an error response (JSON or SDK records)."""
+    ctype = r.headers.get("content-type", "").split(";")[0]
+    if ctype == wire.CONTENT_TYPE:
+        for kind, payload in wire.RecordReader().feed(r.content):
+            if kind == wire.REC_ERROR:
+                return json.loads(payload)["message"]
+        return ""
+    body = r.json()
+    err = body.get("error") or body.get("detail")
+    if isinstance(err, dict):
+        return str(err.get("message", ""))
+    return str(err or "")

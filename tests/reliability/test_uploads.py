@@ -1,0 +1,217 @@
+"""Uploads: bad paths, sizes, hashes and manifests are refused with 4xx; the code keeps serving."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from slipstream.sync import build_manifest
+from tests.conftest import start_runtime, write_project
+from tests.reliability.helpers import (
+    ECHO_APP,
+    HANG_BOUND_S,
+    assert_still_serving,
+    auth,
+    deploy,
+    error_message,
+    generation,
+)
+
+MB = 1024 * 1024
+SHA = hashlib.sha256(b"print('hi')\n").hexdigest()
+
+BAD_PATHS = {
+    "absolute": "/etc/passwd",
+    "absolute-nested": "/tmp/../etc/cron.d/x.py",
+    "dotdot": "../outside.py",
+    "dotdot-nested": "pkg/../../outside.py",
+    "dotdot-only": "..",
+    "dot": "./app.py",
+    "dot-middle": "pkg/./app.py",
+    "empty-part": "pkg//app.py",
+    "trailing-slash": "pkg/",
+    "backslash": "pkg\\..\\..\\outside.py",
+    "backslash-absolute": "\\\\server\\share\\x.py",
+    "windows-drive": "C:/Windows/x.py",
+    "nul": "app.py\x00.txt",
+    "newline": "app\n.py",
+    "empty": "",
+    "too-long": "a/" * 300 + "x.py",
+    "name-too-long": "a" * 300 + ".py",
+}
+
+BAD_MANIFESTS = {
+    "files-is-list": {"files": ["app.py"]},
+    "files-is-string": {"files": "app.py"},
+    "files-missing": {},
+    "sha-is-int": {"files": {"app.py": 5}},
+    "sha-is-null": {"files": {"app.py": None}},
+    "sha-not-hex": {"files": {"app.py": "z" * 64}},
+    "sha-uppercase": {"files": {"app.py": SHA.upper()}},
+    "sha-short": {"files": {"app.py": SHA[:40]}},
+    "entries-is-string": {"files": {"app.py": SHA}, "entries": "app.py"},
+    "entries-has-int": {"files": {"app.py": SHA}, "entries": [1]},
+    "body-is-list": [["app.py", SHA]],
+    "body-is-null": None,
+}
+
+
+@pytest.fixture(scope="module")
+def rt():
+    runtime = start_runtime("--gpu-fallback", "--max-file-mb", "1", "--max-project-mb", "2")
+    deploy(runtime, {"app.py": ECHO_APP})
+    yield runtime
+    runtime.stop()
+
+
+def _post(rt, path: str, body=None, content: bytes | None = None, ctype: str = "application/json"):
+    if content is None:
+        return httpx.post(rt.url + path, json=body, headers=auth(rt), timeout=HANG_BOUND_S)
+    return httpx.post(rt.url + path, content=content, headers={**auth(rt), "content-type": ctype},
+                      timeout=HANG_BOUND_S)
+
+
+def _put_blob(rt, sha: str, data, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.put(f"{rt.url}/v1/blobs/{sha}", content=data,
+                     headers={**auth(rt), "content-type": "application/octet-stream", **(headers or {})},
+                     timeout=HANG_BOUND_S)
+
+
+def _refused(r: httpx.Response, *statuses: int) -> str:
+    assert r.status_code in (statuses or range(400, 500)), (r.status_code, r.text[:300])
+    msg = error_message(r)
+    assert msg, f"a refusal says why: {r.text[:300]}"
+    return msg
+
+
+@pytest.mark.parametrize("route", ["/v1/sync/manifest", "/v1/generations"])
+@pytest.mark.parametrize("case", sorted(BAD_PATHS))
+def test_unsafe_paths_are_refused_and_the_code_keeps_serving(rt, route, case):
+    before = generation(rt)
+    r = _post(rt, route, {"files": {BAD_PATHS[case]: SHA}, "entries": []})
+    _refused(r, 400, 422)
+    assert_still_serving(rt, before)
+
+
+@pytest.mark.parametrize("route", ["/v1/sync/manifest", "/v1/generations"])
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+def test_invalid_manifests_are_refused_with_a_message(rt, route, case):
+    if case.startswith("entries") and route == "/v1/sync/manifest":
+        pytest.skip("the manifest query takes no entries")
+    before = generation(rt)
+    _refused(_post(rt, route, BAD_MANIFESTS[case]), 400, 422)
+    assert_still_serving(rt, before)
+
+
+@pytest.mark.parametrize("content,ctype", [
+    (b"{not json", "application/json"),
+    (b"\xff\xfe\x00garbage", "application/json"),
+    (b'{"files": {}}', "text/plain"),
+    (b"[" * 50_000 + b"]" * 50_000, "application/json"),
+])
+def test_unparseable_manifests_are_refused(rt, content, ctype):
+    before = generation(rt)
+    for route in ("/v1/sync/manifest", "/v1/generations"):
+        _refused(_post(rt, route, content=content, ctype=ctype), 400, 415, 422)
+    assert_still_serving(rt, before)
+
+
+def test_too_many_files_are_refused(rt):
+    before = generation(rt)
+    files = {f"pkg/m{i}.py": SHA for i in range(20_001)}
+    for route in ("/v1/sync/manifest", "/v1/generations"):
+        msg = _refused(_post(rt, route, {"files": files}), 400)
+        assert "20001 files" in msg and "exclude" in msg
+    assert_still_serving(rt, before)
+
+
+def test_a_file_and_a_folder_of_the_same_name_are_refused(rt):
+    """`a.py` as a file and as a folder cannot both exist: refused, not a 500."""
+    before = generation(rt)
+    data = b"X = 1\n"
+    sha = hashlib.sha256(data).hexdigest()
+    assert _put_blob(rt, sha, data).status_code == 200
+    _refused(_post(rt, "/v1/generations", {"files": {"a.py": sha, "a.py/b.py": sha}}), 400)
+    assert_still_serving(rt, before)
+
+
+def test_blobs_whose_bytes_do_not_match_their_sha_are_refused(rt):
+    before = generation(rt)
+    msg = _refused(_put_blob(rt, SHA, b"print('tampered')\n"), 400)
+    assert "SHA-256" in msg
+    _refused(_put_blob(rt, SHA.upper(), b"print('hi')\n"), 404, 422)
+    _refused(_put_blob(rt, "../" + SHA[3:], b"x"), 404, 422)
+    missing = httpx.post(f"{rt.url}/v1/sync/manifest", json={"files": {"x.py": SHA}}, headers=auth(rt),
+                         timeout=HANG_BOUND_S).json()["missing"]
+    assert SHA in missing, "the refused bytes were not stored"
+    assert_still_serving(rt, before)
+
+
+def test_oversized_files_are_refused_declared_or_streamed(rt):
+    before = generation(rt)
+    big = os.urandom(MB + 1)
+    sha = hashlib.sha256(big).hexdigest()
+    msg = _refused(_put_blob(rt, sha, big), 413)
+    assert str(MB) in msg
+
+    def chunks():  # no content-length: the server must count as it reads
+        for i in range(0, len(big), 64 * 1024):
+            yield big[i : i + 64 * 1024]
+
+    _refused(_put_blob(rt, sha, chunks()), 413)
+    # a lying content-length that claims a small body is caught while streaming too
+    r = httpx.put(f"{rt.url}/v1/blobs/{sha}", content=chunks(),
+                  headers={**auth(rt), "content-type": "application/octet-stream"}, timeout=HANG_BOUND_S)
+    _refused(r, 413)
+    assert_still_serving(rt, before)
+
+
+def test_oversized_projects_are_refused_at_commit(rt):
+    before = generation(rt)
+    files = {}
+    for i in range(3):  # three files under the 1 MB file limit, over the 2 MB project limit
+        data = os.urandom(MB - 1000)
+        sha = hashlib.sha256(data).hexdigest()
+        assert _put_blob(rt, sha, data).status_code == 200
+        files[f"data{i}.txt"] = sha
+    app = ECHO_APP.encode()
+    app_sha = hashlib.sha256(app).hexdigest()
+    assert _put_blob(rt, app_sha, app).status_code == 200
+    files["app.py"] = app_sha
+    msg = _refused(_post(rt, "/v1/generations", {"files": files, "entries": ["app.py"]}), 400)
+    assert "limit" in msg
+    assert_still_serving(rt, before)
+
+
+def test_committing_files_never_uploaded_is_refused(rt):
+    before = generation(rt)
+    ghost = hashlib.sha256(b"never uploaded").hexdigest()
+    msg = _refused(_post(rt, "/v1/generations", {"files": {"ghost.py": ghost}}), 400)
+    assert "not uploaded" in msg
+    assert_still_serving(rt, before)
+
+
+def test_symlinks_in_the_project_are_not_followed_or_uploaded(rt, tmp_path: Path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("top secret\n")
+    (outside / "secret_pkg.py").write_text("SECRET = 1\n")
+    root = write_project(tmp_path / "proj", {"app.py": ECHO_APP, "pkg/inside.py": "X = 1\n"})
+    (root / "leak.txt").symlink_to(outside / "secret.txt")
+    (root / "pkg" / "leak.py").symlink_to(outside / "secret_pkg.py")
+    (root / "linked_dir").symlink_to(outside, target_is_directory=True)
+    (root / "pkg" / "loop").symlink_to(root, target_is_directory=True)
+
+    files, _, skipped = build_manifest(root)
+    assert sorted(files) == ["app.py", "pkg/inside.py", "slipstream.toml"]
+    assert any("leak.txt" in s and "symlink" in s for s in skipped)
+
+    res = deploy(rt, {}, root=root)
+    assert "leak.txt: symlink (not synced)" in res.skipped
+    r = httpx.post(f"{rt.url}/v1/endpoints/tree/call", json={}, headers=auth(rt), timeout=HANG_BOUND_S)
+    assert r.json()["result"] == ["app.py", "pkg/inside.py", "slipstream.toml"]
+    assert_still_serving(rt, res.generation)
