@@ -25,9 +25,10 @@ class Documents:
 
     def encoding(self) -> str:
         try:
-            return str(self.ls.workspace.position_encoding or types.PositionEncodingKind.Utf16)
+            chosen = self.ls.workspace.position_encoding
         except RuntimeError:  # not initialized
-            return types.PositionEncodingKind.Utf16
+            chosen = None
+        return chosen or types.PositionEncodingKind.Utf16
 
     def lines(self, index: DocumentIndex) -> LineIndex:
         cached = index.cache.get("lines")

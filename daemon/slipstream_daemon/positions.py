@@ -7,6 +7,7 @@ form; `LineIndex` converts to and from the client's units for one version of a d
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 
@@ -15,6 +16,9 @@ from lsprotocol import types
 __all__ = ["LineIndex", "Span", "split_lines"]
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
+_UTF8 = types.PositionEncodingKind.Utf8.value
+_UTF16 = types.PositionEncodingKind.Utf16.value
+_UTF32 = types.PositionEncodingKind.Utf32.value
 
 
 def _has_other_breaks(source: str) -> bool:
@@ -59,14 +63,15 @@ class Span:
 class LineIndex:
     """Converts spans of one document version to the client's position encoding."""
 
-    def __init__(self, lines: list[str], encoding: str = types.PositionEncodingKind.Utf16):
+    def __init__(self, lines: list[str], encoding: str = _UTF16):
         self.lines = lines
-        self.encoding = str(encoding)
+        # lsprotocol's kinds are str enums whose str() is their name, not their value
+        self.encoding = encoding.value if isinstance(encoding, enum.Enum) else str(encoding)
 
     def _units(self, text: str) -> int:
-        if self.encoding == types.PositionEncodingKind.Utf32:
+        if self.encoding == _UTF32:
             return len(text)
-        if self.encoding == types.PositionEncodingKind.Utf8:
+        if self.encoding == _UTF8:
             return len(text.encode("utf-8", "surrogatepass"))
         if text.isascii():
             return len(text)
@@ -90,13 +95,13 @@ class LineIndex:
     def column(self, line: int, character: int) -> int:
         """The code-point column of a client position."""
         text = self._line_text(line)
-        if self.encoding == types.PositionEncodingKind.Utf32 or text.isascii():
+        if self.encoding == _UTF32 or text.isascii():
             return min(character, len(text))
         units = 0
         for index, ch in enumerate(text):
             if units >= character:
                 return index
-            if self.encoding == types.PositionEncodingKind.Utf8:
+            if self.encoding == _UTF8:
                 units += len(ch.encode("utf-8", "surrogatepass"))
             else:
                 units += 2 if ord(ch) > 0xFFFF else 1

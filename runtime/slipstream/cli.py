@@ -70,8 +70,26 @@ def cmd_serve(a: argparse.Namespace) -> int:
                 print(f"token (generated): {token}", flush=True)
             print(f"  export SLIPSTREAM_RUNTIME_URL={url}", flush=True)
 
+    if a.parent_pid:
+        _exit_with_parent(a.parent_pid)
     asyncio.run(serve(rt, sock, token, log_level=a.log_level, on_ready=ready))
     return 0
+
+
+def _exit_with_parent(pid: int) -> None:
+    """Shut down (workers included) when the process that started us is gone."""
+    import signal
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != pid:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -174,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gpu-fallback", action="store_true", help="run endpoints on what this machine has when it lacks their GPU")
     s.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--ready-file", help=argparse.SUPPRESS)
+    s.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     s.add_argument("--store", help="folder for synced code (default: a temp folder)")
     s.add_argument("--max-queue", type=int, default=256, help="queued calls per endpoint before answering 429")
     s.add_argument("--max-file-mb", type=int, default=64, help="largest synced file")

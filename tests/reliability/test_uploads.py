@@ -97,11 +97,11 @@ def test_unsafe_paths_are_refused_and_the_code_keeps_serving(rt, route, case):
     assert_still_serving(rt, before)
 
 
-@pytest.mark.parametrize("route", ["/v1/sync/manifest", "/v1/generations"])
-@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+@pytest.mark.parametrize("route,case", [
+    (route, case) for case in sorted(BAD_MANIFESTS) for route in ("/v1/sync/manifest", "/v1/generations")
+    if not (case.startswith("entries") and route == "/v1/sync/manifest")  # a query takes no entries
+])
 def test_invalid_manifests_are_refused_with_a_message(rt, route, case):
-    if case.startswith("entries") and route == "/v1/sync/manifest":
-        pytest.skip("the manifest query takes no entries")
     before = generation(rt)
     _refused(_post(rt, route, BAD_MANIFESTS[case]), 400, 422)
     assert_still_serving(rt, before)

@@ -140,3 +140,31 @@ def test_binding_beyond_loopback_without_a_token_is_refused():
     p = subprocess.run([sys.executable, "-m", "slipstream", "serve", "--host", "0.0.0.0", "--port", "0"],
                        env=env, capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and "token" in p.stderr
+
+
+def test_embedded_runtime_stops_with_the_process_that_started_it(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "starter.py"
+    script.write_text(
+        "import time\nfrom slipstream.embedded import EmbeddedRuntime\n"
+        "rt = EmbeddedRuntime.start()\nprint(rt.proc.pid, flush=True)\ntime.sleep(60)\n"
+    )
+    starter = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    runtime_pid = int(starter.stdout.readline())
+    os.kill(starter.pid, signal.SIGKILL)  # no atexit, no cleanup: like an editor being killed
+    starter.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            state = open(f"/proc/{runtime_pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state in ("Z", "X"):  # exited; only waiting for a parent to reap it
+            return
+        time.sleep(0.2)
+    raise AssertionError("the embedded runtime outlived its parent")
