@@ -124,6 +124,7 @@ class Deployer:
         result: DeployResult
         changed_paths: set[Path] = set()
         try:
+            _check_root(root)
             client = await ls.runtime.ensure(root)
             try:
                 synced = await asyncio.to_thread(client.sync, root)
@@ -260,6 +261,20 @@ class Deployer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class ProjectRootError(ValueError):
+    """Refusing to sync a folder that is surely not one project."""
+
+
+def _check_root(root: Path) -> None:
+    if (root / "slipstream.toml").is_file():
+        return
+    if root == Path.home().resolve() or root.parent == root:
+        raise ProjectRootError(
+            f"{root} has no slipstream.toml and is not a project folder: syncing it would upload "
+            "everything under it. Put the file in a project folder with a slipstream.toml."
+        )
 
 
 def _summary(result: DeployResult) -> str:

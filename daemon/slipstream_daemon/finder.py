@@ -338,9 +338,11 @@ def _parse_snippet(code: str, names: frozenset[str]) -> _Parsed:
         module = cst.parse_module(code)
     except cst.ParserSyntaxError as exc:
         line = max(exc.raw_line - 1, 0)
-        message = exc.message.replace("tokenizer error: ", "").replace("parser error: ", "")
-        span = Span(line, exc.raw_column, line, exc.raw_column + 1)
-        return _Parsed([], SyntaxProblem(f"Syntax error: {message}", span))
+        rows = code.splitlines()
+        text = rows[line] if line < len(rows) else ""
+        # from the error to the end of its line: a one-character squiggle is easy to miss
+        span = Span(line, exc.raw_column, line, max(len(text.rstrip()), exc.raw_column + 1))
+        return _Parsed([], SyntaxProblem(_syntax_message(exc.message), span))
     except Exception as exc:  # libcst raises a few other errors on odd input
         return _Parsed([], SyntaxProblem(f"Syntax error: {exc}", Span(0, 0, 0, 1)))
 
@@ -697,6 +699,28 @@ def _build_endpoint(
     )
 
 
+def _unclosed_decorator(lines: list[str], deco_line: int, header_line: int) -> SyntaxProblem | None:
+    """A decorator whose '(' is never closed: point at it rather than where parsing gave up."""
+    text = "".join(lines[deco_line:header_line])
+    if text.count("(") <= text.count(")"):
+        return None
+    first = lines[deco_line]
+    col = first.find("(")
+    return SyntaxProblem(
+        "Syntax error: '(' was never closed",
+        Span(deco_line, max(col, 0), deco_line, len(first.rstrip("\r\n"))),
+    )
+
+
+def _syntax_message(message: str) -> str:
+    """libcst's message without snippet-relative positions, and its token lists shortened."""
+    message = message.replace("tokenizer error: ", "").replace("parser error: ", "")
+    message = re.sub(r"^error at \d+:\d+: ", "", message)
+    if message.startswith("expected one of") and len(message) > 60:
+        message = "invalid syntax"
+    return f"Syntax error: {message}"
+
+
 def _never_model(_: str) -> bool:
     return False
 
@@ -769,7 +793,10 @@ def index_document(
                     Span(deco_line, 0, deco_line, len(text)),
                 )
             else:
-                problem = SyntaxProblem(problem.message, problem.span.shifted(begin))
+                unclosed = None
+                if "unterminated" not in problem.message:  # the string error says more
+                    unclosed = _unclosed_decorator(lines, deco_line, starts[j - 1])
+                problem = unclosed or SyntaxProblem(problem.message, problem.span.shifted(begin))
             errors.append(problem)
             continue
         covered_until = end - 1

@@ -148,7 +148,7 @@ class ListEndpointsArgs(TypedDict, total=False):
 class EndpointListItem(TypedDict):
     uri: str
     name: str
-    gpu: str  # "H100", "2x H100" or "CPU"
+    gpu: str  # the catalog label of the first choice ("H100", "H100:2"), or "CPU"
     line: int  # zero-based line of the decorator
     methods: list[str]  # public methods of a class endpoint; [] for functions
 
@@ -163,7 +163,7 @@ class RunStarted(TypedDict):
     uri: str
     endpoint: str
     method: str | None
-    gpu: str
+    gpu: str  # as in EndpointListItem
     startedAt: float  # seconds since the epoch
 
 
@@ -212,8 +212,12 @@ class _RunResultRequired(TypedDict):
 
 
 class RunResult(_RunResultRequired, total=False):
-    text: str  # str results, or the repr of other objects
-    json: Any  # JSON-able results; images inside are {"$image": {"index", "path", ...}}
+    """A result is `text` (a str, or the repr of an object JSON cannot show), `json`, or a
+    lone image (only `images`). Images nested in JSON are replaced by
+    {"$image": {"index", "path", "width", "height"}}, `index` pointing into `images`."""
+
+    text: str
+    json: Any
     error: RemoteError
 
 
@@ -226,7 +230,7 @@ class DeployError(TypedDict, total=False):
 
 class _DeployResultRequired(TypedDict):
     ok: bool
-    changed: list[str]
+    changed: list[str]  # absolute local paths of the files this generation changed
     uploaded: int
     durationMs: float
 

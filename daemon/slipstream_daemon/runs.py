@@ -161,6 +161,12 @@ class Runner:
             ls.deployer.forget_runtime()
             await ls.deployer.deploy(root, "run")
             reply = await asyncio.to_thread(client.call_json, endpoint, kwargs, method)
+            error = reply.get("error") or {}
+            if not reply.get("ok") and error.get("kind") == "unknown-endpoint":
+                error["message"] = (
+                    f"{error.get('message', '')} The runtime runs the saved files: save the "
+                    f"file that defines {endpoint!r} to deploy it."
+                ).strip()
         return reply
 
     async def _report_error(self, endpoint: str, method: str | None, result: RunResult) -> None:

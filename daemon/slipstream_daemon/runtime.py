@@ -18,9 +18,24 @@ from .protocol import RuntimeGpu, RuntimeStatus
 if TYPE_CHECKING:
     from slipstream.client import RuntimeClient
 
-__all__ = ["RuntimeManager"]
+__all__ = ["RuntimeManager", "gpu_inventory"]
 
 log = logging.getLogger(__name__)
+
+
+def gpu_inventory(health: dict[str, Any]) -> list[RuntimeGpu]:
+    """The runtime's devices grouped by model: one entry per device becomes {name, count}.
+
+    Names are the catalog's ("H100") where the runtime recognised the card, else the driver's.
+    """
+    grouped: dict[tuple[str, float], int] = {}
+    for device in health.get("gpus") or []:
+        if not isinstance(device, dict):
+            continue
+        name = str(device.get("canonical") or device.get("name") or "GPU")
+        memory = round(float(device.get("memory_gb") or 0), 1)
+        grouped[(name, memory)] = grouped.get((name, memory), 0) + int(device.get("count") or 1)
+    return [RuntimeGpu(name=n, memoryGb=m, count=c) for (n, m), c in grouped.items()]
 
 
 class RuntimeManager:
@@ -133,14 +148,7 @@ class RuntimeManager:
                 self.connected = False
             else:
                 self.connected = True
-                self.gpus = [
-                    RuntimeGpu(
-                        name=str(g.get("name", "?")),
-                        memoryGb=float(g.get("memory_gb", 0) or 0),
-                        count=int(g.get("count", 1) or 1),
-                    )
-                    for g in health.get("gpus", [])
-                ]
+                self.gpus = gpu_inventory(health)
                 self.endpoint_count = len(endpoints)
         status = self.status()
         self._notify(status)

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from . import wire
+from .datachannel import DataClient, parse_records
 from .errors import DeployError, ErrorInfo, Overloaded, RuntimeUnavailable, SlipstreamError
 
 __all__ = ["RuntimeClient", "CallOutcome", "UnknownEndpoint", "RuntimeRestarted"]
@@ -53,6 +54,8 @@ class RuntimeClient:
         self._aio: httpx.AsyncClient | None = None
         self._headers = headers
         self.runtime_id: str | None = None
+        self._data_client: DataClient | None = None
+        self._data_checked = False
 
     @classmethod
     def from_env(cls) -> RuntimeClient | None:
@@ -61,6 +64,8 @@ class RuntimeClient:
 
     def close(self) -> None:
         self.http.close()
+        if self._data_client is not None:
+            self._data_client.close()
 
     def __repr__(self) -> str:  # never show the token
         return f"RuntimeClient({self.url!r})"
@@ -159,9 +164,35 @@ class RuntimeClient:
             data["error"].setdefault("frames", [])
         return data
 
+    def _data(self) -> DataClient | None:
+        """The binary call channel, when the runtime offers one and it can be reached."""
+        if self._data_client is None and not self._data_checked:
+            self._data_checked = True
+            if os.environ.get("SLIPSTREAM_TRANSPORT", "").lower() == "http":
+                return None
+            port = self.health().get("data_port")
+            host = httpx.URL(self.url).host
+            if port and host:
+                self._data_client = DataClient(host, int(port), self.token)
+        return self._data_client
+
     def call(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None) -> CallOutcome:
-        params = {"method": method} if method else None
         chunks = wire.dumps({"args": list(args), "kwargs": kwargs})
+        data = self._data()
+        if data is not None:
+            try:
+                status, body = data.call(endpoint, method, chunks, timeout)
+            except OSError as exc:
+                if isinstance(exc, ConnectionRefusedError):
+                    self._data_client = None  # e.g. a proxy in front: fall back to HTTP for good
+                else:
+                    raise RuntimeUnavailable(f"lost the runtime at {self.url} during the call: {exc}") from None
+            else:
+                return _records_outcome(status, body)
+        return self._call_http(endpoint, method, chunks, timeout)
+
+    def _call_http(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None) -> CallOutcome:
+        params = {"method": method} if method else None
         size = wire.frame_length(chunks)
         # one write for small bodies: separate header/body segments meet delayed ACKs (40 ms)
         content: Any = b"".join(chunks) if size < SMALL_BODY else _iter(chunks)
@@ -237,19 +268,31 @@ def _message(r: httpx.Response) -> str:
         return r.text[:500]
 
 
-def _apply_record(out: CallOutcome, kind: int, payload: bytearray) -> None:
+def _apply_record(out: CallOutcome, kind: int, payload: bytearray | memoryview) -> None:
     if kind == wire.REC_LOG:
-        out.logs.append(json.loads(payload))
+        out.logs.append(json.loads(bytes(payload)))
     elif kind == wire.REC_META:
-        out.meta = json.loads(payload)
+        out.meta = json.loads(bytes(payload))
     elif kind == wire.REC_RESULT:
         out.value = wire.loads(payload)
     elif kind == wire.REC_ERROR:
-        d = json.loads(payload)
+        d = json.loads(bytes(payload))
         info = ErrorInfo.from_dict(d)
         if d.get("pickled"):
             info.pickled = base64.b64decode(d["pickled"])
         out.error = info
+
+
+def _records_outcome(status: int, body: bytearray) -> CallOutcome:
+    out = CallOutcome()
+    out.status = status
+    for kind, payload in parse_records(body):
+        _apply_record(out, kind, payload)  # type: ignore[arg-type]
+    if status == 404:
+        raise UnknownEndpoint(out.error.message if out.error else "unknown endpoint")
+    if status == 401:
+        raise SlipstreamError("the runtime refused the token; set SLIPSTREAM_TOKEN to the token it printed")
+    return out
 
 
 def _outcome(status: int, ctype: str, chunks: list[bytes], r: httpx.Response) -> CallOutcome:

@@ -122,8 +122,24 @@ class ErrorInfo:
         )
 
 
+def _out_of_memory(exc: MemoryError) -> MemoryError:
+    """A bare MemoryError says nothing; say what ran out, and the limit when there is one."""
+    msg = "the worker ran out of memory"
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            msg += f" (its limit is {limit // (1024 * 1024)} MB: slipstream serve --worker-memory-mb)"
+    except (ImportError, OSError, ValueError):
+        pass
+    return MemoryError(msg).with_traceback(exc.__traceback__)
+
+
 def error_info(exc: BaseException, relative: Callable[[str], str | None] = lambda f: None) -> ErrorInfo:
     """Describe exc; relative(filename) gives the project-relative path of the user's files."""
+    if isinstance(exc, MemoryError) and type(exc) is MemoryError and not exc.args:
+        exc = _out_of_memory(exc)
     frames: list[Frame] = []
     tb_lines: list[str] = []
     for fs in traceback.extract_tb(exc.__traceback__):

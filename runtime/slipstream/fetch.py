@@ -111,7 +111,8 @@ def materialise(gen: str, manifest: dict[str, str], url: str, token: str) -> str
         finally:
             dl.close()
     mine = worker_dir()
-    if mine not in _fresh:  # a folder left by an earlier process with the same pid is stale
+    if mine not in _fresh:  # folders of processes that are gone (this pid's included) are stale
+        _prune_dead(mine.parent)
         shutil.rmtree(mine, ignore_errors=True)
         _fresh.add(mine)
     target = mine / gen
@@ -135,3 +136,15 @@ def _prune(mine: Path, keep: Path) -> None:
     gens = sorted((p for p in mine.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.stat().st_mtime)
     for old in [p for p in gens if p != keep][: max(len(gens) - KEEP_GENERATIONS, 0)]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _prune_dead(workers: Path) -> None:
+    for d in workers.iterdir() if workers.is_dir() else ():
+        if not d.name.isdigit():
+            continue
+        try:
+            os.kill(int(d.name), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (PermissionError, OverflowError):
+            pass

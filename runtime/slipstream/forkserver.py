@@ -41,7 +41,10 @@ def wanted_preloads(sources: list[str]) -> list[str]:
 
 # --- the fork server process ---------------------------------------------------------------
 def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
-    sock.sendall(json.dumps(msg).encode() + b"\n")
+    try:
+        sock.sendall(json.dumps(msg).encode() + b"\n")
+    except OSError:
+        os._exit(0)  # the runtime is gone; its workers notice on their own channels
 
 
 def _child(fd: int, env: dict[str, str], memory_limit: int | None) -> None:

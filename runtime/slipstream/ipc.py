@@ -94,7 +94,7 @@ class ServerSide(asyncio.BufferedProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return memoryview(self._buf)[self._got :]
+        return memoryview(self._buf)[self._got :]  # type: ignore[arg-type]
 
     def buffer_updated(self, nbytes: int) -> None:
         self._got += nbytes
@@ -102,22 +102,39 @@ class ServerSide(asyncio.BufferedProtocol):
             return
         if self._stage == 0:
             hlen, self._blen = PREFIX.unpack(self._prefix)
+            if hlen > MAX_HEADER or self._blen > self.max_body:
+                self.refuse(f"message too large (header {hlen}, body {self._blen} bytes)")
+                return
             self._next(1, bytearray(hlen))
         elif self._stage == 1:
-            self._header = json.loads(self._buf)
+            try:
+                self._header = json.loads(self._buf)
+            except ValueError:
+                self.refuse("message header is not JSON")
+                return
             if self._blen:
-                self._next(2, bytearray(self._blen))
+                self._next(2, self.alloc_body(self._blen, self._header))
             else:
                 self._deliver(bytearray())
         else:
             self._deliver(self._buf)
 
-    def _next(self, stage: int, buf: bytearray) -> None:
+    max_body = 1 << 40
+
+    def alloc_body(self, n: int, header: dict[str, Any]) -> Any:
+        """Where a body of n bytes is received (subclasses put large ones in shared memory)."""
+        return bytearray(n)
+
+    def refuse(self, reason: str) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _next(self, stage: int, buf: Any) -> None:
         self._stage, self._buf, self._got = stage, buf, 0
         if not buf:  # zero-length header cannot happen; keep the machine moving anyway
             self.buffer_updated(0)
 
-    def _deliver(self, body: bytearray) -> None:
+    def _deliver(self, body: Any) -> None:
         header = self._header
         self._stage, self._buf, self._got = 0, self._prefix, 0
         self.on_message(header, body)

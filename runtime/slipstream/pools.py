@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import shm
 from .catalog import cost as price_cost
 from .errors import ErrorInfo
 from .ipc import ServerSide
@@ -61,6 +62,7 @@ class Call:
     duration: float = 0.0
     started: float = 0.0
     dispatched: asyncio.Event = field(default_factory=asyncio.Event)
+    shm_ref: dict[str, Any] | None = None  # the body also lies in shared memory here
 
 
 class WorkerHandle(Protocol):
@@ -116,6 +118,7 @@ class LocalWorker:
         self.pid: int | None = None
         self.devices = devices
         self.device = "cpu"
+        self.shares_memory = shm.available()
         self.started_by = ""  # fork | spawn
         self.note = ""
         self._on_message = on_message
@@ -512,9 +515,15 @@ class Pool:
         call.worker = w.handle
         call.started = time.perf_counter()
         call.dispatched.set()
-        header = {"op": "call", "id": call.id, "method": call.method, "format": call.fmt}
+        header: dict[str, Any] = {"op": "call", "id": call.id, "method": call.method, "format": call.fmt}
+        body: list[Any] = [call.body]
+        if getattr(w.handle, "shares_memory", False):
+            header["shm_reply"] = True
+            if call.shm_ref:
+                header["shm"] = call.shm_ref
+                body = []
         try:
-            w.handle.send(header, [call.body])
+            w.handle.send(header, body)
         except Exception as exc:  # noqa: BLE001 - the exit handler fails the call
             self.logs.emit(endpoint=self.name, stream="system", text=f"send failed: {exc}")
 
@@ -644,6 +653,8 @@ class Pool:
                 call.items.put_nowait(body)
             return
         if op in ("result", "error"):
+            if "shm" in header:
+                body = shm.attach(header["shm"], unlink=True)
             del w.inflight[call.id]
             w.last_active = time.monotonic()
             call.duration = float(header.get("duration", 0.0))

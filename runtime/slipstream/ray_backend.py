@@ -255,7 +255,11 @@ class RayWorker:
         port = await b.listener.ensure()
         b.listener.expected[self.id] = self
         hello = self._expect("hello")
-        self._actor = b.actor_class().options(**b.actor_options(self)).remote()
+        try:
+            self._actor = b.actor_class().options(**b.actor_options(self)).remote()
+        except Exception:
+            b.listener.expected.pop(self.id, None)
+            raise
         where = asyncio.ensure_future(self._actor.where.remote())
         env = b.worker_env(self._env)
         run = self._actor.run.remote(f"{b.worker_host}:{port}", self.id, self.secret, env)
@@ -282,7 +286,8 @@ class RayWorker:
         try:
             res = await run
         except Exception as exc:  # noqa: BLE001 - RayActorError and kin: the actor is gone
-            reason = self._killed or f"the Ray actor of worker {self.id} died ({_summary(exc)})"
+            where = f" on node {self.node_ip}" if self.node_ip else ""
+            reason = self._killed or f"the Ray actor of worker {self.id}{where} died ({_summary(exc)})"
         else:
             reason = exit_reason(res.get("returncode"), self._killed)
             out = res.get("output", "")
@@ -384,11 +389,12 @@ class RayWorker:
 
 
 def _summary(exc: BaseException) -> str:
+    """The gist of a RayActorError (Ray's own text runs to a paragraph of possible causes)."""
     text = " ".join(str(exc).split())
     for marker in ("Worker exit detail:", "The actor is dead because"):
         if marker in text:
-            text = marker + text.split(marker, 1)[1]
-            break
+            detail = text.split(marker, 1)[1].split(" Some common causes", 1)[0].strip()
+            return f"{detail} Killed by a signal, the out-of-memory killer or `ray stop`?"[:400]
     return text[:400] or type(exc).__name__
 
 
@@ -487,6 +493,7 @@ class RayBackend:
         return {
             "address": self.address or "local",
             "worker_host": self.worker_host,
+            "worker_port": self.listener.port or None,
             "autoscale": self.autoscale,
             "nodes": nodes,
             "gpu_types": types,

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, Field
 from starlette.routing import Route
 
-from . import __version__, wire
+from . import __version__, shm, wire
 from .errors import ErrorInfo
 from .pools import Call, PoolError
 from .service import DeployRefused, Runtime
@@ -199,7 +199,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         if fmt == "json":
             try:
                 parsed = json.loads(body or b"{}")
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep to parse
                 return _error(400, "BadRequest", f"body is not valid JSON: {exc}")
             if not isinstance(parsed, dict) or not isinstance(parsed.get("args", []), list) or not isinstance(parsed.get("kwargs", {}), dict):
                 return _error(400, "BadRequest", "body must be an object {\"args\": [...], \"kwargs\": {...}}")
@@ -207,10 +207,19 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         if c.stream:
             c.items = asyncio.Queue()
             return StreamingResponse(_stream(rt, pool, c), media_type=wire.CONTENT_TYPE)
+        buf = None
+        if len(body) >= shm.THRESHOLD and shm.available():
+            buf = shm.SharedBuffer(len(body), f"q{rt.id[:6]}-")  # one copy here beats the worker socket
+            buf.write([body])
+            c.shm_ref = buf.ref()
         try:
             await pool.call(c)
         except PoolError as exc:
             return _failure(pool, c, exc.info, fmt)
+        finally:
+            if buf is not None:
+                buf.unlink()
+                buf.release()
         status, payload = c.future.result()
         if fmt == "json":
             return _json_reply(pool, c, status, payload)
@@ -425,6 +434,10 @@ def is_loopback(host: str) -> bool:
 async def serve(rt: Runtime, sock: socket.socket, token: str, *, log_level: str = "warning", on_ready: Any = None) -> None:
     import uvicorn
 
+    from .datachannel import DataServer
+
+    data = DataServer(rt, token)
+    rt.data_port = await data.start(sock.getsockname()[0])
     app = create_app(rt, token)
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30)
     server = uvicorn.Server(config)
@@ -433,6 +446,7 @@ async def serve(rt: Runtime, sock: socket.socket, token: str, *, log_level: str 
     try:
         await server.serve(sockets=[sock])
     finally:
+        await data.close()
         await rt.shutdown()
 
 

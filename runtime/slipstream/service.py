@@ -59,6 +59,7 @@ class Runtime:
         self.max_queue = max_queue
         self.scan_timeout = scan_timeout
         self.logs = LogHub()
+        self.data_port = 0  # the SDK's binary call channel (datachannel.py), set by the server
         self.envs = EnvManager(self.store.root / "envs", self.logs)
         self.fork = fork and hasattr(os, "fork") and self.backend.name == "local"
         self._preload: list[str] = []
@@ -85,6 +86,7 @@ class Runtime:
             "runtime_id": self.id,
             "backend": self.backend.name,
             "embedded": self.embedded,
+            "data_port": self.data_port,
             "gpus": [d.to_dict() for d in self.devices],
             "generation": gen.id if gen else None,
             "endpoints": len(self.pools),

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import keeper as keep_mod
-from . import wire
+from . import shm, wire
 from .endpoint import IN_RUNTIME_ENV, Endpoint
 from .errors import ErrorInfo, error_info
 from .ipc import Channel
@@ -242,10 +242,16 @@ class Worker:
                 result = None
             sys.stdout.flush()
             sys.stderr.flush()
-            self.ch.send(
-                {"op": "result", "id": cid, "duration": time.perf_counter() - started},
-                self._encode(result, fmt),
-            )
+            header = {"op": "result", "id": cid, "duration": time.perf_counter() - started}
+            chunks = self._encode(result, fmt)
+            size = wire.frame_length(chunks)
+            if h.get("shm_reply") and size >= shm.THRESHOLD:
+                buf = shm.SharedBuffer(size, "r-")
+                buf.write(chunks)
+                header["shm"] = buf.ref()
+                buf.release()
+                chunks = []
+            self.ch.send(header, chunks)
         except BaseException as exc:  # noqa: BLE001 - user code: every failure goes back
             sys.stdout.flush()
             sys.stderr.flush()
@@ -271,6 +277,8 @@ class Worker:
             if method:
                 raise _BadRequest(f"endpoint {ep.name!r} is a function; it has no method {method!r}")
             fn = ep.target
+        if "shm" in h:
+            body = shm.attach(h["shm"])  # type: ignore[assignment]
         try:
             if h.get("format", "pickle") == "pickle":
                 payload = wire.loads(body)

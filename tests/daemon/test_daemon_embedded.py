@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 from daemon_client import Client, start_daemon
@@ -27,8 +28,13 @@ async def client(project: Path) -> AsyncIterator[Client]:
     client = await start_daemon(project)  # no SLIPSTREAM_RUNTIME_URL
     client.open(project / "app.py")
     yield client
+    embedded = {n["url"] for n in client.notes_of(STATUS) if n["kind"] == "embedded" and n["url"]}
     await client.shutdown_session()
     await client.stop()
+    # shutting the daemon down stops the embedded runtimes it started
+    for url in embedded:
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/health", timeout=2)
 
 
 async def _run_greet(client: Client, project: Path, name: str) -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""The finder and position conversion, in-process: the pieces every lens and diagnostic uses."""
+"""In-process pieces: the finder and position conversion every lens and diagnostic uses, and
+how the runtime's GPU inventory is summarised."""
 
 from __future__ import annotations
 
 import pytest
 from lsprotocol import types
+
 from slipstream_daemon.facts import is_model_id
 from slipstream_daemon.finder import UNRESOLVED, index_document
 from slipstream_daemon.positions import LineIndex, Span, split_lines
@@ -116,7 +118,8 @@ def test_syntax_error_is_reported_at_its_line() -> None:
     index = _index(source)
     assert [ep.name for ep in index.endpoints] == ["ok"]
     [problem] = index.syntax_errors
-    assert problem.span.line == 8 and problem.message.startswith("Syntax error")
+    assert problem.span == Span(6, 9, 6, 20)
+    assert problem.message == "Syntax error: '(' was never closed"
 
 
 @pytest.mark.parametrize(
@@ -138,3 +141,32 @@ def test_line_index_converts_code_points(encoding: str, character: int) -> None:
 
 def test_split_lines_ignores_breaks_lsp_does_not_know() -> None:
     assert split_lines("a\x0cb\u2028c\nd") == ["a\x0cb\u2028c\n", "d"]
+
+
+def test_gpu_inventory_groups_devices_by_model() -> None:
+    from slipstream_daemon.runtime import gpu_inventory
+
+    health = {
+        "gpus": [
+            {"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_gb": 79.6, "canonical": "H100"},
+            {"index": 1, "name": "NVIDIA H100 80GB HBM3", "memory_gb": 79.6, "canonical": "H100"},
+            {"index": 2, "name": "Mystery Card", "memory_gb": 12.0, "canonical": None},
+        ]
+    }
+    assert gpu_inventory(health) == [
+        {"name": "H100", "memoryGb": 79.6, "count": 2},
+        {"name": "Mystery Card", "memoryGb": 12.0, "count": 1},
+    ]
+    assert gpu_inventory({"gpus": [{"name": "L4", "memory_gb": 24, "count": 4}]}) == [
+        {"name": "L4", "memoryGb": 24.0, "count": 4}
+    ]
+
+
+def test_a_home_folder_without_slipstream_toml_is_never_synced(tmp_path) -> None:
+    from pathlib import Path
+
+    from slipstream_daemon.deploy import ProjectRootError, _check_root
+
+    with pytest.raises(ProjectRootError, match="no slipstream.toml"):
+        _check_root(Path.home().resolve())
+    _check_root(tmp_path)  # an ordinary folder is the project

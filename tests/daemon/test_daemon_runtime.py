@@ -209,3 +209,16 @@ async def test_outside_change_is_deployed(client: Client, project: Path) -> None
     result = await waiting
     assert result["ok"] is True
     assert str(extra) in result["changed"]
+
+
+async def test_running_an_unsaved_endpoint_says_to_save(client: Client, project: Path) -> None:
+    path = project / "app.py"
+    saved = path.read_text()
+    unsaved = saved + '\n\n@endpoint\ndef brand_new() -> str:\n    return "new"\n'
+    client.replace(path.as_uri(), unsaved)
+    try:
+        result = await _run(client, path.as_uri(), "brand_new")
+        assert result["status"] == "error"
+        assert "save the file that defines 'brand_new'" in result["error"]["message"]
+    finally:
+        client.replace(path.as_uri(), saved)

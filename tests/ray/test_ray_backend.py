@@ -8,6 +8,9 @@ attached to the cluster; this process is a second Ray driver so it can look at t
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
+import socket
+import struct
 import time
 from collections.abc import Iterator
 
@@ -16,7 +19,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray backend tests need ray: pip install 'slipstream[ray]'")
 
-from slipstream.errors import SlipstreamError, WorkerCrashed  # noqa: E402
+from slipstream.errors import EndpointTimeout, SlipstreamError, WorkerCrashed  # noqa: E402
 from tests.conftest import RunningRuntime, start_runtime  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
@@ -50,6 +53,11 @@ def on_h100():
 @endpoint(gpu="A100-80GB")
 def on_a100():
     return "never"
+
+@endpoint(timeout=1)
+def sleepy(seconds):
+    time.sleep(seconds)
+    return "woke"
 
 @endpoint(workers=(0, 2), idle_timeout=30)
 def fragile(mode="ok", delay=0.0):
@@ -198,6 +206,32 @@ def test_crash_fails_only_its_own_request_and_is_replaced(app, ray_runtime):
     assert _get(ray_runtime, "/v1/endpoints/fragile")["stats"]["crashes"] == 2
 
 
+def test_timeout_kills_the_actor_and_the_next_call_works(app, ray_runtime):
+    started = time.perf_counter()
+    with pytest.raises(EndpointTimeout, match="timeout of 1s"):
+        app.sleepy(10)
+    assert time.perf_counter() - started < 8
+    assert app.sleepy(0) == "woke"
+    assert _get(ray_runtime, "/v1/endpoints/sleepy")["stats"]["timeouts"] == 1
+
+
+def test_worker_port_refuses_connections_without_the_worker_secret(ray_runtime, app):
+    app.hello("warm")  # the worker port opens with the first worker
+    port = _get(ray_runtime, "/health")["cluster"]["worker_port"]
+    for hello in (
+        {"op": "hello", "pid": 1, "worker": "hello-r1", "secret": "guess"},
+        {"op": "call", "id": 1},
+    ):
+        raw = json.dumps(hello).encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(struct.pack("<IQ", len(raw), 0) + raw)
+            assert s.recv(1) == b"", "the runtime hangs up"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(struct.pack("<IQ", 1 << 30, 1 << 40))  # absurd sizes are refused before any allocation
+        assert s.recv(1) == b""
+    assert app.hello("still") == "hello still"
+
+
 def test_reload_keeps_the_model_loaded_in_the_actor(ray_runtime, project_factory):
     proj = project_factory(ray_runtime, {"model.py": MODEL.format(version=0)}, name="rayreload")
     mod = proj.module("model")
@@ -212,3 +246,30 @@ def test_reload_keeps_the_model_loaded_in_the_actor(ray_runtime, project_factory
         assert now["loads"] == 1 and now["pid"] == first["pid"], "same actor, model still loaded"
     stats = _get(ray_runtime, "/v1/endpoints/Model")["stats"]
     assert stats["reloads"] == 2 and stats["model_loads"] == 0 and stats["started_workers"] == 1
+
+
+def test_placement_decisions(cluster):
+    from slipstream.ray_backend import RayBackend, ray_types
+    from slipstream.spec import EndpointSpec
+
+    b = RayBackend(init=False)  # this process is already a driver of the test cluster
+    assert b.worker_host == "127.0.0.1" and b.listener.bind == "127.0.0.1", "a one-machine cluster stays on loopback"
+    assert b.placement(EndpointSpec("cpu")) == ([], "", "")
+    assert b.placement(EndpointSpec("h", gpu=("H100",))) == ([], "", "")
+    assert b._placed["h"].ray_type == "H100" and b._placed["h"].count == 1
+    _, _, why = b.placement(EndpointSpec("two", gpu=("H100:2",)))
+    assert "H100:2" in why and "2 GPU(s) on one node" in why, "two GPUs must be on one node"
+    _, note, why = b.placement(EndpointSpec("fb", gpu=("A100-80GB", "H100")))
+    assert (note, why) == ("", "") and b._placed["fb"].gpu == "H100", "the first choice the cluster has"
+    _, note, why = b.placement(EndpointSpec("a", gpu=("A100-80GB",)), gpu_fallback=True)
+    assert not why and "running on H100 instead" in note
+    auto = RayBackend(init=False, autoscale=True)
+    _, note, why = auto.placement(EndpointSpec("a", gpu=("A100-80GB",)))
+    assert not why and "autoscaler" in note and auto._placed["a"].ray_type == "A100-80G"
+    assert auto.listener.bind == "0.0.0.0", "nodes the autoscaler adds must reach the worker port"
+    far = RayBackend(init=False, worker_host="10.1.2.3")
+    assert far.listener.bind == "0.0.0.0" and far.worker_host == "10.1.2.3"
+    assert far.fetch_url({"SLIPSTREAM_RUNTIME_URL": "http://0.0.0.0:8765"}) == "http://10.1.2.3:8765"
+    from slipstream.catalog import catalog
+
+    assert set(ray_types()) == {g.name for g in catalog()}, "every catalog GPU has Ray accelerator types"

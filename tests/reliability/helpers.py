@@ -82,14 +82,20 @@ def assert_still_serving(rt: RunningRuntime, gen: str | None) -> None:
 
 def error_message(r: httpx.Response) -> str:
     """The human-readable message of an error response (JSON or SDK records)."""
-    ctype = r.headers.get("content-type", "").split(";")[0]
-    if ctype == wire.CONTENT_TYPE:
-        for kind, payload in wire.RecordReader().feed(r.content):
+    return message_of(r.headers.get("content-type", ""), r.content)
+
+
+def message_of(content_type: str, content: bytes) -> str:
+    if content_type.split(";")[0] == wire.CONTENT_TYPE:
+        for kind, payload in wire.RecordReader().feed(content):
             if kind == wire.REC_ERROR:
                 return json.loads(payload)["message"]
         return ""
-    body = r.json()
-    err = body.get("error") or body.get("detail")
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return ""
+    err = body.get("error") or body.get("detail") if isinstance(body, dict) else None
     if isinstance(err, dict):
         return str(err.get("message", ""))
     return str(err or "")

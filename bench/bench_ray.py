@@ -1,0 +1,174 @@
+"""The Ray backend next to the local backend, in one run: per-call overhead and save-to-live.
+
+    .venv/bin/python bench/bench_ray.py [--n 300] [--edits 10] [--load-s 1] [--address ADDR]
+
+Starts a local one-node Ray cluster (2 CPUs, an 80 MB object store; or attaches to --address),
+then two runtimes on the same project: `slipstream serve` (local backend, worker processes over
+a socketpair) and `slipstream serve --backend ray` (a Ray actor per worker, its worker process
+dialling the runtime over TCP and fetching code over HTTP). For each:
+
+1. cold start: the first call, which starts a worker (on Ray: creates the actor).
+2. per-call overhead: a no-op endpoint called through the SDK; p50 ratio Ray / local.
+3. save -> live: rewrite the module, sync, call until the new version answers (a model held by
+   keep() stays loaded: the reloads must load it zero times); p50 ratio Ray / local. On Ray the
+   worker also downloads the changed file from the runtime before it switches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import fmt, project, stats_ms, timed, use_runtime
+
+SRC = '''
+import time
+from slipstream import endpoint, keep
+from slipstream.keeper import stats
+
+VERSION = {version}
+
+def load_model():
+    time.sleep({load_s})
+    return object()
+
+@endpoint
+def noop(x=None):
+    return x
+
+@endpoint
+class Model:
+    def setup(self):
+        self.model = keep("weights", load_model)
+
+    def version(self):
+        return VERSION
+
+    def loads(self):
+        return stats().loads
+'''
+
+
+class Serve:
+    """A `slipstream serve` child process (like tests/conftest.py's start_runtime)."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.token = secrets.token_urlsafe(16)
+        d = Path(tempfile.mkdtemp(prefix="slipstream-bench-rt-"))
+        ready = d / "ready.json"
+        self.log = d / "serve.log"
+        full_env = {**os.environ, "SLIPSTREAM_TOKEN": self.token, **(env or {})}
+        full_env.pop("SLIPSTREAM_RUNTIME_URL", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "slipstream", "serve", "--port", "0", "--ready-file", str(ready), *args],
+            env=full_env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"runtime did not start:\n{self.log.read_text()}")
+            time.sleep(0.05)
+        self.url = json.loads(ready.read_text())["url"]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def write(root: Path, version: int, load_s: float) -> None:
+    (root / "model.py").write_text(SRC.format(version=version, load_s=load_s))
+
+
+def measure(name: str, rt: Serve, root: Path, a: argparse.Namespace) -> dict[str, object]:
+    from slipstream import session
+    from slipstream.client import RuntimeClient
+    from slipstream.sync import sync_project
+
+    if session._session is not None:
+        session._session.close()
+    session._session = None
+    use_runtime(rt.url, rt.token)
+    write(root, 0, a.load_s)
+    sys.modules.pop("model", None)
+    mod = importlib.import_module("model")
+    client = RuntimeClient(rt.url, rt.token)
+    t = time.perf_counter()
+    mod.noop(1)
+    cold = time.perf_counter() - t
+    calls = stats_ms(timed(lambda: mod.noop(1), a.n, warmup=20))
+    m = mod.Model()
+    assert m.version() == 0
+    hot = []
+    for v in range(1, a.edits + 1):
+        t = time.perf_counter()
+        write(root, v, a.load_s)
+        sync_project(client, root)
+        while m.version() != v:
+            pass
+        hot.append(time.perf_counter() - t)
+    reloads = m.loads() - 1
+    client.close()
+    return {"name": name, "cold_s": cold, "calls": calls, "hot": stats_ms(hot), "model_reloads": reloads}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--edits", type=int, default=10)
+    ap.add_argument("--load-s", type=float, default=1.0)
+    ap.add_argument("--address", default=None, help="an existing Ray cluster (default: start a local one)")
+    a = ap.parse_args()
+
+    cluster = None
+    address = a.address
+    if address is None:
+        from ray.cluster_utils import Cluster
+
+        t = time.perf_counter()
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 2, "object_store_memory": 80 * 1024 * 1024, "include_dashboard": False},
+        )
+        address = cluster.address
+        print(f"local Ray cluster up in {time.perf_counter() - t:.1f}s at {address}")
+    root = project({})
+    write(root, 0, a.load_s)
+    sys.path.insert(0, str(root))
+    local = Serve("--gpu-fallback")
+    on_ray = Serve("--backend", "ray", "--ray-address", address, env={"SLIPSTREAM_RAY_WORKER_CPUS": "0.5"})
+    try:
+        res = [measure("local", local, root, a), measure("ray", on_ray, root, a)]
+    finally:
+        local.stop()
+        on_ray.stop()
+        if cluster is not None:
+            cluster.shutdown()
+    lo, ry = res
+    print("== cold start (first call starts a worker) ==")
+    for r in res:
+        print(f"{r['name'] + ' backend':<42} {r['cold_s'] * 1000:9.1f} ms")
+    print(f"ratio ray / local: {ry['cold_s'] / lo['cold_s']:.1f}x")
+    print(f"== per-call overhead (no-op via SDK, n={a.n}) ==")
+    for r in res:
+        print(fmt(f"{r['name']} backend", r["calls"]))
+    print(f"ratio p50 ray / local: {ry['calls']['p50'] / lo['calls']['p50']:.2f}x")
+    print(f"== save -> live (sync + reload + call, {a.edits} edits, model load {a.load_s:g}s in setup) ==")
+    for r in res:
+        print(fmt(f"{r['name']} backend", r["hot"]) + f"   model reloads: {r['model_reloads']}")
+    print(f"ratio p50 ray / local: {ry['hot']['p50'] / lo['hot']['p50']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Faults: a worker that runs out of memory or dies fails only its own call; a restarted
+runtime is found again by the SDK, which resyncs the code and carries on by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import os
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from slipstream.errors import WorkerCrashed
+from tests.conftest import start_runtime
+from tests.reliability.helpers import HANG_BOUND_S, auth
+
+HOG_APP = '''
+import os, time
+from slipstream import endpoint
+
+@endpoint
+def hog(mb):
+    block = bytearray(mb * 1024 * 1024)
+    return len(block)
+
+@endpoint
+def touch(mb):
+    """Allocate and write every page, in native code (numpy), so nothing stays lazy."""
+    import numpy as np
+    a = np.ones(mb * 1024 * 1024 // 8)
+    return float(a.sum())
+
+@endpoint
+def steady(i=0):
+    return i
+
+@endpoint
+def pid():
+    return os.getpid()
+'''
+
+QUEUE_APP = '''
+import os, time
+from slipstream import endpoint
+
+@endpoint(workers=1)
+def lane(i, die=False):
+    if die:
+        time.sleep(0.2)
+        os._exit(9)
+    return i
+'''
+
+RESTART_APP = '''
+from slipstream import endpoint
+
+@endpoint
+def double(x):
+    return 2 * x
+
+@endpoint
+def count(n):
+    for i in range(n):
+        yield i
+'''
+
+
+@pytest.fixture(scope="module")
+def limited():
+    rt = start_runtime("--gpu-fallback", "--worker-memory-mb", "300")
+    yield rt
+    rt.stop()
+
+
+def test_a_worker_over_its_memory_limit_fails_only_its_call(limited, project_factory):
+    app = project_factory(limited, {"hogs.py": HOG_APP}).module("hogs")
+    assert app.hog(10) == 10 * 1024 * 1024
+    first = app.pid()
+    # a plain MemoryError gets a message naming the limit; numpy's says what it could not allocate
+    for big, clear in ((app.hog, "300 MB"), (app.touch, "allocate 1.00 GiB")):
+        with pytest.raises((MemoryError, WorkerCrashed)) as err:
+            big(1024)
+        msg = str(err.value)
+        assert clear in msg or ("memory" in msg and "killed" in msg), msg
+        assert app.hog(10) == 10 * 1024 * 1024, "the next call works"
+    assert app.steady(3) == 3
+    if isinstance(err.value, MemoryError):
+        assert app.pid() == first, "a MemoryError leaves the worker alive: nothing to restart"
+
+
+def test_json_clients_see_a_clear_out_of_memory_error(limited, project_factory):
+    project_factory(limited, {"hogs.py": HOG_APP}).sync()
+    r = httpx.post(f"{limited.url}/v1/endpoints/hog/call", json={"args": [1024]}, headers=auth(limited),
+                   timeout=HANG_BOUND_S)
+    assert r.status_code in (500, 502)
+    err = r.json()["error"]
+    assert err["type"] in ("MemoryError", "WorkerCrashed") and "memory" in err["message"].lower()
+    ok = httpx.post(f"{limited.url}/v1/endpoints/hog/call", json={"args": [1]}, headers=auth(limited),
+                    timeout=HANG_BOUND_S)
+    assert ok.status_code == 200 and ok.json()["result"] == 1024 * 1024
+
+
+def test_other_endpoints_answer_while_one_blows_its_memory(limited, project_factory):
+    app = project_factory(limited, {"hogs.py": HOG_APP}).module("hogs")
+    app.steady()
+    stop = threading.Event()
+    answered: list[int] = []
+
+    def keep_calling() -> None:
+        i = 0
+        while not stop.is_set():
+            assert app.steady(i) == i
+            answered.append(i)
+            i += 1
+
+    with cf.ThreadPoolExecutor(1) as ex:
+        steady = ex.submit(keep_calling)
+        for _ in range(3):
+            with pytest.raises((MemoryError, WorkerCrashed)):
+                app.touch(1024)
+        stop.set()
+        steady.result(timeout=HANG_BOUND_S)
+    assert len(answered) > 3, "the other endpoint kept answering throughout"
+
+
+def test_a_crash_fails_only_its_call_and_the_queue_behind_it_runs(runtime, project_factory):
+    app = project_factory(runtime, {"lanes.py": QUEUE_APP}).module("lanes")
+    assert app.lane(0) == 0
+    with cf.ThreadPoolExecutor(8) as ex:
+        doomed = ex.submit(app.lane, -1, True)
+        time.sleep(0.05)  # the crashing call takes the only worker; the rest queue behind it
+        queued = [ex.submit(app.lane, i) for i in range(1, 8)]
+        with pytest.raises(WorkerCrashed, match="exited with code 9"):
+            doomed.result(timeout=HANG_BOUND_S)
+        assert [f.result(timeout=HANG_BOUND_S) for f in queued] == list(range(1, 8))
+
+
+# --- runtime restarts -----------------------------------------------------------------------
+
+
+def _kill(rt) -> None:
+    """Kill the `slipstream serve` process hard, as a crash or an OOM kill would."""
+    os.killpg(rt.proc.pid, signal.SIGKILL)
+    rt.proc.wait(HANG_BOUND_S)
+
+
+def _restart_on_same_port(rt):
+    port = rt.url.rsplit(":", 1)[1]
+    return start_runtime("--gpu-fallback", "--port", port, token=rt.token)
+
+
+def _endpoint_names(rt) -> set[str]:
+    r = httpx.get(f"{rt.url}/v1/endpoints", headers=auth(rt), timeout=HANG_BOUND_S)
+    return {e["name"] for e in r.json()["endpoints"]}
+
+
+@pytest.fixture()
+def restartable(project_factory):
+    rts = [start_runtime("--gpu-fallback")]
+    proj = project_factory(rts[0], {"restart_app.py": RESTART_APP}, name="restartproj")
+    yield rts, proj.module("restart_app")
+    for rt in rts:
+        rt.stop()
+
+
+def test_sdk_resyncs_to_a_restarted_runtime_and_the_next_call_works(restartable):
+    rts, app = restartable
+    assert app.double(2) == 4
+    old_id = httpx.get(f"{rts[0].url}/health", timeout=HANG_BOUND_S).json()["runtime_id"]
+    _kill(rts[0])
+    rts.append(_restart_on_same_port(rts[0]))
+    assert _endpoint_names(rts[1]) == set(), "the new runtime starts empty"
+    assert httpx.get(f"{rts[1].url}/health", timeout=HANG_BOUND_S).json()["runtime_id"] != old_id
+    assert app.double(21) == 42, "no user action: the SDK syncs the code to the new runtime"
+    assert _endpoint_names(rts[1]) == {"double", "count"}
+
+
+def test_a_call_made_while_the_runtime_is_down_waits_for_it_to_come_back(restartable):
+    rts, app = restartable
+    assert app.double(1) == 2
+    _kill(rts[0])
+    with cf.ThreadPoolExecutor(1) as ex:
+        pending = ex.submit(app.double, 50)
+        time.sleep(1.5)
+        assert not pending.done(), "the call waits for the runtime rather than failing at once"
+        rts.append(_restart_on_same_port(rts[0]))
+        assert pending.result(timeout=HANG_BOUND_S) == 100
+
+
+def test_async_streaming_and_map_calls_also_recover_from_a_restart(restartable):
+    rts, app = restartable
+    assert app.double(1) == 2
+    for round_ in range(3):
+        _kill(rts[-1])
+        rts.append(_restart_on_same_port(rts[-1]))
+        if round_ == 0:
+            assert asyncio.run(asyncio.wait_for(app.double.aio(4), HANG_BOUND_S)) == 8
+        elif round_ == 1:
+            assert list(app.count(3)) == [0, 1, 2]
+        else:
+            assert app.double.map([1, 2, 3]) == [2, 4, 6]
+
+
+def test_an_async_call_made_while_the_runtime_is_down_waits_for_it(restartable):
+    rts, app = restartable
+    assert app.double(1) == 2
+    _kill(rts[0])
+
+    async def later_restart() -> None:
+        await asyncio.sleep(1.5)
+        rts.append(await asyncio.to_thread(_restart_on_same_port, rts[0]))
+
+    async def main() -> int:
+        restart = asyncio.ensure_future(later_restart())
+        value = await asyncio.wait_for(app.double.aio(8), HANG_BOUND_S)
+        await restart
+        return value
+
+    assert asyncio.run(main()) == 16
