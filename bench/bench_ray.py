@@ -29,7 +29,7 @@ from pathlib import Path
 
 from _common import fmt, project, stats_ms, timed, use_runtime
 
-SRC = '''
+SRC = """
 import time
 from slipstream import endpoint, keep
 from slipstream.keeper import stats
@@ -54,7 +54,7 @@ class Model:
 
     def loads(self):
         return stats().loads
-'''
+"""
 
 
 class Serve:
@@ -68,8 +68,21 @@ class Serve:
         full_env = {**os.environ, "SLIPSTREAM_TOKEN": self.token, **(env or {})}
         full_env.pop("SLIPSTREAM_RUNTIME_URL", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "slipstream", "serve", "--port", "0", "--ready-file", str(ready), *args],
-            env=full_env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "slipstream",
+                "serve",
+                "--port",
+                "0",
+                "--ready-file",
+                str(ready),
+                *args,
+            ],
+            env=full_env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while not ready.exists():
@@ -120,7 +133,13 @@ def measure(name: str, rt: Serve, root: Path, a: argparse.Namespace) -> dict[str
         hot.append(time.perf_counter() - t)
     reloads = m.loads() - 1
     client.close()
-    return {"name": name, "cold_s": cold, "calls": calls, "hot": stats_ms(hot), "model_reloads": reloads}
+    return {
+        "name": name,
+        "cold_s": cold,
+        "calls": calls,
+        "hot": stats_ms(hot),
+        "model_reloads": reloads,
+    }
 
 
 def main() -> None:
@@ -128,7 +147,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--edits", type=int, default=10)
     ap.add_argument("--load-s", type=float, default=1.0)
-    ap.add_argument("--address", default=None, help="an existing Ray cluster (default: start a local one)")
+    ap.add_argument(
+        "--address", default=None, help="an existing Ray cluster (default: start a local one)"
+    )
     a = ap.parse_args()
 
     cluster = None
@@ -139,7 +160,11 @@ def main() -> None:
         t = time.perf_counter()
         cluster = Cluster(
             initialize_head=True,
-            head_node_args={"num_cpus": 2, "object_store_memory": 80 * 1024 * 1024, "include_dashboard": False},
+            head_node_args={
+                "num_cpus": 2,
+                "object_store_memory": 80 * 1024 * 1024,
+                "include_dashboard": False,
+            },
         )
         address = cluster.address
         print(f"local Ray cluster up in {time.perf_counter() - t:.1f}s at {address}")
@@ -147,7 +172,9 @@ def main() -> None:
     write(root, 0, a.load_s)
     sys.path.insert(0, str(root))
     local = Serve("--gpu-fallback")
-    on_ray = Serve("--backend", "ray", "--ray-address", address, env={"SLIPSTREAM_RAY_WORKER_CPUS": "0.5"})
+    on_ray = Serve(
+        "--backend", "ray", "--ray-address", address, env={"SLIPSTREAM_RAY_WORKER_CPUS": "0.5"}
+    )
     try:
         res = [measure("local", local, root, a), measure("ray", on_ray, root, a)]
     finally:
@@ -164,7 +191,10 @@ def main() -> None:
     for r in res:
         print(fmt(f"{r['name']} backend", r["calls"]))
     print(f"ratio p50 ray / local: {ry['calls']['p50'] / lo['calls']['p50']:.2f}x")
-    print(f"== save -> live (sync + reload + call, {a.edits} edits, model load {a.load_s:g}s in setup) ==")
+    print(
+        f"== save -> live (sync + reload + call, {a.edits} edits, "
+        f"model load {a.load_s:g}s in setup) =="
+    )
     for r in res:
         print(fmt(f"{r['name']} backend", r["hot"]) + f"   model reloads: {r['model_reloads']}")
     print(f"ratio p50 ray / local: {ry['hot']['p50'] / lo['hot']['p50']:.2f}x")

@@ -78,10 +78,8 @@ def local_stages() -> Stages:
 def _metered() -> dict[str, float]:
     """The one place where stage cost is read: what this process's runtime calls have cost so
     far, as the runtime metered them (busy GPU-seconds priced from the catalog)."""
-    try:
-        from slipstream.session import spend
-    except ImportError:  # an SDK without metering
-        return {"cost_usd": 0.0, "busy_s": 0.0, "calls": 0}
+    from slipstream import spend
+
     return spend()
 
 

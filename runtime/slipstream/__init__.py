@@ -13,4 +13,12 @@ __version__ = "0.1.0"
 from .endpoint import CallInfo, Endpoint, endpoint  # noqa: E402
 from .keeper import keep  # noqa: E402
 
-__all__ = ["endpoint", "keep", "Endpoint", "CallInfo", "__version__"]
+
+def spend() -> dict[str, float]:
+    """What this process's remote calls cost so far: {"cost_usd", "busy_s", "calls"}."""
+    from .session import spend as _spend
+
+    return _spend()
+
+
+__all__ = ["endpoint", "keep", "spend", "Endpoint", "CallInfo", "__version__"]

@@ -32,6 +32,7 @@ class CallInfo:
     gpu: str
     device: str = ""
     worker: str = ""
+    calls: int = 1  # after .map: how many calls these totals cover
 
 
 def endpoint(

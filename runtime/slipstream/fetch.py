@@ -55,7 +55,11 @@ class _Downloader:
     def _conn(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            cls = http.client.HTTPSConnection if self.parts.scheme == "https" else http.client.HTTPConnection
+            cls = (
+                http.client.HTTPSConnection
+                if self.parts.scheme == "https"
+                else http.client.HTTPConnection
+            )
             conn = cls(self.parts.hostname, self.parts.port, timeout=60)
             self._local.conn = conn
         return conn
@@ -75,12 +79,15 @@ class _Downloader:
                 self._local.conn = None
                 if attempt:
                     raise FetchError(
-                        f"could not fetch code from the runtime at {self.url} ({exc}); the Ray nodes "
-                        "must reach the runtime's HTTP address: start `slipstream serve --host 0.0.0.0` "
-                        "on a machine the nodes can reach"
+                        f"could not fetch code from the runtime at {self.url} ({exc}); "
+                        "the Ray nodes must reach the runtime's HTTP address: start "
+                        "`slipstream serve --host 0.0.0.0` on a machine the nodes can reach"
                     ) from None
         if resp.status != 200:
-            raise FetchError(f"the runtime at {self.url} answered {resp.status} for blob {sha[:12]}: {data[:200]!r}")
+            raise FetchError(
+                f"the runtime at {self.url} answered {resp.status} for blob {sha[:12]}: "
+                f"{data[:200]!r}"
+            )
         if hashlib.sha256(data).hexdigest() != sha:
             raise FetchError(f"blob {sha[:12]} from {self.url} does not match its SHA-256")
         tmp = dest.with_name(f"{sha}.tmp{os.getpid()}.{threading.get_ident()}")
@@ -133,7 +140,10 @@ def materialise(gen: str, manifest: dict[str, str], url: str, token: str) -> str
 
 
 def _prune(mine: Path, keep: Path) -> None:
-    gens = sorted((p for p in mine.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.stat().st_mtime)
+    gens = sorted(
+        (p for p in mine.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+    )
     for old in [p for p in gens if p != keep][: max(len(gens) - KEEP_GENERATIONS, 0)]:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -128,8 +128,19 @@ class WorkerSupervisor:
         full["SLIPSTREAM_RAY_NODE_ID"] = ray.get_runtime_context().get_node_id()
         with tempfile.TemporaryFile() as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "slipstream.worker", "--connect", connect, "--worker-id", worker_id],
-                env=full, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "slipstream.worker",
+                    "--connect",
+                    connect,
+                    "--worker-id",
+                    worker_id,
+                ],
+                env=full,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
             code = proc.wait()
@@ -166,9 +177,17 @@ class _Hello(asyncio.Protocol):
             header = json.loads(self.buf[PREFIX.size : PREFIX.size + hlen])
         except ValueError:
             return self._refuse()
-        worker = self.listener.expected.get(str(header.get("worker", ""))) if isinstance(header, dict) else None
+        worker = (
+            self.listener.expected.get(str(header.get("worker", "")))
+            if isinstance(header, dict)
+            else None
+        )
         secret = str(header.get("secret", "")).encode() if worker else b""
-        if worker is None or header.get("op") != "hello" or not hmac.compare_digest(secret, worker.secret.encode()):
+        if (
+            worker is None
+            or header.get("op") != "hello"
+            or not hmac.compare_digest(secret, worker.secret.encode())
+        ):
             return self._refuse()
         del self.listener.expected[worker.id]
         if self.timer:
@@ -226,7 +245,9 @@ class _Listener:
 class RayWorker:
     """A pool worker on the Ray cluster: the handle the pool drives (see pools.WorkerHandle)."""
 
-    def __init__(self, backend: RayBackend, pool: Any, env: dict[str, str], place: Placement) -> None:
+    def __init__(
+        self, backend: RayBackend, pool: Any, env: dict[str, str], place: Placement
+    ) -> None:
         self.id = f"{pool.name}-r{next(_ids)}"
         self.pid: int | None = None
         self.device = "cpu"
@@ -266,8 +287,11 @@ class RayWorker:
         asyncio.ensure_future(self._watch(run))
         done, _ = await asyncio.wait({where}, timeout=b.placement_notice_s)
         if not done:
-            self._log(f"worker {self.id} is waiting for Ray to place it (needs {self.place.label}"
-                      f"{', and the autoscaler to add a node' if b.autoscale else ''}; cluster free: {b.free_summary()})")
+            self._log(
+                f"worker {self.id} is waiting for Ray to place it (needs {self.place.label}"
+                f"{', and the autoscaler to add a node' if b.autoscale else ''}; "
+                f"cluster free: {b.free_summary()})"
+            )
         try:
             info = await where
         except Exception:  # noqa: BLE001 - the actor died; _watch reports why and fails `hello`
@@ -279,7 +303,9 @@ class RayWorker:
             return {}
         self.send(init)
         reply = await self._expect("ready", "fatal")
-        self.device = f"{reply.get('device', 'cpu')} on ray node {self.node_ip} ({self.node_id[:8]})"
+        self.device = (
+            f"{reply.get('device', 'cpu')} on ray node {self.node_ip} ({self.node_id[:8]})"
+        )
         return reply
 
     async def _watch(self, run: Any) -> None:
@@ -287,12 +313,16 @@ class RayWorker:
             res = await run
         except Exception as exc:  # noqa: BLE001 - RayActorError and kin: the actor is gone
             where = f" on node {self.node_ip}" if self.node_ip else ""
-            reason = self._killed or f"the Ray actor of worker {self.id}{where} died ({_summary(exc)})"
+            reason = (
+                self._killed or f"the Ray actor of worker {self.id}{where} died ({_summary(exc)})"
+            )
         else:
             reason = exit_reason(res.get("returncode"), self._killed)
             out = res.get("output", "")
             if not self._connected and not self._killed:
-                reason += " before it connected to the runtime" + (f": {out[-1500:]}" if out else "")
+                reason += " before it connected to the runtime" + (
+                    f": {out[-1500:]}" if out else ""
+                )
             elif out and not self._killed:
                 reason += f" (its last output: {out[-300:]})"
         self._report_exit(reason)
@@ -306,7 +336,9 @@ class RayWorker:
     def _lost(self, exc: Exception | None) -> None:
         if not self._exited:  # the actor's answer says how the worker ended; wait a moment for it
             asyncio.get_running_loop().call_later(
-                3.0, self._report_exit, self._killed or "the worker's connection to the runtime closed unexpectedly"
+                3.0,
+                self._report_exit,
+                self._killed or "the worker's connection to the runtime closed unexpectedly",
             )
 
     def _report_exit(self, reason: str) -> None:
@@ -381,7 +413,11 @@ class RayWorker:
         if proto is None or proto.transport is None or proto.transport.is_closing():
             raise PoolError("crash", "the worker is not running")
         if header.get("op") in ("init", "load"):  # code comes from the runtime, not the node's disk
-            header = {**header, "fetch_url": self._backend.fetch_url(self._env), "fetch_token": self._env.get("SLIPSTREAM_TOKEN", "")}
+            header = {
+                **header,
+                "fetch_url": self._backend.fetch_url(self._env),
+                "fetch_token": self._env.get("SLIPSTREAM_TOKEN", ""),
+            }
         proto.send(header, body)
 
     def _log(self, text: str) -> None:
@@ -414,12 +450,23 @@ class RayBackend:
         init: bool = True,
     ) -> None:
         self.address = address or os.environ.get("RAY_ADDRESS") or ""
-        self.worker_cpus = float(worker_cpus if worker_cpus is not None else os.environ.get("SLIPSTREAM_RAY_WORKER_CPUS", 1))
-        self.autoscale = autoscale if autoscale is not None else os.environ.get("SLIPSTREAM_RAY_AUTOSCALE", "") not in ("", "0")
+        self.worker_cpus = float(
+            worker_cpus
+            if worker_cpus is not None
+            else os.environ.get("SLIPSTREAM_RAY_WORKER_CPUS", 1)
+        )
+        self.autoscale = (
+            autoscale
+            if autoscale is not None
+            else os.environ.get("SLIPSTREAM_RAY_AUTOSCALE", "") not in ("", "0")
+        )
         if init and not ray.is_initialized():
             ray.init(
-                address=address or None, namespace="slipstream", include_dashboard=False,
-                ignore_reinit_error=True, configure_logging=False,
+                address=address or None,
+                namespace="slipstream",
+                include_dashboard=False,
+                ignore_reinit_error=True,
+                configure_logging=False,
             )
         self.id = secrets.token_hex(4)
         self._nodes_at = 0.0
@@ -432,7 +479,10 @@ class RayBackend:
         ips = {n["NodeManagerAddress"] for n in self.nodes()}
         host = worker_host or os.environ.get("SLIPSTREAM_RAY_WORKER_HOST", "")
         self.remote = bool(
-            (host and not _is_loopback(host)) or self.address.startswith("ray://") or ips - {here} or self.autoscale
+            (host and not _is_loopback(host))
+            or self.address.startswith("ray://")
+            or ips - {here}
+            or self.autoscale
         )
         self.worker_host = host or (here if self.remote else "127.0.0.1")
         self.listener = _Listener("0.0.0.0" if self.remote else "127.0.0.1")
@@ -447,7 +497,14 @@ class RayBackend:
 
     @staticmethod
     def _node_type(node: dict[str, Any]) -> str:
-        return next((k.split(":", 1)[1] for k in node.get("Resources", {}) if k.startswith("accelerator_type:")), "")
+        return next(
+            (
+                k.split(":", 1)[1]
+                for k in node.get("Resources", {})
+                if k.startswith("accelerator_type:")
+            ),
+            "",
+        )
 
     def inventory(self) -> list[Device]:
         """Every GPU of every alive node, by node and type (the runtime's health `gpus`)."""
@@ -458,10 +515,17 @@ class RayBackend:
             canonical = _canonical(rtype) if rtype else None
             gpu = catalog().lookup(canonical) if canonical else None
             for i in range(count):
-                out.append(ClusterGPU(
-                    i, canonical or rtype or "GPU", gpu.vram_gb if gpu else 0.0, canonical,
-                    node_id=n["NodeID"], node_ip=n["NodeManagerAddress"], ray_type=rtype,
-                ))
+                out.append(
+                    ClusterGPU(
+                        i,
+                        canonical or rtype or "GPU",
+                        gpu.vram_gb if gpu else 0.0,
+                        canonical,
+                        node_id=n["NodeID"],
+                        node_ip=n["NodeManagerAddress"],
+                        ray_type=rtype,
+                    )
+                )
         return out
 
     def _available(self) -> dict[str, dict[str, float]]:
@@ -480,11 +544,18 @@ class RayBackend:
             res, free = n.get("Resources", {}), avail.get(n["NodeID"], {})
             rtype = self._node_type(n)
             gpu = (_canonical(rtype) or rtype) if rtype else ("GPU" if res.get("GPU") else None)
-            nodes.append({
-                "node_id": n["NodeID"], "ip": n["NodeManagerAddress"], "gpu": gpu, "ray_accelerator_type": rtype or None,
-                "gpus": res.get("GPU", 0), "gpus_free": free.get("GPU", 0) if avail else None,
-                "cpus": res.get("CPU", 0), "cpus_free": free.get("CPU", 0) if avail else None,
-            })
+            nodes.append(
+                {
+                    "node_id": n["NodeID"],
+                    "ip": n["NodeManagerAddress"],
+                    "gpu": gpu,
+                    "ray_accelerator_type": rtype or None,
+                    "gpus": res.get("GPU", 0),
+                    "gpus_free": free.get("GPU", 0) if avail else None,
+                    "cpus": res.get("CPU", 0),
+                    "cpus_free": free.get("CPU", 0) if avail else None,
+                }
+            )
             if gpu:
                 t = types.setdefault(gpu, {"nodes": 0, "gpus": 0, "gpus_free": 0})
                 t["nodes"] += 1
@@ -512,15 +583,19 @@ class RayBackend:
         return ", ".join(f"{k} {free[k]:g}" for k in keys if k in free) or "nothing"
 
     def meter(self, w: RayWorker, seconds: float) -> None:
-        m = self._meter.setdefault((w.node_id, w.place.label), {"calls": 0, "busy_s": 0.0, "gpu_s": 0.0, "cost_usd": 0.0})
+        m = self._meter.setdefault(
+            (w.node_id, w.place.label), {"calls": 0, "busy_s": 0.0, "gpu_s": 0.0, "cost_usd": 0.0}
+        )
         m["calls"] += 1
         m["busy_s"] += seconds
         m["gpu_s"] += seconds * w.place.count
         m["cost_usd"] += price_cost(w.place.label, seconds) if w.place.gpu else 0.0
 
     # --- placement --------------------------------------------------------------------
-    def placement(self, spec: EndpointSpec, gpu_fallback: bool = False) -> tuple[list[tuple[int, ...]], str, str]:
-        """([], note, unavailable) as Runtime._placement; remembers what the pool's actors ask for."""
+    def placement(
+        self, spec: EndpointSpec, gpu_fallback: bool = False
+    ) -> tuple[list[tuple[int, ...]], str, str]:
+        """([], note, unavailable) as Runtime._placement; remembers what the actors ask for."""
         req = spec.gpu_request
         if req.is_cpu:
             self._placed[spec.name] = Placement()
@@ -528,8 +603,11 @@ class RayBackend:
         nodes = self.nodes(max_age=0)
 
         def node_with(ray_type: str, count: int) -> bool:
-            return any(n["Resources"].get(f"accelerator_type:{ray_type}", 0) > 0
-                       and n["Resources"].get("GPU", 0) >= count for n in nodes)
+            return any(
+                n["Resources"].get(f"accelerator_type:{ray_type}", 0) > 0
+                and n["Resources"].get("GPU", 0) >= count
+                for n in nodes
+            )
 
         for choice in req.choices:
             for t in ray_types().get(choice.gpu.name, [choice.gpu.name]):
@@ -539,26 +617,53 @@ class RayBackend:
         primary = req.primary
         assert primary is not None
         wanted = ray_types().get(primary.gpu.name, [primary.gpu.name])
-        have = ", ".join(sorted({f"{g.canonical or g.name} on {g.node_ip}" for g in self.inventory()})) or "no GPU"
+        have = (
+            ", ".join(sorted({f"{g.canonical or g.name} on {g.node_ip}" for g in self.inventory()}))
+            or "no GPU"
+        )
         if self.autoscale:
             self._placed[spec.name] = Placement(primary.gpu.name, wanted[0], primary.count)
-            return [], (f"no node in the Ray cluster has {primary.label} yet; workers wait for Ray's autoscaler "
-                        f"to add one (resource accelerator_type:{wanted[0]})"), ""
+            return (
+                [],
+                (
+                    f"no node in the Ray cluster has {primary.label} yet; "
+                    "workers wait for Ray's autoscaler "
+                    f"to add one (resource accelerator_type:{wanted[0]})"
+                ),
+                "",
+            )
         if gpu_fallback:
             for g in self.inventory():
                 if g.ray_type and node_with(g.ray_type, primary.count):
-                    self._placed[spec.name] = Placement(g.canonical or g.ray_type, g.ray_type, primary.count)
-                    return [], f"this Ray cluster has no {req.label}; running on {g.canonical or g.ray_type} instead", ""
+                    self._placed[spec.name] = Placement(
+                        g.canonical or g.ray_type, g.ray_type, primary.count
+                    )
+                    return (
+                        [],
+                        f"this Ray cluster has no {req.label}; "
+                        f"running on {g.canonical or g.ray_type} instead",
+                        "",
+                    )
             self._placed[spec.name] = Placement()
-            return [], f"this Ray cluster has no GPU for {req.label}; {spec.name!r} runs on the CPU", ""
+            return (
+                [],
+                f"this Ray cluster has no GPU for {req.label}; {spec.name!r} runs on the CPU",
+                "",
+            )
         self._placed.pop(spec.name, None)
-        return [], "", (
-            f"endpoint {spec.name!r} asks for {req.label} but no node of the Ray cluster has it "
-            f"(needs resource accelerator_type:{wanted[0]} and {primary.count} GPU(s) on one node; the cluster has {have}). "
-            f"Add such a node (`ray start --resources '{{\"accelerator_type:{wanted[0]}\": 1}}'` on a machine with that GPU), "
-            "or let Ray's autoscaler add one: list a node type with that GPU in the cluster config (or KubeRay worker "
-            "group) and start the runtime with SLIPSTREAM_RAY_AUTOSCALE=1 so calls wait for it; "
-            "or add a fallback (gpu=[...]), or start the runtime with --gpu-fallback."
+        return (
+            [],
+            "",
+            (
+                f"endpoint {spec.name!r} asks for {req.label} but no node of the Ray cluster "
+                f"has it (needs resource accelerator_type:{wanted[0]} and {primary.count} GPU(s) "
+                f"on one node; the cluster has {have}). Add such a node (`ray start --resources "
+                f"'{{\"accelerator_type:{wanted[0]}\": 1}}'` on a machine with that GPU), "
+                "or let Ray's autoscaler add one: list a node type with that GPU in the cluster "
+                "config (or KubeRay worker group) and start the runtime with "
+                "SLIPSTREAM_RAY_AUTOSCALE=1 so calls wait for it; "
+                "or add a fallback (gpu=[...]), or start the runtime with --gpu-fallback."
+            ),
         )
 
     # --- workers ----------------------------------------------------------------------
@@ -581,12 +686,15 @@ class RayBackend:
             "num_gpus": w.place.count,
             "max_restarts": 0,
             "max_task_retries": 0,
-            "scheduling_strategy": "SPREAD",  # a pool's workers on different nodes, as Ray Serve spreads replicas
+            # a pool's workers on different nodes, as Ray Serve spreads its replicas
+            "scheduling_strategy": "SPREAD",
         }
         if w.place.ray_type:
             opts["resources"] = {f"accelerator_type:{w.place.ray_type}": 0.001}
         deps = list(getattr(w._pool.spec, "dependencies", ()) or ())
-        if deps:  # packages are an actor-start matter on Ray: its runtime_env installs them per node
+        if (
+            deps
+        ):  # packages are an actor-start matter on Ray: its runtime_env installs them per node
             opts["runtime_env"] = {"pip": deps}
         return opts
 
@@ -599,8 +707,13 @@ class RayBackend:
             return urlunsplit(parts._replace(netloc=netloc))
         if self.remote and _is_loopback(host) and not self._warned_url:
             self._warned_url = True
-            print(f"slipstream: the runtime listens on {host} only, so Ray nodes on other machines cannot fetch "
-                  "code from it: start `slipstream serve --host 0.0.0.0 --token ...`", file=sys.stderr, flush=True)
+            print(
+                f"slipstream: the runtime listens on {host} only, so Ray nodes on other "
+                "machines cannot fetch "
+                "code from it: start `slipstream serve --host 0.0.0.0 --token ...`",
+                file=sys.stderr,
+                flush=True,
+            )
         return url
 
     def fetch_url(self, env: dict[str, str]) -> str:

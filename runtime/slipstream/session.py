@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from .client import CallOutcome, RuntimeClient, UnknownEndpoint
 from .config import find_project_root, load_project, runtime_from_env
-from .errors import EndpointTimeout, ErrorInfo, Overloaded, RuntimeUnavailable, SlipstreamError, WorkerCrashed, rebuild
+from .errors import (
+    EndpointTimeout,
+    ErrorInfo,
+    Overloaded,
+    RuntimeUnavailable,
+    SlipstreamError,
+    WorkerCrashed,
+    rebuild,
+)
 
 if TYPE_CHECKING:
     from .embedded import EmbeddedRuntime
@@ -93,16 +101,18 @@ class Session:
         client = self.ensure(ep)
         try:
             return fn(client)
-        except UnknownEndpoint:
-            # the runtime restarted (or another client deployed other code): sync and retry once
-            self.resync()
+        except (UnknownEndpoint, RuntimeUnavailable) as exc:
+            self._recover(client, exc)
             return fn(client)
-        except RuntimeUnavailable:
+
+    def _recover(self, client: RuntimeClient, exc: SlipstreamError) -> None:
+        """Before retrying a failed call once: the runtime restarted (or another client deployed
+        other code), so wait for it to answer and sync this project to it again."""
+        if isinstance(exc, RuntimeUnavailable):
             if self.embedded is not None:
-                raise
+                raise exc
             self._wait_for_runtime(client)
-            self.resync()
-            return fn(client)
+        self.resync()
 
     def _wait_for_runtime(self, client: RuntimeClient, patience: float = 30.0) -> None:
         deadline = time.monotonic() + patience
@@ -124,8 +134,8 @@ class Session:
         timeout = ep.spec.timeout + 30
         try:
             out = await client.call_async(ep.name, method, args, kwargs, timeout=timeout)
-        except UnknownEndpoint:
-            await asyncio.to_thread(self.resync)
+        except (UnknownEndpoint, RuntimeUnavailable) as exc:
+            await asyncio.to_thread(self._recover, client, exc)
             out = await client.call_async(ep.name, method, args, kwargs, timeout=timeout)
         return self._finish(ep, out)
 
@@ -148,16 +158,31 @@ class Session:
                 delay = min(delay * 2, 2.0)
 
         width = min(len(items), max(4, ep.spec.workers_max * ep.spec.concurrency * 2), 64)
+        before = (self.busy_s, self.spend_usd)
         with ThreadPoolExecutor(width, thread_name_prefix=f"map-{ep.name}") as ex:
-            return list(ex.map(one, items))
+            results = list(ex.map(one, items))
+        if ep.last_call is not None:  # the whole map: busy seconds and cost summed over its items
+            from dataclasses import replace
+
+            ep.last_call = replace(ep.last_call, duration_s=self.busy_s - before[0], cost_usd=self.spend_usd - before[1], calls=len(items))
+        return results
 
     def stream(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
         client = self.ensure(ep)
-        for kind, value in client.stream(ep.name, method, args, kwargs, timeout=ep.spec.timeout + 30):
-            if kind == "item":
-                yield value
-            else:
-                self._finish(ep, value)
+        produced = False
+        for attempt in (0, 1):
+            try:
+                for kind, value in client.stream(ep.name, method, args, kwargs, timeout=ep.spec.timeout + 30):
+                    if kind == "item":
+                        produced = True
+                        yield value
+                    else:
+                        self._finish(ep, value)
+                return
+            except (UnknownEndpoint, RuntimeUnavailable) as exc:
+                if produced or attempt:
+                    raise  # items already went out: a retry would repeat them
+                self._recover(client, exc)
 
     def _finish(self, ep: Endpoint, out: CallOutcome) -> Any:
         from .endpoint import CallInfo

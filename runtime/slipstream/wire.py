@@ -45,10 +45,12 @@ def _rebuild_tensor(array: Any, dtype: str, shape: tuple[int, ...]) -> Any:
     return t.reshape(shape)
 
 
-def _rebuild_image(mode: str, size: tuple[int, int], data: Any) -> Any:
+def _rebuild_image(mode: str, size: tuple[int, int], data: Any, info: dict | None = None) -> Any:
     from PIL import Image
 
-    return Image.frombytes(mode, size, data)
+    img = Image.frombytes(mode, size, data)
+    img.info.update(info or {})
+    return img
 
 
 class _Pickler(cloudpickle.Pickler):
@@ -61,7 +63,8 @@ class _Pickler(cloudpickle.Pickler):
             if obj.mode in ("1", "L", "P", "RGB", "RGBA", "CMYK", "I", "F", "LA"):
                 if obj.mode == "P":
                     return super().reducer_override(obj)
-                return _rebuild_image, (obj.mode, obj.size, pickle.PickleBuffer(obj.tobytes()))
+                info = {k: v for k, v in obj.info.items() if isinstance(k, str) and isinstance(v, (str, int, float))}
+                return _rebuild_image, (obj.mode, obj.size, pickle.PickleBuffer(obj.tobytes()), info)
         return super().reducer_override(obj)
 
     @staticmethod

@@ -17,7 +17,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-ray = pytest.importorskip("ray", reason="the Ray backend tests need ray: pip install 'slipstream[ray]'")
+ray = pytest.importorskip(
+    "ray", reason="the Ray backend tests need ray: pip install 'slipstream[ray]'"
+)
 
 from slipstream.errors import EndpointTimeout, SlipstreamError, WorkerCrashed  # noqa: E402
 from tests.conftest import RunningRuntime, start_runtime  # noqa: E402
@@ -26,7 +28,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
 STORE_MB = 80 * 1024 * 1024  # Ray's object store is unused here: keep it small
 
-APP = '''
+APP = """
 import os, signal, time
 from slipstream import endpoint
 
@@ -68,9 +70,9 @@ def fragile(mode="ok", delay=0.0):
         os.kill(os.getppid(), signal.SIGKILL)  # the Ray actor hosting this worker dies
         time.sleep(30)
     return os.getpid()
-'''
+"""
 
-MODEL = '''
+MODEL = """
 import os, time
 from slipstream import endpoint, keep
 from slipstream.keeper import stats
@@ -89,7 +91,7 @@ class Model:
     def info(self):
         return {{"version": VERSION, "loads": stats().loads, "pid": os.getpid(),
                  "loaded_by": self.model["loaded_by"], "file": __file__}}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +100,19 @@ def cluster() -> Iterator[dict[str, str]]:
 
     c = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 2, "num_gpus": 0, "object_store_memory": STORE_MB, "include_dashboard": False},
+        head_node_args={
+            "num_cpus": 2,
+            "num_gpus": 0,
+            "object_store_memory": STORE_MB,
+            "include_dashboard": False,
+        },
     )
-    gpu = c.add_node(num_cpus=2, num_gpus=1, resources={"accelerator_type:H100": 1}, object_store_memory=STORE_MB)
-    ray.init(address=c.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    gpu = c.add_node(
+        num_cpus=2, num_gpus=1, resources={"accelerator_type:H100": 1}, object_store_memory=STORE_MB
+    )
+    ray.init(
+        address=c.address, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
     try:
         yield {"address": c.address, "head": c.head_node.node_id, "gpu_node": gpu.node_id}
     finally:
@@ -112,7 +123,11 @@ def cluster() -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="module")
 def ray_runtime(cluster) -> Iterator[RunningRuntime]:
     rt = start_runtime(
-        "--backend", "ray", "--ray-address", cluster["address"], env={"SLIPSTREAM_RAY_WORKER_CPUS": "0.5"}
+        "--backend",
+        "ray",
+        "--ray-address",
+        cluster["address"],
+        env={"SLIPSTREAM_RAY_WORKER_CPUS": "0.5"},
     )
     yield rt
     rt.stop()
@@ -124,11 +139,17 @@ def app(ray_runtime, project_factory):
 
 
 def _get(rt: RunningRuntime, path: str) -> dict:
-    return httpx.get(f"{rt.url}{path}", headers={"Authorization": f"Bearer {rt.token}"}, timeout=30).json()
+    return httpx.get(
+        f"{rt.url}{path}", headers={"Authorization": f"Bearer {rt.token}"}, timeout=30
+    ).json()
 
 
 def _actors() -> list[str]:
-    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("slipstream-")]
+    return [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith("slipstream-")
+    ]
 
 
 def _wait(cond, timeout: float = 15.0, what: str = "condition") -> None:
@@ -166,15 +187,23 @@ def test_map_fans_out_across_actors_on_both_nodes(app, cluster):
 
 def test_placement_by_gpu_type_and_scale_to_zero(app, ray_runtime, cluster):
     out = app.on_h100()
-    assert out["node"] == cluster["gpu_node"], "an H100 endpoint lands only on the node with that resource"
+    assert out["node"] == cluster["gpu_node"], (
+        "an H100 endpoint lands only on the node with that resource"
+    )
     assert out["cuda"] == "0", "Ray assigned the node's GPU to the actor"
     pool = _get(ray_runtime, "/v1/endpoints/on_h100")["pool"]
     assert len(pool["workers"]) == 1 and "ray node" in pool["workers"][0]["device"]
     assert any("on_h100" in name for name in _actors())
-    free = lambda: _get(ray_runtime, "/health")["cluster"]["gpu_types"]["H100"]["gpus_free"]  # noqa: E731
+
+    def free() -> float:
+        return _get(ray_runtime, "/health")["cluster"]["gpu_types"]["H100"]["gpus_free"]
+
     assert free() == 0, "the actor holds the GPU while it is warm"
     # scale to zero: the idle worker stops and its actor is removed from the cluster
-    _wait(lambda: not _get(ray_runtime, "/v1/endpoints/on_h100")["pool"]["workers"], what="scale to zero")
+    _wait(
+        lambda: not _get(ray_runtime, "/v1/endpoints/on_h100")["pool"]["workers"],
+        what="scale to zero",
+    )
     _wait(lambda: not any("on_h100" in name for name in _actors()), what="the actor to be removed")
     _wait(lambda: free() == 1, what="the GPU to be free again")
     assert app.on_h100()["node"] == cluster["gpu_node"], "and it scales from zero again"
@@ -227,7 +256,9 @@ def test_worker_port_refuses_connections_without_the_worker_secret(ray_runtime, 
             s.sendall(struct.pack("<IQ", len(raw), 0) + raw)
             assert s.recv(1) == b"", "the runtime hangs up"
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(struct.pack("<IQ", 1 << 30, 1 << 40))  # absurd sizes are refused before any allocation
+        s.sendall(
+            struct.pack("<IQ", 1 << 30, 1 << 40)
+        )  # absurd sizes are refused before any allocation
         assert s.recv(1) == b""
     assert app.hello("still") == "hello still"
 
@@ -237,7 +268,9 @@ def test_reload_keeps_the_model_loaded_in_the_actor(ray_runtime, project_factory
     mod = proj.module("model")
     first = mod.Model().info()
     assert first["version"] == 0 and first["loads"] == 1
-    assert "slipstream-cache" in first["file"], "the actor runs code fetched from the runtime, not its disk"
+    assert "slipstream-cache" in first["file"], (
+        "the actor runs code fetched from the runtime, not its disk"
+    )
     for v in (1, 2):
         proj.write("model.py", MODEL.format(version=v))
         proj.sync()
@@ -253,14 +286,18 @@ def test_placement_decisions(cluster):
     from slipstream.spec import EndpointSpec
 
     b = RayBackend(init=False)  # this process is already a driver of the test cluster
-    assert b.worker_host == "127.0.0.1" and b.listener.bind == "127.0.0.1", "a one-machine cluster stays on loopback"
+    assert b.worker_host == "127.0.0.1" and b.listener.bind == "127.0.0.1", (
+        "a one-machine cluster stays on loopback"
+    )
     assert b.placement(EndpointSpec("cpu")) == ([], "", "")
     assert b.placement(EndpointSpec("h", gpu=("H100",))) == ([], "", "")
     assert b._placed["h"].ray_type == "H100" and b._placed["h"].count == 1
     _, _, why = b.placement(EndpointSpec("two", gpu=("H100:2",)))
     assert "H100:2" in why and "2 GPU(s) on one node" in why, "two GPUs must be on one node"
     _, note, why = b.placement(EndpointSpec("fb", gpu=("A100-80GB", "H100")))
-    assert (note, why) == ("", "") and b._placed["fb"].gpu == "H100", "the first choice the cluster has"
+    assert (note, why) == ("", "") and b._placed["fb"].gpu == "H100", (
+        "the first choice the cluster has"
+    )
     _, note, why = b.placement(EndpointSpec("a", gpu=("A100-80GB",)), gpu_fallback=True)
     assert not why and "running on H100 instead" in note
     auto = RayBackend(init=False, autoscale=True)
@@ -269,7 +306,11 @@ def test_placement_decisions(cluster):
     assert auto.listener.bind == "0.0.0.0", "nodes the autoscaler adds must reach the worker port"
     far = RayBackend(init=False, worker_host="10.1.2.3")
     assert far.listener.bind == "0.0.0.0" and far.worker_host == "10.1.2.3"
-    assert far.fetch_url({"SLIPSTREAM_RUNTIME_URL": "http://0.0.0.0:8765"}) == "http://10.1.2.3:8765"
+    assert (
+        far.fetch_url({"SLIPSTREAM_RUNTIME_URL": "http://0.0.0.0:8765"}) == "http://10.1.2.3:8765"
+    )
     from slipstream.catalog import catalog
 
-    assert set(ray_types()) == {g.name for g in catalog()}, "every catalog GPU has Ray accelerator types"
+    assert set(ray_types()) == {g.name for g in catalog()}, (
+        "every catalog GPU has Ray accelerator types"
+    )

@@ -7,7 +7,6 @@ import asyncio
 import concurrent.futures as cf
 import os
 import signal
-import threading
 import time
 
 import httpx
@@ -32,6 +31,17 @@ def touch(mb):
     import numpy as np
     a = np.ones(mb * 1024 * 1024 // 8)
     return float(a.sum())
+
+@endpoint
+def creep(holding, release):
+    """Hold 200 MB, wait to be told, then ask for a gigabyte more."""
+    held = [bytearray(200 * 1024 * 1024)]
+    open(holding, "w").close()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    held.append(bytearray(1024 * 1024 * 1024))
+    return len(held)
 
 @endpoint
 def steady(i=0):
@@ -103,27 +113,20 @@ def test_json_clients_see_a_clear_out_of_memory_error(limited, project_factory):
     assert ok.status_code == 200 and ok.json()["result"] == 1024 * 1024
 
 
-def test_other_endpoints_answer_while_one_blows_its_memory(limited, project_factory):
+def test_other_endpoints_answer_while_one_blows_its_memory(limited, project_factory, tmp_path):
     app = project_factory(limited, {"hogs.py": HOG_APP}).module("hogs")
-    app.steady()
-    stop = threading.Event()
-    answered: list[int] = []
-
-    def keep_calling() -> None:
-        i = 0
-        while not stop.is_set():
-            assert app.steady(i) == i
-            answered.append(i)
-            i += 1
-
+    holding, release = tmp_path / "holding", tmp_path / "release"
     with cf.ThreadPoolExecutor(1) as ex:
-        steady = ex.submit(keep_calling)
-        for _ in range(3):
-            with pytest.raises((MemoryError, WorkerCrashed)):
-                app.touch(1024)
-        stop.set()
-        steady.result(timeout=HANG_BOUND_S)
-    assert len(answered) > 3, "the other endpoint kept answering throughout"
+        creeping = ex.submit(app.creep, str(holding), str(release))
+        deadline = time.monotonic() + HANG_BOUND_S
+        while not holding.exists():  # the hog now holds 200 MB of its 300 MB and waits
+            assert time.monotonic() < deadline and not creeping.done(), creeping
+            time.sleep(0.05)
+        assert [app.steady(i) for i in range(20)] == list(range(20)), "the others answer meanwhile"
+        release.touch()
+        with pytest.raises((MemoryError, WorkerCrashed)):
+            creeping.result(timeout=HANG_BOUND_S)
+    assert app.steady(7) == 7 and app.hog(1) == 1024 * 1024
 
 
 def test_a_crash_fails_only_its_call_and_the_queue_behind_it_runs(runtime, project_factory):
