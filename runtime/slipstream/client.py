@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -52,6 +53,7 @@ class RuntimeClient:
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=_timeout(timeout), limits=limits, trust_env=False)
         self._aio: httpx.AsyncClient | None = None
+        self._aio_loop: asyncio.AbstractEventLoop | None = None
         self._headers = headers
         self.runtime_id: str | None = None
         self._data_client: DataClient | None = None
@@ -232,9 +234,12 @@ class RuntimeClient:
             raise RuntimeUnavailable(f"lost the runtime at {self.url} while streaming: {exc}") from None
 
     async def call_async(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None) -> CallOutcome:
-        if self._aio is None:
+        loop = asyncio.get_running_loop()
+        if self._aio is None or self._aio_loop is not loop:
+            # an AsyncClient belongs to the loop it first ran on: each asyncio.run() needs its own
             limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
             self._aio = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=_timeout(600.0), limits=limits, trust_env=False)
+            self._aio_loop = loop
         params = {"method": method} if method else None
         body = wire.dumps_bytes({"args": list(args), "kwargs": kwargs})
         try:

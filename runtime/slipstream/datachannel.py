@@ -15,100 +15,127 @@ import hmac
 import json
 import queue
 import socket
+import threading
 from typing import Any
 
 from . import shm, wire
-from .ipc import PREFIX, ServerSide, _send_all, encode_header
+from .ipc import PREFIX, _send_all, encode_header
 from .pools import Call, PoolError
 
 __all__ = ["DataServer", "DataClient", "parse_records"]
 
 
-class _DataConn(ServerSide):
-    def __init__(self, server: DataServer) -> None:
-        super().__init__(self._on_request, lambda exc: None)
-        self.server = server
-        self.max_body = server.max_body
-        self._busy = False
-
-    def alloc_body(self, n: int, header: dict[str, Any]) -> Any:
-        if n >= shm.THRESHOLD and shm.available():
-            buf = shm.SharedBuffer(n, self.server.shm_tag)
-            header["_shm"] = buf
-            return buf.view
-        return bytearray(n)
-
-    def refuse(self, reason: str) -> None:
-        self._reply(400, [wire.json_record(wire.REC_ERROR, {"type": "BadRequest", "message": reason, "kind": "bad-request"})])
-        super().refuse(reason)
-
-    def _on_request(self, header: dict[str, Any], body: Any) -> None:
-        asyncio.ensure_future(self._handle(header, body))
-
-    def _reply(self, status: int, chunks: list[Any]) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
-        size = sum(memoryview(c).nbytes for c in chunks)
-        self.transport.write(encode_header({"status": status}, size))
-        for c in chunks:
-            if memoryview(c).nbytes:
-                self.transport.write(c)
-
-    async def _handle(self, header: dict[str, Any], body: Any) -> None:
-        from .server import _error_payload, _sdk_records
-
-        buf: shm.SharedBuffer | None = header.pop("_shm", None)
-        try:
-            token = str(header.get("token", "")).encode()
-            if not hmac.compare_digest(token, self.server.expected):
-                self._reply(401, [wire.json_record(wire.REC_ERROR, {"type": "Unauthorized", "message": "wrong or missing token", "kind": "unauthorized"})])
-                self.transport.close()  # type: ignore[union-attr]
-                return
-            name = str(header.get("endpoint", ""))
-            try:
-                pool = self.server.rt.pool(name)
-            except KeyError as exc:
-                self._reply(404, [wire.json_record(wire.REC_ERROR, {"type": "UnknownEndpoint", "message": exc.args[0], "kind": "unknown-endpoint"})])
-                return
-            c = Call(method=header.get("method") or None, fmt="pickle", body=body)
-            if buf is not None:
-                c.shm_ref = buf.ref()
-            try:
-                await pool.call(c)
-            except PoolError as exc:
-                records = [wire.json_record(wire.REC_LOG, log) for log in c.logs]
-                records.append(wire.json_record(wire.REC_ERROR, _error_payload(exc.info)))
-                self._reply(200, records)
-                return
-            status, payload = c.future.result()
-            self._reply(200, _sdk_records(pool, c, status, payload))
-        finally:
-            if buf is not None:
-                buf.unlink()
-                buf.release()
-
-
 class DataServer:
+    """Accepts SDK connections; each is served by a thread with a blocking socket, so large
+    bodies go straight from the socket into shared memory and back out with no copies in
+    between, while the call itself runs on the runtime's event loop."""
+
     def __init__(self, rt: Any, token: str, max_body: int = 1 << 31) -> None:
         self.rt = rt
         self.expected = token.encode()
         self.max_body = max_body
         self.shm_tag = f"q{rt.id[:6]}-"
         self.port = 0
-        self._server: asyncio.AbstractServer | None = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
 
     async def start(self, host: str) -> int:
         from .server import bind_socket
 
-        sock = bind_socket(host, 0)
-        self._server = await asyncio.get_running_loop().create_server(lambda: _DataConn(self), sock=sock)
-        self.port = sock.getsockname()[1]
+        self._loop = asyncio.get_running_loop()
+        self._sock = bind_socket(host, 0)
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, name="data-accept", daemon=True).start()
         return self.port
 
+    def _accept(self) -> None:
+        assert self._sock is not None
+        while not self._closing:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._serve, args=(conn,), name="data-conn", daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            while not self._closing:
+                try:
+                    prefix = _recv_exact(conn, PREFIX.size)
+                except ConnectionError:
+                    return
+                hlen, blen = PREFIX.unpack(prefix)
+                if hlen > 1 << 20 or blen > self.max_body:
+                    self._reply(conn, 413, _error_record("PayloadTooLarge", f"message too large ({blen} bytes)", "bad-request"))
+                    return
+                try:
+                    header = json.loads(_recv_exact(conn, hlen))
+                except ValueError:
+                    self._reply(conn, 400, _error_record("BadRequest", "message header is not JSON", "bad-request"))
+                    return
+                if not isinstance(header, dict) or not hmac.compare_digest(str(header.get("token", "")).encode(), self.expected):
+                    self._reply(conn, 401, _error_record("Unauthorized", "wrong or missing token", "unauthorized"))
+                    return
+                buf = shm.SharedBuffer(blen, self.shm_tag) if blen >= shm.THRESHOLD and shm.available() else None
+                try:
+                    body: Any = buf.view if buf is not None else bytearray(blen)
+                    _recv_into(conn, memoryview(body))
+                    assert self._loop is not None
+                    status, chunks = asyncio.run_coroutine_threadsafe(
+                        self._call(header, body, buf.ref() if buf else None), self._loop
+                    ).result()
+                    self._reply(conn, status, chunks)
+                finally:
+                    if buf is not None:
+                        buf.unlink()
+                        buf.release()
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    async def _call(self, header: dict[str, Any], body: Any, shm_ref: dict | None) -> tuple[int, list[Any]]:
+        from .server import _error_payload, _sdk_records
+
+        try:
+            pool = self.rt.pool(str(header.get("endpoint", "")))
+        except KeyError as exc:
+            return 404, _error_record("UnknownEndpoint", exc.args[0], "unknown-endpoint")
+        c = Call(method=header.get("method") or None, fmt="pickle", body=body)
+        c.shm_ref = shm_ref
+        try:
+            await pool.call(c)
+        except PoolError as exc:
+            logs = [wire.json_record(wire.REC_LOG, log) for log in c.logs]
+            return 200, logs + [wire.json_record(wire.REC_ERROR, _error_payload(exc.info))]
+        status, payload = c.future.result()
+        return 200, _sdk_records(pool, c, status, payload)
+
+    @staticmethod
+    def _reply(conn: socket.socket, status: int, chunks: list[Any]) -> None:
+        size = sum(memoryview(c).nbytes for c in chunks)
+        _send_all(conn, [encode_header({"status": status}, size), *chunks])
+
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        self._closing = True
+        if self._sock is not None:
+            self._sock.close()
         shm.cleanup(self.shm_tag)
+
+
+def _error_record(type_: str, message: str, kind: str) -> list[bytes]:
+    return [wire.json_record(wire.REC_ERROR, {"type": type_, "message": message, "kind": kind})]
+
+
+def _recv_into(s: socket.socket, view: memoryview) -> None:
+    got, n = 0, view.nbytes
+    while got < n:
+        k = s.recv_into(view[got:], n - got)
+        if k == 0:
+            raise ConnectionError("the client closed the connection mid-request")
+        got += k
 
 
 def parse_records(buf: bytes | bytearray | memoryview) -> list[tuple[int, memoryview]]:

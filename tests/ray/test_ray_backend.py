@@ -40,6 +40,10 @@ def hello(name):
     return f"hello {name}"
 
 @endpoint
+def echo(x):
+    return x
+
+@endpoint
 def boom():
     raise ValueError("bad input")
 
@@ -178,9 +182,14 @@ def test_calls_and_remote_exceptions(app):
     assert "rayapp.py" in str(exc.value.__cause__), "the remote traceback names the user's file"
 
 
+def test_large_payloads_cross_the_tcp_channel(app):
+    blob = bytes(range(256)) * (12 * 1024)  # 3 MB each way, over the worker's TCP connection
+    assert app.echo(blob) == blob
+
+
 def test_map_fans_out_across_actors_on_both_nodes(app, cluster):
-    out = app.spread.map(range(4))
-    assert [o["i"] for o in out] == [0, 1, 2, 3]
+    out = app.spread.map(range(6))
+    assert [o["i"] for o in out] == list(range(6))
     assert {o["node"] for o in out} == {cluster["head"], cluster["gpu_node"]}, "one actor per node"
     assert len({o["pid"] for o in out}) == 2, "two workers (workers=(0, 2))"
 

@@ -34,8 +34,8 @@ def touch(mb):
 
 @endpoint
 def creep(holding, release):
-    """Hold 200 MB, wait to be told, then ask for a gigabyte more."""
-    held = [bytearray(200 * 1024 * 1024)]
+    """Hold 64 MB, wait to be told, then ask for a gigabyte more."""
+    held = [bytearray(64 * 1024 * 1024)]
     open(holding, "w").close()
     deadline = time.monotonic() + 60
     while not os.path.exists(release) and time.monotonic() < deadline:
@@ -119,7 +119,7 @@ def test_other_endpoints_answer_while_one_blows_its_memory(limited, project_fact
     with cf.ThreadPoolExecutor(1) as ex:
         creeping = ex.submit(app.creep, str(holding), str(release))
         deadline = time.monotonic() + HANG_BOUND_S
-        while not holding.exists():  # the hog now holds 200 MB of its 300 MB and waits
+        while not holding.exists():  # the hog now holds memory and waits
             assert time.monotonic() < deadline and not creeping.done(), creeping
             time.sleep(0.05)
         assert [app.steady(i) for i in range(20)] == list(range(20)), "the others answer meanwhile"
