@@ -141,3 +141,30 @@ def test_aio_call(app):
         return await asyncio.gather(app.add.aio(1, 1), app.async_double.aio(21))
 
     assert asyncio.run(go()) == [2, 42]
+
+
+@pytest.mark.parametrize("transport", ["data-channel", "http"])
+def test_both_transports_carry_calls_errors_and_large_arrays(runtime, project_factory, monkeypatch, transport):
+    if transport == "http":
+        monkeypatch.setenv("SLIPSTREAM_TRANSPORT", "http")
+    app = project_factory(runtime, {"app2.py": APP}).module("app2")
+    arr = np.arange(3_000_000, dtype=np.int64)  # 24 MB: travels through shared memory
+    assert np.array_equal(app.echo(arr), arr)
+    assert app.add(1, 2) == 3
+    with pytest.raises(ValueError):
+        app.check_prompt("much too long")
+
+
+def test_data_channel_refuses_a_wrong_token(runtime, project_factory):
+    from slipstream import wire
+    from slipstream.datachannel import DataClient
+    from slipstream.errors import ErrorInfo
+
+    project_factory(runtime, {"app3.py": APP}).sync()
+    port = runtime.client().health()["data_port"]
+    status, body = DataClient("127.0.0.1", port, "not-the-token").call("add", None, wire.dumps({"args": [1, 2], "kwargs": {}}), 10)
+    assert status == 401
+    from slipstream.datachannel import parse_records
+
+    (kind, payload), = parse_records(body)
+    assert kind == wire.REC_ERROR and "token" in ErrorInfo.from_dict(__import__("json").loads(bytes(payload))).message
