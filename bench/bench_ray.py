@@ -8,16 +8,18 @@ a socketpair) and `slipstream serve --backend ray` (a Ray actor per worker, its 
 dialling the runtime over TCP and fetching code over HTTP). For each:
 
 1. cold start: the first call, which starts a worker (on Ray: creates the actor).
-2. per-call overhead: a no-op endpoint called through the SDK; p50 ratio Ray / local.
+2. per-call overhead: a no-op endpoint called through the SDK's client; p50 ratio Ray / local.
 3. save -> live: rewrite the module, sync, call until the new version answers (a model held by
    keep() stays loaded: the reloads must load it zero times); p50 ratio Ray / local. On Ray the
    worker also downloads the changed file from the runtime before it switches.
+
+The two backends are measured in the same loops, alternating (blocks of 25 calls; edits in
+alternating order), so load from other work on the machine falls on both alike.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import secrets
@@ -26,8 +28,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from _common import fmt, project, stats_ms, timed, use_runtime
+from _common import fmt, project, stats_ms, timed
 
 SRC = """
 import time
@@ -104,42 +107,46 @@ def write(root: Path, version: int, load_s: float) -> None:
     (root / "model.py").write_text(SRC.format(version=version, load_s=load_s))
 
 
-def measure(name: str, rt: Serve, root: Path, a: argparse.Namespace) -> dict[str, object]:
-    from slipstream import session
+def call(client: Any, name: str, method: str | None = None, *args: Any) -> Any:
+    out = client.call(name, method, args, {})
+    if out.error is not None:
+        raise RuntimeError(f"{name}: {out.error.type}: {out.error.message}")
+    return out.value
+
+
+def measure(rts: dict[str, Serve], root: Path, a: argparse.Namespace) -> dict[str, dict]:
+    """Both backends in the same loop, alternating, so background load hits both alike."""
     from slipstream.client import RuntimeClient
     from slipstream.sync import sync_project
 
-    if session._session is not None:
-        session._session.close()
-    session._session = None
-    use_runtime(rt.url, rt.token)
-    write(root, 0, a.load_s)
-    sys.modules.pop("model", None)
-    mod = importlib.import_module("model")
-    client = RuntimeClient(rt.url, rt.token)
-    t = time.perf_counter()
-    mod.noop(1)
-    cold = time.perf_counter() - t
-    calls = stats_ms(timed(lambda: mod.noop(1), a.n, warmup=20))
-    m = mod.Model()
-    assert m.version() == 0
-    hot = []
-    for v in range(1, a.edits + 1):
+    clients = {k: RuntimeClient(rt.url, rt.token) for k, rt in rts.items()}
+    res: dict[str, dict[str, Any]] = {k: {"calls": [], "hot": []} for k in rts}
+    for k, c in clients.items():
+        sync_project(c, root)
         t = time.perf_counter()
-        write(root, v, a.load_s)
-        sync_project(client, root)
-        while m.version() != v:
-            pass
-        hot.append(time.perf_counter() - t)
-    reloads = m.loads() - 1
-    client.close()
-    return {
-        "name": name,
-        "cold_s": cold,
-        "calls": calls,
-        "hot": stats_ms(hot),
-        "model_reloads": reloads,
-    }
+        call(c, "noop", None, 1)
+        res[k]["cold_s"] = time.perf_counter() - t
+        timed(lambda c=c: call(c, "noop", None, 1), 0, warmup=20)
+        assert call(c, "Model", "version") == 0  # setup loads the model once
+    block = 25
+    for _ in range(max(a.n // block, 1)):
+        for k, c in clients.items():
+            res[k]["calls"] += timed(lambda c=c: call(c, "noop", None, 1), block, warmup=0)
+    for v in range(1, a.edits + 1):
+        order = list(clients.items())
+        for k, c in order if v % 2 else order[::-1]:
+            t = time.perf_counter()
+            write(root, v, a.load_s)
+            sync_project(c, root)
+            while call(c, "Model", "version") != v:
+                pass
+            res[k]["hot"].append(time.perf_counter() - t)
+    for k, c in clients.items():
+        res[k]["model_reloads"] = call(c, "Model", "loads") - 1
+        res[k]["calls"] = stats_ms(res[k]["calls"])
+        res[k]["hot"] = stats_ms(res[k]["hot"])
+        c.close()
+    return res
 
 
 def main() -> None:
@@ -170,19 +177,19 @@ def main() -> None:
         print(f"local Ray cluster up in {time.perf_counter() - t:.1f}s at {address}")
     root = project({})
     write(root, 0, a.load_s)
-    sys.path.insert(0, str(root))
     local = Serve("--gpu-fallback")
     on_ray = Serve(
         "--backend", "ray", "--ray-address", address, env={"SLIPSTREAM_RAY_WORKER_CPUS": "0.5"}
     )
     try:
-        res = [measure("local", local, root, a), measure("ray", on_ray, root, a)]
+        both = measure({"local": local, "ray": on_ray}, root, a)
     finally:
         local.stop()
         on_ray.stop()
         if cluster is not None:
             cluster.shutdown()
-    lo, ry = res
+    lo, ry = both["local"], both["ray"]
+    res = [{"name": k, **v} for k, v in both.items()]
     print("== cold start (first call starts a worker) ==")
     for r in res:
         print(f"{r['name'] + ' backend':<42} {r['cold_s'] * 1000:9.1f} ms")

@@ -1,0 +1,59 @@
+"""The `slipstream` command as a user types it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")}
+    env.update(extra)
+    return env
+
+
+def test_run_hello_on_the_embedded_runtime(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-m", "slipstream", "run", str(REPO / "examples/hello/hello.py")],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=180,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "Hello, world!" in p.stdout
+    assert (tmp_path / "gradient.png").exists()
+    assert "remote call(s)" in p.stderr, "a spend summary at the end"
+
+
+def test_run_reports_a_missing_script():
+    p = subprocess.run([sys.executable, "-m", "slipstream", "run", "nope.py"], env=_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "no such script" in p.stderr
+
+
+def test_status_lists_endpoints_and_spend(runtime, project_factory):
+    proj = project_factory(runtime, {"app.py": "from slipstream import endpoint\n\n@endpoint(gpu='H100')\ndef ping():\n    return 'pong'\n"})
+    assert proj.module("app").ping() == "pong"
+    p = subprocess.run([sys.executable, "-m", "slipstream", "status"], env=_env(SLIPSTREAM_RUNTIME_URL=runtime.url, SLIPSTREAM_TOKEN=runtime.token),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "ping" in p.stdout and "H100" in p.stdout and "calls 1" in p.stdout
+
+
+def test_status_without_a_runtime_says_how_to_configure_one(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "slipstream", "status"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "SLIPSTREAM_RUNTIME_URL" in p.stderr
+
+
+def test_serve_prints_its_url_and_a_generated_token():
+    env = {k: v for k, v in _env().items() if k != "SLIPSTREAM_TOKEN"}
+    proc = subprocess.Popen([sys.executable, "-m", "slipstream", "serve", "--port", "0"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        second = proc.stdout.readline()
+        assert first.startswith("Slipstream runtime http://127.0.0.1:") and "GPUs: none" in first
+        assert second.startswith("token (generated): ") and len(second.split(": ")[1].strip()) >= 24
+    finally:
+        proc.terminate()
+        proc.wait(20)
