@@ -109,6 +109,8 @@ class Project:
 def project_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from slipstream import session
 
+    before = set(sys.modules)
+
     def make(rt: RunningRuntime, files: dict[str, str], name: str = "proj") -> Project:
         monkeypatch.setenv("SLIPSTREAM_RUNTIME_URL", rt.url)
         monkeypatch.setenv("SLIPSTREAM_TOKEN", rt.token)
@@ -119,3 +121,6 @@ def project_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     if session._session is not None:
         session._session.close()
         session._session = None
+    for mod in set(sys.modules) - before:  # this test's project modules must not leak into others
+        if str(getattr(sys.modules[mod], "__file__", "") or "").startswith(str(tmp_path)):
+            del sys.modules[mod]

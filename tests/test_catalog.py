@@ -327,3 +327,10 @@ heavy = {{"numpy", "torch", "httpx"}} & set(sys.modules)
 assert not heavy, heavy
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_letter_o_typed_for_zero_still_finds_the_gpu():
+    from slipstream.catalog import catalog
+
+    assert catalog().nearest("H1OO")[0] == "H100"
+    assert catalog().nearest("a1oo")[0] == "A100-80GB"

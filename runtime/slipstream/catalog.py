@@ -120,6 +120,9 @@ class GPURequest:
         return self.choices[0].price_per_second(tier) if self.choices else 0.0
 
 
+_LOOKALIKE = str.maketrans({"o": "0", "i": "1", "l": "1"})
+
+
 class Catalog:
     def __init__(self, gpus: Iterable[GPU]) -> None:
         self.gpus: tuple[GPU, ...] = tuple(gpus)
@@ -153,7 +156,10 @@ class Catalog:
         key = normalize(str(name))
         if not key:
             return []
-        matches = difflib.get_close_matches(
+        # Letters typed for look-alike digits ("H1OO") are the commonest GPU-name typo.
+        digits = key.translate(_LOOKALIKE)
+        matches = [digits] if digits != key and digits in self._by_key else []
+        matches += difflib.get_close_matches(
             key, list(self._by_key), n=len(self._by_key), cutoff=0.6
         )
         out: list[str] = []

@@ -69,6 +69,13 @@ class RuntimeClient:
         if self._data_client is not None:
             self._data_client.close()
 
+    def reconnect(self) -> None:
+        """Forget the connections to a runtime that went away: a restarted runtime has a new
+        binary channel port, and pooled connections to the old one are dead."""
+        if self._data_client is not None:
+            self._data_client.close()
+        self._data_client, self._data_checked = None, False
+
     def __repr__(self) -> str:  # never show the token
         return f"RuntimeClient({self.url!r})"
 

@@ -72,7 +72,7 @@ class DataServer:
                     return
                 try:
                     header = json.loads(_recv_exact(conn, hlen))
-                except ValueError:
+                except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
                     self._reply(conn, 400, _error_record("BadRequest", "message header is not JSON", "bad-request"))
                     return
                 if not isinstance(header, dict) or not hmac.compare_digest(str(header.get("token", "")).encode(), self.expected):

@@ -112,6 +112,7 @@ class Session:
             if self.embedded is not None:
                 raise exc
             self._wait_for_runtime(client)
+        client.reconnect()
         self.resync()
 
     def _wait_for_runtime(self, client: RuntimeClient, patience: float = 30.0) -> None:

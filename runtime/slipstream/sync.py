@@ -99,8 +99,23 @@ def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
     return files, entries, skipped
 
 
-def sync_project(client: RuntimeClient, root: str | os.PathLike[str]) -> SyncResult:
+class _ChangedWhileSyncing(Exception):
+    pass
+
+
+def sync_project(client: RuntimeClient, root: str | os.PathLike[str], *, attempts: int = 3) -> SyncResult:
     """Make the runtime run this project's current files. Raises DeployError when refused."""
+    for attempt in range(attempts):
+        try:
+            return _sync_once(client, root)
+        except _ChangedWhileSyncing:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)  # a file was being rewritten (an editor save): take a fresh look
+    raise AssertionError("unreachable")
+
+
+def _sync_once(client: RuntimeClient, root: str | os.PathLike[str]) -> SyncResult:
     started = time.perf_counter()
     root = find_project_root(root) if Path(root).is_file() else Path(root).resolve()
     files, entries, skipped = build_manifest(root)
@@ -108,7 +123,11 @@ def sync_project(client: RuntimeClient, root: str | os.PathLike[str]) -> SyncRes
     by_sha = {sha: rel for rel, sha in files.items()}
     if missing:
         def upload(sha: str) -> None:
-            client.put_blob(sha, (root / by_sha[sha]).read_bytes())
+            data = (root / by_sha[sha]).read_bytes()
+            if hashlib.sha256(data).hexdigest() != sha:
+                _hash_cache.pop(str(root / by_sha[sha]), None)
+                raise _ChangedWhileSyncing(by_sha[sha])
+            client.put_blob(sha, data)
 
         if len(missing) == 1:
             upload(next(iter(missing)))

@@ -99,3 +99,45 @@ def message_of(content_type: str, content: bytes) -> str:
     if isinstance(err, dict):
         return str(err.get("message", ""))
     return str(err or "")
+
+
+def data_channel(rt: RunningRuntime) -> tuple[str, int]:
+    """Host and port of the SDK's binary call channel (datachannel.py), from /health."""
+    port = httpx.get(f"{rt.url}/health", timeout=HANG_BOUND_S).json().get("data_port")
+    assert port, "the runtime offers its binary call channel"
+    return httpx.URL(rt.url).host, int(port)
+
+
+def data_call(rt: RunningRuntime, header: Any, body: bytes = b"", raw_header: bytes | None = None,
+              ) -> tuple[int | None, list[tuple[int, Any]]]:
+    """One raw request on the binary channel: (status or None if it just closed, records)."""
+    import socket
+
+    from slipstream.datachannel import parse_records
+    from slipstream.ipc import PREFIX
+
+    raw = raw_header if raw_header is not None else json.dumps(header).encode()
+    with socket.create_connection(data_channel(rt), timeout=HANG_BOUND_S) as s:
+        s.sendall(PREFIX.pack(len(raw), len(body)) + raw + body)
+        got = bytearray()
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            got += chunk
+            if len(got) >= PREFIX.size:
+                hlen, blen = PREFIX.unpack_from(got)
+                if len(got) >= PREFIX.size + hlen + blen:
+                    break
+    if len(got) < PREFIX.size:
+        return None, []
+    hlen, blen = PREFIX.unpack_from(got)
+    status = json.loads(bytes(got[PREFIX.size : PREFIX.size + hlen]))["status"]
+    return status, parse_records(bytes(got[PREFIX.size + hlen :]))
+
+
+def record_error(records: list[tuple[int, Any]]) -> dict[str, Any]:
+    for kind, payload in records:
+        if kind == wire.REC_ERROR:
+            return json.loads(bytes(payload))
+    return {}

@@ -11,8 +11,16 @@ import sys
 import httpx
 import pytest
 
+from slipstream import wire
 from tests.conftest import start_runtime
-from tests.reliability.helpers import ECHO_APP, HANG_BOUND_S, auth, deploy
+from tests.reliability.helpers import (
+    ECHO_APP,
+    HANG_BOUND_S,
+    auth,
+    data_call,
+    deploy,
+    record_error,
+)
 
 BROKEN_APP = '''
 from slipstream import endpoint
@@ -111,6 +119,27 @@ def test_health_needs_no_token_and_tells_nothing_secret(rt):
     assert r.status_code == 200 and rt.token not in r.text
 
 
+def test_the_sdk_binary_channel_refuses_missing_or_wrong_tokens(rt):
+    body = wire.dumps_bytes({"args": ["secret work"]})
+    bad_headers = [
+        {"endpoint": "echo"},
+        {"token": "", "endpoint": "echo"},
+        {"token": "wrong", "endpoint": "echo"},
+        {"token": rt.token[:-1], "endpoint": "echo"},
+        {"token": rt.token + "x", "endpoint": "echo"},
+        {"token": [rt.token], "endpoint": "echo"},
+        {"token": None, "endpoint": "echo"},
+        ["echo", rt.token],
+    ]
+    for header in bad_headers:
+        status, records = data_call(rt, header, body)
+        assert status == 401, header
+        assert "token" in record_error(records)["message"]
+    status, records = data_call(rt, {"token": rt.token, "endpoint": "echo"}, body)
+    assert status == 200 and not record_error(records)
+    assert any(wire.loads(p) == "secret work" for k, p in records if k == wire.REC_RESULT)
+
+
 def _read_events_until(rt, marker: str) -> list[str]:
     lines = []
     params = {"backlog": "2000"}
@@ -149,6 +178,11 @@ def test_token_never_appears_in_logs_responses_or_errors():
                 r = http.request(method, path, headers=headers, json=body)
                 seen.append(f"{r.status_code} {r.headers} {r.text}")
             assert http.get("/v1/endpoints", headers=near).status_code == 401
+        for header, body in (({"token": token[:-1], "endpoint": "echo"}, b""),
+                             ({"token": token, "endpoint": "echo"}, b"garbage"),
+                             ({"token": token, "endpoint": "nope"}, b"")):
+            status, records = data_call(rt, header, body)
+            seen.append(f"{status} {record_error(records)}")
         with pytest.raises(Exception) as refused:  # a deploy that fails to import
             deploy(rt, {"app.py": BROKEN_APP})
         seen.append(str(refused.value))

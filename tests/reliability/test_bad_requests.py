@@ -19,9 +19,12 @@ from tests.reliability.helpers import (
     HANG_BOUND_S,
     assert_still_serving,
     auth,
+    data_call,
+    data_channel,
     deploy,
     error_message,
     generation,
+    record_error,
 )
 
 _rng = random.Random(8)
@@ -186,3 +189,50 @@ def test_a_client_that_disconnects_mid_call_leaves_the_endpoint_serving(rt):
         s.close()
     assert_still_serving(rt, generation(rt))
     assert _crashes(rt, "echo") == 0
+
+
+# --- the SDK's binary call channel -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", sorted(GARBAGE_FRAMES))
+def test_garbage_frames_on_the_binary_channel_get_an_error_record(rt, case):
+    status, records = data_call(rt, {"token": rt.token, "endpoint": "echo"}, GARBAGE_FRAMES[case])
+    err = record_error(records)
+    assert status is not None and err.get("message"), (status, records)
+    assert err["kind"] == "bad-request" and status < 500
+    assert _crashes(rt, "echo") == 0
+    assert_still_serving(rt, generation(rt))
+
+
+@pytest.mark.parametrize("raw,expect", [
+    (b"{not json", 400),
+    (b"\xff\xfe", 400),
+    (b"[" * 50_000 + b"]" * 50_000, 400),
+    (b"x" * (2 << 20), 413),
+])
+def test_malformed_binary_channel_headers_get_a_4xx(rt, raw, expect):
+    status, records = data_call(rt, None, b"", raw_header=raw)
+    assert status == expect and record_error(records)["message"]
+    assert_still_serving(rt, generation(rt))
+
+
+def test_unknown_endpoints_on_the_binary_channel_are_a_404_naming_what_exists(rt):
+    status, records = data_call(rt, {"token": rt.token, "endpoint": "nope"}, wire.dumps_bytes({}))
+    assert status == 404 and "echo" in record_error(records)["message"]
+
+
+def test_silent_and_half_sent_binary_connections_do_not_block_others(rt):
+    socks = []
+    try:
+        for i in range(40):
+            s = socket.create_connection(data_channel(rt), timeout=HANG_BOUND_S)
+            if i % 2:
+                s.sendall(struct.pack("<IQ", 1000, 0) + b'{"tok')  # a header that never ends
+            socks.append(s)
+        status, records = data_call(rt, {"token": rt.token, "endpoint": "echo"},
+                                    wire.dumps_bytes({"args": ["through"]}))
+        assert status == 200 and not record_error(records)
+        assert_still_serving(rt, generation(rt))
+    finally:
+        for s in socks:
+            s.close()

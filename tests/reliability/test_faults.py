@@ -181,6 +181,18 @@ def test_sdk_resyncs_to_a_restarted_runtime_and_the_next_call_works(restartable)
     assert _endpoint_names(rts[1]) == {"double", "count"}
 
 
+def test_a_restart_after_concurrent_calls_is_recovered_too(restartable):
+    """Concurrent calls leave several pooled connections to the old runtime behind."""
+    rts, app = restartable
+    with cf.ThreadPoolExecutor(8) as ex:
+        assert list(ex.map(app.double, range(32))) == [2 * i for i in range(32)]
+    _kill(rts[0])
+    rts.append(_restart_on_same_port(rts[0]))
+    with cf.ThreadPoolExecutor(8) as ex:
+        assert list(ex.map(app.double, range(32))) == [2 * i for i in range(32)]
+    assert app.double(5) == 10
+
+
 def test_a_call_made_while_the_runtime_is_down_waits_for_it_to_come_back(restartable):
     rts, app = restartable
     assert app.double(1) == 2
