@@ -218,12 +218,15 @@ def display_result(
 ) -> RunResult:
     """Build the RunResult: images saved and thumbnailed, error frames mapped to local files."""
     ok = bool(reply.get("ok"))
+    label = str(reply.get("gpu") or gpu)
+    if reply.get("device") == "cpu" and label != "CPU":
+        label = f"{label} → CPU"  # the embedded runtime had no such GPU and said so
     result = RunResult(
         runId=run_id,
         uri=uri,
         endpoint=endpoint,
         method=method,
-        gpu=str(reply.get("gpu") or gpu),
+        gpu=label,
         status="ok" if ok else "error",
         durationS=float(reply.get("duration_s") or 0.0),
         costUsd=float(reply.get("cost_usd") or 0.0),

@@ -374,12 +374,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tcp", type=int, metavar="PORT", help="listen on a TCP port instead")
     parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
+    # language clients add --stdio when their transport is stdio; it is the default here
+    parser.add_argument("--stdio", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--log-level",
         default=os.environ.get("SLIPSTREAM_LOG_LEVEL", "INFO"),
         help="log level for stderr (default INFO, or $SLIPSTREAM_LOG_LEVEL)",
     )
-    args = parser.parse_args(argv)
+    args, _unknown = parser.parse_known_args(argv)  # e.g. --clientProcessId from some clients
     _configure_logging(args.log_level)
     server = create_server()
     if args.tcp is not None:

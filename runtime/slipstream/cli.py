@@ -13,6 +13,8 @@ from pathlib import Path
 
 __all__ = ["main"]
 
+MB = 1024 * 1024
+
 
 def _err(msg: str) -> None:
     print(f"slipstream: {msg}", file=sys.stderr, flush=True)
@@ -53,7 +55,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     rt = Runtime(
         store_dir=store, backend=backend, embedded=a.embedded, gpu_fallback=a.gpu_fallback,
         url=url, token=token, max_queue=a.max_queue,
-        limits=Limits(max_file_bytes=a.max_file_mb * 1024 * 1024, max_total_bytes=a.max_project_mb * 1024 * 1024),
+        limits=Limits(max_file_bytes=a.max_file_mb * MB, max_total_bytes=a.max_project_mb * MB),
         fork=not a.no_fork,
     )
     gpus = ", ".join(f"{d.name} ({d.memory_gb:g} GB)" for d in rt.devices) or "none (endpoints that ask for a GPU "
@@ -196,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--store", help="folder for synced code (default: a temp folder)")
     s.add_argument("--max-queue", type=int, default=256, help="queued calls per endpoint before answering 429")
     s.add_argument("--max-file-mb", type=int, default=64, help="largest synced file")
-    s.add_argument("--max-project-mb", type=int, default=512, help="largest synced project (all files)")
+    s.add_argument("--max-project-mb", type=int, default=512, help="largest synced project")
     s.add_argument("--worker-memory-mb", type=int, default=0, help="address-space limit per worker (0: none)")
     s.add_argument("--no-fork", action="store_true", help="spawn every worker fresh (no fork server)")
     s.add_argument("--log-level", default="warning")

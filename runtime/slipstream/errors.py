@@ -130,7 +130,8 @@ def _out_of_memory(exc: MemoryError) -> MemoryError:
 
         limit = resource.getrlimit(resource.RLIMIT_AS)[0]
         if limit != resource.RLIM_INFINITY:
-            msg += f" (its limit is {limit // (1024 * 1024)} MB: slipstream serve --worker-memory-mb)"
+            mb = limit // (1024 * 1024)
+            msg += f" (its limit is {mb} MB: slipstream serve --worker-memory-mb)"
     except (ImportError, OSError, ValueError):
         pass
     return MemoryError(msg).with_traceback(exc.__traceback__)

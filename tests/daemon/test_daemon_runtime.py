@@ -148,7 +148,7 @@ async def test_gpu_run_is_priced_and_shown_on_the_lens(client: Client, project: 
     result = await _run(client, path.as_uri(), "squares")
     assert result["status"] == "ok", result
     assert result["json"] == {"squares": [0, 1, 4]}
-    assert result["gpu"] == "L4"
+    assert result["gpu"] == "L4 → CPU", "the card says the L4 endpoint ran on the CPU here"
     assert result["costUsd"] > 0
     line = path.read_text().splitlines().index('@endpoint(gpu="L4", example={"n": 3})')
     lenses = await client.text_document_code_lens_async(

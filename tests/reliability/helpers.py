@@ -67,8 +67,11 @@ def generation(rt: RunningRuntime) -> str | None:
 
 def call_json(rt: RunningRuntime, name: str, body: Any = None, **params: str) -> httpx.Response:
     return httpx.post(
-        f"{rt.url}/v1/endpoints/{name}/call", json=body if body is not None else {},
-        params=params or None, headers=auth(rt), timeout=HANG_BOUND_S,
+        f"{rt.url}/v1/endpoints/{name}/call",
+        json=body if body is not None else {},
+        params=params or None,
+        headers=auth(rt),
+        timeout=HANG_BOUND_S,
     )
 
 
@@ -108,8 +111,13 @@ def data_channel(rt: RunningRuntime) -> tuple[str, int]:
     return httpx.URL(rt.url).host, int(port)
 
 
-def data_call(rt: RunningRuntime, header: Any, body: bytes = b"", raw_header: bytes | None = None,
-              ) -> tuple[int | None, list[tuple[int, Any]]]:
+def data_call(
+    rt: RunningRuntime,
+    header: Any,
+    body: bytes = b"",
+    raw_header: bytes | None = None,
+    claim: tuple[int, int] | None = None,
+) -> tuple[int | None, list[tuple[int, Any]]]:
     """One raw request on the binary channel: (status or None if it just closed, records)."""
     import socket
 
@@ -118,7 +126,8 @@ def data_call(rt: RunningRuntime, header: Any, body: bytes = b"", raw_header: by
 
     raw = raw_header if raw_header is not None else json.dumps(header).encode()
     with socket.create_connection(data_channel(rt), timeout=HANG_BOUND_S) as s:
-        s.sendall(PREFIX.pack(len(raw), len(body)) + raw + body)
+        # claim: the (header, body) lengths to announce, whatever is actually sent
+        s.sendall(PREFIX.pack(*(claim or (len(raw), len(body)))) + raw + body)
         got = bytearray()
         while True:
             chunk = s.recv(1 << 16)

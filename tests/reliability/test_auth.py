@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import socket
 import subprocess
 import sys
 
@@ -22,15 +23,17 @@ from tests.reliability.helpers import (
     record_error,
 )
 
-BROKEN_APP = '''
+BROKEN_APP = """
 from slipstream import endpoint
 
 @endpoint
 def broken(:
     pass
-'''
+"""
 
-RAISES_APP = ECHO_APP + '''
+RAISES_APP = (
+    ECHO_APP
+    + """
 
 @endpoint
 def fails(token_guess=""):
@@ -45,12 +48,22 @@ def crash():
 def marker(text):
     print(text)
     return text
-'''
+"""
+)
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 # Paths that are not in the OpenAPI document must be refused too, not 404'd past the check.
-EXTRA_PATHS = ["/docs", "/redoc", "/docs/oauth2-redirect", "/v1/nope", "/", "/health/", "//health",
-               "/health/../v1/endpoints", "/v1/endpoints/echo"]
+EXTRA_PATHS = [
+    "/docs",
+    "/redoc",
+    "/docs/oauth2-redirect",
+    "/v1/nope",
+    "/",
+    "/health/",
+    "//health",
+    "/health/../v1/endpoints",
+    "/v1/endpoints/echo",
+]
 
 
 def _routes(rt) -> list[tuple[str, str]]:
@@ -114,6 +127,20 @@ def test_the_right_token_gets_past_the_check_on_every_route(rt):
                 assert r.status_code != 401, (method, path)
 
 
+def test_no_route_upgrades_to_a_websocket_without_a_token(rt):
+    """The token check covers HTTP; a websocket route added later must not slip past it."""
+    host, port = httpx.URL(rt.url).host, httpx.URL(rt.url).port
+    for _, path in _routes(rt):
+        with socket.create_connection((host, port), timeout=HANG_BOUND_S) as s:
+            key = base64.b64encode(os.urandom(16)).decode()
+            s.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            status = s.recv(64).split(b"\r\n")[0]
+        assert b" 101 " not in status and status.split()[1][:1] == b"4", (path, status)
+
+
 def test_health_needs_no_token_and_tells_nothing_secret(rt):
     r = httpx.get(f"{rt.url}/health", timeout=HANG_BOUND_S)
     assert r.status_code == 200 and rt.token not in r.text
@@ -143,8 +170,9 @@ def test_the_sdk_binary_channel_refuses_missing_or_wrong_tokens(rt):
 def _read_events_until(rt, marker: str) -> list[str]:
     lines = []
     params = {"backlog": "2000"}
-    with httpx.stream("GET", f"{rt.url}/v1/logs", headers=auth(rt), params=params,
-                      timeout=HANG_BOUND_S) as r:
+    with httpx.stream(
+        "GET", f"{rt.url}/v1/logs", headers=auth(rt), params=params, timeout=HANG_BOUND_S
+    ) as r:
         for line in r.iter_lines():
             lines.append(line)
             if marker in line:
@@ -178,9 +206,11 @@ def test_token_never_appears_in_logs_responses_or_errors():
                 r = http.request(method, path, headers=headers, json=body)
                 seen.append(f"{r.status_code} {r.headers} {r.text}")
             assert http.get("/v1/endpoints", headers=near).status_code == 401
-        for header, body in (({"token": token[:-1], "endpoint": "echo"}, b""),
-                             ({"token": token, "endpoint": "echo"}, b"garbage"),
-                             ({"token": token, "endpoint": "nope"}, b"")):
+        for header, body in (
+            ({"token": token[:-1], "endpoint": "echo"}, b""),
+            ({"token": token, "endpoint": "echo"}, b"garbage"),
+            ({"token": token, "endpoint": "nope"}, b""),
+        ):
             status, records = data_call(rt, header, body)
             seen.append(f"{status} {record_error(records)}")
         with pytest.raises(Exception) as refused:  # a deploy that fails to import
@@ -188,8 +218,12 @@ def test_token_never_appears_in_logs_responses_or_errors():
         seen.append(str(refused.value))
         seen.append(repr(rt.client()))
         marker = "end-of-run-" + secrets.token_hex(4)
-        httpx.post(f"{rt.url}/v1/endpoints/marker/call", json={"args": [marker]}, headers=auth(rt),
-                   timeout=HANG_BOUND_S)
+        httpx.post(
+            f"{rt.url}/v1/endpoints/marker/call",
+            json={"args": [marker]},
+            headers=auth(rt),
+            timeout=HANG_BOUND_S,
+        )
         seen += _read_events_until(rt, marker)
     finally:
         rt.stop()
@@ -203,17 +237,27 @@ def test_token_never_appears_in_logs_responses_or_errors():
 def test_a_generated_token_is_shown_once_at_start_and_never_again():
     env = {k: v for k, v in os.environ.items() if k != "SLIPSTREAM_TOKEN"}
     env.pop("SLIPSTREAM_RUNTIME_URL", None)
-    p = subprocess.Popen([sys.executable, "-m", "slipstream", "serve", "--port", "0"], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         start_new_session=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "slipstream", "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert p.stdout is not None
         lines = [p.stdout.readline() for _ in range(3)]
-        token = next(line.split(": ", 1)[1].strip() for line in lines if "token (generated)" in line)
+        token = next(
+            line.split(": ", 1)[1].strip() for line in lines if "token (generated)" in line
+        )
         url = next(line.split()[2] for line in lines if line.startswith("Slipstream runtime"))
         assert httpx.get(f"{url}/v1/endpoints", timeout=HANG_BOUND_S).status_code == 401
-        ok = httpx.get(f"{url}/v1/endpoints", headers={"Authorization": f"Bearer {token}"},
-                       timeout=HANG_BOUND_S)
+        ok = httpx.get(
+            f"{url}/v1/endpoints",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=HANG_BOUND_S,
+        )
         assert ok.status_code == 200
     finally:
         p.terminate()
@@ -224,6 +268,11 @@ def test_a_generated_token_is_shown_once_at_start_and_never_again():
 @pytest.mark.parametrize("host", ["::", "0.0.0.0", "127.0.0.1.nip.io"])
 def test_binding_beyond_loopback_without_a_token_is_refused_at_start(host):
     env = {k: v for k, v in os.environ.items() if k != "SLIPSTREAM_TOKEN"}
-    p = subprocess.run([sys.executable, "-m", "slipstream", "serve", "--host", host, "--port", "0"],
-                       env=env, capture_output=True, text=True, timeout=HANG_BOUND_S)
+    p = subprocess.run(
+        [sys.executable, "-m", "slipstream", "serve", "--host", host, "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_BOUND_S,
+    )
     assert p.returncode == 2 and "without a token" in p.stderr, p.stderr

@@ -52,7 +52,9 @@ GARBAGE_FRAMES = {
     "args-not-a-list": wire.dumps_bytes({"args": 5}),
     "kwargs-not-a-dict": wire.dumps_bytes({"kwargs": 5}),
     "kwargs-a-string": wire.dumps_bytes({"kwargs": "x=1"}),
-    "unknown-class": _frame(b"\x80\x04\x95\x1a\x00\x00\x00\x00\x00\x00\x00\x8c\x0cno_such_mod\x94\x8c\x03Cls\x94\x93\x94."),
+    "unknown-class": _frame(
+        b"\x80\x04\x95\x1a\x00\x00\x00\x00\x00\x00\x00\x8c\x0cno_such_mod\x94\x8c\x03Cls\x94\x93\x94."
+    ),
     "too-many-args": wire.dumps_bytes({"args": [1, 2, 3]}),
     "wrong-kwarg": wire.dumps_bytes({"kwargs": {"y": 1}}),
 }
@@ -86,8 +88,13 @@ def rt():
 
 def _post(rt, name: str, body: bytes, ctype: str, **params: str) -> httpx.Response:
     started = time.monotonic()
-    r = httpx.post(f"{rt.url}/v1/endpoints/{name}/call", content=body, params=params or None,
-                   headers={**auth(rt), "content-type": ctype}, timeout=HANG_BOUND_S)
+    r = httpx.post(
+        f"{rt.url}/v1/endpoints/{name}/call",
+        content=body,
+        params=params or None,
+        headers={**auth(rt), "content-type": ctype},
+        timeout=HANG_BOUND_S,
+    )
     assert time.monotonic() - started < HANG_BOUND_S
     return r
 
@@ -109,7 +116,9 @@ def test_garbage_sdk_frames_are_a_4xx_and_the_worker_lives_on(rt, case):
     before = generation(rt)
     r = _post(rt, "echo", GARBAGE_FRAMES[case], wire.CONTENT_TYPE)
     msg = _assert_4xx_with_message(r)
-    assert r.headers["content-type"].startswith(wire.CONTENT_TYPE), "the SDK gets its own format back"
+    assert r.headers["content-type"].startswith(wire.CONTENT_TYPE), (
+        "the SDK gets its own format back"
+    )
     if case in ("too-many-args", "wrong-kwarg"):
         assert "echo(x=None)" in msg, "argument errors show the signature"
     assert _crashes(rt, "echo") == 0
@@ -126,16 +135,19 @@ def test_malformed_json_calls_are_a_4xx_with_a_message(rt, case):
     assert_still_serving(rt, before)
 
 
-@pytest.mark.parametrize("name,params,expect", [
-    ("nope", {}, "echo"),  # unknown endpoint: lists the known ones
-    ("Echo", {}, "echo"),
-    ("echo", {"method": "bump"}, "is a function"),
-    ("Box", {}, "one of bump"),
-    ("Box", {"method": "_private"}, "one of bump"),
-    ("Box", {"method": "setup"}, "one of bump"),
-    ("Box", {"method": "missing"}, "no method 'missing'"),
-    ("Box", {"method": "bump", "stream": "maybe"}, ""),
-])
+@pytest.mark.parametrize(
+    "name,params,expect",
+    [
+        ("nope", {}, "echo"),  # unknown endpoint: lists the known ones
+        ("Echo", {}, "echo"),
+        ("echo", {"method": "bump"}, "is a function"),
+        ("Box", {}, "one of bump"),
+        ("Box", {"method": "_private"}, "one of bump"),
+        ("Box", {"method": "setup"}, "one of bump"),
+        ("Box", {"method": "missing"}, "no method 'missing'"),
+        ("Box", {"method": "bump", "stream": "maybe"}, ""),
+    ],
+)
 @pytest.mark.parametrize("fmt", ["json", "sdk"])
 def test_unknown_endpoints_and_methods_are_a_4xx_naming_what_exists(rt, name, params, expect, fmt):
     if fmt == "json":
@@ -159,11 +171,16 @@ def test_half_sent_and_garbage_http_requests_do_not_block_others(rt):
             if i % 4 == 0:
                 s.sendall(b"GARBAGE \x00\xff\r\n\r\n")
             elif i % 4 == 1:
-                s.sendall(b"POST /v1/endpoints/echo/call HTTP/1.1\r\nHost: x\r\n")  # headers never end
+                s.sendall(
+                    b"POST /v1/endpoints/echo/call HTTP/1.1\r\nHost: x\r\n"
+                )  # headers never end
             elif i % 4 == 2:
-                s.sendall(b"POST /v1/endpoints/echo/call HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                          + rt.token.encode() + b"\r\nContent-Length: 1000\r\n"
-                          b"Content-Type: application/json\r\n\r\n{\"args\"")  # body never ends
+                s.sendall(
+                    b"POST /v1/endpoints/echo/call HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                    + rt.token.encode()
+                    + b"\r\nContent-Length: 1000\r\n"
+                    b'Content-Type: application/json\r\n\r\n{"args"'
+                )  # body never ends
             else:
                 s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
             socks.append(s)
@@ -183,9 +200,12 @@ def test_a_client_that_disconnects_mid_call_leaves_the_endpoint_serving(rt):
     for _ in range(5):
         s = socket.create_connection((u.hostname, u.port), timeout=HANG_BOUND_S)
         body = b'{"args": ["gone"]}'
-        s.sendall(b"POST /v1/endpoints/echo/call HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                  + rt.token.encode() + b"\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        s.sendall(
+            b"POST /v1/endpoints/echo/call HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + rt.token.encode()
+            + b"\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
         s.close()
     assert_still_serving(rt, generation(rt))
     assert _crashes(rt, "echo") == 0
@@ -204,14 +224,18 @@ def test_garbage_frames_on_the_binary_channel_get_an_error_record(rt, case):
     assert_still_serving(rt, generation(rt))
 
 
-@pytest.mark.parametrize("raw,expect", [
-    (b"{not json", 400),
-    (b"\xff\xfe", 400),
-    (b"[" * 50_000 + b"]" * 50_000, 400),
-    (b"x" * (2 << 20), 413),
-])
-def test_malformed_binary_channel_headers_get_a_4xx(rt, raw, expect):
-    status, records = data_call(rt, None, b"", raw_header=raw)
+@pytest.mark.parametrize(
+    "raw,claim,expect",
+    [
+        (b"{not json", None, 400),
+        (b"\xff\xfe", None, 400),
+        (b"[" * 50_000 + b"]" * 50_000, None, 400),
+        (b"", (2 << 20, 0), 413),  # a 2 MiB header is refused before it is read
+        (b"", (10, 1 << 40), 413),  # so is a 1 TiB body
+    ],
+)
+def test_malformed_binary_channel_headers_get_a_4xx(rt, raw, claim, expect):
+    status, records = data_call(rt, None, b"", raw_header=raw, claim=claim)
     assert status == expect and record_error(records)["message"]
     assert_still_serving(rt, generation(rt))
 
@@ -229,8 +253,9 @@ def test_silent_and_half_sent_binary_connections_do_not_block_others(rt):
             if i % 2:
                 s.sendall(struct.pack("<IQ", 1000, 0) + b'{"tok')  # a header that never ends
             socks.append(s)
-        status, records = data_call(rt, {"token": rt.token, "endpoint": "echo"},
-                                    wire.dumps_bytes({"args": ["through"]}))
+        status, records = data_call(
+            rt, {"token": rt.token, "endpoint": "echo"}, wire.dumps_bytes({"args": ["through"]})
+        )
         assert status == 200 and not record_error(records)
         assert_still_serving(rt, generation(rt))
     finally:

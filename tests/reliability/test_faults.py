@@ -52,7 +52,7 @@ def pid():
     return os.getpid()
 '''
 
-QUEUE_APP = '''
+QUEUE_APP = """
 import os, time
 from slipstream import endpoint
 
@@ -62,9 +62,9 @@ def lane(i, die=False):
         time.sleep(0.2)
         os._exit(9)
     return i
-'''
+"""
 
-RESTART_APP = '''
+RESTART_APP = """
 from slipstream import endpoint
 
 @endpoint
@@ -75,7 +75,7 @@ def double(x):
 def count(n):
     for i in range(n):
         yield i
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -103,13 +103,21 @@ def test_a_worker_over_its_memory_limit_fails_only_its_call(limited, project_fac
 
 def test_json_clients_see_a_clear_out_of_memory_error(limited, project_factory):
     project_factory(limited, {"hogs.py": HOG_APP}).sync()
-    r = httpx.post(f"{limited.url}/v1/endpoints/hog/call", json={"args": [1024]}, headers=auth(limited),
-                   timeout=HANG_BOUND_S)
+    r = httpx.post(
+        f"{limited.url}/v1/endpoints/hog/call",
+        json={"args": [1024]},
+        headers=auth(limited),
+        timeout=HANG_BOUND_S,
+    )
     assert r.status_code in (500, 502)
     err = r.json()["error"]
     assert err["type"] in ("MemoryError", "WorkerCrashed") and "memory" in err["message"].lower()
-    ok = httpx.post(f"{limited.url}/v1/endpoints/hog/call", json={"args": [1]}, headers=auth(limited),
-                    timeout=HANG_BOUND_S)
+    ok = httpx.post(
+        f"{limited.url}/v1/endpoints/hog/call",
+        json={"args": [1]},
+        headers=auth(limited),
+        timeout=HANG_BOUND_S,
+    )
     assert ok.status_code == 200 and ok.json()["result"] == 1024 * 1024
 
 

@@ -55,8 +55,12 @@ def _problem(response, case) -> str | None:
 
 
 def _fuzz(rt, strategy, label: str, counts: dict[str, int], problems: list[str]) -> None:
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=strategy)
     def fuzz(case) -> None:
         counts[label] = counts.get(label, 0) + 1
@@ -75,7 +79,9 @@ def _fuzz(rt, strategy, label: str, counts: dict[str, int], problems: list[str])
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_fuzzed_requests_never_get_a_server_error_or_hang(rt, mode):
-    schema = schemathesis.openapi.from_url(f"{rt.url}/openapi.json", headers=auth(rt), timeout=HANG_BOUND_S)
+    schema = schemathesis.openapi.from_url(
+        f"{rt.url}/openapi.json", headers=auth(rt), timeout=HANG_BOUND_S
+    )
     operations = [r.ok() for r in schema.get_all_operations()]
     assert len(operations) >= 7, [op.label for op in operations]
     problems: list[str] = []
@@ -91,6 +97,10 @@ def test_fuzzed_requests_never_get_a_server_error_or_hang(rt, mode):
 
     print(f"\nfuzzed ({mode}): " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
     assert not problems, "\n".join(problems)
-    r = httpx.post(f"{rt.url}/v1/endpoints/echo/call", json={"args": ["alive"]}, headers=auth(rt),
-                   timeout=HANG_BOUND_S)
+    r = httpx.post(
+        f"{rt.url}/v1/endpoints/echo/call",
+        json={"args": ["alive"]},
+        headers=auth(rt),
+        timeout=HANG_BOUND_S,
+    )
     assert r.status_code == 200 and r.json()["result"] == "alive"
