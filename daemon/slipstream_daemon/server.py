@@ -241,8 +241,9 @@ def create_server() -> SlipstreamServer:
 
     @server.command(protocol.CMD_MODEL_ALTERNATIVES)
     async def alternatives(ls: SlipstreamServer, *args: Any) -> protocol.ModelAlternativesResult:
-        _, ep = await _endpoint(ls, _argument(args))
-        return await asyncio.to_thread(model_alternatives, ep)
+        arg = _argument(args)
+        _, ep = await _endpoint(ls, arg)
+        return await asyncio.to_thread(model_alternatives, ep, uri_to_path(arg["uri"]))
 
     async def _apply(ls: SlipstreamServer, uri: str, index: Any, ep: Any, model_id: str) -> bool:
         old, edits = await asyncio.to_thread(
@@ -271,7 +272,7 @@ def create_server() -> SlipstreamServer:
     async def swap_model(ls: SlipstreamServer, *args: Any) -> protocol.ApplyModelResult:
         arg = _argument(args)
         index, ep = await _endpoint(ls, arg)
-        options = await asyncio.to_thread(model_alternatives, ep)
+        options = await asyncio.to_thread(model_alternatives, ep, uri_to_path(arg["uri"]))
         items = [i for i in options["items"] if i["id"] != options["current"]]
         if not items:
             ls.window_show_message(

@@ -8,7 +8,9 @@ literal's quotes and prefix. Only the changed lines are sent back, as a Workspac
 from __future__ import annotations
 
 import difflib
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 
 import libcst as cst
 from lsprotocol import types
@@ -70,7 +72,23 @@ def current_model(ep: Endpoint, kind: str | None = None) -> ModelRef | None:
     return ep.models[0] if ep.models else None
 
 
-def model_alternatives(ep: Endpoint) -> ModelAlternativesResult:
+def project_models(path: Path | None, endpoint: str) -> list[tuple[str, str]]:
+    """The project's own swap list for an endpoint: `models.toml` beside `slipstream.toml`,
+    `[endpoints.<name>] models = [{id, description}, ...]`; empty when there is none."""
+    if path is None:
+        return []
+    from slipstream.config import find_project_root
+
+    f = find_project_root(path) / "models.toml"
+    try:
+        data = tomllib.loads(f.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    models = data.get("endpoints", {}).get(endpoint, {}).get("models", [])
+    return [(m["id"], m.get("description", "")) for m in models if isinstance(m, dict) and m.get("id")]
+
+
+def model_alternatives(ep: Endpoint, path: Path | None = None) -> ModelAlternativesResult:
     from slipstream import modelsize
     from slipstream.catalog import catalog
 
@@ -80,7 +98,8 @@ def model_alternatives(ep: Endpoint) -> ModelAlternativesResult:
     kind = (_kind(current) if current else None) or _guess_kind(ep)
     choice = facts.primary
     items: list[ModelAlternative] = []
-    for model_id, description in modelsize.alternatives(kind) if kind else []:
+    listed = project_models(path, ep.name) or (modelsize.alternatives(kind) if kind else [])
+    for model_id, description in listed:
         est = modelsize.estimate(model_id)
         vram = round(est.vram_gb, 2) if est is not None else None
         fits = vram is None or facts.is_cpu or (choice is not None and vram <= choice.vram_gb)

@@ -342,3 +342,21 @@ async def test_runtime_status_before_any_runtime(daemon: Client) -> None:
         "spendUsd": 0.0,
         "endpoints": 0,
     }
+
+
+async def test_a_project_models_toml_sets_the_swap_list(daemon: Client, editing_project: Path) -> None:
+    uri = (editing_project / "pipeline.py").as_uri()
+    listing = editing_project / "models.toml"
+    listing.write_text(
+        "[endpoints.write_prompt]\n"
+        '[[endpoints.write_prompt.models]]\nid = "Qwen/Qwen3-1.7B"\ndescription = "small and quick"\n'
+        '[[endpoints.write_prompt.models]]\nid = "Qwen/Qwen3-0.6B"\ndescription = "the default"\n'
+    )
+    try:
+        alternatives = await daemon.command(
+            "slipstream.server.modelAlternatives", {"uri": uri, "endpoint": "write_prompt"}
+        )
+    finally:
+        listing.unlink()
+    assert [i["id"] for i in alternatives["items"]] == ["Qwen/Qwen3-1.7B", "Qwen/Qwen3-0.6B"]
+    assert alternatives["items"][0]["description"].startswith("small and quick")
