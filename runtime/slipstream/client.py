@@ -112,14 +112,29 @@ class RuntimeClient:
     def status(self) -> dict[str, Any]:
         return self._json("GET", "/v1/endpoints")
 
-    def logs(self, endpoint: str | None = None, backlog: int = 50) -> Iterator[dict[str, Any]]:
+    def logs(self, endpoint: str | None = None, backlog: int = 50, stop: Any = None) -> Iterator[dict[str, Any]]:
+        """Follow the runtime's log (SSE). `stop` (a threading.Event) ends it within ~1 s."""
         params: dict[str, Any] = {"backlog": backlog}
         if endpoint:
             params["endpoint"] = endpoint
-        with self.http.stream("GET", "/v1/logs", params=params, timeout=_timeout(None)) as r:
-            for line in r.iter_lines():
-                if line.startswith("data: "):
-                    yield json.loads(line[6:])
+        read = None
+        if stop is not None:
+            params["keepalive"] = 0.5  # wake up often enough to notice `stop`
+            read = 5.0
+        with httpx.Client(base_url=self.url, headers=self._headers, trust_env=False, timeout=_timeout(read)) as c:
+            with c.stream("GET", "/v1/logs", params=params) as r:
+                lines = r.iter_lines()
+                while stop is None or not stop.is_set():
+                    try:
+                        line = next(lines)
+                    except StopIteration:
+                        return
+                    except httpx.ReadTimeout:
+                        if stop is None:
+                            raise
+                        return
+                    if line.startswith("data: "):
+                        yield json.loads(line[6:])
 
     # --- sync -------------------------------------------------------------------------
     def missing(self, files: dict[str, str]) -> list[str]:

@@ -42,7 +42,7 @@ class DevState:
         with self.lock:
             started = time.perf_counter()
             try:
-                res = sync_project(self.client, self.root)
+                res = sync_project(self.client, self.root, progress=lambda line: _out(f"  {line}") if line else None)
             except DeployError as exc:
                 where = f"{exc.file}:{exc.line}" if exc.file else "deploy"
                 self.last_error = f"{where}: {exc.type}: {exc.message}"

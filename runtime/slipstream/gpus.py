@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,9 @@ class Device:
 
 
 def inventory() -> list[Device]:
+    fake = os.environ.get("SLIPSTREAM_FAKE_GPUS")
+    if fake:
+        return _fake(fake)
     devices = _from_nvidia_smi()
     if not devices and "torch" in sys.modules:
         devices = _from_torch()
@@ -41,6 +45,18 @@ def _canonical(name: str) -> str | None:
         if hit:
             return hit.name
     return None
+
+
+def _fake(spec: str) -> list[Device]:
+    """SLIPSTREAM_FAKE_GPUS="H100,H100,A100-80GB": pretend to have these (tests and demos of
+    placement on a machine without GPUs; workers still run on the CPU)."""
+    from .catalog import catalog
+
+    out = []
+    for i, name in enumerate(n.strip() for n in spec.split(",") if n.strip()):
+        gpu = catalog().lookup(name)
+        out.append(Device(i, f"FAKE {gpu.name if gpu else name}", gpu.vram_gb if gpu else 0.0, gpu.name if gpu else None))
+    return out
 
 
 def _from_nvidia_smi() -> list[Device]:

@@ -229,7 +229,12 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
     app.router.routes.insert(0, Route("/v1/endpoints/{name}/call", handle_call, methods=["POST"]))
 
     @app.get("/v1/logs", summary="Live logs as server-sent events")
-    async def logs(request: Request, endpoint: str | None = None, backlog: int = Query(50, ge=0, le=2000)) -> Any:
+    async def logs(
+        request: Request,
+        endpoint: str | None = None,
+        backlog: int = Query(50, ge=0, le=2000),
+        keepalive: float = Query(15.0, ge=0.2, le=300, description="seconds between keep-alive comments"),
+    ) -> Any:
         q = rt.logs.subscribe()
 
         async def events() -> AsyncIterator[bytes]:
@@ -239,7 +244,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
                         yield b"data: " + wire.json_dumps(e) + b"\n\n"
                 while True:
                     try:
-                        e = await asyncio.wait_for(q.get(), 15)
+                        e = await asyncio.wait_for(q.get(), keepalive)
                     except asyncio.TimeoutError:
                         yield b": keep-alive\n\n"
                         continue

@@ -81,7 +81,9 @@ class Session:
         assert self.client is not None and self.root is not None
         h = self.client.health()
         self.runtime_id = h.get("runtime_id")
-        res = self.client.sync(self.root)
+        from .sync import sync_project
+
+        res = sync_project(self.client, self.root, progress=lambda line: _say(line) if line else None)
         self.synced_gen = res.generation
         for line in res.skipped:
             self.note(line, f"not synced: {line}")

@@ -10,7 +10,10 @@ import hashlib
 import os
 import re
 import time
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,15 +102,51 @@ def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
     return files, entries, skipped
 
 
+def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
+    """Commit; if it is still running after a moment, relay the runtime's install/system lines."""
+    started = time.time()
+    with ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(client.commit, files, entries)
+        try:
+            return fut.result(timeout=0.5)
+        except FuturesTimeout:
+            pass
+        stop = threading.Event()
+
+        def tail() -> None:
+            try:
+                for e in client.logs(backlog=200, stop=stop):
+                    if e.get("ts", 0) >= started - 1 and e.get("stream") in ("install", "system"):
+                        progress(str(e.get("text", "")).rstrip())
+            except Exception:  # noqa: BLE001 - progress is best effort; the commit decides
+                pass
+
+        t = threading.Thread(target=tail, name="sync-progress", daemon=True)
+        t.start()
+        try:
+            return fut.result()
+        finally:
+            stop.set()
+
+
 class _ChangedWhileSyncing(Exception):
     pass
 
 
-def sync_project(client: RuntimeClient, root: str | os.PathLike[str], *, attempts: int = 3) -> SyncResult:
-    """Make the runtime run this project's current files. Raises DeployError when refused."""
+def sync_project(
+    client: RuntimeClient,
+    root: str | os.PathLike[str],
+    *,
+    attempts: int = 3,
+    progress: Callable[[str], None] | None = None,
+) -> SyncResult:
+    """Make the runtime run this project's current files. Raises DeployError when refused.
+
+    progress(line) receives what the runtime reports while a slow commit runs (dependency
+    installs, their installer's output), so the caller can show it."""
     for attempt in range(attempts):
         try:
-            return _sync_once(client, root)
+            return _sync_once(client, root, progress)
         except _ChangedWhileSyncing:
             if attempt == attempts - 1:
                 raise
@@ -115,7 +154,7 @@ def sync_project(client: RuntimeClient, root: str | os.PathLike[str], *, attempt
     raise AssertionError("unreachable")
 
 
-def _sync_once(client: RuntimeClient, root: str | os.PathLike[str]) -> SyncResult:
+def _sync_once(client: RuntimeClient, root: str | os.PathLike[str], progress: Callable[[str], None] | None) -> SyncResult:
     started = time.perf_counter()
     root = find_project_root(root) if Path(root).is_file() else Path(root).resolve()
     files, entries, skipped = build_manifest(root)
@@ -134,7 +173,7 @@ def _sync_once(client: RuntimeClient, root: str | os.PathLike[str]) -> SyncResul
         else:
             with ThreadPoolExecutor(min(8, len(missing))) as ex:
                 list(ex.map(upload, sorted(missing)))
-    reply = client.commit(files, entries)
+    reply = _commit_with_progress(client, files, entries, progress) if progress else client.commit(files, entries)
     return SyncResult(
         generation=reply["generation"],
         changed=reply.get("changed", []),

@@ -101,3 +101,13 @@ def test_new_workers_fork_from_a_warm_fork_server(runtime, project_factory):
     (w,) = _workers(runtime, "tsum")
     assert w["started_by"] == "fork"
     assert w["start_s"] < 2.0 and cold < 5.0, f"forked start {w['start_s']}s, call {cold:.2f}s"
+
+
+def test_install_progress_reaches_the_caller(runtime, project_factory):
+    from slipstream.sync import sync_project
+
+    proj = project_factory(runtime, {"deps2.py": DEPS.replace("cowsay==6.1", "pyfiglet==1.0.4")})
+    lines: list[str] = []
+    sync_project(runtime.client(), proj.root, progress=lines.append)
+    text = "\n".join(lines)
+    assert "installing pyfiglet==1.0.4" in text and "installed pyfiglet==1.0.4" in text
