@@ -116,6 +116,7 @@ class Deployer:
         self, root: Path, announce_unchanged: bool, triggers: set[str]
     ) -> DeployResult:
         from slipstream.errors import DeployError as SdkDeployError
+        from slipstream.sync import sync_project
 
         ls = self.ls
         started = time.perf_counter()
@@ -126,15 +127,16 @@ class Deployer:
         try:
             _check_root(root)
             client = await ls.runtime.ensure(root)
+            report = self._reporter(token)
             try:
-                synced = await asyncio.to_thread(client.sync, root)
+                synced = await asyncio.to_thread(sync_project, client, root, progress=report)
             except SdkDeployError as exc:
                 if exc.type != "UploadRefused":
                     raise
                 # A file changed between hashing and upload (an editor or formatter writing
                 # it again): the next sync sees the new content.
                 log.info("retrying the sync of %s: %s", root, exc.message)
-                synced = await asyncio.to_thread(client.sync, root)
+                synced = await asyncio.to_thread(sync_project, client, root, progress=report)
         except SdkDeployError as exc:
             where = local_file(exc.file, [root]) if exc.file else None
             error = DeployError(
@@ -214,6 +216,19 @@ class Deployer:
             types.WorkDoneProgressBegin(title="Slipstream", message=f"Deploying {root.name}…"),
         )
         return token
+
+    def _reporter(self, token: str | None) -> Callable[[str], None] | None:
+        """Relays the runtime's progress lines (dependency installs) from the sync's thread."""
+        if token is None:
+            return None
+        loop = asyncio.get_running_loop()
+
+        def report(line: str) -> None:
+            if line:
+                msg = types.WorkDoneProgressReport(message=line[:200])
+                loop.call_soon_threadsafe(self.ls.work_done_progress.report, token, msg)
+
+        return report
 
     def _end(self, token: str | None, result: DeployResult) -> None:
         if token is None:

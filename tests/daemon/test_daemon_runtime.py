@@ -62,7 +62,7 @@ async def test_save_deploys_with_progress(client: Client, project: Path) -> None
     progress = [v for k, v in client.progress_reports.items() if str(k).startswith("slipstream")]
     assert progress, "the deploy reported no workDoneProgress"
     kinds = [value.kind for value in progress[-1]]
-    assert kinds == ["begin", "end"]
+    assert kinds[0] == "begin" and kinds[-1] == "end" and set(kinds[1:-1]) <= {"report"}
     assert progress[-1][-1].message.startswith("Deployed generation")
     status = await client.command("slipstream.server.runtimeStatus")
     assert status["kind"] == "remote" and status["connected"] is True
