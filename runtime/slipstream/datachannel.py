@@ -24,6 +24,9 @@ from .pools import Call, PoolError
 
 __all__ = ["DataServer", "DataClient", "parse_records"]
 
+IDLE_TIMEOUT = 120.0  # seconds a connection may sit without a request
+MAX_CONNECTIONS = 1024
+
 
 class DataServer:
     """Accepts SDK connections; each is served by a thread with a blocking socket, so large
@@ -39,6 +42,8 @@ class DataServer:
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self._lock = threading.Lock()
+        self._open = 0
 
     async def start(self, host: str) -> int:
         from .server import bind_socket
@@ -57,18 +62,26 @@ class DataServer:
             except OSError:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                if self._open >= MAX_CONNECTIONS:
+                    conn.close()  # a client pool never needs this many; refuse rather than grow
+                    continue
+                self._open += 1
             threading.Thread(target=self._serve, args=(conn,), name="data-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         try:
             while not self._closing:
+                conn.settimeout(IDLE_TIMEOUT)  # an idle or silent connection is closed; clients reconnect
                 try:
                     prefix = _recv_exact(conn, PREFIX.size)
-                except ConnectionError:
+                except (ConnectionError, TimeoutError):
                     return
+                conn.settimeout(None)
                 hlen, blen = PREFIX.unpack(prefix)
                 if hlen > 1 << 20 or blen > self.max_body:
-                    self._reply(conn, 413, _error_record("PayloadTooLarge", f"message too large ({blen} bytes)", "bad-request"))
+                    what = f"header of {hlen} bytes" if hlen > 1 << 20 else f"body of {blen} bytes"
+                    self._reply(conn, 413, _error_record("PayloadTooLarge", f"message too large ({what})", "bad-request"))
                     return
                 try:
                     header = json.loads(_recv_exact(conn, hlen))
@@ -95,6 +108,8 @@ class DataServer:
             return
         finally:
             conn.close()
+            with self._lock:
+                self._open -= 1
 
     async def _call(self, header: dict[str, Any], body: Any, shm_ref: dict | None) -> tuple[int, list[Any]]:
         from .server import _error_payload, _sdk_records
@@ -158,16 +173,23 @@ class DataClient:
         self.token = token
         self._idle: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
 
-    def _conn(self) -> socket.socket:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            s = socket.create_connection(self.addr, timeout=10)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return s
-
     def call(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None) -> tuple[int, bytearray]:
-        s = self._conn()
+        try:
+            pooled = self._idle.get_nowait()
+        except queue.Empty:
+            return self._call(self._fresh(), endpoint, method, chunks, timeout)
+        try:
+            return self._call(pooled, endpoint, method, chunks, timeout)
+        except (ConnectionError, BrokenPipeError):
+            # the runtime closed this pooled connection while it sat idle: once more, fresh
+            return self._call(self._fresh(), endpoint, method, chunks, timeout)
+
+    def _fresh(self) -> socket.socket:
+        s = socket.create_connection(self.addr, timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+
+    def _call(self, s: socket.socket, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None) -> tuple[int, bytearray]:
         try:
             s.settimeout(timeout)
             header = {"token": self.token, "endpoint": endpoint, "method": method}
