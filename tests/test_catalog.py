@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 import slipstream.catalog
 from slipstream.catalog import GPU, Catalog, GPUChoice, GPURequest, catalog, cost, normalize
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from slipstream.catalog import catalog
 from slipstream.modelsize import (
     alternatives,

@@ -4,6 +4,7 @@ import json
 import pickle
 
 import pytest
+
 from slipstream.spec import (
     DEFAULTS,
     EndpointSpec,

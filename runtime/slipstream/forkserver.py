@@ -158,7 +158,7 @@ class ForkServer:
         loop.add_reader(parent.fileno(), self._readable)
         try:
             self.info = await asyncio.wait_for(self._ready, 300)
-        except (asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, ConnectionError) as exc:
             self.reason = f"fork server did not start: {exc}"
             return
         if self.info.get("cuda_initialized"):
@@ -235,7 +235,7 @@ class ForkServer:
             self.proc.terminate()
             try:
                 await asyncio.wait_for(self.proc.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
 
 

@@ -262,11 +262,11 @@ class LocalWorker:
             return
         try:
             await asyncio.wait_for(self._gone.wait(), grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.kill(self._killed)
             try:
                 await asyncio.wait_for(self._gone.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 
@@ -376,7 +376,7 @@ class Pool:
             remaining = self.spec.timeout - (time.perf_counter() - call.started)
             try:
                 await asyncio.wait_for(asyncio.shield(call.future), max(remaining, 0.001))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._on_timeout(call)
         return call
 

@@ -12,7 +12,8 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Body, FastAPI, Path as PathParam, Query, Request
+from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.routing import Route
@@ -245,7 +246,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
                 while True:
                     try:
                         e = await asyncio.wait_for(q.get(), keepalive)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield b": keep-alive\n\n"
                         continue
                     if endpoint is None or e.get("endpoint") == endpoint:

@@ -41,7 +41,7 @@ class Runtime:
         url: str = "",
         token: str = "",
         max_queue: int = 256,
-        limits: Limits = Limits(),
+        limits: Limits | None = None,
         scan_timeout: float = 120.0,
         fork: bool = True,
     ) -> None:
@@ -51,7 +51,7 @@ class Runtime:
         if store_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="slipstream-store-")
             store_dir = Path(self._tmp.name)
-        self.store = Store(store_dir, limits)
+        self.store = Store(store_dir, limits or Limits())
         self.backend = backend or LocalBackend()
         self.embedded = embedded
         self.gpu_fallback = gpu_fallback or embedded
@@ -211,7 +211,7 @@ class Runtime:
                       "entries": gen.entries, "extra_paths": extra_paths or []}
             try:
                 reply = await self._scanner.request(header, "scanned", "scan_error", timeout=self.scan_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._scanner.kill("import took too long")
                 self._scanner = None
                 raise DeployRefused(

@@ -9,8 +9,8 @@ import fnmatch
 import hashlib
 import os
 import re
-import time
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
