@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from . import wire
-from .datachannel import DataClient, parse_records
+from .datachannel import AsyncDataClient, DataClient, parse_records
 from .errors import DeployError, ErrorInfo, Overloaded, RuntimeUnavailable, SlipstreamError
 
 __all__ = ["RuntimeClient", "CallOutcome", "UnknownEndpoint", "RuntimeRestarted"]
@@ -54,6 +54,7 @@ class RuntimeClient:
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=_timeout(timeout), limits=limits, trust_env=False)
         self._aio: httpx.AsyncClient | None = None
         self._aio_loop: asyncio.AbstractEventLoop | None = None
+        self._adata: AsyncDataClient | None = None
         self._headers = headers
         self.runtime_id: str | None = None
         self._data_client: DataClient | None = None
@@ -75,6 +76,7 @@ class RuntimeClient:
         if self._data_client is not None:
             self._data_client.close()
         self._data_client, self._data_checked = None, False
+        self._adata = None  # its connections belong to a loop; they close when collected
 
     def __repr__(self) -> str:  # never show the token
         return f"RuntimeClient({self.url!r})"
@@ -257,6 +259,16 @@ class RuntimeClient:
 
     async def call_async(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None) -> CallOutcome:
         loop = asyncio.get_running_loop()
+        data = self._data()  # also the binary channel when the runtime offers one
+        if data is not None:
+            if self._adata is None or self._adata.loop is not loop:
+                self._adata = AsyncDataClient(data.addr[0], data.addr[1], self.token)
+            chunks = wire.dumps({"args": list(args), "kwargs": kwargs})
+            try:
+                status, body = await self._adata.call(endpoint, method, chunks, timeout)
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                raise RuntimeUnavailable(f"lost the runtime at {self.url} during the call: {exc}") from None
+            return _records_outcome(status, body)
         if self._aio is None or self._aio_loop is not loop:
             # an AsyncClient belongs to the loop it first ran on: each asyncio.run() needs its own
             limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)

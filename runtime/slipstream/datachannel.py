@@ -22,7 +22,7 @@ from . import shm, wire
 from .ipc import PREFIX, _send_all, encode_header
 from .pools import Call, PoolError
 
-__all__ = ["DataServer", "DataClient", "parse_records"]
+__all__ = ["DataServer", "DataClient", "AsyncDataClient", "parse_records"]
 
 IDLE_TIMEOUT = 120.0  # seconds a connection may sit without a request
 MAX_CONNECTIONS = 1024
@@ -209,6 +209,50 @@ class DataClient:
                 self._idle.get_nowait().close()
             except queue.Empty:
                 return
+
+
+class AsyncDataClient:
+    """The same channel for `await f.aio(...)`: asyncio streams, a pool of connections per loop."""
+
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self.addr = (host, port)
+        self.token = token
+        self.loop = asyncio.get_running_loop()
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def _fresh(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(*self.addr, limit=1 << 20)
+        return reader, writer
+
+    async def call(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None) -> tuple[int, bytearray]:
+        if self._idle:
+            pooled = self._idle.pop()
+            try:
+                return await self._call(pooled, endpoint, method, chunks, timeout)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass  # closed by the runtime while idle: once more on a fresh connection
+        return await self._call(await self._fresh(), endpoint, method, chunks, timeout)
+
+    async def _call(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], endpoint: str, method: str | None, chunks: list[Any], timeout: float | None) -> tuple[int, bytearray]:
+        reader, writer = conn
+        header = {"token": self.token, "endpoint": endpoint, "method": method}
+        try:
+            writer.write(encode_header(header, wire.frame_length(chunks)))
+            for c in chunks:
+                writer.write(c)
+            await writer.drain()
+            hlen, blen = PREFIX.unpack(await asyncio.wait_for(reader.readexactly(PREFIX.size), timeout))
+            status = json.loads(await reader.readexactly(hlen)).get("status", 500)
+            body = bytearray(await reader.readexactly(blen)) if blen else bytearray()
+        except BaseException:
+            writer.close()
+            raise
+        self._idle.append(conn)
+        return status, body
+
+    async def close(self) -> None:
+        while self._idle:
+            self._idle.pop()[1].close()
 
 
 def _recv_exact(s: socket.socket, n: int) -> bytearray:
