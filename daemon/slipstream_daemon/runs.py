@@ -14,6 +14,7 @@ import asyncio
 import base64
 import io
 import logging
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -108,8 +109,9 @@ class Runner:
         path = uri_to_path(uri)
         root = ls.project_root(path) if path else None
         started = time.perf_counter()
+        live = _LiveLogs(ls, run_id)
         try:
-            reply = await self._call(root, endpoint, method, kwargs)
+            reply = await self._call(root, endpoint, method, kwargs, live)
         except Exception as exc:
             log.warning("run %s of %s failed: %s", run_id, endpoint, exc)
             reply = {
@@ -122,7 +124,8 @@ class Runner:
         result = await asyncio.to_thread(
             display_result, reply, run_id, uri, endpoint, method, gpu, roots, out_dir
         )
-        for entry in result["logs"]:
+        live.stop()
+        for entry in result["logs"][live.sent :]:  # what the live tail did not deliver
             stream = "stderr" if entry.get("stream") == "stderr" else "stdout"
             ls.protocol.notify(
                 NOTIFY_RUN_LOG, RunLog(runId=run_id, stream=stream, text=entry["text"])
@@ -135,7 +138,12 @@ class Runner:
         ls.notify_runtime_status()
 
     async def _call(
-        self, root: Path | None, endpoint: str, method: str | None, kwargs: dict[str, Any]
+        self,
+        root: Path | None,
+        endpoint: str,
+        method: str | None,
+        kwargs: dict[str, Any],
+        live: _LiveLogs | None = None,
     ) -> dict[str, Any]:
         ls = self.ls
         client = await ls.runtime.ensure(root)
@@ -154,7 +162,10 @@ class Runner:
                         else [],
                     },
                 }
-        reply = await asyncio.to_thread(client.call_json, endpoint, kwargs, method)
+        if live is not None:
+            live.start(client)
+        tag = live.run_id if live is not None else None
+        reply = await asyncio.to_thread(client.call_json, endpoint, kwargs, method, None, None, tag)
         error = reply.get("error") or {}
         if not reply.get("ok") and error.get("kind") == "unknown-endpoint" and root is not None:
             # The runtime restarted or was switched under us: push the code and try once more.
@@ -329,3 +340,43 @@ def _thumbnail(png: bytes) -> bytes:
     except Exception as exc:  # a PNG Pillow cannot read: send it as it is
         log.debug("no thumbnail: %s", exc)
         return png
+
+
+class _LiveLogs:
+    """Follows one run's log lines on the runtime while it runs and relays them as runLog."""
+
+    def __init__(self, ls: Any, run_id: str) -> None:
+        self.ls = ls
+        self.run_id = run_id
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, client: Any) -> None:
+        if self._thread is not None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def relay(stream: str, text: str) -> None:  # on the loop: ordered with stop()
+            if self._stop.is_set():
+                return  # the result's logs carry the rest
+            self.sent += 1
+            self.ls.protocol.notify(
+                NOTIFY_RUN_LOG, RunLog(runId=self.run_id, stream=stream, text=text)
+            )
+
+        def tail() -> None:
+            try:
+                for e in client.logs(backlog=200, stop=self._stop, tag=self.run_id):
+                    stream = "stderr" if e.get("stream") == "stderr" else "stdout"
+                    if e.get("stream") in ("stdout", "stderr"):
+                        loop.call_soon_threadsafe(relay, stream, str(e.get("text", "")))
+            except Exception as exc:  # noqa: BLE001 - live lines are a nicety; the result has all
+                log.debug("live logs of %s stopped: %s", self.run_id, exc)
+
+        self._thread = threading.Thread(target=tail, name=f"logs-{self.run_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Called on the loop: after this, `sent` is final and no more lines are relayed."""
+        self._stop.set()

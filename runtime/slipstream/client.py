@@ -114,11 +114,13 @@ class RuntimeClient:
     def status(self) -> dict[str, Any]:
         return self._json("GET", "/v1/endpoints")
 
-    def logs(self, endpoint: str | None = None, backlog: int = 50, stop: Any = None) -> Iterator[dict[str, Any]]:
+    def logs(self, endpoint: str | None = None, backlog: int = 50, stop: Any = None, tag: str | None = None) -> Iterator[dict[str, Any]]:
         """Follow the runtime's log (SSE). `stop` (a threading.Event) ends it within ~1 s."""
         params: dict[str, Any] = {"backlog": backlog}
         if endpoint:
             params["endpoint"] = endpoint
+        if tag:
+            params["tag"] = tag
         read = None
         if stop is not None:
             params["keepalive"] = 0.5  # wake up often enough to notice `stop`
@@ -172,9 +174,12 @@ class RuntimeClient:
         return sync_project(self, Path(root))
 
     # --- calls ------------------------------------------------------------------------
-    def call_json(self, endpoint: str, kwargs: dict[str, Any] | None = None, method: str | None = None, args: list[Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
-        """Call with JSON in and the JSON display form out (for editors and scripts)."""
-        params = {"method": method} if method else None
+    def call_json(self, endpoint: str, kwargs: dict[str, Any] | None = None, method: str | None = None, args: list[Any] | None = None, timeout: float | None = None, tag: str | None = None) -> dict[str, Any]:
+        """Call with JSON in and the JSON display form out (for editors and scripts).
+        With a tag, the call's log lines can be followed live with logs(tag=...)."""
+        params: dict[str, str] | None = {"method": method} if method else None
+        if tag:
+            params = {**(params or {}), "tag": tag}
         r = self._request(
             "POST", f"/v1/endpoints/{endpoint}/call", params=params,
             json={"args": args or [], "kwargs": kwargs or {}}, timeout=_timeout(timeout),

@@ -63,6 +63,7 @@ class Call:
     started: float = 0.0
     dispatched: asyncio.Event = field(default_factory=asyncio.Event)
     shm_ref: dict[str, Any] | None = None  # the body also lies in shared memory here
+    tag: str = ""  # the caller's name for this call: its log lines carry it (live logs in editors)
 
 
 class WorkerHandle(Protocol):
@@ -621,7 +622,8 @@ class Pool:
             entry = {"stream": header.get("stream", "stdout"), "text": header.get("text", "")}
             if call is not None:
                 call.logs.append(entry)
-            self.logs.emit(endpoint=self.name, worker=handle.id, call=header.get("id"), **entry)
+            tag = call.tag if call is not None else ""
+            self.logs.emit(endpoint=self.name, worker=handle.id, call=header.get("id"), tag=tag, **entry)
             return
         if w is None:
             return

@@ -173,6 +173,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         name: str,
         method: str | None = Query(None, description="method of a class endpoint"),
         stream: bool = Query(False, description="stream generator items as they come (SDK format)"),
+        tag: str | None = Query(None, max_length=64, description="a name for this call; its log lines carry it (follow them with /v1/logs?tag=)"),
     ) -> Any:
         return await handle_call(request)
 
@@ -205,6 +206,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
             if not isinstance(parsed, dict) or not isinstance(parsed.get("args", []), list) or not isinstance(parsed.get("kwargs", {}), dict):
                 return _error(400, "BadRequest", "body must be an object {\"args\": [...], \"kwargs\": {...}}")
         c = Call(method=method, fmt=fmt, body=body, stream=stream and fmt == "pickle")
+        c.tag = (request.query_params.get("tag") or "")[:64]
         if c.stream:
             c.items = asyncio.Queue()
             return StreamingResponse(_stream(rt, pool, c), media_type=wire.CONTENT_TYPE)
@@ -235,13 +237,17 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         endpoint: str | None = None,
         backlog: int = Query(50, ge=0, le=2000),
         keepalive: float = Query(15.0, ge=0.2, le=300, description="seconds between keep-alive comments"),
+        tag: str | None = Query(None, max_length=64, description="only the lines of calls made with this tag"),
     ) -> Any:
         q = rt.logs.subscribe()
 
         async def events() -> AsyncIterator[bytes]:
             try:
+                def wanted(e: dict[str, Any]) -> bool:
+                    return (endpoint is None or e.get("endpoint") == endpoint) and (tag is None or e.get("tag") == tag)
+
                 for e in list(rt.logs.recent)[-backlog:] if backlog else []:
-                    if endpoint is None or e.get("endpoint") == endpoint:
+                    if wanted(e):
                         yield b"data: " + wire.json_dumps(e) + b"\n\n"
                 while True:
                     try:
@@ -249,7 +255,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
                     except TimeoutError:
                         yield b": keep-alive\n\n"
                         continue
-                    if endpoint is None or e.get("endpoint") == endpoint:
+                    if wanted(e):
                         yield b"data: " + wire.json_dumps(e) + b"\n\n"
             finally:
                 rt.logs.unsubscribe(q)

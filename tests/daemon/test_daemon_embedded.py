@@ -69,7 +69,7 @@ async def test_select_a_remote_runtime_then_back(
     result = await _run_greet(client, project, "remote")
     assert result["text"] == "Hello, remote!"
     status = await client.command("slipstream.server.runtimeStatus")
-    assert status["url"] == runtime.url and status["endpoints"] == 4
+    assert status["url"] == runtime.url and status["endpoints"] == 5
 
     bad = await client.command(
         "slipstream.server.selectRuntime", {"url": "http://127.0.0.1:9", "token": "x"}

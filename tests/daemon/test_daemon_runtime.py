@@ -66,7 +66,7 @@ async def test_save_deploys_with_progress(client: Client, project: Path) -> None
     assert progress[-1][-1].message.startswith("Deployed generation")
     status = await client.command("slipstream.server.runtimeStatus")
     assert status["kind"] == "remote" and status["connected"] is True
-    assert status["endpoints"] == 4
+    assert status["endpoints"] == 5
 
 
 async def test_broken_save_is_a_diagnostic_at_its_line(client: Client, project: Path) -> None:
@@ -222,3 +222,19 @@ async def test_running_an_unsaved_endpoint_says_to_save(client: Client, project:
         assert "save the file that defines 'brand_new'" in result["error"]["message"]
     finally:
         client.replace(path.as_uri(), saved)
+
+
+async def test_run_logs_arrive_while_the_run_is_going(client: Client, project: Path) -> None:
+    uri = (project / "app.py").as_uri()
+    logs_seen = len(client.notes_of("slipstream/runLog"))
+    results_seen = len(client.notes_of(RESULT))
+    reply = await client.command("slipstream.server.run", {"uri": uri, "endpoint": "countdown"})
+    first = await client.next_note("slipstream/runLog", timeout=60, since=logs_seen, runId=reply["runId"])
+    assert first["text"].startswith("T-3")
+    assert not [n for n in client.notes_of(RESULT)[results_seen:] if n["runId"] == reply["runId"]], (
+        "the first line must arrive before the run ends"
+    )
+    result = await client.next_note(RESULT, timeout=60, since=results_seen, runId=reply["runId"])
+    assert result["text"] == "liftoff"
+    lines = [n["text"] for n in client.notes_of("slipstream/runLog")[logs_seen:] if n["runId"] == reply["runId"]]
+    assert [t.strip() for t in lines] == ["T-3", "T-2", "T-1"], "each line once, in order"

@@ -30,3 +30,13 @@ def _invert(x: int) -> float:
 @endpoint(gpu="L4", example={"n": 3})
 def squares(n: int = 3) -> dict[str, list[int]]:
     return {"squares": [i * i for i in range(n)]}
+
+
+@endpoint(example={"n": 3})
+def countdown(n: int = 3, pause: float = 0.8) -> str:
+    import time
+
+    for i in range(n, 0, -1):
+        print(f"T-{i}", flush=True)
+        time.sleep(pause)
+    return "liftoff"
