@@ -102,6 +102,10 @@ def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
     return files, entries, skipped
 
 
+# installer lines worth showing while a commit runs (the rest goes to the runtime's log)
+_INSTALL_NEWS = ("Collecting", "Downloading", "Installing collected", "Successfully installed", "ERROR", "error:")
+
+
 def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
     """Commit; if it is still running after a moment, relay the runtime's install/system lines."""
     started = time.time()
@@ -116,8 +120,11 @@ def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries:
         def tail() -> None:
             try:
                 for e in client.logs(backlog=200, stop=stop):
-                    if e.get("ts", 0) >= started - 1 and e.get("stream") in ("install", "system"):
-                        progress(str(e.get("text", "")).rstrip())
+                    text = str(e.get("text", "")).rstrip()
+                    if e.get("ts", 0) < started - 1:
+                        continue
+                    if e.get("stream") == "system" or (e.get("stream") == "install" and text.startswith(_INSTALL_NEWS)):
+                        progress(text)
             except Exception:  # noqa: BLE001 - progress is best effort; the commit decides
                 pass
 
