@@ -57,3 +57,12 @@ def test_serve_prints_its_url_and_a_generated_token():
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_plain_python_script_starts_an_embedded_runtime_by_itself(tmp_path):
+    p = subprocess.run(
+        [sys.executable, str(REPO / "examples/hello/hello.py")],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=180,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "Hello, world!" in p.stdout and (tmp_path / "gradient.png").exists()
