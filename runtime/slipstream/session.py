@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .client import CallOutcome, RuntimeClient, UnknownEndpoint
 from .config import find_project_root, load_project, runtime_from_env
+from .endpoint import IN_RUNTIME_ENV
 from .errors import (
     EndpointTimeout,
     ErrorInfo,
@@ -74,7 +75,12 @@ class Session:
                     os.environ["SLIPSTREAM_RUNTIME_URL"] = self.embedded.url
                     os.environ["SLIPSTREAM_TOKEN"] = self.embedded.token
             if self.synced_gen is None:
-                self._sync()
+                if os.environ.get(IN_RUNTIME_ENV):
+                    # an endpoint calling another: the runtime already runs this code, and a
+                    # worker still finishing on an older generation must not push it back
+                    self.synced_gen = "runtime"
+                else:
+                    self._sync()
             return self.client
 
     def _sync(self) -> None:

@@ -169,3 +169,32 @@ def test_data_channel_refuses_a_wrong_token(runtime, project_factory):
 
     (kind, payload), = parse_records(body)
     assert kind == wire.REC_ERROR and "token" in ErrorInfo.from_dict(__import__("json").loads(bytes(payload))).message
+
+
+NESTED = """
+import time
+from slipstream import endpoint
+
+@endpoint
+def inner(x):
+    return x * 2
+
+@endpoint
+def outer(x, wait=0.0):
+    time.sleep(wait)
+    return inner(x) + 1
+"""
+
+
+def test_a_nested_call_from_old_code_never_rolls_the_runtime_back(runtime, project_factory):
+    import concurrent.futures as cf
+
+    proj = project_factory(runtime, {"nested.py": NESTED})
+    app = proj.module("nested")
+    with cf.ThreadPoolExecutor(1) as ex:
+        inflight = ex.submit(app.outer, 20, 2.0)  # runs on the first version of the code...
+        time.sleep(1.0)
+        proj.write("nested.py", NESTED.replace("x * 2", "x * 3"))
+        proj.sync()  # ...while the runtime moves on to the second
+        assert inflight.result() == 61, "its nested call reaches the current code"
+    assert app.inner(20) == 60, "and the runtime still runs the second version"
