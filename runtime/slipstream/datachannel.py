@@ -19,7 +19,7 @@ import threading
 from typing import Any
 
 from . import shm, wire
-from .ipc import PREFIX, _send_all, encode_header
+from .ipc import PREFIX, _send_all, encode_header, recv_exact, recv_into
 from .pools import Call, PoolError
 
 __all__ = ["DataServer", "DataClient", "AsyncDataClient", "parse_records"]
@@ -74,7 +74,7 @@ class DataServer:
             while not self._closing:
                 conn.settimeout(IDLE_TIMEOUT)  # an idle or silent connection is closed; clients reconnect
                 try:
-                    prefix = _recv_exact(conn, PREFIX.size)
+                    prefix = recv_exact(conn, PREFIX.size)
                 except (ConnectionError, TimeoutError):
                     return
                 conn.settimeout(None)
@@ -84,7 +84,7 @@ class DataServer:
                     self._reply(conn, 413, _error_record("PayloadTooLarge", f"message too large ({what})", "bad-request"))
                     return
                 try:
-                    header = json.loads(_recv_exact(conn, hlen))
+                    header = json.loads(recv_exact(conn, hlen))
                 except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
                     self._reply(conn, 400, _error_record("BadRequest", "message header is not JSON", "bad-request"))
                     return
@@ -94,7 +94,7 @@ class DataServer:
                 buf = shm.SharedBuffer(blen, self.shm_tag) if blen >= shm.THRESHOLD and shm.available() else None
                 try:
                     body: Any = buf.view if buf is not None else bytearray(blen)
-                    _recv_into(conn, memoryview(body))
+                    recv_into(conn, memoryview(body))
                     assert self._loop is not None
                     status, chunks = asyncio.run_coroutine_threadsafe(
                         self._call(header, body, buf.ref() if buf else None), self._loop
@@ -144,15 +144,6 @@ def _error_record(type_: str, message: str, kind: str) -> list[bytes]:
     return [wire.json_record(wire.REC_ERROR, {"type": type_, "message": message, "kind": kind})]
 
 
-def _recv_into(s: socket.socket, view: memoryview) -> None:
-    got, n = 0, view.nbytes
-    while got < n:
-        k = s.recv_into(view[got:], n - got)
-        if k == 0:
-            raise ConnectionError("the client closed the connection mid-request")
-        got += k
-
-
 def parse_records(buf: bytes | bytearray | memoryview) -> list[tuple[int, memoryview]]:
     view = memoryview(buf)
     out, pos = [], 0
@@ -194,9 +185,9 @@ class DataClient:
             s.settimeout(timeout)
             header = {"token": self.token, "endpoint": endpoint, "method": method}
             _send_all(s, [encode_header(header, wire.frame_length(chunks)), *chunks])
-            hlen, blen = PREFIX.unpack(_recv_exact(s, PREFIX.size))
-            status = json.loads(_recv_exact(s, hlen)).get("status", 500)
-            body = _recv_exact(s, blen)
+            hlen, blen = PREFIX.unpack(recv_exact(s, PREFIX.size))
+            status = json.loads(recv_exact(s, hlen)).get("status", 500)
+            body = recv_exact(s, blen)
         except BaseException:
             s.close()
             raise
@@ -255,13 +246,3 @@ class AsyncDataClient:
             self._idle.pop()[1].close()
 
 
-def _recv_exact(s: socket.socket, n: int) -> bytearray:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = s.recv_into(view[got:], n - got)
-        if k == 0:
-            raise ConnectionError("the runtime closed the data channel")
-        got += k
-    return buf

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["Channel", "ServerSide", "encode_header", "PREFIX"]
+__all__ = ["Channel", "ServerSide", "encode_header", "recv_exact", "recv_into", "PREFIX"]
 
 PREFIX = struct.Struct("<IQ")
 MAX_HEADER = 16 * 1024 * 1024
@@ -40,6 +40,22 @@ def _send_all(sock: socket.socket, chunks: Sequence[bytes | memoryview]) -> None
                 sent = 0
 
 
+def recv_into(sock: socket.socket, view: memoryview) -> None:
+    """Fill view from a blocking socket; ConnectionError if the peer closes first."""
+    got, n = 0, view.nbytes
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise ConnectionError("the other end closed the connection")
+        got += k
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytearray:
+    buf = bytearray(n)
+    recv_into(sock, memoryview(buf))
+    return buf
+
+
 class Channel:
     """The worker's end: blocking reads on one thread, sends from any thread."""
 
@@ -52,23 +68,12 @@ class Channel:
         with self._send_lock:
             _send_all(self.sock, [encode_header(header, body_len), *body])
 
-    def _recv_exact(self, n: int) -> bytearray:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            k = self.sock.recv_into(view[got:], n - got)
-            if k == 0:
-                raise EOFError("runtime closed the worker channel")
-            got += k
-        return buf
-
     def recv(self) -> tuple[dict[str, Any], bytearray]:
-        hlen, blen = PREFIX.unpack(self._recv_exact(PREFIX.size))
+        hlen, blen = PREFIX.unpack(recv_exact(self.sock, PREFIX.size))
         if hlen > MAX_HEADER:
             raise ValueError("oversized message header")
-        header = json.loads(self._recv_exact(hlen))
-        body = self._recv_exact(blen) if blen else bytearray()
+        header = json.loads(recv_exact(self.sock, hlen))
+        body = recv_exact(self.sock, blen) if blen else bytearray()
         return header, body
 
 

@@ -333,6 +333,10 @@ def _failure(pool: Any, c: Call, info: ErrorInfo, fmt: str) -> Response:
     return _ChunkedResponse(body, wire.CONTENT_TYPE, status, headers)
 
 
+def _record_bytes(kind: int, payload: Any) -> bytes:
+    return b"".join(bytes(p) for p in wire.record(kind, payload))
+
+
 async def _stream(rt: Runtime, pool: Any, c: Call) -> AsyncIterator[Any]:
     task = asyncio.ensure_future(pool.call(c))
     assert c.items is not None
@@ -344,13 +348,11 @@ async def _stream(rt: Runtime, pool: Any, c: Call) -> AsyncIterator[Any]:
             yield wire.json_record(wire.REC_LOG, log)
         sent_logs = len(c.logs)
         if getter in done:
-            for part in wire.record(wire.REC_ITEM, getter.result()):
-                yield bytes(part) if isinstance(part, (bytearray, memoryview)) else part
+            yield _record_bytes(wire.REC_ITEM, getter.result())
             continue
         getter.cancel()
         while not c.items.empty():
-            for part in wire.record(wire.REC_ITEM, c.items.get_nowait()):
-                yield bytes(part) if isinstance(part, (bytearray, memoryview)) else part
+            yield _record_bytes(wire.REC_ITEM, c.items.get_nowait())
         try:
             task.result()
         except PoolError as exc:
@@ -359,7 +361,7 @@ async def _stream(rt: Runtime, pool: Any, c: Call) -> AsyncIterator[Any]:
         status, payload = c.future.result()
         yield wire.json_record(wire.REC_META, _meta(pool, c))
         if status == "ok":
-            yield b"".join(bytes(p) for p in wire.record(wire.REC_RESULT, payload))
+            yield _record_bytes(wire.REC_RESULT, payload)
         else:
             yield wire.json_record(wire.REC_ERROR, _error_payload(payload))
         return

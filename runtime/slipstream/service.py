@@ -19,7 +19,7 @@ from .gpus import Device, inventory, matches
 from .logs import LogHub
 from .pools import LocalBackend, LocalWorker, Pool, PoolError
 from .spec import EndpointSpec
-from .store import Generation, Limits, Store, UploadRefused
+from .store import Generation, Limits, Store
 
 __all__ = ["Runtime", "DeployRefused"]
 
@@ -314,5 +314,3 @@ def default_store_dir() -> Path | None:
     d = os.environ.get("SLIPSTREAM_STORE")
     return Path(d) if d else None
 
-
-UploadRefused = UploadRefused
