@@ -123,7 +123,8 @@ def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries:
                     text = str(e.get("text", "")).rstrip()
                     if e.get("ts", 0) < started - 1:
                         continue
-                    if e.get("stream") == "system" or (e.get("stream") == "install" and text.startswith(_INSTALL_NEWS)):
+                    stream = e.get("stream")
+                    if (stream == "system" and text.startswith("install")) or (stream == "install" and text.startswith(_INSTALL_NEWS)):
                         progress(text)
             except Exception:  # noqa: BLE001 - progress is best effort; the commit decides
                 pass
