@@ -16,6 +16,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from . import __version__, shm, wire
@@ -27,6 +28,8 @@ from .store import UploadRefused
 __all__ = ["create_app", "serve", "bind_socket"]
 
 OPEN_PATHS = {"/health"}
+JSON_BODY_PATHS = {"/v1/sync/manifest", "/v1/generations"}
+MAX_JSON_BODY = 32 * 1024 * 1024  # 20,000 files of manifest is about 2 MB
 STATUS = {"overloaded": 429, "timeout": 504, "crash": 502, "unavailable": 503, "fatal": 500, "bad-request": 422}
 
 
@@ -54,7 +57,47 @@ class TokenAuth:
                 )
                 await resp(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+            if scope["path"] in JSON_BODY_PATHS:
+                receive = _limited(receive, MAX_JSON_BODY)
+                declared = dict(scope["headers"]).get(b"content-length", b"")
+                if declared.isdigit() and int(declared) > MAX_JSON_BODY:
+                    await _too_large(scope, receive, send)
+                    return
+        try:
+            await self.app(scope, receive, send)
+        except _BodyTooLarge:
+            await _too_large(scope, receive, send)
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised while the body streams in; an HTTPException so FastAPI's body parsing passes it on."""
+
+    def __init__(self) -> None:
+        super().__init__(413, f"a manifest or commit over {MAX_JSON_BODY} bytes; exclude data and "
+                         "build folders in slipstream.toml [sync] exclude")
+
+
+def _limited(receive: Any, limit: int) -> Any:
+    seen = 0
+
+    async def wrapped() -> dict:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise _BodyTooLarge()
+        return message
+
+    return wrapped
+
+
+async def _too_large(scope: dict, receive: Any, send: Any) -> None:
+    resp = JSONResponse(
+        {"error": {"type": "PayloadTooLarge", "message": f"a manifest or commit over {MAX_JSON_BODY} bytes; "
+                   "exclude data and build folders in slipstream.toml [sync] exclude"}},
+        status_code=413,
+    )
+    await resp(scope, receive, send)
 
 
 class Manifest(BaseModel):

@@ -239,3 +239,30 @@ def test_symlinks_in_the_project_are_not_followed_or_uploaded(rt, tmp_path: Path
     )
     assert r.json()["result"] == ["app.py", "pkg/inside.py", "slipstream.toml"]
     assert_still_serving(rt, res.generation)
+
+
+def test_an_oversized_manifest_is_refused_before_it_is_parsed(rt):
+    import httpx
+
+    from slipstream.server import MAX_JSON_BODY
+
+    body = b'{"files": {"' + b"a" * (MAX_JSON_BODY + 10) + b'": "x"}}'
+    r = httpx.post(f"{rt.url}/v1/sync/manifest", content=body,
+                   headers={"Authorization": f"Bearer {rt.token}", "content-type": "application/json"}, timeout=60)
+    assert r.status_code == 413 and "exclude" in r.json()["error"]["message"]
+
+
+def test_an_oversized_manifest_without_a_length_is_refused_too(rt):
+    import httpx
+
+    from slipstream.server import MAX_JSON_BODY
+
+    def chunks():
+        yield b'{"files": {"'
+        for _ in range(MAX_JSON_BODY // (1 << 20) + 2):
+            yield b"a" * (1 << 20)
+        yield b'": "x"}}'
+
+    r = httpx.post(f"{rt.url}/v1/generations", content=chunks(),
+                   headers={"Authorization": f"Bearer {rt.token}", "content-type": "application/json"}, timeout=60)
+    assert r.status_code == 413
