@@ -44,7 +44,6 @@ class Session:
         self.embedded: EmbeddedRuntime | None = None
         self.root: Path | None = None
         self.synced_gen: str | None = None
-        self.runtime_id: str | None = None
         self.spend_usd = 0.0
         self.busy_s = 0.0
         self.calls = 0
@@ -75,18 +74,16 @@ class Session:
                     os.environ["SLIPSTREAM_RUNTIME_URL"] = self.embedded.url
                     os.environ["SLIPSTREAM_TOKEN"] = self.embedded.token
             if self.synced_gen is None:
-                if os.environ.get(IN_RUNTIME_ENV):
-                    # an endpoint calling another: the runtime already runs this code, and a
-                    # worker still finishing on an older generation must not push it back
-                    self.synced_gen = "runtime"
-                else:
-                    self._sync()
+                self._sync()
             return self.client
 
     def _sync(self) -> None:
         assert self.client is not None and self.root is not None
-        h = self.client.health()
-        self.runtime_id = h.get("runtime_id")
+        if os.environ.get(IN_RUNTIME_ENV):
+            # an endpoint calling another: the runtime already runs this code, and a worker
+            # still finishing on an older generation must never push that code back
+            self.synced_gen = "runtime"
+            return
         from .sync import sync_project
 
         res = sync_project(self.client, self.root, progress=lambda line: _say(line) if line else None)
