@@ -26,7 +26,7 @@ from .logs import LogHub
 from .spec import EndpointSpec
 from .store import Generation
 
-__all__ = ["Pool", "Call", "WorkerHandle", "LocalBackend", "PoolError", "exit_reason"]
+__all__ = ["Pool", "Call", "WorkerHandle", "ChannelWorker", "LocalBackend", "PoolError", "exit_reason"]
 
 _ids = itertools.count(1)
 
@@ -100,7 +100,82 @@ def exit_reason(returncode: int | None, killed_by_us: str | None) -> str:
     return f"the worker exited with code {returncode}"
 
 
-class LocalWorker:
+class ChannelWorker:
+    """What every backend's worker handle shares: replies awaited by their op, sends on the
+    worker's channel, and a graceful stop. Subclasses set `_proto` once connected, `_gone`
+    when the worker is gone, and say how to kill it."""
+
+    _proto: ServerSide | None = None
+    _gone: asyncio.Event | None = None
+    _killed: str | None = None
+    _exited: bool = False
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    def kill(self, reason: str = "the worker was stopped") -> None:
+        raise NotImplementedError
+
+    def _expect(self, *ops: str) -> asyncio.Future[dict[str, Any]]:
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        for op in ops:
+            self._waiters[op] = fut
+        return fut
+
+    async def request(self, header: dict[str, Any], *replies: str, timeout: float | None = None) -> dict[str, Any]:
+        fut = self._expect(*replies)
+        self.send(header)
+        return await asyncio.wait_for(fut, timeout)
+
+    def _take_reply(self, header: dict[str, Any]) -> bool:
+        """Hand a message to whoever awaits its op (start, request); False when nobody does."""
+        fut = self._waiters.get(header.get("op", ""))
+        if fut is None:
+            return False
+        for k in [k for k, v in self._waiters.items() if v is fut]:
+            del self._waiters[k]
+        if not fut.done():
+            fut.set_result(header)
+        return True
+
+    def _fail_waiters(self, reason: str) -> None:
+        for fut in set(self._waiters.values()):
+            if not fut.done():
+                fut.set_exception(PoolError("crash", reason))
+        self._waiters.clear()
+
+    def send(self, header: dict[str, Any], body: Any = ()) -> None:
+        proto = self._proto
+        if proto is None or proto.transport is None or proto.transport.is_closing():
+            raise PoolError("crash", "the worker is not running")
+        proto.send(header, body)
+
+    def _never_started(self) -> None:
+        """stop() on a worker that is not running (nothing to wait for)."""
+
+    def _did_not_exit(self) -> None:
+        """stop() when the worker outlived its kill too."""
+
+    async def stop(self, grace: float = 2.0) -> None:
+        self._killed = self._killed or "the worker was stopped (scaled down)"
+        try:
+            self.send({"op": "exit"})
+        except PoolError:
+            pass
+        if self._gone is None or self._exited:
+            self._never_started()
+            return
+        try:
+            await asyncio.wait_for(self._gone.wait(), grace)
+        except TimeoutError:
+            self.kill(self._killed)
+            try:
+                await asyncio.wait_for(self._gone.wait(), 5)
+            except TimeoutError:
+                self._did_not_exit()
+
+
+class LocalWorker(ChannelWorker):
     """A worker process on this machine, spoken to over a socketpair: forked from the
     environment's fork server when one is ready, else spawned fresh."""
 
@@ -115,6 +190,7 @@ class LocalWorker:
         python: str | None = None,
         forkserver: Any = None,
     ) -> None:
+        super().__init__()
         self.id = f"{pool_name}-{next(_ids)}"
         self.pid: int | None = None
         self.devices = devices
@@ -129,12 +205,7 @@ class LocalWorker:
         self._python = python or sys.executable
         self._forkserver = forkserver
         self._proc: asyncio.subprocess.Process | None = None
-        self._proto: ServerSide | None = None
-        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._killed: str | None = None
-        self._exited = False
         self._returncode: int | None = None
-        self._gone: asyncio.Event | None = None
 
     async def start(self, init: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -186,27 +257,9 @@ class LocalWorker:
         self.started_by = "spawn"
         asyncio.ensure_future(self._reap())
 
-    def _expect(self, *ops: str) -> asyncio.Future[dict[str, Any]]:
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        for op in ops:
-            self._waiters[op] = fut
-        return fut
-
-    async def request(self, header: dict[str, Any], *replies: str, timeout: float | None = None) -> dict[str, Any]:
-        fut = self._expect(*replies)
-        self.send(header)
-        return await asyncio.wait_for(fut, timeout)
-
     def _message(self, header: dict[str, Any], body: bytearray) -> None:
-        fut = self._waiters.get(header.get("op", ""))
-        if fut is not None:
-            for k in [k for k, v in self._waiters.items() if v is fut]:
-                del self._waiters[k]
-            if not fut.done():
-                header["_body"] = body
-                fut.set_result(header)
-            return
-        self._on_message(self, header, body)
+        if not self._take_reply(header):
+            self._on_message(self, header, body)
 
     def _lost(self, exc: Exception | None) -> None:
         if self._returncode is None:
@@ -228,18 +281,10 @@ class LocalWorker:
         if self._gone is not None:
             self._gone.set()
         reason = exit_reason(self._returncode, self._killed)
-        for fut in set(self._waiters.values()):
-            if not fut.done():
-                fut.set_exception(PoolError("crash", reason))
-        self._waiters.clear()
+        self._fail_waiters(reason)
         if self._proto is not None and self._proto.transport is not None:
             self._proto.transport.close()
         self._on_exit(self, reason)
-
-    def send(self, header: dict[str, Any], body: Any = ()) -> None:
-        if self._proto is None or self._proto.transport is None or self._proto.transport.is_closing():
-            raise PoolError("crash", "the worker is not running")
-        self._proto.send(header, body)
 
     def kill(self, reason: str = "the worker was stopped") -> None:
         if self._killed is None:
@@ -252,23 +297,6 @@ class LocalWorker:
                     os.kill(self.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-
-    async def stop(self, grace: float = 2.0) -> None:
-        self._killed = self._killed or "the worker was stopped (scaled down)"
-        try:
-            self.send({"op": "exit"})
-        except PoolError:
-            pass
-        if self._gone is None or self._exited:
-            return
-        try:
-            await asyncio.wait_for(self._gone.wait(), grace)
-        except TimeoutError:
-            self.kill(self._killed)
-            try:
-                await asyncio.wait_for(self._gone.wait(), 5)
-            except TimeoutError:
-                pass
 
 
 class LocalBackend:

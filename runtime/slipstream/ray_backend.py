@@ -49,7 +49,7 @@ from .catalog import catalog
 from .catalog import cost as price_cost
 from .gpus import Device
 from .ipc import PREFIX, ServerSide
-from .pools import PoolError, exit_reason
+from .pools import ChannelWorker, exit_reason
 from .spec import EndpointSpec
 
 __all__ = ["RayBackend", "RayWorker", "ClusterGPU", "ray_types"]
@@ -242,12 +242,13 @@ class _Listener:
         return self.port
 
 
-class RayWorker:
+class RayWorker(ChannelWorker):
     """A pool worker on the Ray cluster: the handle the pool drives (see pools.WorkerHandle)."""
 
     def __init__(
         self, backend: RayBackend, pool: Any, env: dict[str, str], place: Placement
     ) -> None:
+        super().__init__()
         self.id = f"{pool.name}-r{next(_ids)}"
         self.pid: int | None = None
         self.device = "cpu"
@@ -262,17 +263,12 @@ class RayWorker:
         self._pool = pool
         self._env = env
         self._actor: Any = None
-        self._proto: ServerSide | None = None
-        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._killed: str | None = None
-        self._exited = False
         self._connected = False
-        self._done: asyncio.Event | None = None
 
     # --- lifecycle --------------------------------------------------------------------
     async def start(self, init: dict[str, Any]) -> dict[str, Any]:
         b = self._backend
-        self._done = asyncio.Event()
+        self._gone = asyncio.Event()
         port = await b.listener.ensure()
         b.listener.expected[self.id] = self
         hello = self._expect("hello")
@@ -346,12 +342,9 @@ class RayWorker:
             return
         self._exited = True
         self._backend.listener.expected.pop(self.id, None)
-        if self._done is not None:
-            self._done.set()
-        for fut in set(self._waiters.values()):
-            if not fut.done():
-                fut.set_exception(PoolError("crash", reason))
-        self._waiters.clear()
+        if self._gone is not None:
+            self._gone.set()
+        self._fail_waiters(reason)
         if self._proto is not None and self._proto.transport is not None:
             self._proto.transport.close()
         self._kill_actor()
@@ -370,55 +363,28 @@ class RayWorker:
             self._proto.transport.close()
         self._kill_actor()
 
-    async def stop(self, grace: float = 2.0) -> None:
-        self._killed = self._killed or "the worker was stopped (scaled down)"
-        try:
-            self.send({"op": "exit"})
-        except PoolError:
-            pass
-        if self._done is None or self._exited:
-            self._kill_actor()
-            return
-        try:
-            await asyncio.wait_for(self._done.wait(), grace)
-        except TimeoutError:
-            self.kill(self._killed)
-            try:
-                await asyncio.wait_for(self._done.wait(), 5)
-            except TimeoutError:
-                self._report_exit(self._killed)
+    def _never_started(self) -> None:
+        self._kill_actor()
+
+    def _did_not_exit(self) -> None:
+        self._report_exit(self._killed or "the worker was stopped")
 
     # --- messages ---------------------------------------------------------------------
-    def _expect(self, *ops: str) -> asyncio.Future[dict[str, Any]]:
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        for op in ops:
-            self._waiters[op] = fut
-        return fut
-
     def _message(self, header: dict[str, Any], body: bytearray) -> None:
-        op = header.get("op", "")
-        fut = self._waiters.get(op)
-        if fut is not None:
-            for k in [k for k, v in self._waiters.items() if v is fut]:
-                del self._waiters[k]
-            if not fut.done():
-                fut.set_result(header)
+        if self._take_reply(header):
             return
-        if op in ("result", "error"):
+        if header.get("op") in ("result", "error"):
             self._backend.meter(self, float(header.get("duration", 0.0)))
         self._pool._on_worker_message(self, header, body)
 
     def send(self, header: dict[str, Any], body: Any = ()) -> None:
-        proto = self._proto
-        if proto is None or proto.transport is None or proto.transport.is_closing():
-            raise PoolError("crash", "the worker is not running")
         if header.get("op") in ("init", "load"):  # code comes from the runtime, not the node's disk
             header = {
                 **header,
                 "fetch_url": self._backend.fetch_url(self._env),
                 "fetch_token": self._env.get("SLIPSTREAM_TOKEN", ""),
             }
-        proto.send(header, body)
+        super().send(header, body)
 
     def _log(self, text: str) -> None:
         self._pool.logs.emit(endpoint=self._pool.name, stream="system", text=text)
