@@ -69,3 +69,38 @@ def project(files: dict[str, str]) -> Path:
 def use_runtime(url: str, token: str) -> None:
     os.environ["SLIPSTREAM_RUNTIME_URL"] = url
     os.environ["SLIPSTREAM_TOKEN"] = token
+
+
+MODEL_SRC = '''
+import time
+from slipstream import endpoint, keep
+from slipstream.keeper import stats
+{marker}
+VERSION = {version}
+
+def load_model():
+    time.sleep({load_s})
+    return object()
+
+@endpoint
+def noop(x=None):
+    return x
+
+@endpoint
+class Model:
+    def setup(self):
+        self.model = keep("weights", load_model)
+
+    def version(self):
+        return VERSION
+
+    def loads(self):
+        return stats().loads
+'''
+
+
+def write_model(root: Path, version: int, load_s: float, restart: bool = False) -> None:
+    """The save-to-live benchmarks' endpoint module: a slow model kept across edits.
+    restart=True marks the module unsafe to reload, so the runtime replaces the worker."""
+    marker = 'SLIPSTREAM_RELOAD = "restart"' if restart else ""
+    (root / "model.py").write_text(MODEL_SRC.format(version=version, load_s=load_s, marker=marker))

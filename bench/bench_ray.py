@@ -30,34 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import fmt, project, stats_ms, timed
-
-SRC = """
-import time
-from slipstream import endpoint, keep
-from slipstream.keeper import stats
-
-VERSION = {version}
-
-def load_model():
-    time.sleep({load_s})
-    return object()
-
-@endpoint
-def noop(x=None):
-    return x
-
-@endpoint
-class Model:
-    def setup(self):
-        self.model = keep("weights", load_model)
-
-    def version(self):
-        return VERSION
-
-    def loads(self):
-        return stats().loads
-"""
+from _common import fmt, project, stats_ms, timed, write_model
 
 
 class Serve:
@@ -103,10 +76,6 @@ class Serve:
                 self.proc.kill()
 
 
-def write(root: Path, version: int, load_s: float) -> None:
-    (root / "model.py").write_text(SRC.format(version=version, load_s=load_s))
-
-
 def call(client: Any, name: str, method: str | None = None, *args: Any) -> Any:
     out = client.call(name, method, args, {})
     if out.error is not None:
@@ -136,7 +105,7 @@ def measure(rts: dict[str, Serve], root: Path, a: argparse.Namespace) -> dict[st
         order = list(clients.items())
         for k, c in order if v % 2 else order[::-1]:
             t = time.perf_counter()
-            write(root, v, a.load_s)
+            write_model(root, v, a.load_s)
             sync_project(c, root)
             while call(c, "Model", "version") != v:
                 pass
@@ -176,7 +145,7 @@ def main() -> None:
         address = cluster.address
         print(f"local Ray cluster up in {time.perf_counter() - t:.1f}s at {address}")
     root = project({})
-    write(root, 0, a.load_s)
+    write_model(root, 0, a.load_s)
     local = Serve("--gpu-fallback")
     on_ray = Serve(
         "--backend", "ray", "--ray-address", address, env={"SLIPSTREAM_RAY_WORKER_CPUS": "0.5"}

@@ -15,37 +15,8 @@ import importlib
 import os
 import sys
 import time
-from pathlib import Path
 
-from _common import fmt, project, stats_ms, use_runtime
-
-SRC = '''
-import time
-from slipstream import endpoint, keep
-from slipstream.keeper import stats
-{marker}
-VERSION = {version}
-
-def load_model():
-    time.sleep({load_s})
-    return object()
-
-@endpoint
-class Model:
-    def setup(self):
-        self.model = keep("weights", load_model)
-
-    def version(self):
-        return VERSION
-
-    def loads(self):
-        return stats().loads
-'''
-
-
-def write(root: Path, version: int, load_s: float, restart: bool = False) -> None:
-    marker = 'SLIPSTREAM_RELOAD = "restart"' if restart else ""
-    (root / "model.py").write_text(SRC.format(version=version, load_s=load_s, marker=marker))
+from _common import fmt, project, stats_ms, use_runtime, write_model
 
 
 def main() -> None:
@@ -60,7 +31,7 @@ def main() -> None:
     from slipstream.sync import sync_project
 
     root = project({})
-    write(root, 0, a.load_s)
+    write_model(root, 0, a.load_s)
     rt = EmbeddedRuntime.start(root)
     use_runtime(rt.url, rt.token)
     client = RuntimeClient(rt.url, rt.token)
@@ -74,7 +45,7 @@ def main() -> None:
         hot = []
         for v in range(1, a.edits + 1):
             t = time.perf_counter()
-            write(root, v, a.load_s)
+            write_model(root, v, a.load_s)
             sync_project(client, root)
             while m.version() != v:
                 pass
@@ -84,7 +55,7 @@ def main() -> None:
         for i in range(a.restarts):
             v = 1000 + i
             t = time.perf_counter()
-            write(root, v, a.load_s, restart=True)  # forces a new worker: setup and model load again
+            write_model(root, v, a.load_s, restart=True)  # forces a new worker: setup and model load again
             sync_project(client, root)
             while m.version() != v:
                 pass
