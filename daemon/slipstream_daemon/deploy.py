@@ -121,22 +121,14 @@ class Deployer:
         ls = self.ls
         started = time.perf_counter()
         token = await self._begin(root)
-        error: DeployError | None = None
         result: DeployResult
         changed_paths: set[Path] = set()
         try:
             _check_root(root)
             client = await ls.runtime.ensure(root)
             report = self._reporter(token)
-            try:
-                synced = await asyncio.to_thread(sync_project, client, root, progress=report)
-            except SdkDeployError as exc:
-                if exc.type != "UploadRefused":
-                    raise
-                # A file changed between hashing and upload (an editor or formatter writing
-                # it again): the next sync sees the new content.
-                log.info("retrying the sync of %s: %s", root, exc.message)
-                synced = await asyncio.to_thread(sync_project, client, root, progress=report)
+            # a file rewritten mid-sync (an editor or formatter saving again) is retried inside
+            synced = await asyncio.to_thread(sync_project, client, root, progress=report)
         except SdkDeployError as exc:
             where = local_file(exc.file, [root]) if exc.file else None
             error = DeployError(
@@ -158,23 +150,10 @@ class Deployer:
                     )
                 )
             changed_paths |= self.reported.replace("deploy-error", str(root), items)
-            result = DeployResult(
-                ok=False,
-                changed=[],
-                uploaded=0,
-                durationMs=round((time.perf_counter() - started) * 1000, 2),
-                error=error,
-            )
+            result = _refused(started, error)
         except Exception as exc:
             log.warning("deploy of %s failed: %s", root, exc)
-            error = DeployError(type=type(exc).__name__, message=str(exc))
-            result = DeployResult(
-                ok=False,
-                changed=[],
-                uploaded=0,
-                durationMs=round((time.perf_counter() - started) * 1000, 2),
-                error=error,
-            )
+            result = _refused(started, DeployError(type=type(exc).__name__, message=str(exc)))
         else:
             changed_paths |= self.reported.replace("deploy-error", str(root), [])
             changed_paths |= self.reported.clear_under("remote-exception", root)
@@ -306,3 +285,13 @@ def _summary(result: DeployResult) -> str:
 
 def _describe(root: Path, result: DeployResult) -> str:
     return f"{root.name}: {_summary(result)}"
+
+
+def _refused(started: float, error: DeployError) -> DeployResult:
+    return DeployResult(
+        ok=False,
+        changed=[],
+        uploaded=0,
+        durationMs=round((time.perf_counter() - started) * 1000, 2),
+        error=error,
+    )
