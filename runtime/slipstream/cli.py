@@ -109,8 +109,6 @@ def cmd_run(a: argparse.Namespace) -> int:
         embedded = EmbeddedRuntime.start(root)
         os.environ["SLIPSTREAM_RUNTIME_URL"] = embedded.url
         os.environ["SLIPSTREAM_TOKEN"] = embedded.token
-        if not embedded.info.get("gpus"):
-            pass  # the session says it once, at the first call, with the endpoint's GPU
     sys.argv = [str(script), *a.args]
     sys.path.insert(0, str(script.resolve().parent))
     code = 0

@@ -191,7 +191,7 @@ class RuntimeClient:
         if r.status_code == 404:
             data.setdefault("error", {})["kind"] = "unknown-endpoint"
         data.setdefault("ok", r.status_code < 400)
-        if "error" in data and "ok" in data and data["ok"] is False:
+        if data["ok"] is False and isinstance(data.get("error"), dict):
             data["error"].setdefault("frames", [])
         return data
 

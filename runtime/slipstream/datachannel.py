@@ -112,7 +112,7 @@ class DataServer:
                 self._open -= 1
 
     async def _call(self, header: dict[str, Any], body: Any, shm_ref: dict | None) -> tuple[int, list[Any]]:
-        from .server import _error_payload, _sdk_records
+        from .server import _error_records, _sdk_records
 
         try:
             pool = self.rt.pool(str(header.get("endpoint", "")))
@@ -123,8 +123,7 @@ class DataServer:
         try:
             await pool.call(c)
         except PoolError as exc:
-            logs = [wire.json_record(wire.REC_LOG, log) for log in c.logs]
-            return 200, logs + [wire.json_record(wire.REC_ERROR, _error_payload(exc.info))]
+            return 200, _error_records(c, exc.info)
         status, payload = c.future.result()
         return 200, _sdk_records(pool, c, status, payload)
 

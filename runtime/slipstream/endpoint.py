@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,11 +100,6 @@ class _Callable:
         from . import session
 
         return session.current().map(self.endpoint, self.method, list(items), kwargs)
-
-    def spawn_iter(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        from . import session
-
-        return session.current().stream(self.endpoint, self.method, args, kwargs)
 
 
 class Endpoint(_Callable):

@@ -372,8 +372,12 @@ def _failure(pool: Any, c: Call, info: ErrorInfo, fmt: str) -> Response:
     headers = {"Retry-After": "1"} if info.kind == "overloaded" else None
     if fmt == "json":
         return JSONResponse({"ok": False, "endpoint": pool.name, "logs": c.logs, "error": info.to_dict()}, status_code=status, headers=headers)
-    body = [wire.json_record(wire.REC_LOG, log) for log in c.logs] + [wire.json_record(wire.REC_ERROR, _error_payload(info))]
-    return _ChunkedResponse(body, wire.CONTENT_TYPE, status, headers)
+    return _ChunkedResponse(_error_records(c, info), wire.CONTENT_TYPE, status, headers)
+
+
+def _error_records(c: Call, info: ErrorInfo) -> list[bytes]:
+    """A call that failed on the runtime's side: the logs it made, then the error."""
+    return [wire.json_record(wire.REC_LOG, log) for log in c.logs] + [wire.json_record(wire.REC_ERROR, _error_payload(info))]
 
 
 def _record_bytes(kind: int, payload: Any) -> bytes:

@@ -133,10 +133,7 @@ class Runtime:
             try:
                 installs = await self._install_declared(gen)
                 scan = await self._scan(gen, [e.site_dir for e in installs if e.site_dir])
-            except DeployRefused:
-                self.store.discard(gen)
-                raise
-            except BaseException:
+            except BaseException:  # refused or failed: the half-made generation goes
                 self.store.discard(gen)
                 raise
             self.store.activate(gen)

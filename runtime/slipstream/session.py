@@ -223,9 +223,7 @@ class Session:
         cls = _KIND_TO_ERROR.get(info.kind)
         if cls is not None:
             return cls(info.message)
-        if info.kind in ("unavailable", "fatal", "bad-response") and not info.pickled:
-            if info.kind == "fatal":
-                return rebuild(info, self.root)
+        if info.kind in ("unavailable", "bad-response") and not info.pickled:
             return SlipstreamError(info.message)
         return rebuild(info, self.root)
 

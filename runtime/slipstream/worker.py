@@ -192,7 +192,8 @@ class Worker:
                     "give one of them name=..."
                 )
         except BaseException as exc:  # noqa: BLE001
-            self.loader.rollback(old[0] or "", old[1] or "", old[2], purged) if old[1] else None
+            if old[1]:
+                self.loader.rollback(old[0] or "", old[1], old[2], purged)
             self.ch.send({"op": "scan_error", "error": self._err(exc).to_dict()})
             return
         self.ch.send(
