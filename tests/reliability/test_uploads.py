@@ -60,9 +60,23 @@ BAD_MANIFESTS = {
 }
 
 
+# Content the runtime already holds, so an unsafe path cannot be refused as "not uploaded"
+ESCAPEE = b"ESCAPED = True  # written by test_unsafe_paths_are_refused_and_the_code_keeps_serving\n"
+ESCAPEE_SHA = hashlib.sha256(ESCAPEE).hexdigest()
+
+
 @pytest.fixture(scope="module")
-def rt():
-    runtime = start_runtime("--gpu-fallback", "--max-file-mb", "1", "--max-project-mb", "2")
+def store_parent(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The runtime keeps its store two folders down, so `../..` lands where the test can look."""
+    return tmp_path_factory.mktemp("outer")
+
+
+@pytest.fixture(scope="module")
+def rt(store_parent: Path):
+    runtime = start_runtime(
+        "--gpu-fallback", "--max-file-mb", "1", "--max-project-mb", "2",
+        "--store", str(store_parent / "store"),
+    )
     deploy(runtime, {"app.py": ECHO_APP})
     yield runtime
     runtime.stop()
@@ -97,10 +111,18 @@ def _refused(r: httpx.Response, *statuses: int) -> str:
 
 @pytest.mark.parametrize("route", ["/v1/sync/manifest", "/v1/generations"])
 @pytest.mark.parametrize("case", sorted(BAD_PATHS))
-def test_unsafe_paths_are_refused_and_the_code_keeps_serving(rt, route, case):
+def test_unsafe_paths_are_refused_and_the_code_keeps_serving(rt, store_parent, route, case):
     before = generation(rt)
-    r = _post(rt, route, {"files": {BAD_PATHS[case]: SHA}, "entries": []})
-    _refused(r, 400, 422)
+    assert _put_blob(rt, ESCAPEE_SHA, ESCAPEE).status_code == 200  # stored: only the path is wrong
+    path = BAD_PATHS[case]
+    r = _post(rt, route, {"files": {path: ESCAPEE_SHA}, "entries": [path]})
+    msg = _refused(r, 400)
+    assert "path" in msg and "not uploaded" not in msg, f"refused for its path, not its content: {msg}"
+    stray = [
+        p for p in store_parent.rglob("*")
+        if p.is_file() and "blobs" not in p.relative_to(store_parent).parts and p.read_bytes() == ESCAPEE
+    ]
+    assert not stray, f"{case}: the runtime wrote {stray}"
     assert_still_serving(rt, before)
 
 
