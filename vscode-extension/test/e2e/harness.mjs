@@ -10,7 +10,6 @@ import { chromium } from 'playwright-core';
 
 export const EXT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const REPO = gitRoot() ?? path.resolve(EXT, '..');
-export const SHARED = process.env.SLIPSTREAM_SHARED ?? path.resolve(REPO, '..', 'shared');
 export const PYTHON = process.env.SLIPSTREAM_PYTHON ?? path.join(REPO, '.venv', 'bin', 'python');
 export const RESULTS = path.join(EXT, 'test-results');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -109,8 +108,7 @@ async function waitHttp(url, timeoutMs, proc) {
 }
 
 function installCodeServer() {
-  const script = path.join(SHARED, 'tools', 'install-code-server.sh');
-  if (!fs.existsSync(script)) throw new Error(`${script} not found: set SLIPSTREAM_SHARED to the shared/ folder`);
+  const script = path.join(EXT, 'test', 'e2e', 'install-code-server.sh');
   const out = execFileSync('bash', [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const m = /ready at (\S+)/.exec(out);
   if (!m) throw new Error(`install-code-server.sh did not say where code-server is:\n${out}`);
@@ -138,7 +136,7 @@ function writeJson(file, value) {
 export async function prepare() {
   fs.rmSync(RESULTS, { recursive: true, force: true });
   fs.mkdirSync(RESULTS, { recursive: true });
-  say(`repo ${REPO}, shared ${SHARED}, python ${PYTHON}`);
+  say(`repo ${REPO}, python ${PYTHON}`);
   if (!fs.existsSync(PYTHON)) throw new Error(`no interpreter at ${PYTHON}: set SLIPSTREAM_PYTHON`);
   const codeServer = await check('install code-server and Chromium (cached)', async () => installCodeServer());
   const vsix = await check('package the .vsix', async () => {

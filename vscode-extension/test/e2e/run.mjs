@@ -5,7 +5,6 @@
 //   npm run test:e2e
 //
 // Environment:
-//   SLIPSTREAM_SHARED   the shared/ folder with tools/install-code-server.sh (default: <repo>/../shared)
 //   SLIPSTREAM_PYTHON   interpreter with slipstream installed (default: <repo>/.venv/bin/python)
 //   SLIPSTREAM_E2E_PROJECT  project to open (default: examples/hello if its hello.py has a
 //                       gpu="H100" endpoint, else test/fixtures/hello); test/fixtures/extras is added
