@@ -165,13 +165,17 @@ class Runner:
         if live is not None:
             live.start(client)
         tag = live.run_id if live is not None else None
-        reply = await asyncio.to_thread(client.call_json, endpoint, kwargs, method, None, None, tag)
+        from slipstream.config import project_key
+
+        # the project's own endpoint, never another project's of the same name (same key as its deploys)
+        project = project_key(root) if root is not None else None
+        reply = await asyncio.to_thread(client.call_json, endpoint, kwargs, method, None, None, tag, project)
         error = reply.get("error") or {}
         if not reply.get("ok") and error.get("kind") == "unknown-endpoint" and root is not None:
             # The runtime restarted or was switched under us: push the code and try once more.
             ls.deployer.forget_runtime()
             await ls.deployer.deploy(root, "run")
-            reply = await asyncio.to_thread(client.call_json, endpoint, kwargs, method)
+            reply = await asyncio.to_thread(client.call_json, endpoint, kwargs, method, None, None, None, project)
             error = reply.get("error") or {}
             if not reply.get("ok") and error.get("kind") == "unknown-endpoint":
                 error["message"] = (

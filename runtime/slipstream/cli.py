@@ -147,13 +147,32 @@ def cmd_status(a: argparse.Namespace) -> int:
         return 0
     h = st["runtime"]
     gpus = ", ".join(g["name"] for g in h["gpus"]) or "no GPU"
-    print(f"{c.url}  {h['backend']}  {gpus}  generation {h['generation']}  spend ${st['spend']['cost_usd']:.6f}")
-    for e in st["endpoints"]:
-        p, s = e["pool"], e["stats"]
-        states = ",".join(w["state"] for w in p["workers"]) or "scaled to zero"
-        print(f"  {e['name']:<24} {e['gpu']:<10} workers {len(p['workers'])}/{p['max']} [{states}]  "
-              f"calls {s['calls']} errors {s['errors']}  p50 {s['p50_ms']} ms  ${s['cost_usd']:.6f}")
+    print(f"{c.url}  {h['backend']}  {gpus}  spend ${st['spend']['cost_usd']:.6f}")
+    here = _here_key()
+    projects = st.get("projects") or [{"key": None, "generation": h.get("generation"), "deploys": 0, "spend": st["spend"]}]
+    if not st["endpoints"] and not st.get("projects"):
+        print("  no project deployed yet")
+    for proj in projects:  # one block per project: its generation, spend and endpoints
+        if proj["key"] is not None:
+            mark = "  (this folder)" if proj["key"] == here else ""
+            sp = proj["spend"]
+            print(f"project {proj['key']}  generation {proj['generation']}  calls {sp['calls']}  ${sp['cost_usd']:.6f}{mark}")
+        for e in (e for e in st["endpoints"] if e.get("project") == proj["key"]):
+            p, s = e["pool"], e["stats"]
+            states = ",".join(w["state"] for w in p["workers"]) or "scaled to zero"
+            print(f"  {e['name']:<24} {e['gpu']:<10} workers {len(p['workers'])}/{p['max']} [{states}]  "
+                  f"calls {s['calls']} errors {s['errors']}  p50 {s['p50_ms']} ms  ${s['cost_usd']:.6f}")
     return 0
+
+
+def _here_key() -> str | None:
+    """The project key of the folder `slipstream status` runs in (to mark it), if any."""
+    from .config import find_project_root, project_key
+
+    try:
+        return project_key(find_project_root(Path.cwd()))
+    except (OSError, ValueError):
+        return None
 
 
 def cmd_logs(a: argparse.Namespace) -> int:

@@ -45,10 +45,19 @@ def _timeout(read: float | None) -> httpx.Timeout:
     return httpx.Timeout(connect=10.0, read=read, write=600.0, pool=None)
 
 
+def call_path(endpoint: str, project: str | None) -> str:
+    """The HTTP call route: project-qualified when the project is known (always, from the SDK)."""
+    return f"/v1/projects/{project}/endpoints/{endpoint}/call" if project else f"/v1/endpoints/{endpoint}/call"
+
+
 class RuntimeClient:
-    def __init__(self, url: str, token: str = "", *, timeout: float | None = 600.0) -> None:
+    """One runtime. `project` (a key from slipstream.config.project_key) is the project whose
+    endpoints calls reach unless a call names another; sync(root) sets it when unset."""
+
+    def __init__(self, url: str, token: str = "", *, timeout: float | None = 600.0, project: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.token = token
+        self.project = project
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=_timeout(timeout), limits=limits, trust_env=False)
@@ -108,17 +117,21 @@ class RuntimeClient:
         self.runtime_id = h.get("runtime_id")
         return h
 
-    def endpoints(self) -> list[dict[str, Any]]:
-        return self._json("GET", "/v1/endpoints")["endpoints"]
+    def endpoints(self, project: str | None = None) -> list[dict[str, Any]]:
+        """Every endpoint on the runtime (each names its project), or one project's."""
+        return self.status(project)["endpoints"]
 
-    def status(self) -> dict[str, Any]:
-        return self._json("GET", "/v1/endpoints")
+    def status(self, project: str | None = None) -> dict[str, Any]:
+        """{endpoints, projects, spend, runtime}; with a project key, only that project's."""
+        return self._json("GET", "/v1/endpoints", params={"project": project} if project else None)
 
-    def logs(self, endpoint: str | None = None, backlog: int = 50, stop: Any = None, tag: str | None = None) -> Iterator[dict[str, Any]]:
+    def logs(self, endpoint: str | None = None, backlog: int = 50, stop: Any = None, tag: str | None = None, project: str | None = None) -> Iterator[dict[str, Any]]:
         """Follow the runtime's log (SSE). `stop` (a threading.Event) ends it within ~1 s."""
         params: dict[str, Any] = {"backlog": backlog}
         if endpoint:
             params["endpoint"] = endpoint
+        if project:
+            params["project"] = project
         if tag:
             params["tag"] = tag
         read = None
@@ -152,8 +165,12 @@ class RuntimeClient:
         if r.status_code >= 400:
             raise DeployError(_message(r), type="UploadRefused")
 
-    def commit(self, files: dict[str, str], entries: list[str]) -> dict[str, Any]:
-        r = self._request("POST", "/v1/generations", json={"files": files, "entries": entries}, timeout=_timeout(None))
+    def commit(self, files: dict[str, str], entries: list[str], project: str | None = None) -> dict[str, Any]:
+        """Deploy these files as the project's new generation (only its endpoints change)."""
+        body: dict[str, Any] = {"files": files, "entries": entries}
+        if project or self.project:
+            body["project"] = project or self.project
+        r = self._request("POST", "/v1/generations", json=body, timeout=_timeout(None))
         if r.status_code >= 400:
             try:
                 err = r.json().get("error", {})
@@ -171,17 +188,20 @@ class RuntimeClient:
     def sync(self, root: str | os.PathLike[str]) -> Any:
         from .sync import sync_project
 
-        return sync_project(self, Path(root))
+        res = sync_project(self, Path(root))
+        if self.project is None:
+            self.project = res.project  # this client's calls now reach that project's endpoints
+        return res
 
     # --- calls ------------------------------------------------------------------------
-    def call_json(self, endpoint: str, kwargs: dict[str, Any] | None = None, method: str | None = None, args: list[Any] | None = None, timeout: float | None = None, tag: str | None = None) -> dict[str, Any]:
+    def call_json(self, endpoint: str, kwargs: dict[str, Any] | None = None, method: str | None = None, args: list[Any] | None = None, timeout: float | None = None, tag: str | None = None, project: str | None = None) -> dict[str, Any]:
         """Call with JSON in and the JSON display form out (for editors and scripts).
         With a tag, the call's log lines can be followed live with logs(tag=...)."""
         params: dict[str, str] | None = {"method": method} if method else None
         if tag:
             params = {**(params or {}), "tag": tag}
         r = self._request(
-            "POST", f"/v1/endpoints/{endpoint}/call", params=params,
+            "POST", call_path(endpoint, project or self.project), params=params,
             json={"args": args or [], "kwargs": kwargs or {}}, timeout=_timeout(timeout),
         )
         try:
@@ -207,12 +227,13 @@ class RuntimeClient:
                 self._data_client = DataClient(host, int(port), self.token)
         return self._data_client
 
-    def call(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None) -> CallOutcome:
+    def call(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None, *, project: str | None = None) -> CallOutcome:
+        project = project or self.project
         chunks = wire.dumps({"args": list(args), "kwargs": kwargs})
         data = self._data()
         if data is not None:
             try:
-                status, body = data.call(endpoint, method, chunks, timeout)
+                status, body = data.call(endpoint, method, chunks, timeout, project)
             except OSError as exc:
                 if isinstance(exc, ConnectionRefusedError):
                     self._data_client = None  # e.g. a proxy in front: fall back to HTTP for good
@@ -220,21 +241,21 @@ class RuntimeClient:
                     raise RuntimeUnavailable(f"lost the runtime at {self.url} during the call: {exc}") from None
             else:
                 return _records_outcome(status, body)
-        return self._call_http(endpoint, method, chunks, timeout)
+        return self._call_http(endpoint, method, chunks, timeout, project)
 
-    def _call_http(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None) -> CallOutcome:
+    def _call_http(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> CallOutcome:
         params = {"method": method} if method else None
         size = wire.frame_length(chunks)
         # one write for small bodies: separate header/body segments meet delayed ACKs (40 ms)
         content: Any = b"".join(chunks) if size < SMALL_BODY else _iter(chunks)
         r = self._request(
-            "POST", f"/v1/endpoints/{endpoint}/call", params=params, content=content,
+            "POST", call_path(endpoint, project), params=params, content=content,
             headers={"content-type": wire.CONTENT_TYPE, "content-length": str(size)},
             timeout=_timeout(timeout),
         )
         return _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r)
 
-    def stream(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None) -> Iterator[tuple[str, Any]]:
+    def stream(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None, *, project: str | None = None) -> Iterator[tuple[str, Any]]:
         """Yield ("item", value) as a generator endpoint produces them, then ("done", outcome)."""
         params: dict[str, Any] = {"stream": "true"}
         if method:
@@ -242,7 +263,7 @@ class RuntimeClient:
         body = wire.dumps_bytes({"args": list(args), "kwargs": kwargs})
         try:
             with self.http.stream(
-                "POST", f"/v1/endpoints/{endpoint}/call", params=params, content=body,
+                "POST", call_path(endpoint, project or self.project), params=params, content=body,
                 headers={"content-type": wire.CONTENT_TYPE}, timeout=_timeout(timeout),
             ) as r:
                 if r.headers.get("content-type", "").split(";")[0] != wire.CONTENT_TYPE:
@@ -262,7 +283,8 @@ class RuntimeClient:
         except httpx.TransportError as exc:
             raise RuntimeUnavailable(f"lost the runtime at {self.url} while streaming: {exc}") from None
 
-    async def call_async(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None) -> CallOutcome:
+    async def call_async(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None, *, project: str | None = None) -> CallOutcome:
+        project = project or self.project
         loop = asyncio.get_running_loop()
         data = self._data()  # also the binary channel when the runtime offers one
         if data is not None:
@@ -270,7 +292,7 @@ class RuntimeClient:
                 self._adata = AsyncDataClient(data.addr[0], data.addr[1], self.token)
             chunks = wire.dumps({"args": list(args), "kwargs": kwargs})
             try:
-                status, body = await self._adata.call(endpoint, method, chunks, timeout)
+                status, body = await self._adata.call(endpoint, method, chunks, timeout, project)
             except (OSError, asyncio.IncompleteReadError) as exc:
                 raise RuntimeUnavailable(f"lost the runtime at {self.url} during the call: {exc}") from None
             return _records_outcome(status, body)
@@ -283,7 +305,7 @@ class RuntimeClient:
         body = wire.dumps_bytes({"args": list(args), "kwargs": kwargs})
         try:
             r = await self._aio.post(
-                f"/v1/endpoints/{endpoint}/call", params=params, content=body,
+                call_path(endpoint, project), params=params, content=body,
                 headers={"content-type": wire.CONTENT_TYPE}, timeout=_timeout(timeout),
             )
         except httpx.TransportError as exc:
@@ -334,6 +356,8 @@ def _records_outcome(status: int, body: bytearray) -> CallOutcome:
         _apply_record(out, kind, payload)  # type: ignore[arg-type]
     if status == 404:
         raise UnknownEndpoint(out.error.message if out.error else "unknown endpoint")
+    if status in (400, 409):  # a malformed project key; a name several projects define
+        raise SlipstreamError(out.error.message if out.error else f"the runtime refused the call ({status})")
     if status == 401:
         raise SlipstreamError("the runtime refused the token; set SLIPSTREAM_TOKEN to the token it printed")
     return out

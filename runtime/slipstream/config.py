@@ -6,15 +6,19 @@ Runtime: SLIPSTREAM_RUNTIME_URL / SLIPSTREAM_TOKEN, else the project's slipstrea
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProjectConfig", "find_project_root", "load_project", "runtime_from_env", "CONFIG_NAME"]
+__all__ = ["ProjectConfig", "find_project_root", "load_project", "runtime_from_env", "project_key", "CONFIG_NAME", "PROJECT_ENV"]
 
 CONFIG_NAME = "slipstream.toml"
+PROJECT_ENV = "SLIPSTREAM_PROJECT"  # set by the runtime in its workers: nested calls stay in their project
 
 
 @dataclass
@@ -66,3 +70,22 @@ def runtime_from_env(project: ProjectConfig | None = None) -> tuple[str, str] | 
     token_env = project.token_env if project else "SLIPSTREAM_TOKEN"
     token = os.environ.get(token_env) or os.environ.get("SLIPSTREAM_TOKEN", "")
     return url.rstrip("/"), token
+
+
+def project_key(root: str | os.PathLike[str]) -> str:
+    """The name a runtime keeps this project's code, endpoints and metering under.
+
+    The project's name (slipstream.toml [project] name, else the folder's) plus a short hash of
+    this machine and the root's absolute path, so two checkouts called "app" never collide.
+    Every client derives it here, from the root that find_project_root() found. Inside the
+    runtime (a worker calling another endpoint) it is the project the worker belongs to."""
+    if os.environ.get("SLIPSTREAM_IN_RUNTIME") and os.environ.get(PROJECT_ENV):
+        return os.environ[PROJECT_ENV]
+    path = Path(root).resolve()
+    try:
+        name = load_project(path).name
+    except ValueError:  # a broken slipstream.toml is reported by the sync; the key needs only a name
+        name = path.name
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-._")[:40] or "project"
+    digest = hashlib.sha256(f"{socket.gethostname()}\0{path}".encode()).hexdigest()[:8]
+    return f"{name}-{digest}"

@@ -4,7 +4,7 @@ HTTP stays the API for curl, browsers and editors; the SDK sends its calls here 
 request is one framed write and large bodies land straight in shared memory on the runtime,
 without HTTP parsing or extra copies.
 
-    request:  u32 len(header) | u64 len(body) | {"token", "endpoint", "method"} | wire frame
+    request:  u32 len(header) | u64 len(body) | {"token", "endpoint", "method", "project"} | wire frame
     response: u32 len(header) | u64 len(body) | {"status"}                     | records
 """
 
@@ -113,11 +113,16 @@ class DataServer:
 
     async def _call(self, header: dict[str, Any], body: Any, shm_ref: dict | None) -> tuple[int, list[Any]]:
         from .server import _error_records, _sdk_records
+        from .service import AmbiguousEndpoint
 
         try:
-            pool = self.rt.pool(str(header.get("endpoint", "")))
+            pool = self.rt.pool(str(header.get("endpoint", "")), header.get("project") or None)
+        except AmbiguousEndpoint as exc:
+            return 409, _error_record("AmbiguousEndpoint", str(exc), "bad-request")
         except KeyError as exc:
             return 404, _error_record("UnknownEndpoint", exc.args[0], "unknown-endpoint")
+        except ValueError as exc:  # a malformed project key
+            return 400, _error_record("BadProject", str(exc), "bad-request")
         c = Call(method=header.get("method") or None, fmt="pickle", body=body)
         c.shm_ref = shm_ref
         try:
@@ -163,26 +168,26 @@ class DataClient:
         self.token = token
         self._idle: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
 
-    def call(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None) -> tuple[int, bytearray]:
+    def call(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:
         try:
             pooled = self._idle.get_nowait()
         except queue.Empty:
-            return self._call(self._fresh(), endpoint, method, chunks, timeout)
+            return self._call(self._fresh(), endpoint, method, chunks, timeout, project)
         try:
-            return self._call(pooled, endpoint, method, chunks, timeout)
+            return self._call(pooled, endpoint, method, chunks, timeout, project)
         except (ConnectionError, BrokenPipeError):
             # the runtime closed this pooled connection while it sat idle: once more, fresh
-            return self._call(self._fresh(), endpoint, method, chunks, timeout)
+            return self._call(self._fresh(), endpoint, method, chunks, timeout, project)
 
     def _fresh(self) -> socket.socket:
         s = socket.create_connection(self.addr, timeout=10)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return s
 
-    def _call(self, s: socket.socket, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None) -> tuple[int, bytearray]:
+    def _call(self, s: socket.socket, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:
         try:
             s.settimeout(timeout)
-            header = {"token": self.token, "endpoint": endpoint, "method": method}
+            header = {"token": self.token, "endpoint": endpoint, "method": method, "project": project}
             _send_all(s, [encode_header(header, wire.frame_length(chunks)), *chunks])
             hlen, blen = PREFIX.unpack(recv_exact(s, PREFIX.size))
             status = json.loads(recv_exact(s, hlen)).get("status", 500)
@@ -214,18 +219,18 @@ class AsyncDataClient:
         reader, writer = await asyncio.open_connection(*self.addr, limit=1 << 20)
         return reader, writer
 
-    async def call(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None) -> tuple[int, bytearray]:
+    async def call(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:
         if self._idle:
             pooled = self._idle.pop()
             try:
-                return await self._call(pooled, endpoint, method, chunks, timeout)
+                return await self._call(pooled, endpoint, method, chunks, timeout, project)
             except (ConnectionError, asyncio.IncompleteReadError):
                 pass  # closed by the runtime while idle: once more on a fresh connection
-        return await self._call(await self._fresh(), endpoint, method, chunks, timeout)
+        return await self._call(await self._fresh(), endpoint, method, chunks, timeout, project)
 
-    async def _call(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], endpoint: str, method: str | None, chunks: list[Any], timeout: float | None) -> tuple[int, bytearray]:
+    async def _call(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:
         reader, writer = conn
-        header = {"token": self.token, "endpoint": endpoint, "method": method}
+        header = {"token": self.token, "endpoint": endpoint, "method": method, "project": project}
         try:
             writer.write(encode_header(header, wire.frame_length(chunks)))
             for c in chunks:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .client import RuntimeClient
-from .config import find_project_root
+from .config import find_project_root, project_key
 from .errors import DeployError, SlipstreamError
 from .sync import SyncResult, is_ignored, sync_project
 
@@ -173,12 +173,12 @@ def run_dev(path: Path, *, port: int = 8888, runtime_url: str | None = None, hos
     root = find_project_root(path)
     embedded = None
     if runtime_url:
-        client = RuntimeClient(runtime_url, os.environ.get("SLIPSTREAM_TOKEN", ""))
+        client = RuntimeClient(runtime_url, os.environ.get("SLIPSTREAM_TOKEN", ""), project=project_key(root))
     else:
         from .embedded import EmbeddedRuntime
 
         embedded = EmbeddedRuntime.start(root)
-        client = RuntimeClient(embedded.url, embedded.token)
+        client = RuntimeClient(embedded.url, embedded.token, project=project_key(root))
         _out(f"embedded runtime at {embedded.url}" + ("" if embedded.info.get("gpus") else " (no GPU: endpoints run on the CPU)"))
     state = DevState(client, root)
     res = state.sync("initial sync")

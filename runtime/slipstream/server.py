@@ -22,7 +22,7 @@ from starlette.routing import Route
 from . import __version__, shm, wire
 from .errors import ErrorInfo
 from .pools import Call, PoolError
-from .service import DeployRefused, Runtime
+from .service import AmbiguousEndpoint, DeployRefused, Runtime
 from .store import UploadRefused
 
 __all__ = ["create_app", "serve", "bind_socket"]
@@ -106,10 +106,22 @@ class Manifest(BaseModel):
 
 class Commit(Manifest):
     entries: list[str] = Field(default_factory=list, description="files that define endpoints (imported to find them)")
+    project: str | None = Field(
+        None, description="the project's key (its name plus a hash of machine and root); a commit replaces only "
+        "that project's endpoints. Omitted: the project \"default\"", max_length=80,
+    )
 
 
 def _error(status: int, type_: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": {"type": type_, "message": message, **extra}}, status_code=status)
+
+
+def _lookup_error(exc: LookupError) -> JSONResponse:
+    """404 for a name no (or not that) project defines; 409 when several projects define it."""
+    if isinstance(exc, AmbiguousEndpoint):
+        return _error(409, "AmbiguousEndpoint", str(exc), projects=exc.projects,
+                      routes=[f"/v1/projects/{p}/endpoints/{exc.name}/call" for p in exc.projects])
+    return _error(404, "UnknownEndpoint", exc.args[0] if exc.args else str(exc))
 
 
 def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
@@ -172,9 +184,11 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
     @app.post("/v1/generations", summary="Commit a generation: import it, then swap workers to it")
     async def commit(c: Commit) -> Any:
         try:
-            return await rt.commit(c.files, c.entries)
+            return await rt.commit(c.files, c.entries, c.project)
         except UploadRefused as exc:
             return _error(400, "UploadRefused", str(exc))
+        except ValueError as exc:  # a malformed project key
+            return _error(400, "BadProject", str(exc))
         except DeployRefused as exc:
             info = exc.info
             where = next((f for f in reversed(info.frames) if f.in_project), None)
@@ -184,16 +198,35 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
                 file=where.file if where else None, line=where.line if where else None,
             )
 
-    @app.get("/v1/endpoints", summary="Endpoints with their pool state and stats")
-    async def endpoints() -> dict[str, Any]:
-        return {"endpoints": [p.describe() for p in rt.pools.values()], "spend": rt.spend(), "runtime": rt.health()}
+    @app.get("/v1/endpoints", summary="Endpoints with their pool state and stats, grouped by project")
+    async def endpoints(project: str | None = Query(None, max_length=80, description="only this project's")) -> Any:
+        try:
+            return rt.listing(project)
+        except (KeyError, ValueError) as exc:
+            return _error(404, "UnknownProject", exc.args[0])
 
     @app.get("/v1/endpoints/{name}", summary="One endpoint's pool state and stats")
-    async def endpoint_info(name: str) -> Any:
+    async def endpoint_info(name: str, project: str | None = Query(None, max_length=80)) -> Any:
         try:
-            return rt.pool(name).describe()
-        except KeyError as exc:
-            return _error(404, "UnknownEndpoint", exc.args[0])
+            return _describe(rt, rt.pool(name, project))
+        except (LookupError, ValueError) as exc:
+            return _lookup_error(exc) if isinstance(exc, LookupError) else _error(400, "BadProject", str(exc))
+
+    @app.get("/v1/projects", summary="The projects deployed here: generation, endpoints, environments, spend")
+    async def projects() -> dict[str, Any]:
+        return {"projects": [p.describe() for p in rt.projects.values()]}
+
+    @app.get("/v1/projects/{project}/endpoints/{name}", summary="One endpoint of one project")
+    async def project_endpoint_info(project: str, name: str) -> Any:
+        return await endpoint_info(name, project)
+
+    @app.delete("/v1/projects/{project}", summary="Remove a project: stop its workers, delete its generations")
+    async def remove_project(project: str) -> Any:
+        try:
+            await rt.remove_project(project)
+        except (KeyError, ValueError) as exc:
+            return _error(404, "UnknownProject", exc.args[0])
+        return {"removed": project}
 
     @app.post(
         "/v1/endpoints/{name}/call",
@@ -217,17 +250,30 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         method: str | None = Query(None, description="method of a class endpoint"),
         stream: bool = Query(False, description="stream generator items as they come (SDK format)"),
         tag: str | None = Query(None, max_length=64, description="a name for this call; its log lines carry it (follow them with /v1/logs?tag=)"),
+        project: str | None = Query(None, max_length=80, description="the endpoint's project; needed only when several projects define the name (409 otherwise)"),
     ) -> Any:
+        return await handle_call(request)
+
+    @app.post(
+        "/v1/projects/{project}/endpoints/{name}/call",
+        summary="Call one project's endpoint",
+        description="The same as /v1/endpoints/{name}/call, for the endpoint of this project (the SDK always calls so).",
+    )
+    async def project_call(request: Request, project: str, name: str, method: str | None = Query(None), stream: bool = Query(False),
+                           tag: str | None = Query(None, max_length=64)) -> Any:
         return await handle_call(request)
 
     async def handle_call(request: Request) -> Any:
         name = request.path_params["name"]
+        project = request.path_params.get("project") or request.query_params.get("project") or None
         method = request.query_params.get("method") or None
         stream = request.query_params.get("stream", "").lower() in ("1", "true", "yes")
         try:
-            pool = rt.pool(name)
-        except KeyError as exc:
-            return _error(404, "UnknownEndpoint", exc.args[0])
+            pool = rt.pool(name, project)
+        except LookupError as exc:
+            return _lookup_error(exc)
+        except ValueError as exc:
+            return _error(400, "BadProject", str(exc))
         ctype = request.headers.get("content-type", "").split(";")[0].strip()
         if ctype == wire.CONTENT_TYPE:
             fmt = "pickle"
@@ -273,6 +319,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
 
     # The hot path skips FastAPI's parameter machinery; the route above documents it.
     app.router.routes.insert(0, Route("/v1/endpoints/{name}/call", handle_call, methods=["POST"]))
+    app.router.routes.insert(0, Route("/v1/projects/{project}/endpoints/{name}/call", handle_call, methods=["POST"]))
 
     @app.get("/v1/logs", summary="Live logs as server-sent events")
     async def logs(
@@ -281,13 +328,15 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         backlog: int = Query(50, ge=0, le=2000),
         keepalive: float = Query(15.0, ge=0.2, le=300, description="seconds between keep-alive comments"),
         tag: str | None = Query(None, max_length=64, description="only the lines of calls made with this tag"),
+        project: str | None = Query(None, max_length=80, description="only this project's lines"),
     ) -> Any:
         q = rt.logs.subscribe()
 
         async def events() -> AsyncIterator[bytes]:
             try:
                 def wanted(e: dict[str, Any]) -> bool:
-                    return (endpoint is None or e.get("endpoint") == endpoint) and (tag is None or e.get("tag") == tag)
+                    return ((endpoint is None or e.get("endpoint") == endpoint) and (tag is None or e.get("tag") == tag)
+                            and (project is None or e.get("project") == project))
 
                 for e in list(rt.logs.recent)[-backlog:] if backlog else []:
                     if wanted(e):
@@ -328,10 +377,15 @@ def _http_status(info: Any) -> int:
     return STATUS.get(kind, 500)
 
 
+def _describe(rt: Runtime, pool: Any) -> dict[str, Any]:
+    return {**pool.describe(), "project": getattr(pool, "project", None)}
+
+
 def _meta(pool: Any, c: Call) -> dict[str, Any]:
     handle = c.worker
     return {
         "endpoint": pool.name,
+        "project": getattr(pool, "project", None),
         "duration_s": round(c.duration, 6),
         "cost_usd": pool.call_cost(c),
         "gpu": pool.spec.gpu_label,
@@ -444,8 +498,8 @@ def _prometheus(rt: Runtime) -> str:
         "slipstream_queue_depth": [], "slipstream_workers": [], "slipstream_reloads_total": [],
         "slipstream_worker_start_seconds": [],
     }
-    for p in rt.pools.values():
-        lab = f'endpoint="{p.name}",gpu="{p.spec.gpu_label}"'
+    for key, p in rt.pools.items():
+        lab = f'project="{key.rsplit("/", 1)[0]}",endpoint="{p.name}",gpu="{p.spec.gpu_label}"'
         s = p.stats
         lines.append(f"slipstream_calls_total{{{lab}}} {s.calls}")
         series["slipstream_errors_total"].append(f"{{{lab}}} {s.errors}")

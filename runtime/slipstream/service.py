@@ -1,16 +1,21 @@
-"""The runtime's state: code store, scanner, one pool per endpoint, metering totals."""
+"""The runtime's state: the code store and, per project, its generations, scanner, one pool per
+endpoint and metering. Projects never see each other's code: a commit replaces only its own
+project's endpoints, and calls name their project (see docs/architecture.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .config import PROJECT_ENV
 from .endpoint import IN_RUNTIME_ENV
 from .envs import EnvManager, InstallFailed, PyEnv, static_dependencies
 from .errors import ErrorInfo, Frame
@@ -21,7 +26,88 @@ from .pools import LocalBackend, LocalWorker, Pool, PoolError
 from .spec import EndpointSpec
 from .store import Generation, Limits, Store
 
-__all__ = ["Runtime", "DeployRefused"]
+__all__ = ["Runtime", "DeployRefused", "Project", "AmbiguousEndpoint", "DEFAULT_PROJECT", "check_project_key"]
+
+DEFAULT_PROJECT = "default"  # what a commit without a project key (an old client, curl) lands in
+PROJECT_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+MAX_SCANNERS = 4  # live import processes; the least recently deployed project's goes first
+
+
+def check_project_key(key: str | None) -> str:
+    """A usable project key, or ValueError saying what one looks like."""
+    if key is None or key == "":
+        return DEFAULT_PROJECT
+    if not isinstance(key, str) or not PROJECT_KEY_RE.match(key):
+        raise ValueError(
+            f"project key {str(key)[:90]!r} is not valid: use 1-80 letters, digits, '_', '.' or '-' "
+            "starting with a letter or digit (the SDK derives one: slipstream.config.project_key)"
+        )
+    return key
+
+
+class AmbiguousEndpoint(LookupError):
+    """An endpoint name that several projects define, asked for without naming the project."""
+
+    def __init__(self, name: str, projects: list[str]) -> None:
+        self.name, self.projects = name, projects
+        routes = ", ".join(f"/v1/projects/{p}/endpoints/{name}/call" for p in projects)
+        super().__init__(
+            f"endpoint {name!r} is defined by {len(projects)} projects on this runtime "
+            f"({', '.join(projects)}); name the project: {routes}"
+        )
+
+
+class _ProjectLogs:
+    """The runtime's log hub as one project's pools see it: every line carries the project."""
+
+    def __init__(self, hub: LogHub, key: str) -> None:
+        self.hub, self.key = hub, key
+
+    def emit(self, **event: Any) -> None:
+        event.setdefault("project", self.key)
+        self.hub.emit(**event)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.hub, name)
+
+
+class Project:
+    """One project's share of a runtime: generations, scanner, pools, deploys and metering."""
+
+    def __init__(self, key: str, store: Store, logs: LogHub) -> None:
+        self.key = key
+        self.store = store
+        self.logs = _ProjectLogs(logs, key)
+        self.pools: dict[str, Pool] = {}
+        self.scanner: LocalWorker | None = None
+        self.deploys = 0
+        self.lock = asyncio.Lock()
+        self.deployed_at = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("-", 1)[0] if "-" in self.key else self.key
+
+    def spend(self) -> dict[str, float]:
+        pools = self.pools.values()
+        return {
+            "cost_usd": round(sum(p.stats.cost_usd for p in pools), 8),
+            "busy_s": round(sum(p.stats.busy_s for p in pools), 6),
+            "calls": sum(p.stats.calls for p in pools),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        gen = self.store.current
+        return {
+            "key": self.key,
+            "name": self.name,
+            "generation": gen.id if gen else None,
+            "deploys": self.deploys,
+            "deployed_at": self.deployed_at or None,
+            "endpoints": sorted(self.pools),
+            "environments": sorted({p.pyenv.key for p in self.pools.values() if p.pyenv is not None}),
+            "spend": self.spend(),
+        }
 
 
 class DeployRefused(Exception):
@@ -64,18 +150,43 @@ class Runtime:
         self.fork = fork and hasattr(os, "fork") and self.backend.name == "local"
         self._preload: list[str] = []
         self.devices: list[Device] = self._inventory()
-        self.pools: dict[str, Pool] = {}
+        self.projects: dict[str, Project] = {}
         self.deploys = 0
-        self._scanner: LocalWorker | None = None
-        self._commit_lock = asyncio.Lock()
+        self._last_project: Project | None = None
 
     # --- facts --------------------------------------------------------------------------
     def _inventory(self) -> list[Device]:
         cluster = getattr(self.backend, "inventory", None)  # a cluster backend (Ray) lists its nodes' GPUs
         return cluster() if cluster else inventory()
 
+    @property
+    def pools(self) -> dict[str, Pool]:
+        """Every project's pools, keyed "project/endpoint"."""
+        return {f"{p.key}/{name}": pool for p in self.projects.values() for name, pool in p.pools.items()}
+
+    def project(self, key: str | None, *, create: bool = False) -> Project:
+        """The project by key (KeyError if it never deployed here; ValueError for a bad key)."""
+        key = check_project_key(key)
+        proj = self.projects.get(key)
+        if proj is None:
+            if not create:
+                known = ", ".join(sorted(self.projects)) or "none deployed yet"
+                raise KeyError(f"no project {key!r} has deployed to this runtime (projects: {known}); sync it first")
+            proj = self.projects[key] = Project(key, self.store.scoped(key), self.logs)
+        return proj
+
+    def listing(self, project: str | None = None) -> dict[str, Any]:
+        """GET /v1/endpoints: every endpoint (each naming its project), the projects, the spend."""
+        projects = [self.project(project)] if project else list(self.projects.values())
+        return {
+            "endpoints": [{**pool.describe(), "project": p.key} for p in projects for pool in p.pools.values()],
+            "projects": [p.describe() for p in projects],
+            "spend": projects[0].spend() if project else self.spend(),
+            "runtime": self.health(),
+        }
+
     def health(self) -> dict[str, Any]:
-        gen = self.store.current
+        gen = self._last_project.store.current if self._last_project else None
         if hasattr(self.backend, "inventory"):
             self.devices = self._inventory()  # a cluster's nodes come and go
         extra = {"cluster": self.backend.cluster()} if hasattr(self.backend, "cluster") else {}
@@ -88,28 +199,35 @@ class Runtime:
             "embedded": self.embedded,
             "data_port": self.data_port,
             "gpus": [d.to_dict() for d in self.devices],
-            "generation": gen.id if gen else None,
-            "endpoints": len(self.pools),
+            "generation": gen.id if gen else None,  # the latest deploy's, of whichever project
+            "endpoints": sum(len(p.pools) for p in self.projects.values()),
+            "projects": [{"key": p.key, "generation": p.store.current.id if p.store.current else None,
+                          "endpoints": len(p.pools)} for p in self.projects.values()],
             "uptime_s": round(time.time() - self.started_at, 1),
             "environments": [
                 {"key": e.key, "requirements": list(e.requirements),
                  "fork_server": None if e.forkserver is None else {
                      "ready": e.forkserver.usable, "preloaded": e.forkserver.info.get("preloaded", []),
-                     "import_s": round(e.forkserver.info.get("import_s", 0.0), 2), "note": e.forkserver.reason}}
+                     "import_s": round(e.forkserver.info.get("import_s", 0.0), 2), "note": e.forkserver.reason},
+                 "projects": sorted(p.key for p in self.projects.values()
+                                    if any(pool.pyenv is e for pool in p.pools.values()))}
                 for e in self.envs.envs.values()
             ],
             "installs": self.envs.installs,
         }
 
     def spend(self) -> dict[str, float]:
+        each = [p.spend() for p in self.projects.values()]
         return {
-            "cost_usd": round(sum(p.stats.cost_usd for p in self.pools.values()), 8),
-            "busy_s": round(sum(p.stats.busy_s for p in self.pools.values()), 6),
-            "calls": sum(p.stats.calls for p in self.pools.values()),
+            "cost_usd": round(sum(s["cost_usd"] for s in each), 8),
+            "busy_s": round(sum(s["busy_s"] for s in each), 6),
+            "calls": sum(s["calls"] for s in each),
         }
 
-    def worker_env(self) -> dict[str, str]:
+    def worker_env(self, project: str = "") -> dict[str, str]:
         env = {IN_RUNTIME_ENV: "1", "PYTHONUNBUFFERED": "1"}
+        if project:
+            env[PROJECT_ENV] = project  # an endpoint calling another stays in its own project
         if self.url:
             env["SLIPSTREAM_RUNTIME_URL"] = self.url
         if self.token:
@@ -123,36 +241,43 @@ class Runtime:
     def put_blob(self, sha: str, data: bytes) -> None:
         self.store.put(sha, data)
 
-    async def commit(self, files: dict[str, str], entries: list[str]) -> dict[str, Any]:
-        async with self._commit_lock:
+    async def commit(self, files: dict[str, str], entries: list[str], project: str | None = None) -> dict[str, Any]:
+        """Deploy a project's files; only that project's endpoints change. ValueError: bad key."""
+        proj = self.project(project, create=True)
+        async with proj.lock:
             started = time.perf_counter()
-            cur = self.store.current
+            store = proj.store
+            cur = store.current
             if cur is not None and cur.files == files and sorted(cur.entries) == sorted(entries):
-                return self._commit_reply(cur, [], {"endpoints": [self._pool_info(p) for p in self.pools.values()]}, started, unchanged=True)
-            gen = self.store.commit(files, entries)
+                return self._commit_reply(proj, cur, [], {"endpoints": [self._pool_info(p) for p in proj.pools.values()]}, started, unchanged=True)
+            gen = store.commit(files, entries)
             try:
-                installs = await self._install_declared(gen)
-                scan = await self._scan(gen, [e.site_dir for e in installs if e.site_dir])
+                installs, cached = await self._install_declared(gen)
+                scan = await self._scan(proj, gen, [e.site_dir for e in installs if e.site_dir])
             except BaseException:  # refused or failed: the half-made generation goes
-                self.store.discard(gen)
+                store.discard(gen)
                 raise
-            self.store.activate(gen)
+            store.activate(gen)
             self.deploys += 1
+            proj.deploys += 1
+            proj.deployed_at = time.time()
+            self._last_project = proj
             changed = sorted(p for p in set(files) | set(cur.files if cur else {}) if (cur.files if cur else {}).get(p) != files.get(p))
             self._preload = self._preload or wanted_preloads(
                 [(gen.dir / p).read_text(errors="replace") for p in files if p.endswith(".py")]
             )
-            await self._apply(gen, scan)
+            await self._apply(proj, gen, scan)
             scan["installs"] = [
                 {"requirements": list(e.requirements), "environment": e.key, "python": e.python,
-                 "cached": self._cached.get(e.key, True), "install_s": round(e.install_s, 2)}
+                 "cached": cached.get(e.key, True), "install_s": round(e.install_s, 2)}
                 for e in installs
             ]
-            self.logs.emit(stream="system", text=f"deployed {gen.id}: {len(changed)} file(s) changed")
-            return self._commit_reply(gen, changed, scan, started)
+            proj.logs.emit(stream="system", text=f"deployed {proj.key} {gen.id}: {len(changed)} file(s) changed")
+            return self._commit_reply(proj, gen, changed, scan, started)
 
-    def _commit_reply(self, gen: Generation, changed: list[str], scan: dict[str, Any], started: float, unchanged: bool = False) -> dict[str, Any]:
+    def _commit_reply(self, proj: Project, gen: Generation, changed: list[str], scan: dict[str, Any], started: float, unchanged: bool = False) -> dict[str, Any]:
         return {
+            "project": proj.key,
             "generation": gen.id,
             "unchanged": unchanged,
             "changed": changed,
@@ -160,7 +285,7 @@ class Runtime:
             "restart": scan.get("restart", ""),
             "installs": scan.get("installs", []),
             "endpoints": [
-                {k: e.get(k) for k in ("name", "module", "file", "line", "kind", "methods", "generator", "signature", "doc", "spec", "gpu", "note", "unavailable")}
+                {k: e.get(k) for k in ("name", "module", "file", "line", "kind", "methods", "generator", "signature", "schemas", "doc", "spec", "warnings", "gpu", "note", "unavailable")}
                 for e in scan.get("endpoints", [])
             ],
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
@@ -172,22 +297,22 @@ class Runtime:
         d.update(gpu=p.spec.gpu_label, note=p.fallback_note, unavailable=p.unavailable)
         return d
 
-    async def _install_declared(self, gen: Generation) -> list[PyEnv]:
-        """Install every literal dependencies=[...] set before the code is imported."""
+    async def _install_declared(self, gen: Generation) -> tuple[list[PyEnv], dict[str, bool]]:
+        """Install every literal dependencies=[...] set before the code is imported; (envs, cached by key)."""
         envs: list[PyEnv] = []
-        self._cached: dict[str, bool] = {}
+        cached_by_key: dict[str, bool] = {}
         for rel in gen.entries:
             for reqs, line in static_dependencies(gen.dir / rel):
                 try:
                     env, cached = await self.envs.ensure(reqs, endpoint=f"{rel}:{line}")
-                    self._cached[env.key] = self._cached.get(env.key, True) and cached
+                    cached_by_key[env.key] = cached_by_key.get(env.key, True) and cached
                 except InstallFailed as exc:
                     raise DeployRefused(
                         ErrorInfo("InstallError", str(exc), exc.output[-4000:], [Frame(rel, line, "@endpoint", "", True)], kind="deploy")
                     ) from None
                 if env not in envs:
                     envs.append(env)
-        return envs
+        return envs, cached_by_key
 
     async def _env_for(self, spec: EndpointSpec) -> PyEnv:
         env, _ = await self.envs.ensure(spec.dependencies, endpoint=spec.name)
@@ -196,27 +321,36 @@ class Runtime:
             asyncio.ensure_future(env.forkserver.start())
         return env
 
-    async def _scan(self, gen: Generation, extra_paths: list[str] | None = None) -> dict[str, Any]:
+    async def _scan(self, proj: Project, gen: Generation, extra_paths: list[str] | None = None) -> dict[str, Any]:
+        """Import the generation in the project's own scanner (a long-lived process that switches
+        generations in place); projects never share one, so their modules never mix."""
         for attempt in range(2):
-            if self._scanner is None:
-                env = self.worker_env()
+            if proj.scanner is None:
+                await self._retire_scanners(keep=proj)
+                env = self.worker_env(proj.key)
                 env[IN_RUNTIME_ENV] = "scan"
                 env["CUDA_VISIBLE_DEVICES"] = ""  # the scanner imports code; it never touches a GPU
-                self._scanner = LocalWorker("scanner", lambda *a: None, self._scanner_exit, env)
-                await self._scanner.start({})
+
+                def gone(handle: Any, reason: str, proj: Project = proj) -> None:
+                    if proj.scanner is handle:
+                        proj.scanner = None
+
+                proj.scanner = LocalWorker(f"scanner-{proj.key}", lambda *a: None, gone, env)
+                await proj.scanner.start({})
+            scanner = proj.scanner
             header = {"op": "scan", "gen": gen.id, "gen_dir": str(gen.dir), "manifest": gen.files,
                       "entries": gen.entries, "extra_paths": extra_paths or []}
             try:
-                reply = await self._scanner.request(header, "scanned", "scan_error", timeout=self.scan_timeout)
+                reply = await scanner.request(header, "scanned", "scan_error", timeout=self.scan_timeout)
             except TimeoutError:
-                self._scanner.kill("import took too long")
-                self._scanner = None
+                scanner.kill("import took too long")
+                proj.scanner = None
                 raise DeployRefused(
                     ErrorInfo("DeployTimeout", f"importing the new code took over {self.scan_timeout:g}s; "
                               "move slow work (model loads) out of module level into setup() or keep()", "", kind="deploy")
                 ) from None
             except PoolError as exc:
-                self._scanner = None
+                proj.scanner = None
                 if attempt == 0:
                     continue
                 raise DeployRefused(ErrorInfo("ImportCrashed", f"importing the new code crashed the process: {exc}", "", kind="deploy")) from None
@@ -226,21 +360,27 @@ class Runtime:
                 raise DeployRefused(info)
             if reply.get("restart"):
                 # The scanner cannot reload this in place either: start it fresh on the new code.
-                self._scanner.kill("restart for reload")
-                self._scanner = None
+                scanner.kill("restart for reload")
+                proj.scanner = None
                 if attempt == 0:
                     reply_restart = reply["restart"]
-                    res = await self._scan(gen, extra_paths)
+                    res = await self._scan(proj, gen, extra_paths)
                     res["restart"] = reply_restart
                     return res
             return reply
         raise AssertionError("unreachable")
 
-    def _scanner_exit(self, handle: Any, reason: str) -> None:
-        if self._scanner is handle:
-            self._scanner = None
+    async def _retire_scanners(self, keep: Project) -> None:
+        """At most MAX_SCANNERS import processes: stop the least recently deployed idle ones.
+        A project whose scanner went is imported afresh on its next deploy."""
+        live = [p for p in self.projects.values() if p.scanner is not None and p is not keep and not p.lock.locked()]
+        live.sort(key=lambda p: p.deployed_at)
+        for p in live[: max(len(live) + 1 - MAX_SCANNERS, 0)]:
+            scanner, p.scanner = p.scanner, None
+            if scanner is not None:
+                await scanner.stop(0.5)
 
-    async def _apply(self, gen: Generation, scan: dict[str, Any]) -> None:
+    async def _apply(self, proj: Project, gen: Generation, scan: dict[str, Any]) -> None:
         seen = set()
         for info in scan.get("endpoints", []):
             spec = EndpointSpec.from_dict(info["spec"])
@@ -248,21 +388,22 @@ class Runtime:
             devices, note, unavailable = self._placement(spec)
             info.update(gpu=spec.gpu_label, note=note, unavailable=unavailable)
             pyenv = await self._env_for(spec)
-            pool = self.pools.get(spec.name)
+            pool = proj.pools.get(spec.name)
             if pool is None:
-                self.pools[spec.name] = Pool(
-                    info, spec, gen, self.backend, self.logs,
-                    env={**self.worker_env(), **dict(spec.env)},
+                proj.pools[spec.name] = Pool(
+                    info, spec, gen, self.backend, proj.logs,  # type: ignore[arg-type]
+                    env={**self.worker_env(proj.key), **dict(spec.env)},
                     devices=devices, max_queue=self.max_queue,
                     fallback_note=note, unavailable=unavailable, pyenv=pyenv,
                 )
+                proj.pools[spec.name].project = proj.key  # type: ignore[attr-defined]
             else:
                 pool.pyenv = pyenv
-                pool.env = {**self.worker_env(), **dict(spec.env)}
+                pool.env = {**self.worker_env(proj.key), **dict(spec.env)}
                 pool.device_slots, pool.fallback_note, pool.unavailable = devices, note, unavailable
                 pool.update(info, spec, gen, replace=scan.get("restart", ""))
-        for name in [n for n in self.pools if n not in seen]:
-            await self.pools.pop(name).close()
+        for name in [n for n in proj.pools if n not in seen]:  # this project's only
+            await proj.pools.pop(name).close()
 
     def _placement(self, spec: EndpointSpec) -> tuple[list[tuple[int, ...]], str, str]:
         """GPU slots for the pool's workers, a note for CPU fallback, or why it cannot run here."""
@@ -290,18 +431,47 @@ class Runtime:
         )
 
     # --- calls --------------------------------------------------------------------------
-    def pool(self, name: str) -> Pool:
-        pool = self.pools.get(name)
-        if pool is None:
-            known = ", ".join(sorted(self.pools)) or "none deployed yet"
-            raise KeyError(f"no endpoint named {name!r} on this runtime (endpoints: {known})")
-        return pool
+    def pool(self, name: str, project: str | None = None) -> Pool:
+        """The endpoint's pool. With a project key, only that project's endpoints count (KeyError
+        otherwise); without one the name must be unambiguous (AmbiguousEndpoint otherwise)."""
+        if project:
+            proj = self.project(project)
+            pool = proj.pools.get(name)
+            if pool is None:
+                known = ", ".join(sorted(proj.pools)) or "none"
+                raise KeyError(f"no endpoint named {name!r} in project {proj.key!r} (its endpoints: {known})")
+            return pool
+        found = [(p.key, p.pools[name]) for p in self.projects.values() if name in p.pools]
+        if len(found) == 1:
+            return found[0][1]
+        if found:
+            raise AmbiguousEndpoint(name, sorted(k for k, _ in found))
+        known = ", ".join(sorted({n for p in self.projects.values() for n in p.pools})) or "none deployed yet"
+        raise KeyError(f"no endpoint named {name!r} on this runtime (endpoints: {known})")
+
+    async def remove_project(self, key: str) -> None:
+        """Forget a project: its pools stop, its scanner stops, its generations are deleted."""
+        proj = self.project(key)
+        async with proj.lock:
+            await asyncio.gather(*(p.close() for p in proj.pools.values()), return_exceptions=True)
+            proj.pools.clear()
+            if proj.scanner is not None:
+                await proj.scanner.stop(0.5)
+                proj.scanner = None
+            self.projects.pop(proj.key, None)
+            if self._last_project is proj:
+                self._last_project = None
+            shutil.rmtree(proj.store.gens, ignore_errors=True)
+        proj.logs.emit(stream="system", text=f"project {proj.key} removed")
 
     async def shutdown(self) -> None:
-        await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
-        self.pools.clear()
-        if self._scanner is not None:
-            await self._scanner.stop(0.5)
+        pools = [p for proj in self.projects.values() for p in proj.pools.values()]
+        await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
+        for proj in self.projects.values():
+            proj.pools.clear()
+            if proj.scanner is not None:
+                await proj.scanner.stop(0.5)
+                proj.scanner = None
         await self.envs.close()
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .client import CallOutcome, RuntimeClient, UnknownEndpoint
-from .config import find_project_root, load_project, runtime_from_env
+from .config import find_project_root, load_project, project_key, runtime_from_env
 from .endpoint import IN_RUNTIME_ENV
 from .errors import (
     EndpointTimeout,
@@ -43,6 +43,7 @@ class Session:
         self.client: RuntimeClient | None = None
         self.embedded: EmbeddedRuntime | None = None
         self.root: Path | None = None
+        self.project: str | None = None  # the key the runtime keeps this project under
         self.synced_gen: str | None = None
         self.spend_usd = 0.0
         self.busy_s = 0.0
@@ -63,14 +64,15 @@ class Session:
         with self._lock:
             if self.client is None:
                 self.root = self._root_for(ep)
+                self.project = project_key(self.root)
                 target = runtime_from_env(load_project(self.root))
                 if target:
-                    self.client = RuntimeClient(*target)
+                    self.client = RuntimeClient(*target, project=self.project)
                 else:
                     from .embedded import EmbeddedRuntime
 
                     self.embedded = EmbeddedRuntime.start(self.root)
-                    self.client = RuntimeClient(self.embedded.url, self.embedded.token)
+                    self.client = RuntimeClient(self.embedded.url, self.embedded.token, project=self.project)
                     os.environ["SLIPSTREAM_RUNTIME_URL"] = self.embedded.url
                     os.environ["SLIPSTREAM_TOKEN"] = self.embedded.token
             if self.synced_gen is None:

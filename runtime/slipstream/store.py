@@ -61,10 +61,10 @@ def validate_sha(sha: str) -> str:
 
 
 class Store:
-    def __init__(self, root: Path, limits: Limits = Limits(), keep_generations: int = 6) -> None:
+    def __init__(self, root: Path, limits: Limits = Limits(), keep_generations: int = 6, gens: Path | None = None) -> None:
         self.root = Path(root)
         self.blobs = self.root / "blobs"
-        self.gens = self.root / "gens"
+        self.gens = Path(gens) if gens is not None else self.root / "gens"
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.gens.mkdir(parents=True, exist_ok=True)
         self.limits = limits
@@ -73,6 +73,11 @@ class Store:
         self._lock = threading.Lock()
         self.current: Generation | None = None
         self.history: list[Generation] = []
+
+    def scoped(self, key: str) -> Store:
+        """One project's view: the shared blobs (content-addressed, so no project can change
+        another's bytes), its own generations under gens/<key>/ with their own history."""
+        return Store(self.root, self.limits, self.keep_generations, gens=self.root / "gens" / key)
 
     def check_manifest(self, files: dict[str, str]) -> dict[str, str]:
         if not isinstance(files, dict):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import find_project_root, load_project
+from .config import find_project_root, load_project, project_key
 
 if TYPE_CHECKING:
     from .client import RuntimeClient
@@ -56,6 +56,7 @@ class SyncResult:
     skipped: list[str] = field(default_factory=list)
     restart: str = ""  # why workers were replaced instead of reloaded in place ("" = in place)
     installs: list[dict[str, Any]] = field(default_factory=list)  # dependency environments used
+    project: str = ""  # the key the runtime keeps this project under (config.project_key)
 
 
 _hash_cache: dict[str, tuple[int, int, str]] = {}
@@ -106,11 +107,11 @@ def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
 _INSTALL_NEWS = ("Collecting", "Downloading", "Installing collected", "Successfully installed", "ERROR", "error:")
 
 
-def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries: list[str], progress: Callable[[str], None]) -> dict[str, Any]:
+def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries: list[str], progress: Callable[[str], None], project: str | None = None) -> dict[str, Any]:
     """Commit; if it is still running after a moment, relay the runtime's install/system lines."""
     started = time.time()
     with ThreadPoolExecutor(1) as ex:
-        fut = ex.submit(client.commit, files, entries)
+        fut = ex.submit(client.commit, files, entries, project)
         try:
             return fut.result(timeout=0.5)
         except FuturesTimeout:
@@ -181,7 +182,8 @@ def _sync_once(client: RuntimeClient, root: str | os.PathLike[str], progress: Ca
         else:
             with ThreadPoolExecutor(min(8, len(missing))) as ex:
                 list(ex.map(upload, sorted(missing)))
-    reply = _commit_with_progress(client, files, entries, progress) if progress else client.commit(files, entries)
+    key = project_key(root)  # the one place a sync names its project: SDK, dev and editor alike
+    reply = _commit_with_progress(client, files, entries, progress, key) if progress else client.commit(files, entries, key)
     return SyncResult(
         generation=reply["generation"],
         changed=reply.get("changed", []),
@@ -193,4 +195,5 @@ def _sync_once(client: RuntimeClient, root: str | os.PathLike[str], progress: Ca
         skipped=skipped,
         restart=reply.get("restart", ""),
         installs=reply.get("installs", []),
+        project=reply.get("project", key),
     )
