@@ -68,6 +68,20 @@ def runtime() -> Iterator[RunningRuntime]:
     rt.stop()
 
 
+def remove_project(rt: RunningRuntime, root: Path) -> None:
+    """Forget a test's project on a runtime that other tests go on using (DELETE /v1/projects/{key})."""
+    import httpx
+
+    from slipstream.config import project_key
+
+    if rt.proc.poll() is not None:
+        return
+    try:
+        httpx.delete(f"{rt.url}/v1/projects/{project_key(root)}", headers={"Authorization": f"Bearer {rt.token}"}, timeout=30)
+    except httpx.HTTPError:
+        pass  # the runtime went away: nothing left to forget
+
+
 def write_project(root: Path, files: dict[str, str]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "slipstream.toml").write_text('[project]\nname = "test"\n')
@@ -110,17 +124,21 @@ def project_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from slipstream import session
 
     before = set(sys.modules)
+    made: list[Project] = []
 
     def make(rt: RunningRuntime, files: dict[str, str], name: str = "proj") -> Project:
         monkeypatch.setenv("SLIPSTREAM_RUNTIME_URL", rt.url)
         monkeypatch.setenv("SLIPSTREAM_TOKEN", rt.token)
         session._session = None
-        return Project(write_project(tmp_path / name, files), rt)
+        made.append(Project(write_project(tmp_path / name, files), rt))
+        return made[-1]
 
     yield make
     if session._session is not None:
         session._session.close()
         session._session = None
+    for proj in made:  # a module's runtime outlives the test: its projects (and workers) must not
+        remove_project(proj.rt, proj.root)
     for mod in set(sys.modules) - before:  # this test's project modules must not leak into others
         if str(getattr(sys.modules[mod], "__file__", "") or "").startswith(str(tmp_path)):
             del sys.modules[mod]

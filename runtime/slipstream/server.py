@@ -106,6 +106,10 @@ class Manifest(BaseModel):
 
 class Commit(Manifest):
     entries: list[str] = Field(default_factory=list, description="files that define endpoints (imported to find them)")
+    paths: list[str] | None = Field(
+        None, description="project-relative folders the runtime puts on sys.path, in order, as the user's Python has "
+        "them (\"\" is the root, e.g. [\"\", \"src\"]); omitted: [\"\"]", max_length=32,
+    )
     project: str | None = Field(
         None, description="the project's key (its name plus a hash of machine and root); a commit replaces only "
         "that project's endpoints. Omitted: the project \"default\"", max_length=80,
@@ -184,7 +188,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
     @app.post("/v1/generations", summary="Commit a generation: import it, then swap workers to it")
     async def commit(c: Commit) -> Any:
         try:
-            return await rt.commit(c.files, c.entries, c.project)
+            return await rt.commit(c.files, c.entries, c.project, c.paths)
         except UploadRefused as exc:
             return _error(400, "UploadRefused", str(exc))
         except ValueError as exc:  # a malformed project key
@@ -294,20 +298,24 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
                 return _error(400, "BadRequest", f"body is not valid JSON: {exc}")
             if not isinstance(parsed, dict) or not isinstance(parsed.get("args", []), list) or not isinstance(parsed.get("kwargs", {}), dict):
                 return _error(400, "BadRequest", "body must be an object {\"args\": [...], \"kwargs\": {...}}")
-        c = Call(method=method, fmt=fmt, body=body, stream=stream and fmt == "pickle")
+        c = Call(method=method, fmt=fmt, body=body, stream=stream)
         c.tag = (request.query_params.get("tag") or "")[:64]
         if c.stream:
             c.items = asyncio.Queue()
-            return StreamingResponse(_stream(rt, pool, c), media_type=wire.CONTENT_TYPE)
+            return StreamingResponse(_stream(rt, pool, c), media_type=wire.CONTENT_TYPE if fmt == "pickle" else NDJSON)
         buf = None
         if len(body) >= shm.THRESHOLD and shm.available():
             buf = shm.SharedBuffer(len(body), f"q{rt.id[:6]}-")  # one copy here beats the worker socket
             buf.write([body])
             c.shm_ref = buf.ref()
+        task = asyncio.ensure_future(pool.call(c))
         try:
-            await pool.call(c)
-        except PoolError as exc:
-            return _failure(pool, c, exc.info, fmt)
+            if not await _unless_disconnected(request, task):
+                return Response(status_code=499)  # the client went away; its call was cancelled
+            try:
+                task.result()
+            except PoolError as exc:
+                return _failure(pool, c, exc.info, fmt)
         finally:
             if buf is not None:
                 buf.unlink()
@@ -438,34 +446,92 @@ def _record_bytes(kind: int, payload: Any) -> bytes:
     return b"".join(bytes(p) for p in wire.record(kind, payload))
 
 
+async def _disconnected(request: Request) -> None:
+    """Returns when the HTTP client has gone away (its body was already read)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _unless_disconnected(request: Request, task: asyncio.Future[Any]) -> bool:
+    """Wait for the call; if the client goes away first (closed, killed, timed out), cancel it
+    (Pool.call drops it from the queue or interrupts its worker) and say False."""
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this handler was cancelled itself (e.g. the server is shutting down)
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return True
+    task.cancel()
+    return False
+
+
+NDJSON = "application/x-ndjson"
+
+
+def _ndjson(obj: Any) -> bytes:
+    return wire.json_dumps(obj) + b"\n"
+
+
 async def _stream(rt: Runtime, pool: Any, c: Call) -> AsyncIterator[Any]:
+    """A generator endpoint's items as the worker yields them: SDK records for the pickle
+    format; for JSON, one line per event ({"item": ...}, {"log": ...}, then the reply object
+    with "ok"). Closing the connection cancels the call."""
     task = asyncio.ensure_future(pool.call(c))
     assert c.items is not None
+    as_json = c.fmt == "json"
+
+    def item(payload: Any) -> bytes:
+        return b'{"item":' + bytes(payload) + b"}\n" if as_json else _record_bytes(wire.REC_ITEM, payload)
+
+    def log(entry: dict[str, Any]) -> bytes:
+        return _ndjson({"log": entry}) if as_json else wire.json_record(wire.REC_LOG, entry)
+
+    def error(info: ErrorInfo, meta: dict[str, Any]) -> bytes:
+        if as_json:
+            return _ndjson({"ok": False, **meta, "error": info.to_dict()})
+        return wire.json_record(wire.REC_ERROR, _error_payload(info))
+
     sent_logs = 0
-    while True:
-        getter = asyncio.ensure_future(c.items.get())
-        done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-        for log in c.logs[sent_logs:]:
-            yield wire.json_record(wire.REC_LOG, log)
-        sent_logs = len(c.logs)
-        if getter in done:
-            yield _record_bytes(wire.REC_ITEM, getter.result())
-            continue
-        getter.cancel()
-        while not c.items.empty():
-            yield _record_bytes(wire.REC_ITEM, c.items.get_nowait())
-        try:
-            task.result()
-        except PoolError as exc:
-            yield wire.json_record(wire.REC_ERROR, _error_payload(exc.info))
+    try:
+        while True:
+            getter = asyncio.ensure_future(c.items.get())
+            try:
+                done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not getter.done():
+                    getter.cancel()
+            for entry in c.logs[sent_logs:]:
+                yield log(entry)
+            sent_logs = len(c.logs)
+            if getter in done:
+                yield item(getter.result())
+                continue
+            while not c.items.empty():
+                yield item(c.items.get_nowait())
+            try:
+                task.result()
+            except PoolError as exc:
+                yield error(exc.info, {"endpoint": pool.name})
+                return
+            status, payload = c.future.result()
+            meta = _meta(pool, c)
+            if status != "ok":
+                yield error(payload, meta)
+            elif as_json:
+                yield _ndjson({"ok": True, **meta, "result": None})
+            else:
+                yield wire.json_record(wire.REC_META, meta)
+                yield _record_bytes(wire.REC_RESULT, payload)
             return
-        status, payload = c.future.result()
-        yield wire.json_record(wire.REC_META, _meta(pool, c))
-        if status == "ok":
-            yield _record_bytes(wire.REC_RESULT, payload)
-        else:
-            yield wire.json_record(wire.REC_ERROR, _error_payload(payload))
-        return
+    finally:
+        if not task.done():
+            task.cancel()  # the client stopped reading or went away: the call is cancelled
 
 
 class _ChunkedResponse(Response):
@@ -494,18 +560,19 @@ def _prometheus(rt: Runtime) -> str:
     ]
     series: dict[str, list[str]] = {
         "slipstream_errors_total": [], "slipstream_crashes_total": [], "slipstream_timeouts_total": [],
-        "slipstream_overloads_total": [], "slipstream_busy_seconds_total": [], "slipstream_cost_usd_total": [],
+        "slipstream_overloads_total": [], "slipstream_cancelled_total": [], "slipstream_busy_seconds_total": [], "slipstream_cost_usd_total": [],
         "slipstream_queue_depth": [], "slipstream_workers": [], "slipstream_reloads_total": [],
         "slipstream_worker_start_seconds": [],
     }
     for key, p in rt.pools.items():
-        lab = f'project="{key.rsplit("/", 1)[0]}",endpoint="{p.name}",gpu="{p.spec.gpu_label}"'
+        lab = f'endpoint="{p.name}",gpu="{p.spec.gpu_label}",project="{key.rsplit("/", 1)[0]}"'
         s = p.stats
         lines.append(f"slipstream_calls_total{{{lab}}} {s.calls}")
         series["slipstream_errors_total"].append(f"{{{lab}}} {s.errors}")
         series["slipstream_crashes_total"].append(f"{{{lab}}} {s.crashes}")
         series["slipstream_timeouts_total"].append(f"{{{lab}}} {s.timeouts}")
         series["slipstream_overloads_total"].append(f"{{{lab}}} {s.overloads}")
+        series["slipstream_cancelled_total"].append(f"{{{lab}}} {s.cancelled}")
         series["slipstream_busy_seconds_total"].append(f"{{{lab}}} {s.busy_s:.6f}")
         series["slipstream_cost_usd_total"].append(f"{{{lab}}} {s.cost_usd:.8f}")
         series["slipstream_queue_depth"].append(f"{{{lab}}} {len(p.queue)}")
@@ -554,7 +621,8 @@ async def serve(rt: Runtime, sock: socket.socket, token: str, *, log_level: str 
     data = DataServer(rt, token)
     rt.data_port = await data.start(sock.getsockname()[0])
     app = create_app(rt, token)
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30)
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30,
+                            timeout_graceful_shutdown=2)  # then in-flight calls are cancelled: a stop is never held up
     server = uvicorn.Server(config)
     if on_ready:
         asyncio.get_running_loop().call_soon(on_ready)

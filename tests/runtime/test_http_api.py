@@ -100,7 +100,7 @@ def test_endpoints_listing_shows_pool_and_stats(synced):
 def test_metrics_are_prometheus_text(synced):
     httpx.post(f"{synced.url}/v1/endpoints/greet/call", json={"kwargs": {"name": "a"}}, headers=_h(synced))
     text = httpx.get(f"{synced.url}/metrics", headers=_h(synced)).text
-    assert 'slipstream_calls_total{endpoint="greet",gpu="H100"}' in text
+    assert 'slipstream_calls_total{endpoint="greet",gpu="H100",project="test-' in text
 
 
 def test_openapi_describes_the_api(synced):
