@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,16 @@ def auth(rt: RunningRuntime, token: str | None = None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token or rt.token}"}
 
 
+_roots: dict[str, Path] = {}
+
+
 def deploy(rt: RunningRuntime, files: dict[str, str], root: Path | None = None) -> Any:
-    """Sync a fresh project holding `files` (plus slipstream.toml) to rt; the SyncResult."""
-    root = root or Path(tempfile.mkdtemp(prefix="slipstream-rel-")) / "proj"
+    """Sync a project holding just `files` (plus slipstream.toml) to rt; the SyncResult.
+    Without a root it is the runtime's one test project, so each deploy replaces the last
+    (as a save does); a root of its own makes another project beside it."""
+    if root is None:
+        root = _roots.setdefault(rt.url, Path(tempfile.mkdtemp(prefix="slipstream-rel-")) / "proj")
+        shutil.rmtree(root, ignore_errors=True)
     write_project(root, files)
     client = rt.client()
     try:
@@ -65,9 +73,10 @@ def generation(rt: RunningRuntime) -> str | None:
     return httpx.get(f"{rt.url}/health", timeout=HANG_BOUND_S).json()["generation"]
 
 
-def call_json(rt: RunningRuntime, name: str, body: Any = None, **params: str) -> httpx.Response:
+def call_json(rt: RunningRuntime, name: str, body: Any = None, project: str | None = None, **params: str) -> httpx.Response:
+    """POST a JSON call; with a project key, to that project's endpoint (the qualified route)."""
     return httpx.post(
-        f"{rt.url}/v1/endpoints/{name}/call",
+        f"{rt.url}/v1/projects/{project}/endpoints/{name}/call" if project else f"{rt.url}/v1/endpoints/{name}/call",
         json=body if body is not None else {},
         params=params or None,
         headers=auth(rt),
@@ -75,10 +84,10 @@ def call_json(rt: RunningRuntime, name: str, body: Any = None, **params: str) ->
     )
 
 
-def assert_still_serving(rt: RunningRuntime, gen: str | None) -> None:
+def assert_still_serving(rt: RunningRuntime, gen: str | None, project: str | None = None) -> None:
     """The generation that served before a refusal still serves, unchanged."""
     assert generation(rt) == gen, "a refused request must not change the serving generation"
-    r = call_json(rt, "echo", {"args": ["still here"]})
+    r = call_json(rt, "echo", {"args": ["still here"]}, project)
     assert r.status_code == 200, r.text
     assert r.json()["result"] == "still here" and r.json()["generation"] == gen
 

@@ -256,11 +256,11 @@ def test_symlinks_in_the_project_are_not_followed_or_uploaded(rt, tmp_path: Path
 
     res = deploy(rt, {}, root=root)
     assert "leak.txt: symlink (not synced)" in res.skipped
-    r = httpx.post(
-        f"{rt.url}/v1/endpoints/tree/call", json={}, headers=auth(rt), timeout=HANG_BOUND_S
+    r = httpx.post(  # a project of its own beside the module's: name it
+        f"{rt.url}/v1/projects/{res.project}/endpoints/tree/call", json={}, headers=auth(rt), timeout=HANG_BOUND_S
     )
     assert r.json()["result"] == ["app.py", "pkg/inside.py", "slipstream.toml"]
-    assert_still_serving(rt, res.generation)
+    assert_still_serving(rt, res.generation, res.project)
 
 
 def test_an_oversized_manifest_is_refused_before_it_is_parsed(rt):
