@@ -11,6 +11,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .endpoint import CallInfo, Endpoint, endpoint  # noqa: E402
+from .errors import MapError  # noqa: E402
 from .keeper import keep  # noqa: E402
 
 
@@ -21,4 +22,4 @@ def spend() -> dict[str, float]:
     return _spend()
 
 
-__all__ = ["endpoint", "keep", "spend", "Endpoint", "CallInfo", "__version__"]
+__all__ = ["endpoint", "keep", "spend", "Endpoint", "CallInfo", "MapError", "__version__"]

@@ -102,6 +102,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from . import session
     from .config import find_project_root, load_project, runtime_from_env
     from .embedded import EmbeddedRuntime
+    from .errors import DeployError
 
     root = find_project_root(script)
     embedded = None
@@ -118,6 +119,10 @@ def cmd_run(a: argparse.Namespace) -> int:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if exc.code not in (None, 0) and not isinstance(exc.code, int):
             print(exc.code, file=sys.stderr)
+    except DeployError as exc:  # the runtime refused the code: its own message says where and what to do
+        where = f" ({exc.file}:{exc.line})" if exc.file and exc.line else f" ({exc.file})" if exc.file else ""
+        _err(f"the runtime refused the code{where}: {exc.type}: {exc.message}")
+        code = 1
     finally:
         s = session.current()
         if s.calls:
@@ -139,6 +144,23 @@ def _client():
     return RuntimeClient(*target)
 
 
+def _answered(fn):
+    """A CLI command that talks to a runtime: a refused token, an unknown endpoint or a runtime
+    that does not answer is one line on stderr and exit code 1, never a traceback."""
+
+    def run(a: argparse.Namespace) -> int:
+        from .errors import SlipstreamError
+
+        try:
+            return fn(a)
+        except SlipstreamError as exc:
+            _err(str(exc))
+            return 1
+
+    return run
+
+
+@_answered
 def cmd_status(a: argparse.Namespace) -> int:
     c = _client()
     st = c.status()
@@ -175,8 +197,18 @@ def _here_key() -> str | None:
         return None
 
 
+@_answered
 def cmd_logs(a: argparse.Namespace) -> int:
     c = _client()
+    if a.endpoint:
+        names = sorted({e["name"] for e in c.endpoints()})
+        if a.endpoint not in names:
+            from .errors import SlipstreamError
+
+            raise SlipstreamError(
+                f"no endpoint named {a.endpoint!r} on the runtime at {c.url} "
+                f"(endpoints: {', '.join(names) or 'none deployed yet'})"
+            )
     try:
         for e in c.logs(a.endpoint, backlog=a.backlog):
             where = e.get("endpoint") or "runtime"

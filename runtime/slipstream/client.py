@@ -139,7 +139,16 @@ class RuntimeClient:
             params["keepalive"] = 0.5  # wake up often enough to notice `stop`
             read = 5.0
         with httpx.Client(base_url=self.url, headers=self._headers, trust_env=False, timeout=_timeout(read)) as c:
-            with c.stream("GET", "/v1/logs", params=params) as r:
+            try:
+                opened = c.stream("GET", "/v1/logs", params=params).__enter__()
+            except httpx.TransportError as exc:
+                raise RuntimeUnavailable(f"no Slipstream runtime answered at {self.url} ({exc.__class__.__name__}: {exc})") from None
+            with opened as r:
+                if r.status_code != 200:  # a wrong token or a refused query: say so, never an empty stream
+                    r.read()
+                    if r.status_code == 401:
+                        raise SlipstreamError(f"the runtime at {self.url} refused the token ({_message(r)}); set SLIPSTREAM_TOKEN to the token it printed")
+                    raise SlipstreamError(f"GET /v1/logs failed ({r.status_code}): {_message(r)}")
                 lines = r.iter_lines()
                 while stop is None or not stop.is_set():
                     try:

@@ -36,6 +36,7 @@ class DevState:
         self.endpoints: list[dict[str, Any]] = []
         self.generation: str | None = None
         self.last_error: str | None = None
+        self.warned: set[tuple[Any, str]] = set()
         self.lock = threading.Lock()
 
     def sync(self, reason: str = "") -> SyncResult | None:
@@ -55,6 +56,11 @@ class DevState:
             self.last_error = None
             self.endpoints = res.endpoints
             self.generation = res.generation
+            for e in res.endpoints:
+                for w in e.get("warnings") or []:
+                    if (e.get("name"), w) not in self.warned:  # once per run, not on every save
+                        self.warned.add((e.get("name"), w))
+                        _out(f"⚠ endpoint {e.get('name')!r} ({e.get('file')}:{e.get('line')}): {w.removeprefix('warning: ')}")
             ms = (time.perf_counter() - started) * 1000
             if res.unchanged:
                 return res
@@ -79,15 +85,17 @@ def watch_filter(root: Path):
 
 def openapi_for(endpoints: list[dict[str, Any]], title: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
+    components: dict[str, Any] = {}
     for e in endpoints:
         sigs = e.get("signature", {})
+        components.update(e.get("schemas") or {})
         for method, params in sigs.items():
             route = f"/{e['name']}" + (f"/{method}" if method else "")
             props = {}
             for p in params:
-                schema: dict[str, Any] = {}
+                schema: dict[str, Any] = dict(p.get("schema") or {})
                 t = _TYPES.get((p.get("annotation") or "").split("[")[0])
-                if t:
+                if t and not schema:
                     schema["type"] = t
                 if not p["required"]:
                     schema["default"] = p.get("default")
@@ -108,16 +116,22 @@ def openapi_for(endpoints: list[dict[str, Any]], title: str) -> dict[str, Any]:
                     "summary": f"{e['name']}{'.' + method if method else ''} on {e.get('gpu', 'CPU')}",
                     "description": e.get("doc", ""),
                     "requestBody": {"required": False, "content": {"application/json": {"schema": body}}},
-                    "responses": {"200": {"description": "the result (images as base64 PNG)"}},
+                    "responses": {
+                        "200": {"description": "the result (images as base64 PNG)"},
+                        "422": {"description": "arguments that do not fit the signature; the error names each field"},
+                    },
                 }
             }
-    return {"openapi": "3.1.0", "info": {"title": title, "version": "dev"}, "paths": paths}
+    doc: dict[str, Any] = {"openapi": "3.1.0", "info": {"title": title, "version": "dev"}, "paths": paths}
+    if components:
+        doc["components"] = {"schemas": components}
+    return doc
 
 
 def create_dev_app(state: DevState) -> Any:
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import HTMLResponse, JSONResponse
+    from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
     async def openapi(request: Request) -> JSONResponse:
@@ -150,7 +164,19 @@ def create_dev_app(state: DevState) -> Any:
             return JSONResponse({"error": f"body must be a JSON object of keyword arguments: {exc}"}, status_code=400)
         if not isinstance(kwargs, dict):
             return JSONResponse({"error": "body must be a JSON object of keyword arguments"}, status_code=400)
-        reply = await asyncio.to_thread(state.client.call_json, name, kwargs, method)
+        if (method or "") in (known[name].get("streams") or []):
+            # a generator endpoint: one JSON line per item as the worker yields it, then the reply;
+            # a client that disconnects closes the relay, and the runtime cancels the call
+            return StreamingResponse(state.client.stream_json_async(name, kwargs, method), media_type="application/x-ndjson")
+        from .server import _unless_disconnected
+
+        task = asyncio.ensure_future(state.client.call_json_async(name, kwargs, method))
+        if not await _unless_disconnected(request, task):
+            return Response(status_code=499)  # the client went away: the runtime cancels its call
+        try:
+            reply = task.result()
+        except SlipstreamError as exc:
+            return JSONResponse({"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}, status_code=502)
         status = 200 if reply.get("ok") else (422 if (reply.get("error") or {}).get("kind") == "bad-request" else 500)
         return JSONResponse(reply, status_code=status)
 

@@ -5,16 +5,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import sys
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .spec import EndpointSpec, build_spec
+from .spec import EndpointSpec, Problem, SpecError, example_problems, params_of, validate
 
-__all__ = ["endpoint", "Endpoint", "CallInfo", "registry", "IN_RUNTIME_ENV"]
+__all__ = ["endpoint", "Endpoint", "CallInfo", "SpecWarning", "registry", "bad_arguments", "IN_RUNTIME_ENV"]
 
 IN_RUNTIME_ENV = "SLIPSTREAM_IN_RUNTIME"
 _registry: dict[str, Endpoint] = {}
+_warned: set[tuple[str, str]] = set()
+
+
+class SpecWarning(UserWarning):
+    """A decorator argument that works but is probably a mistake (e.g. a secret in env=)."""
 
 
 def registry() -> dict[str, Endpoint]:
@@ -64,12 +71,112 @@ def endpoint(
     def wrap(obj: Any) -> Endpoint:
         if not (inspect.isclass(obj) or callable(obj)):
             raise TypeError("@endpoint goes on a function or a class")
-        spec = build_spec(getattr(obj, "__name__", "endpoint"), **params)
+        symbol = getattr(obj, "__name__", "endpoint")
+        _refuse_nested(obj, symbol)
+        spec, problems = validate(symbol, **params)
+        problems += example_problems(example, _signature_params(obj), inspect.isclass(obj), symbol)
+        shown = name if isinstance(name, str) else symbol
+        if spec is None or any(p.severity == "error" for p in problems):
+            raise SpecError(problems, shown)
         ep = Endpoint(obj, spec)
+        ep.warnings = [p for p in problems if p.severity != "error"]
+        _warn_once(ep)
         _registry[spec.name] = ep
         return ep
 
     return wrap(target) if target is not None else wrap
+
+
+def _refuse_nested(obj: Any, symbol: str) -> None:
+    """The runtime finds endpoints by importing their module: one inside a function or a class
+    body is never seen there, so say so where it is written rather than at the first call."""
+    qual = getattr(obj, "__qualname__", symbol)
+    if qual == symbol:
+        return
+    outer = qual[: -len(symbol) - 1] if qual.endswith("." + symbol) else qual
+    outer = outer.replace(".<locals>", "")
+    raise TypeError(
+        f"@endpoint on {symbol!r}, which is defined inside {outer!r}: endpoints must be defined at "
+        f"module level, because the runtime imports the module to find them. Move {symbol!r} "
+        "to the top level of its module."
+    )
+
+
+def _signature_params(obj: Any) -> dict[str, list[Any]]:
+    if not inspect.isclass(obj):
+        return {"": params_of(obj)}
+    return {
+        n: params_of(v, skip_first=True)
+        for n, v in inspect.getmembers(obj, inspect.isfunction)
+        if not n.startswith("_") and n != "setup"
+    }
+
+
+def _warn_once(ep: Endpoint) -> None:
+    """Spec warnings, once per process; the runtime's scanner reports them in the deploy reply."""
+    if os.environ.get(IN_RUNTIME_ENV):
+        return
+    level, frame = 1, sys._getframe(0)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        level, frame = level + 1, frame.f_back  # point at the decorator in the user's file
+    for p in ep.warnings:
+        text = p.describe().removeprefix(f"{p.severity}: ")
+        if (ep.name, text) not in _warned:
+            _warned.add((ep.name, text))
+            warnings.warn(f"endpoint {ep.name!r}: {text}", SpecWarning, stacklevel=level)
+
+
+def bad_arguments(label: str, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], skip_first: bool = False) -> str | None:
+    """Every problem with calling fn(*args, **kwargs), like Python's own message but naming all
+    of them (unexpected and missing arguments together); None when the call binds."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    try:
+        sig.bind(*args, **kwargs)
+        return None
+    except TypeError as exc:
+        first = str(exc)
+    params = list(sig.parameters.values())
+    shown = sig.replace(parameters=params[1:]) if skip_first and params else sig
+    pos = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    var_pos = any(p.kind == p.VAR_POSITIONAL for p in params)
+    var_kw = any(p.kind == p.VAR_KEYWORD for p in params)
+    problems: list[str] = []
+    if len(args) > len(pos) and not var_pos:
+        problems.append(f"takes {len(pos)} positional argument{'s' if len(pos) != 1 else ''} but {len(args)} were given")
+    given_pos = {p.name for p in pos[: len(args)]}
+    by_name = {p.name: p for p in params}
+    unexpected = [k for k in kwargs if (k not in by_name or by_name[k].kind in (by_name[k].POSITIONAL_ONLY, by_name[k].VAR_POSITIONAL, by_name[k].VAR_KEYWORD)) and not var_kw]
+    if unexpected:
+        problems.append(f"got unexpected keyword argument{'s' if len(unexpected) > 1 else ''} {_quoted(unexpected)}")
+    twice = [k for k in kwargs if k in given_pos]
+    if twice:
+        problems.append(f"got multiple values for {_quoted(twice)}")
+    missing = [
+        p.name for p in params
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and p.name not in given_pos and p.name not in kwargs
+    ]
+    if skip_first and params and params[0].name in missing:
+        missing.remove(params[0].name)
+    if missing:
+        problems.append(f"missing required argument{'s' if len(missing) > 1 else ''} {_quoted(missing)}")
+    return f"{label}{shown}: " + ("; ".join(problems) if problems else first)
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def _refuse_at_import(ep: Endpoint, method: str | None, how: str) -> None:
+    if os.environ.get(IN_RUNTIME_ENV) == "scan":
+        target = f"{ep.name}().{method}" if method else ep.name
+        raise RuntimeError(
+            f"{target}{how} was called while the runtime imported module {ep.__module__!r} to find its endpoints; "
+            "put top-level calls under `if __name__ == \"__main__\":`"
+        )
 
 
 class _Callable:
@@ -84,6 +191,7 @@ class _Callable:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         from . import session
 
+        _refuse_at_import(self.endpoint, self.method, "(...)")
         fn = self._fn()
         if inspect.isgeneratorfunction(fn):
             return session.current().stream(self.endpoint, self.method, args, kwargs)
@@ -92,13 +200,16 @@ class _Callable:
     async def aio(self, *args: Any, **kwargs: Any) -> Any:
         from . import session
 
+        _refuse_at_import(self.endpoint, self.method, ".aio(...)")
         return await session.current().call_async(self.endpoint, self.method, args, kwargs)
 
     def map(self, items: Iterable[Any], /, **kwargs: Any) -> list[Any]:
         """Call once per item (the item is the first argument), fanned out across workers;
-        results come back in the order of items."""
+        results come back in the order of items. When items fail, the others still run and
+        `slipstream.MapError` is raised with each failure's index and the results kept."""
         from . import session
 
+        _refuse_at_import(self.endpoint, self.method, ".map(...)")
         return session.current().map(self.endpoint, self.method, list(items), kwargs)
 
 
@@ -113,6 +224,7 @@ class Endpoint(_Callable):
         self.endpoint = self
         self.method = None
         self.last_call: CallInfo | None = None
+        self.warnings: list[Problem] = []  # spec warnings (e.g. a secret-looking env key)
         self.__doc__ = target.__doc__
         self.__wrapped__ = target
         self.__name__ = getattr(target, "__name__", spec.name)
@@ -153,11 +265,6 @@ class Endpoint(_Callable):
                     "load things in setup(self), pass the rest to its methods"
                 )
             return RemoteInstance(self)
-        if os.environ.get(IN_RUNTIME_ENV) == "scan":
-            raise RuntimeError(
-                f"endpoint {self.name!r} was called while the runtime imported its module; "
-                "put top-level calls under `if __name__ == '__main__':`"
-            )
         return super().__call__(*args, **kwargs)
 
     def local(self, *args: Any, **kwargs: Any) -> Any:

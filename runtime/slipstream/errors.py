@@ -18,6 +18,7 @@ __all__ = [
     "Overloaded",
     "DeployError",
     "RuntimeUnavailable",
+    "MapError",
     "ErrorInfo",
     "Frame",
     "error_info",
@@ -53,6 +54,33 @@ class Overloaded(SlipstreamError):
 
 class RuntimeUnavailable(SlipstreamError):
     """No runtime answered at the configured URL."""
+
+
+class MapError(SlipstreamError):
+    """Some items of a `.map` failed; every other item still ran and its result is kept.
+
+    ``errors`` maps each failed item's index to its exception (the same exception a plain call
+    would raise); ``results`` is the full list in item order, with None where an item failed.
+    The first failure is also the ``__cause__``, so its remote traceback is shown.
+    """
+
+    def __init__(self, errors: dict[int, BaseException], results: list[Any]) -> None:
+        self.errors = dict(sorted(errors.items()))
+        self.results = results
+        shown = [f"item {i}: {type(e).__name__}: {e}" for i, e in list(self.errors.items())[:5]]
+        more = f"; +{len(self.errors) - 5} more" if len(self.errors) > 5 else ""
+        super().__init__(
+            f"{len(self.errors)} of {len(results)} map items failed ({'; '.join(shown)}{more}); "
+            "the other results are in .results, the failures by index in .errors"
+        )
+
+    @property
+    def failed(self) -> list[int]:
+        """Indexes of the items that failed, in order."""
+        return list(self.errors)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.errors, self.results))
 
 
 class DeployError(SlipstreamError):

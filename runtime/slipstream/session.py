@@ -18,6 +18,7 @@ from .endpoint import IN_RUNTIME_ENV
 from .errors import (
     EndpointTimeout,
     ErrorInfo,
+    MapError,
     Overloaded,
     RuntimeUnavailable,
     SlipstreamError,
@@ -167,12 +168,24 @@ class Session:
 
         width = min(len(items), max(4, ep.spec.workers_max * ep.spec.concurrency * 2), 64)
         before = (self.busy_s, self.spend_usd)
+        errors: dict[int, BaseException] = {}
+
+        def kept(indexed: tuple[int, Any]) -> Any:
+            try:
+                return one(indexed[1])
+            except Exception as exc:  # noqa: BLE001 - one item's failure must not lose the others
+                errors[indexed[0]] = exc.with_traceback(None)
+                return None
+
         with ThreadPoolExecutor(width, thread_name_prefix=f"map-{ep.name}") as ex:
-            results = list(ex.map(one, items))
+            results = list(ex.map(kept, enumerate(items)))
         if ep.last_call is not None:  # the whole map: busy seconds and cost summed over its items
             from dataclasses import replace
 
             ep.last_call = replace(ep.last_call, duration_s=self.busy_s - before[0], cost_usd=self.spend_usd - before[1], calls=len(items))
+        if errors:
+            first = errors[min(errors)]
+            raise MapError(errors, results) from first
         return results
 
     def stream(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:

@@ -26,6 +26,9 @@ __all__ = [
     "validate",
     "build_spec",
     "model_problems",
+    "Param",
+    "params_of",
+    "example_problems",
 ]
 
 DEFAULTS: dict[str, Any] = dict(
@@ -255,6 +258,80 @@ def build_spec(name: str, /, **kwargs: Any) -> EndpointSpec:
         shown = kwargs.get("name") if isinstance(kwargs.get("name"), str) else name
         raise SpecError(problems, shown)
     return spec
+
+
+# One parameter of an endpoint function or method: (name, kind, required). kind is one of
+# inspect.Parameter's kind names ("POSITIONAL_OR_KEYWORD", "KEYWORD_ONLY", "VAR_KEYWORD", ...).
+Param = tuple[str, str, bool]
+
+
+def params_of(fn: Any, skip_first: bool = False) -> list[Param]:
+    """The parameters of fn (skip_first drops `self`), in the form example_problems() takes."""
+    import inspect
+
+    try:
+        values = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    if skip_first:
+        values = values[1:]
+    return [(p.name, p.kind.name, p.default is p.empty) for p in values]
+
+
+def _kwargs_problems(example: Mapping[str, Any], params: list[Param], label: str) -> list[str]:
+    takes_any = any(kind == "VAR_KEYWORD" for _, kind, _ in params)
+    named = [n for n, kind, _ in params if kind in ("POSITIONAL_OR_KEYWORD", "KEYWORD_ONLY")]
+    out = []
+    unknown = [k for k in example if k not in named and not takes_any]
+    if unknown:
+        takes = f"it takes {', '.join(named)}" if named else "it takes no keyword arguments"
+        out.append(f"{label}() has no parameter {_names(unknown)} ({takes})")
+    missing = [
+        n for n, kind, required in params
+        if required and kind not in ("VAR_POSITIONAL", "VAR_KEYWORD") and n not in example
+    ]
+    if missing:
+        out.append(f"{label}() needs {_names(missing)}, which the example does not give")
+    return out
+
+
+def _names(names: list[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def example_problems(
+    example: Any, signatures: Mapping[str, list[Param]] | None, is_class: bool, symbol: str = ""
+) -> list[Problem]:
+    """`example=` checked against the function's parameters (a class: {method: kwargs}, each
+    against that method's). ``signatures`` maps "" (a function) or each public method to its
+    parameters; None when they are not known (nothing is checked)."""
+    if not isinstance(example, Mapping) or signatures is None:
+        return []
+    messages: list[str] = []
+    if is_class:
+        for method, kwargs in example.items():
+            if method not in signatures:
+                have = ", ".join(sorted(signatures)) or "none"
+                messages.append(
+                    f"example names method {method!r}, which {symbol or 'the class'} does not "
+                    f"have (public methods: {have})"
+                )
+            elif not isinstance(kwargs, Mapping):
+                messages.append(
+                    f"example[{method!r}] must be a dict of keyword arguments for {method}(), "
+                    f"not {type(kwargs).__name__}"
+                )
+            else:
+                messages += _kwargs_problems(kwargs, signatures[method], method)
+        hint = "For a class, give {'method': {keyword arguments}}, e.g. example={'paint': {'prompt': 'a cat'}}."
+    else:
+        messages += _kwargs_problems(example, signatures.get("", []), symbol or "the function")
+        hint = "Give the function's keyword arguments, matching its signature."
+    return [
+        Problem("example-mismatch", f"example does not match the signature: {m}", "example", hint)
+        for m in messages
+    ]
 
 
 def model_problems(spec: EndpointSpec, model_ids: list[str]) -> list[Problem]:

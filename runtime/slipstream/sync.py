@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import find_project_root, load_project, project_key
+from .errors import SlipstreamError
 
 if TYPE_CHECKING:
     from .client import RuntimeClient
@@ -134,6 +135,8 @@ def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries:
         t.start()
         try:
             return fut.result()
+        except SlipstreamError as exc:  # the commit thread's frames (concurrent.futures) are noise
+            raise exc.with_traceback(None) from None
         finally:
             stop.set()
 

@@ -181,10 +181,19 @@ def to_display(obj: Any, _depth: int = 0) -> Any:
         if getattr(obj, "size", 1) <= MAX_JSON_ARRAY:
             return to_display(obj.tolist(), _depth + 1)
         return {"$array": {"shape": list(obj.shape), "dtype": str(obj.dtype)}}
-    if hasattr(obj, "__dataclass_fields__"):
+    if hasattr(obj, "__dataclass_fields__") and not isinstance(obj, type):
         import dataclasses
 
         return to_display(dataclasses.asdict(obj), _depth + 1)
+    if callable(getattr(obj, "model_dump", None)) and not isinstance(obj, type):  # a pydantic model
+        try:
+            return to_display(obj.model_dump(mode="json"), _depth + 1)
+        except Exception:  # noqa: BLE001 - a field pydantic cannot serialise: show the repr
+            pass
+    import enum
+
+    if isinstance(obj, enum.Enum):
+        return to_display(obj.value, _depth + 1)
     return {"$repr": repr(obj)[:2000]}
 
 

@@ -24,9 +24,10 @@ from typing import Any
 
 from . import keeper as keep_mod
 from . import shm, wire
-from .endpoint import IN_RUNTIME_ENV, Endpoint
+from .endpoint import IN_RUNTIME_ENV, Endpoint, bad_arguments
 from .errors import ErrorInfo, error_info
 from .ipc import Channel
+from .jsontypes import ArgumentError, convert_arguments, param_schemas
 from .reload import CodeLoader, module_name
 
 _call = threading.local()
@@ -290,11 +291,15 @@ class Worker:
             args, kwargs = list(payload.get("args") or []), dict(payload.get("kwargs") or {})
         except Exception as exc:  # noqa: BLE001
             raise _BadRequest(f"could not decode the arguments: {exc}") from None
-        try:
-            inspect.signature(fn).bind(*args, **kwargs)
-        except TypeError as exc:
-            sig = inspect.signature(fn)
-            raise _BadRequest(f"{ep.name}{'.' + method if method else ''}{sig}: {exc}") from None
+        label = f"{ep.name}{'.' + method if method else ''}"
+        problem = bad_arguments(label, fn, args, kwargs)
+        if problem:
+            raise _BadRequest(problem)
+        if h.get("format", "pickle") != "pickle":
+            try:
+                args, kwargs = convert_arguments(fn, args, kwargs)
+            except ArgumentError as exc:
+                raise _BadRequest(f"{label}: {exc}") from None
         return fn, args, kwargs
 
     def _encode(self, value: Any, fmt: str) -> list[bytes | memoryview]:
@@ -344,6 +349,7 @@ def _describe(ep: Endpoint, mod_name: str, rel: str) -> dict[str, Any]:
         line = 0
     fn = ep.target
     methods = ep.methods()
+    defs: dict[str, Any] = {}
     return {
         "name": ep.name,
         "module": mod_name,
@@ -353,18 +359,21 @@ def _describe(ep: Endpoint, mod_name: str, rel: str) -> dict[str, Any]:
         "kind": "class" if ep.is_class else "function",
         "methods": methods,
         "generator": bool(not ep.is_class and inspect.isgeneratorfunction(fn)),
-        "signature": _signatures(ep),
+        "signature": _signatures(ep, defs),
+        "schemas": defs,  # shared type definitions the signature's schemas refer to
         "doc": inspect.getdoc(fn) or "",
         "spec": ep.spec.to_dict(),
+        "warnings": [p.describe() for p in ep.warnings],
     }
 
 
-def _signatures(ep: Endpoint) -> dict[str, Any]:
+def _signatures(ep: Endpoint, defs: dict[str, Any]) -> dict[str, Any]:
     targets = {m: getattr(ep.target, m) for m in ep.methods()} if ep.is_class else {"": ep.target}
     out = {}
     for m, fn in targets.items():
         params = []
         sig = inspect.signature(fn)
+        schemas = param_schemas(fn, defs)
         for p in list(sig.parameters.values())[(1 if ep.is_class else 0) :]:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
@@ -379,6 +388,7 @@ def _signatures(ep: Endpoint) -> dict[str, Any]:
                     "required": p.default is p.empty,
                     "default": default,
                     "annotation": _annotation(p.annotation),
+                    **({"schema": schemas[p.name]} if p.name in schemas else {}),
                 }
             )
         out[m] = params
