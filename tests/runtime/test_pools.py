@@ -36,6 +36,17 @@ def elastic(delay=0.5):
 @endpoint
 def steady():
     return "fine"
+
+@endpoint(workers=(2, 2))
+def pair(mode="ok", started=None, release=None):
+    if mode == "hold":  # say so, then stay busy until told
+        open(started, "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    if mode == "exit":
+        os._exit(3)
+    return os.getpid()
 '''
 
 
@@ -72,6 +83,35 @@ def test_crash_does_not_fail_a_concurrent_call_on_another_worker(app):
         with pytest.raises(WorkerCrashed):
             bad.result()
         assert isinstance(ok.result(), int)
+
+
+def _until(what, check, bound=60.0):
+    deadline = time.monotonic() + bound
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_crash_does_not_fail_a_busy_worker_of_the_same_pool(app, runtime, tmp_path):
+    started, release = tmp_path / "started", tmp_path / "release"
+
+    def workers():
+        return _pool(runtime, "pair")["pool"]["workers"]
+
+    app.pair()  # deploys the code
+    _until("both workers up", lambda: [w["state"] in ("warm", "idle") for w in workers()] == [True, True])
+    with cf.ThreadPoolExecutor(2) as ex:
+        held = ex.submit(app.pair, "hold", str(started), str(release))
+        _until("the held call to run", started.exists)
+        busy = [w["pid"] for w in workers() if w["inflight"]]
+        assert len(busy) == 1
+        with pytest.raises(WorkerCrashed, match="exited with code 3"):
+            app.pair("exit")  # the other worker of the same pool: the only free slot
+        assert not held.done(), "the busy worker's call is still running"
+        release.touch()
+        assert held.result(timeout=60) == busy[0], "and it finishes on its own worker"
+    assert busy[0] in [w["pid"] for w in workers()], "that worker was not replaced"
+    assert _pool(runtime, "pair")["stats"]["crashes"] == 1
 
 
 def test_timeout_kills_the_worker_and_the_next_call_works(app, runtime):
