@@ -314,9 +314,21 @@ def endpoint_findings(index: DocumentIndex, roots: list[Path]) -> list[Finding]:
             span = arg.span if arg is not None else ep.decorator
             fixes = _workers_fix(ep, lines) if problem.code == "workers-min-gt-max" else []
             out.append(Finding(span, _message(problem), problem.code, problem.severity, fixes))
+        out += _example_findings(ep)
         out += _model_findings(facts, lines)
         out += _dependency_findings(ep, lines, roots)
     return out
+
+
+def _example_findings(ep: Endpoint) -> list[Finding]:
+    """`example=` against the function's (or each method's) parameters, at the example."""
+    from slipstream.spec import example_problems
+
+    arg = ep.args.get("example")
+    if arg is None or not isinstance(arg.value, dict):
+        return []
+    problems = example_problems(arg.value, ep.signatures, ep.kind == "class", ep.symbol)
+    return [Finding(arg.span, _message(p), p.code, p.severity) for p in problems]
 
 
 def to_diagnostic(finding: Finding, lines: LineIndex) -> types.Diagnostic:

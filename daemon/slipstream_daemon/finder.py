@@ -129,6 +129,9 @@ class Endpoint:
     models: list[ModelRef]
     imports: list[BodyImport]
     is_async: bool = False
+    # "" (a function) or each public method -> its parameters as (name, kind, required), the
+    # form slipstream.spec.example_problems takes; None when not known (a class with bases)
+    signatures: dict[str, list[tuple[str, str, bool]]] | None = None
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def kwargs(self) -> dict[str, Any]:
@@ -267,6 +270,7 @@ class _RawEndpoint:
     names: list[tuple[str, Span]]
     positions: Mapping[cst.CSTNode, CodeRange]
     code_lines: list[str]  # the snippet's lines, without line ends
+    signatures: dict[str, list[tuple[str, str, bool]]] | None = None
 
 
 @dataclass
@@ -366,12 +370,20 @@ def _parse_snippet(code: str, names: frozenset[str]) -> _Parsed:
             for param in _all_params(stmt.params):
                 param.visit(collector)
         methods: list[Method] = []
+        signatures: dict[str, list[tuple[str, str, bool]]] | None = None
+        if isinstance(stmt, cst.FunctionDef):
+            signatures = {"": _signature(stmt.params)}
+        elif not stmt.bases:  # inherited methods are not in the snippet: leave those unknown
+            signatures = {}
         if isinstance(stmt, cst.ClassDef):
             for item in stmt.body.body:
                 if isinstance(item, cst.FunctionDef):
                     name = item.name.value
                     if not name.startswith("_") and name != "setup":
                         methods.append(Method(name, _span(positions[item.name])))
+                        if signatures is not None:
+                            static = any(_dotted(d.decorator) == "staticmethod" for d in item.decorators)
+                            signatures[name] = _signature(item.params)[0 if static else 1 :]
         first = stmt.decorators[0] if stmt.decorators else deco
         whole = _span(positions[stmt])
         start = _span(positions[first])
@@ -390,9 +402,22 @@ def _parse_snippet(code: str, names: frozenset[str]) -> _Parsed:
                 names=collector.names + body_collector.names,
                 positions=positions,
                 code_lines=code_lines,
+                signatures=signatures,
             )
         )
     return _Parsed(found, None)
+
+
+def _signature(params: cst.Parameters) -> list[tuple[str, str, bool]]:
+    """(name, inspect kind name, required) per parameter, as slipstream.spec.params_of gives."""
+    out = [(p.name.value, "POSITIONAL_ONLY", p.default is None) for p in params.posonly_params]
+    out += [(p.name.value, "POSITIONAL_OR_KEYWORD", p.default is None) for p in params.params]
+    if isinstance(params.star_arg, cst.Param):
+        out.append((params.star_arg.name.value, "VAR_POSITIONAL", False))
+    out += [(p.name.value, "KEYWORD_ONLY", p.default is None) for p in params.kwonly_params]
+    if params.star_kwarg is not None:
+        out.append((params.star_kwarg.name.value, "VAR_KEYWORD", False))
+    return out
 
 
 def _all_params(params: cst.Parameters) -> Iterable[cst.CSTNode]:
@@ -696,6 +721,7 @@ def _build_endpoint(
         models=models,
         imports=[BodyImport(i.module, i.span.shifted(offset)) for i in raw.imports],
         is_async=raw.is_async,
+        signatures=raw.signatures,
     )
 
 
