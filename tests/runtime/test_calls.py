@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from slipstream.catalog import catalog
+REPO = Path(__file__).resolve().parents[2]
 
 APP = '''
 import os, time
@@ -21,6 +23,11 @@ class PromptTooLong(ValueError):
 def add(a, b=0):
     print("adding", a, b)
     return a + b
+
+@endpoint(gpu="H100")
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
 
 @endpoint(workers=(0, 3))
 def slow_pid(x, delay=0.4):
@@ -66,12 +73,25 @@ def app(runtime, project_factory):
     return proj.module("app")
 
 
+def _h100_price_per_s() -> float:
+    """Read from the catalog's data file here, not through the code under test."""
+    data = tomllib.loads((REPO / "runtime/slipstream/data/gpus.toml").read_text())
+    return float(data["gpus"]["H100"]["runpod_flex"])
+
+
 def test_function_call_returns_result_and_cost(app):
     assert app.add(2, b=3) == 5
-    info = app.add.last_call
-    h100 = catalog().lookup("H100")
-    assert info.gpu == "H100" and info.duration_s > 0
-    assert info.cost_usd == pytest.approx(info.duration_s * h100.runpod_flex, rel=1e-3, abs=1e-9)
+    assert app.add.last_call.gpu == "H100"
+    app.nap(0)  # the worker is up: the timing below is the call's own
+    started = time.perf_counter()
+    assert app.nap(0.3) == 0.3
+    wall = time.perf_counter() - started
+    info = app.nap.last_call
+    price = _h100_price_per_s()
+    assert info.gpu == "H100" and info.calls == 1
+    # busy seconds: at least the sleep the worker did, at most what the caller waited
+    assert 0.3 <= info.duration_s <= wall, (info.duration_s, wall)
+    assert 0.3 * price <= info.cost_usd <= wall * price, (info.cost_usd, wall * price)
 
 
 def test_remote_print_reaches_the_caller(app, capsys):
@@ -172,7 +192,7 @@ def test_data_channel_refuses_a_wrong_token(runtime, project_factory):
 
 
 NESTED = """
-import time
+import os, time
 from slipstream import endpoint
 
 @endpoint
@@ -180,21 +200,32 @@ def inner(x):
     return x * 2
 
 @endpoint
-def outer(x, wait=0.0):
-    time.sleep(wait)
+def outer(x, started=None, release=None):
+    if started:  # say it runs, then wait until the test has synced new code
+        open(started, "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
     return inner(x) + 1
 """
 
 
-def test_a_nested_call_from_old_code_never_rolls_the_runtime_back(runtime, project_factory):
+def test_a_nested_call_from_old_code_never_rolls_the_runtime_back(runtime, project_factory, tmp_path):
     import concurrent.futures as cf
 
     proj = project_factory(runtime, {"nested.py": NESTED})
     app = proj.module("nested")
+    started, release = tmp_path / "started", tmp_path / "release"
     with cf.ThreadPoolExecutor(1) as ex:
-        inflight = ex.submit(app.outer, 20, 2.0)  # runs on the first version of the code...
-        time.sleep(1.0)
+        inflight = ex.submit(app.outer, 20, str(started), str(release))
+        deadline = time.monotonic() + 60
+        while not started.exists():  # it runs on the first version of the code...
+            assert time.monotonic() < deadline and not inflight.done(), inflight
+            time.sleep(0.01)
         proj.write("nested.py", NESTED.replace("x * 2", "x * 3"))
-        proj.sync()  # ...while the runtime moves on to the second
-        assert inflight.result() == 61, "its nested call reaches the current code"
+        res = proj.sync()  # ...while the runtime moves on to the second
+        assert not inflight.done(), "the outer call was still running during the sync"
+        release.touch()
+        assert inflight.result(timeout=60) == 61, "its nested call reaches the current code"
+    assert proj.sync().generation == res.generation, "the nested call synced nothing back"
     assert app.inner(20) == 60, "and the runtime still runs the second version"
