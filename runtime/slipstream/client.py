@@ -140,27 +140,17 @@ class RuntimeClient:
             read = 5.0
         with httpx.Client(base_url=self.url, headers=self._headers, trust_env=False, timeout=_timeout(read)) as c:
             try:
-                opened = c.stream("GET", "/v1/logs", params=params).__enter__()
+                with c.stream("GET", "/v1/logs", params=params) as r:
+                    if r.status_code != 200:  # a wrong token or a refused query: say so, never an empty stream
+                        r.read()
+                        if r.status_code == 401:
+                            raise SlipstreamError(f"the runtime at {self.url} refused the token ({_message(r)}); set SLIPSTREAM_TOKEN to the token it printed")
+                        raise SlipstreamError(f"GET /v1/logs failed ({r.status_code}): {_message(r)}")
+                    yield from _follow(r, stop)
             except httpx.TransportError as exc:
+                if isinstance(exc, httpx.ReadTimeout) and stop is None:
+                    raise
                 raise RuntimeUnavailable(f"no Slipstream runtime answered at {self.url} ({exc.__class__.__name__}: {exc})") from None
-            with opened as r:
-                if r.status_code != 200:  # a wrong token or a refused query: say so, never an empty stream
-                    r.read()
-                    if r.status_code == 401:
-                        raise SlipstreamError(f"the runtime at {self.url} refused the token ({_message(r)}); set SLIPSTREAM_TOKEN to the token it printed")
-                    raise SlipstreamError(f"GET /v1/logs failed ({r.status_code}): {_message(r)}")
-                lines = r.iter_lines()
-                while stop is None or not stop.is_set():
-                    try:
-                        line = next(lines)
-                    except StopIteration:
-                        return
-                    except httpx.ReadTimeout:
-                        if stop is None:
-                            raise
-                        return
-                    if line.startswith("data: "):
-                        yield json.loads(line[6:])
 
     # --- sync -------------------------------------------------------------------------
     def missing(self, files: dict[str, str]) -> list[str]:
@@ -325,6 +315,22 @@ class RuntimeClient:
         if self._aio is not None:
             await self._aio.aclose()
             self._aio = None
+
+
+def _follow(r: httpx.Response, stop: Any) -> Iterator[dict[str, Any]]:
+    """The events of an open /v1/logs stream, until it ends or `stop` is set."""
+    lines = r.iter_lines()
+    while stop is None or not stop.is_set():
+        try:
+            line = next(lines)
+        except StopIteration:
+            return
+        except httpx.ReadTimeout:
+            if stop is None:
+                raise
+            return
+        if line.startswith("data: "):
+            yield json.loads(line[6:])
 
 
 def _iter(chunks: list[Any]) -> Iterator[bytes]:
