@@ -64,7 +64,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
     def ready() -> None:
         if a.ready_file:
             tmp = Path(a.ready_file + ".tmp")
-            tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "runtime_id": rt.id}))
+            temp_store = str(rt.store.root) if rt._tmp is not None else None  # removed by whoever started us
+            tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "runtime_id": rt.id, "temp_store": temp_store}))
             os.replace(tmp, a.ready_file)
         if not a.embedded:
             print(f"Slipstream runtime {url}  backend={rt.backend.name}  GPUs: {gpus}", flush=True)
@@ -74,6 +75,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
     if a.parent_pid:
         _exit_with_parent(a.parent_pid)
+    from .pools import Pool
+
+    Pool.cancel_grace = a.cancel_grace
     asyncio.run(serve(rt, sock, token, log_level=a.log_level, on_ready=ready))
     return 0
 
@@ -112,13 +116,15 @@ def cmd_run(a: argparse.Namespace) -> int:
         os.environ["SLIPSTREAM_TOKEN"] = embedded.token
     sys.argv = [str(script), *a.args]
     sys.path.insert(0, str(script.resolve().parent))
-    code = 0
+    code, interrupted = 0, False
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if exc.code not in (None, 0) and not isinstance(exc.code, int):
             print(exc.code, file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C: the script stops, its calls are cancelled, the runtime stops
+        code, interrupted = 130, True
     except DeployError as exc:  # the runtime refused the code: its own message says where and what to do
         where = f" ({exc.file}:{exc.line})" if exc.file and exc.line else f" ({exc.file})" if exc.file else ""
         _err(f"the runtime refused the code{where}: {exc.type}: {exc.message}")
@@ -130,6 +136,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         s.close()
         if embedded is not None:
             embedded.stop()
+        if interrupted:
+            _err("interrupted: the script's remote calls were cancelled" + ("; the embedded runtime stopped" if embedded else ""))
     return code
 
 
@@ -250,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-project-mb", type=int, default=512, help="largest synced project")
     s.add_argument("--worker-memory-mb", type=int, default=0, help="address-space limit per worker (0: none)")
     s.add_argument("--no-fork", action="store_true", help="spawn every worker fresh (no fork server)")
+    s.add_argument("--cancel-grace", type=float, default=5.0,
+                   help="seconds a cancelled call (its caller went away) has to stop before its worker is replaced")
     s.add_argument("--log-level", default="warning")
     s.set_defaults(fn=cmd_serve)
 

@@ -11,9 +11,12 @@ without HTTP parsing or extra copies.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hmac
 import json
+import os
 import queue
+import select
 import socket
 import threading
 from typing import Any
@@ -70,6 +73,7 @@ class DataServer:
             threading.Thread(target=self._serve, args=(conn,), name="data-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        wake = _Wake()
         try:
             while not self._closing:
                 conn.settimeout(IDLE_TIMEOUT)  # an idle or silent connection is closed; clients reconnect
@@ -96,9 +100,10 @@ class DataServer:
                     body: Any = buf.view if buf is not None else bytearray(blen)
                     recv_into(conn, memoryview(body))
                     assert self._loop is not None
-                    status, chunks = asyncio.run_coroutine_threadsafe(
-                        self._call(header, body, buf.ref() if buf else None), self._loop
-                    ).result()
+                    fut = asyncio.run_coroutine_threadsafe(self._call(header, body, buf.ref() if buf else None), self._loop)
+                    if not _until_done_or_gone(conn, fut, wake):
+                        return  # the client went away (closed, killed, timed out): its call was cancelled
+                    status, chunks = fut.result()
                     self._reply(conn, status, chunks)
                 finally:
                     if buf is not None:
@@ -107,6 +112,7 @@ class DataServer:
         except OSError:
             return
         finally:
+            wake.close()
             conn.close()
             with self._lock:
                 self._open -= 1
@@ -144,6 +150,59 @@ class DataServer:
         shm.cleanup(self.shm_tag)
 
 
+class _Wake:
+    """A pipe a connection's thread sleeps on (with its socket) until its call is done."""
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def ring(self, _: object = None) -> None:
+        with self._lock:  # never write to a closed (and maybe reused) descriptor
+            if not self._closed:
+                os.write(self.w, b"\0")
+
+    def drain(self) -> None:
+        os.read(self.r, 64)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                os.close(self.r)
+                os.close(self.w)
+
+
+_GONE = select.POLLIN | select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+
+
+def _until_done_or_gone(conn: socket.socket, fut: concurrent.futures.Future[Any], wake: _Wake) -> bool:
+    """Wait for the call while watching the connection: True when the call is done; False when
+    the client closed the connection first, after cancelling the call (Pool.call then drops it
+    from the queue or interrupts its worker)."""
+    fut.add_done_callback(wake.ring)
+    poller = select.poll()
+    poller.register(wake.r, select.POLLIN)
+    poller.register(conn.fileno(), _GONE)
+    while True:
+        for fd, _ in poller.poll():
+            if fd == wake.r:
+                wake.drain()
+                return True
+            try:
+                peeked = conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            except OSError:
+                peeked = b""
+            if peeked:  # the client sent more while waiting (not the SDK's way): just wait
+                poller.unregister(conn.fileno())
+                continue
+            fut.cancel()
+            return False
+
+
 def _error_record(type_: str, message: str, kind: str) -> list[bytes]:
     return [wire.json_record(wire.REC_ERROR, {"type": type_, "message": message, "kind": kind})]
 
@@ -167,6 +226,7 @@ class DataClient:
         self.addr = (host, port)
         self.token = token
         self._idle: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
+        self._busy: set[socket.socket] = set()  # connections with a call in flight
 
     def call(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:
         try:
@@ -185,6 +245,7 @@ class DataClient:
         return s
 
     def _call(self, s: socket.socket, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:
+        self._busy.add(s)
         try:
             s.settimeout(timeout)
             header = {"token": self.token, "endpoint": endpoint, "method": method, "project": project}
@@ -193,10 +254,21 @@ class DataClient:
             status = json.loads(recv_exact(s, hlen)).get("status", 500)
             body = recv_exact(s, blen)
         except BaseException:
-            s.close()
+            s.close()  # Ctrl-C, a timeout, an error: the runtime sees the close and cancels the call
             raise
+        finally:
+            self._busy.discard(s)
         self._idle.put(s)
         return status, body
+
+    def abort(self) -> None:
+        """End every call in flight on this client (their threads get an error at once; the
+        runtime sees the connections close and cancels the calls)."""
+        for s in list(self._busy):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def close(self) -> None:
         while True:

@@ -19,6 +19,7 @@ __all__ = [
     "DeployError",
     "RuntimeUnavailable",
     "MapError",
+    "CallCancelled",
     "ErrorInfo",
     "Frame",
     "error_info",
@@ -54,6 +55,13 @@ class Overloaded(SlipstreamError):
 
 class RuntimeUnavailable(SlipstreamError):
     """No runtime answered at the configured URL."""
+
+
+class CallCancelled(BaseException):
+    """Raised inside a running call whose caller went away (Ctrl-C, a killed process, a closed
+    connection, a client-side timeout). A BaseException like KeyboardInterrupt, so that
+    `except Exception` in endpoint code does not swallow it: clean up in `finally`. A call
+    that has not stopped within the runtime's grace period has its worker replaced."""
 
 
 class MapError(SlipstreamError):

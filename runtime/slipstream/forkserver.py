@@ -60,6 +60,10 @@ def _child(fd: int, env: dict[str, str], memory_limit: int | None) -> None:
 
 
 def serve_forks(sock: socket.socket, preload: list[str]) -> None:
+    from .worker import set_parent_death_signal
+
+    set_parent_death_signal()  # dies with the runtime; its workers die with it in turn
+    parent = os.getppid()
     loaded, failed = [], []
     started = time.perf_counter()
     for mod in preload:
@@ -75,6 +79,8 @@ def serve_forks(sock: socket.socket, preload: list[str]) -> None:
     _send(sock, {"op": "ready", "preloaded": loaded, "failed": failed, "import_s": time.perf_counter() - started, "cuda_initialized": cuda_touched})
     while True:
         ready, _, _ = select.select([sock], [], [], 0.05)
+        if os.getppid() != parent:
+            os._exit(0)  # the runtime is gone (where there is no parent-death signal)
         while True:  # reap children and report how they ended
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -147,7 +153,7 @@ class ForkServer:
         if "CUDA_VISIBLE_DEVICES" not in os.environ:
             env.pop("CUDA_VISIBLE_DEVICES")
         self.proc = await asyncio.create_subprocess_exec(
-            self.python, "-m", "slipstream.forkserver", "--fd", str(child.fileno()),
+            self.python, "-P", "-m", "slipstream.forkserver", "--fd", str(child.fileno()),
             "--preload", ",".join(self.preload), pass_fds=(child.fileno(),), env=env,
             stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
         )

@@ -36,9 +36,9 @@ class PoolError(Exception):
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
-        self.kind = kind  # overloaded | crash | timeout | unavailable | fatal
+        self.kind = kind  # overloaded | crash | timeout | unavailable | fatal | cancelled
         self.info = ErrorInfo(
-            {"overloaded": "Overloaded", "crash": "WorkerCrashed", "timeout": "EndpointTimeout"}.get(
+            {"overloaded": "Overloaded", "crash": "WorkerCrashed", "timeout": "EndpointTimeout", "cancelled": "CallCancelled"}.get(
                 kind, "EndpointUnavailable"
             ),
             message,
@@ -64,6 +64,7 @@ class Call:
     dispatched: asyncio.Event = field(default_factory=asyncio.Event)
     shm_ref: dict[str, Any] | None = None  # the body also lies in shared memory here
     tag: str = ""  # the caller's name for this call: its log lines carry it (live logs in editors)
+    cancelled: str = ""  # why, once its caller went away
 
 
 class WorkerHandle(Protocol):
@@ -250,7 +251,7 @@ class LocalWorker(ChannelWorker):
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
         self._proc = await asyncio.create_subprocess_exec(
-            self._python, "-m", "slipstream.worker", "--fd", str(child.fileno()),
+            self._python, "-P", "-m", "slipstream.worker", "--fd", str(child.fileno()),
             pass_fds=(child.fileno(),), env=env, stdin=asyncio.subprocess.DEVNULL, preexec_fn=preexec,
         )
         self.pid = self._proc.pid
@@ -332,6 +333,8 @@ class PoolStats:
     crashes: int = 0
     timeouts: int = 0
     overloads: int = 0
+    cancelled: int = 0  # calls whose caller went away: dropped from the queue, or interrupted
+    cancel_kills: int = 0  # workers replaced because a cancelled call did not stop in time
     busy_s: float = 0.0
     cost_usd: float = 0.0
     reloads: int = 0
@@ -342,6 +345,9 @@ class PoolStats:
 
 
 class Pool:
+    # seconds a cancelled call has to stop before its worker is replaced (slipstream serve --cancel-grace)
+    cancel_grace: float = 5.0
+
     def __init__(
         self,
         info: dict[str, Any],
@@ -396,18 +402,69 @@ class Pool:
         self._fatal = None
         self.queue.append(call)
         self._pump()
-        # the timeout counts from when a worker takes the call, not from when it was queued
-        if not call.future.done():
-            waiter = asyncio.ensure_future(call.dispatched.wait())
-            await asyncio.wait({waiter, call.future}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-        if not call.future.done():
-            remaining = self.spec.timeout - (time.perf_counter() - call.started)
-            try:
-                await asyncio.wait_for(asyncio.shield(call.future), max(remaining, 0.001))
-            except TimeoutError:
-                self._on_timeout(call)
+        try:
+            # the timeout counts from when a worker takes the call, not from when it was queued
+            if not call.future.done():
+                waiter = asyncio.ensure_future(call.dispatched.wait())
+                try:
+                    await asyncio.wait({waiter, call.future}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+            if not call.future.done():
+                remaining = self.spec.timeout - (time.perf_counter() - call.started)
+                try:
+                    await asyncio.wait_for(asyncio.shield(call.future), max(remaining, 0.001))
+                except TimeoutError:
+                    self._on_timeout(call)
+        except asyncio.CancelledError:
+            # whoever awaited this call went away (closed connection, client timeout, Ctrl-C)
+            self.cancel(call, "the caller went away")
+            raise
         return call
+
+    def cancel(self, call: Call, reason: str) -> None:
+        """Drop a queued call, or interrupt a running one (its worker is replaced when the call
+        has not stopped within cancel_grace seconds). Its caller is gone: nobody gets a reply."""
+        if call.future.done() or call.cancelled:
+            return
+        call.cancelled = reason
+        self.stats.cancelled += 1
+        call.future.set_exception(PoolError("cancelled", f"endpoint {self.name!r}: call cancelled ({reason})"))
+        call.future.exception()  # retrieved: nobody awaits it any more
+        if call in self.queue:
+            self.queue.remove(call)
+            self.logs.emit(endpoint=self.name, stream="system", tag=call.tag,
+                           text=f"call {call.id} cancelled before it started ({reason}); dropped from the queue")
+            return
+        w = self._state_of(call.worker) if call.worker is not None else None
+        if w is None or call.id not in w.inflight:
+            return
+        self.logs.emit(endpoint=self.name, stream="system", tag=call.tag,
+                       text=f"call {call.id} cancelled ({reason}); interrupting it on worker {w.handle.id}")
+        try:
+            w.handle.send({"op": "cancel", "id": call.id})
+        except Exception:  # noqa: BLE001 - a worker that cannot hear it is replaced below
+            pass
+        # the slot stays taken until the worker answers; past the grace period it is replaced
+        asyncio.get_running_loop().call_later(self.cancel_grace, self._cancel_overdue, w, call)
+
+    def _cancel_overdue(self, w: _WState, call: Call) -> None:
+        if w not in self.workers or call.id not in w.inflight:
+            return  # it stopped in time
+        self.stats.cancel_kills += 1
+        self.logs.emit(endpoint=self.name, stream="system", tag=call.tag,
+                       text=f"worker {w.handle.id} did not stop cancelled call {call.id} within "
+                       f"{self.cancel_grace:g}s; replacing it")
+        others = [c for c in w.inflight.values() if c is not call]
+        w.inflight.clear()
+        self._remove(w)
+        w.handle.kill(f"killed because cancelled call {call.id} did not stop within {self.cancel_grace:g}s")
+        for other in others:
+            if not other.future.done():
+                other.future.set_exception(
+                    PoolError("crash", f"endpoint {self.name!r}: its worker was replaced because a cancelled call on it did not stop")
+                )
+        self._pump()
 
     def update(self, info: dict[str, Any], spec: EndpointSpec, gen: Generation, replace: str = "") -> None:
         """A new generation: workers load it between calls, or are replaced when they must be."""
@@ -451,6 +508,7 @@ class Pool:
             "kind": self.info.get("kind"),
             "methods": self.info.get("methods", []),
             "generator": self.info.get("generator", False),
+            "streams": self.info.get("streams", []),
             "gpu": self.spec.gpu_label,
             "spec": self.spec.to_dict(),
             "generation": self.gen.id,
@@ -486,6 +544,8 @@ class Pool:
                 "crashes": self.stats.crashes,
                 "timeouts": self.stats.timeouts,
                 "overloads": self.stats.overloads,
+                "cancelled": self.stats.cancelled,
+                "cancel_kills": self.stats.cancel_kills,
                 "busy_s": round(self.stats.busy_s, 6),
                 "cost_usd": round(self.stats.cost_usd, 8),
                 "reloads": self.stats.reloads,
@@ -545,6 +605,8 @@ class Pool:
         call.started = time.perf_counter()
         call.dispatched.set()
         header: dict[str, Any] = {"op": "call", "id": call.id, "method": call.method, "format": call.fmt}
+        if call.stream:
+            header["stream"] = True
         body: list[Any] = [call.body]
         if getattr(w.handle, "shares_memory", False):
             header["shm_reply"] = True
@@ -559,7 +621,7 @@ class Pool:
     def _send_load(self, w: _WState) -> None:
         w.gen = self.gen.id
         w.handle.send(
-            {"op": "load", "gen": self.gen.id, "gen_dir": str(self.gen.dir), "manifest": self.gen.files}
+            {"op": "load", "gen": self.gen.id, "gen_dir": str(self.gen.dir), "manifest": self.gen.files, "paths": self.gen.paths}
         )
 
     def _devices_for_next(self) -> tuple[int, ...]:
@@ -584,6 +646,7 @@ class Pool:
             "gen": self.gen.id,
             "gen_dir": str(self.gen.dir),
             "manifest": self.gen.files,
+            "paths": self.gen.paths,
             "concurrency": self.spec.concurrency,
         }
         try:
@@ -688,7 +751,10 @@ class Pool:
             del w.inflight[call.id]
             w.last_active = time.monotonic()
             call.duration = float(header.get("duration", 0.0))
-            self._meter(call, ok=op == "result")
+            self._meter(call, ok=op == "result" or bool(call.cancelled))
+            if call.cancelled:
+                self.logs.emit(endpoint=self.name, stream="system", tag=call.tag,
+                               text=f"cancelled call {call.id} stopped after {call.duration:.2f}s; worker {handle.id} is free")
             if not call.future.done():
                 if op == "result":
                     call.future.set_result(("ok", body))
