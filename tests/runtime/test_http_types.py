@@ -91,6 +91,11 @@ def styled(style: Style) -> Style:
 class Box:
     def fit(self, size: Size) -> int:
         return size.w * size.h
+
+
+@endpoint(env={"API_KEY": "k-123"})
+def leaky() -> str:
+    return "x"
 '''
 
 BODY = {
@@ -205,12 +210,13 @@ def dev(typed, tmp_path):
         except httpx.TransportError:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
-    yield url
+    yield url, log
     proc.terminate()
     proc.wait(20)
 
 
 def test_dev_converts_too_and_its_openapi_shows_the_types(dev):
+    dev, _ = dev
     r = httpx.post(dev + "/render", json=BODY, timeout=60)
     assert r.status_code == 200 and r.json()["result"]["size"] == "Size", r.text
     bad = httpx.post(dev + "/render", json={**BODY, "req": {"prompt": "x"}}, timeout=60)
@@ -244,3 +250,19 @@ def _refs(node):
     elif isinstance(node, list):
         for v in node:
             yield from _refs(v)
+
+
+def test_dev_shows_spec_warnings_once(dev, typed):
+    _, log = dev
+    _, root, res = typed
+    [leaky] = [e for e in res.endpoints if e["name"] == "leaky"]
+    assert any("env['API_KEY'] looks like a secret" in w for w in leaky["warnings"]), "the deploy reply carries them"
+    (root / "app.py").write_text(APP + "\n# a save\n")
+    deadline = time.monotonic() + 30
+    while "↻" not in log.read_text():  # the save went live
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    lines = [line for line in log.read_text().splitlines() if line.startswith("⚠")]
+    assert len(lines) == 1, log.read_text()
+    assert lines[0].startswith("⚠ endpoint 'leaky' (app.py:")
+    assert "env['API_KEY'] looks like a secret" in lines[0] and "Keep secrets out of code" in lines[0]
