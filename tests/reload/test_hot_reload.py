@@ -31,6 +31,9 @@ class Painter:
     def loads(self):
         s = stats()
         return {{"loads": s.loads, "releases": s.releases, "keys": s.keys}}
+
+    def pid(self):
+        return os.getpid()
 '''
 
 HELPERS = '''
@@ -47,9 +50,13 @@ def greet(name):
     return shout("hi " + name)
 
 @endpoint
-def slow(seconds, tag="old"):
-    import time
-    time.sleep(seconds)
+def slow(tag="old", started=None, release=None):
+    import os, time
+    if started:  # say it runs, then wait to be released
+        open(started, "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
     return tag
 '''
 
@@ -139,26 +146,34 @@ def test_error_in_module_level_code_is_refused_with_file_and_line(proj):
     assert app.greet("a") == "HI A!"
 
 
-def test_request_in_flight_during_reload_finishes_on_old_code(proj):
+def test_request_in_flight_during_reload_finishes_on_old_code(proj, tmp_path):
     app = proj.module("app")
-    app.slow(0, "warm")
+    app.slow("warm")
+    started, release = tmp_path / "started", tmp_path / "release"
     with cf.ThreadPoolExecutor(1) as ex:
-        inflight = ex.submit(app.slow, 1.5, "old")
-        time.sleep(0.4)
+        inflight = ex.submit(app.slow, "old", str(started), str(release))
+        deadline = time.monotonic() + 60
+        while not started.exists():  # the call runs on the old code
+            assert time.monotonic() < deadline and not inflight.done(), inflight
+            time.sleep(0.01)
         proj.write("app.py", USES_HELPERS.replace("return tag", "return 'new-' + tag"))
         proj.sync()
-        assert inflight.result() == "old"
-    assert app.slow(0, "x") == "new-x"
+        assert not inflight.done(), "the call was still in flight during the sync"
+        release.touch()
+        assert inflight.result(timeout=60) == "old"
+    assert app.slow("x") == "new-x"
 
 
 def test_module_marked_unsafe_replaces_the_worker_and_says_so(proj):
     painter = proj.module("painter")
     p = painter.Painter()
     first_pid_model = p.paint("a")
+    first_worker = p.pid()
     src = MODEL.format(model="tiny/sd-v1", style="fresh") + '\nSLIPSTREAM_RELOAD = "restart"\n'
     proj.write("painter.py", src)
     res = proj.sync()
     assert "painter" in res.restart and "restart" in res.restart
     assert p.paint("a") == "fresh:a@tiny/sd-v1"
+    assert p.pid() != first_worker, "the marked module got a new worker, not a reload in place"
     assert p.loads()["loads"] == 1, "a new worker loads the model afresh"
     assert first_pid_model.startswith("oil")
