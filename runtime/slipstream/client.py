@@ -164,9 +164,12 @@ class RuntimeClient:
         if r.status_code >= 400:
             raise DeployError(_message(r), type="UploadRefused")
 
-    def commit(self, files: dict[str, str], entries: list[str], project: str | None = None) -> dict[str, Any]:
-        """Deploy these files as the project's new generation (only its endpoints change)."""
+    def commit(self, files: dict[str, str], entries: list[str], project: str | None = None, paths: list[str] | None = None) -> dict[str, Any]:
+        """Deploy these files as the project's new generation (only its endpoints change);
+        paths: the folders (relative to the root) its modules are imported from."""
         body: dict[str, Any] = {"files": files, "entries": entries}
+        if paths is not None:
+            body["paths"] = paths
         if project or self.project:
             body["project"] = project or self.project
         r = self._request("POST", "/v1/generations", json=body, timeout=_timeout(None))

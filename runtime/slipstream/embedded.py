@@ -32,7 +32,8 @@ class EmbeddedRuntime:
         env = dict(os.environ)
         env["SLIPSTREAM_TOKEN"] = token  # passed by environment, never on the command line
         env.pop("SLIPSTREAM_RUNTIME_URL", None)
-        cmd = [sys.executable, "-m", "slipstream", "serve", "--host", "127.0.0.1", "--port", "0",
+        # -P: the runtime's own imports never see the project in the current folder (a json.py there)
+        cmd = [sys.executable, "-P", "-m", "slipstream", "serve", "--host", "127.0.0.1", "--port", "0",
                "--embedded", "--ready-file", str(ready), "--parent-pid", str(os.getpid()), *(extra_args or [])]
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log if log_path else None, start_new_session=True)

@@ -189,7 +189,7 @@ class _Callable:
         raise NotImplementedError
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from . import session
+        session = _session_module()
 
         _refuse_at_import(self.endpoint, self.method, "(...)")
         fn = self._fn()
@@ -198,7 +198,7 @@ class _Callable:
         return session.current().call(self.endpoint, self.method, args, kwargs)
 
     async def aio(self, *args: Any, **kwargs: Any) -> Any:
-        from . import session
+        session = _session_module()
 
         _refuse_at_import(self.endpoint, self.method, ".aio(...)")
         return await session.current().call_async(self.endpoint, self.method, args, kwargs)
@@ -207,7 +207,7 @@ class _Callable:
         """Call once per item (the item is the first argument), fanned out across workers;
         results come back in the order of items. When items fail, the others still run and
         `slipstream.MapError` is raised with each failure's index and the results kept."""
-        from . import session
+        session = _session_module()
 
         _refuse_at_import(self.endpoint, self.method, ".map(...)")
         return session.current().map(self.endpoint, self.method, list(items), kwargs)
@@ -314,3 +314,24 @@ class RemoteMethod(_Callable):
         if inspect.iscoroutine(result):
             return asyncio.run(result)
         return result
+
+def _session_module() -> Any:
+    """slipstream.session, imported at the first call. When a project module named like a
+    standard-library one breaks that import (Python gives the project's calendar.py to httpx),
+    say which file and what to do instead of a bare ImportError from deep inside a library."""
+    try:
+        from . import session
+    except ImportError as exc:
+        from .config import shadowing_modules
+
+        found = shadowing_modules()
+        if not found:
+            raise
+        name, path = found[0]
+        raise ImportError(
+            f"{path} has the name of the standard-library module '{name}', so Python gives it to "
+            f"every `import {name}` in this process (Slipstream's own included: {exc}). Rename it "
+            f"(e.g. {name}_utils.py) and update its imports; the runtime refuses such a project too."
+        ) from exc
+    return session
+

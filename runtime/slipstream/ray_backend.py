@@ -130,6 +130,7 @@ class WorkerSupervisor:
             proc = subprocess.Popen(
                 [
                     sys.executable,
+                    "-P",  # the worker's own imports never see a project in the current folder
                     "-m",
                     "slipstream.worker",
                     "--connect",

@@ -1,30 +1,49 @@
 """Swapping code generations inside a live process.
 
-A generation is a directory of the project's files. Switching re-executes only the changed
-modules and the modules that import them (found from their import statements); everything
-else, and every object held by keep(), stays as it is.
+A generation is a directory of the project's files. Each process imports the project through
+one stable path of its own, a symlink (``<gens>/.live-<pid>``) that a switch re-points at the
+new generation: packages' ``__path__``, modules' ``__file__`` and any path computed from them
+at import keep meaning "the code this process runs now", and the store knows which
+generations are still in use. Switching re-executes only the changed modules, the modules that
+import them (found from their import statements) and the modules that read a changed data
+file (seen through an audit hook on open()); everything else, and every object held by
+keep(), stays as it is.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import os
 import re
 import sys
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["CodeLoader", "ReloadReport", "module_name", "RESTART_MARKER"]
+__all__ = [
+    "CodeLoader",
+    "ReloadReport",
+    "module_name",
+    "module_for",
+    "import_root",
+    "clean_paths",
+    "shadowed_stdlib",
+    "LIVE_PREFIX",
+    "RESTART_MARKER",
+]
 
 # A module that sets this at top level asks to be reloaded by replacing the worker
 # (for modules holding C-extension or process-wide state that re-execution would corrupt).
 RESTART_MARKER = "SLIPSTREAM_RELOAD"
+LIVE_PREFIX = ".live-"  # <gens>/.live-<pid>: the generation a process runs (see Store.activate)
 _NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
 _MARKER_RE = re.compile(r"^SLIPSTREAM_RELOAD\s*=\s*['\"]restart['\"]", re.M)
 
 
 def module_name(relpath: str) -> str | None:
+    """The dotted name of a path taken relative to a folder on sys.path (None: not a module)."""
     if not relpath.endswith(".py"):
         return None
     parts = relpath[:-3].split("/")
@@ -33,6 +52,71 @@ def module_name(relpath: str) -> str | None:
     if not parts or not all(p.isidentifier() for p in parts):
         return None
     return ".".join(parts)
+
+
+def clean_paths(paths: Sequence[str] | None) -> list[str]:
+    """Project-relative folders for sys.path, in order ("" is the project root)."""
+    out: list[str] = []
+    for p in paths or [""]:
+        p = str(p).strip("/")
+        p = "" if p == "." else p
+        if ".." in p.split("/") or "\\" in p or p.startswith("/"):
+            continue
+        if p not in out:
+            out.append(p)
+    return out or [""]
+
+
+def _within(folder: str, base: str) -> str | None:
+    """folder relative to base ("" = same), or None when folder is not inside base."""
+    if not base:
+        return folder
+    if folder == base:
+        return ""
+    return folder[len(base) + 1 :] if folder.startswith(base + "/") else None
+
+
+def import_root(rel: str, files: Collection[str], paths: Sequence[str]) -> str:
+    """The folder (project-relative) that Python imports `rel` from, the way it finds it:
+
+    a file inside a regular package (a folder with __init__.py) is named from the top of its
+    package chain; a namespace package or a plain module from the deepest import path above it
+    (paths are the sys.path entries of the user's process: the root, src/, ...); failing both,
+    from its own folder, as `python file.py` would."""
+    parts = rel.split("/")
+    k = len(parts) - 1
+    while k > 0 and "/".join(parts[:k]) + "/__init__.py" in files:
+        k -= 1
+    top = "/".join(parts[:k])  # the folder above the topmost package (the file's own if none)
+    best: str | None = None
+    for p in clean_paths(paths):
+        inner = _within(top, p)
+        if inner is None or not all(x.isidentifier() for x in inner.split("/") if x):
+            continue
+        if best is None or len(p) > len(best):
+            best = p
+    return top if best is None else best
+
+
+def module_for(rel: str, files: Collection[str], paths: Sequence[str] = ("",)) -> str | None:
+    """The module name the project's Python gives `rel` (None: not an importable module)."""
+    if not rel.endswith(".py"):
+        return None
+    root = import_root(rel, files, paths)
+    return module_name(rel[len(root) + 1 :] if root else rel)
+
+
+def shadowed_stdlib(files: Collection[str], paths: Sequence[str]) -> list[tuple[str, str]]:
+    """(file, name) for each project module named like a standard-library module.
+
+    Which of the two `import json` gives depends on what was imported first, in the user's
+    process and on the runtime alike, so such a project is refused at deploy."""
+    found = []
+    for rel in sorted(files):
+        name = module_for(rel, files, paths)
+        if name and "." not in name and name in sys.stdlib_module_names and name != "__main__":
+            found.append((rel, name))
+    return found
 
 
 @dataclass
@@ -49,48 +133,83 @@ class CodeLoader:
 
     def __init__(self) -> None:
         self.generation: str | None = None
-        self.gen_dir: str | None = None
+        self.gen_dir: str | None = None  # the generation's real directory
+        self.link: str | None = None  # the stable path this process imports the project from
+        self.paths: list[str] = [""]
         self.manifest: dict[str, str] = {}
+        self._sys_paths: list[str] = []
         self._imports: dict[tuple[str, str], set[str]] = {}
+        self._before: set[str] = set()
+        self.readers: dict[str, set[str]] = {}  # data file -> project modules seen opening it
+        self.unattributed: set[str] = set()  # data files opened by code of no project module
+        self._hooked = False
+
+    # --- where files are -------------------------------------------------------------------
+    def _prefixes(self) -> tuple[str, ...]:
+        out = []
+        if self.link:
+            out.append(self.link + "/")
+        if self.gen_dir:
+            out.append(str(Path(self.gen_dir).parent) + "/")
+        return tuple(out)
 
     def relative(self, filename: str) -> str | None:
-        """Project-relative path of a file from any generation directory, else None."""
+        """Project-relative path of a file of this process's code (through its link or in any
+        generation directory), else None."""
+        if self.link and filename.startswith(self.link + "/"):
+            return filename[len(self.link) + 1 :] or None
         if not self.gen_dir:
             return None
         root = str(Path(self.gen_dir).parent) + "/"
         if not filename.startswith(root):
             return None
-        return filename[len(root) :].partition("/")[2] or None
+        return filename[len(root) :].partition("/")[2] or None  # <gens>/<gen or .live-pid>/<rel>
 
     def user_modules(self) -> dict[str, ModuleType]:
-        if not self.gen_dir:
+        prefixes = self._prefixes()
+        if not prefixes:
             return {}
-        root = str(Path(self.gen_dir).parent) + "/"
         out = {}
         for name, mod in list(sys.modules.items()):
             f = getattr(mod, "__file__", None)
-            if f and f.startswith(root):
+            if isinstance(f, str) and f.startswith(prefixes):
                 out[name] = mod
         return out
 
-    def plan(self, manifest: dict[str, str], gen_dir: str | None = None) -> tuple[list[str], set[str], str]:
+    # --- what a switch must re-run ----------------------------------------------------------
+    def plan(self, manifest: dict[str, str], gen_dir: str | None = None, paths: Sequence[str] | None = None) -> tuple[list[str], set[str], str]:
         """(changed paths, modules to re-execute, "" or why a restart is needed)."""
         old = self.manifest
         changed = sorted(p for p in set(old) | set(manifest) if old.get(p) != manifest.get(p))
         loaded = self.user_modules()
         if any(p.endswith(_NATIVE_SUFFIXES) for p in changed):
             return changed, set(), "a native extension changed"
-        changed_mods = {m for p in changed if (m := module_name(p))} & set(loaded)
+        if paths is not None and clean_paths(paths) != self.paths:
+            return changed, set(), f"the project's import paths changed ({self.paths} -> {clean_paths(paths)})"
+        by_name = {}
+        for p in changed:
+            m = module_for(p, manifest if p in manifest else old, self.paths)
+            if m:
+                by_name[m] = p
+        changed_mods = set(by_name) & set(loaded)
         for m in changed_mods:
             new_text = ""
-            if gen_dir:
-                rel = next((p for p in changed if module_name(p) == m), "")
+            if gen_dir and by_name[m] in manifest:
                 try:
-                    new_text = (Path(gen_dir) / rel).read_text(errors="replace")
+                    new_text = (Path(gen_dir) / by_name[m]).read_text(errors="replace")
                 except OSError:
                     pass
             if getattr(loaded[m], RESTART_MARKER, None) == "restart" or _MARKER_RE.search(new_text):
                 return changed, set(), f"{m} sets {RESTART_MARKER} = 'restart'"
+        for p in changed:
+            if p.endswith(".py"):
+                continue  # modules: handled through the import graph
+            if p in self.unattributed:
+                return changed, set(), (
+                    f"{p} changed and was read by code that is not a project module, "
+                    "so what to re-run cannot be known"
+                )
+            changed_mods |= self.readers.get(p, set()) & set(loaded)
         importers: dict[str, set[str]] = {}
         for name, mod in loaded.items():
             for dep in self._imports_of(name, mod):
@@ -105,43 +224,111 @@ class CodeLoader:
 
     def _imports_of(self, name: str, mod: ModuleType) -> set[str]:
         f = getattr(mod, "__file__", "") or ""
-        rel = f.removeprefix(self.gen_dir + "/") if self.gen_dir else f
+        rel = self.relative(f) or f
         key = (name, self.manifest.get(rel, f))
         if key not in self._imports:
             self._imports[key] = _imports_in(f, name, getattr(mod, "__path__", None) is not None)
         return self._imports[key]
 
-    def switch(self, generation: str, gen_dir: str, manifest: dict[str, str]) -> tuple[ReloadReport, dict[str, ModuleType]]:
+    # --- switching ---------------------------------------------------------------------------
+    def switch(self, generation: str, gen_dir: str, manifest: dict[str, str], paths: Sequence[str] | None = None) -> tuple[ReloadReport, dict[str, ModuleType]]:
         """Point the process at a new generation; returns the report and the purged modules
         (pass them to rollback() if importing the new code fails)."""
         if self.gen_dir is None:
-            self._set(generation, gen_dir, manifest)
+            self._before = set()
+            self._set(generation, gen_dir, manifest, clean_paths(paths))
+            self._hook()
             return ReloadReport(generation, sorted(manifest), [], "initial"), {}
-        changed, affected, restart = self.plan(manifest, gen_dir)
+        changed, affected, restart = self.plan(manifest, gen_dir, paths)
         if restart:
             return ReloadReport(generation, changed, [], "restart", restart), {}
+        self._before = set(self.user_modules())
         purged = {n: sys.modules.pop(n) for n in sorted(affected) if n in sys.modules}
-        self._set(generation, gen_dir, manifest)
+        for n, mod in purged.items():
+            # `from pkg import sub` takes the attribute when the package has one: drop it, so
+            # the re-executed importer gets the new submodule
+            parent, _, child = n.rpartition(".")
+            pkg = sys.modules.get(parent) if parent else None
+            if pkg is not None and getattr(pkg, child, None) is mod:
+                delattr(pkg, child)
+        self._set(generation, gen_dir, manifest, self.paths)
         return ReloadReport(generation, changed, sorted(purged), "in-place"), purged
 
     def rollback(self, generation: str, gen_dir: str, manifest: dict[str, str], purged: dict[str, ModuleType]) -> None:
         for name in list(self.user_modules()):
-            if name in purged or self._from_dir(sys.modules[name], self.gen_dir):
-                sys.modules.pop(name, None)
+            if name in purged or name not in self._before:
+                mod = sys.modules.pop(name, None)
+                parent, _, child = name.rpartition(".")
+                pkg = sys.modules.get(parent) if parent else None
+                if pkg is not None and mod is not None and getattr(pkg, child, None) is mod:
+                    delattr(pkg, child)
         sys.modules.update(purged)
-        self._set(generation, gen_dir, manifest)
+        for n, mod in purged.items():
+            parent, _, child = n.rpartition(".")
+            pkg = sys.modules.get(parent) if parent else None
+            if pkg is not None:
+                setattr(pkg, child, mod)
+        self._set(generation, gen_dir, manifest, self.paths)
 
-    @staticmethod
-    def _from_dir(mod: ModuleType, d: str | None) -> bool:
-        f = getattr(mod, "__file__", None)
-        return bool(d and f and f.startswith(d + "/"))
-
-    def _set(self, generation: str, gen_dir: str, manifest: dict[str, str]) -> None:
-        if self.gen_dir and self.gen_dir in sys.path:
-            sys.path.remove(self.gen_dir)
-        sys.path.insert(0, gen_dir)
-        self.generation, self.gen_dir, self.manifest = generation, gen_dir, dict(manifest)
+    def _set(self, generation: str, gen_dir: str, manifest: dict[str, str], paths: list[str]) -> None:
+        if self.link is None:
+            self.link = os.path.join(os.path.dirname(gen_dir.rstrip("/")), f"{LIVE_PREFIX}{os.getpid()}")
+        tmp = f"{self.link}.tmp"
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        os.symlink(gen_dir, tmp)
+        os.replace(tmp, self.link)  # atomic: the process sees the old code or the new, never half
+        for p in self._sys_paths:
+            while p in sys.path:
+                sys.path.remove(p)
+        self._sys_paths = [os.path.join(self.link, p) if p else self.link for p in paths]
+        sys.path[0:0] = self._sys_paths
+        self.generation, self.gen_dir, self.manifest, self.paths = generation, gen_dir, dict(manifest), list(paths)
         importlib.invalidate_caches()
+
+    def close(self) -> None:
+        """Remove this process's link (the store then no longer counts its generation in use)."""
+        if self.link:
+            try:
+                os.unlink(self.link)
+            except OSError:
+                pass
+
+    # --- who reads which data file ------------------------------------------------------------
+    def _hook(self) -> None:
+        if self._hooked:
+            return
+        self._hooked = True
+        sys.addaudithook(self._audit)
+
+    def _audit(self, event: str, args: tuple) -> None:
+        if event != "open":
+            return
+        path = args[0] if args else None
+        if not isinstance(path, str):
+            try:
+                path = os.fspath(path) if path is not None and not isinstance(path, int) else None
+            except TypeError:
+                return
+            if not isinstance(path, str):
+                return
+        prefixes = self._prefixes()
+        if not prefixes or not path.startswith(prefixes) or path.endswith((".py", ".pyc")):
+            return
+        rel = self.relative(path)
+        if rel is None or rel not in self.manifest:
+            return
+        f = sys._getframe(1)
+        while f is not None:
+            if f.f_code.co_filename.startswith(prefixes):
+                name = f.f_globals.get("__name__")
+                if isinstance(name, str) and name != "__main__":
+                    self.readers.setdefault(rel, set()).add(name)
+                    return
+            f = f.f_back
+        self.unattributed.add(rel)
 
 
 def _imports_in(path: str, name: str, is_package: bool) -> set[str]:

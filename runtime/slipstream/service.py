@@ -24,7 +24,7 @@ from .gpus import Device, inventory, matches
 from .logs import LogHub
 from .pools import LocalBackend, LocalWorker, Pool, PoolError
 from .spec import EndpointSpec
-from .store import Generation, Limits, Store
+from .store import Generation, Limits, Store, check_paths
 
 __all__ = ["Runtime", "DeployRefused", "Project", "AmbiguousEndpoint", "DEFAULT_PROJECT", "check_project_key"]
 
@@ -241,16 +241,16 @@ class Runtime:
     def put_blob(self, sha: str, data: bytes) -> None:
         self.store.put(sha, data)
 
-    async def commit(self, files: dict[str, str], entries: list[str], project: str | None = None) -> dict[str, Any]:
+    async def commit(self, files: dict[str, str], entries: list[str], project: str | None = None, paths: list[str] | None = None) -> dict[str, Any]:
         """Deploy a project's files; only that project's endpoints change. ValueError: bad key."""
         proj = self.project(project, create=True)
         async with proj.lock:
             started = time.perf_counter()
             store = proj.store
             cur = store.current
-            if cur is not None and cur.files == files and sorted(cur.entries) == sorted(entries):
+            if cur is not None and cur.files == files and sorted(cur.entries) == sorted(entries) and cur.paths == check_paths(paths):
                 return self._commit_reply(proj, cur, [], {"endpoints": [self._pool_info(p) for p in proj.pools.values()]}, started, unchanged=True)
-            gen = store.commit(files, entries)
+            gen = store.commit(files, entries, paths)
             try:
                 installs, cached = await self._install_declared(gen)
                 scan = await self._scan(proj, gen, [e.site_dir for e in installs if e.site_dir])
@@ -339,7 +339,7 @@ class Runtime:
                 await proj.scanner.start({})
             scanner = proj.scanner
             header = {"op": "scan", "gen": gen.id, "gen_dir": str(gen.dir), "manifest": gen.files,
-                      "entries": gen.entries, "extra_paths": extra_paths or []}
+                      "entries": gen.entries, "paths": gen.paths, "extra_paths": extra_paths or []}
             try:
                 reply = await scanner.request(header, "scanned", "scan_error", timeout=self.scan_timeout)
             except TimeoutError:

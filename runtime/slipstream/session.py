@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .client import CallOutcome, RuntimeClient, UnknownEndpoint
-from .config import find_project_root, load_project, project_key, runtime_from_env
+from .config import (
+    find_project_root,
+    import_paths,
+    load_project,
+    module_import_root,
+    project_key,
+    runtime_from_env,
+)
 from .endpoint import IN_RUNTIME_ENV
 from .errors import (
     EndpointTimeout,
@@ -44,6 +51,7 @@ class Session:
         self.client: RuntimeClient | None = None
         self.embedded: EmbeddedRuntime | None = None
         self.root: Path | None = None
+        self.paths: list[str] | None = None  # folders inside root this process imports from
         self.project: str | None = None  # the key the runtime keeps this project under
         self.synced_gen: str | None = None
         self.spend_usd = 0.0
@@ -54,12 +62,25 @@ class Session:
 
     # --- connection and sync ----------------------------------------------------------
     def _root_for(self, ep: Endpoint) -> Path:
-        src = ep.source_file
-        if src and Path(src).exists():
-            return find_project_root(src)
-        main = sys.modules.get("__main__")
-        f = getattr(main, "__file__", None)
-        return find_project_root(f) if f else Path.cwd()
+        """The project root as this process's Python sees it: the folder the endpoint's module
+        was imported from (its __name__ and file say which), or the config's root above it.
+        Sets self.paths: the folders inside the root this process imports from."""
+        src, name = ep.source_file, ep.__module__
+        if not (src and Path(src).exists()):
+            main = sys.modules.get("__main__")
+            src, name = getattr(main, "__file__", None), "__main__"
+        if not src:
+            root = Path.cwd().resolve()
+            self.paths = import_paths(root)
+            return root
+        if name == "__main__":  # `python -m pkg.mod` names the module in its spec; a script is its folder
+            spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+            name = getattr(spec, "name", None) or ""
+        imported_from = (module_import_root(name, src) if name else None) or Path(src).resolve().parent
+        root = find_project_root(src, imported_from)
+        on_path = [Path(p or os.getcwd()) for p in sys.path if "site-packages" not in p and "dist-packages" not in p]
+        self.paths = import_paths(root, [imported_from, *on_path])
+        return root
 
     def ensure(self, ep: Endpoint) -> RuntimeClient:
         with self._lock:
@@ -89,7 +110,7 @@ class Session:
             return
         from .sync import sync_project
 
-        res = sync_project(self.client, self.root, progress=lambda line: _say(line) if line else None)
+        res = sync_project(self.client, self.root, progress=lambda line: _say(line) if line else None, paths=self.paths)
         self.synced_gen = res.generation
         for line in res.skipped:
             self.note(line, f"not synced: {line}")

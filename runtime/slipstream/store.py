@@ -33,6 +33,7 @@ class Generation:
     dir: Path
     files: dict[str, str]
     entries: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=lambda: [""])  # folders on sys.path ("" = the root)
 
 
 def validate_path(path: str, limits: Limits = Limits()) -> str:
@@ -54,6 +55,25 @@ def validate_path(path: str, limits: Limits = Limits()) -> str:
     return path
 
 
+def check_paths(paths: list[str] | None) -> list[str]:
+    """The commit's import paths: project-relative folders for sys.path ("" = the root)."""
+    if paths is None:
+        return [""]
+    if not isinstance(paths, list) or len(paths) > 32:
+        raise UploadRefused("'paths' must be a list of at most 32 project-relative folders")
+    out = []
+    for p in paths:
+        if not isinstance(p, str):
+            raise UploadRefused(f"import path {p!r} is not a string")
+        p = p.strip("/")
+        if p not in ("", "."):
+            validate_path(p)
+        p = "" if p == "." else p
+        if p not in out:
+            out.append(p)
+    return out or [""]
+
+
 def validate_sha(sha: str) -> str:
     if not isinstance(sha, str) or not _SHA.match(sha):
         raise UploadRefused(f"{sha!r} is not a lowercase hex SHA-256")
@@ -62,9 +82,9 @@ def validate_sha(sha: str) -> str:
 
 class Store:
     def __init__(self, root: Path, limits: Limits = Limits(), keep_generations: int = 6, gens: Path | None = None) -> None:
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # workers link to generation dirs by absolute path
         self.blobs = self.root / "blobs"
-        self.gens = Path(gens) if gens is not None else self.root / "gens"
+        self.gens = Path(gens).absolute() if gens is not None else self.root / "gens"
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.gens.mkdir(parents=True, exist_ok=True)
         self.limits = limits
@@ -112,8 +132,9 @@ class Store:
         tmp.write_bytes(data)
         os.replace(tmp, target)
 
-    def commit(self, files: dict[str, str], entries: list[str]) -> Generation:
+    def commit(self, files: dict[str, str], entries: list[str], paths: list[str] | None = None) -> Generation:
         self.check_manifest(files)
+        paths = check_paths(paths)
         missing = self.missing(files)
         if missing:
             raise UploadRefused(f"{len(missing)} file(s) were not uploaded before the commit; sync again")
@@ -138,14 +159,42 @@ class Store:
             except OSError as exc:  # e.g. "a.py" both a file and a folder: the client's mistake
                 shutil.rmtree(d, ignore_errors=True)
                 raise UploadRefused(f"cannot lay out {path!r}: {exc.strerror or exc}") from None
-        return Generation(gen_id, d, dict(files), [e for e in entries if e in files])
+        return Generation(gen_id, d, dict(files), [e for e in entries if e in files], paths)
 
     def activate(self, gen: Generation) -> None:
+        """Make gen the live generation and drop the oldest beyond keep_generations, except the
+        live one and any a process still runs (its <gens>/.live-<pid> link points there)."""
         self.current = gen
         self.history.append(gen)
+        in_use = self.in_use() | {gen.dir}
+        keep = self.history[-self.keep_generations :]
         for old in self.history[: -self.keep_generations]:
-            shutil.rmtree(old.dir, ignore_errors=True)
-        self.history = self.history[-self.keep_generations :]
+            if old.dir in in_use:
+                keep.insert(0, old)
+            else:
+                shutil.rmtree(old.dir, ignore_errors=True)
+        self.history = keep
+
+    def in_use(self) -> set[Path]:
+        """Generation directories that a live process imports from; links of processes that
+        are gone are removed."""
+        used: set[Path] = set()
+        for link in self.gens.glob(".live-*"):
+            pid = link.name.removeprefix(".live-")
+            if pid.endswith(".tmp"):
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                link.unlink(missing_ok=True)
+                continue
+            except (ValueError, PermissionError, OverflowError):
+                pass
+            try:
+                used.add(Path(os.readlink(link)))
+            except OSError:
+                pass
+        return used
 
     def discard(self, gen: Generation) -> None:
         shutil.rmtree(gen.dir, ignore_errors=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import find_project_root, load_project, project_key
+from .config import find_project_root, import_paths, load_project, project_key
 from .errors import SlipstreamError
 
 if TYPE_CHECKING:
@@ -108,11 +108,11 @@ def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
 _INSTALL_NEWS = ("Collecting", "Downloading", "Installing collected", "Successfully installed", "ERROR", "error:")
 
 
-def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries: list[str], progress: Callable[[str], None], project: str | None = None) -> dict[str, Any]:
+def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries: list[str], progress: Callable[[str], None], project: str | None = None, paths: list[str] | None = None) -> dict[str, Any]:
     """Commit; if it is still running after a moment, relay the runtime's install/system lines."""
     started = time.time()
     with ThreadPoolExecutor(1) as ex:
-        fut = ex.submit(client.commit, files, entries, project)
+        fut = ex.submit(client.commit, files, entries, project, paths)
         try:
             return fut.result(timeout=0.5)
         except FuturesTimeout:
@@ -151,14 +151,16 @@ def sync_project(
     *,
     attempts: int = 3,
     progress: Callable[[str], None] | None = None,
+    paths: list[str] | None = None,
 ) -> SyncResult:
     """Make the runtime run this project's current files. Raises DeployError when refused.
 
     progress(line) receives what the runtime reports while a slow commit runs (dependency
-    installs, their installer's output), so the caller can show it."""
+    installs, their installer's output), so the caller can show it. paths: the folders (relative
+    to root) the project's modules are imported from; default config.import_paths(root)."""
     for attempt in range(attempts):
         try:
-            return _sync_once(client, root, progress)
+            return _sync_once(client, root, progress, paths)
         except _ChangedWhileSyncing:
             if attempt == attempts - 1:
                 raise
@@ -166,9 +168,10 @@ def sync_project(
     raise AssertionError("unreachable")
 
 
-def _sync_once(client: RuntimeClient, root: str | os.PathLike[str], progress: Callable[[str], None] | None) -> SyncResult:
+def _sync_once(client: RuntimeClient, root: str | os.PathLike[str], progress: Callable[[str], None] | None, paths: list[str] | None = None) -> SyncResult:
     started = time.perf_counter()
     root = find_project_root(root) if Path(root).is_file() else Path(root).resolve()
+    paths = import_paths(root) if paths is None else paths
     files, entries, skipped = build_manifest(root)
     missing = set(client.missing(files))
     by_sha = {sha: rel for rel, sha in files.items()}
@@ -186,7 +189,10 @@ def _sync_once(client: RuntimeClient, root: str | os.PathLike[str], progress: Ca
             with ThreadPoolExecutor(min(8, len(missing))) as ex:
                 list(ex.map(upload, sorted(missing)))
     key = project_key(root)  # the one place a sync names its project: SDK, dev and editor alike
-    reply = _commit_with_progress(client, files, entries, progress, key) if progress else client.commit(files, entries, key)
+    if progress:
+        reply = _commit_with_progress(client, files, entries, progress, key, paths)
+    else:
+        reply = client.commit(files, entries, key, paths)
     return SyncResult(
         generation=reply["generation"],
         changed=reply.get("changed", []),

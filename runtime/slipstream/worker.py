@@ -28,7 +28,7 @@ from .endpoint import IN_RUNTIME_ENV, Endpoint, bad_arguments
 from .errors import ErrorInfo, error_info
 from .ipc import Channel
 from .jsontypes import ArgumentError, convert_arguments, param_schemas
-from .reload import CodeLoader, module_name
+from .reload import CodeLoader, module_for, shadowed_stdlib
 
 _call = threading.local()
 
@@ -95,7 +95,7 @@ class Worker:
         self.pool = ThreadPoolExecutor(self.concurrency, "call")
         started = time.perf_counter()
         try:
-            self.loader.switch(h["gen"], _gen_dir(h), h["manifest"])
+            self.loader.switch(h["gen"], _gen_dir(h), h["manifest"], h.get("paths"))
             self._bind(run_setup=True)
         except BaseException as exc:  # noqa: BLE001 - reported to the runtime, which decides
             self.ch.send({"op": "fatal", "error": self._err(exc).to_dict()})
@@ -141,7 +141,7 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - the runtime replaces this worker
             self.ch.send({"op": "load_error", "gen": h["gen"], "error": self._err(exc).to_dict()})
             return
-        report, purged = self.loader.switch(h["gen"], gen_dir, h["manifest"])
+        report, purged = self.loader.switch(h["gen"], gen_dir, h["manifest"], h.get("paths"))
         if report.mode == "restart":
             self.ch.send({"op": "loaded", "gen": h["gen"], "mode": "restart", "reason": report.reason})
             return
@@ -171,14 +171,18 @@ class Worker:
         for p in h.get("extra_paths", []):
             if p not in sys.path:
                 sys.path.append(p)  # dependencies installed for endpoints, visible to the import check
-        report, purged = self.loader.switch(h["gen"], h["gen_dir"], h["manifest"])
+        shadows = shadowed_stdlib(h["manifest"], h.get("paths") or [""])
+        if shadows:
+            self.ch.send({"op": "scan_error", "error": _shadow_error(shadows).to_dict()})
+            return
+        report, purged = self.loader.switch(h["gen"], h["gen_dir"], h["manifest"], h.get("paths"))
         if report.mode == "restart":
             self.ch.send({"op": "scanned", "restart": report.reason, "endpoints": []})
             return
         found: list[dict[str, Any]] = []
         try:
             for rel in h.get("entries", []):
-                mod_name = module_name(rel)
+                mod_name = module_for(rel, h["manifest"], self.loader.paths)
                 if not mod_name:
                     continue
                 mod = importlib.import_module(mod_name)
@@ -332,6 +336,23 @@ def _iterate(gen: Any) -> Any:
             loop.close()
     else:
         yield from gen
+
+
+def _shadow_error(shadows: list[tuple[str, str]]) -> ErrorInfo:
+    """A deploy refusal for project modules named like standard-library ones."""
+    from .errors import Frame
+
+    rel, name = shadows[0]
+    stem = rel.rsplit("/", 1)[0] if rel.endswith("/__init__.py") else rel[:-3]
+    others = "".join(f"; also {r} ('{n}')" for r, n in shadows[1:])
+    message = (
+        f"{rel} has the name of the standard-library module '{name}': which one `import {name}` "
+        f"gives depends on what was imported first (in your process and on the runtime), and the "
+        f"runtime itself imports '{name}'. Rename it (e.g. {stem}_{'pkg' if stem != rel[:-3] else 'utils'}"
+        f"{'' if rel.endswith('/__init__.py') else '.py'}) and update its imports{others}"
+    )
+    frames = [Frame(r, 1, "<module>", "", True) for r, _ in shadows]
+    return ErrorInfo("ShadowedModule", message, message, frames, kind="deploy")
 
 
 def _endpoints_in(mod: Any) -> list[Endpoint]:
