@@ -1,6 +1,11 @@
-"""Model loading by id: `tiny/...` ids build tiny random models, anything else is a Hub id.
+"""Model loading by id, with no fallback between the schemes:
 
-A real id never falls back to a tiny model: if its weights cannot be fetched, loading raises
+    tiny/sd, tiny/qwen3            tiny random models for CPU tests (tiny_models.py)
+    random-full/<name>             real architectures at full size, random weights, offline
+    random-small/<name>            the same configs with narrow layers (random_models.py)
+    anything else                  a Hugging Face Hub id
+
+A Hub id never falls back to a random model: if its weights cannot be fetched, loading raises
 ModelUnavailableError saying so, and the caller decides (the pipeline's --offline flag).
 torch, diffusers and transformers are imported inside the functions so that importing an
 endpoint module stays cheap.
@@ -10,6 +15,8 @@ from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING, Any
+
+from random_models import is_random
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -22,6 +29,7 @@ __all__ = [
     "default_dtype",
     "image_to_image",
     "is_cached",
+    "is_offline_model",
     "is_tiny",
     "load_image_pipeline",
     "load_llm",
@@ -42,13 +50,19 @@ class ModelUnavailableError(RuntimeError):
         super().__init__(
             f"could not load {model_id!r} from the Hugging Face Hub or its cache: {reason}. "
             "Without network access, run the pipeline with --offline to use tiny in-process "
-            f"models ({TINY_LLM!r}, {TINY_SD!r}) instead."
+            f"models ({TINY_LLM!r}, {TINY_SD!r}), or name a full-size model with random weights "
+            "(random-full/dreamshaper-8, random-full/qwen3-0.6b) instead."
         )
         self.model_id = model_id
 
 
 def is_tiny(model_id: str) -> bool:
     return model_id.startswith(TINY_PREFIX)
+
+
+def is_offline_model(model_id: str) -> bool:
+    """Built in process with random weights (tiny/, random-full/, random-small/): no Hub."""
+    return is_tiny(model_id) or is_random(model_id)
 
 
 def resolve_device(device: str | None = None) -> str:
@@ -86,6 +100,11 @@ def load_image_pipeline(
         _check_tiny(model_id, TINY_SD)
         _tiny_threads(device)
         return _cast(build_tiny_sd(), device, dtype)
+    if is_random(model_id):
+        from random_models import build_random_sd
+
+        _tiny_threads(device)
+        return build_random_sd(model_id, device, dtype)
 
     from diffusers import AutoPipelineForText2Image
 
@@ -130,6 +149,11 @@ def load_llm(
         _tiny_threads(device)
         model, tokenizer = build_tiny_qwen3()
         return _cast(model, device, dtype), tokenizer
+    if is_random(model_id):
+        from random_models import build_random_llm
+
+        _tiny_threads(device)
+        return build_random_llm(model_id, device, dtype)
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -144,8 +168,9 @@ def load_llm(
 
 
 def is_cached(model_id: str) -> bool:
-    """Whether a Hub model's index is in the local cache (no network). Tiny ids always are."""
-    if is_tiny(model_id):
+    """Whether a Hub model's index is in the local cache (no network). Random and tiny ids
+    need no cache: they always are."""
+    if is_offline_model(model_id):
         return True
     from huggingface_hub import try_to_load_from_cache
 
@@ -171,7 +196,7 @@ def _check_tiny(model_id: str, expected: str) -> None:
 
 
 def _tiny_threads(device: str) -> None:
-    # Tiny models run in several CPU workers at once; one thread each avoids oversubscription.
+    # Small models run in several CPU workers at once; one thread each avoids oversubscription.
     if device == "cpu":
         import torch
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loaders import TINY_LLM, TINY_SD, is_tiny
+from loaders import TINY_LLM, TINY_SD, is_offline_model
 from painter import DEFAULT_MODEL as DEFAULT_PAINT_MODEL
 from painter import Painter
 from prompts import DEFAULT_MODEL as DEFAULT_PROMPT_MODEL
@@ -230,8 +230,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.offline:
         for flag in ("prompt_model", "paint_model"):
-            if getattr(args, flag) and not is_tiny(getattr(args, flag)):
-                p.error(f"--offline uses tiny models; drop --{flag.replace('_', '-')}")
+            if getattr(args, flag) and not is_offline_model(getattr(args, flag)):
+                p.error(
+                    f"--offline builds models in process (tiny/..., random-full/..., "
+                    f"random-small/...); drop --{flag.replace('_', '-')} or name one of those"
+                )
         # No hub at all: a model that slipped through fails at once instead of retrying.
         os.environ["HF_HUB_OFFLINE"] = "1"
     tiny = args.offline

@@ -65,14 +65,18 @@ def write_prompts(
     model: str = DEFAULT_MODEL,
     seed: int | None = None,
     device: str | None = None,
+    max_new_tokens: int | None = None,
 ) -> list[str]:
-    """n distinct, detailed image prompts for an idea (visual cues, palette, lighting)."""
+    """n distinct, detailed image prompts for an idea (visual cues, palette, lighting).
+    The LLM writes at most max_new_tokens (default 90 per prompt)."""
     if n < 1:
         raise ValueError(f"n must be at least 1, not {n}")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, not {max_new_tokens}")
     dev = resolve_device(device)
     dtype = default_dtype(dev, "llm")
     llm, tokenizer = keep(("llm", model, dev, dtype), lambda: load_llm(model, dev, dtype))
-    text = _generate(llm, tokenizer, idea, n, seed, max_new_tokens=90 * n)
+    text = _generate(llm, tokenizer, idea, n, seed, max_new_tokens=max_new_tokens or 90 * n)
     return finish_prompts(idea, parse_prompts(text), n, filler=_WORD.findall(text))
 
 
