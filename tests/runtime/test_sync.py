@@ -21,3 +21,39 @@ def test_a_file_rewritten_mid_sync_is_synced_with_its_new_content(runtime, proje
     res = sync_project(client, proj.root)
     assert rewritten and res.generation
     assert client.call_json("v")["result"] == 2
+
+
+TREE_APP = '''
+import os
+from slipstream import endpoint
+
+@endpoint
+def tree():
+    """Every file of the generation the worker runs, relative to it."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = []
+    for d, _, names in os.walk(here):
+        out += [os.path.relpath(os.path.join(d, n), here) for n in names]
+    return sorted(p for p in out if not p.endswith(".pyc"))  # .pyc: written by the import itself
+'''
+
+EXCLUDED = [
+    ".git/hooks/pre_commit.py", ".git/config.txt", ".hg/store.txt",
+    ".venv/lib/site.py", "venv/lib/site.py", "env/lib/site.py", ".env/x.py",
+    "node_modules/left-pad/package.json", "__pycache__/helper.py",
+    ".mypy_cache/3.11/app.json", ".pytest_cache/v/cache.json", ".ruff_cache/x.json", ".tox/py/x.py",
+    "build/lib/app.py", "dist/app.txt", "mypkg.egg-info/top_level.txt", ".ipynb_checkpoints/n.py",
+    ".secrets/keys.py", "pkg/.hidden/x.py",  # any dot-folder, at any depth
+    "data/train.csv", "data/more/val.csv", "scratch_1.py",  # [sync] exclude patterns
+    "pkg/weights.bin", "notes.swp", "app.py~",  # not code or config
+]
+KEPT = ["app.py", "config.json", "pkg/__init__.py", "pkg/mod.py", "pkg/prompts.yaml", "slipstream.toml"]
+
+
+def test_vcs_envs_caches_dot_folders_and_excluded_patterns_never_reach_the_runtime(runtime, project_factory):
+    files = {rel: "X = 1\n" for rel in [*EXCLUDED, *KEPT]}
+    files["app.py"] = TREE_APP
+    files["slipstream.toml"] = '[project]\nname = "excl"\n\n[sync]\nexclude = ["data/*", "scratch_*.py"]\n'
+    proj = project_factory(runtime, files)
+    proj.sync()
+    assert proj.module("app").tree() == KEPT, "the runtime's copy holds exactly the project's code"
