@@ -116,6 +116,10 @@ class Commit(Manifest):
     )
 
 
+_TRUE = ("1", "true", "yes", "on", "y", "t")  # what the documented boolean query parameter takes
+_FALSE = ("", "0", "false", "no", "off", "n", "f")
+
+
 def _error(status: int, type_: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": {"type": type_, "message": message, **extra}}, status_code=status)
 
@@ -271,7 +275,10 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         name = request.path_params["name"]
         project = request.path_params.get("project") or request.query_params.get("project") or None
         method = request.query_params.get("method") or None
-        stream = request.query_params.get("stream", "").lower() in ("1", "true", "yes")
+        stream_arg = request.query_params.get("stream", "").lower()
+        if stream_arg not in _TRUE + _FALSE:
+            return _error(422, "InvalidParameter", f"stream must be true or false (1/0, yes/no), not {stream_arg[:40]!r}")
+        stream = stream_arg in _TRUE
         try:
             pool = rt.pool(name, project)
         except LookupError as exc:
