@@ -3,7 +3,6 @@ never imports the model stack (torch, diffusers, transformers, numpy)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,8 +12,6 @@ import pytest
 import pytest_asyncio
 from daemon_client import Client, start_daemon
 from lsprotocol import types
-
-HEAVY = ("torch", "diffusers", "transformers", "numpy")
 
 
 @pytest.fixture(scope="module")
@@ -48,37 +45,50 @@ async def test_slipstream_daemon_command_serves_lenses(
     assert client.error is None
 
 
-def test_no_model_stack_imported(project: Path) -> None:
-    """Index, diagnose, hover and list swaps the way the server does; then look at sys.modules."""
-    script = f"""
-import sys
-from pathlib import Path
-from lsprotocol import types
-from slipstream_daemon.server import create_server
-from slipstream_daemon.finder import index_document
-from slipstream_daemon.facts import is_model_id
-from slipstream_daemon.diagnostics import endpoint_findings
-from slipstream_daemon.hovers import hover
-from slipstream_daemon.lenses import code_lenses
-from slipstream_daemon.positions import LineIndex
-from slipstream_daemon.swap import model_alternatives
-from slipstream_daemon.costs import CostBook
-import slipstream.client, slipstream.sync, slipstream.embedded
+def _mapped_libraries(pid: int) -> set[str]:
+    """The shared objects a live process has mapped: every C extension it imported is here."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return {line.split()[-1] for line in maps.splitlines() if line.split()[-1].startswith("/")}
 
-create_server()
-root = Path({str(project)!r})
-for name in ("pipeline.py", "problems.py"):
-    index = index_document("file:///x", 1, (root / name).read_text(), is_model_id)
-    lines = LineIndex(index.lines)
-    endpoint_findings(index, [root])
-    code_lenses(index, lines, CostBook(), "file:///x")
-    for ep in index.endpoints:
-        hover(index, lines, types.Position(line=ep.decorator.line, character=1), CostBook())
-        model_alternatives(ep)
-heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
-print(",".join(heavy))
-"""
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert out.stdout.strip() == "", f"the daemon imported {out.stdout.strip()}"
+
+HEAVY_LIBRARIES = {  # what importing each package (or anything that imports it) maps
+    "numpy": "_multiarray_umath",
+    "torch": "libtorch",
+}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_no_model_stack_imported(cli_daemon: tuple[Client, float], project: Path) -> None:
+    """Ask the real daemon, after real requests of every kind, what it has loaded.
+
+    transformers and diffusers import torch and numpy, so the two libraries cover all four."""
+    client, _ = cli_daemon
+    for name in ("pipeline.py", "problems.py", "helpers.py"):
+        path = project / name
+        uri = client.open(path)
+        assert await client.diagnostics_for(uri, version=1) is not None
+        doc = types.TextDocumentIdentifier(uri=uri)
+        await client.text_document_code_lens_async(types.CodeLensParams(text_document=doc))
+        for line in range(len(path.read_text().splitlines())):
+            pos = types.Position(line=line, character=1)
+            await client.text_document_hover_async(types.HoverParams(text_document=doc, position=pos))
+            await client.text_document_code_action_async(
+                types.CodeActionParams(
+                    text_document=doc,
+                    range=types.Range(start=pos, end=pos),
+                    context=types.CodeActionContext(diagnostics=[]),
+                )
+            )
+        version = client.replace(uri, path.read_text() + "\n# edited\n")
+        await client.diagnostics_for(uri, version=version)
+    pipeline = (project / "pipeline.py").as_uri()
+    alternatives = await client.command("slipstream.server.modelAlternatives", {"uri": pipeline, "endpoint": "write_prompt"})
+    assert alternatives, "the swap list was computed"
+    await client.command("slipstream.server.runtimeStatus")
+    await client.command("slipstream.server.listEndpoints", {"uri": pipeline})
+    assert client.error is None
+    assert client._server is not None and client._server.returncode is None, "the daemon is still running"
+    libraries = _mapped_libraries(client._server.pid)
+    assert any("python" in lib for lib in libraries), "the maps of the right process were read"
+    heavy = sorted(pkg for pkg, lib in HEAVY_LIBRARIES.items() if any(lib in m for m in libraries))
+    assert not heavy, f"the daemon imported {heavy}"
