@@ -66,8 +66,9 @@ def find_project_root(path: str | os.PathLike[str], import_root: str | os.PathLi
     1. the nearest folder upward holding slipstream.toml;
     2. else the folder the file is imported from (``import_root`` when the caller knows it from
        the module's __name__, else the top of its package chain, else the file's folder), or the
-       folder above it holding pyproject.toml when it is that folder's src/ (or another source
-       folder pyproject.toml declares)."""
+       nearest folder above it holding pyproject.toml when it is that folder's src/ (or another
+       source folder pyproject.toml declares), or when the file is written as a module of a
+       namespace package rooted there (it imports relatively, or through that package's name)."""
     p = Path(path).resolve()
     start = p if p.is_dir() else p.parent
     for d in (start, *start.parents):
@@ -75,9 +76,35 @@ def find_project_root(path: str | os.PathLike[str], import_root: str | os.PathLi
             return d
     top = Path(import_root).resolve() if import_root else package_top(p)
     for cand in (top, *top.parents):
-        if (cand / PYPROJECT).is_file() and (cand == top or top in source_dirs(cand)):
-            return cand
+        if (cand / PYPROJECT).is_file():
+            if cand == top or top in source_dirs(cand) or (not import_root and _namespace_member(p, cand, top)):
+                return cand
+            break
     return top
+
+
+def _namespace_member(file: Path, root: Path, folder: Path) -> bool:
+    """Whether `file` (in `folder`, no __init__.py above it) is written as a module of a
+    namespace package imported from `root`: it imports relatively, or absolutely through the
+    first folder between root and it (``from ns.tools import x`` in root/ns/tools/work.py)."""
+    import ast
+
+    parts = folder.relative_to(root).parts
+    if not parts or not all(x.isidentifier() for x in parts):
+        return False
+    # a folder (the editor asks per folder) stands for the modules in it
+    files = [file] if file.suffix == ".py" and file.is_file() else sorted(folder.glob("*.py"))[:50]
+    for f in files:
+        try:
+            tree = ast.parse(f.read_bytes())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == parts[0]):
+                return True
+            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == parts[0] for a in node.names):
+                return True
+    return False
 
 
 def source_dirs(root: Path) -> list[Path]:

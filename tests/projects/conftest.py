@@ -31,6 +31,7 @@ def dev_server() -> Iterator[Callable[..., DevServer]]:
         d = DevServer(path, **kw)
         started.append(d)
         d.wait_for("serving", timeout=90)
+        d.wait_listening()
         return d
 
     yield start

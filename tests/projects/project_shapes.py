@@ -288,7 +288,7 @@ class DevServer:
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "slipstream", "dev", str(path), "--port", str(self.port)],
+            [str(Path(sys.executable).with_name("slipstream")), "dev", str(path), "--port", str(self.port)],
             cwd=cwd or path, env=env or sdk_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, start_new_session=True,
         )
@@ -313,6 +313,18 @@ class DevServer:
             self.seen.append(line)
             if all(n in line for n in needles):
                 return line
+
+    def wait_listening(self, timeout: float = 30) -> None:
+        """After "serving": until the HTTP port accepts connections (uvicorn binds just after)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise TimeoutError(f"`slipstream dev` is not listening on {self.port}:\n" + "\n".join(self.seen)) from None
+                time.sleep(0.02)
 
     def call(self, endpoint: str, body: dict[str, Any] | None = None) -> Any:
         r = httpx.post(f"{self.url}/{endpoint}", json=body or {}, timeout=60, trust_env=False)

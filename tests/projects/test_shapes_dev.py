@@ -1,0 +1,59 @@
+"""Project shapes under `slipstream dev`: the watcher's save path and HTTP calls.
+
+The promise: a save `slipstream dev` reports live serves the new content, for package
+submodules and data files, with no config file; a stdlib-named module is refused naming it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_package_saves_under_dev(make_shape, dev_server):
+    proj = make_shape("package")
+    dev = dev_server(proj.root)
+    assert dev.call("hello", {"name": "ada"}) == "hello ada v0"
+    assert dev.call("nested") == "deep hello"
+    for i in range(1, 6):
+        proj.edit("app/a.py", f"VERSION = {i - 1}", f"VERSION = {i}")
+        dev.wait_for("↻", "app/a.py", "live")
+        assert dev.call("hello", {"name": "ada"}) == f"hello ada v{i}", dev.seen[-3:]
+    proj.edit("app/shared.py", 'GREETING = "hello"', 'GREETING = "hey"')
+    line = dev.wait_for("↻", "app/shared.py", "live")
+    assert "app.sub.deep" in line and "app.a" in line, line
+    assert dev.call("hello", {"name": "ada"}) == "hey ada v5"
+    assert dev.call("nested") == "deep hey"
+
+
+def test_data_file_save_under_dev(make_shape, dev_server):
+    proj = make_shape("data_files")
+    dev = dev_server(proj.root)
+    assert dev.call("paint") == "a lighthouse at dusk in oil"
+    proj.write("app/prompts.txt", "a heron\n")
+    line = dev.wait_for("↻", "app/prompts.txt", "live")
+    assert "re-executed" in line and "app.texts" in line, line
+    assert dev.call("paint") == "a heron in oil"
+
+
+def test_src_layout_under_dev(make_shape, dev_server):
+    proj = make_shape("src_layout")
+    dev = dev_server(proj.root)
+    assert dev.call("predict", {"x": "rain"}) == "PREDICTED RAIN/mypkg.util"
+    proj.write("src/mypkg/util.py", "def shout(s):\n    return s[::-1]\n")
+    dev.wait_for("↻", "src/mypkg/util.py", "live")
+    assert dev.call("predict", {"x": "ab"}) == "ba detciderp/mypkg.util"
+
+
+def test_stdlib_named_module_under_dev(make_shape):
+    from project_shapes import DevServer
+
+    proj = make_shape("stdlib_named")
+    dev = DevServer(proj.root)
+    try:
+        line = dev.wait_for("✗", timeout=90)
+        assert "calendar.py" in line and "standard-library module 'calendar'" in line, line
+        assert "Traceback" not in "\n".join(dev.seen)
+    finally:
+        dev.stop()
