@@ -71,8 +71,9 @@ async def test_mutated_documents_never_crash_or_stall_the_server(fuzz_daemon) ->
     path = root / "fuzzed.py"
     uri = client.open(path, "")
     rng = random.Random(7)
+    published = 0
     for text in _mutants(seed=1, n=120):
-        client.replace(uri, text)
+        version = client.replace(uri, text)
         doc = types.TextDocumentIdentifier(uri=uri)
         lines = text.split("\n")
         line = rng.randrange(len(lines))
@@ -88,6 +89,14 @@ async def test_mutated_documents_never_crash_or_stall_the_server(fuzz_daemon) ->
                 )
             )
         )
+        # the diagnostics of this very version arrive (a failure while computing them would only
+        # be logged by the server, and a later edit would cancel a slow one: wait for each)
+        diagnostics = await client.diagnostics_for(uri, version=version, timeout=BOUND_S)
+        for d in diagnostics:
+            assert 0 <= d.range.start.line <= d.range.end.line <= len(lines), (version, d)
+        published += bool(diagnostics)
+    print(f"{published} of 120 mutated documents got diagnostics")
+    assert published >= 10, "mutated code is diagnosed, not only answered with nothing"
     # still itself afterwards: a clean document gets its lens
     version = client.replace(uri, 'from slipstream import endpoint\n\n@endpoint(gpu="H100")\ndef ok():\n    return 1\n')
     lenses = await _bounded(client.text_document_code_lens_async(types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=uri))))
