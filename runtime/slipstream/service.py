@@ -104,6 +104,7 @@ class Project:
             "generation": gen.id if gen else None,
             "deploys": self.deploys,
             "deployed_at": self.deployed_at or None,
+            "scanner": self.scanner is not None,  # its import process is live (at most MAX_SCANNERS are)
             "endpoints": sorted(self.pools),
             "environments": sorted({p.pyenv.key for p in self.pools.values() if p.pyenv is not None}),
             "spend": self.spend(),

@@ -466,3 +466,43 @@ async def test_editor_saves_and_runs_stay_in_their_project(two: Two) -> None:
     finally:
         await editor.shutdown_session()
         await editor.stop()
+
+
+@pytest.mark.slow
+def test_more_projects_than_live_importers_all_keep_deploying_right(
+    runtime: RunningRuntime, tmp_path: Path
+) -> None:
+    """Each project has its own import process; only MAX_SCANNERS stay live, and a project whose
+    importer was stopped still deploys its new code right on its next save."""
+    from slipstream.service import MAX_SCANNERS
+
+    projs = [ProjectDir((tmp_path / f"user{i}" / "app").resolve()) for i in range(MAX_SCANNERS + 1)]
+    clients: list[RuntimeClient] = []
+
+    def greet(p: ProjectDir) -> str:
+        clients.append(RuntimeClient(runtime.url, runtime.token, project=p.key))
+        out = clients[-1].call("greet", None, (), {}, timeout=60)
+        assert out.error is None, out.error.message
+        return out.value
+
+    try:
+        for i, p in enumerate(projs):
+            p.write("slipstream.toml", '[project]\nname = "app"\n')
+            p.write("main.py", APP.format(who=f"user{i}", extra=""))
+            p.sync(runtime)
+        listed = httpx.get(f"{runtime.url}/v1/projects", headers=_h(runtime)).json()["projects"]
+        live = [q["key"] for q in listed if q["scanner"]]
+        assert len(live) <= MAX_SCANNERS and projs[-1].key in live
+        assert projs[0].key not in live, "the least recently deployed project kept its importer"
+        projs[0].edit("main.py", "VERSION = 0", "VERSION = 7")
+        res = projs[0].sync(runtime)
+        assert not res.unchanged and res.generation == "g2"
+        assert greet(projs[0]) == "user0 v7 greets you"
+        assert [greet(p) for p in projs[1:]] == [
+            f"user{i} v0 greets you" for i in range(1, len(projs))
+        ]
+    finally:
+        for c in clients:
+            c.close()
+        for p in projs:
+            remove_project(runtime, p.root)
