@@ -117,6 +117,8 @@ def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries:
             return fut.result(timeout=0.5)
         except FuturesTimeout:
             pass
+        except SlipstreamError as exc:  # the commit thread's frames (concurrent.futures) are noise
+            raise exc.with_traceback(None) from None
         stop = threading.Event()
 
         def tail() -> None:
