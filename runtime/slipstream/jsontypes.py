@@ -92,6 +92,8 @@ def _adapter(hint: Any) -> Any:
 
 
 def _adapter_for(hint: Any) -> Any:
+    if isinstance(hint, str):  # an annotation that names something not importable here
+        return _SKIP
     try:
         return _adapter(hint)
     except TypeError:  # unhashable annotation
