@@ -50,11 +50,11 @@ SHAPES: dict[str, dict[str, str]] = {
         "app/b.py": '''
             from slipstream import endpoint
 
-            from app.sub.deep import depth
+            from app.sub import deep  # the submodule as an attribute of its package
 
             @endpoint
             def nested():
-                return depth()
+                return deep.depth()
         ''',
         "app/sub/__init__.py": "",
         "app/sub/deep.py": '''
