@@ -110,8 +110,11 @@ def test_same_endpoint_name_runs_each_projects_own_code(two: Two) -> None:
     two.write(a, "alice")
     two.write(b, "bob")
     assert a.key != b.key and a.key.startswith("app-") and b.key.startswith("app-")
-    ra, rb = a.sync(rt), b.sync(rt)
-    assert (ra.project, rb.project) == (a.key, b.key)
+    # a client that names no project learns it from its sync (as the editor's does per deploy)
+    ca, cb = RuntimeClient(rt.url, rt.token), RuntimeClient(rt.url, rt.token)
+    two.clients += [ca, cb]
+    ra, rb = ca.sync(a.root), cb.sync(b.root)
+    assert (ra.project, rb.project, ca.project, cb.project) == (a.key, b.key, a.key, b.key)
 
     # the SDK's binary channel, blocking and asyncio
     assert two.call(a, "greet", "x") == "alice v0 greets x"
