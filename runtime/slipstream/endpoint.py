@@ -126,7 +126,7 @@ def _warn_once(ep: Endpoint) -> None:
             warnings.warn(f"endpoint {ep.name!r}: {text}", SpecWarning, stacklevel=level)
 
 
-def bad_arguments(label: str, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], skip_first: bool = False) -> str | None:
+def bad_arguments(label: str, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> str | None:
     """Every problem with calling fn(*args, **kwargs), like Python's own message but naming all
     of them (unexpected and missing arguments together); None when the call binds."""
     try:
@@ -138,32 +138,31 @@ def bad_arguments(label: str, fn: Callable[..., Any], args: Any, kwargs: dict[st
         return None
     except TypeError as exc:
         first = str(exc)
+    P = inspect.Parameter
     params = list(sig.parameters.values())
-    shown = sig.replace(parameters=params[1:]) if skip_first and params else sig
-    pos = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    var_pos = any(p.kind == p.VAR_POSITIONAL for p in params)
-    var_kw = any(p.kind == p.VAR_KEYWORD for p in params)
-    problems: list[str] = []
-    if len(args) > len(pos) and not var_pos:
-        problems.append(f"takes {len(pos)} positional argument{'s' if len(pos) != 1 else ''} but {len(args)} were given")
-    given_pos = {p.name for p in pos[: len(args)]}
     by_name = {p.name: p for p in params}
-    unexpected = [k for k in kwargs if (k not in by_name or by_name[k].kind in (by_name[k].POSITIONAL_ONLY, by_name[k].VAR_POSITIONAL, by_name[k].VAR_KEYWORD)) and not var_kw]
+    pos = [p for p in params if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
+    takes_more = any(p.kind == P.VAR_POSITIONAL for p in params)
+    takes_any = any(p.kind == P.VAR_KEYWORD for p in params)
+    by_keyword = {k for k, p in by_name.items() if p.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY)}
+    given_pos = {p.name for p in pos[: len(args)]}
+    problems: list[str] = []
+    if len(args) > len(pos) and not takes_more:
+        problems.append(f"takes {len(pos)} positional argument{'s' if len(pos) != 1 else ''} but {len(args)} were given")
+    unexpected = [k for k in kwargs if k not in by_keyword and not takes_any]
     if unexpected:
         problems.append(f"got unexpected keyword argument{'s' if len(unexpected) > 1 else ''} {_quoted(unexpected)}")
-    twice = [k for k in kwargs if k in given_pos]
+    twice = [k for k in kwargs if k in given_pos and k in by_keyword]
     if twice:
         problems.append(f"got multiple values for {_quoted(twice)}")
     missing = [
         p.name for p in params
-        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        and p.name not in given_pos and p.name not in kwargs
+        if p.default is p.empty and p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD)
+        and p.name not in given_pos and not (p.name in kwargs and p.name in by_keyword)
     ]
-    if skip_first and params and params[0].name in missing:
-        missing.remove(params[0].name)
     if missing:
         problems.append(f"missing required argument{'s' if len(missing) > 1 else ''} {_quoted(missing)}")
-    return f"{label}{shown}: " + ("; ".join(problems) if problems else first)
+    return f"{label}{sig}: " + ("; ".join(problems) if problems else first)
 
 
 def _quoted(names: list[str]) -> str:
