@@ -103,6 +103,8 @@ def module_for(rel: str, files: Collection[str], paths: Sequence[str] = ("",)) -
     if not rel.endswith(".py"):
         return None
     root = import_root(rel, files, paths)
+    if root not in clean_paths(paths):
+        return None  # its folder is not on the path (e.g. "my-scripts/"): not importable by name
     return module_name(rel[len(root) + 1 :] if root else rel)
 
 

@@ -65,7 +65,7 @@ def check_paths(paths: list[str] | None) -> list[str]:
     for p in paths:
         if not isinstance(p, str):
             raise UploadRefused(f"import path {p!r} is not a string")
-        p = p.strip("/")
+        p = p.rstrip("/") if p != "/" else p
         if p not in ("", "."):
             validate_path(p)
         p = "" if p == "." else p
