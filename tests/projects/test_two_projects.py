@@ -281,6 +281,9 @@ def test_status_listing_and_metrics_group_by_project(two: Two) -> None:
     ]
     assert mine[a.key]["spend"]["calls"] == 3 and mine[b.key]["spend"]["calls"] == 3
     assert mine[a.key]["name"] == "app" and mine[a.key]["generation"] == "g1"
+    assert mine[a.key]["environments"] == ["base"] == mine[b.key]["environments"]
+    base = next(e for e in listing["runtime"]["environments"] if e["key"] == "base")
+    assert {a.key, b.key} <= set(base["projects"]), "the environment does not say who uses it"
     by = {(e["project"], e["name"]): e["stats"]["calls"] for e in listing["endpoints"]}
     assert by[(a.key, "greet")] == 3 and by[(b.key, "greet")] == 2 and by[(b.key, "beta")] == 1
     only_b = httpx.get(f"{rt.url}/v1/endpoints", params={"project": b.key}, headers=_h(rt)).json()
