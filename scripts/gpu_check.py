@@ -245,6 +245,16 @@ def follow_logs(client: Any, path: Path, stop: threading.Event) -> threading.Thr
     return thread
 
 
+def device_used() -> int | None:
+    """GPU memory in use on the device by every process (this one's direct models too)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    free, total = torch.cuda.mem_get_info()
+    return total - free
+
+
 def gib(n: int | None) -> str:
     return "-" if n is None else f"{n / 2**30:.2f} GiB"
 
@@ -433,12 +443,12 @@ def run(a, cfg, report, root, client, sync_project, painter_module, prompts_modu
 
     # --- a model swap: the old model released before the new one loads ----------------------
     if may("model swap", 30):
-        before = probe()
+        before, device_before = probe(), device_used()
         started = time.perf_counter()
         edit_painter(root, 1000, model=cfg["swap_model"])
         sync_project(client, root)
         after = wait_for_edit(probe, 1000, timeout=180)
-        swap_s = time.perf_counter() - started
+        swap_s, device_after = time.perf_counter() - started, device_used()
         swapped = remote.paint(PROMPT, seed=0, **{**paint_args, "model": cfg["swap_model"]})
         final = probe()
         old_key = [k for k in before["keys"] if cfg["paint_model"] in k]
@@ -448,6 +458,8 @@ def run(a, cfg, report, root, client, sync_project, painter_module, prompts_modu
             "seconds": swap_s,
             "worker_allocated_before_bytes": before["allocated_bytes"],
             "worker_allocated_after_bytes": after["allocated_bytes"],
+            "device_used_before_bytes": device_before,
+            "device_used_after_bytes": device_after,
             "keys_before": before["keys"],
             "keys_after": final["keys"],
             "releases": after["releases"] - before["releases"],
@@ -456,8 +468,8 @@ def run(a, cfg, report, root, client, sync_project, painter_module, prompts_modu
         report.set("swap", record)
         say(
             f"swap {cfg['paint_model']} -> {cfg['swap_model']} in {swap_s:.2f} s: painter worker "
-            f"GPU memory {gib(before['allocated_bytes'])} -> {gib(after['allocated_bytes'])}; "
-            f"released {record['releases']}"
+            f"GPU memory {gib(before['allocated_bytes'])} -> {gib(after['allocated_bytes'])} "
+            f"(whole GPU {gib(device_before)} -> {gib(device_after)}); released {record['releases']}"
         )
         freed = (
             bool(old_key)
