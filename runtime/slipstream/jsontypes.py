@@ -107,6 +107,27 @@ def _where(param: str, loc: tuple[Any, ...]) -> str:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def _plan(fn: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, Any]] | None:
+    """fn's signature and, per parameter with a convertible annotation, its pydantic adapter
+    (cached: a JSON call pays for the lookups once per function)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    hints = _hints(getattr(fn, "__func__", fn))
+    adapters = {}
+    for name, param in sig.parameters.items():
+        adapter = _adapter_for(hints.get(name, param.annotation))
+        if adapter is not _SKIP:
+            adapters[name] = adapter
+    return sig, adapters
+
+
+_PLAIN = {str, int, float, bool}
+_BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
 def convert_arguments(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     """args and kwargs (decoded JSON) converted to fn's annotated parameter types.
 
@@ -116,27 +137,36 @@ def convert_arguments(fn: Callable[..., Any], args: list[Any], kwargs: dict[str,
     if _pydantic() is None:
         return args, kwargs
     try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
+        plan = _plan(fn)
+    except TypeError:  # an unhashable callable
+        plan = None
+    if plan is None or not plan[1]:
         return args, kwargs
-    hints = _hints(getattr(fn, "__func__", fn))
-    try:
-        bound = sig.bind(*args, **kwargs)
-    except TypeError:
-        return args, kwargs  # the caller reports bad arguments by name
+    sig, adapters = plan
+    if not args and all(k in sig.parameters and sig.parameters[k].kind in _BY_NAME for k in kwargs):
+        # the usual JSON call, keyword arguments only: no binding needed
+        values_by_name: dict[str, Any] = dict(kwargs)
+        bound = None
+    else:
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError:
+            return args, kwargs  # the caller reports bad arguments by name
+        values_by_name = bound.arguments
     problems: list[str] = []
-    for name, value in list(bound.arguments.items()):
+    for name, value in list(values_by_name.items()):
+        adapter = adapters.get(name)
+        if adapter is None:
+            continue
         param = sig.parameters[name]
-        hint = hints.get(name, param.annotation)
         if param.kind == param.VAR_POSITIONAL:
             values, single = list(value), False
         elif param.kind == param.VAR_KEYWORD:
             values, single = value, False
         else:
+            if type(value) in _PLAIN and adapter.core_schema.get("type") == type(value).__name__:
+                continue  # already the annotated plain type: nothing to convert
             values, single = [value], True
-        adapter = _adapter_for(hint)
-        if adapter is _SKIP:
-            continue
         converted: Any = [] if not isinstance(values, dict) else {}
         keys = range(len(values)) if isinstance(values, list) else list(values)
         for key in keys:
@@ -157,9 +187,11 @@ def convert_arguments(fn: Callable[..., Any], args: list[Any], kwargs: dict[str,
                 converted[key] = item
         if len(converted) != len(values):
             continue  # some item did not fit: reported below
-        bound.arguments[name] = converted[0] if single else (tuple(converted) if isinstance(converted, list) else converted)
+        values_by_name[name] = converted[0] if single else (tuple(converted) if isinstance(converted, list) else converted)
     if problems:
         raise ArgumentError("; ".join(problems))
+    if bound is None:
+        return args, values_by_name
     return list(bound.args), dict(bound.kwargs)
 
 

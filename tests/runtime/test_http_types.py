@@ -117,9 +117,9 @@ def typed(runtime, tmp_path_factory):
     return runtime, root, res
 
 
-def _call(rt, name, kwargs, method=None):
+def _call(rt, name, kwargs, method=None, args=()):
     return httpx.post(
-        f"{rt.url}/v1/endpoints/{name}/call", json={"kwargs": kwargs},
+        f"{rt.url}/v1/endpoints/{name}/call", json={"args": list(args), "kwargs": kwargs},
         params={"method": method} if method else None,
         headers={"Authorization": f"Bearer {rt.token}"}, timeout=60,
     )
@@ -141,6 +141,9 @@ def test_json_arguments_arrive_as_their_annotated_types(typed):
     }
     r = _call(rt, "Box", {"size": {"w": 3, "h": 5}}, method="fit")
     assert r.status_code == 200 and r.json()["result"] == 15, r.text
+    positional = _call(rt, "render", {"fallback": "good"}, args=[BODY["req"], BODY["styles"], BODY["seeds"]])
+    assert positional.status_code == 200, positional.text
+    assert positional.json()["result"]["size"] == "Size" and positional.json()["result"]["fallback"] == "GOOD"
 
 
 def test_dataclass_and_pydantic_results_come_back_as_json(typed):
