@@ -246,6 +246,32 @@ def follow_logs(client: Any, path: Path, stop: threading.Event) -> threading.Thr
     return thread
 
 
+def print_summary(data: dict[str, Any]) -> None:
+    """The figures measured so far, one line each (for docs/performance.md)."""
+    say("summary:")
+    for name, stage in data.get("stages", {}).items():
+        s, d = stage["slipstream"], stage["direct"]
+        print(
+            f"  {name:<8} slipstream p50 {s['p50_s']:.3f} s vs direct {d['p50_s']:.3f} s: "
+            f"{stage['ratio_p50']:.3f}x (n={s['n']}, ranges {s['min_s']:.3f}-{s['max_s']:.3f} "
+            f"and {d['min_s']:.3f}-{d['max_s']:.3f} s)"
+        )
+    for name, c in data.get("cold", {}).items():
+        print(f"  {name:<8} cold: " + ", ".join(f"{k} {v:.2f} s" for k, v in c.items()))
+    live = data.get("save_to_live")
+    if live:
+        print(f"  save -> live p50 {live['p50_ms']:.1f} ms, {live['reloads']} reloads")
+    swap = data.get("swap")
+    if swap:
+        print(
+            f"  swap: worker GPU memory {gib(swap['worker_allocated_before_bytes'])} -> "
+            f"{gib(swap['worker_allocated_after_bytes'])}, released {swap['releases']}"
+        )
+    for part in data.get("skipped", []):
+        print(f"  skipped: {part}")
+    sys.stdout.flush()
+
+
 def device_used() -> int | None:
     """GPU memory in use on the device by every process (this one's direct models too)."""
     import torch
@@ -342,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         logs.join(timeout=2)
         rt.stop()
         report.set("seconds", round(time.monotonic() - began, 1))
+        print_summary(report.data)
         say(f"report: {out / 'gpu-check.json'} ({time.monotonic() - began:.0f} s)")
 
 
