@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import socket
@@ -165,6 +166,42 @@ def test_the_sdk_binary_channel_refuses_missing_or_wrong_tokens(rt):
     status, records = data_call(rt, {"token": rt.token, "endpoint": "echo"}, body)
     assert status == 200 and not record_error(records)
     assert any(wire.loads(p) == "secret work" for k, p in records if k == wire.REC_RESULT)
+
+
+def _first_reply(sock: socket.socket, enough) -> bytes:
+    """What the server sends back, until `enough(got)`, it closes, or 10 s pass in silence."""
+    got = b""
+    try:
+        while not enough(got) and (chunk := sock.recv(1 << 16)):
+            got += chunk
+    except TimeoutError:
+        pass
+    return got
+
+
+def test_a_wrong_token_is_refused_before_the_body_is_read(rt):
+    """A client announcing a large body but sending none gets its 401 at once: nothing
+    unauthenticated is read (or buffered, or waited for)."""
+    from slipstream.ipc import PREFIX
+
+    host, port = httpx.URL(rt.url).host, httpx.URL(rt.url).port
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(
+            b"POST /v1/endpoints/echo/call HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1048576\r\n\r\n"
+        )
+        status = _first_reply(s, lambda got: b"\r\n" in got)
+        assert status.startswith(b"HTTP/1.1 401"), "HTTP: 401 without the body"
+    data_port = httpx.get(f"{rt.url}/health", timeout=HANG_BOUND_S).json()["data_port"]
+    header = json.dumps({"token": "wrong", "endpoint": "echo"}).encode()
+    with socket.create_connection((host, data_port), timeout=10) as s:
+        s.sendall(PREFIX.pack(len(header), 1 << 20) + header)  # a 1 MiB body announced, none sent
+        reply = _first_reply(
+            s, lambda got: len(got) >= PREFIX.size and len(got) >= PREFIX.size + PREFIX.unpack_from(got)[0]
+        )
+    assert len(reply) >= PREFIX.size, "binary channel: an answer without the body"
+    hlen, _ = PREFIX.unpack_from(reply)
+    assert json.loads(reply[PREFIX.size : PREFIX.size + hlen])["status"] == 401
 
 
 def _read_events_until(rt, marker: str) -> list[str]:
