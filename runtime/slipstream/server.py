@@ -222,7 +222,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
 
     @app.get("/v1/projects", summary="The projects deployed here: generation, endpoints, environments, spend")
     async def projects() -> dict[str, Any]:
-        return {"projects": [p.describe() for p in rt.projects.values()]}
+        return {"projects": [p.describe() for p in rt.deployed()]}
 
     @app.get("/v1/projects/{project}/endpoints/{name}", summary="One endpoint of one project")
     async def project_endpoint_info(project: str, name: str) -> Any:

@@ -176,9 +176,13 @@ class Runtime:
             proj = self.projects[key] = Project(key, self.store.scoped(key), self.logs)
         return proj
 
+    def deployed(self) -> list[Project]:
+        """The projects with a live generation (a first deploy that was refused leaves none)."""
+        return [p for p in self.projects.values() if p.store.current is not None]
+
     def listing(self, project: str | None = None) -> dict[str, Any]:
         """GET /v1/endpoints: every endpoint (each naming its project), the projects, the spend."""
-        projects = [self.project(project)] if project else list(self.projects.values())
+        projects = [self.project(project)] if project else self.deployed()
         return {
             "endpoints": [{**pool.describe(), "project": p.key} for p in projects for pool in p.pools.values()],
             "projects": [p.describe() for p in projects],
@@ -203,7 +207,7 @@ class Runtime:
             "generation": gen.id if gen else None,  # the latest deploy's, of whichever project
             "endpoints": sum(len(p.pools) for p in self.projects.values()),
             "projects": [{"key": p.key, "generation": p.store.current.id if p.store.current else None,
-                          "endpoints": len(p.pools)} for p in self.projects.values()],
+                          "endpoints": len(p.pools)} for p in self.deployed()],
             "uptime_s": round(time.time() - self.started_at, 1),
             "environments": [
                 {"key": e.key, "requirements": list(e.requirements),

@@ -327,6 +327,41 @@ def test_status_listing_and_metrics_group_by_project(two: Two) -> None:
     assert "calls 3" in blocks[a.key][0] and "calls 3" in blocks[b.key][0]
 
 
+def test_a_refused_deploy_of_one_project_leaves_the_other_alone(two: Two) -> None:
+    from slipstream.errors import DeployError
+
+    rt, a, b = two.rt, two.a, two.b
+    two.write(a, "alice")
+    a.sync(rt)
+    b.write("slipstream.toml", '[project]\nname = "app"\n')
+    b.write(
+        "main.py",
+        "from slipstream import endpoint\n\n@endpoint\ndef greet():\n    return 1\n\nraise RuntimeError('broken at import')\n",
+    )
+    with pytest.raises(DeployError, match="broken at import"):
+        b.sync(rt)
+    listed = httpx.get(f"{rt.url}/v1/endpoints", headers=_h(rt)).json()
+    assert b.key not in [p["key"] for p in listed["projects"]], (
+        "a project that never deployed is listed"
+    )
+    assert [e["project"] for e in listed["endpoints"] if e["name"] == "greet"] == [a.key]
+    r = httpx.post(f"{rt.url}/v1/endpoints/greet/call", json={}, headers=_h(rt))
+    assert r.status_code == 200 and r.json()["result"] == "alice v0 greets you"
+    # Bob fixes it; then breaks it again: his last good code keeps serving, Alice's untouched
+    two.write(b, "bob")
+    good = b.sync(rt).generation
+    b.edit("main.py", "VERSION = 0", "VERSION = 1\nraise RuntimeError('broken again')")
+    with pytest.raises(DeployError, match="broken again"):
+        b.sync(rt)
+    assert two.call(b, "greet", "q") == "bob v0 greets q"
+    assert two.call(a, "greet", "q") == "alice v0 greets q"
+    gens = {
+        p["key"]: p["generation"]
+        for p in httpx.get(f"{rt.url}/v1/projects", headers=_h(rt)).json()["projects"]
+    }
+    assert gens[b.key] == good and gens[a.key] == "g1"
+
+
 def test_unknown_and_malformed_project_keys_are_refused_clearly(two: Two) -> None:
     rt, a = two.rt, two.a
     two.write(a, "alice")
