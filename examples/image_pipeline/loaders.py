@@ -13,6 +13,7 @@ endpoint module stays cheap.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,19 @@ __all__ = [
 ]
 
 TINY_PREFIX = "tiny/"
+
+
+class _TorchvisionFallbackNotice(logging.Filter):
+    """Drops transformers' notice that an image processor falls back to its PIL version without
+    torchvision: diffusers' imports trigger it in every worker, and the pipeline never uses
+    those processors (feature_extractor=None)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed)" not in record.getMessage()
+
+
+logging.getLogger("transformers.utils.import_utils").addFilter(_TorchvisionFallbackNotice())
+
 TINY_SD = "tiny/sd"
 TINY_LLM = "tiny/qwen3"
 
