@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from slipstream.errors import WorkerCrashed
+from slipstream.errors import RuntimeUnavailable, WorkerCrashed
 from tests.conftest import start_runtime
 from tests.reliability.helpers import HANG_BOUND_S, auth
 
@@ -65,6 +65,7 @@ def lane(i, started=None, release=None):
 """
 
 RESTART_APP = """
+import os, time
 from slipstream import endpoint
 
 @endpoint
@@ -75,6 +76,28 @@ def double(x):
 def count(n):
     for i in range(n):
         yield i
+
+def _attempt(ledger):
+    with open(ledger, "a") as f:
+        f.write("run\\n")
+    with open(ledger) as f:
+        return len(f.read().splitlines())
+
+@endpoint
+def once_stuck(ledger):
+    # the first attempt hangs (and dies with the runtime); a second one answers
+    n = _attempt(ledger)
+    if n == 1:
+        time.sleep(120)
+    return n
+
+@endpoint
+def drip(ledger):
+    _attempt(ledger)
+    yield "first"
+    yield "second"
+    time.sleep(120)  # the runtime dies here, after two items went out
+    yield "never"
 """
 
 
@@ -229,6 +252,36 @@ def test_a_call_made_while_the_runtime_is_down_waits_for_it_to_come_back(restart
         assert not pending.done(), "the call waits for the runtime rather than failing at once"
         rts.append(_restart_on_same_port(rts[0]))
         assert pending.result(timeout=HANG_BOUND_S) == 100
+
+
+def _lines(path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_a_call_in_flight_when_the_runtime_dies_is_retried_once_after_it_returns(restartable, tmp_path):
+    """The documented at-least-once: the call runs again on the restarted runtime."""
+    rts, app = restartable
+    ledger = tmp_path / "ledger"
+    with cf.ThreadPoolExecutor(1) as ex:
+        pending = ex.submit(app.once_stuck, str(ledger))
+        _until("the first attempt to run", lambda: _lines(ledger) == 1)
+        _kill(rts[0])
+        rts.append(_restart_on_same_port(rts[0]))
+        assert pending.result(timeout=HANG_BOUND_S) == 2, "it ran a second time, and answered"
+    assert _lines(ledger) == 2, "exactly one retry"
+
+
+def test_a_generator_cut_by_a_restart_is_not_retried(restartable, tmp_path):
+    rts, app = restartable
+    ledger = tmp_path / "ledger"
+    items = app.drip(str(ledger))
+    assert next(items) == "first" and next(items) == "second"
+    _kill(rts[0])
+    rts.append(_restart_on_same_port(rts[0]))
+    assert app.double(3) == 6, "the SDK has found the new runtime"
+    with pytest.raises(RuntimeUnavailable):
+        next(items)
+    assert _lines(ledger) == 1, "the generator was not run again: its items would repeat"
 
 
 def test_async_streaming_and_map_calls_also_recover_from_a_restart(restartable):
