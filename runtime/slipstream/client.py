@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,14 @@ import httpx
 
 from . import wire
 from .datachannel import AsyncDataClient, DataClient, parse_records
-from .errors import DeployError, ErrorInfo, Overloaded, RuntimeUnavailable, SlipstreamError
+from .errors import (
+    DeployError,
+    EndpointTimeout,
+    ErrorInfo,
+    Overloaded,
+    RuntimeUnavailable,
+    SlipstreamError,
+)
 
 __all__ = ["RuntimeClient", "CallOutcome", "UnknownEndpoint", "RuntimeRestarted"]
 
@@ -94,6 +101,8 @@ class RuntimeClient:
     def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
             r = self.http.request(method, path, **kw)
+        except httpx.ReadTimeout:
+            raise _client_timeout(kw.get("timeout")) from None
         except httpx.TransportError as exc:
             raise RuntimeUnavailable(
                 f"no Slipstream runtime answered at {self.url} ({exc.__class__.__name__}: {exc}). "
@@ -206,16 +215,41 @@ class RuntimeClient:
             "POST", call_path(endpoint, project or self.project), params=params,
             json={"args": args or [], "kwargs": kwargs or {}}, timeout=_timeout(timeout),
         )
+        return _json_outcome(r)
+
+    async def call_json_async(self, endpoint: str, kwargs: dict[str, Any] | None = None, method: str | None = None, timeout: float | None = None, project: str | None = None) -> dict[str, Any]:
+        """call_json for asyncio (the dev server): cancelling it closes the connection, and the
+        runtime cancels the call."""
+        params = {"method": method} if method else None
         try:
-            data = r.json()
-        except ValueError:
-            data = {"ok": False, "error": {"type": "BadResponse", "message": r.text[:500]}}
-        if r.status_code == 404:
-            data.setdefault("error", {})["kind"] = "unknown-endpoint"
-        data.setdefault("ok", r.status_code < 400)
-        if data["ok"] is False and isinstance(data.get("error"), dict):
-            data["error"].setdefault("frames", [])
-        return data
+            r = await self._async_http().post(
+                call_path(endpoint, project or self.project), params=params,
+                json={"kwargs": kwargs or {}}, timeout=_timeout(timeout),
+            )
+        except httpx.ReadTimeout:
+            raise _client_timeout(timeout) from None
+        except httpx.TransportError as exc:
+            raise RuntimeUnavailable(f"no Slipstream runtime answered at {self.url} ({exc.__class__.__name__}: {exc})") from None
+        return _json_outcome(r)
+
+    async def stream_json_async(self, endpoint: str, kwargs: dict[str, Any] | None = None, method: str | None = None, project: str | None = None) -> AsyncIterator[bytes]:
+        """A generator endpoint over the JSON route with streaming: one JSON line per event
+        ({"item": ...}, {"log": ...}, then the reply with "ok"), as the worker yields them."""
+        params = {"stream": "true", **({"method": method} if method else {})}
+        try:
+            async with self._async_http().stream(
+                "POST", call_path(endpoint, project or self.project), params=params,
+                json={"kwargs": kwargs or {}}, timeout=_timeout(None),
+            ) as r:
+                if r.status_code >= 400:
+                    await r.aread()
+                    yield wire.json_dumps(_json_outcome(r)) + b"\n"
+                    return
+                async for line in r.aiter_lines():
+                    if line:
+                        yield line.encode() + b"\n"
+        except httpx.TransportError as exc:
+            yield wire.json_dumps({"ok": False, "error": {"type": "RuntimeUnavailable", "message": f"lost the runtime at {self.url}: {exc}"}}) + b"\n"
 
     def _data(self) -> DataClient | None:
         """The binary call channel, when the runtime offers one and it can be reached."""
@@ -236,6 +270,8 @@ class RuntimeClient:
         if data is not None:
             try:
                 status, body = data.call(endpoint, method, chunks, timeout, project)
+            except TimeoutError:
+                raise _client_timeout(timeout) from None
             except OSError as exc:
                 if isinstance(exc, ConnectionRefusedError):
                     self._data_client = None  # e.g. a proxy in front: fall back to HTTP for good
@@ -282,6 +318,8 @@ class RuntimeClient:
                         else:
                             _apply_record(out, kind, payload)
                 yield "done", out
+        except httpx.ReadTimeout:
+            raise _client_timeout(timeout) from None
         except httpx.TransportError as exc:
             raise RuntimeUnavailable(f"lost the runtime at {self.url} while streaming: {exc}") from None
 
@@ -295,18 +333,16 @@ class RuntimeClient:
             chunks = wire.dumps({"args": list(args), "kwargs": kwargs})
             try:
                 status, body = await self._adata.call(endpoint, method, chunks, timeout, project)
+            except TimeoutError:
+                raise _client_timeout(timeout) from None
             except (OSError, asyncio.IncompleteReadError) as exc:
                 raise RuntimeUnavailable(f"lost the runtime at {self.url} during the call: {exc}") from None
             return _records_outcome(status, body)
-        if self._aio is None or self._aio_loop is not loop:
-            # an AsyncClient belongs to the loop it first ran on: each asyncio.run() needs its own
-            limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-            self._aio = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=_timeout(600.0), limits=limits, trust_env=False)
-            self._aio_loop = loop
+        aio = self._async_http()
         params = {"method": method} if method else None
         body = wire.dumps_bytes({"args": list(args), "kwargs": kwargs})
         try:
-            r = await self._aio.post(
+            r = await aio.post(
                 call_path(endpoint, project), params=params, content=body,
                 headers={"content-type": wire.CONTENT_TYPE}, timeout=_timeout(timeout),
             )
@@ -314,10 +350,76 @@ class RuntimeClient:
             raise RuntimeUnavailable(f"no Slipstream runtime answered at {self.url}: {exc}") from None
         return _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r)
 
+    def _async_http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._aio is None or self._aio_loop is not loop:
+            # an AsyncClient belongs to the loop it first ran on: each asyncio.run() needs its own
+            limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+            self._aio = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=_timeout(600.0), limits=limits, trust_env=False)
+            self._aio_loop = loop
+        return self._aio
+
+    async def stream_async(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None, *, project: str | None = None) -> AsyncIterator[tuple[str, Any]]:
+        """`stream` for asyncio: ("item", value) as the worker yields them, then ("done", outcome).
+        Leaving early (break, cancellation, a timeout) closes the connection: the runtime
+        cancels the call."""
+        params: dict[str, Any] = {"stream": "true"}
+        if method:
+            params["method"] = method
+        body = wire.dumps_bytes({"args": list(args), "kwargs": kwargs})
+        try:
+            async with self._async_http().stream(
+                "POST", call_path(endpoint, project or self.project), params=params, content=body,
+                headers={"content-type": wire.CONTENT_TYPE}, timeout=_timeout(timeout),
+            ) as r:
+                if r.headers.get("content-type", "").split(";")[0] != wire.CONTENT_TYPE:
+                    await r.aread()
+                    yield "done", _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r)
+                    return
+                reader = wire.RecordReader()
+                out = CallOutcome()
+                out.status = r.status_code
+                async for chunk in r.aiter_raw():
+                    for kind, payload in reader.feed(chunk):
+                        if kind == wire.REC_ITEM:
+                            yield "item", wire.loads(payload)
+                        else:
+                            _apply_record(out, kind, payload)
+                yield "done", out
+        except httpx.ReadTimeout:
+            raise _client_timeout(timeout) from None
+        except httpx.TransportError as exc:
+            raise RuntimeUnavailable(f"lost the runtime at {self.url} while streaming: {exc}") from None
+
+    def abort(self) -> None:
+        """Close the connections of calls in flight (after Ctrl-C): the runtime cancels them."""
+        if self._data_client is not None:
+            self._data_client.abort()
+
     async def aclose(self) -> None:
         if self._aio is not None:
             await self._aio.aclose()
             self._aio = None
+
+
+def _json_outcome(r: httpx.Response) -> dict[str, Any]:
+    try:
+        data = r.json()
+    except ValueError:
+        data = {"ok": False, "error": {"type": "BadResponse", "message": r.text[:500]}}
+    if r.status_code == 404:
+        data.setdefault("error", {})["kind"] = "unknown-endpoint"
+    data.setdefault("ok", r.status_code < 400)
+    if data["ok"] is False and isinstance(data.get("error"), dict):
+        data["error"].setdefault("frames", [])
+    return data
+
+
+def _client_timeout(timeout: Any) -> EndpointTimeout:
+    if isinstance(timeout, httpx.Timeout):
+        timeout = timeout.read
+    after = f" within {timeout:g}s" if isinstance(timeout, (int, float)) else ""
+    return EndpointTimeout(f"no answer from the runtime{after} (the client's timeout); the runtime cancels the call")
 
 
 def _follow(r: httpx.Response, stop: Any) -> Iterator[dict[str, Any]]:

@@ -6,6 +6,7 @@ import atexit
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,30 +39,37 @@ class EmbeddedRuntime:
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log if log_path else None, start_new_session=True)
         deadline = time.monotonic() + timeout
-        while not ready.exists():
-            if proc.poll() is not None:
-                raise RuntimeUnavailable(f"the embedded runtime exited during start (code {proc.returncode})")
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeUnavailable(f"the embedded runtime did not start within {timeout:g}s")
-            time.sleep(0.02)
-        info = json.loads(ready.read_text())
+        try:
+            while not ready.exists():
+                if proc.poll() is not None:
+                    raise RuntimeUnavailable(f"the embedded runtime exited during start (code {proc.returncode})")
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    raise RuntimeUnavailable(f"the embedded runtime did not start within {timeout:g}s")
+                time.sleep(0.02)
+            info = json.loads(ready.read_text())
+        finally:
+            shutil.rmtree(ready.parent, ignore_errors=True)  # nothing of ours stays in the temp folder
         rt = cls(proc, info["url"], token, info)
         atexit.register(rt.stop)
         return rt
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        """Stop the runtime (its workers stop with it) and remove its temp store, also when it
+        had to be killed before it could clean up itself."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        store = self.info.get("temp_store")
+        if store and Path(store).name.startswith("slipstream-store-"):
+            shutil.rmtree(store, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedRuntime:
         return self

@@ -191,16 +191,20 @@ class _Callable:
         session = _session_module()
 
         _refuse_at_import(self.endpoint, self.method, "(...)")
-        fn = self._fn()
-        if inspect.isgeneratorfunction(fn):
+        if _is_generator(self._fn()):
             return session.current().stream(self.endpoint, self.method, args, kwargs)
         return session.current().call(self.endpoint, self.method, args, kwargs)
 
-    async def aio(self, *args: Any, **kwargs: Any) -> Any:
+    def aio(self, *args: Any, **kwargs: Any) -> Any:
+        """`await f.aio(...)`: the result. For a generator endpoint (sync or async),
+        `async for item in f.aio(...)` streams the items as the worker yields them, and
+        `await f.aio(...)` gives them all as a list."""
         session = _session_module()
 
         _refuse_at_import(self.endpoint, self.method, ".aio(...)")
-        return await session.current().call_async(self.endpoint, self.method, args, kwargs)
+        if _is_generator(self._fn()):
+            return AsyncStream(self.endpoint, self.method, args, kwargs)
+        return session.current().call_async(self.endpoint, self.method, args, kwargs)
 
     def map(self, items: Iterable[Any], /, **kwargs: Any) -> list[Any]:
         """Call once per item (the item is the first argument), fanned out across workers;
@@ -210,6 +214,28 @@ class _Callable:
 
         _refuse_at_import(self.endpoint, self.method, ".map(...)")
         return session.current().map(self.endpoint, self.method, list(items), kwargs)
+
+
+def _is_generator(fn: Any) -> bool:
+    return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+
+
+class AsyncStream:
+    """`f.aio(...)` of a generator endpoint: iterate it with `async for` (items as they are
+    produced; leaving the loop early cancels the call), or await it for the list of items."""
+
+    def __init__(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._call = (ep, method, args, kwargs)
+
+    def __await__(self) -> Any:
+        session = _session_module()
+
+        return session.current().call_async(*self._call).__await__()
+
+    def __aiter__(self) -> Any:
+        session = _session_module()
+
+        return session.current().stream_async(*self._call)
 
 
 class Endpoint(_Callable):
@@ -313,6 +339,7 @@ class RemoteMethod(_Callable):
         if inspect.iscoroutine(result):
             return asyncio.run(result)
         return result
+
 
 def _session_module() -> Any:
     """slipstream.session, imported at the first call. When a project module named like a

@@ -290,7 +290,7 @@ class Runtime:
             "restart": scan.get("restart", ""),
             "installs": scan.get("installs", []),
             "endpoints": [
-                {k: e.get(k) for k in ("name", "module", "file", "line", "kind", "methods", "generator", "signature", "schemas", "doc", "spec", "warnings", "gpu", "note", "unavailable")}
+                {k: e.get(k) for k in ("name", "module", "file", "line", "kind", "methods", "generator", "streams", "signature", "schemas", "doc", "spec", "warnings", "gpu", "note", "unavailable")}
                 for e in scan.get("endpoints", [])
             ],
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),

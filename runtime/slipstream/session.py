@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,7 @@ class Session:
         self.calls = 0
         self._notes: set[str] = set()
         self._lock = threading.RLock()
+        self._aborts = 0  # bumped when calls in flight are abandoned (Ctrl-C): never retry those
 
     # --- connection and sync ----------------------------------------------------------
     def _root_for(self, ep: Endpoint) -> Path:
@@ -128,11 +129,21 @@ class Session:
     # --- calls ------------------------------------------------------------------------
     def _with_retry(self, ep: Endpoint, fn: Any) -> CallOutcome:
         client = self.ensure(ep)
+        aborts = self._aborts
         try:
             return fn(client)
         except (UnknownEndpoint, RuntimeUnavailable) as exc:
+            if self._aborts != aborts:
+                raise  # its connection was closed on purpose (Ctrl-C): the call is cancelled, not retried
             self._recover(client, exc)
             return fn(client)
+
+    def abort(self) -> None:
+        """Abandon every call in flight (after Ctrl-C): their connections close, so the runtime
+        drops or interrupts them, and none is retried."""
+        self._aborts += 1
+        if self.client is not None:
+            self.client.abort()
 
     def _recover(self, client: RuntimeClient, exc: SlipstreamError) -> None:
         """Before retrying a failed call once: the runtime restarted (or another client deployed
@@ -198,8 +209,14 @@ class Session:
                 errors[indexed[0]] = exc.with_traceback(None)
                 return None
 
-        with ThreadPoolExecutor(width, thread_name_prefix=f"map-{ep.name}") as ex:
+        ex = ThreadPoolExecutor(width, thread_name_prefix=f"map-{ep.name}")
+        try:
             results = list(ex.map(kept, enumerate(items)))
+        except BaseException:  # Ctrl-C: items not started never start, those running are cancelled
+            ex.shutdown(wait=False, cancel_futures=True)
+            self.abort()
+            raise
+        ex.shutdown()
         if ep.last_call is not None:  # the whole map: busy seconds and cost summed over its items
             from dataclasses import replace
 
@@ -225,6 +242,24 @@ class Session:
                 if produced or attempt:
                     raise  # items already went out: a retry would repeat them
                 self._recover(client, exc)
+
+    async def stream_async(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        """`async for item in f.aio(...)` of a generator endpoint: items as the worker yields them."""
+        client = await asyncio.to_thread(self.ensure, ep)
+        produced = False
+        for attempt in (0, 1):
+            try:
+                async for kind, value in client.stream_async(ep.name, method, args, kwargs, timeout=ep.spec.timeout + 30):
+                    if kind == "item":
+                        produced = True
+                        yield value
+                    else:
+                        self._finish(ep, value)
+                return
+            except (UnknownEndpoint, RuntimeUnavailable) as exc:
+                if produced or attempt:
+                    raise  # items already went out: a retry would repeat them
+                await asyncio.to_thread(self._recover, client, exc)
 
     def _finish(self, ep: Endpoint, out: CallOutcome) -> Any:
         from .endpoint import CallInfo
@@ -265,6 +300,7 @@ class Session:
 
     def close(self) -> None:
         if self.client is not None:
+            self.abort()  # a call still in flight (another thread, after Ctrl-C) is cancelled
             self.client.close()
         if self.embedded is not None:
             self.embedded.stop()

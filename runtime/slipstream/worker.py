@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import importlib
 import inspect
 import io
 import json
 import os
+import queue
+import signal
 import socket
 import sys
 import threading
@@ -25,12 +28,62 @@ from typing import Any
 from . import keeper as keep_mod
 from . import shm, wire
 from .endpoint import IN_RUNTIME_ENV, Endpoint, bad_arguments
-from .errors import ErrorInfo, error_info
+from .errors import CallCancelled, ErrorInfo, error_info
 from .ipc import Channel
 from .jsontypes import ArgumentError, convert_arguments, param_schemas
 from .reload import CodeLoader, module_for, shadowed_stdlib
 
 _call = threading.local()
+
+# Sent by the channel thread to the main thread to interrupt a call the runtime cancelled.
+CANCEL_SIGNAL = signal.SIGUSR1
+PARENT_WATCH_S = 0.5
+
+
+class _Running:
+    """One call in progress: the thread it runs on, and whether it is inside the endpoint's
+    code right now (only then may a cancel interrupt it; never while it sends a message)."""
+
+    __slots__ = ("cid", "thread", "main", "interruptible", "cancelled", "lock")
+
+    def __init__(self, cid: int) -> None:
+        self.cid = cid
+        self.thread = threading.get_ident()
+        self.main = threading.current_thread() is threading.main_thread()
+        self.interruptible = False
+        self.cancelled = False
+        self.lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.cancelled:
+                raise CallCancelled("the caller went away")
+            self.interruptible = True
+
+    def leave(self) -> None:
+        with self.lock:
+            self.interruptible = False
+            if self.cancelled and not self.main:
+                _async_raise(self.thread, None)  # an interrupt that has not landed yet is dropped
+
+    def interrupt(self) -> None:
+        """From the channel thread: stop this call (at once if it is in the endpoint's code,
+        else when it next enters it)."""
+        with self.lock:
+            if self.cancelled:
+                return
+            self.cancelled = True
+            if not self.interruptible:
+                return
+            if self.main:
+                signal.pthread_kill(self.thread, CANCEL_SIGNAL)  # also breaks a sleep or a blocking read
+            else:
+                _async_raise(self.thread, CallCancelled)
+
+
+def _async_raise(thread: int, exc: Any) -> None:
+    """Raise exc in another thread at its next bytecode (None: withdraw a pending one)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(exc) if exc is not None else None)
 
 
 class _LogStream(io.TextIOBase):
@@ -77,6 +130,10 @@ class Worker:
         self.concurrency = 1
         self.inflight = 0
         self.idle = threading.Condition()
+        self.running: dict[int, _Running] = {}
+        self.cancelled_early: set[int] = set()  # cancelled before they started here
+        self._cancel_lock = threading.Lock()
+        self.main_call: _Running | None = None
 
     # --- code -------------------------------------------------------------------------
     def _err(self, exc: BaseException) -> ErrorInfo:
@@ -225,12 +282,78 @@ class Worker:
         with self.idle:
             self.idle.wait_for(lambda: self.inflight == 0)
 
+    # --- cancellation -------------------------------------------------------------------
+    def cancel(self, cid: Any) -> None:
+        """The runtime's caller went away (called on the channel thread)."""
+        with self._cancel_lock:
+            st = self.running.get(cid)
+            if st is None:
+                if len(self.cancelled_early) > 10_000:
+                    self.cancelled_early.clear()
+                self.cancelled_early.add(cid)
+                return
+        st.interrupt()
+
+    def on_cancel_signal(self, signum: int, frame: Any) -> None:
+        st = self.main_call
+        if st is not None and st.cancelled and st.interruptible:
+            st.interruptible = False  # once
+            raise CallCancelled("the caller went away")
+
+    def _begin(self, cid: int) -> _Running | None:
+        with self._cancel_lock:
+            if cid in self.cancelled_early:
+                self.cancelled_early.discard(cid)
+                return None
+            st = self.running[cid] = _Running(cid)
+        if st.main:
+            self.main_call = st
+        return st
+
+    def _end(self, st: _Running | None) -> None:
+        if st is None:
+            return
+        with self._cancel_lock:
+            self.running.pop(st.cid, None)
+        if self.main_call is st:
+            self.main_call = None
+
+    def _items(self, gen: Any, st: _Running) -> Any:
+        """The generator's items, each step of it interruptible; closed however it ends."""
+        loop = asyncio.new_event_loop() if inspect.isasyncgen(gen) else None
+        try:
+            while True:
+                st.enter()
+                try:
+                    if loop is not None:
+                        item = loop.run_until_complete(gen.__anext__())
+                    else:
+                        item = next(gen)
+                except (StopIteration, StopAsyncIteration):
+                    return
+                finally:
+                    st.leave()
+                yield item
+        finally:
+            try:
+                if loop is not None:
+                    loop.run_until_complete(gen.aclose())
+                else:
+                    gen.close()
+            except Exception:  # noqa: BLE001 - the call's own outcome is what goes back
+                pass
+            if loop is not None:
+                loop.close()
+
     def _run(self, h: dict[str, Any], body: bytearray) -> None:
         cid = h["id"]
         _call.id = cid
         started = time.perf_counter()
         fmt = h.get("format", "pickle")
+        st = self._begin(cid)
         try:
+            if st is None:
+                raise CallCancelled("the caller went away before the call started")
             try:
                 fn, args, kwargs = self._prepare(h, body)
             except _BadRequest as exc:
@@ -239,13 +362,20 @@ class Worker:
             if self.setup_error is not None:
                 self._send_error(cid, started, self.setup_error)
                 return
-            result = fn(*args, **kwargs)
-            if inspect.iscoroutine(result):
-                result = asyncio.run(result)
+            st.enter()
+            try:
+                result = fn(*args, **kwargs)
+                if inspect.iscoroutine(result):
+                    result = asyncio.run(result)
+            finally:
+                st.leave()
             if inspect.isgenerator(result) or inspect.isasyncgen(result):
-                for item in _iterate(result):
-                    self.ch.send({"op": "item", "id": cid}, self._encode(item, fmt))
-                result = None
+                if h.get("stream"):  # each item goes out as it is produced
+                    for item in self._items(result, st):
+                        self.ch.send({"op": "item", "id": cid}, self._encode(item, fmt))
+                    result = None
+                else:  # a plain call (await f.aio(), .map, JSON without streaming): the list
+                    result = list(self._items(result, st))
             sys.stdout.flush()
             sys.stderr.flush()
             header = {"op": "result", "id": cid, "duration": time.perf_counter() - started}
@@ -258,11 +388,16 @@ class Worker:
                 buf.release()
                 chunks = []
             self.ch.send(header, chunks)
+        except CallCancelled as exc:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self._send_error(cid, started, ErrorInfo("CallCancelled", str(exc), "", kind="cancelled"))
         except BaseException as exc:  # noqa: BLE001 - user code: every failure goes back
             sys.stdout.flush()
             sys.stderr.flush()
             self._send_error(cid, started, self._err(exc))
         finally:
+            self._end(st)
             _call.id = None
             with self.idle:
                 self.inflight -= 1
@@ -323,21 +458,6 @@ class _BadRequest(Exception):
         self.info = ErrorInfo("TypeError", message, message, kind="bad-request")
 
 
-def _iterate(gen: Any) -> Any:
-    if inspect.isasyncgen(gen):
-        loop = asyncio.new_event_loop()
-        try:
-            while True:
-                try:
-                    yield loop.run_until_complete(gen.__anext__())
-                except StopAsyncIteration:
-                    return
-        finally:
-            loop.close()
-    else:
-        yield from gen
-
-
 def _shadow_error(shadows: list[tuple[str, str]]) -> ErrorInfo:
     """A deploy refusal for project modules named like standard-library ones."""
     from .errors import Frame
@@ -353,6 +473,10 @@ def _shadow_error(shadows: list[tuple[str, str]]) -> ErrorInfo:
     )
     frames = [Frame(r, 1, "<module>", "", True) for r, _ in shadows]
     return ErrorInfo("ShadowedModule", message, message, frames, kind="deploy")
+
+
+def _is_generator(fn: Any) -> bool:
+    return inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
 
 
 def _endpoints_in(mod: Any) -> list[Endpoint]:
@@ -379,7 +503,9 @@ def _describe(ep: Endpoint, mod_name: str, rel: str) -> dict[str, Any]:
         "line": line,
         "kind": "class" if ep.is_class else "function",
         "methods": methods,
-        "generator": bool(not ep.is_class and inspect.isgeneratorfunction(fn)),
+        "generator": bool(not ep.is_class and _is_generator(fn)),
+        # what streams its results: "" for a function, else the generator methods of a class
+        "streams": [m for m in methods if _is_generator(getattr(fn, m))] if ep.is_class else ([""] if _is_generator(fn) else []),
         "signature": _signatures(ep, defs),
         "schemas": defs,  # shared type definitions the signature's schemas refer to
         "doc": inspect.getdoc(fn) or "",
@@ -468,24 +594,89 @@ def serve(sock: socket.socket, hello: dict[str, Any] | None = None) -> None:
     sys.stdout = _LogStream(ch, "stdout")  # type: ignore[assignment]
     sys.stderr = _LogStream(ch, "stderr")  # type: ignore[assignment]
     w = Worker(ch)
+    die_with_parent()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(CANCEL_SIGNAL, w.on_cancel_signal)
     ch.send({"op": "hello", "pid": os.getpid(), **(hello or {})})
+    # The channel is read on its own thread, so that a cancel or an exit reaches a worker busy
+    # in a call, and a runtime that goes away ends the worker at once; calls, loads and scans
+    # run here on the main thread, in the order they came.
+    inbox: queue.SimpleQueue[tuple[dict[str, Any], bytearray]] = queue.SimpleQueue()
+    _small_thread(_read_channel, (ch, w, inbox), "channel")
     handlers = {"init": w.init, "load": w.load, "scan": w.scan}
     while True:
-        try:
-            header, body = ch.recv()
-        except (EOFError, OSError):
-            break
+        header, body = inbox.get()
         op = header.get("op")
         if op == "call":
-            w.submit(header, body)
-        elif op == "exit":
-            break
+            try:
+                w.submit(header, body)
+            except CallCancelled:
+                pass  # a cancel that landed after its call had answered
         elif op in handlers:
             try:
                 handlers[op](header)
             except BaseException:  # noqa: BLE001 - never die silently
                 ch.send({"op": "fatal", "error": {"type": "InternalError", "message": traceback.format_exc(), "traceback": ""}})
-    os._exit(0)
+
+
+def _read_channel(ch: Channel, w: Worker, inbox: queue.SimpleQueue[tuple[dict[str, Any], bytearray]]) -> None:
+    while True:
+        try:
+            header, body = ch.recv()
+        except BaseException:  # noqa: BLE001 - the runtime is gone (or garbled the channel)
+            os._exit(0)
+        op = header.get("op")
+        if op == "cancel":
+            w.cancel(header.get("id"))
+        elif op == "exit":
+            os._exit(0)
+        else:
+            inbox.put((header, body))
+
+
+def set_parent_death_signal() -> None:
+    """Linux: the kernel SIGKILLs this process when the thread that started it exits."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def die_with_parent() -> None:
+    """Never outlive the process that started this one (the runtime, its fork server, or a Ray
+    actor), even when it is SIGKILLed: the kernel's parent-death signal on Linux, and a thread
+    that watches the parent pid everywhere (also closing the gap before prctl took effect)."""
+    parent = os.getppid()
+    set_parent_death_signal()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_WATCH_S)
+        os._exit(0)
+
+    if parent == 1:
+        return  # started under init on purpose (nothing to watch)
+    _small_thread(watch, (), "parent-watch")
+
+
+def _small_thread(target: Any, args: tuple[Any, ...], name: str) -> None:
+    """A helper thread that costs the worker's memory limit (--worker-memory-mb, an address
+    space limit) next to nothing: a small stack, and under a limit one malloc arena for the
+    process (glibc reserves 64 MB of address space per thread arena otherwise)."""
+    import resource
+
+    if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX
+        except (OSError, AttributeError):
+            pass
+    old = threading.stack_size(512 * 1024)
+    try:
+        threading.Thread(target=target, args=args, name=name, daemon=True).start()
+    finally:
+        threading.stack_size(old)
 
 
 if __name__ == "__main__":
