@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import statistics
@@ -10,6 +11,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,17 +19,34 @@ sys.path.insert(0, str(ROOT))
 
 
 def stats_ms(samples: list[float]) -> dict[str, float]:
+    """p50, p95 (nearest rank), min, max and mean in ms, and n, of samples in seconds."""
     s = sorted(samples)
     return {
         "p50": statistics.median(s) * 1000,
-        "p95": s[min(len(s) - 1, int(0.95 * len(s)))] * 1000,
+        "p95": s[min(len(s) - 1, max(0, math.ceil(0.95 * len(s)) - 1))] * 1000,
+        "min": s[0] * 1000,
+        "max": s[-1] * 1000,
         "mean": statistics.fmean(s) * 1000,
         "n": len(s),
     }
 
 
 def fmt(name: str, st: dict[str, float]) -> str:
-    return f"{name:<42} p50 {st['p50']:9.2f} ms   p95 {st['p95']:9.2f} ms   (n={st['n']})"
+    return (
+        f"{name:<42} p50 {st['p50']:9.2f} ms   p95 {st['p95']:9.2f} ms   "
+        f"(min {st['min']:.2f}, max {st['max']:.2f}, n={st['n']})"
+    )
+
+
+def goal(what: str, met: bool) -> str:
+    """One line a reader can grep: whether the benchmark met its goal."""
+    return f"goal {what}: {'met' if met else 'NOT met'}"
+
+
+def machine() -> str:
+    """What else the machine was doing: benchmarks here share it with other work."""
+    one, five, fifteen = os.getloadavg()
+    return f"machine: {os.cpu_count()} CPUs, load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min)"
 
 
 def timed(fn, n: int, warmup: int = 3) -> list[float]:
@@ -38,6 +57,22 @@ def timed(fn, n: int, warmup: int = 3) -> list[float]:
         t = time.perf_counter()
         fn()
         out.append(time.perf_counter() - t)
+    return out
+
+
+def interleaved(fns: dict[str, Callable[[], object]], n: int, warmup: int = 3) -> dict[str, list[float]]:
+    """n samples of each fn, taken in rounds of one sample each, the order of the round
+    reversed every other round: load from elsewhere and drift fall on every side alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    order = list(fns)
+    for i in range(n):
+        for k in order if i % 2 == 0 else order[::-1]:
+            t = time.perf_counter()
+            fns[k]()
+            out[k].append(time.perf_counter() - t)
     return out
 
 
@@ -96,6 +131,9 @@ class Model:
 
     def loads(self):
         return stats().loads
+
+    def load_seconds(self):
+        return stats().load_seconds
 '''
 
 

@@ -3,25 +3,28 @@
 Starts the real daemon (`python -m slipstream_daemon`) over stdio, opens a generated
 5,000-line module with a handful of endpoints, then repeatedly sends an incremental edit
 (didChange, as VS Code does) followed by textDocument/codeLens, timing the round trip of the
-lens request. Two kinds of edit: in ordinary code between endpoints, and inside an endpoint's
-body (that endpoint's definition is parsed again).
+lens request. Two kinds of edit, interleaved edit by edit: in ordinary code between
+endpoints, and inside an endpoint's body (that endpoint's definition is parsed again). Every
+edit writes a statement with a new counter value, so the document never returns to a state
+the daemon has seen (inserting and deleting the same character would let a snippet cache
+answer most samples).
 
-Baseline, measured in the same run: a full libcst parse of the same file with position
+Baseline, interleaved in the same run: a full libcst parse of the same file with position
 metadata, what a naive server would do on every edit.
 
-    .venv/bin/python bench/bench_lens_latency.py [--lines 5000] [--endpoints 6] [--rounds 100]
+    .venv/bin/python bench/bench_lens_latency.py [--lines 5000] [--endpoints 6] [--rounds 200]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import fmt, goal, machine, stats_ms
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
@@ -98,25 +101,22 @@ def generate(lines: int, endpoints: int) -> tuple[str, list[int], list[int]]:
     return source, outside, inside
 
 
-def baseline(source: str, runs: int) -> list[float]:
+def full_parse_ms(source: str) -> float:
+    """The baseline: a full libcst parse with positions, what a naive server does per edit."""
     import libcst as cst
     from libcst.metadata import MetadataWrapper, PositionProvider
 
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        module = cst.parse_module(source)
-        MetadataWrapper(module).resolve(PositionProvider)
-        times.append((time.perf_counter() - started) * 1000)
-    return times
+    started = time.perf_counter()
+    module = cst.parse_module(source)
+    MetadataWrapper(module).resolve(PositionProvider)
+    return (time.perf_counter() - started) * 1000
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-async def measure(source: str, edit_lines: list[int], rounds: int, path: Path) -> list[float]:
+async def measure(
+    source: str, kinds: dict[str, list[int]], rounds: int, path: Path, baseline_every: int
+) -> tuple[dict[str, list[float]], list[float], int]:
+    """Lens round trips after fresh edits of each kind, interleaved edit by edit, and the
+    baseline parse interleaved with them (one every `baseline_every` rounds)."""
     client = LanguageClient("bench", "0")
     await client.start_io(sys.executable, "-m", "slipstream_daemon", "--log-level", "WARNING")
     await client.initialize_async(
@@ -137,68 +137,72 @@ async def measure(source: str, edit_lines: list[int], rounds: int, path: Path) -
     first = await client.text_document_code_lens_async(params)  # cold: parses every endpoint
     assert first, "no lenses on the generated file"
     rows = source.splitlines()
-    times: list[float] = []
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    baseline: list[float] = []
+    inserted: dict[int, int] = {}  # line -> length of the statement this benchmark put there
     version = 1
     for n in range(rounds):
-        line = edit_lines[(n // 2) % len(edit_lines)]  # insert a character, then delete it
-        version += 1
-        inserting = n % 2 == 0
-        text = rows[line]
-        at = types.Position(line=line, character=len(text) - len(text.lstrip()))
-        change = types.TextDocumentContentChangePartial(
-            range=types.Range(
-                start=at,
-                end=at if inserting else types.Position(line=line, character=at.character + 1),
-            ),
-            text="_" if inserting else "",
-        )
-        started = time.perf_counter()
-        client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-                content_changes=[change],
+        order = list(kinds) if n % 2 == 0 else list(kinds)[::-1]
+        for label in order:
+            lines = kinds[label]
+            line = lines[n % len(lines)]
+            version += 1
+            # Every edit leaves text never seen before (a new counter value), so no cache of a
+            # previous state can answer it: each edited endpoint is parsed afresh.
+            statement = f"v{version:07d} = 0; "
+            indent = len(rows[line]) - len(rows[line].lstrip())
+            change = types.TextDocumentContentChangePartial(
+                range=types.Range(
+                    start=types.Position(line=line, character=indent),
+                    end=types.Position(line=line, character=indent + inserted.get(line, 0)),
+                ),
+                text=statement,
             )
-        )
-        lenses = await client.text_document_code_lens_async(params)
-        times.append((time.perf_counter() - started) * 1000)
-        assert len(lenses) == len(first)
+            inserted[line] = len(statement)
+            started = time.perf_counter()
+            client.text_document_did_change(
+                types.DidChangeTextDocumentParams(
+                    text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                    content_changes=[change],
+                )
+            )
+            lenses = await client.text_document_code_lens_async(params)
+            times[label].append((time.perf_counter() - started) * 1000)
+            assert len(lenses) == len(first)
+        if n % baseline_every == 0:
+            baseline.append(full_parse_ms(source))
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()
-    return times
+    return times, baseline, version - 1
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=5000)
     parser.add_argument("--endpoints", type=int, default=6)
-    parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--baseline-runs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=200, help="edits of each kind")
+    parser.add_argument("--baseline-every", type=int, default=20, help="one baseline parse every N rounds")
     args = parser.parse_args()
 
+    print(machine())
     source, outside, inside = generate(args.lines, args.endpoints)
     folder = Path(tempfile.mkdtemp(prefix="slipstream-bench-"))
     path = folder / "big_module.py"
     path.write_text(source)
     print(
         f"file: {source.count(chr(10))} lines, {args.endpoints} endpoints "
-        f"({len(source) / 1024:.0f} KiB); {args.rounds} edits each"
+        f"({len(source) / 1024:.0f} KiB); {args.rounds} fresh edits of each kind, interleaved"
     )
-
-    full = baseline(source, args.baseline_runs)
-    full_median = statistics.median(full)
-    print(
-        f"baseline  full libcst parse + positions: median {full_median:8.1f} ms "
-        f"(runs: {', '.join(f'{t:.0f}' for t in full)})"
-    )
-    for label, lines in (("edit between endpoints", outside), ("edit inside an endpoint", inside)):
-        times = asyncio.run(measure(source, lines, args.rounds, path))
-        p50, p95 = percentile(times, 0.50), percentile(times, 0.95)
-        print(
-            f"daemon    codeLens after {label:24s} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
-            f"max {max(times):6.1f} ms   baseline/p50 = {full_median / p50:6.0f}x  "
-            f"(goal: p50 < 20 ms: {'met' if p50 < 20 else 'NOT met'})"
-        )
+    kinds = {"edit between endpoints": outside, "edit inside an endpoint": inside}
+    times, full, edits = asyncio.run(measure(source, kinds, args.rounds, path, args.baseline_every))
+    base = stats_ms([t / 1000 for t in full])
+    print(fmt("baseline: full libcst parse + positions", base))
+    for label, samples in times.items():
+        st = stats_ms([t / 1000 for t in samples])
+        print(fmt(f"codeLens after {label}", st) + f"   baseline/p50 = {base['p50'] / st['p50']:.0f}x")
+        print(goal(f"codeLens p50 < 20 ms after an {label}", st["p50"] < 20))
+    print(f"({edits} edits, each leaving text never seen before)")
 
 
 if __name__ == "__main__":

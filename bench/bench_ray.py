@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import fmt, project, stats_ms, timed, write_model
+from _common import fmt, goal, machine, project, stats_ms, timed, write_model
 
 
 class Serve:
@@ -128,6 +128,7 @@ def main() -> None:
     )
     a = ap.parse_args()
 
+    print(machine())
     cluster = None
     address = a.address
     if address is None:
@@ -174,6 +175,9 @@ def main() -> None:
     for r in res:
         print(fmt(f"{r['name']} backend", r["hot"]) + f"   model reloads: {r['model_reloads']}")
     print(f"ratio p50 ray / local: {ry['hot']['p50'] / lo['hot']['p50']:.2f}x")
+    print(goal("no-op p50 on Ray within 1.5x of local", ry["calls"]["p50"] <= 1.5 * lo["calls"]["p50"]))
+    print(goal("save -> live p50 on Ray within 1.5x of local", ry["hot"]["p50"] <= 1.5 * lo["hot"]["p50"]))
+    print(goal("0 model reloads on both", ry["model_reloads"] == lo["model_reloads"] == 0))
 
 
 if __name__ == "__main__":
