@@ -1,13 +1,13 @@
 """Swapping code generations inside a live process.
 
-A generation is a directory of the project's files. Each process imports the project through
-one stable path of its own, a symlink (``<gens>/.live-<pid>``) that a switch re-points at the
-new generation: packages' ``__path__``, modules' ``__file__`` and any path computed from them
-at import keep meaning "the code this process runs now", and the store knows which
-generations are still in use. Switching re-executes only the changed modules, the modules that
-import them (found from their import statements) and the modules that read a changed data
-file (seen through an audit hook on open()); everything else, and every object held by
-keep(), stays as it is.
+A generation is a directory of the project's files. Each process imports the project from a
+folder of its own, ``<gens>/.live-<pid>``, whose files (hard links of the generation's) a switch
+updates in place, only those that changed: packages' ``__path__``, modules' ``__file__`` and any
+path computed from them at import (``Path(__file__).resolve().parent`` included) keep meaning
+"the code this process runs now", and no process ever reads from a generation directory the
+store may drop. Switching re-executes only the changed modules, the modules that import them
+(found from their import statements) and the modules that read a changed data file (seen
+through an audit hook on open()); everything else, and every object held by keep(), stays.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import ast
 import importlib
 import os
 import re
+import shutil
 import sys
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ __all__ = [
 # A module that sets this at top level asks to be reloaded by replacing the worker
 # (for modules holding C-extension or process-wide state that re-execution would corrupt).
 RESTART_MARKER = "SLIPSTREAM_RELOAD"
-LIVE_PREFIX = ".live-"  # <gens>/.live-<pid>: the generation a process runs (see Store.activate)
+LIVE_PREFIX = ".live-"  # <gens>/.live-<pid>: the code a process runs (removed by Store.activate when it is gone)
 _NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
 _MARKER_RE = re.compile(r"^SLIPSTREAM_RELOAD\s*=\s*['\"]restart['\"]", re.M)
 
@@ -136,7 +137,7 @@ class CodeLoader:
     def __init__(self) -> None:
         self.generation: str | None = None
         self.gen_dir: str | None = None  # the generation's real directory
-        self.link: str | None = None  # the stable path this process imports the project from
+        self.link: str | None = None  # the folder this process imports the project from (.live-<pid>)
         self.paths: list[str] = [""]
         self.manifest: dict[str, str] = {}
         self._sys_paths: list[str] = []
@@ -273,15 +274,12 @@ class CodeLoader:
         self._set(generation, gen_dir, manifest, self.paths)
 
     def _set(self, generation: str, gen_dir: str, manifest: dict[str, str], paths: list[str]) -> None:
-        if self.link is None:
+        fresh = self.link is None
+        if fresh:
             self.link = os.path.join(os.path.dirname(gen_dir.rstrip("/")), f"{LIVE_PREFIX}{os.getpid()}")
-        tmp = f"{self.link}.tmp"
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        os.symlink(gen_dir, tmp)
-        os.replace(tmp, self.link)  # atomic: the process sees the old code or the new, never half
+            shutil.rmtree(self.link, ignore_errors=True)  # a previous process with this pid
+            os.makedirs(self.link)
+        self._materialise(gen_dir, {} if fresh else self.manifest, manifest)
         for p in self._sys_paths:
             while p in sys.path:
                 sys.path.remove(p)
@@ -290,13 +288,61 @@ class CodeLoader:
         self.generation, self.gen_dir, self.manifest, self.paths = generation, gen_dir, dict(manifest), list(paths)
         importlib.invalidate_caches()
 
-    def close(self) -> None:
-        """Remove this process's link (the store then no longer counts its generation in use)."""
-        if self.link:
+    def _materialise(self, gen_dir: str, old: dict[str, str], new: dict[str, str]) -> None:
+        """Make the live folder hold `new`: replace the files whose hash changed (each at once,
+        with os.replace), remove the deleted ones, and drop their compiled .pyc (a same-size
+        edit within the same second would otherwise pass Python's mtime check)."""
+        assert self.link is not None
+        for rel, sha in new.items():
+            if old.get(rel) == sha:
+                continue
+            dst = os.path.join(self.link, rel)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            tmp = f"{dst}.{os.getpid()}.tmp"
             try:
-                os.unlink(self.link)
+                os.link(os.path.join(gen_dir, rel), tmp)
             except OSError:
+                shutil.copyfile(os.path.join(gen_dir, rel), tmp)
+            os.replace(tmp, dst)
+            self._drop_pyc(dst)
+        for rel in old.keys() - new.keys():
+            dst = os.path.join(self.link, rel)
+            try:
+                os.unlink(dst)
+            except FileNotFoundError:
                 pass
+            self._drop_pyc(dst)
+            d = os.path.dirname(dst)
+            while d != self.link and d.startswith(self.link):
+                if os.path.isdir(os.path.join(d, "__pycache__")) and not os.listdir(os.path.join(d, "__pycache__")):
+                    os.rmdir(os.path.join(d, "__pycache__"))
+                try:
+                    os.rmdir(d)  # an emptied folder must not linger as a namespace package
+                except OSError:
+                    break
+                d = os.path.dirname(d)
+
+    @staticmethod
+    def _drop_pyc(path: str) -> None:
+        if not path.endswith(".py"):
+            return
+        cache = os.path.join(os.path.dirname(path), "__pycache__")
+        stem = os.path.basename(path)[:-3] + "."
+        try:
+            names = os.listdir(cache)
+        except OSError:
+            return
+        for n in names:
+            if n.startswith(stem) and n.endswith(".pyc"):
+                try:
+                    os.unlink(os.path.join(cache, n))
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        """Remove this process's live folder."""
+        if self.link:
+            shutil.rmtree(self.link, ignore_errors=True)
 
     # --- who reads which data file ------------------------------------------------------------
     def _hook(self) -> None:

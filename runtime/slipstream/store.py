@@ -162,39 +162,30 @@ class Store:
         return Generation(gen_id, d, dict(files), [e for e in entries if e in files], paths)
 
     def activate(self, gen: Generation) -> None:
-        """Make gen the live generation and drop the oldest beyond keep_generations, except the
-        live one and any a process still runs (its <gens>/.live-<pid> link points there)."""
+        """Make gen the live generation and drop the oldest beyond keep_generations (never the
+        live one). Processes run from folders of their own (<gens>/.live-<pid>, see
+        reload.CodeLoader), so dropping a generation never touches code a worker runs; the
+        folders of processes that are gone are removed here."""
         self.current = gen
         self.history.append(gen)
-        in_use = self.in_use() | {gen.dir}
-        keep = self.history[-self.keep_generations :]
         for old in self.history[: -self.keep_generations]:
-            if old.dir in in_use:
-                keep.insert(0, old)
-            else:
+            if old is not gen:
                 shutil.rmtree(old.dir, ignore_errors=True)
-        self.history = keep
+        self.history = self.history[-self.keep_generations :]
+        self.drop_dead_processes()
 
-    def in_use(self) -> set[Path]:
-        """Generation directories that a live process imports from; links of processes that
-        are gone are removed."""
-        used: set[Path] = set()
-        for link in self.gens.glob(".live-*"):
-            pid = link.name.removeprefix(".live-")
-            if pid.endswith(".tmp"):
-                continue
+    def drop_dead_processes(self) -> None:
+        for live in self.gens.glob(".live-*"):
             try:
-                os.kill(int(pid), 0)
+                os.kill(int(live.name.removeprefix(".live-")), 0)
+                continue
+            except ValueError:
+                continue  # not one of ours
             except ProcessLookupError:
-                link.unlink(missing_ok=True)
+                pass
+            except (PermissionError, OverflowError):
                 continue
-            except (ValueError, PermissionError, OverflowError):
-                pass
-            try:
-                used.add(Path(os.readlink(link)))
-            except OSError:
-                pass
-        return used
+            shutil.rmtree(live, ignore_errors=True)
 
     def discard(self, gen: Generation) -> None:
         shutil.rmtree(gen.dir, ignore_errors=True)

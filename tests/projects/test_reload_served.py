@@ -7,7 +7,6 @@ touching the live one or one a worker still runs.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +26,8 @@ def store_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     from tests.conftest import start_runtime
 
     store = tmp_path_factory.mktemp("store")
-    rt = start_runtime("--gpu-fallback", "--store", str(store))
+    # workers write .pyc files as on a user's machine (this test environment turns that off)
+    rt = start_runtime("--gpu-fallback", "--store", str(store), env={"PYTHONDONTWRITEBYTECODE": ""})
     rt.store = store
     yield rt
     rt.stop()
@@ -66,13 +66,16 @@ def test_fifty_saves_on_a_package_each_serves_the_new_content(store_runtime, mak
         if i % 5 == 0:
             assert "app.a" in res.reexecuted and "app.sub.deep" in res.reexecuted, res.reexecuted
             assert proj.call(rt, "nested") == f"deep {greeting}", f"save {i}"
-    # old generations were dropped, the live one (and any a worker runs) kept
+    # old generations were dropped, the live one kept; each process (scanner, the two pools'
+    # workers) runs from a folder of its own that holds the newest code
     gens = _gens(rt, proj)
     kept = sorted(p.name for p in gens.iterdir() if not p.name.startswith("."))
-    assert len(kept) <= KEEP + 2, kept
-    live = [Path(os.readlink(link)) for link in gens.glob(".live-*")]
-    assert live and all(t.is_dir() for t in live), live
-    assert (gens / res.generation).is_dir()
+    assert len(kept) <= KEEP and res.generation in kept, kept
+    live = sorted(gens.glob(".live-*"))
+    assert len(live) >= 3, live
+    for d in live:
+        assert (d / "app/a.py").read_text() == proj.read("app/a.py"), d
+        assert (d / "app/extra.py").is_file()
 
 
 @pytest.mark.slow
@@ -149,6 +152,20 @@ def test_changed_data_file_reexecutes_the_modules_that_read_it(runtime, make_sha
     res = proj.sync(runtime)
     assert res.reexecuted == [] and res.restart == ""
     assert proj.call(runtime, "paint") == "a heron in the rain in ink"
+
+
+def test_data_read_through_a_resolved_path_stays_current(runtime, make_shape):
+    """`Path(__file__).resolve().parent`, computed once at import: every later read gets the file
+    of the code that is live now, also after more saves than the store keeps."""
+    proj = make_shape("data_files", name="resolved")
+    proj.edit("app/texts.py", "HERE = Path(__file__).parent", "HERE = Path(__file__).resolve().parent")
+    proj.sync(runtime)
+    assert proj.call(runtime, "paint") == "a lighthouse at dusk in oil"
+    for i in range(KEEP + 2):
+        proj.write("app/style.json", f'{{"style": "ink{i}"}}\n')
+        res = proj.sync(runtime)
+        assert "app.texts" not in res.reexecuted  # nothing to re-run: the read happens per call
+        assert proj.call(runtime, "paint") == f"a lighthouse at dusk in ink{i}", i
 
 
 def test_data_file_read_by_code_of_no_project_module_replaces_the_workers(runtime, make_shape):
