@@ -624,11 +624,13 @@ def _read_channel(ch: Channel, w: Worker, inbox: queue.SimpleQueue[tuple[dict[st
         try:
             header, body = ch.recv()
         except BaseException:  # noqa: BLE001 - the runtime is gone (or garbled the channel)
+            w.loader.close()
             os._exit(0)
         op = header.get("op")
         if op == "cancel":
             w.cancel(header.get("id"))
         elif op == "exit":
+            w.loader.close()  # its live folder of the project's code
             os._exit(0)
         else:
             inbox.put((header, body))
