@@ -227,7 +227,7 @@ def test_sdk_resyncs_to_a_restarted_runtime_and_the_next_call_works(restartable)
     assert _endpoint_names(rts[1]) == set(), "the new runtime starts empty"
     assert httpx.get(f"{rts[1].url}/health", timeout=HANG_BOUND_S).json()["runtime_id"] != old_id
     assert app.double(21) == 42, "no user action: the SDK syncs the code to the new runtime"
-    assert _endpoint_names(rts[1]) == {"double", "count"}
+    assert _endpoint_names(rts[1]) == {"double", "count", "once_stuck", "drip"}
 
 
 def test_a_restart_after_concurrent_calls_is_recovered_too(restartable):
@@ -295,7 +295,7 @@ def test_async_streaming_and_map_calls_also_recover_from_a_restart(restartable):
         elif round_ == 1:
             assert list(app.count(3)) == [0, 1, 2]
         else:
-            assert app.double.map([1, 2, 3]) == [2, 4, 6]
+            assert list(app.double.map([1, 2, 3])) == [2, 4, 6]
 
 
 def test_an_async_call_made_while_the_runtime_is_down_waits_for_it(restartable):
