@@ -57,3 +57,13 @@ def test_stdlib_named_module_under_dev(make_shape):
         assert "Traceback" not in "\n".join(dev.seen)
     finally:
         dev.stop()
+
+
+def test_namespace_package_under_dev(make_shape, dev_server):
+    proj = make_shape("namespace")
+    proj.write("pyproject.toml", '[project]\nname = "ns-tools"\nversion = "0"\n')
+    dev = dev_server(proj.root)
+    assert dev.call("wrap", {"x": "a"}) == "<a> from ns.tools.helpers"
+    proj.write("ns/tools/helpers.py", "def tag(x):\n    return f'{{{x}}}'\n")
+    dev.wait_for("↻", "ns/tools/helpers.py", "live")
+    assert dev.call("wrap", {"x": "a"}) == "{a} from ns.tools.helpers"

@@ -95,6 +95,17 @@ async def test_namespace_package_with_pyproject_through_the_editor(client: Clien
     assert run["text"] == "(q) from ns.tools.helpers", run
 
 
+async def test_src_layout_through_the_editor(client: Client, workspace: Path) -> None:
+    proj = make_project(workspace, "src_layout")
+    assert (await _save(client, proj, "src/mypkg/model.py"))["ok"] is True
+    run = await _run(client, proj.root / "src/mypkg/model.py", "predict", x="sun")
+    assert run["status"] == "ok" and run["text"] == "PREDICTED SUN/mypkg.util", run
+    result = await _save(client, proj, "src/mypkg/util.py", "s.upper()", "s.lower()")
+    assert result["ok"] is True, result
+    run = await _run(client, proj.root / "src/mypkg/model.py", "predict", x="SUN")
+    assert run["text"] == "predicted sun/mypkg.util", run
+
+
 async def test_data_file_edit_reaches_the_editor_run(client: Client, workspace: Path) -> None:
     proj = make_project(workspace, "data_files")
     assert (await _save(client, proj, "app/paint.py"))["ok"] is True
