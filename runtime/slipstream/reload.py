@@ -146,15 +146,20 @@ class CodeLoader:
         self.readers: dict[str, set[str]] = {}  # data file -> project modules seen opening it
         self.unattributed: set[str] = set()  # data files opened by code of no project module
         self._hooked = False
+        self._prefix_cache: tuple[tuple[str | None, str | None], tuple[str, ...]] = ((None, None), ())
 
     # --- where files are -------------------------------------------------------------------
     def _prefixes(self) -> tuple[str, ...]:
-        out = []
-        if self.link:
-            out.append(self.link + "/")
-        if self.gen_dir:
-            out.append(str(Path(self.gen_dir).parent) + "/")
-        return tuple(out)
+        """Where this process's project files live: its own folder, and the generations'."""
+        key = (self.link, self.gen_dir)
+        if self._prefix_cache[0] != key:  # asked on every open() (the audit hook): cached
+            out = []
+            if self.link:
+                out.append(self.link + "/")
+            if self.gen_dir:
+                out.append(str(Path(self.gen_dir).parent) + "/")
+            self._prefix_cache = (key, tuple(out))
+        return self._prefix_cache[1]
 
     def relative(self, filename: str) -> str | None:
         """Project-relative path of a file of this process's code (through its link or in any
