@@ -26,7 +26,9 @@ def path_to_uri(path: str | Path) -> str:
 
 
 def project_root(path: Path) -> Path:
-    """The nearest folder upward holding `slipstream.toml`, else the file's folder."""
+    """The project root as Python sees it (slipstream.config.find_project_root): the nearest
+    folder upward holding `slipstream.toml`, else the top of the file's package, src/ layout or
+    namespace package (pyproject.toml), else the file's folder."""
     from slipstream.sync import find_project_root
 
     return Path(find_project_root(path)).resolve()

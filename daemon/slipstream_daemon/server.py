@@ -180,8 +180,8 @@ def create_server() -> SlipstreamServer:
     async def did_save(ls: SlipstreamServer, params: types.DidSaveTextDocumentParams) -> None:
         uri = params.text_document.uri
         path = uri_to_path(uri)
-        if path is not None and path.name == "slipstream.toml":
-            ls._root_of_dir.cache_clear()  # a new or moved project root
+        if path is not None and path.name in ("slipstream.toml", "pyproject.toml"):
+            ls._root_of_dir.cache_clear()  # a new or moved project root (or src/ layout)
         if path is None or path.suffix != ".py":
             return
         root = ls.project_root(path)
