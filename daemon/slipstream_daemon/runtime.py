@@ -53,6 +53,9 @@ class RuntimeManager:
         self._explicit: tuple[str, str] | Literal["embedded"] | None = None
         #: Called with no arguments whenever a different runtime is selected (its code is gone).
         self.on_change: list[Callable[[], None]] = []
+        #: The project keys this editor deployed: the status counts only their endpoints (a
+        #: shared runtime also serves other projects). None counts every endpoint.
+        self.projects: Callable[[], set[str]] | None = None
 
     # --- which runtime -------------------------------------------------------------------
     def _configured(self, root: Path | None) -> tuple[str, str] | None:
@@ -149,7 +152,8 @@ class RuntimeManager:
             else:
                 self.connected = True
                 self.gpus = gpu_inventory(health)
-                self.endpoint_count = len(endpoints)
+                mine = self.projects() if self.projects is not None else None
+                self.endpoint_count = len([e for e in endpoints if mine is None or e.get("project") in mine])
         status = self.status()
         self._notify(status)
         return status

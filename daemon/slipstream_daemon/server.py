@@ -55,6 +55,7 @@ class SlipstreamServer(LanguageServer):
         self.documents = Documents(self)
         self.runtime = RuntimeManager(self._send_runtime_status, lambda: self.costs.session_usd)
         self.deployer = Deployer(self, self.reported, self.republish)
+        self.runtime.projects = self._deployed_projects
         self.runtime.on_change.append(self.deployer.forget_runtime)
         self.runs = Runner(self)
         self._diagnose_tasks: dict[str, asyncio.Task[None]] = {}
@@ -64,6 +65,12 @@ class SlipstreamServer(LanguageServer):
     @lru_cache(maxsize=256)
     def _root_of_dir(folder: Path) -> Path:
         return project_root(folder / "__file__")
+
+    def _deployed_projects(self) -> set[str]:
+        """The keys the runtime keeps this editor's deployed projects under."""
+        from slipstream.config import project_key
+
+        return {project_key(root) for root in self.deployer.deployed}
 
     def project_root(self, path: Path) -> Path:
         return self._root_of_dir(path.resolve().parent)

@@ -480,6 +480,7 @@ async def test_editor_saves_and_runs_stay_in_their_project(two: Two) -> None:
         editor.open(a.root / "main.py")
         for version in (1, 2):  # two saves in the editor, each a deploy of Alice's project only
             seen = len(editor.notes_of("slipstream/deployResult"))
+            status_seen = len(editor.notes_of("slipstream/runtimeStatus"))
             two.write(a, "alice", ALPHA, version=version)
             text = (a.root / "main.py").read_text()
             editor.replace(uri, text)
@@ -504,6 +505,11 @@ async def test_editor_saves_and_runs_stay_in_their_project(two: Two) -> None:
         )
         assert listing["projects"][0]["generation"] == deployed["generation"]
         assert sorted(e["name"] for e in listing["endpoints"]) == ["alpha", "greet", "outer"]
+        # the editor's status counts its project's endpoints, not Bob's on the same runtime
+        status = await _next(
+            editor, "slipstream/runtimeStatus", status_seen, timeout=30, endpoints=3
+        )
+        assert status["connected"] is True
     finally:
         await editor.shutdown_session()
         await editor.stop()
