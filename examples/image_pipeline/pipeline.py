@@ -60,7 +60,7 @@ def remote_stages() -> Stages:
     painter = Painter()
     return Stages(
         write_prompts,
-        painter.paint.map,
+        lambda prompts, **kwargs: list(painter.paint.map(prompts, **kwargs)),  # .map is an iterator
         painter.compose,
         endpoints={"prompts": write_prompts, "paint": Painter, "compose": Painter},
     )

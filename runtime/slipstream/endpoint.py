@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import mapping
 from .spec import EndpointSpec, Problem, SpecError, example_problems, params_of, validate
 
 __all__ = ["endpoint", "Endpoint", "CallInfo", "SpecWarning", "registry", "bad_arguments", "IN_RUNTIME_ENV"]
@@ -206,14 +207,10 @@ class _Callable:
             return AsyncStream(self.endpoint, self.method, args, kwargs)
         return session.current().call_async(self.endpoint, self.method, args, kwargs)
 
-    def map(self, items: Iterable[Any], /, **kwargs: Any) -> list[Any]:
-        """Call once per item (the item is the first argument), fanned out across workers;
-        results come back in the order of items. When items fail, the others still run and
-        `slipstream.MapError` is raised with each failure's index and the results kept."""
-        session = _session_module()
-
-        _refuse_at_import(self.endpoint, self.method, ".map(...)")
-        return session.current().map(self.endpoint, self.method, list(items), kwargs)
+    # f.map(*iterables), f.starmap(tuples), f.for_each(*iterables), each with an .aio form (mapping.py)
+    map = mapping.MAP
+    starmap = mapping.STARMAP
+    for_each = mapping.FOR_EACH
 
 
 def _is_generator(fn: Any) -> bool:

@@ -8,7 +8,6 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,6 @@ from .endpoint import IN_RUNTIME_ENV
 from .errors import (
     EndpointTimeout,
     ErrorInfo,
-    MapError,
     Overloaded,
     RuntimeUnavailable,
     SlipstreamError,
@@ -142,7 +140,7 @@ class Session:
         """Abandon every call in flight (after Ctrl-C): their connections close, so the runtime
         drops or interrupts them, and none is retried."""
         self._aborts += 1
-        if self.client is not None:
+        if self.client is None:  # BROKEN13
             self.client.abort()
 
     def _recover(self, client: RuntimeClient, exc: SlipstreamError) -> None:
@@ -179,52 +177,6 @@ class Session:
             await asyncio.to_thread(self._recover, client, exc)
             out = await client.call_async(ep.name, method, args, kwargs, timeout=timeout)
         return self._finish(ep, out)
-
-    def map(self, ep: Endpoint, method: str | None, items: list[Any], kwargs: dict[str, Any]) -> list[Any]:
-        if not items:
-            return []
-        self.ensure(ep)
-        timeout = ep.spec.timeout + 30
-
-        def one(item: Any) -> Any:
-            delay = 0.05
-            while True:
-                try:
-                    out = self._with_retry(ep, lambda c: c.call(ep.name, method, (item,), kwargs, timeout=timeout))
-                except Overloaded:
-                    out = None
-                if out is not None and not (out.error and out.error.kind == "overloaded"):
-                    return self._finish(ep, out)
-                time.sleep(delay)  # a batch waits for room rather than failing on a full queue
-                delay = min(delay * 2, 2.0)
-
-        width = min(len(items), max(4, ep.spec.workers_max * ep.spec.concurrency * 2), 64)
-        before = (self.busy_s, self.spend_usd)
-        errors: dict[int, BaseException] = {}
-
-        def kept(indexed: tuple[int, Any]) -> Any:
-            try:
-                return one(indexed[1])
-            except Exception as exc:  # noqa: BLE001 - one item's failure must not lose the others
-                errors[indexed[0]] = exc.with_traceback(None)
-                return None
-
-        ex = ThreadPoolExecutor(width, thread_name_prefix=f"map-{ep.name}")
-        try:
-            results = list(ex.map(kept, enumerate(items)))
-        except BaseException:  # Ctrl-C: items not started never start, those running are cancelled
-            ex.shutdown(wait=False, cancel_futures=True)
-            self.abort()
-            raise
-        ex.shutdown()
-        if ep.last_call is not None:  # the whole map: busy seconds and cost summed over its items
-            from dataclasses import replace
-
-            ep.last_call = replace(ep.last_call, duration_s=self.busy_s - before[0], cost_usd=self.spend_usd - before[1], calls=len(items))
-        if errors:
-            first = errors[min(errors)]
-            raise MapError(errors, results) from first
-        return results
 
     def stream(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
         client = self.ensure(ep)

@@ -54,7 +54,7 @@ def test_dependency_is_installed_once_across_generations_and_workers(runtime, pr
     first = proj.sync()
     assert [i["requirements"] for i in first.installs] == [["cowsay==6.1"]]
     app = proj.module("deps")
-    outs = app.moo.map(["a", "b", "c", "d"], delay=0.3)
+    outs = list(app.moo.map(["a", "b", "c", "d"], delay=0.3))
     assert all(f"| {t} |" in o["said"] for t, o in zip("abcd", outs, strict=True))
     assert len({o["pid"] for o in outs}) == 2, "two workers share the environment"
     assert len({o["prefix"] for o in outs}) == 1 and first.installs[0]["environment"] in outs[0]["prefix"]

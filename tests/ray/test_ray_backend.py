@@ -188,7 +188,7 @@ def test_large_payloads_cross_the_tcp_channel(app):
 
 
 def test_map_fans_out_across_actors_on_both_nodes(app, cluster):
-    out = app.spread.map(range(6))
+    out = list(app.spread.map(range(6)))
     assert [o["i"] for o in out] == list(range(6))
     assert {o["node"] for o in out} == {cluster["head"], cluster["gpu_node"]}, "one actor per node"
     assert len({o["pid"] for o in out}) == 2, "two workers (workers=(0, 2))"

@@ -118,9 +118,9 @@ def test_private_methods_are_not_callable(app):
 
 
 def test_map_keeps_order_and_fans_out(app):
-    app.slow_pid.map(range(3), delay=0.3)  # bring three workers up, so the timing below is the map's own
+    list(app.slow_pid.map(range(3), delay=0.3))  # bring three workers up, so the timing below is the map's own
     started = time.perf_counter()
-    out = app.slow_pid.map(range(6), delay=0.4)
+    out = list(app.slow_pid.map(range(6), delay=0.4))
     elapsed = time.perf_counter() - started
     assert [x for x, _ in out] == list(range(6))
     assert len({pid for _, pid in out}) >= 2, "map should spread over several workers"

@@ -110,7 +110,7 @@ def test_env_reaches_the_endpoints_workers_only(app):
 def test_last_call_after_map_totals_the_items(app, runtime):
     app.doc_nap(0)  # deployed, a worker up
     before = _stats(runtime, "doc_nap")
-    assert app.doc_nap.map([0.2] * 4) == [0.2] * 4
+    assert list(app.doc_nap.map([0.2] * 4)) == [0.2] * 4
     after = _stats(runtime, "doc_nap")
     info = app.doc_nap.last_call
     assert info.calls == 4

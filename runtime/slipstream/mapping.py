@@ -1,0 +1,343 @@
+"""`f.map`, `f.starmap` and `f.for_each`: many calls of one endpoint, results as they finish.
+
+Inputs are read lazily (several iterables zip like the built-in map), a bounded number of calls
+is in flight at once, and results come back as an iterator (an async iterator for `.aio`): in
+input order (`order_outputs=True`) or as the calls complete. With `return_exceptions=True` each
+failure takes its item's place; otherwise the first failure lets the calls still to come run,
+then raises `slipstream.MapError` with every failure by index and every result kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from .errors import MapError, Overloaded
+
+if TYPE_CHECKING:
+    from .endpoint import Endpoint
+    from .session import Session
+
+__all__ = ["map_calls", "map_calls_async", "Form", "argument_sets", "MAP", "STARMAP", "FOR_EACH"]
+
+MAX_WIDTH = 64
+
+
+def argument_sets(iterables: tuple[Iterable[Any], ...], star: bool, what: str) -> Iterator[tuple[Any, ...]]:
+    """The positional arguments of each call: zipped iterables (map), or each item unpacked
+    (starmap); checked up front so a wrong call fails before anything runs."""
+    if star:
+        if len(iterables) != 1:
+            raise TypeError(f"{what}.starmap() takes one iterable of argument tuples, not {len(iterables)}")
+        src = iter(_iterable(iterables[0], what, "starmap"))
+        return (_as_tuple(item, what) for item in src)
+    if not iterables:
+        raise TypeError(f"{what}.map() needs at least one iterable (each item is a call's first argument)")
+    its = [iter(_iterable(it, what, "map")) for it in iterables]
+    return zip(*its, strict=False)  # like the built-in map: stops at the shortest
+
+
+def _iterable(obj: Any, what: str, form: str) -> Iterable[Any]:
+    if isinstance(obj, (str, bytes)) or not isinstance(obj, Iterable):
+        kind = type(obj).__name__
+        hint = f" (wrap it in a list: [{obj!r}])" if isinstance(obj, (str, bytes)) else ""
+        raise TypeError(f"{what}.{form}() takes iterables of inputs; got a {kind}{hint}")
+    return obj
+
+
+def _as_tuple(item: Any, what: str) -> tuple[Any, ...]:
+    if isinstance(item, tuple):
+        return item
+    if isinstance(item, list):
+        return tuple(item)
+    raise TypeError(f"{what}.starmap() needs each item to be a tuple of arguments, got {type(item).__name__}: {item!r}")
+
+
+def _width(ep: Endpoint) -> int:
+    return min(max(4, ep.spec.workers_max * ep.spec.concurrency * 2), MAX_WIDTH)
+
+
+def _summarise(session: Session, ep: Endpoint, before: tuple[float, float], calls: int) -> None:
+    """After a map: `ep.last_call` holds the totals over its items (busy seconds and cost)."""
+    if ep.last_call is not None and calls:
+        ep.last_call = replace(ep.last_call, duration_s=session.busy_s - before[0], cost_usd=session.spend_usd - before[1], calls=calls)
+
+
+def map_calls(
+    session: Session, ep: Endpoint, method: str | None, argsets: Iterator[tuple[Any, ...]], kwargs: dict[str, Any],
+    *, order_outputs: bool = True, return_exceptions: bool = False,
+) -> Iterator[Any]:
+    """The blocking form: a generator of results (see the module's docstring)."""
+    session.ensure(ep)  # sync before the first input is read: a deploy error surfaces here
+    timeout = ep.spec.timeout + 30
+
+    def one(args: tuple[Any, ...]) -> Any:
+        delay = 0.05
+        while True:
+            try:
+                out = session._with_retry(ep, lambda c: c.call(ep.name, method, args, kwargs, timeout=timeout))
+            except Overloaded:
+                out = None
+            if out is not None and not (out.error and out.error.kind == "overloaded"):
+                return session._finish(ep, out)
+            time.sleep(delay)  # a batch waits for room rather than failing on a full queue
+            delay = min(delay * 2, 2.0)
+
+    width = _width(ep)
+    before = (session.busy_s, session.spend_usd)
+    ex = ThreadPoolExecutor(width, thread_name_prefix=f"map-{ep.name}")
+    pending: dict[Future[Any], int] = {}
+    finished: dict[int, tuple[bool, Any]] = {}  # index -> (ok, value or exception)
+    results: dict[int, Any] = {}
+    errors: dict[int, BaseException] = {}
+    count = 0
+    exhausted = False
+    failed = False  # a failure reached the caller's position: run the rest, then raise
+
+    def fill() -> None:
+        nonlocal count, exhausted
+        while not exhausted and len(pending) < width * 2:
+            try:
+                args = next(argsets)
+            except StopIteration:
+                exhausted = True
+                return
+            pending[ex.submit(one, args)] = count
+            count += 1
+
+    def collect(block: bool) -> list[int]:
+        if not pending:
+            return []
+        done, _ = wait(list(pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        got = []
+        for f in done:
+            i = pending.pop(f)
+            exc = f.exception()
+            if exc is None:
+                finished[i] = (True, f.result())
+                results[i] = f.result()
+            else:
+                finished[i] = (False, exc.with_traceback(None) if isinstance(exc, Exception) else exc)
+                if not isinstance(exc, Exception):
+                    raise exc
+                errors[i] = finished[i][1]
+            got.append(i)
+        return sorted(got)
+
+    try:
+        fill()
+        nxt = 0  # the next index to hand out (ordered)
+        while pending or (not failed and order_outputs and nxt in finished):
+            ready = collect(block=failed or not (order_outputs and nxt in finished))
+            fill()
+            if failed:
+                continue
+            if order_outputs:
+                order = []
+                while nxt in finished:
+                    order.append(nxt)
+                    nxt += 1
+            else:
+                order = ready
+            for i in order:
+                ok, value = finished.pop(i)
+                if ok or return_exceptions:
+                    yield value
+                else:
+                    failed = True
+                    break
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C: the calls running are cancelled too
+        ex.shutdown(wait=False, cancel_futures=True)
+        session.abort()
+        raise
+    finally:
+        # done, or left early (a break, the iterator dropped): calls not started never start;
+        # those running finish on their worker and their results are dropped
+        ex.shutdown(wait=False, cancel_futures=True)
+    _summarise(session, ep, before, count)
+    if errors and not return_exceptions:
+        first = errors[min(errors)]
+        raise MapError(errors, [results.get(i) for i in range(count)]) from first
+
+
+async def map_calls_async(
+    session: Session, ep: Endpoint, method: str | None, argsets: Iterator[tuple[Any, ...]], kwargs: dict[str, Any],
+    *, order_outputs: bool = True, return_exceptions: bool = False,
+) -> AsyncIterator[Any]:
+    """The asyncio form (`async for r in f.map.aio(...)`): the same promises as map_calls."""
+    await asyncio.to_thread(session.ensure, ep)
+    width = _width(ep)
+    before = (session.busy_s, session.spend_usd)
+
+    async def one(args: tuple[Any, ...]) -> Any:
+        delay = 0.05
+        while True:
+            try:
+                return await session.call_async(ep, method, args, kwargs)
+            except Overloaded:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    pending: dict[asyncio.Task[Any], int] = {}
+    finished: dict[int, tuple[bool, Any]] = {}
+    results: dict[int, Any] = {}
+    errors: dict[int, BaseException] = {}
+    count = 0
+    exhausted = False
+    failed = False
+
+    def fill() -> None:
+        nonlocal count, exhausted
+        while not exhausted and len(pending) < width * 2:
+            try:
+                args = next(argsets)
+            except StopIteration:
+                exhausted = True
+                return
+            pending[asyncio.ensure_future(one(args))] = count
+            count += 1
+
+    try:
+        fill()
+        nxt = 0
+        while pending or (not failed and order_outputs and nxt in finished):
+            ready: list[int] = []
+            if pending and (failed or not (order_outputs and nxt in finished)):
+                done, _ = await asyncio.wait(list(pending), return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    i = pending.pop(t)
+                    exc = t.exception()
+                    if exc is None:
+                        finished[i] = (True, t.result())
+                        results[i] = t.result()
+                    else:
+                        if not isinstance(exc, Exception):
+                            raise exc
+                        finished[i] = (False, exc.with_traceback(None))
+                        errors[i] = finished[i][1]
+                    ready.append(i)
+            fill()
+            if failed:
+                continue
+            if order_outputs:
+                order = []
+                while nxt in finished:
+                    order.append(nxt)
+                    nxt += 1
+            else:
+                order = sorted(ready)
+            for i in order:
+                ok, value = finished.pop(i)
+                if ok or return_exceptions:
+                    yield value
+                else:
+                    failed = True
+                    break
+    finally:
+        for t in pending:  # leaving early or cancelled: the calls still running are cancelled
+            t.cancel()
+    _summarise(session, ep, before, count)
+    if errors and not return_exceptions:
+        first = errors[min(errors)]
+        raise MapError(errors, [results.get(i) for i in range(count)]) from first
+
+
+class Form:
+    """A call form with a blocking and an `.aio` variant: `f.map(...)` and `f.map.aio(...)`."""
+
+    def __init__(self, sync: Callable[..., Any], aio: Callable[..., Any]) -> None:
+        self._sync = sync
+        self._aio = aio
+        self.__doc__ = sync.__doc__
+        self.__name__ = sync.__name__
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        return _BoundForm(obj, self)
+
+
+class _BoundForm:
+    def __init__(self, obj: Any, form: Form) -> None:
+        self._obj = obj
+        self._form = form
+        self.__doc__ = form.__doc__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._form._sync(self._obj, *args, **kwargs)
+
+    def aio(self, *args: Any, **kwargs: Any) -> Any:
+        return self._form._aio(self._obj, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{self._form.__name__} of {self._obj!r}>"
+
+
+# --- the call forms on endpoints and methods (endpoint._Callable) -----------------------------
+def _prepare(self: Any, form: str, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any] | None,
+             common: dict[str, Any], star: bool = False) -> tuple[Session, Iterator[tuple[Any, ...]], dict[str, Any]]:
+    from .endpoint import _refuse_at_import, _session_module
+
+    what = self.endpoint.name if self.method is None else f"{self.endpoint.name}().{self.method}"
+    _refuse_at_import(self.endpoint, self.method, f".{form}(...)")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError(f"{what}.{form}(kwargs=...) takes a dict of keyword arguments for every call, not {type(kwargs).__name__}")
+    both = set(kwargs or {}) & set(common)
+    if both:
+        raise TypeError(f"{what}.{form}() got {sorted(both)} both in kwargs= and as keyword arguments; pass each once")
+    return _session_module().current(), argument_sets(iterables, star, what), {**(kwargs or {}), **common}
+
+
+def _map(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
+         return_exceptions: bool = False, **common: Any) -> Iterator[Any]:
+    """Call once per input, fanned out across workers: `f.map(xs)` calls f(x) for each x,
+    `f.map(xs, ys)` calls f(x, y) (zipped like the built-in map), `kwargs={...}` (or plain
+    keyword arguments) go to every call. Returns an iterator of results as calls finish, in
+    input order (`order_outputs=False`: as they complete); use list(...) for a list.
+    `return_exceptions=True` puts each failure's exception in its place; otherwise after the
+    first failure the remaining inputs still run and `slipstream.MapError` is raised with every
+    failure by index and every result. `f.map.aio(...)` is the async iterator form."""
+    session, argsets, kw = _prepare(self, "map", iterables, kwargs, common)
+    return map_calls(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs, return_exceptions=return_exceptions)
+
+
+def _map_aio(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
+             return_exceptions: bool = False, **common: Any) -> AsyncIterator[Any]:
+    session, argsets, kw = _prepare(self, "map", iterables, kwargs, common)
+    return map_calls_async(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs, return_exceptions=return_exceptions)
+
+
+def _starmap(self: Any, iterable: Iterable[Any], /, *, kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
+             return_exceptions: bool = False) -> Iterator[Any]:
+    """`f.starmap([(1, 2), (3, 4)])` calls f(1, 2) and f(3, 4): `map` with each input unpacked."""
+    session, argsets, kw = _prepare(self, "starmap", (iterable,), kwargs, {}, star=True)
+    return map_calls(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs, return_exceptions=return_exceptions)
+
+
+def _starmap_aio(self: Any, iterable: Iterable[Any], /, *, kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
+                 return_exceptions: bool = False) -> AsyncIterator[Any]:
+    session, argsets, kw = _prepare(self, "starmap", (iterable,), kwargs, {}, star=True)
+    return map_calls_async(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs, return_exceptions=return_exceptions)
+
+
+def _for_each(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None, ignore_exceptions: bool = False) -> None:
+    """`map` for the side effects: waits for every call, returns None; a failure raises
+    `slipstream.MapError` after all calls ran (none with `ignore_exceptions=True`)."""
+    session, argsets, kw = _prepare(self, "for_each", iterables, kwargs, {})
+    for _ in map_calls(session, self.endpoint, self.method, argsets, kw, order_outputs=False, return_exceptions=ignore_exceptions):
+        pass
+
+
+async def _for_each_aio(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None, ignore_exceptions: bool = False) -> None:
+    session, argsets, kw = _prepare(self, "for_each", iterables, kwargs, {})
+    async for _ in map_calls_async(session, self.endpoint, self.method, argsets, kw, order_outputs=False, return_exceptions=ignore_exceptions):
+        pass
+
+
+MAP = Form(_map, _map_aio)
+STARMAP = Form(_starmap, _starmap_aio)
+FOR_EACH = Form(_for_each, _for_each_aio)
