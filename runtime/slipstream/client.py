@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ class RuntimeClient:
         self.runtime_id: str | None = None
         self._data_client: DataClient | None = None
         self._data_checked = False
+        self._data_lock = threading.Lock()
 
     @classmethod
     def from_env(cls) -> RuntimeClient | None:
@@ -254,13 +256,14 @@ class RuntimeClient:
     def _data(self) -> DataClient | None:
         """The binary call channel, when the runtime offers one and it can be reached."""
         if self._data_client is None and not self._data_checked:
-            self._data_checked = True
-            if os.environ.get("SLIPSTREAM_TRANSPORT", "").lower() == "http":
-                return None
-            port = self.health().get("data_port")
-            host = httpx.URL(self.url).host
-            if port and host:
-                self._data_client = DataClient(host, int(port), self.token)
+            with self._data_lock:  # the first calls of a .map arrive together: all use the channel
+                if self._data_client is None and not self._data_checked:
+                    if os.environ.get("SLIPSTREAM_TRANSPORT", "").lower() != "http":
+                        port = self.health().get("data_port")
+                        host = httpx.URL(self.url).host
+                        if port and host:
+                            self._data_client = DataClient(host, int(port), self.token)
+                    self._data_checked = True
         return self._data_client
 
     def call(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None, *, project: str | None = None) -> CallOutcome:

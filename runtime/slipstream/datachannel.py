@@ -100,7 +100,7 @@ class DataServer:
                     body: Any = buf.view if buf is not None else bytearray(blen)
                     recv_into(conn, memoryview(body))
                     assert self._loop is not None
-                    fut = asyncio.run_coroutine_threadsafe(self._call(header, body, buf.ref() if buf else None), self._loop)
+                    fut = asyncio.run_coroutine_threadsafe(self._call(header, body, buf.ref() if buf else None, conn), self._loop)
                     if not _until_done_or_gone(conn, fut, wake):
                         return  # the client went away (closed, killed, timed out): its call was cancelled
                     status, chunks = fut.result()
@@ -117,7 +117,7 @@ class DataServer:
             with self._lock:
                 self._open -= 1
 
-    async def _call(self, header: dict[str, Any], body: Any, shm_ref: dict | None) -> tuple[int, list[Any]]:
+    async def _call(self, header: dict[str, Any], body: Any, shm_ref: dict | None, conn: socket.socket | None = None) -> tuple[int, list[Any]]:
         from .server import _error_records, _sdk_records
         from .service import AmbiguousEndpoint
 
@@ -131,6 +131,8 @@ class DataServer:
             return 400, _error_record("BadProject", str(exc), "bad-request")
         c = Call(method=header.get("method") or None, fmt="pickle", body=body)
         c.shm_ref = shm_ref
+        if conn is not None:
+            c.gone = lambda: _peer_closed(conn)
         try:
             await pool.call(c)
         except PoolError as exc:
@@ -175,6 +177,16 @@ class _Wake:
 
 
 _GONE = select.POLLIN | select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+
+
+def _peer_closed(conn: socket.socket) -> bool:
+    """Whether the client closed this connection (a non-blocking peek; nothing is read)."""
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def _until_done_or_gone(conn: socket.socket, fut: concurrent.futures.Future[Any], wake: _Wake) -> bool:

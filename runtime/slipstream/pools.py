@@ -65,6 +65,7 @@ class Call:
     shm_ref: dict[str, Any] | None = None  # the body also lies in shared memory here
     tag: str = ""  # the caller's name for this call: its log lines carry it (live logs in editors)
     cancelled: str = ""  # why, once its caller went away
+    gone: Callable[[], bool] | None = None  # whether its caller has gone away (checked before it starts)
 
 
 class WorkerHandle(Protocol):
@@ -577,6 +578,11 @@ class Pool:
                 break
             call = self.queue.popleft()
             if call.future.done():
+                continue
+            if call.gone is not None and call.gone():
+                # its caller went away and the news has not reached us yet: never start it
+                self.queue.appendleft(call)
+                self.cancel(call, "the caller went away")
                 continue
             self._dispatch(w, call)
         starting = sum(1 for w in self.workers if w.state == "starting")

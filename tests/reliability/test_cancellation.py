@@ -46,6 +46,13 @@ def slow(seconds, marker=""):
     return "finished"
 
 @endpoint(workers=(0, 1))
+def slow_at(marker, seconds=120):
+    """slow with the marker first, for .map"""
+    _started(marker)
+    time.sleep(seconds)
+    return "finished"
+
+@endpoint(workers=(0, 1))
 def stubborn(seconds, marker=""):
     """Swallows every interrupt and keeps going."""
     _started(marker)
@@ -61,14 +68,16 @@ def stubborn(seconds, marker=""):
 CLIENT = '''
 import sys, threading, time
 from pathlib import Path
-from app import slow
+from app import slow, slow_at
 
-running, queued = sys.argv[1], sys.argv[2]
-threading.Thread(target=slow, args=(120, running), daemon=True).start()
-while not Path(running).exists():
-    time.sleep(0.01)
-print("calling", flush=True)
-slow(120, queued)  # queued behind the first on the one-worker pool
+running, queued, how = sys.argv[1:4]
+if how == "map":  # .map over two items: the first runs, the second queues behind it
+    list(slow_at.map([running, queued]))
+else:
+    threading.Thread(target=slow, args=(120, running), daemon=True).start()
+    while not Path(running).exists():
+        time.sleep(0.01)
+    slow(120, queued)  # queued behind the first on the one-worker pool
 '''
 
 # Prompt means: far sooner than the cancelled call (120 s) would have taken.
@@ -147,37 +156,43 @@ def warm(app, name: str = "slow") -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
-def test_a_gone_clients_running_call_is_interrupted_and_its_queued_call_never_runs(rt, proj, tmp_path, how):
+@pytest.mark.parametrize("how,calls", [(signal.SIGKILL, "threads"), (signal.SIGINT, "threads"), (signal.SIGINT, "map")],
+                         ids=["killed", "ctrl-c", "ctrl-c-in-map"])
+def test_a_gone_clients_running_call_is_interrupted_and_its_queued_call_never_runs(rt, proj, tmp_path, how, calls):
     app = proj.module("app")
-    warm(app)
+    name = "slow_at" if calls == "map" else "slow"
+    warm(app, name) if calls != "map" else app.slow_at("", seconds=0)
     running, queued = tmp_path / "running", tmp_path / "queued"
     env = {**os.environ, "SLIPSTREAM_RUNTIME_URL": rt.url, "SLIPSTREAM_TOKEN": rt.token}
-    client = subprocess.Popen([sys.executable, "client.py", str(running), str(queued)], cwd=proj.root, env=env,
+    client = subprocess.Popen([sys.executable, "client.py", str(running), str(queued), calls], cwd=proj.root, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(running.exists, "the client's first call to start")
-        wait_for(lambda: pool(rt, "slow")["pool"]["queued"] == 1, "the client's second call to queue")
-        before = pool(rt, "slow")["stats"]["cancelled"]
+        wait_for(lambda: running.exists() or queued.exists() or client.poll() is not None, "the client's first call to start")
+        assert client.poll() is None, client.communicate()
+        if queued.exists():  # .map sends its items from threads: either may reach the runtime first
+            running, queued = queued, running
+        wait_for(lambda: pool(rt, name)["pool"]["queued"] == 1, "the client's second call to queue")
+        before = pool(rt, name)["stats"]["cancelled"]
         client.send_signal(how)
-        client.wait(HANG_BOUND_S)
+        client.wait(HANG_BOUND_S)  # Ctrl-C ends the client at once, not when its calls would have ended
     finally:
         client.kill()
-    stopped = wait_for(lambda: (Path(str(running) + ".stopped").exists() and Path(str(running) + ".stopped").read_text()),
-                       "the running call to be interrupted")
-    assert stopped == "CallCancelled", "the running call is interrupted with CallCancelled raised inside it"
+    if calls != "map":  # (slow_at does not report how it stopped)
+        stopped = wait_for(lambda: (Path(str(running) + ".stopped").exists() and Path(str(running) + ".stopped").read_text()),
+                           "the running call to be interrupted")
+        assert stopped == "CallCancelled", "the running call is interrupted with CallCancelled raised inside it"
     started = time.monotonic()
-    assert app.slow(0) == "finished"
+    assert (app.slow_at("", seconds=0) if calls == "map" else app.slow(0)) == "finished"
     assert time.monotonic() - started < PROMPT_S, "the next call must not wait behind the cancelled one"
     assert not queued.exists(), "the gone client's queued call must never run"
-    info = pool(rt, "slow")
+    info = pool(rt, name)
     assert info["stats"]["cancelled"] - before == 2 and info["pool"]["queued"] == 0
     assert [w["pid"] for w in info["pool"]["workers"]] == [int(running.read_text())], "interrupted, not replaced"
-    lines = log_lines(rt, "slow")
+    lines = log_lines(rt, name)
     assert any("cancelled before it started" in ln for ln in lines), lines[-10:]
     assert any("interrupting it on worker" in ln for ln in lines), lines[-10:]
     metrics = httpx.get(f"{rt.url}/metrics", headers=auth(rt), timeout=HANG_BOUND_S).text
-    row = next(ln for ln in metrics.splitlines() if ln.startswith("slipstream_cancelled_total") and 'endpoint="slow"' in ln)
+    row = next(ln for ln in metrics.splitlines() if ln.startswith("slipstream_cancelled_total") and f'endpoint="{name}"' in ln)
     assert float(row.rsplit(" ", 1)[1]) >= 2
 
 
