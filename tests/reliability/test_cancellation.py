@@ -173,6 +173,7 @@ def test_a_gone_clients_running_call_is_interrupted_and_its_queued_call_never_ru
             running, queued = queued, running
         wait_for(lambda: pool(rt, name)["pool"]["queued"] == 1, "the client's second call to queue")
         before = pool(rt, name)["stats"]["cancelled"]
+        signalled = time.monotonic()
         client.send_signal(how)
         client.wait(HANG_BOUND_S)  # Ctrl-C ends the client at once, not when its calls would have ended
     finally:
@@ -184,6 +185,8 @@ def test_a_gone_clients_running_call_is_interrupted_and_its_queued_call_never_ru
     started = time.monotonic()
     assert (app.slow_at("", seconds=0) if calls == "map" else app.slow(0)) == "finished"
     assert time.monotonic() - started < PROMPT_S, "the next call must not wait behind the cancelled one"
+    print(f"\n[figure] {calls}, client {signal.Signals(how).name}: next call answered "
+          f"{(time.monotonic() - signalled) * 1000:.0f} ms after the signal")
     assert not queued.exists(), "the gone client's queued call must never run"
     info = pool(rt, name)
     assert info["stats"]["cancelled"] - before == 2 and info["pool"]["queued"] == 0
@@ -241,6 +244,7 @@ def test_a_call_that_ignores_the_interrupt_is_replaced_after_the_grace_period(rt
     started = time.monotonic()
     new = app.stubborn(0)  # waits for the grace period (1 s here), then runs on a fresh worker
     assert time.monotonic() - started < PROMPT_S
+    print(f"\n[figure] stuck call, grace 1 s: next call answered in {(time.monotonic() - started) * 1000:.0f} ms")
     assert new != old, "the stuck worker must be replaced"
     wait_for(lambda: not alive(old), "the stuck worker to be gone")
     after = pool(rt, "stubborn")["stats"]
@@ -263,9 +267,11 @@ def test_a_sigkilled_runtime_leaves_no_worker(tmp_path):
         wait_for(marker.exists, "the busy call to start")
         workers = descendants(r.proc.pid)
         assert int(marker.read_text()) in workers and len(workers) >= 2, workers
+        killed = time.monotonic()
         r.proc.send_signal(signal.SIGKILL)
         r.proc.wait(HANG_BOUND_S)
         wait_for(lambda: not any(alive(p) for p in workers), f"workers {sorted(workers)} to die with their runtime", bound=15)
+        print(f"\n[figure] runtime SIGKILLed: {len(workers)} processes gone in {(time.monotonic() - killed) * 1000:.0f} ms")
         busy.join(HANG_BOUND_S)
     finally:
         r.stop()
@@ -301,8 +307,10 @@ def test_ctrl_c_under_slipstream_run_stops_everything_and_leaves_no_temp_files(t
         worker = int(marker.read_text())
         assert worker in tree and len(tree) >= 2, "the embedded runtime and its worker run under `slipstream run`"
         assert os.listdir(temp), "the runtime keeps its store in the temp folder while it runs"
+        interrupted = time.monotonic()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=HANG_BOUND_S)
+        print(f"\n[figure] slipstream run, Ctrl-C: exited in {(time.monotonic() - interrupted) * 1000:.0f} ms")
     finally:
         proc.kill()
     assert proc.returncode == 130, err
