@@ -36,6 +36,7 @@ VERSION = 0
 
 @endpoint
 def greet(name: str = "you") -> str:
+    print(f"log: {{WHO}} greets {{name}}")
     return f"{{WHO}} v{{VERSION}} greets {{name}}"
 
 @endpoint
@@ -325,6 +326,33 @@ def test_status_listing_and_metrics_group_by_project(two: Two) -> None:
     assert sorted(blocks[b.key][1:]) == ["beta", "greet", "outer"], out.stdout
     assert "(this folder)" in blocks[a.key][0] and "(this folder)" not in blocks[b.key][0]
     assert "calls 3" in blocks[a.key][0] and "calls 3" in blocks[b.key][0]
+
+
+def test_logs_follow_one_project(two: Two) -> None:
+    rt, a, b = two.rt, two.a, two.b
+    two.write(a, "alice")
+    two.write(b, "bob")
+    a.sync(rt)
+    b.sync(rt)
+    two.call(a, "greet", "first")
+    two.call(b, "greet", "first")
+    two.call(a, "greet", "last")
+    seen = []
+    bound = threading.Timer(30, (stop := threading.Event()).set)  # a bound on a hang, not a wait
+    bound.start()
+    try:
+        for e in two.client(a).logs(project=a.key, backlog=2000, stop=stop):
+            seen.append(e)
+            if "alice greets last" in e.get("text", ""):
+                break
+    finally:
+        bound.cancel()
+    texts = [e.get("text", "") for e in seen]
+    assert any("alice greets last" in t for t in texts), texts
+    assert any("alice greets first" in t for t in texts) and not any("bob" in t for t in texts), (
+        texts
+    )
+    assert {e.get("project") for e in seen} == {a.key}
 
 
 def test_a_refused_deploy_of_one_project_leaves_the_other_alone(two: Two) -> None:
