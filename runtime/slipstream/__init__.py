@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 from .endpoint import CallInfo, Endpoint, endpoint  # noqa: E402
 from .errors import MapError  # noqa: E402
+from .handles import FunctionCall, gather  # noqa: E402
 from .keeper import keep  # noqa: E402
 
 
@@ -22,4 +23,4 @@ def spend() -> dict[str, float]:
     return _spend()
 
 
-__all__ = ["endpoint", "keep", "spend", "Endpoint", "CallInfo", "MapError", "__version__"]
+__all__ = ["endpoint", "keep", "spend", "gather", "Endpoint", "CallInfo", "FunctionCall", "MapError", "__version__"]

@@ -78,6 +78,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
     from .pools import Pool
 
     Pool.cancel_grace = a.cancel_grace
+    from .calls import CallRegistry
+
+    CallRegistry.ttl = a.call_ttl
     asyncio.run(serve(rt, sock, token, log_level=a.log_level, on_ready=ready))
     return 0
 
@@ -260,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-fork", action="store_true", help="spawn every worker fresh (no fork server)")
     s.add_argument("--cancel-grace", type=float, default=5.0,
                    help="seconds a cancelled call (its caller went away) has to stop before its worker is replaced")
+    s.add_argument("--call-ttl", type=float, default=3600.0,
+                   help="seconds a spawned call's result is kept after it finishes (GET /v1/calls/{id}), then dropped")
     s.add_argument("--log-level", default="warning")
     s.set_defaults(fn=cmd_serve)
 

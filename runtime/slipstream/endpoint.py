@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import mapping
+from . import handles, mapping
 from .spec import EndpointSpec, Problem, SpecError, example_problems, params_of, validate
 
 __all__ = ["endpoint", "Endpoint", "CallInfo", "SpecWarning", "registry", "bad_arguments", "IN_RUNTIME_ENV"]
@@ -211,6 +211,9 @@ class _Callable:
     map = mapping.MAP
     starmap = mapping.STARMAP
     for_each = mapping.FOR_EACH
+    # f.spawn(...) -> a FunctionCall handle, f.spawn_map(*iterables) -> handles (handles.py)
+    spawn = handles.SPAWN
+    spawn_map = handles.SPAWN_MAP
 
 
 def _is_generator(fn: Any) -> bool:

@@ -20,6 +20,7 @@ __all__ = [
     "RuntimeUnavailable",
     "MapError",
     "CallCancelled",
+    "CallWasCancelled",
     "ErrorInfo",
     "Frame",
     "error_info",
@@ -62,6 +63,11 @@ class CallCancelled(BaseException):
     connection, a client-side timeout). A BaseException like KeyboardInterrupt, so that
     `except Exception` in endpoint code does not swallow it: clean up in `finally`. A call
     that has not stopped within the runtime's grace period has its worker replaced."""
+
+
+class CallWasCancelled(SlipstreamError):
+    """`handle.get()` of a spawned call that was cancelled (`handle.cancel()`, or
+    `DELETE /v1/calls/{id}`) before it finished."""
 
 
 class MapError(SlipstreamError):

@@ -336,6 +336,10 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
     app.router.routes.insert(0, Route("/v1/endpoints/{name}/call", handle_call, methods=["POST"]))
     app.router.routes.insert(0, Route("/v1/projects/{project}/endpoints/{name}/call", handle_call, methods=["POST"]))
 
+    from .calls import add_call_routes
+
+    add_call_routes(app, rt, max_body)  # spawn, GET and DELETE /v1/calls/{id} (calls.py)
+
     @app.get("/v1/logs", summary="Live logs as server-sent events")
     async def logs(
         request: Request,
