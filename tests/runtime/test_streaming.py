@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 
 import httpx
@@ -30,13 +31,14 @@ def _gate(path):
     return "saw-gate"
 
 @endpoint
-def ticks(n, gate=""):
+def ticks(n, gate="", delay=0.0):
     """0, then (with a gate) whether the caller saw 0 before the generator finished, then 1..n-1."""
     yield 0
     if gate:
         yield _gate(gate)
     for i in range(1, n):
         yield i
+        time.sleep(delay)
 
 @endpoint
 async def aticks(n, gate=""):
@@ -126,11 +128,37 @@ def test_map_over_a_generator_gives_each_calls_items_in_order(app, name):
     assert list(getattr(app, name).map([1, 3, 2])) == [[0], [0, 1, 2], [0, 1]]
 
 
-def test_leaving_a_stream_early_is_fine_and_the_endpoint_serves_on(app):
-    for item in app.ticks(1000):
-        if item == 2:
-            break
-    assert list(app.ticks(3)) == [0, 1, 2]
+def _cancelled(rt, name):
+    return httpx.get(f"{rt.url}/v1/endpoints/{name}", headers=_auth(rt), timeout=60).json()["stats"]["cancelled"]
+
+
+@pytest.mark.parametrize("how", ["for", "async-for", "http-json"])
+def test_leaving_a_stream_early_cancels_the_rest_of_the_call(runtime, app, how):
+    """A generator that would run for an hour: the caller stops reading after 3 items. Its one
+    worker must be free for the next call at once (the call is cancelled, not left running)."""
+    before = _cancelled(runtime, "ticks")
+    endless = {"n": 10**9, "delay": 3600 / 10**4}
+    if how == "for":
+        for item in app.ticks(**endless):
+            if item == 2:
+                break
+    elif how == "async-for":
+        async def consume():
+            async for item in app.ticks.aio(**endless):
+                if item == 2:
+                    break
+        asyncio.run(consume())
+    else:
+        with httpx.stream("POST", f"{runtime.url}/v1/endpoints/ticks/call", params={"stream": "true"},
+                          json={"kwargs": endless}, headers=_auth(runtime), timeout=60) as r:
+            for line in r.iter_lines():
+                if line and json.loads(line).get("item") == 2:
+                    break
+    deadline = time.monotonic() + 30
+    while _cancelled(runtime, "ticks") - before < 1:
+        assert time.monotonic() < deadline, "the abandoned stream's call was never cancelled"
+        time.sleep(0.02)
+    assert list(app.ticks(3)) == [0, 1, 2], "the next call runs (it would wait an hour behind the abandoned one)"
 
 
 def _auth(rt):
