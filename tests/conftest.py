@@ -49,6 +49,8 @@ def start_runtime(*args: str, token: str | None = None, env: dict[str, str] | No
     log = d / "serve.log"
     full_env = {**os.environ, "SLIPSTREAM_TOKEN": token, **(env or {})}
     full_env.pop("SLIPSTREAM_RUNTIME_URL", None)
+    if "--store" not in args:
+        args = ("--temp-store", *args)  # each test runtime its own code store, removed when it stops
     proc = subprocess.Popen(
         [sys.executable, "-m", "slipstream", "serve", "--port", "0", "--ready-file", str(ready), *args],
         env=full_env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,

@@ -38,7 +38,21 @@ def cmd_serve(a: argparse.Namespace) -> int:
         return 2
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}"
+    if bool(a.tls_cert) != bool(a.tls_key):
+        _err("--tls-cert and --tls-key go together (the certificate chain and its private key, PEM files)")
+        return 2
+    scheme = "https" if a.tls_cert else "http"
+    if a.tls_cert:
+        from .server import tls_server_context
+
+        try:
+            tls_server_context(a.tls_cert, a.tls_key)
+        except ValueError as exc:
+            _err(f"cannot serve HTTPS: {exc}")
+            return 2
+    url = f"{scheme}://{shown}:{port}"
+    # what workers use to call other endpoints: loopback when bound to every address
+    inner = url if host not in ("0.0.0.0", "::") else f"{scheme}://127.0.0.1:{port}"
     backend = None
     if a.backend == "ray":
         try:
@@ -51,10 +65,14 @@ def cmd_serve(a: argparse.Namespace) -> int:
         from .pools import LocalBackend
 
         backend = LocalBackend(memory_limit=a.worker_memory_mb * 1024 * 1024)
-    store = Path(a.store) if a.store else None
+    store, note = _store_folder(a)
+    if store is False:
+        return 2
+    if not a.embedded:
+        os.environ.setdefault("HF_HOME", str(hf_home_default()))  # weights download once per host
     rt = Runtime(
-        store_dir=store, backend=backend, embedded=a.embedded, gpu_fallback=a.gpu_fallback,
-        url=url, token=token, max_queue=a.max_queue,
+        store_dir=store or None, backend=backend, embedded=a.embedded, gpu_fallback=a.gpu_fallback,
+        url=inner, token=token, max_queue=a.max_queue,
         limits=Limits(max_file_bytes=a.max_file_mb * MB, max_total_bytes=a.max_project_mb * MB),
         fork=not a.no_fork,
     )
@@ -69,6 +87,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
             os.replace(tmp, a.ready_file)
         if not a.embedded:
             print(f"Slipstream runtime {url}  backend={rt.backend.name}  GPUs: {gpus}", flush=True)
+            print(f"  code store: {rt.store.root}{note}  model cache (HF_HOME): {os.environ.get('HF_HOME')}", flush=True)
             if generated:
                 print(f"token (generated): {token}", flush=True)
             print(f"  export SLIPSTREAM_RUNTIME_URL={url}", flush=True)
@@ -81,8 +100,59 @@ def cmd_serve(a: argparse.Namespace) -> int:
     from .calls import CallRegistry
 
     CallRegistry.ttl = a.call_ttl
-    asyncio.run(serve(rt, sock, token, log_level=a.log_level, on_ready=ready))
+    if a.tls_cert:
+        rt.tls_ca = str(Path(a.tls_cert).resolve())
+    asyncio.run(serve(rt, sock, token, log_level=a.log_level, on_ready=ready, tls_cert=a.tls_cert, tls_key=a.tls_key))
     return 0
+
+
+def slipstream_home() -> Path:
+    """Where a served runtime keeps what outlives it: $SLIPSTREAM_HOME, else ~/.slipstream
+    (on a pod, point it at the persistent volume, e.g. /workspace/.slipstream)."""
+    return Path(os.environ.get("SLIPSTREAM_HOME") or Path.home() / ".slipstream")
+
+
+def hf_home_default() -> Path:
+    """The model hub cache a served runtime (and its workers) use when HF_HOME is unset:
+    $SLIPSTREAM_HOME/hf when SLIPSTREAM_HOME is set (a pod's volume), else the hub's own
+    persistent default (~/.cache/huggingface), so weights already there are not fetched again."""
+    if os.environ.get("SLIPSTREAM_HOME"):
+        return slipstream_home() / "hf"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+
+
+_store_lock: int | None = None  # held for the process's life: one runtime per store folder
+
+
+def _store_folder(a: argparse.Namespace) -> tuple[Path | None | bool, str]:
+    """The served runtime's code store: --store, $SLIPSTREAM_STORE, else <home>/store, locked for
+    this process. None: a temporary one (--temp-store, the embedded runtime, or the default
+    folder already used by another runtime); False: refused (the message is printed)."""
+    global _store_lock
+    import fcntl
+
+    if a.embedded or a.temp_store:
+        return None, " (temporary)"
+    explicit = a.store or os.environ.get("SLIPSTREAM_STORE")
+    folder = Path(explicit or slipstream_home() / "store").expanduser().absolute()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as exc:
+        _err(f"cannot use {folder} as the code store: {exc.strerror or exc}; pass --store FOLDER or --temp-store")
+        return False, ""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        if explicit:
+            _err(f"another runtime on this host uses the store {folder}; give this one its own --store")
+            return False, ""
+        _err(f"another runtime on this host uses {folder}; this one keeps its code in a temporary folder "
+             "(lost when it stops: pass --store FOLDER to keep it)")
+        return None, " (temporary: the default store is in use)"
+    _store_lock = fd
+    return folder, ""
 
 
 def _exit_with_parent(pid: int) -> None:
@@ -255,7 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--ready-file", help=argparse.SUPPRESS)
     s.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
-    s.add_argument("--store", help="folder for synced code (default: a temp folder)")
+    s.add_argument("--store", help="folder for synced code, kept across restarts (default: $SLIPSTREAM_STORE, "
+                   "else ~/.slipstream/store, or $SLIPSTREAM_HOME/store)")
+    s.add_argument("--temp-store", action="store_true", help="keep synced code in a temporary folder, removed at exit")
+    s.add_argument("--tls-cert", help="serve HTTPS (and the SDK's data channel over TLS) with this PEM certificate chain")
+    s.add_argument("--tls-key", help="the PEM private key of --tls-cert")
     s.add_argument("--max-queue", type=int, default=256, help="queued calls per endpoint before answering 429")
     s.add_argument("--max-file-mb", type=int, default=64, help="largest synced file")
     s.add_argument("--max-project-mb", type=int, default=512, help="largest synced project")

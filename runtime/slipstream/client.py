@@ -6,6 +6,8 @@ import asyncio
 import base64
 import json
 import os
+import ssl
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -47,6 +49,56 @@ class CallOutcome:
 
 
 SMALL_BODY = 1 << 20
+CA_BUNDLE_ENV = "SLIPSTREAM_CA_BUNDLE"
+INSECURE_ENV = "SLIPSTREAM_ALLOW_INSECURE"
+_warned_insecure: set[str] = set()
+
+
+def ca_bundle_setting() -> str | None:
+    """The CA bundle to verify runtimes' certificates with: $SLIPSTREAM_CA_BUNDLE, else
+    [runtime] ca_bundle in the slipstream.toml of the current folder's project (relative to that
+    file's folder); None: the system's trust store."""
+    if os.environ.get(CA_BUNDLE_ENV):
+        return os.environ[CA_BUNDLE_ENV]
+    try:
+        from .config import find_project_root, load_project
+
+        root = find_project_root(Path.cwd())
+        value = load_project(root).raw.get("runtime", {}).get("ca_bundle")
+    except (OSError, ValueError):
+        return None
+    return str(root / value) if isinstance(value, str) and value else None
+
+
+def tls_context(ca_bundle: str | None = None) -> ssl.SSLContext:
+    """Certificate and host name verification against the system store or the CA bundle."""
+    bundle = ca_bundle or ca_bundle_setting()
+    if bundle and not Path(bundle).is_file():
+        raise SlipstreamError(f"the CA bundle {bundle} ({CA_BUNDLE_ENV} or slipstream.toml [runtime] ca_bundle) is not a file")
+    try:
+        return ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
+    except ssl.SSLError as exc:
+        raise SlipstreamError(f"cannot read the CA bundle {bundle}: {exc}") from None
+
+
+def check_transport(url: str, token: str) -> None:
+    """Refuse to send a token in clear text (http://) to a host that is not loopback, unless
+    SLIPSTREAM_ALLOW_INSECURE=1 says so; then warn once per URL, loudly."""
+    from .server import is_loopback
+
+    u = httpx.URL(url)
+    if u.scheme != "http" or not token or is_loopback(u.host):
+        return
+    if os.environ.get(INSECURE_ENV, "").lower() not in ("1", "true", "yes", "on"):
+        raise SlipstreamError(
+            f"refusing to send the token in clear text to {url}: anyone on the path could read it and run code "
+            f"on the runtime. Serve HTTPS (`slipstream serve --tls-cert FILE --tls-key FILE`, or a TLS proxy in "
+            f"front) and use an https:// URL, reach it over SSH, or set {INSECURE_ENV}=1 to send it anyway"
+        )
+    if url not in _warned_insecure:
+        _warned_insecure.add(url)
+        print(f"slipstream: WARNING: sending the runtime token in CLEAR TEXT to {url} ({INSECURE_ENV} is set); "
+              "anyone on the network path can read it and run code on the runtime", file=sys.stderr, flush=True)
 
 
 def _timeout(read: float | None) -> httpx.Timeout:
@@ -62,13 +114,22 @@ class RuntimeClient:
     """One runtime. `project` (a key from slipstream.config.project_key) is the project whose
     endpoints calls reach unless a call names another; sync(root) sets it when unset."""
 
-    def __init__(self, url: str, token: str = "", *, timeout: float | None = 600.0, project: str | None = None) -> None:
+    def __init__(self, url: str, token: str = "", *, timeout: float | None = 600.0, project: str | None = None, ca_bundle: str | None = None) -> None:
+        self.link = None
+        if url.lower().startswith("ssh://"):  # a runtime on that host, through an ssh tunnel (sshlink.py)
+            from .sshlink import link_for
+
+            self.link = link_for(url)
+            url, token = self.link.url, self.link.token  # the host's token, read over ssh
         self.url = url.rstrip("/")
         self.token = token
         self.project = project
+        check_transport(self.url, token)
+        self.tls: ssl.SSLContext | None = tls_context(ca_bundle) if self.url.startswith("https:") else None
+        self._verify: Any = self.tls if self.tls is not None else True
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=_timeout(timeout), limits=limits, trust_env=False)
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=_timeout(timeout), limits=limits, trust_env=False, verify=self._verify)
         self._aio: httpx.AsyncClient | None = None
         self._aio_loop: asyncio.AbstractEventLoop | None = None
         self._adata: AsyncDataClient | None = None
@@ -106,6 +167,9 @@ class RuntimeClient:
         except httpx.ReadTimeout:
             raise _client_timeout(kw.get("timeout")) from None
         except httpx.TransportError as exc:
+            _raise_if_untrusted(self.url, exc)
+            if self.link is not None:
+                self.link.repair()  # a dropped ssh connection: back for the retry (as after a runtime restart)
             raise RuntimeUnavailable(
                 f"no Slipstream runtime answered at {self.url} ({exc.__class__.__name__}: {exc}). "
                 "Start one with `slipstream serve`, or unset SLIPSTREAM_RUNTIME_URL to use the embedded one."
@@ -149,7 +213,7 @@ class RuntimeClient:
         if stop is not None:
             params["keepalive"] = 0.5  # wake up often enough to notice `stop`
             read = 5.0
-        with httpx.Client(base_url=self.url, headers=self._headers, trust_env=False, timeout=_timeout(read)) as c:
+        with httpx.Client(base_url=self.url, headers=self._headers, trust_env=False, timeout=_timeout(read), verify=self._verify) as c:
             try:
                 with c.stream("GET", "/v1/logs", params=params) as r:
                     if r.status_code != 200:  # a wrong token or a refused query: say so, never an empty stream
@@ -161,6 +225,7 @@ class RuntimeClient:
             except httpx.TransportError as exc:
                 if isinstance(exc, httpx.ReadTimeout) and stop is None:
                     raise
+                _raise_if_untrusted(self.url, exc)
                 raise RuntimeUnavailable(f"no Slipstream runtime answered at {self.url} ({exc.__class__.__name__}: {exc})") from None
 
     # --- sync -------------------------------------------------------------------------
@@ -259,10 +324,17 @@ class RuntimeClient:
             with self._data_lock:  # the first calls of a .map arrive together: all use the channel
                 if self._data_client is None and not self._data_checked:
                     if os.environ.get("SLIPSTREAM_TRANSPORT", "").lower() != "http":
-                        port = self.health().get("data_port")
-                        host = httpx.URL(self.url).host
-                        if port and host:
-                            self._data_client = DataClient(host, int(port), self.token)
+                        h = self.health()
+                        port, host = h.get("data_port"), httpx.URL(self.url).host
+                        if self.link is not None:  # the host's data port, forwarded to a local one
+                            port = self.link.data_port if port else None
+                        # over https:// the channel must be TLS too: a runtime behind a TLS proxy
+                        # offers a plain one, and the token never goes out in clear text
+                        if port and host and (self.tls is None or h.get("tls")):
+                            client = DataClient(host, int(port), self.token, self.tls)
+                            # a proxy in front forwards only the HTTP port: find out at once (a
+                            # short connect timeout) and use HTTP from then on
+                            self._data_client = client if client.probe() else None
                     self._data_checked = True
         return self._data_client
 
@@ -332,7 +404,7 @@ class RuntimeClient:
         data = self._data()  # also the binary channel when the runtime offers one
         if data is not None:
             if self._adata is None or self._adata.loop is not loop:
-                self._adata = AsyncDataClient(data.addr[0], data.addr[1], self.token)
+                self._adata = AsyncDataClient(data.addr[0], data.addr[1], self.token, self.tls)
             chunks = wire.dumps({"args": list(args), "kwargs": kwargs})
             try:
                 status, body = await self._adata.call(endpoint, method, chunks, timeout, project)
@@ -358,7 +430,7 @@ class RuntimeClient:
         if self._aio is None or self._aio_loop is not loop:
             # an AsyncClient belongs to the loop it first ran on: each asyncio.run() needs its own
             limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-            self._aio = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=_timeout(600.0), limits=limits, trust_env=False)
+            self._aio = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=_timeout(600.0), limits=limits, trust_env=False, verify=self._verify)
             self._aio_loop = loop
         return self._aio
 
@@ -403,6 +475,16 @@ class RuntimeClient:
         if self._aio is not None:
             await self._aio.aclose()
             self._aio = None
+
+
+def _raise_if_untrusted(url: str, exc: Exception) -> None:
+    """A certificate that does not verify is a refusal, not a runtime that is down."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        raise SlipstreamError(
+            f"the certificate of {url} is not trusted ({text}); if it is signed by your own CA, point "
+            f"{CA_BUNDLE_ENV} (or slipstream.toml [runtime] ca_bundle) at that CA's certificate file"
+        ) from None
 
 
 def _json_outcome(r: httpx.Response) -> dict[str, Any]:

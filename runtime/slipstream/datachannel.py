@@ -6,6 +6,9 @@ without HTTP parsing or extra copies.
 
     request:  u32 len(header) | u64 len(body) | {"token", "endpoint", "method", "project"} | wire frame
     response: u32 len(header) | u64 len(body) | {"status"}                     | records
+
+With `slipstream serve --tls-cert/--tls-key` the channel is TLS with the same certificate; a
+client that reaches the runtime over https:// uses it only then (never the token in clear).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import queue
 import select
 import socket
+import ssl
 import threading
 from typing import Any
 
@@ -29,6 +33,27 @@ __all__ = ["DataServer", "DataClient", "AsyncDataClient", "parse_records"]
 
 IDLE_TIMEOUT = 120.0  # seconds a connection may sit without a request
 MAX_CONNECTIONS = 1024
+CONNECT_TIMEOUT = 2.0  # a data port behind a proxy or firewall is given up on this fast (then HTTP)
+HANDSHAKE_TIMEOUT = 10.0
+
+
+def _send(sock: socket.socket, chunks: list[Any]) -> None:
+    """Write the chunks: one gathered write on a plain socket; a TLS socket has no sendmsg."""
+    if not isinstance(sock, ssl.SSLSocket):
+        _send_all(sock, chunks)
+        return
+    small = [c for c in chunks if memoryview(c).nbytes < 1 << 16]
+    if len(small) == len(chunks):
+        sock.sendall(b"".join(bytes(c) for c in chunks))
+        return
+    for c in chunks:
+        if memoryview(c).nbytes:
+            sock.sendall(memoryview(c).cast("B"))
+
+
+def _peek(conn: socket.socket) -> bytes:
+    """One byte of what the peer sent, left unread (on a TLS socket: of the raw stream)."""
+    return socket.socket.recv(conn, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
 
 
 class DataServer:
@@ -36,8 +61,9 @@ class DataServer:
     bodies go straight from the socket into shared memory and back out with no copies in
     between, while the call itself runs on the runtime's event loop."""
 
-    def __init__(self, rt: Any, token: str, max_body: int = 1 << 31) -> None:
+    def __init__(self, rt: Any, token: str, max_body: int = 1 << 31, tls: ssl.SSLContext | None = None) -> None:
         self.rt = rt
+        self.tls = tls
         self.expected = token.encode()
         self.max_body = max_body
         self.shm_tag = f"q{rt.id[:6]}-"
@@ -75,6 +101,12 @@ class DataServer:
     def _serve(self, conn: socket.socket) -> None:
         wake = _Wake()
         try:
+            if self.tls is not None:
+                conn.settimeout(HANDSHAKE_TIMEOUT)
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except (ssl.SSLError, OSError):
+                    return  # not TLS, a client that does not trust us, or gone
             while not self._closing:
                 conn.settimeout(IDLE_TIMEOUT)  # an idle or silent connection is closed; clients reconnect
                 try:
@@ -143,7 +175,7 @@ class DataServer:
     @staticmethod
     def _reply(conn: socket.socket, status: int, chunks: list[Any]) -> None:
         size = sum(memoryview(c).nbytes for c in chunks)
-        _send_all(conn, [encode_header({"status": status}, size), *chunks])
+        _send(conn, [encode_header({"status": status}, size), *chunks])
 
     async def close(self) -> None:
         self._closing = True
@@ -182,7 +214,7 @@ _GONE = select.POLLIN | select.POLLHUP | select.POLLERR | getattr(select, "POLLR
 def _peer_closed(conn: socket.socket) -> bool:
     """Whether the client closed this connection (a non-blocking peek; nothing is read)."""
     try:
-        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        return _peek(conn) == b""
     except BlockingIOError:
         return False
     except OSError:
@@ -203,7 +235,7 @@ def _until_done_or_gone(conn: socket.socket, fut: concurrent.futures.Future[Any]
                 wake.drain()
                 return True
             try:
-                peeked = conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                peeked = _peek(conn)
             except BlockingIOError:
                 continue
             except OSError:
@@ -234,11 +266,21 @@ def parse_records(buf: bytes | bytearray | memoryview) -> list[tuple[int, memory
 class DataClient:
     """Blocking client with a small pool of connections (thread-safe)."""
 
-    def __init__(self, host: str, port: int, token: str) -> None:
+    def __init__(self, host: str, port: int, token: str, tls: ssl.SSLContext | None = None) -> None:
         self.addr = (host, port)
         self.token = token
+        self.tls = tls
         self._idle: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
         self._busy: set[socket.socket] = set()  # connections with a call in flight
+
+    def probe(self) -> bool:
+        """Whether the channel can be reached (connected, and with TLS the certificate verified);
+        the connection is kept for the first call."""
+        try:
+            self._idle.put(self._fresh())
+        except (OSError, ssl.SSLError):
+            return False
+        return True
 
     def call(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:
         try:
@@ -252,8 +294,15 @@ class DataClient:
             return self._call(self._fresh(), endpoint, method, chunks, timeout, project)
 
     def _fresh(self) -> socket.socket:
-        s = socket.create_connection(self.addr, timeout=10)
+        s = socket.create_connection(self.addr, timeout=CONNECT_TIMEOUT)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            try:
+                s.settimeout(HANDSHAKE_TIMEOUT)
+                s = self.tls.wrap_socket(s, server_hostname=self.addr[0])
+            except BaseException:
+                s.close()
+                raise
         return s
 
     def _call(self, s: socket.socket, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:
@@ -261,7 +310,7 @@ class DataClient:
         try:
             s.settimeout(timeout)
             header = {"token": self.token, "endpoint": endpoint, "method": method, "project": project}
-            _send_all(s, [encode_header(header, wire.frame_length(chunks)), *chunks])
+            _send(s, [encode_header(header, wire.frame_length(chunks)), *chunks])
             hlen, blen = PREFIX.unpack(recv_exact(s, PREFIX.size))
             status = json.loads(recv_exact(s, hlen)).get("status", 500)
             body = recv_exact(s, blen)
@@ -293,14 +342,16 @@ class DataClient:
 class AsyncDataClient:
     """The same channel for `await f.aio(...)`: asyncio streams, a pool of connections per loop."""
 
-    def __init__(self, host: str, port: int, token: str) -> None:
+    def __init__(self, host: str, port: int, token: str, tls: ssl.SSLContext | None = None) -> None:
         self.addr = (host, port)
         self.token = token
+        self.tls = tls
         self.loop = asyncio.get_running_loop()
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def _fresh(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        reader, writer = await asyncio.open_connection(*self.addr, limit=1 << 20)
+        tls: dict[str, Any] = {"ssl": self.tls, "server_hostname": self.addr[0]} if self.tls is not None else {}
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.addr, limit=1 << 20, **tls), CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT)
         return reader, writer
 
     async def call(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:

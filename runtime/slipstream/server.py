@@ -624,16 +624,36 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-async def serve(rt: Runtime, sock: socket.socket, token: str, *, log_level: str = "warning", on_ready: Any = None) -> None:
+def tls_server_context(cert: str, key: str) -> Any:
+    """The server side of TLS for HTTPS and the data channel; ValueError says what is wrong."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise ValueError(f"no such file: {exc.filename}") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"cannot use {cert} with {key} as certificate and key: {exc}") from None
+    return ctx
+
+
+async def serve(rt: Runtime, sock: socket.socket, token: str, *, log_level: str = "warning", on_ready: Any = None,
+                tls_cert: str | None = None, tls_key: str | None = None) -> None:
     import uvicorn
 
     from .datachannel import DataServer
 
-    data = DataServer(rt, token)
+    tls = tls_server_context(tls_cert, tls_key) if tls_cert and tls_key else None
+    rt.tls = tls is not None
+    data = DataServer(rt, token, tls=tls)
     rt.data_port = await data.start(sock.getsockname()[0])
+    await rt.restore()  # a persistent store: each project's last generation is served again, before any call
     app = create_app(rt, token)
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30,
-                            timeout_graceful_shutdown=2)  # then in-flight calls are cancelled: a stop is never held up
+                            timeout_graceful_shutdown=2,  # then in-flight calls are cancelled: a stop is never held up
+                            ssl_certfile=tls_cert if tls else None, ssl_keyfile=tls_key if tls else None)
     server = uvicorn.Server(config)
     if on_ready:
         asyncio.get_running_loop().call_soon(on_ready)

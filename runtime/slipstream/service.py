@@ -5,10 +5,12 @@ project's endpoints, and calls name their project (see docs/architecture.md)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ from .gpus import Device, inventory, matches
 from .logs import LogHub
 from .pools import LocalBackend, LocalWorker, Pool, PoolError
 from .spec import EndpointSpec
-from .store import Generation, Limits, Store, check_paths
+from .store import CURRENT_FILE, Generation, Limits, Store, check_paths
 
 __all__ = ["Runtime", "DeployRefused", "Project", "AmbiguousEndpoint", "DEFAULT_PROJECT", "check_project_key"]
 
@@ -147,6 +149,8 @@ class Runtime:
         self.scan_timeout = scan_timeout
         self.logs = LogHub()
         self.data_port = 0  # the SDK's binary call channel (datachannel.py), set by the server
+        self.tls = False  # HTTPS and a TLS data channel (serve --tls-cert/--tls-key), set by the server
+        self.tls_ca = ""  # the certificate file, given to workers as their CA bundle
         self.envs = EnvManager(self.store.root / "envs", self.logs)
         self.fork = fork and hasattr(os, "fork") and self.backend.name == "local"
         self._preload: list[str] = []
@@ -203,6 +207,8 @@ class Runtime:
             "backend": self.backend.name,
             "embedded": self.embedded,
             "data_port": self.data_port,
+            "tls": self.tls,
+            "persistent_store": self._tmp is None,  # code survives a restart (served again at start)
             "gpus": [d.to_dict() for d in self.devices],
             "generation": gen.id if gen else None,  # the latest deploy's, of whichever project
             "endpoints": sum(len(p.pools) for p in self.projects.values()),
@@ -237,6 +243,8 @@ class Runtime:
             env["SLIPSTREAM_RUNTIME_URL"] = self.url
         if self.token:
             env["SLIPSTREAM_TOKEN"] = self.token
+        if self.tls_ca:  # workers call over https:// too; a self-signed certificate is its own CA
+            env.setdefault("SLIPSTREAM_CA_BUNDLE", os.environ.get("SLIPSTREAM_CA_BUNDLE") or self.tls_ca)
         return env
 
     # --- code sync ----------------------------------------------------------------------
@@ -453,6 +461,36 @@ class Runtime:
             raise AmbiguousEndpoint(name, sorted(k for k, _ in found))
         known = ", ".join(sorted({n for p in self.projects.values() for n in p.pools})) or "none deployed yet"
         raise KeyError(f"no endpoint named {name!r} on this runtime (endpoints: {known})")
+
+    async def restore(self) -> list[str]:
+        """A persistent store (not the embedded runtime's temporary one): deploy each project's
+        last committed generation again, as it was committed, so calls work after a restart
+        before any client syncs. A project that no longer deploys is logged and left out."""
+        if self._tmp is not None:
+            return []
+        restored = []
+        for saved in sorted(self.store.gens.glob(f"*/{CURRENT_FILE}")):
+            key = saved.parent.name
+            try:
+                check_project_key(key)
+                state = json.loads(saved.read_text())
+                files, entries, paths = state["files"], state["entries"], state.get("paths")
+                await self.commit(files, entries, key, paths)
+            except Exception as exc:  # noqa: BLE001 - one project's failure never keeps the runtime down
+                msg = exc.info.message if isinstance(exc, DeployRefused) else f"{exc.__class__.__name__}: {exc}"
+                self.logs.emit(stream="system", text=f"could not serve {key} again after the restart: {msg}; sync it again")
+                print(f"slipstream: could not serve {key} again after the restart: {msg}", file=sys.stderr, flush=True)
+                self.projects.pop(key, None)
+                continue
+            proj = self.projects[key]
+            current = proj.store.current.dir if proj.store.current else None
+            for d in proj.store.gens.glob("g*"):  # the previous process's generations
+                if d.is_dir() and d != current:
+                    shutil.rmtree(d, ignore_errors=True)
+            restored.append(key)
+        if restored:
+            self.logs.emit(stream="system", text=f"serving {len(restored)} project(s) from the store again: {', '.join(restored)}")
+        return restored
 
     async def remove_project(self, key: str) -> None:
         """Forget a project: its pools stop, its scanner stops, its generations are deleted."""

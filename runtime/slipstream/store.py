@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path, PurePosixPath
 __all__ = ["Store", "Limits", "UploadRefused", "validate_path", "Generation"]
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+CURRENT_FILE = "current.json"  # in a project's generations folder: its live generation's manifest
 
 
 class UploadRefused(ValueError):
@@ -89,7 +91,8 @@ class Store:
         self.gens.mkdir(parents=True, exist_ok=True)
         self.limits = limits
         self.keep_generations = keep_generations
-        self._counter = 0
+        # a persistent store outlives the process: new generations never reuse an old one's id
+        self._counter = max((int(d.name[1:]) for d in self.gens.glob("g*") if d.name[1:].isdigit()), default=0)
         self._lock = threading.Lock()
         self.current: Generation | None = None
         self.history: list[Generation] = []
@@ -168,6 +171,11 @@ class Store:
         folders of processes that are gone are removed here."""
         self.current = gen
         self.history.append(gen)
+        # what a restarted runtime deploys again (service.Runtime.restore)
+        state = {"id": gen.id, "files": gen.files, "entries": gen.entries, "paths": gen.paths}
+        tmp = self.gens / f".{CURRENT_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.gens / CURRENT_FILE)
         for old in self.history[: -self.keep_generations]:
             if old is not gen:
                 shutil.rmtree(old.dir, ignore_errors=True)
