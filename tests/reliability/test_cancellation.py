@@ -52,6 +52,20 @@ def slow_at(marker, seconds=120):
     time.sleep(seconds)
     return "finished"
 
+@endpoint(workers=(0, 1), concurrency=2)
+def busy(seconds, marker=""):
+    """Pure Python work on one of the worker's call threads (concurrency > 1)."""
+    _started(marker)
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            pass
+    except BaseException as exc:
+        if marker:
+            Path(marker + ".stopped").write_text(type(exc).__name__)
+        raise
+    return os.getpid()
+
 @endpoint(workers=(0, 1))
 def stubborn(seconds, marker=""):
     """Swallows every interrupt and keeps going."""
@@ -220,6 +234,25 @@ def test_a_client_side_timeout_cancels_the_call(rt, proj, tmp_path, transport):
     assert stopped == "CallCancelled"
     started = time.monotonic()
     assert app.slow(0) == "finished" and time.monotonic() - started < PROMPT_S
+
+
+@pytest.mark.slow
+def test_a_call_on_a_worker_thread_is_interrupted_too(rt, proj, tmp_path):
+    """concurrency > 1: calls run on threads, and the interrupt lands at the next Python line."""
+    app = proj.module("app")
+    pid = app.busy(0)
+    marker = tmp_path / "busy"
+
+    async def main():
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(app.busy.aio(120, marker=str(marker)), 3)
+
+    asyncio.run(main())
+    stopped = wait_for(lambda: Path(str(marker) + ".stopped").exists() and Path(str(marker) + ".stopped").read_text(),
+                       "the call on the worker thread to be interrupted")
+    assert stopped == "CallCancelled"
+    assert app.busy(0) == pid, "interrupted in place: the same worker serves on"
+    assert pool(rt, "busy")["stats"]["cancel_kills"] == 0
 
 
 def proj_key(proj) -> str:
