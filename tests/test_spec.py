@@ -44,6 +44,7 @@ def test_defaults_are_the_documented_decorator_defaults():
         dependencies=(),
         env=None,
         example=None,
+        retries=0,
     )
     assert validate("fn", **DEFAULTS) == (build_spec("fn"), [])
 

@@ -57,6 +57,7 @@ ENDPOINT_PARAMS = (
     "dependencies",
     "env",
     "example",
+    "retries",
 )
 
 

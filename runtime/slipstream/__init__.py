@@ -14,6 +14,7 @@ from .endpoint import CallInfo, Endpoint, endpoint  # noqa: E402
 from .errors import MapError  # noqa: E402
 from .handles import FunctionCall, gather  # noqa: E402
 from .keeper import keep  # noqa: E402
+from .retries import Retries  # noqa: E402
 
 
 def spend() -> dict[str, float]:
@@ -23,4 +24,4 @@ def spend() -> dict[str, float]:
     return _spend()
 
 
-__all__ = ["endpoint", "keep", "spend", "gather", "Endpoint", "CallInfo", "FunctionCall", "MapError", "__version__"]
+__all__ = ["endpoint", "keep", "spend", "gather", "Endpoint", "CallInfo", "FunctionCall", "MapError", "Retries", "__version__"]

@@ -55,6 +55,7 @@ def endpoint(
     dependencies: Iterable[str] = (),
     env: dict[str, str] | None = None,
     example: dict[str, Any] | None = None,
+    retries: Any = 0,
 ) -> Any:
     """Mark a function or class to run on a Slipstream runtime. See docs/endpoint-api.md."""
     params = dict(
@@ -67,6 +68,7 @@ def endpoint(
         dependencies=dependencies,
         env=env,
         example=example,
+        retries=retries,
     )
 
     def wrap(obj: Any) -> Endpoint:

@@ -23,6 +23,7 @@ from .catalog import cost as price_cost
 from .errors import ErrorInfo
 from .ipc import ServerSide
 from .logs import LogHub
+from .retries import run_with_retries
 from .spec import EndpointSpec
 from .store import Generation
 
@@ -336,6 +337,7 @@ class PoolStats:
     overloads: int = 0
     cancelled: int = 0  # calls whose caller went away: dropped from the queue, or interrupted
     cancel_kills: int = 0  # workers replaced because a cancelled call did not stop in time
+    retries: int = 0  # failed attempts run again (the endpoint's retries=)
     busy_s: float = 0.0
     cost_usd: float = 0.0
     reloads: int = 0
@@ -387,7 +389,11 @@ class Pool:
 
     # --- public -----------------------------------------------------------------------
     async def call(self, call: Call) -> Call:
-        """Queue a call and wait for it; raises PoolError for runtime-side failures."""
+        """Queue a call and wait for it, retried as the spec's retries say (retries.py); raises
+        PoolError for runtime-side failures."""
+        return await run_with_retries(self, call, self._call_once)
+
+    async def _call_once(self, call: Call) -> Call:
         if self.unavailable:
             raise PoolError("unavailable", self.unavailable)
         if self._closed:
@@ -547,6 +553,7 @@ class Pool:
                 "overloads": self.stats.overloads,
                 "cancelled": self.stats.cancelled,
                 "cancel_kills": self.stats.cancel_kills,
+                "retries": self.stats.retries,
                 "busy_s": round(self.stats.busy_s, 6),
                 "cost_usd": round(self.stats.cost_usd, 8),
                 "reloads": self.stats.reloads,

@@ -571,7 +571,7 @@ def _prometheus(rt: Runtime) -> str:
     ]
     series: dict[str, list[str]] = {
         "slipstream_errors_total": [], "slipstream_crashes_total": [], "slipstream_timeouts_total": [],
-        "slipstream_overloads_total": [], "slipstream_cancelled_total": [], "slipstream_busy_seconds_total": [], "slipstream_cost_usd_total": [],
+        "slipstream_overloads_total": [], "slipstream_cancelled_total": [], "slipstream_retries_total": [], "slipstream_busy_seconds_total": [], "slipstream_cost_usd_total": [],
         "slipstream_queue_depth": [], "slipstream_workers": [], "slipstream_reloads_total": [],
         "slipstream_worker_start_seconds": [],
     }
@@ -584,6 +584,7 @@ def _prometheus(rt: Runtime) -> str:
         series["slipstream_timeouts_total"].append(f"{{{lab}}} {s.timeouts}")
         series["slipstream_overloads_total"].append(f"{{{lab}}} {s.overloads}")
         series["slipstream_cancelled_total"].append(f"{{{lab}}} {s.cancelled}")
+        series["slipstream_retries_total"].append(f"{{{lab}}} {s.retries}")
         series["slipstream_busy_seconds_total"].append(f"{{{lab}}} {s.busy_s:.6f}")
         series["slipstream_cost_usd_total"].append(f"{{{lab}}} {s.cost_usd:.8f}")
         series["slipstream_queue_depth"].append(f"{{{lab}}} {len(p.queue)}")

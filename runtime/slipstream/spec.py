@@ -16,6 +16,8 @@ from typing import Any
 
 from . import modelsize
 from .catalog import GPURequest, catalog
+from .retries import Retries
+from .retries import check as check_retries
 
 __all__ = [
     "Problem",
@@ -41,6 +43,7 @@ DEFAULTS: dict[str, Any] = dict(
     dependencies=(),
     env=None,
     example=None,
+    retries=0,
 )
 MAX_TIMEOUT = 86400  # one day
 SEVERITIES = ("error", "warning", "info")
@@ -153,6 +156,7 @@ class EndpointSpec:
     dependencies: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     example: dict[str, Any] | None = field(default=None, hash=False)
+    retries: Retries | None = None  # retries.py: infrastructure failures, and the exceptions named
 
     @property
     def gpu_request(self) -> GPURequest:
@@ -186,6 +190,7 @@ class EndpointSpec:
             "dependencies": list(self.dependencies),
             "env": dict(self.env),
             "example": self.example,
+            "retries": self.retries.to_dict() if self.retries else None,
         }
 
     @classmethod
@@ -202,7 +207,7 @@ class EndpointSpec:
                 data.get("workers_min", 0),
                 data.get("workers_max", DEFAULTS["workers"]),
             )
-        for key in ("concurrency", "timeout", "idle_timeout", "dependencies", "env", "example"):
+        for key in ("concurrency", "timeout", "idle_timeout", "dependencies", "env", "example", "retries"):
             if key in data:
                 kwargs[key] = data[key]
         return build_spec(data["name"], **kwargs)
@@ -232,6 +237,10 @@ def validate(name: str, /, **kwargs: Any) -> tuple[EndpointSpec | None, list[Pro
     dependencies = _check_dependencies(args["dependencies"], problems)
     env = _check_env(args["env"], problems)
     example = _check_example(args["example"], problems)
+    retries, retry_problem = check_retries(args["retries"])
+    if retry_problem:
+        problems.append(Problem("bad-retries", retry_problem, "retries",
+                                "Write e.g. retries=3, or retries=Retries(3, backoff=2.0, on=(ConnectionError,))."))
 
     if any(p.severity == "error" for p in problems):
         return None, problems
@@ -247,6 +256,7 @@ def validate(name: str, /, **kwargs: Any) -> tuple[EndpointSpec | None, list[Pro
         dependencies=dependencies,
         env=env,
         example=example,
+        retries=retries,
     )
     return spec, problems
 
