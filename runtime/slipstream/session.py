@@ -140,7 +140,7 @@ class Session:
         """Abandon every call in flight (after Ctrl-C): their connections close, so the runtime
         drops or interrupts them, and none is retried."""
         self._aborts += 1
-        if self.client is None:  # BROKEN13
+        if self.client is not None:
             self.client.abort()
 
     def _recover(self, client: RuntimeClient, exc: SlipstreamError) -> None:
