@@ -17,6 +17,7 @@ from .spec import EndpointSpec, Problem, SpecError, example_problems, params_of,
 __all__ = ["endpoint", "Endpoint", "CallInfo", "SpecWarning", "registry", "bad_arguments", "IN_RUNTIME_ENV"]
 
 IN_RUNTIME_ENV = "SLIPSTREAM_IN_RUNTIME"
+_UNSET: Any = object()  # an option with_options() was not given
 _registry: dict[str, Endpoint] = {}
 _warned: set[tuple[str, str]] = set()
 
@@ -243,6 +244,10 @@ class AsyncStream:
 class Endpoint(_Callable):
     """A function or class marked with @endpoint."""
 
+    variant_of: Endpoint | None = None  # set on f.with_options(...) variants
+    variant_options: dict[str, Any] = {}  # noqa: RUF012 - replaced per variant, never mutated
+    registered_gen: str | None = None  # the synced generation a variant was registered for
+
     def __init__(self, target: Any, spec: EndpointSpec) -> None:
         self.target = target
         self.spec = spec
@@ -293,6 +298,25 @@ class Endpoint(_Callable):
                 )
             return RemoteInstance(self)
         return super().__call__(*args, **kwargs)
+
+    def with_options(self, *, gpu: Any = _UNSET, timeout: Any = _UNSET, retries: Any = _UNSET, workers: Any = _UNSET,
+                     concurrency: Any = _UNSET, idle_timeout: Any = _UNSET) -> Endpoint:
+        """The same endpoint with other settings, served by a pool of its own on the runtime
+        (`big = generate.with_options(gpu="H100", timeout=600)`; `big(x)`, `big.map(...)`...).
+        Checked like the decorator's arguments (SpecError); the decorator is not changed."""
+        from .retries import Retries
+        from .variants import variant_spec
+
+        given = {k: v for k, v in dict(gpu=gpu, timeout=timeout, retries=retries, workers=workers,
+                                       concurrency=concurrency, idle_timeout=idle_timeout).items() if v is not _UNSET}
+        if not given:
+            raise TypeError(f"{self.name}.with_options() needs at least one of gpu, timeout, retries, workers, concurrency, idle_timeout")
+        given = {k: v.to_dict() if isinstance(v, Retries) else list(v) if isinstance(v, tuple) else v for k, v in given.items()}
+        base = self.variant_of or self
+        options = {**self.variant_options, **given}
+        v = Endpoint(base.target, variant_spec(base.spec, options))
+        v.variant_of, v.variant_options = base, options
+        return v
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Run in this process, without a runtime (class endpoints: an instance, set up)."""

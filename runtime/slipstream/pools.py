@@ -367,6 +367,7 @@ class Pool:
         pyenv: Any = None,
     ) -> None:
         self.name = spec.name
+        self.target = spec.name  # the endpoint its workers run (a with_options variant runs its base's)
         self.info = info
         self.spec = spec
         self.gen = gen
@@ -654,7 +655,7 @@ class Pool:
         started = time.perf_counter()
         init = {
             "op": "init",
-            "endpoint": self.name,
+            "endpoint": self.target,
             "module": self.info["module"],
             "gen": self.gen.id,
             "gen_dir": str(self.gen.dir),

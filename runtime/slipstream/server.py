@@ -337,8 +337,10 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
     app.router.routes.insert(0, Route("/v1/projects/{project}/endpoints/{name}/call", handle_call, methods=["POST"]))
 
     from .calls import add_call_routes
+    from .variants import add_variant_routes
 
     add_call_routes(app, rt, max_body)  # spawn, GET and DELETE /v1/calls/{id} (calls.py)
+    add_variant_routes(app, rt)  # f.with_options(...): POST .../endpoints/{name}/variants (variants.py)
 
     @app.get("/v1/logs", summary="Live logs as server-sent events")
     async def logs(

@@ -57,6 +57,7 @@ class Session:
         self.calls = 0
         self._notes: set[str] = set()
         self._lock = threading.RLock()
+        self._variants: list[Endpoint] = []  # with_options variants registered on the runtime
         self._aborts = 0  # bumped when calls in flight are abandoned (Ctrl-C): never retry those
 
     # --- connection and sync ----------------------------------------------------------
@@ -98,7 +99,21 @@ class Session:
                     os.environ["SLIPSTREAM_TOKEN"] = self.embedded.token
             if self.synced_gen is None:
                 self._sync()
+            if ep.variant_of is not None and ep.registered_gen != self.synced_gen:
+                self._register_variant(ep)
             return self.client
+
+    def _register_variant(self, ep: Endpoint) -> None:
+        """f.with_options(...): the runtime makes the variant's pool (again after a deploy)."""
+        assert self.client is not None and ep.variant_of is not None
+        if ep not in self._variants:
+            self._variants.append(ep)
+        r = self.client._request("POST", f"/v1/projects/{self.project}/endpoints/{ep.variant_of.name}/variants", json=ep.variant_options)
+        if r.status_code >= 400:
+            from .client import _message
+
+            raise SlipstreamError(f"{ep.variant_of.name}.with_options({ep.variant_options}) was refused by the runtime: {_message(r)}")
+        ep.registered_gen = self.synced_gen
 
     def _sync(self) -> None:
         assert self.client is not None and self.root is not None
@@ -118,6 +133,8 @@ class Session:
         with self._lock:
             self.synced_gen = None
             self._sync()
+            for v in self._variants:  # a deploy dropped their pools
+                self._register_variant(v)
 
     def note(self, key: str, text: str) -> None:
         if key not in self._notes:

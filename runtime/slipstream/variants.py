@@ -1,0 +1,86 @@
+"""`f.with_options(gpu=..., timeout=..., retries=..., workers=...)`: the same code with other
+settings, served by a pool of its own, without editing the decorator.
+
+    POST /v1/projects/{project}/endpoints/{name}/variants   {"gpu": "H100", "timeout": 60, ...}
+         -> {"name": "<name>.v<hash>", "spec": {...}}
+
+The variant is an endpoint of the project named after its base and a hash of the options; its
+workers run the base's function. A deploy that changes the project's endpoints drops variants
+with the other pools; the SDK registers them again on its next call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from .spec import DEFAULTS, EndpointSpec, build_spec
+
+__all__ = ["OPTIONS", "variant_name", "variant_spec", "add_variant_routes"]
+
+OPTIONS = ("gpu", "timeout", "retries", "workers", "concurrency", "idle_timeout")
+
+
+def variant_name(base: str, options: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{base}.v{digest}"
+
+
+def variant_spec(base: EndpointSpec, options: dict[str, Any]) -> EndpointSpec:
+    """The base's spec with these options replaced (validated like the decorator's: SpecError);
+    TypeError for an option with_options does not take."""
+    unknown = [k for k in options if k not in OPTIONS]
+    if unknown:
+        raise TypeError(f"with_options() takes {', '.join(OPTIONS)}; not {', '.join(map(repr, unknown))}")
+    d = base.to_dict()
+    kwargs: dict[str, Any] = {
+        "gpu": d["gpu"] or None, "workers": (d["workers_min"], d["workers_max"]), "concurrency": d["concurrency"],
+        "timeout": d["timeout"], "idle_timeout": d["idle_timeout"], "dependencies": d["dependencies"],
+        "env": d["env"], "retries": d["retries"] or 0,
+    }
+    kwargs.update(options)
+    kwargs = {k: v for k, v in kwargs.items() if k in DEFAULTS}
+    return build_spec(base.name, name=variant_name(base.name, options), **kwargs)
+
+
+def add_variant_routes(app: Any, rt: Any) -> None:
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from .pools import Pool
+    from .server import _error
+    from .spec import SpecError
+
+    async def create(request: Any) -> Any:
+        project, name = request.path_params["project"], request.path_params["name"]
+        try:
+            options = await request.json()
+        except ValueError:
+            return _error(400, "BadRequest", "body must be a JSON object of options, e.g. {\"gpu\": \"H100\"}")
+        if not isinstance(options, dict):
+            return _error(400, "BadRequest", "body must be a JSON object of options, e.g. {\"gpu\": \"H100\"}")
+        try:
+            proj = rt.project(project)
+            base = rt.pool(name, project)
+        except (KeyError, ValueError) as exc:
+            return _error(404, "UnknownEndpoint", exc.args[0] if exc.args else str(exc))
+        base_name = getattr(base, "target", base.name)
+        try:
+            spec = variant_spec(base.spec if base.name == base_name else proj.pools[base_name].spec, options)
+        except (SpecError, TypeError) as exc:
+            return _error(422, "BadOptions", str(exc))
+        pool = proj.pools.get(spec.name)
+        if pool is None:
+            devices, note, unavailable = rt._placement(spec)
+            info = {**base.info, "name": spec.name, "gpu": spec.gpu_label, "note": note, "unavailable": unavailable, "variant_of": base_name}
+            pool = Pool(info, spec, base.gen, rt.backend, proj.logs, env={**rt.worker_env(proj.key), **dict(spec.env)},
+                        devices=devices, max_queue=rt.max_queue, fallback_note=note, unavailable=unavailable,
+                        pyenv=await rt._env_for(spec))
+            pool.project = proj.key  # type: ignore[attr-defined]
+            pool.target = base_name  # its workers run the base's function
+            proj.pools[spec.name] = pool
+            proj.logs.emit(endpoint=spec.name, stream="system", text=f"variant of {base_name!r} with {json.dumps(options, default=str)}")
+        return JSONResponse({"name": spec.name, "variant_of": base_name, "spec": spec.to_dict()})
+
+    app.router.routes.append(Route("/v1/projects/{project}/endpoints/{name}/variants", create, methods=["POST"]))
