@@ -351,3 +351,24 @@ def test_ctrl_c_under_slipstream_run_stops_everything_and_leaves_no_temp_files(t
     assert "finished" not in out
     wait_for(lambda: not any(alive(p) for p in tree), f"{sorted(tree)} (runtime, fork server, worker) to be gone", bound=15)
     assert os.listdir(temp) == [], "nothing is left in the temp folder"
+
+
+QUICK_SCRIPT = '''
+from app import slow
+print(slow(0))
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["slipstream run", "python"])
+def test_a_finished_script_leaves_nothing_in_the_temp_folder(tmp_path, how):
+    """`slipstream run main.py`, and `python main.py` (the SDK starts the embedded runtime)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    root = write_project(tmp_path / "quick", {"app.py": APP, "main.py": QUICK_SCRIPT})
+    env = {k: v for k, v in os.environ.items() if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")}
+    env["TMPDIR"] = str(temp)
+    cmd = [sys.executable, "-m", "slipstream", "run", "main.py"] if how != "python" else [sys.executable, "main.py"]
+    p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "finished" in p.stdout, p.stderr
+    assert os.listdir(temp) == [], "nothing is left in the temp folder"
