@@ -52,6 +52,18 @@ def slow_at(marker, seconds=120):
     time.sleep(seconds)
     return "finished"
 
+@endpoint(workers=(0, 1))
+async def aslow(seconds, marker=""):
+    import asyncio
+    _started(marker)
+    try:
+        await asyncio.sleep(seconds)
+    except BaseException as exc:
+        if marker:
+            Path(marker + ".stopped").write_text(type(exc).__name__)
+        raise
+    return "finished"
+
 @endpoint(workers=(0, 1), concurrency=2)
 def busy(seconds, marker=""):
     """Pure Python work on one of the worker's call threads (concurrency > 1)."""
@@ -253,6 +265,25 @@ def test_a_call_on_a_worker_thread_is_interrupted_too(rt, proj, tmp_path):
     assert stopped == "CallCancelled"
     assert app.busy(0) == pid, "interrupted in place: the same worker serves on"
     assert pool(rt, "busy")["stats"]["cancel_kills"] == 0
+
+
+@pytest.mark.slow
+def test_an_async_endpoint_is_interrupted_in_its_event_loop(rt, proj, tmp_path):
+    app = proj.module("app")
+    assert app.aslow(0) == "finished"
+    marker = tmp_path / "aslow"
+
+    async def main():
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(app.aslow.aio(120, marker=str(marker)), 3)
+
+    asyncio.run(main())
+    stopped = wait_for(lambda: Path(str(marker) + ".stopped").exists() and Path(str(marker) + ".stopped").read_text(),
+                       "the async call to be interrupted")
+    assert stopped == "CancelledError", stopped  # the loop stops, and asyncio cancels its task: the idiom for async code
+    started = time.monotonic()
+    assert app.aslow(0) == "finished" and time.monotonic() - started < PROMPT_S
+    assert pool(rt, "aslow")["stats"]["cancel_kills"] == 0
 
 
 def proj_key(proj) -> str:
