@@ -45,6 +45,7 @@ def test_defaults_are_the_documented_decorator_defaults():
         env=None,
         example=None,
         retries=0,
+        secrets=(),
     )
     assert validate("fn", **DEFAULTS) == (build_spec("fn"), [])
 
@@ -207,7 +208,7 @@ def test_secret_looking_env_is_a_warning_not_an_error():
     spec, problems = validate("fn", env={"HF_TOKEN": "hf_abc", "OPENAI_API_KEY": "sk"})
     assert spec is not None
     assert [(p.code, p.severity) for p in problems] == [("bad-env", "warning")] * 2
-    assert "secret store" in problems[0].hint
+    assert "use secrets=['HF_TOKEN'] instead" in problems[0].hint
 
 
 def test_ordinary_env_names_are_not_mistaken_for_secrets():

@@ -58,6 +58,7 @@ ENDPOINT_PARAMS = (
     "env",
     "example",
     "retries",
+    "secrets",
 )
 
 

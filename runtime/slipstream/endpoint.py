@@ -57,6 +57,7 @@ def endpoint(
     env: dict[str, str] | None = None,
     example: dict[str, Any] | None = None,
     retries: Any = 0,
+    secrets: Iterable[str] = (),
 ) -> Any:
     """Mark a function or class to run on a Slipstream runtime. See docs/endpoint-api.md."""
     params = dict(
@@ -70,6 +71,7 @@ def endpoint(
         env=env,
         example=example,
         retries=retries,
+        secrets=secrets,
     )
 
     def wrap(obj: Any) -> Endpoint:

@@ -144,10 +144,12 @@ def _message(r: Any) -> str:
 
 def spawn_one(ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FunctionCall:
     from .client import UnknownEndpoint, call_path
+    from .secretvals import with_secrets
     from .session import current
 
     session = current()
-    body = wire.dumps_bytes({"args": list(args), "kwargs": kwargs})
+    session.ensure(ep)
+    body = wire.dumps_bytes({"args": list(args), "kwargs": with_secrets(ep, kwargs, session.root)})
 
     def post(client: RuntimeClient) -> FunctionCall:
         delay = 0.05

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import MapError, Overloaded
+from .secretvals import with_secrets
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -73,6 +74,7 @@ def map_calls(
 ) -> Iterator[Any]:
     """The blocking form: a generator of results (see the module's docstring)."""
     session.ensure(ep)  # sync before the first input is read: a deploy error surfaces here
+    kwargs = with_secrets(ep, kwargs, session.root)  # a missing secret fails before any call
     timeout = ep.spec.timeout + 30
 
     def one(args: tuple[Any, ...]) -> Any:

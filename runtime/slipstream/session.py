@@ -30,6 +30,7 @@ from .errors import (
     WorkerCrashed,
     rebuild,
 )
+from .secretvals import with_secrets
 
 if TYPE_CHECKING:
     from .embedded import EmbeddedRuntime
@@ -181,12 +182,15 @@ class Session:
         raise RuntimeUnavailable(f"the runtime at {client.url} did not come back within {patience:g}s")
 
     def call(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self.ensure(ep)
+        kwargs = with_secrets(ep, kwargs, self.root)  # a missing secret fails here, before the call
         timeout = ep.spec.timeout + 30
         out = self._with_retry(ep, lambda c: c.call(ep.name, method, args, kwargs, timeout=timeout))
         return self._finish(ep, out)
 
     async def call_async(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         client = await asyncio.to_thread(self.ensure, ep)
+        kwargs = with_secrets(ep, kwargs, self.root)
         timeout = ep.spec.timeout + 30
         try:
             out = await client.call_async(ep.name, method, args, kwargs, timeout=timeout)
@@ -197,6 +201,7 @@ class Session:
 
     def stream(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
         client = self.ensure(ep)
+        kwargs = with_secrets(ep, kwargs, self.root)
         produced = False
         for attempt in (0, 1):
             try:
@@ -215,6 +220,7 @@ class Session:
     async def stream_async(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         """`async for item in f.aio(...)` of a generator endpoint: items as the worker yields them."""
         client = await asyncio.to_thread(self.ensure, ep)
+        kwargs = with_secrets(ep, kwargs, self.root)
         produced = False
         for attempt in (0, 1):
             try:

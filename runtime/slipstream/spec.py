@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = dict(
     env=None,
     example=None,
     retries=0,
+    secrets=(),
 )
 MAX_TIMEOUT = 86400  # one day
 SEVERITIES = ("error", "warning", "info")
@@ -157,6 +158,7 @@ class EndpointSpec:
     env: tuple[tuple[str, str], ...] = ()
     example: dict[str, Any] | None = field(default=None, hash=False)
     retries: Retries | None = None  # retries.py: infrastructure failures, and the exceptions named
+    secrets: tuple[str, ...] = ()  # names only; the values travel with each call (secretvals.py)
 
     @property
     def gpu_request(self) -> GPURequest:
@@ -191,6 +193,7 @@ class EndpointSpec:
             "env": dict(self.env),
             "example": self.example,
             "retries": self.retries.to_dict() if self.retries else None,
+            "secrets": list(self.secrets),
         }
 
     @classmethod
@@ -207,7 +210,7 @@ class EndpointSpec:
                 data.get("workers_min", 0),
                 data.get("workers_max", DEFAULTS["workers"]),
             )
-        for key in ("concurrency", "timeout", "idle_timeout", "dependencies", "env", "example", "retries"):
+        for key in ("concurrency", "timeout", "idle_timeout", "dependencies", "env", "example", "retries", "secrets"):
             if key in data:
                 kwargs[key] = data[key]
         return build_spec(data["name"], **kwargs)
@@ -242,6 +245,8 @@ def validate(name: str, /, **kwargs: Any) -> tuple[EndpointSpec | None, list[Pro
         problems.append(Problem("bad-retries", retry_problem, "retries",
                                 "Write e.g. retries=3, or retries=Retries(3, backoff=2.0, on=(ConnectionError,))."))
 
+    secrets = _check_secrets(args["secrets"], problems)
+
     if any(p.severity == "error" for p in problems):
         return None, problems
     assert request is not None and workers is not None
@@ -257,6 +262,7 @@ def validate(name: str, /, **kwargs: Any) -> tuple[EndpointSpec | None, list[Pro
         env=env,
         example=example,
         retries=retries,
+        secrets=secrets,
     )
     return spec, problems
 
@@ -559,6 +565,24 @@ def _check_dependencies(value: Any, problems: list[Problem]) -> tuple[str, ...]:
     return tuple(good)
 
 
+def _check_secrets(value: Any, problems: list[Problem]) -> tuple[str, ...]:
+    """secrets=["HF_TOKEN", ...]: names of environment variables (values never appear here)."""
+    hint = "Write e.g. secrets=['HF_TOKEN']: names of variables set in your environment or the project's .env."
+    if value is None or value == ():
+        return ()
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        problems.append(Problem("bad-secrets", f"secrets must be a list of environment variable names, not {type(value).__name__}"
+                                + (f" {value!r}" if isinstance(value, str) else ""), "secrets", hint))
+        return ()
+    names = []
+    for item in value:
+        if not isinstance(item, str) or not _ENV_KEY_RE.fullmatch(item):
+            problems.append(Problem("bad-secrets", f"secrets entry {item!r} is not an environment variable name", "secrets", hint))
+        elif item not in names:
+            names.append(item)
+    return tuple(names)
+
+
 def _check_env(value: Any, problems: list[Problem]) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
@@ -601,8 +625,8 @@ def _check_env(value: Any, problems: list[Problem]) -> tuple[tuple[str, str], ..
                     f"env[{key!r}] looks like a secret; env values are stored in the endpoint "
                     "spec and sent with every deploy",
                     "env",
-                    "Keep secrets out of code: set them in the runtime's secret store or in the "
-                    "environment the runtime is started with.",
+                    f"Keep secrets out of code: use secrets=[{key!r}] instead; the value is then taken "
+                    "from your environment or the project's .env at each call and never stored.",
                     "warning",
                 )
             )

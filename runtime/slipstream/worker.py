@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import keeper as keep_mod
-from . import shm, wire
+from . import secretvals, shm, wire
 from .endpoint import IN_RUNTIME_ENV, Endpoint, bad_arguments
 from .errors import CallCancelled, ErrorInfo, error_info
 from .ipc import Channel
@@ -112,7 +112,7 @@ class _LogStream(io.TextIOBase):
 
     def _send(self, text: str) -> None:
         try:
-            self.ch.send({"op": "log", "id": getattr(_call, "id", None), "stream": self.stream, "text": text})
+            self.ch.send({"op": "log", "id": getattr(_call, "id", None), "stream": self.stream, "text": secretvals.mask(text)})
         except OSError:
             pass
 
@@ -430,6 +430,7 @@ class Worker:
             args, kwargs = list(payload.get("args") or []), dict(payload.get("kwargs") or {})
         except Exception as exc:  # noqa: BLE001
             raise _BadRequest(f"could not decode the arguments: {exc}") from None
+        kwargs = secretvals.take(kwargs)  # secrets=[...]: into the environment, masked in output
         label = f"{ep.name}{'.' + method if method else ''}"
         problem = bad_arguments(label, fn, args, kwargs)
         if problem:
@@ -448,7 +449,12 @@ class Worker:
 
     def _send_error(self, cid: int, started: float, info: ErrorInfo) -> None:
         d = info.to_dict()
-        body: list[bytes | memoryview] = [info.pickled] if info.pickled else []
+        d["message"], d["traceback"] = secretvals.mask(d["message"]), secretvals.mask(d["traceback"])
+        for f in d.get("frames") or []:
+            if isinstance(f, dict) and isinstance(f.get("code"), str):
+                f["code"] = secretvals.mask(f["code"])
+        pickled = info.pickled if info.pickled and not secretvals.mask_bytes_present(info.pickled) else None
+        body: list[bytes | memoryview] = [pickled] if pickled else []
         self.ch.send({"op": "error", "id": cid, "duration": time.perf_counter() - started, "error": d}, body)
 
 
