@@ -82,7 +82,8 @@ class RuntimeManager:
                 await self._start_embedded(root)
             else:
                 url, token = choice
-                self._use_remote(url, token)
+                # an ssh:// runtime connects (and may bootstrap its host) over ssh: off the loop
+                await asyncio.to_thread(self._use_remote, url, token)
         await self.refresh()
         assert self.client is not None
         return self.client

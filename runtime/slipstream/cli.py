@@ -21,10 +21,30 @@ def _err(msg: str) -> None:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
+    from . import __version__
     from .server import bind_socket, is_loopback, serve
     from .service import Runtime
     from .store import Limits
 
+    if a.token_file:  # the token from a file (0600), never on a command line or in the log
+        try:
+            token_from_file = Path(a.token_file).read_text().strip()
+        except OSError as exc:
+            _err(f"cannot read --token-file {a.token_file}: {exc.strerror}")
+            return 2
+        if not token_from_file:
+            _err(f"--token-file {a.token_file} is empty: write a token into it (e.g. openssl rand -hex 24)")
+            return 2
+        os.environ["SLIPSTREAM_TOKEN"] = token_from_file
+    idle_stop = 0.0
+    if a.idle_stop:
+        from .idle import parse_duration
+
+        try:
+            idle_stop = parse_duration(a.idle_stop)
+        except ValueError as exc:
+            _err(f"--idle-stop: {exc}")
+            return 2
     token = a.token or os.environ.get("SLIPSTREAM_TOKEN")
     generated = not token
     if not is_loopback(a.host) and generated:
@@ -83,7 +103,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
         if a.ready_file:
             tmp = Path(a.ready_file + ".tmp")
             temp_store = str(rt.store.root) if rt._tmp is not None else None  # removed by whoever started us
-            tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "runtime_id": rt.id, "temp_store": temp_store}))
+            tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "runtime_id": rt.id, "temp_store": temp_store,
+                                       "data_port": rt.data_port, "version": __version__}))
             os.replace(tmp, a.ready_file)
         if not a.embedded:
             print(f"Slipstream runtime {url}  backend={rt.backend.name}  GPUs: {gpus}", flush=True)
@@ -102,7 +123,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
     CallRegistry.ttl = a.call_ttl
     if a.tls_cert:
         rt.tls_ca = str(Path(a.tls_cert).resolve())
-    asyncio.run(serve(rt, sock, token, log_level=a.log_level, on_ready=ready, tls_cert=a.tls_cert, tls_key=a.tls_key))
+    asyncio.run(serve(rt, sock, token, log_level=a.log_level, on_ready=ready, tls_cert=a.tls_cert, tls_key=a.tls_key,
+                      idle_stop=idle_stop))
     return 0
 
 
@@ -311,6 +333,70 @@ def cmd_daemon(a: argparse.Namespace) -> int:
     return daemon_main(a.args) or 0
 
 
+def cmd_connect(a: argparse.Namespace) -> int:
+    """Set up an SSH runtime: bootstrap the host on first use, attach, forward, measure."""
+    import statistics
+    import time
+
+    from .sshlink import SshError, SshLink, parse_ssh_url
+
+    if a.idle_stop:
+        from .idle import parse_duration
+
+        try:
+            parse_duration(a.idle_stop)
+        except ValueError as exc:
+            _err(f"--idle-stop: {exc}")
+            return 2
+    try:
+        link = SshLink(parse_ssh_url(a.host))
+        link.connect(upgrade=a.upgrade, idle_stop=a.idle_stop)
+    except SshError as exc:
+        _err(str(exc))
+        return 1
+    from .client import RuntimeClient
+
+    c = RuntimeClient(link.url, link.token)
+    try:
+        h = c.health()
+        rtts = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            c.health()
+            rtts.append((time.perf_counter() - t0) * 1000)
+    finally:
+        c.close()
+    gpus = ", ".join(f"{g.get('name')} ({g.get('memory_gb', 0):g} GB)" for g in h.get("gpus") or []) or "none (CPU only)"
+    t = link.target
+    print(f"connected to {t.label}: Slipstream {h.get('version')} (pid {link.remote.get('pid')}), "
+          f"forwarded to {link.url} over ssh")
+    print(f"  GPUs: {gpus}")
+    print(f"  round trip: {statistics.median(rtts):.1f} ms (median of {len(rtts)} /health calls through the tunnel)")
+    print(f"  use it: export SLIPSTREAM_RUNTIME_URL={t.url}   (or [runtime] url = \"{t.url}\" in slipstream.toml)")
+    return 0
+
+
+def cmd_disconnect(a: argparse.Namespace) -> int:
+    from .sshlink import SshError, SshLink, parse_ssh_url
+
+    try:
+        link = SshLink(parse_ssh_url(a.host))
+        if a.stop:
+            if not link.master_alive():
+                link.start_master()
+            stopped = link.stop_runtime()
+            print(f"{'stopped the runtime on' if stopped else 'no runtime was running on'} {link.target.label}")
+        was = link.master_alive()
+        link.close_master()
+    except SshError as exc:
+        _err(str(exc))
+        return 1
+    print(f"closed the ssh connection to {link.target.label}" if was else f"no ssh connection to {link.target.label} was open")
+    if not a.stop:
+        print("  the runtime keeps running on the host; `slipstream disconnect --stop` stops it")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="slipstream", description="Run GPU functions on a Slipstream runtime.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -324,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gpu-fallback", action="store_true", help="run endpoints on what this machine has when it lacks their GPU")
     s.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--ready-file", help=argparse.SUPPRESS)
+    s.add_argument("--token-file", help="read the bearer token from this file (keeps it off command lines)")
+    s.add_argument("--idle-stop", default=None, metavar="DURATION",
+                   help="stop after this long with no call and no client (e.g. 30m, 2h); said in the log")
     s.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     s.add_argument("--store", help="folder for synced code, kept across restarts (default: $SLIPSTREAM_STORE, "
                    "else ~/.slipstream/store, or $SLIPSTREAM_HOME/store)")
@@ -362,6 +451,18 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("endpoint", nargs="?")
     lg.add_argument("--backlog", type=int, default=50)
     lg.set_defaults(fn=cmd_logs)
+
+    cn = sub.add_parser("connect", help="use a GPU machine over ssh: install and start a runtime there, tunnel to it")
+    cn.add_argument("host", help="ssh://[user@]host[:port], user@host or a Host alias from ~/.ssh/config")
+    cn.add_argument("--upgrade", action="store_true", help="replace a runtime of another version running there")
+    cn.add_argument("--idle-stop", default=None, metavar="DURATION",
+                    help="when starting the runtime: stop it after this long with no call and no client (e.g. 30m)")
+    cn.set_defaults(fn=cmd_connect)
+
+    dc = sub.add_parser("disconnect", help="close the ssh connection to a runtime host")
+    dc.add_argument("host")
+    dc.add_argument("--stop", action="store_true", help="also stop the runtime on the host")
+    dc.set_defaults(fn=cmd_disconnect)
 
     dm = sub.add_parser("daemon", help="the language server (stdio; --tcp PORT for debugging)")
     dm.add_argument("args", nargs=argparse.REMAINDER)

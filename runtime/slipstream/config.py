@@ -214,9 +214,14 @@ def shadowing_modules() -> list[tuple[str, str]]:
 
 
 def runtime_from_env(project: ProjectConfig | None = None) -> tuple[str, str] | None:
+    """The configured runtime (url, token), else None (the caller starts the embedded one).
+    The URL is http(s)://host:port, or ssh://[user@]host[:port] (an ssh config alias works):
+    RuntimeClient tunnels to the runtime on that host over ssh (sshlink.py)."""
     url = os.environ.get("SLIPSTREAM_RUNTIME_URL") or (project.runtime_url if project else None)
     if not url:
         return None
+    if url.split("://", 1)[0].lower() not in ("http", "https", "ssh") or "://" not in url:
+        raise ValueError(f"runtime URL {url!r}: write http://host:port, https://host[:port] or ssh://[user@]host[:port]")
     token_env = project.token_env if project else "SLIPSTREAM_TOKEN"
     token = os.environ.get(token_env) or os.environ.get("SLIPSTREAM_TOKEN", "")
     return url.rstrip("/"), token

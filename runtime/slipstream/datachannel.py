@@ -26,6 +26,7 @@ import threading
 from typing import Any
 
 from . import shm, wire
+from .idle import counted
 from .ipc import PREFIX, _send_all, encode_header, recv_exact, recv_into
 from .pools import Call, PoolError
 
@@ -132,7 +133,7 @@ class DataServer:
                     body: Any = buf.view if buf is not None else bytearray(blen)
                     recv_into(conn, memoryview(body))
                     assert self._loop is not None
-                    fut = asyncio.run_coroutine_threadsafe(self._call(header, body, buf.ref() if buf else None, conn), self._loop)
+                    fut = asyncio.run_coroutine_threadsafe(counted(self.rt, self._call(header, body, buf.ref() if buf else None, conn)), self._loop)
                     if not _until_done_or_gone(conn, fut, wake):
                         return  # the client went away (closed, killed, timed out): its call was cancelled
                     status, chunks = fut.result()

@@ -643,7 +643,7 @@ def tls_server_context(cert: str, key: str) -> Any:
 
 
 async def serve(rt: Runtime, sock: socket.socket, token: str, *, log_level: str = "warning", on_ready: Any = None,
-                tls_cert: str | None = None, tls_key: str | None = None) -> None:
+                tls_cert: str | None = None, tls_key: str | None = None, idle_stop: float = 0.0) -> None:
     import uvicorn
 
     from .datachannel import DataServer
@@ -654,15 +654,24 @@ async def serve(rt: Runtime, sock: socket.socket, token: str, *, log_level: str 
     rt.data_port = await data.start(sock.getsockname()[0])
     await rt.restore()  # a persistent store: each project's last generation is served again, before any call
     app = create_app(rt, token)
+    watch = None
+    if idle_stop:  # --idle-stop: HTTP requests and data-channel calls count as activity
+        from .idle import IdleWatch
+
+        watch = rt.activity = IdleWatch(idle_stop)
+        app = watch.wrap(app)
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30,
                             timeout_graceful_shutdown=2,  # then in-flight calls are cancelled: a stop is never held up
                             ssl_certfile=tls_cert if tls else None, ssl_keyfile=tls_key if tls else None)
     server = uvicorn.Server(config)
     if on_ready:
         asyncio.get_running_loop().call_soon(on_ready)
+    idler = asyncio.ensure_future(watch.run(lambda: setattr(server, "should_exit", True))) if watch else None
     try:
         await server.serve(sockets=[sock])
     finally:
+        if idler is not None:
+            idler.cancel()
         await data.close()
         await rt.shutdown()
 
