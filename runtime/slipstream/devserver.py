@@ -164,6 +164,14 @@ def create_dev_app(state: DevState) -> Any:
             return JSONResponse({"error": f"body must be a JSON object of keyword arguments: {exc}"}, status_code=400)
         if not isinstance(kwargs, dict):
             return JSONResponse({"error": "body must be a JSON object of keyword arguments"}, status_code=400)
+        names = tuple((known[name].get("spec") or {}).get("secrets") or ())
+        if names:  # secrets=[...]: from this process's environment or the project's .env, with the call
+            from .secretvals import SECRETS_KEY, resolve
+
+            try:
+                kwargs = {**kwargs, SECRETS_KEY: resolve(names, name, state.root)}
+            except SlipstreamError as exc:
+                return JSONResponse({"ok": False, "error": {"type": "MissingSecret", "message": str(exc)}}, status_code=400)
         if (method or "") in (known[name].get("streams") or []):
             # a generator endpoint: one JSON line per item as the worker yields it, then the reply;
             # a client that disconnects closes the relay, and the runtime cancels the call
