@@ -83,15 +83,19 @@ if __name__ == "__main__":
 '''
 
 
-def run_script(host: SshHost, tmp_path: Path, *args: str, **popen: object) -> subprocess.Popen[str]:
+def run_script(host: SshHost, tmp_path: Path, *args: str, via: str = "env") -> subprocess.Popen[str]:
     (tmp_path / "app.py").write_text(textwrap.dedent(PROJECT))
     env = {**os.environ, **host.env, "SLIPSTREAM_RUNTIME_URL": "ssh://testhost"}
+    if via == "toml":  # the project's slipstream.toml names the runtime instead
+        (tmp_path / "slipstream.toml").write_text('[runtime]\nurl = "ssh://testhost"\n')
+        del env["SLIPSTREAM_RUNTIME_URL"]
     env.pop("SLIPSTREAM_TOKEN", None)
     return subprocess.Popen([PY, "app.py", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_an_ssh_url_runs_calls_on_the_host(host: SshHost, tmp_path: Path) -> None:
-    p = run_script(host, tmp_path, "where", "21")
+@pytest.mark.parametrize("via", ["env", "toml"])
+def test_an_ssh_url_runs_calls_on_the_host(host: SshHost, tmp_path: Path, via: str) -> None:
+    p = run_script(host, tmp_path, "where", "21", via=via)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     assert f"RESULT {host.remote_home}|42" in out  # ran in the host's runtime (its HOME), not here

@@ -36,7 +36,7 @@ export function selectedRuntime(): SelectedRuntime {
   if (!name || name === EMBEDDED) return { kind: 'embedded' };
   const entry = runtimes().find((r) => r.name === name);
   if (entry) return { kind: 'remote', ...entry };
-  if (/^https?:\/\//.test(name)) return { kind: 'remote', name, url: name };
+  if (/^(https?|ssh):\/\//.test(name)) return { kind: 'remote', name, url: name };
   return { kind: 'embedded' };
 }
 
