@@ -273,6 +273,7 @@ class DataClient:
         self.tls = tls
         self._idle: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
         self._busy: set[socket.socket] = set()  # connections with a call in flight
+        self._aborts = 0  # bumped by abort(): a call it ended is never sent again
 
     def probe(self) -> bool:
         """Whether the channel can be reached (connected, and with TLS the certificate verified);
@@ -288,9 +289,12 @@ class DataClient:
             pooled = self._idle.get_nowait()
         except queue.Empty:
             return self._call(self._fresh(), endpoint, method, chunks, timeout, project)
+        aborts = self._aborts
         try:
             return self._call(pooled, endpoint, method, chunks, timeout, project)
         except (ConnectionError, BrokenPipeError):
+            if self._aborts != aborts:
+                raise  # abort() closed it (Ctrl-C): the call is cancelled, not sent again
             # the runtime closed this pooled connection while it sat idle: once more, fresh
             return self._call(self._fresh(), endpoint, method, chunks, timeout, project)
 
@@ -326,6 +330,7 @@ class DataClient:
     def abort(self) -> None:
         """End every call in flight on this client (their threads get an error at once; the
         runtime sees the connections close and cancels the calls)."""
+        self._aborts += 1
         for s in list(self._busy):
             try:
                 s.shutdown(socket.SHUT_RDWR)
