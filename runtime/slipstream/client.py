@@ -33,6 +33,14 @@ class UnknownEndpoint(SlipstreamError, LookupError):
     """The runtime has no endpoint by that name (not synced yet, or the runtime restarted)."""
 
 
+class MissingBlobs(DeployError):
+    """A commit named files the runtime lacks (their hashes in .missing): upload, then commit again."""
+
+    def __init__(self, message: str, missing: list[str]) -> None:
+        super().__init__(message, type="MissingBlobs")
+        self.missing = missing
+
+
 class RuntimeRestarted(SlipstreamError):
     """The runtime at the URL is a new process: the code must be synced again."""
 
@@ -138,6 +146,7 @@ class RuntimeClient:
         self._data_client: DataClient | None = None
         self._data_checked = False
         self._data_lock = threading.Lock()
+        self.known_blobs: set[str] = set()  # hashes this runtime confirmed having (a sync then sends only new ones)
 
     @classmethod
     def from_env(cls) -> RuntimeClient | None:
@@ -155,6 +164,7 @@ class RuntimeClient:
         if self._data_client is not None:
             self._data_client.close()
         self._data_client, self._data_checked = None, False
+        self.known_blobs.clear()  # a restarted runtime may have a fresh store
         self._adata = None  # its connections belong to a loop; they close when collected
 
     def __repr__(self) -> str:  # never show the token
@@ -240,20 +250,46 @@ class RuntimeClient:
         if r.status_code >= 400:
             raise DeployError(_message(r), type="UploadRefused")
 
-    def commit(self, files: dict[str, str], entries: list[str], project: str | None = None, paths: list[str] | None = None) -> dict[str, Any]:
+    def put_blobs(self, items: list[tuple[str, bytes]]) -> None:
+        """Upload several files in one request (POST /v1/blobs); a runtime without that route
+        gets them one PUT at a time."""
+        def body() -> Iterator[bytes]:
+            for sha, data in items:
+                yield sha.encode() + len(data).to_bytes(8, "big")
+                yield data
+
+        size = sum(72 + len(d) for _, d in items)
+        r = self._request("POST", "/v1/blobs", content=body(), headers={"content-type": "application/octet-stream", "content-length": str(size)})
+        if r.status_code in (404, 405):
+            for sha, data in items:
+                self.put_blob(sha, data)
+            return
+        if r.status_code >= 400:
+            raise DeployError(_message(r), type="UploadRefused")
+
+    def commit(self, files: dict[str, str], entries: list[str], project: str | None = None, paths: list[str] | None = None,
+               *, blobs: dict[str, bytes] | None = None, report_missing: bool = False) -> dict[str, Any]:
         """Deploy these files as the project's new generation (only its endpoints change);
-        paths: the folders (relative to the root) its modules are imported from."""
+        paths: the folders (relative to the root) its modules are imported from. blobs: files'
+        bytes sent along (small edits); report_missing: MissingBlobs instead of a refusal when
+        the runtime lacks some files."""
         body: dict[str, Any] = {"files": files, "entries": entries}
         if paths is not None:
             body["paths"] = paths
         if project or self.project:
             body["project"] = project or self.project
+        if blobs:
+            body["blobs"] = {sha: base64.b64encode(data).decode() for sha, data in blobs.items()}
+        if report_missing:
+            body["report_missing"] = True
         r = self._request("POST", "/v1/generations", json=body, timeout=_timeout(None))
         if r.status_code >= 400:
             try:
                 err = r.json().get("error", {})
             except ValueError:
                 err = {}
+            if r.status_code == 409 and err.get("type") == "MissingBlobs":
+                raise MissingBlobs(err.get("message", ""), list(err.get("missing", [])))
             raise DeployError(
                 err.get("message") or _message(r),
                 type=err.get("type", "DeployError"),

@@ -114,6 +114,14 @@ class Commit(Manifest):
         None, description="the project's key (its name plus a hash of machine and root); a commit replaces only "
         "that project's endpoints. Omitted: the project \"default\"", max_length=80,
     )
+    blobs: dict[str, str] | None = Field(
+        None, description="files' bytes sent along (SHA-256 -> base64), stored before the commit: a small edit "
+        "deploys in one request", max_length=256,
+    )
+    report_missing: bool = Field(
+        False, description="when files are missing, answer 409 MissingBlobs with their hashes (\"missing\") "
+        "instead of refusing: the client uploads them and commits again (no manifest round trip first)",
+    )
 
 
 _TRUE = ("1", "true", "yes", "on", "y", "t")  # what the documented boolean query parameter takes
@@ -189,9 +197,41 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
             return _error(404, "UnknownBlob", f"the runtime has no file with SHA-256 {sha}")
         return Response(data, media_type="application/octet-stream")
 
+    @app.post(
+        "/v1/blobs",
+        summary="Upload several files in one request (what the SDK's sync sends)",
+        description="Body: for each file, its SHA-256 as 64 hex characters, its length as a big-endian u64, "
+        "then its bytes. Each is checked against its hash and the file size limit.",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+    )
+    async def put_blobs(request: Request) -> Any:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BLOB_BATCH:
+            return _error(413, "UploadRefused", f"a batch over {MAX_BLOB_BATCH} bytes; send several")
+        body = await _read_body(request, MAX_BLOB_BATCH)
+        if body is None:
+            return _error(413, "UploadRefused", f"a batch over {MAX_BLOB_BATCH} bytes; send several")
+        try:
+            items = _split_batch(body)
+            await asyncio.to_thread(lambda: [rt.put_blob(sha, data) for sha, data in items])
+        except UploadRefused as exc:
+            return _error(400, "UploadRefused", str(exc))
+        return {"stored": len(items)}
+
     @app.post("/v1/generations", summary="Commit a generation: import it, then swap workers to it")
     async def commit(c: Commit) -> Any:
         try:
+            inline = [(sha, base64.b64decode(b64, validate=True)) for sha, b64 in (c.blobs or {}).items()]
+        except ValueError as exc:  # binascii.Error
+            return _error(400, "UploadRefused", f"'blobs' values must be base64: {exc}")
+        try:
+            if inline:
+                await asyncio.to_thread(lambda: [rt.put_blob(sha, data) for sha, data in inline])
+            if c.report_missing:
+                missing = rt.missing(c.files)
+                if missing:
+                    return _error(409, "MissingBlobs", f"{len(missing)} file(s) to upload first (POST /v1/blobs), then "
+                                  "commit again", missing=missing)
             return await rt.commit(c.files, c.entries, c.project, c.paths)
         except UploadRefused as exc:
             return _error(400, "UploadRefused", str(exc))
@@ -380,6 +420,26 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         return _prometheus(rt)
 
     return TokenAuth(app, token)
+
+
+MAX_BLOB_BATCH = 256 * 1024 * 1024
+_BATCH_HEAD = 64 + 8
+
+
+def _split_batch(body: bytes) -> list[tuple[str, bytes]]:
+    """POST /v1/blobs's body: (sha, bytes) per file; UploadRefused when it does not parse."""
+    view, pos, out = memoryview(body), 0, []
+    while pos < len(body):
+        if pos + _BATCH_HEAD > len(body):
+            raise UploadRefused("a batch entry is cut short: each is 64 hex characters of SHA-256, a u64 length, the bytes")
+        sha = bytes(view[pos : pos + 64]).decode("ascii", "replace")
+        n = int.from_bytes(view[pos + 64 : pos + _BATCH_HEAD], "big")
+        pos += _BATCH_HEAD
+        if pos + n > len(body):
+            raise UploadRefused(f"the batch entry for {sha[:12]}... says {n} bytes but fewer follow")
+        out.append((sha, bytes(view[pos : pos + n])))
+        pos += n
+    return out
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 __all__ = ["Store", "Limits", "UploadRefused", "validate_path", "Generation"]
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
-CURRENT_FILE = "current.json"  # in a project's generations folder: its live generation's manifest
+CURRENT_FILE = ".current.json"  # in a project's generations folder: its live generation's manifest
 
 
 class UploadRefused(ValueError):
@@ -173,7 +173,7 @@ class Store:
         self.history.append(gen)
         # what a restarted runtime deploys again (service.Runtime.restore)
         state = {"id": gen.id, "files": gen.files, "entries": gen.entries, "paths": gen.paths}
-        tmp = self.gens / f".{CURRENT_FILE}.{os.getpid()}.tmp"
+        tmp = self.gens / f"{CURRENT_FILE}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.gens / CURRENT_FILE)
         for old in self.history[: -self.keep_generations]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import find_project_root, import_paths, load_project, project_key
-from .errors import SlipstreamError
+from .errors import DeployError, SlipstreamError
 
 if TYPE_CHECKING:
     from .client import RuntimeClient
@@ -108,11 +108,11 @@ def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
 _INSTALL_NEWS = ("Collecting", "Downloading", "Installing collected", "Successfully installed", "ERROR", "error:")
 
 
-def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries: list[str], progress: Callable[[str], None], project: str | None = None, paths: list[str] | None = None) -> dict[str, Any]:
+def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries: list[str], progress: Callable[[str], None], project: str | None = None, paths: list[str] | None = None, **kw: Any) -> dict[str, Any]:
     """Commit; if it is still running after a moment, relay the runtime's install/system lines."""
     started = time.time()
     with ThreadPoolExecutor(1) as ex:
-        fut = ex.submit(client.commit, files, entries, project, paths)
+        fut = ex.submit(client.commit, files, entries, project, paths, **kw)
         try:
             return fut.result(timeout=0.5)
         except FuturesTimeout:
@@ -147,6 +147,37 @@ class _ChangedWhileSyncing(Exception):
     pass
 
 
+def _upload(client: RuntimeClient, missing: list[str], read: Callable[[str], bytes], batched: bool = True) -> None:
+    """Send the missing files: in up to UPLOAD_CONNECTIONS batches at once (each request's
+    round trip overlaps the others'), or one PUT per file to an older runtime."""
+    if not missing:
+        return
+    if not batched:
+        if len(missing) == 1:
+            client.put_blob(missing[0], read(missing[0]))
+            return
+        with ThreadPoolExecutor(min(8, len(missing))) as ex:
+            list(ex.map(lambda sha: client.put_blob(sha, read(sha)), sorted(missing)))
+        return
+    items = sorted(((sha, read(sha)) for sha in missing), key=lambda it: -len(it[1]))
+    total = sum(len(d) for _, d in items)
+    # one request for a small upload; a large one split over parallel connections (each new
+    # connection costs a round trip, overlapped with the others), no batch over BATCH_BYTES
+    k = max(min(UPLOAD_CONNECTIONS, -(-total // SPLIT_BYTES)), -(-total // BATCH_BYTES), 1)
+    batches: list[list[tuple[str, bytes]]] = [[] for _ in range(k)]
+    sizes = [0] * k
+    for item in items:  # largest first into the lightest batch
+        i = sizes.index(min(sizes))
+        batches[i].append(item)
+        sizes[i] += len(item[1])
+    batches = [b for b in batches if b]
+    if len(batches) == 1:
+        client.put_blobs(batches[0])
+        return
+    with ThreadPoolExecutor(min(UPLOAD_CONNECTIONS, len(batches))) as ex:
+        list(ex.map(client.put_blobs, batches))
+
+
 def sync_project(
     client: RuntimeClient,
     root: str | os.PathLike[str],
@@ -170,35 +201,68 @@ def sync_project(
     raise AssertionError("unreachable")
 
 
+INLINE_BYTES = 1 << 20  # new files up to this much in all go along with the commit: one request
+INLINE_FILES = 64
+BATCH_BYTES = 64 << 20  # uploads go in batches (POST /v1/blobs), up to UPLOAD_CONNECTIONS at once
+SPLIT_BYTES = 4 << 20  # below this, one batch
+UPLOAD_CONNECTIONS = 4
+
+
 def _sync_once(client: RuntimeClient, root: str | os.PathLike[str], progress: Callable[[str], None] | None, paths: list[str] | None = None) -> SyncResult:
+    """One round trip when the runtime has every file but a few small new ones (an edit): the
+    commit carries them. Otherwise the commit answers which files are missing, they go up in a
+    few batches in parallel, and the commit is sent again: three round trips for a first sync,
+    however many files. A runtime without these (older) gets manifest, uploads and commit."""
+    from .client import MissingBlobs
+
     started = time.perf_counter()
     root = find_project_root(root) if Path(root).is_file() else Path(root).resolve()
     paths = import_paths(root) if paths is None else paths
     files, entries, skipped = build_manifest(root)
-    missing = set(client.missing(files))
     by_sha = {sha: rel for rel, sha in files.items()}
-    if missing:
-        def upload(sha: str) -> None:
-            data = (root / by_sha[sha]).read_bytes()
-            if hashlib.sha256(data).hexdigest() != sha:
-                _hash_cache.pop(str(root / by_sha[sha]), None)
-                raise _ChangedWhileSyncing(by_sha[sha])
-            client.put_blob(sha, data)
-
-        if len(missing) == 1:
-            upload(next(iter(missing)))
-        else:
-            with ThreadPoolExecutor(min(8, len(missing))) as ex:
-                list(ex.map(upload, sorted(missing)))
     key = project_key(root)  # the one place a sync names its project: SDK, dev and editor alike
-    if progress:
-        reply = _commit_with_progress(client, files, entries, progress, key, paths)
-    else:
-        reply = client.commit(files, entries, key, paths)
+    known: set[str] = getattr(client, "known_blobs", set())
+
+    def read(sha: str) -> bytes:
+        data = (root / by_sha[sha]).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha:
+            _hash_cache.pop(str(root / by_sha[sha]), None)
+            raise _ChangedWhileSyncing(by_sha[sha])
+        return data
+
+    def commit(blobs: dict[str, bytes] | None, report_missing: bool = True) -> dict[str, Any]:
+        kw: dict[str, Any] = {"blobs": blobs, "report_missing": report_missing}
+        if progress:
+            return _commit_with_progress(client, files, entries, progress, key, paths, **kw)
+        return client.commit(files, entries, key, paths, **kw)
+
+    unknown = sorted({sha for sha in files.values() if sha not in known})
+    inline: dict[str, bytes] = {}
+    if unknown and len(unknown) <= INLINE_FILES:
+        sizes = [(root / by_sha[sha]).stat().st_size for sha in unknown]
+        if sum(sizes) <= INLINE_BYTES:
+            inline = {sha: read(sha) for sha in unknown}
+    uploaded = len(inline)
+    try:
+        try:
+            reply = commit(inline)
+        except MissingBlobs as exc:
+            missing = [sha for sha in exc.missing if sha in by_sha]
+            _upload(client, missing, read)
+            uploaded += len(missing)
+            reply = commit(None)
+    except DeployError as exc:
+        if exc.type != "UploadRefused" or "not uploaded" not in exc.message:
+            raise
+        missing = list(client.missing(files))  # an older runtime: manifest, uploads, commit
+        _upload(client, missing, read, batched=False)
+        uploaded = len(missing)
+        reply = commit(None, report_missing=False)
+    known |= set(files.values())
     return SyncResult(
         generation=reply["generation"],
         changed=reply.get("changed", []),
-        uploaded=len(missing),
+        uploaded=uploaded,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
         endpoints=reply.get("endpoints", []),
         unchanged=reply.get("unchanged", False),

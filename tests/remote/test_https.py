@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RunningRuntime, remove_project, start_runtime, write_project
+
+from tests.conftest import RunningRuntime, remove_project, start_runtime, write_project
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 PROXY_HOST = "127.0.0.2"  # the proxy's address: the runtime binds 127.0.0.1 only, as a remote one binds its own

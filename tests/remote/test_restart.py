@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import start_runtime, write_project
+
+from tests.conftest import start_runtime, write_project
 
 APP = """
     import os
@@ -79,9 +80,10 @@ def test_a_restarted_runtime_serves_the_last_generation_before_any_sync(tmp_path
         # the previous process's generations are gone; only the live one is kept
         gens = sorted(p.name for p in (store / "gens" / key).glob("g*"))
         assert len(gens) == 1, gens
-        # a sync of the same files changes nothing: the runtime has them already
+        # a sync of the same files changes nothing: the runtime serves them already
+        before = {p["key"]: p["generation"] for p in status["projects"]}
         res = RuntimeClient(rt.url, rt.token).sync(root)
-        assert res.unchanged and res.uploaded == 0
+        assert res.unchanged and res.generation == before[key]
     finally:
         rt.stop()
 
@@ -101,7 +103,7 @@ def test_a_project_that_no_longer_deploys_is_reported_and_the_others_are_served(
     finally:
         rt.stop()
     # the bad project's saved generation now names a file the store lost
-    state_file = store / "gens" / project_key(bad) / "current.json"
+    state_file = store / "gens" / project_key(bad) / ".current.json"
     state = json.loads(state_file.read_text())
     (store / "blobs" / state["files"]["app.py"]).unlink()
     rt = start_runtime("--gpu-fallback", "--store", str(store), token=rt.token)

@@ -5,19 +5,22 @@ from __future__ import annotations
 from slipstream.sync import sync_project
 
 
-def test_a_file_rewritten_mid_sync_is_synced_with_its_new_content(runtime, project_factory):
+def test_a_file_rewritten_mid_sync_is_synced_with_its_new_content(runtime, project_factory, monkeypatch):
+    from slipstream import sync
+
     proj = project_factory(runtime, {"app.py": "from slipstream import endpoint\n\n@endpoint\ndef v():\n    return 1\n"})
     client = runtime.client()
-    real_missing = client.missing
+    real_manifest = sync.build_manifest
     rewritten = []
 
-    def missing(files):
+    def manifest(root):
+        out = real_manifest(root)
         if not rewritten:  # a formatter saves the file after it was hashed, before its upload
             rewritten.append(True)
             proj.write("app.py", "from slipstream import endpoint\n\n@endpoint\ndef v():\n    return 2\n")
-        return real_missing(files)
+        return out
 
-    client.missing = missing
+    monkeypatch.setattr(sync, "build_manifest", manifest)
     res = sync_project(client, proj.root)
     assert rewritten and res.generation
     assert client.call_json("v")["result"] == 2
