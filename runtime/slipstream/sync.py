@@ -243,11 +243,21 @@ def _sync_once(client: RuntimeClient, root: str | os.PathLike[str], progress: Ca
         if sum(sizes) <= INLINE_BYTES:
             inline = {sha: read(sha) for sha in unknown}
     uploaded = len(inline)
+    warm = None
+    if not inline and len(unknown) > INLINE_FILES and hasattr(client, "health"):
+        # a large first sync: its uploads will want parallel connections; open them while the
+        # commit asks what is missing, so their handshakes cost no round trip of their own
+        if sum((root / by_sha[sha]).stat().st_size for sha in unknown) > SPLIT_BYTES:
+            warm = ThreadPoolExecutor(UPLOAD_CONNECTIONS - 1)
+            for _ in range(UPLOAD_CONNECTIONS - 1):
+                warm.submit(client.health)
     try:
         try:
             reply = commit(inline)
         except MissingBlobs as exc:
             missing = [sha for sha in exc.missing if sha in by_sha]
+            if warm is not None:
+                warm.shutdown(wait=True)  # the connections are in the client's pool now
             _upload(client, missing, read)
             uploaded += len(missing)
             reply = commit(None)
@@ -258,6 +268,9 @@ def _sync_once(client: RuntimeClient, root: str | os.PathLike[str], progress: Ca
         _upload(client, missing, read, batched=False)
         uploaded = len(missing)
         reply = commit(None, report_missing=False)
+    finally:
+        if warm is not None:
+            warm.shutdown(wait=False)
     known |= set(files.values())
     return SyncResult(
         generation=reply["generation"],
