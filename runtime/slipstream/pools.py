@@ -67,6 +67,8 @@ class Call:
     tag: str = ""  # the caller's name for this call: its log lines carry it (live logs in editors)
     cancelled: str = ""  # why, once its caller went away
     gone: Callable[[], bool] | None = None  # whether its caller has gone away (checked before it starts)
+    retries: list[dict[str, Any]] = field(default_factory=list)  # each failed attempt run again (retries.py)
+    ran_in: Any = None  # the pool that ran its last attempt (another GPU's after a CUDA out-of-memory move)
 
 
 class WorkerHandle(Protocol):
@@ -338,6 +340,7 @@ class PoolStats:
     cancelled: int = 0  # calls whose caller went away: dropped from the queue, or interrupted
     cancel_kills: int = 0  # workers replaced because a cancelled call did not stop in time
     retries: int = 0  # failed attempts run again (the endpoint's retries=)
+    gpu_fallbacks: int = 0  # calls moved to the next GPU of the fallback list after CUDA out of memory
     busy_s: float = 0.0
     cost_usd: float = 0.0
     reloads: int = 0
@@ -379,6 +382,11 @@ class Pool:
         self.fallback_note = fallback_note
         self.unavailable = unavailable
         self.pyenv: Any = pyenv  # the Python environment (and fork server) workers start in
+        # the later GPUs of gpu=[...] this runtime has, as (label, device slots): where a call that
+        # ran out of CUDA memory here moves (fallback_pool); siblings: the project's pools, to join
+        self.gpu_fallbacks: list[tuple[str, list[tuple[int, ...]]]] = []
+        self.siblings: dict[str, Pool] | None = None
+        self._fallback: Pool | None = None
         self.workers: list[_WState] = []
         self.queue: deque[Call] = deque()
         self.stats = PoolStats()
@@ -429,6 +437,33 @@ class Pool:
             self.cancel(call, "the caller went away")
             raise
         return call
+
+    def fallback_pool(self) -> Pool | None:
+        """The pool of the next GPU in the decorator's fallback list that this runtime has (made
+        on first use, named `<endpoint>@<gpu>`, listed with the project's endpoints), or None."""
+        if not self.gpu_fallbacks or self._closed:
+            return None
+        child = self._fallback
+        if child is None or child._closed:
+            import dataclasses
+
+            label, slots = self.gpu_fallbacks[0]
+            labels = list(self.spec.gpu)
+            rest = tuple(labels[labels.index(label):]) if label in labels else (label,)
+            spec = dataclasses.replace(self.spec, name=f"{self.target}@{label}", gpu=rest)
+            info = {**self.info, "name": spec.name, "gpu": label, "note": "", "unavailable": "", "gpu_fallback_of": self.name}
+            child = Pool(info, spec, self.gen, self.backend, self.logs, env=self.env, devices=slots,
+                         max_queue=self.max_queue, pyenv=self.pyenv)
+            child.project = getattr(self, "project", None)  # type: ignore[attr-defined]
+            child.target = self.target
+            child.gpu_fallbacks = self.gpu_fallbacks[1:]
+            child.siblings = self.siblings
+            if self.siblings is not None:
+                self.siblings[spec.name] = child
+            self._fallback = child
+        elif child.gen.id != self.gen.id:
+            child.update(child.info, child.spec, self.gen)
+        return child
 
     def cancel(self, call: Call, reason: str) -> None:
         """Drop a queued call, or interrupt a running one (its worker is replaced when the call
@@ -555,6 +590,7 @@ class Pool:
                 "cancelled": self.stats.cancelled,
                 "cancel_kills": self.stats.cancel_kills,
                 "retries": self.stats.retries,
+                "gpu_fallbacks": self.stats.gpu_fallbacks,
                 "busy_s": round(self.stats.busy_s, 6),
                 "cost_usd": round(self.stats.cost_usd, 8),
                 "reloads": self.stats.reloads,
@@ -616,6 +652,7 @@ class Pool:
         w.state = "busy"
         w.calls += 1
         call.worker = w.handle
+        call.ran_in = self
         call.started = time.perf_counter()
         call.dispatched.set()
         header: dict[str, Any] = {"op": "call", "id": call.id, "method": call.method, "format": call.fmt}

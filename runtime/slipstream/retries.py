@@ -6,6 +6,11 @@ user's own exceptions are never retried unless named in `on=`. The runtime retri
 (every form of call: SDK, HTTP, spawned, map items), logs each retry and counts it in
 `stats.retries` and `slipstream_retries_total`. A streaming call is not retried once it has
 produced items (they would be repeated).
+
+A CUDA out-of-memory error (`torch.cuda.OutOfMemoryError`, or an error whose message says "CUDA
+out of memory") moves the call to the next GPU of the decorator's fallback list that the runtime
+has (`gpu=["H100", "A100-80GB"]`), with or without `retries=`: logged, counted in
+`stats.gpu_fallbacks` and `slipstream_gpu_fallbacks_total`, and listed in the call's `retries`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Retries", "MAX_RETRIES", "INFRA_KINDS", "run_with_retries"]
+__all__ = ["Retries", "MAX_RETRIES", "INFRA_KINDS", "run_with_retries", "is_cuda_oom"]
 
 MAX_RETRIES = 10
 INFRA_KINDS = ("crash", "timeout")  # what the runtime retries by default
@@ -107,23 +112,60 @@ async def run_with_retries(pool: Any, call: Any, once: Any) -> Any:
     while True:
         try:
             await once(call)
+            moved = await _move_on_cuda_oom(pool, call)
+            if moved is not None:
+                return moved
             if r is None or attempt >= r.max_retries or call.cancelled or not call.future.done():
                 return call
             status, payload = call.future.result()
             if status == "ok" or not r.retries_error(getattr(payload, "kind", "exception"), getattr(payload, "type", "")):
                 return call
             why = f"{payload.type}: {payload.message}"
+            failure = (getattr(payload, "kind", "exception"), payload.type, payload.message)
         except PoolError as exc:
             if r is None or attempt >= r.max_retries or call.cancelled or not r.retries_error(exc.kind, ""):
                 raise
             why = str(exc)
+            failure = (exc.kind, exc.info.type, str(exc))
         attempt += 1
+        call.retries.append({"attempt": len(call.retries) + 1, "kind": failure[0], "type": failure[1],
+                             "message": failure[2][:300], "gpu": pool.spec.gpu_label})
         delay = r.delay(attempt)
         pool.stats.retries = getattr(pool.stats, "retries", 0) + 1
         pool.logs.emit(endpoint=pool.name, stream="system", tag=call.tag,
                        text=f"call {call.id} failed ({why[:300]}); retry {attempt} of {r.max_retries} in {delay:g}s")
         await asyncio.sleep(delay)
         _reset(call)
+
+
+def is_cuda_oom(info: Any) -> bool:
+    """Whether a call's error is CUDA running out of memory (torch.cuda.OutOfMemoryError, which
+    torch names torch.OutOfMemoryError, or a RuntimeError saying "CUDA out of memory")."""
+    type_name = str(getattr(info, "type", "") or "")
+    if type_name.startswith("torch") and type_name.rsplit(".", 1)[-1] == "OutOfMemoryError":
+        return True
+    return "CUDA out of memory" in str(getattr(info, "message", "") or "")
+
+
+async def _move_on_cuda_oom(pool: Any, call: Any) -> Any:
+    """A call that ran out of CUDA memory runs again on the next GPU of the fallback list (its
+    pool's `fallback_pool`), when there is one; returns the call once it ran there, else None."""
+    if call.stream or call.cancelled or not call.future.done() or call.future.exception() is not None:
+        return None
+    status, payload = call.future.result()
+    if status == "ok" or not is_cuda_oom(payload):
+        return None
+    nxt = pool.fallback_pool() if hasattr(pool, "fallback_pool") else None
+    if nxt is None:
+        return None
+    here, there = pool.spec.gpu_label, nxt.spec.gpu_label
+    pool.stats.gpu_fallbacks = getattr(pool.stats, "gpu_fallbacks", 0) + 1
+    call.retries.append({"attempt": len(call.retries) + 1, "kind": "cuda-oom", "type": payload.type,
+                         "message": payload.message[:300], "gpu": here, "moved_to": there})
+    pool.logs.emit(endpoint=pool.name, stream="system", tag=call.tag,
+                   text=f"call {call.id} ran out of GPU memory on {here} ({payload.type}); moving it to {there} (gpu fallback list)")
+    _reset(call)
+    return await nxt.call(call)
 
 
 def _reset(call: Any) -> None:

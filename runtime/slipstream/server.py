@@ -464,16 +464,18 @@ def _describe(rt: Runtime, pool: Any) -> dict[str, Any]:
 
 def _meta(pool: Any, c: Call) -> dict[str, Any]:
     handle = c.worker
+    ran = getattr(c, "ran_in", None) or pool  # another GPU's pool after a CUDA out-of-memory move
     return {
         "endpoint": pool.name,
         "project": getattr(pool, "project", None),
         "duration_s": round(c.duration, 6),
-        "cost_usd": pool.call_cost(c),
-        "gpu": pool.spec.gpu_label,
+        "cost_usd": ran.call_cost(c),
+        "gpu": ran.spec.gpu_label,
         "device": getattr(handle, "device", ""),
         "worker": getattr(handle, "id", ""),
         "generation": pool.gen.id,
-        "note": pool.fallback_note,
+        "note": ran.fallback_note,
+        "retries": list(getattr(c, "retries", ())),  # each failed attempt run again: {attempt, kind, type, message, gpu, moved_to?}
     }
 
 
@@ -633,7 +635,7 @@ def _prometheus(rt: Runtime) -> str:
     ]
     series: dict[str, list[str]] = {
         "slipstream_errors_total": [], "slipstream_crashes_total": [], "slipstream_timeouts_total": [],
-        "slipstream_overloads_total": [], "slipstream_cancelled_total": [], "slipstream_retries_total": [], "slipstream_busy_seconds_total": [], "slipstream_cost_usd_total": [],
+        "slipstream_overloads_total": [], "slipstream_cancelled_total": [], "slipstream_retries_total": [], "slipstream_gpu_fallbacks_total": [], "slipstream_busy_seconds_total": [], "slipstream_cost_usd_total": [],
         "slipstream_queue_depth": [], "slipstream_workers": [], "slipstream_reloads_total": [],
         "slipstream_worker_start_seconds": [],
     }
@@ -647,6 +649,7 @@ def _prometheus(rt: Runtime) -> str:
         series["slipstream_overloads_total"].append(f"{{{lab}}} {s.overloads}")
         series["slipstream_cancelled_total"].append(f"{{{lab}}} {s.cancelled}")
         series["slipstream_retries_total"].append(f"{{{lab}}} {s.retries}")
+        series["slipstream_gpu_fallbacks_total"].append(f"{{{lab}}} {s.gpu_fallbacks}")
         series["slipstream_busy_seconds_total"].append(f"{{{lab}}} {s.busy_s:.6f}")
         series["slipstream_cost_usd_total"].append(f"{{{lab}}} {s.cost_usd:.8f}")
         series["slipstream_queue_depth"].append(f"{{{lab}}} {len(p.queue)}")

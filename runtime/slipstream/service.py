@@ -415,8 +415,28 @@ class Runtime:
                 pool.env = {**self.worker_env(proj.key), **dict(spec.env)}
                 pool.device_slots, pool.fallback_note, pool.unavailable = devices, note, unavailable
                 pool.update(info, spec, gen, replace=scan.get("restart", ""))
+            proj.pools[spec.name].gpu_fallbacks = self.gpu_fallbacks(spec)
+            proj.pools[spec.name].siblings = proj.pools
         for name in [n for n in proj.pools if n not in seen]:  # this project's only
             await proj.pools.pop(name).close()
+
+    def gpu_fallbacks(self, spec: EndpointSpec) -> list[tuple[str, list[tuple[int, ...]]]]:
+        """The GPUs of the fallback list after the one the pool is placed on that this runtime
+        has, as (label, device slots): where a call that ran out of CUDA memory moves next."""
+        if hasattr(self.backend, "placement"):
+            return []
+        out: list[tuple[str, list[tuple[int, ...]]]] = []
+        placed = False
+        for choice in spec.gpu_request.choices:
+            found = matches(self.devices, choice.gpu.name)
+            if len(found) < choice.count:
+                continue
+            idx = [d.index for d in found]
+            slots = [tuple(idx[i : i + choice.count]) for i in range(0, len(idx) - choice.count + 1, choice.count)]
+            if placed:
+                out.append((choice.label, slots))
+            placed = True
+        return out
 
     def _placement(self, spec: EndpointSpec) -> tuple[list[tuple[int, ...]], str, str]:
         """GPU slots for the pool's workers, a note for CPU fallback, or why it cannot run here."""

@@ -79,6 +79,7 @@ def add_variant_routes(app: Any, rt: Any) -> None:
                         pyenv=await rt._env_for(spec))
             pool.project = proj.key  # type: ignore[attr-defined]
             pool.target = base_name  # its workers run the base's function
+            pool.gpu_fallbacks, pool.siblings = rt.gpu_fallbacks(spec), proj.pools  # CUDA out of memory: next GPU
             proj.pools[spec.name] = pool
             proj.logs.emit(endpoint=spec.name, stream="system", text=f"variant of {base_name!r} with {json.dumps(options, default=str)}")
         return JSONResponse({"name": spec.name, "variant_of": base_name, "spec": spec.to_dict()})
