@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import start_runtime
+from tests.conftest import start_runtime
 
 
 def test_idle_stop_stops_the_runtime_after_the_last_call_and_says_so() -> None:
