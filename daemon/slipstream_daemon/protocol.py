@@ -42,6 +42,7 @@ __all__ = [
     "RunImage",
     "RunLog",
     "RunResult",
+    "RunRetry",
     "RunStarted",
     "RunStartedReply",
     "RuntimeGpu",
@@ -198,6 +199,18 @@ class RemoteError(TypedDict):
     frames: list[ErrorFrame]
 
 
+class _RunRetryRequired(TypedDict):
+    attempt: int  # 1 for the first failed attempt run again
+    reason: str  # short: "worker crashed", "timed out", "CUDA out of memory on H100, moved to A100-80GB", "KeyError"
+    type: str  # the failure's error type ("WorkerCrashed", "torch.OutOfMemoryError", ...)
+    message: str
+    gpu: str  # the GPU the failed attempt ran on
+
+
+class RunRetry(_RunRetryRequired, total=False):
+    movedTo: str  # CUDA out of memory: the next GPU of the fallback list that ran it
+
+
 class _RunResultRequired(TypedDict):
     runId: str
     uri: str
@@ -219,6 +232,7 @@ class RunResult(_RunResultRequired, total=False):
     text: str
     json: Any
     error: RemoteError
+    retries: list[RunRetry]  # each failed attempt the runtime ran again (retries=, a CUDA out-of-memory move)
 
 
 class DeployError(TypedDict, total=False):

@@ -34,6 +34,7 @@ from .protocol import (
     RunImage,
     RunLog,
     RunResult,
+    RunRetry,
     RunStarted,
 )
 
@@ -78,7 +79,7 @@ class Runner:
             kwargs = facts.example_for(method) or {}
         run_id = uuid.uuid4().hex[:12]
         task = asyncio.ensure_future(
-            self._run(run_id, uri, ep.name, method, dict(kwargs), facts.gpu_label)
+            self._run(run_id, uri, ep.name, method, dict(kwargs), facts.gpu_label, _secret_names(facts))
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -92,6 +93,7 @@ class Runner:
         method: str | None,
         kwargs: dict[str, Any],
         gpu: str,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         ls = self.ls
         await asyncio.sleep(0)  # let the command's reply (the run id) reach the client first
@@ -111,7 +113,7 @@ class Runner:
         started = time.perf_counter()
         live = _LiveLogs(ls, run_id)
         try:
-            reply = await self._call(root, endpoint, method, kwargs, live)
+            reply = await self._call(root, endpoint, method, kwargs, live, secrets)
         except Exception as exc:
             log.warning("run %s of %s failed: %s", run_id, endpoint, exc)
             reply = {
@@ -144,8 +146,17 @@ class Runner:
         method: str | None,
         kwargs: dict[str, Any],
         live: _LiveLogs | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         ls = self.ls
+        if secrets:  # secrets=[...]: from the daemon's environment or the project's .env, as the SDK does
+            from slipstream.errors import SlipstreamError
+            from slipstream.secretvals import SECRETS_KEY, resolve
+
+            try:
+                kwargs = {**kwargs, SECRETS_KEY: resolve(secrets, endpoint, root)}
+            except SlipstreamError as exc:  # before the call: nothing runs without it
+                return {"ok": False, "error": {"type": "MissingSecret", "message": str(exc), "traceback": ""}}
         client = await ls.runtime.ensure(root)
         if root is not None:
             deployed = await ls.deployer.ensure_deployed(root)
@@ -236,6 +247,10 @@ def display_result(
     label = str(reply.get("gpu") or gpu)
     if reply.get("device") == "cpu" and label != "CPU":
         label = f"{label} → CPU"  # the embedded runtime had no such GPU and said so
+    retries = _retries(reply.get("retries"))
+    moved = [r for r in retries if r.get("movedTo")]
+    if moved:
+        label = f"{moved[0]['gpu']} → {label}"  # CUDA ran out of memory there; the next GPU ran it
     result = RunResult(
         runId=run_id,
         uri=uri,
@@ -252,6 +267,8 @@ def display_result(
             if isinstance(e, dict)
         ],
     )
+    if retries:
+        result["retries"] = retries
     if ok:
         value = reply.get("result")
         images: list[RunImage] = []
@@ -283,6 +300,37 @@ def display_result(
             frames=frames,
         )
     return result
+
+
+def _secret_names(facts: Any) -> tuple[str, ...]:
+    """The endpoint's secrets=[...] names, from its validated spec (or the literal list)."""
+    if facts.spec is not None:
+        return tuple(facts.spec.secrets)
+    value = facts.endpoint.value("secrets")
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, (list, tuple)) else ()
+
+
+_RETRY_REASONS = {"crash": "worker crashed", "timeout": "timed out", "unavailable": "runtime unavailable"}
+
+
+def _retries(raw: Any) -> list[RunRetry]:
+    """The runtime's record of the attempts it ran again, with a short reason for the card."""
+    out: list[RunRetry] = []
+    for i, r in enumerate(raw if isinstance(raw, list) else []):
+        if not isinstance(r, dict):
+            continue
+        kind, type_ = str(r.get("kind", "")), str(r.get("type", ""))
+        gpu, moved = str(r.get("gpu", "")), r.get("moved_to")
+        if kind == "cuda-oom":
+            reason = f"CUDA out of memory on {gpu}" + (f", moved to {moved}" if moved else "")
+        else:
+            reason = _RETRY_REASONS.get(kind) or type_.rsplit(".", 1)[-1] or kind or "failed"
+        item = RunRetry(attempt=int(r.get("attempt") or i + 1), reason=reason, type=type_,
+                        message=str(r.get("message", "")), gpu=gpu)
+        if moved:
+            item["movedTo"] = str(moved)
+        out.append(item)
+    return out
 
 
 def _extract_images(value: Any, images: list[RunImage], out_dir: Path, run_id: str) -> Any:

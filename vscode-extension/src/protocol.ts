@@ -93,12 +93,25 @@ export interface RunError {
   frames?: TraceFrame[];
 }
 
+/** One failed attempt the runtime ran again (the endpoint's retries=, or a CUDA out-of-memory move). */
+export interface RunRetry {
+  attempt: number;
+  /** Short: "worker crashed", "timed out", "CUDA out of memory on H100, moved to A100-80GB", "KeyError". */
+  reason: string;
+  type: string;
+  message: string;
+  /** The GPU the failed attempt ran on. */
+  gpu: string;
+  /** CUDA out of memory: the next GPU of the fallback list, which ran it. */
+  movedTo?: string;
+}
+
 export interface RunResult {
   runId: string;
   uri: string;
   endpoint: string;
   method?: string | null;
-  /** "H100" or "CPU". */
+  /** "H100", "CPU", "H100 → CPU" (a runtime without it), "H100 → A100-80GB" (moved after CUDA ran out of memory). */
   gpu: string;
   status: 'ok' | 'error';
   durationS: number;
@@ -108,6 +121,8 @@ export interface RunResult {
   images: RunImage[];
   logs: { stream: string; text: string }[];
   error?: RunError | null;
+  /** Each failed attempt the runtime ran again; absent when there was none. */
+  retries?: RunRetry[];
 }
 
 export interface DeployResult {

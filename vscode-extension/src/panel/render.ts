@@ -3,7 +3,7 @@
  * came from the daemon or from user code is escaped here; the page's CSP forbids inline
  * scripts and handlers besides the nonce'd panel script, so markup in outputs stays text.
  */
-import type { RunImage, RunResult, TraceFrame } from '../protocol';
+import type { RunImage, RunResult, RunRetry, TraceFrame } from '../protocol';
 
 /** A run as the panel keeps it: started, possibly with streamed logs, possibly finished. */
 export interface RunCard {
@@ -139,6 +139,20 @@ function renderImages(card: RunCard, images: RunImage[], imageUri: ImageUri): st
   return `<section class="gallery">${figures.join('')}</section>`;
 }
 
+/** "retried 1x: worker crashed" (distinct reasons, in order); each attempt's error in the tooltip. */
+export function retrySummary(retries: readonly RunRetry[] | undefined): string {
+  if (!retries?.length) return '';
+  const reasons = [...new Set(retries.map((r) => r.reason || r.type || 'failed'))];
+  return `retried ${retries.length}x: ${reasons.join(', ')}`;
+}
+
+function renderRetries(result: RunResult): string {
+  const summary = retrySummary(result.retries);
+  if (!summary) return '';
+  const detail = (result.retries ?? []).map((r) => `attempt ${r.attempt} on ${r.gpu || 'CPU'}: ${r.type}: ${r.message}`).join('\n');
+  return `<div class="retries" title="${escapeHtml(detail)}">${escapeHtml(summary)}</div>`;
+}
+
 function renderLogs(card: RunCard): string {
   if (!card.logs.length) return '';
   const lines = card.logs.map((l) => `<span class="log-${l.stream === 'stderr' ? 'stderr' : 'stdout'}">${escapeHtml(l.text)}</span>`);
@@ -163,6 +177,7 @@ export function renderCard(card: RunCard, imageUri: ImageUri): string {
     `${duration}${cost}<span class="when">${escapeHtml(when)}</span></header>`;
   let body = '';
   if (r) {
+    body += renderRetries(r);
     if (r.text !== undefined && r.text !== null && r.text !== '') body += `<section class="output text"><pre>${escapeHtml(r.text)}</pre></section>`;
     if (r.json !== undefined && r.json !== null) body += `<section class="output json"><pre>${renderJson(r.json)}</pre></section>`;
     body += renderImages(card, r.images ?? [], imageUri);

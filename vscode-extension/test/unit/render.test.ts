@@ -10,6 +10,7 @@ import {
   renderCards,
   renderJson,
   renderPage,
+  retrySummary,
   type RunCard,
 } from '../../src/panel/render';
 import type { RunResult } from '../../src/protocol';
@@ -147,6 +148,17 @@ describe('outputs panel rendering', () => {
     const page = renderPage({ cspSource: 'https://webview.test', nonce: 'abc123', scriptUri: 'https://webview.test/media/panel.js', styleUri: 'https://webview.test/media/panel.css', body: '<p>x</p>' });
     assert.match(page, /<script nonce="abc123" src="https:\/\/webview\.test\/media\/panel\.js"><\/script>/);
     assert.equal((page.match(/<script/g) ?? []).length, 1);
+  });
+
+  it('shows every retry the runtime made: "retried 1x: worker crashed", each error in the tooltip', () => {
+    const crash = { attempt: 1, reason: 'worker crashed', type: 'WorkerCrashed', message: 'the worker exited with code 3', gpu: 'H100' };
+    const html = renderCard(card({}, { text: 'ok', retries: [crash] }), toUri);
+    assert.match(html, /<div class="retries" title="attempt 1 on H100: WorkerCrashed: the worker exited with code 3">retried 1x: worker crashed<\/div>/);
+    const oom = { attempt: 2, reason: 'CUDA out of memory on H100, moved to A100-80GB', type: 'torch.OutOfMemoryError', message: 'CUDA out of memory', gpu: 'H100', movedTo: 'A100-80GB' };
+    assert.equal(retrySummary([crash, { ...crash, attempt: 2 }, oom]), 'retried 3x: worker crashed, CUDA out of memory on H100, moved to A100-80GB');
+    assert.doesNotMatch(renderCard(card({}, { text: 'ok' }), toUri), /retried/, 'no retries, no line');
+    const xss = renderCard(card({}, { status: 'error', retries: [{ ...crash, reason: XSS, message: XSS }] }), toUri);
+    assertNoInjectedMarkup(xss);
   });
 
   it('formats durations and costs', () => {
