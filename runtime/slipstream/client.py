@@ -57,6 +57,9 @@ class CallOutcome:
 
 
 SMALL_BODY = 1 << 20
+# an idle connection is kept this long (httpx's default is 5 s: a save after a pause paid a new
+# connection, and over https a TLS handshake, on top of its round trip); the runtime keeps them 30 s
+KEEPALIVE_S = 25.0
 CA_BUNDLE_ENV = "SLIPSTREAM_CA_BUNDLE"
 INSECURE_ENV = "SLIPSTREAM_ALLOW_INSECURE"
 _warned_insecure: set[str] = set()
@@ -136,7 +139,7 @@ class RuntimeClient:
         self.tls: ssl.SSLContext | None = tls_context(ca_bundle) if self.url.startswith("https:") else None
         self._verify: Any = self.tls if self.tls is not None else True
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_S)
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=_timeout(timeout), limits=limits, trust_env=False, verify=self._verify)
         self._aio: httpx.AsyncClient | None = None
         self._aio_loop: asyncio.AbstractEventLoop | None = None
@@ -465,7 +468,7 @@ class RuntimeClient:
         loop = asyncio.get_running_loop()
         if self._aio is None or self._aio_loop is not loop:
             # an AsyncClient belongs to the loop it first ran on: each asyncio.run() needs its own
-            limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+            limits = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_S)
             self._aio = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=_timeout(600.0), limits=limits, trust_env=False, verify=self._verify)
             self._aio_loop = loop
         return self._aio

@@ -6,6 +6,7 @@ still syncs."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -56,6 +57,14 @@ def test_an_edit_deploys_in_one_round_trip_and_a_first_sync_in_a_few(runtime: Ru
         proxy.reset_counts()
         assert sync_project(client, root).unchanged
         assert proxy.exchanges == 1
+
+        # a save after a pause (the editor idle for a while) still finds its connection open:
+        # no connect (and over https no TLS handshake) on top of the request
+        time.sleep(6)  # the pause itself is what is tested (httpx drops idle connections after 5 s by default)
+        (root / "app.py").write_text(APP.format(v=4))
+        proxy.reset_counts()
+        sync_project(client, root)
+        assert (proxy.exchanges, proxy.connections) == (1, 0)
     finally:
         client.close()
         remove_project(runtime, root)
