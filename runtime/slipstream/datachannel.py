@@ -272,7 +272,7 @@ class DataClient:
         self.token = token
         self.tls = tls
         self._idle: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
-        self._busy: set[socket.socket] = set()  # connections with a call in flight
+        self._busy: dict[socket.socket, None] = {}  # connections with a call in flight, oldest first
         self._aborts = 0  # bumped by abort(): a call it ended is never sent again
 
     def probe(self) -> bool:
@@ -311,7 +311,7 @@ class DataClient:
         return s
 
     def _call(self, s: socket.socket, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:
-        self._busy.add(s)
+        self._busy[s] = None
         try:
             s.settimeout(timeout)
             header = {"token": self.token, "endpoint": endpoint, "method": method, "project": project}
@@ -323,7 +323,7 @@ class DataClient:
             s.close()  # Ctrl-C, a timeout, an error: the runtime sees the close and cancels the call
             raise
         finally:
-            self._busy.discard(s)
+            self._busy.pop(s, None)
         self._idle.put(s)
         return status, body
 
@@ -331,7 +331,9 @@ class DataClient:
         """End every call in flight on this client (their threads get an error at once; the
         runtime sees the connections close and cancels the calls)."""
         self._aborts += 1
-        for s in list(self._busy):
+        # newest first: a call sent later is likelier to be queued behind an earlier one, and the
+        # runtime must hear of it before the earlier one's cancel frees a worker for it
+        for s in reversed(list(self._busy)):
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
