@@ -211,6 +211,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         os.environ["SLIPSTREAM_TOKEN"] = embedded.token
     sys.argv = [str(script), *a.args]
     sys.path.insert(0, str(script.resolve().parent))
+    os.environ.setdefault("SLIPSTREAM_PROGRESS", "1")  # a long .map shows its progress on stderr (progress.py)
     code, interrupted = 0, False
     try:
         runpy.run_path(str(script), run_name="__main__")

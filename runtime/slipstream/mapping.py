@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import MapError, Overloaded
+from .progress import MapProgress, enabled, known_total
 from .secretvals import with_secrets
 
 if TYPE_CHECKING:
@@ -70,9 +71,10 @@ def _summarise(session: Session, ep: Endpoint, before: tuple[float, float], call
 
 def map_calls(
     session: Session, ep: Endpoint, method: str | None, argsets: Iterator[tuple[Any, ...]], kwargs: dict[str, Any],
-    *, order_outputs: bool = True, return_exceptions: bool = False,
+    *, order_outputs: bool = True, return_exceptions: bool = False, total: int | None = None, what: str | None = None,
 ) -> Iterator[Any]:
-    """The blocking form: a generator of results (see the module's docstring)."""
+    """The blocking form: a generator of results (see the module's docstring). `total` (the
+    number of inputs, when known) and `what` (the endpoint's name) label the progress line."""
     session.ensure(ep)  # sync before the first input is read: a deploy error surfaces here
     kwargs = with_secrets(ep, kwargs, session.root)  # a missing secret fails before any call
     timeout = ep.spec.timeout + 30
@@ -99,6 +101,7 @@ def map_calls(
     count = 0
     exhausted = False
     failed = False  # a failure reached the caller's position: run the rest, then raise
+    progress = MapProgress(what or ep.name, total, lambda: session.spend_usd) if enabled() else None
 
     def fill() -> None:
         nonlocal count, exhausted
@@ -108,7 +111,10 @@ def map_calls(
             except StopIteration:
                 exhausted = True
                 return
-            pending[ex.submit(one, args)] = count
+            fut = ex.submit(one, args)
+            if progress is not None:  # counted as calls finish, whenever the caller reads them
+                fut.add_done_callback(lambda f: f.cancelled() or progress.tick(f.exception() is None))
+            pending[fut] = count
             count += 1
 
     def collect(block: bool) -> list[int]:
@@ -160,6 +166,8 @@ def map_calls(
         # done, or left early (a break, the iterator dropped): calls not started never start;
         # those running finish on their worker and their results are dropped
         ex.shutdown(wait=False, cancel_futures=True)
+        if progress is not None:
+            progress.close()
     _summarise(session, ep, before, count)
     if errors and not return_exceptions:
         first = errors[min(errors)]
@@ -168,7 +176,7 @@ def map_calls(
 
 async def map_calls_async(
     session: Session, ep: Endpoint, method: str | None, argsets: Iterator[tuple[Any, ...]], kwargs: dict[str, Any],
-    *, order_outputs: bool = True, return_exceptions: bool = False,
+    *, order_outputs: bool = True, return_exceptions: bool = False, total: int | None = None, what: str | None = None,
 ) -> AsyncIterator[Any]:
     """The asyncio form (`async for r in f.map.aio(...)`): the same promises as map_calls."""
     await asyncio.to_thread(session.ensure, ep)
@@ -191,6 +199,7 @@ async def map_calls_async(
     count = 0
     exhausted = False
     failed = False
+    progress = MapProgress(what or ep.name, total, lambda: session.spend_usd) if enabled() else None
 
     def fill() -> None:
         nonlocal count, exhausted
@@ -200,7 +209,10 @@ async def map_calls_async(
             except StopIteration:
                 exhausted = True
                 return
-            pending[asyncio.ensure_future(one(args))] = count
+            task = asyncio.ensure_future(one(args))
+            if progress is not None:
+                task.add_done_callback(lambda t: t.cancelled() or progress.tick(t.exception() is None))
+            pending[task] = count
             count += 1
 
     try:
@@ -242,6 +254,8 @@ async def map_calls_async(
     finally:
         for t in pending:  # leaving early or cancelled: the calls still running are cancelled
             t.cancel()
+        if progress is not None:
+            progress.close()
     _summarise(session, ep, before, count)
     if errors and not return_exceptions:
         first = errors[min(errors)]
@@ -280,6 +294,12 @@ class _BoundForm:
 
 
 # --- the call forms on endpoints and methods (endpoint._Callable) -----------------------------
+def _progress_of(self: Any, iterables: tuple[Iterable[Any], ...]) -> dict[str, Any]:
+    """The progress line's label and count of inputs (None when an iterable has no length)."""
+    what = self.endpoint.name if self.method is None else f"{self.endpoint.name}().{self.method}"
+    return {"total": known_total(iterables), "what": what}
+
+
 def _prepare(self: Any, form: str, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any] | None,
              common: dict[str, Any], star: bool = False) -> tuple[Session, Iterator[tuple[Any, ...]], dict[str, Any]]:
     from .endpoint import _refuse_at_import, _session_module
@@ -304,39 +324,45 @@ def _map(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = N
     first failure the remaining inputs still run and `slipstream.MapError` is raised with every
     failure by index and every result. `f.map.aio(...)` is the async iterator form."""
     session, argsets, kw = _prepare(self, "map", iterables, kwargs, common)
-    return map_calls(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs, return_exceptions=return_exceptions)
+    return map_calls(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs, return_exceptions=return_exceptions,
+                     **_progress_of(self, iterables))
 
 
 def _map_aio(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
              return_exceptions: bool = False, **common: Any) -> AsyncIterator[Any]:
     session, argsets, kw = _prepare(self, "map", iterables, kwargs, common)
-    return map_calls_async(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs, return_exceptions=return_exceptions)
+    return map_calls_async(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs,
+                           return_exceptions=return_exceptions, **_progress_of(self, iterables))
 
 
 def _starmap(self: Any, iterable: Iterable[Any], /, *, kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
              return_exceptions: bool = False) -> Iterator[Any]:
     """`f.starmap([(1, 2), (3, 4)])` calls f(1, 2) and f(3, 4): `map` with each input unpacked."""
     session, argsets, kw = _prepare(self, "starmap", (iterable,), kwargs, {}, star=True)
-    return map_calls(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs, return_exceptions=return_exceptions)
+    return map_calls(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs, return_exceptions=return_exceptions,
+                     **_progress_of(self, (iterable,)))
 
 
 def _starmap_aio(self: Any, iterable: Iterable[Any], /, *, kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
                  return_exceptions: bool = False) -> AsyncIterator[Any]:
     session, argsets, kw = _prepare(self, "starmap", (iterable,), kwargs, {}, star=True)
-    return map_calls_async(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs, return_exceptions=return_exceptions)
+    return map_calls_async(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs,
+                           return_exceptions=return_exceptions, **_progress_of(self, (iterable,)))
 
 
 def _for_each(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None, ignore_exceptions: bool = False) -> None:
     """`map` for the side effects: waits for every call, returns None; a failure raises
     `slipstream.MapError` after all calls ran (none with `ignore_exceptions=True`)."""
     session, argsets, kw = _prepare(self, "for_each", iterables, kwargs, {})
-    for _ in map_calls(session, self.endpoint, self.method, argsets, kw, order_outputs=False, return_exceptions=ignore_exceptions):
+    for _ in map_calls(session, self.endpoint, self.method, argsets, kw, order_outputs=False, return_exceptions=ignore_exceptions,
+                       **_progress_of(self, iterables)):
         pass
 
 
 async def _for_each_aio(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None, ignore_exceptions: bool = False) -> None:
     session, argsets, kw = _prepare(self, "for_each", iterables, kwargs, {})
-    async for _ in map_calls_async(session, self.endpoint, self.method, argsets, kw, order_outputs=False, return_exceptions=ignore_exceptions):
+    async for _ in map_calls_async(session, self.endpoint, self.method, argsets, kw, order_outputs=False,
+                                   return_exceptions=ignore_exceptions, **_progress_of(self, iterables)):
         pass
 
 

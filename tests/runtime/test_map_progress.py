@@ -1,0 +1,97 @@
+"""A long `.map` under `slipstream run` shows its progress on stderr: done/failed/total and the
+spend so far, a line redrawn in place on a terminal, periodic lines otherwise; a short map
+prints nothing. Real `slipstream run` with its embedded runtime and worker processes."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+MAIN = '''
+import time
+from slipstream import endpoint
+
+@endpoint(gpu="H100", workers=2)  # runs on the CPU here, priced at the H100's price
+def step(i: int) -> int:
+    time.sleep(0.05)
+    if i % 10 == 3:
+        raise ValueError(f"bad input {i}")
+    return i
+
+@endpoint(workers=1)
+def quick(i: int) -> int:
+    return i
+
+if __name__ == "__main__":
+    out = list(step.map(range(60), return_exceptions=True))
+    print("failed", sum(isinstance(r, Exception) for r in out))
+    print(list(quick.map([1, 2, 3])))
+'''
+
+LINE = re.compile(r"step\.map (?:\[[#-]{20}\] )?(\d+)/60 done, (\d+) failed, \$(\d+\.\d{6}), \d+\.\d s")
+
+
+def _project(tmp_path: Path) -> Path:
+    (tmp_path / "slipstream.toml").write_text('[project]\nname = "progress"\n')
+    (tmp_path / "main.py").write_text(textwrap.dedent(MAIN))
+    return tmp_path
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN", "SLIPSTREAM_PROGRESS")}
+    return {**env, **extra}
+
+
+def test_a_long_map_prints_periodic_progress_lines_when_stderr_is_not_a_terminal(tmp_path):
+    root = _project(tmp_path)
+    p = subprocess.run([sys.executable, "-m", "slipstream", "run", "main.py"], cwd=root, capture_output=True, text=True,
+                       env=_env(SLIPSTREAM_PROGRESS_EVERY="0.3"), timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert "failed 6" in p.stdout
+    rows = [LINE.fullmatch(ln) for ln in p.stderr.splitlines() if ln.startswith("step.map")]
+    assert len(rows) >= 2 and all(rows), p.stderr  # at least one while it ran, and the last
+    counts = [(int(m[1]), int(m[2])) for m in rows]
+    assert counts == sorted(counts), "done and failed only grow"
+    assert counts[-1] == (60, 6), "the last line accounts for every input"
+    assert counts[0][0] < 60, "a line came while the map was running"
+    summary = re.search(r"\$(\d+\.\d{6}) at GPU prices", p.stderr)
+    assert summary and float(rows[-1][3]) > 0 and rows[-1][3] == summary[1], "spend so far is the map's spend"
+    assert "quick.map" not in p.stderr, "a map done within a second prints nothing"
+    quiet = subprocess.run([sys.executable, "-m", "slipstream", "run", "main.py"], cwd=root, capture_output=True, text=True,
+                           env=_env(SLIPSTREAM_PROGRESS="0", SLIPSTREAM_PROGRESS_EVERY="0.3"), timeout=180)
+    assert quiet.returncode == 0 and "step.map" not in quiet.stderr, "SLIPSTREAM_PROGRESS=0 silences it"
+
+
+@pytest.mark.slow
+def test_on_a_terminal_the_progress_is_one_line_redrawn_with_a_bar(tmp_path):
+    root = _project(tmp_path)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "slipstream", "run", "main.py"], cwd=root, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    seen = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+        proc.wait(60)
+    assert proc.returncode == 0, seen.decode(errors="replace")
+    text = seen.decode(errors="replace")
+    redraws = text.split("\r\x1b[2K")
+    assert len(redraws) >= 3, text  # drawn while running, then redrawn in place
+    assert re.match(r"step\.map \[####################\] 60/60 done, 6 failed, \$\d+\.\d{6}, \d+\.\d s\r?\n", redraws[-1]), redraws[-1]
+    assert all(r.startswith("step.map [") for r in redraws[1:]), "every redraw is the bar line"
