@@ -108,10 +108,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
             os.replace(tmp, a.ready_file)
         if not a.embedded:
             print(f"Slipstream runtime {url}  backend={rt.backend.name}  GPUs: {gpus}", flush=True)
-            print(f"  code store: {rt.store.root}{note}  model cache (HF_HOME): {os.environ.get('HF_HOME')}", flush=True)
             if generated:
                 print(f"token (generated): {token}", flush=True)
             print(f"  export SLIPSTREAM_RUNTIME_URL={url}", flush=True)
+            print(f"  code store: {rt.store.root}{note}  model cache (HF_HOME): {os.environ.get('HF_HOME')}", flush=True)
 
     if a.parent_pid:
         _exit_with_parent(a.parent_pid)
