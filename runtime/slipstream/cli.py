@@ -71,8 +71,6 @@ def cmd_serve(a: argparse.Namespace) -> int:
             _err(f"cannot serve HTTPS: {exc}")
             return 2
     url = f"{scheme}://{shown}:{port}"
-    # what workers use to call other endpoints: loopback when bound to every address
-    inner = url if host not in ("0.0.0.0", "::") else f"{scheme}://127.0.0.1:{port}"
     backend = None
     if a.backend == "ray":
         try:
@@ -92,7 +90,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         os.environ.setdefault("HF_HOME", str(hf_home_default()))  # weights download once per host
     rt = Runtime(
         store_dir=store or None, backend=backend, embedded=a.embedded, gpu_fallback=a.gpu_fallback,
-        url=inner, token=token, max_queue=a.max_queue,
+        url=url, token=token, max_queue=a.max_queue,
         limits=Limits(max_file_bytes=a.max_file_mb * MB, max_total_bytes=a.max_project_mb * MB),
         fork=not a.no_fork,
     )

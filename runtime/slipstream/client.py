@@ -98,7 +98,9 @@ def check_transport(url: str, token: str) -> None:
     from .server import is_loopback
 
     u = httpx.URL(url)
-    if u.scheme != "http" or not token or is_loopback(u.host):
+    # 0.0.0.0 / :: (a runtime's own URL when it binds every address, as its workers get it)
+    # reach this very host: nothing leaves it
+    if u.scheme != "http" or not token or is_loopback(u.host) or u.host in ("0.0.0.0", "::"):
         return
     if os.environ.get(INSECURE_ENV, "").lower() not in ("1", "true", "yes", "on"):
         raise SlipstreamError(

@@ -222,7 +222,8 @@ def test_a_token_is_never_sent_in_clear_text_to_another_host(monkeypatch: pytest
         RuntimeClient("http://gpu-box.example:8765", "secret-token")
     with pytest.raises(SlipstreamError, match="clear text"):
         RuntimeClient("http://10.0.0.7:8765", "secret-token")
-    for ok in ("http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:2", "https://gpu-box.example"):
+    # loopback, and a runtime's own URL when it binds every address (what its workers get)
+    for ok in ("http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:2", "http://0.0.0.0:8765", "https://gpu-box.example"):
         RuntimeClient(ok, "secret-token").close()
     assert capsys.readouterr().err == ""
     monkeypatch.setenv("SLIPSTREAM_ALLOW_INSECURE", "1")
