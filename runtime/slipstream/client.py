@@ -102,7 +102,10 @@ def check_transport(url: str, token: str) -> None:
     # reach this very host: nothing leaves it
     if u.scheme != "http" or not token or is_loopback(u.host) or u.host in ("0.0.0.0", "::"):
         return
-    if os.environ.get(INSECURE_ENV, "").lower() not in ("1", "true", "yes", "on"):
+    allowed = os.environ.get(INSECURE_ENV, "").lower()
+    if allowed == "runtime" and url == os.environ.get("SLIPSTREAM_RUNTIME_URL", "").rstrip("/"):
+        return  # a runtime's own worker calling it back on the address it serves plain HTTP on
+    if allowed not in ("1", "true", "yes", "on"):
         raise SlipstreamError(
             f"refusing to send the token in clear text to {url}: anyone on the path could read it and run code "
             f"on the runtime. Serve HTTPS (`slipstream serve --tls-cert FILE --tls-key FILE`, or a TLS proxy in "

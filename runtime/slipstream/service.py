@@ -243,6 +243,10 @@ class Runtime:
             env["SLIPSTREAM_RUNTIME_URL"] = self.url
         if self.token:
             env["SLIPSTREAM_TOKEN"] = self.token
+        if self.url.startswith("http://"):
+            # the runtime serves plain HTTP where its workers reach it (0.0.0.0 as a Ray node's
+            # LAN address): calling it back is not the user's choice to send a token in clear
+            env["SLIPSTREAM_ALLOW_INSECURE"] = "runtime"
         if self.tls_ca:  # workers call over https:// too; a self-signed certificate is its own CA
             env.setdefault("SLIPSTREAM_CA_BUNDLE", os.environ.get("SLIPSTREAM_CA_BUNDLE") or self.tls_ca)
         return env

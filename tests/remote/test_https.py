@@ -226,6 +226,13 @@ def test_a_token_is_never_sent_in_clear_text_to_another_host(monkeypatch: pytest
     for ok in ("http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:2", "http://0.0.0.0:8765", "https://gpu-box.example"):
         RuntimeClient(ok, "secret-token").close()
     assert capsys.readouterr().err == ""
+    # a runtime serving plain HTTP on a LAN address lets its own workers call it back, only it
+    monkeypatch.setenv("SLIPSTREAM_ALLOW_INSECURE", "runtime")
+    monkeypatch.setenv("SLIPSTREAM_RUNTIME_URL", "http://10.0.0.7:8765")
+    RuntimeClient("http://10.0.0.7:8765", "secret-token").close()
+    with pytest.raises(SlipstreamError, match="clear text"):
+        RuntimeClient("http://10.0.0.8:8765", "secret-token")
+    assert capsys.readouterr().err == ""
     monkeypatch.setenv("SLIPSTREAM_ALLOW_INSECURE", "1")
     _warned_insecure.discard("http://10.0.0.7:8765")
     RuntimeClient("http://10.0.0.7:8765", "secret-token").close()
