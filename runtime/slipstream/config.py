@@ -152,10 +152,13 @@ def source_dirs(root: Path) -> list[Path]:
 def import_paths(root: str | os.PathLike[str], extra: list[str | os.PathLike[str]] | None = None) -> list[str]:
     """The folders (relative to root, "" = root) the runtime puts on sys.path for this project:
     the root, then `extra` (folders the user's process imports from, inside root), then the
-    source folders. Folders outside root are left out."""
+    source folders. Folders outside root are left out, and so are sys.path entries that are no
+    folder (an editable install's `__editable__...__path_hook__`, a missing folder)."""
     r = Path(root).resolve()
     out = [""]
     for d in [*(extra or []), *source_dirs(r)]:
+        if not Path(d).is_dir():
+            continue
         try:
             rel = Path(d).resolve().relative_to(r).as_posix()
         except ValueError:
@@ -221,7 +224,8 @@ def runtime_from_env(project: ProjectConfig | None = None) -> tuple[str, str] | 
     if not url:
         return None
     if url.split("://", 1)[0].lower() not in ("http", "https", "ssh") or "://" not in url:
-        raise ValueError(f"runtime URL {url!r}: write http://host:port, https://host[:port] or ssh://[user@]host[:port]")
+        where = "SLIPSTREAM_RUNTIME_URL" if os.environ.get("SLIPSTREAM_RUNTIME_URL") else f"[runtime] url in {CONFIG_NAME}"
+        raise ValueError(f"runtime URL {url!r} ({where}): write http://host:port, https://host[:port] or ssh://[user@]host[:port]")
     token_env = project.token_env if project else "SLIPSTREAM_TOKEN"
     token = os.environ.get(token_env) or os.environ.get("SLIPSTREAM_TOKEN", "")
     return url.rstrip("/"), token

@@ -83,3 +83,30 @@ def test_stdlib_named_module_in_the_current_folder_never_reaches_the_runtime(mak
     assert "the project json.py was imported by the runtime" not in out.stdout + out.stderr
     assert "json.py" in out.stderr and "standard-library module 'json'" in out.stderr, out.stderr
     assert out.returncode != 0
+
+
+def test_an_editable_install_on_sys_path_does_not_replace_the_workers(runtime, tmp_path):
+    """`pip install -e` of any package puts `__editable__.<name>.finder.__path_hook__` (no
+    folder) on sys.path. It is not one of the project's import folders: a script run with it
+    and one run without must deploy the same paths, so the second finds the same warm worker
+    (and the keep()-held models in it) instead of replacing it."""
+    from tests.conftest import remove_project
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("[project]\nname = 'proj'\n")
+    (root / "app.py").write_text(
+        "import os\nfrom slipstream import endpoint\n\n@endpoint(gpu='T4')\ndef pid() -> int:\n    return os.getpid()\n\n"
+        "if __name__ == '__main__':\n    print('PID', pid())\n"
+    )
+    site = tmp_path / "site"  # as site-packages' __editable__ .pth does at start-up
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.path.append('__editable__.mylib-0.1.finder.__path_hook__')\n")
+    env = sdk_env(SLIPSTREAM_RUNTIME_URL=runtime.url, SLIPSTREAM_TOKEN=runtime.token)
+    try:
+        first = run_sdk(root, "app.py", env={**env, "PYTHONPATH": str(site)})
+        second = run_sdk(root, "app.py", env=env)
+        assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+        assert lines_with(first.stdout, "PID") == lines_with(second.stdout, "PID"), "the worker was replaced"
+    finally:
+        remove_project(runtime, root)
