@@ -197,13 +197,13 @@ def cmd_run(a: argparse.Namespace) -> int:
         _err(f"no such script: {script}")
         return 2
     from . import session
-    from .config import find_project_root, load_project, runtime_from_env
+    from .config import find_project_root
     from .embedded import EmbeddedRuntime
     from .errors import DeployError
 
     root = find_project_root(script)
     embedded = None
-    if not runtime_from_env(load_project(root)):
+    if not _configured_runtime(root):
         embedded = EmbeddedRuntime.start(root)
         os.environ["SLIPSTREAM_RUNTIME_URL"] = embedded.url
         os.environ["SLIPSTREAM_TOKEN"] = embedded.token
@@ -235,11 +235,23 @@ def cmd_run(a: argparse.Namespace) -> int:
     return code
 
 
+def _configured_runtime(root: Path) -> tuple[str, str] | None:
+    """SLIPSTREAM_RUNTIME_URL or slipstream.toml's runtime (url, token), else None; a URL or
+    slipstream.toml that cannot be used is one line on stderr and exit code 2."""
+    from .config import load_project, runtime_from_env
+
+    try:
+        return runtime_from_env(load_project(root))
+    except ValueError as exc:
+        _err(str(exc))
+        raise SystemExit(2) from None
+
+
 def _client():
     from .client import RuntimeClient
-    from .config import find_project_root, load_project, runtime_from_env
+    from .config import find_project_root
 
-    target = runtime_from_env(load_project(find_project_root(Path.cwd())))
+    target = _configured_runtime(find_project_root(Path.cwd()))
     if not target:
         _err("no runtime configured: set SLIPSTREAM_RUNTIME_URL and SLIPSTREAM_TOKEN (see `slipstream serve`)")
         raise SystemExit(2)
@@ -321,9 +333,13 @@ def cmd_logs(a: argparse.Namespace) -> int:
 
 
 def cmd_dev(a: argparse.Namespace) -> int:
+    from .config import find_project_root
     from .devserver import run_dev
 
-    return run_dev(Path(a.path), port=a.port, runtime_url=a.runtime, host=a.host)
+    url, token = a.runtime, None
+    if not url:  # like run and the editor: SLIPSTREAM_RUNTIME_URL or slipstream.toml, else embedded
+        url, token = _configured_runtime(find_project_root(Path(a.path))) or (None, None)
+    return run_dev(Path(a.path), port=a.port, runtime_url=url, host=a.host, token=token)
 
 
 def cmd_daemon(a: argparse.Namespace) -> int:
@@ -439,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("path", nargs="?", default=".")
     d.add_argument("--port", type=int, default=8888)
     d.add_argument("--host", default="127.0.0.1")
-    d.add_argument("--runtime", default=None, help="runtime URL (default: start the embedded one)")
+    d.add_argument("--runtime", default=None, help="runtime URL (default: $SLIPSTREAM_RUNTIME_URL, else [runtime] url in slipstream.toml, else start the embedded one)")
     d.set_defaults(fn=cmd_dev)
 
     st = sub.add_parser("status", help="show the runtime's endpoints, pools and spend")

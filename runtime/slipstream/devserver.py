@@ -198,7 +198,9 @@ def create_dev_app(state: DevState) -> Any:
     )
 
 
-def run_dev(path: Path, *, port: int = 8888, runtime_url: str | None = None, host: str = "127.0.0.1") -> int:
+def run_dev(
+    path: Path, *, port: int = 8888, runtime_url: str | None = None, host: str = "127.0.0.1", token: str | None = None
+) -> int:
     import os
 
     import uvicorn
@@ -207,7 +209,9 @@ def run_dev(path: Path, *, port: int = 8888, runtime_url: str | None = None, hos
     root = find_project_root(path)
     embedded = None
     if runtime_url:
-        client = RuntimeClient(runtime_url, os.environ.get("SLIPSTREAM_TOKEN", ""), project=project_key(root))
+        token = os.environ.get("SLIPSTREAM_TOKEN", "") if token is None else token
+        client = RuntimeClient(runtime_url, token, project=project_key(root))
+        _out(f"runtime at {runtime_url}")
     else:
         from .embedded import EmbeddedRuntime
 

@@ -67,3 +67,28 @@ def test_namespace_package_under_dev(make_shape, dev_server):
     proj.write("ns/tools/helpers.py", "def tag(x):\n    return f'{{{x}}}'\n")
     dev.wait_for("↻", "ns/tools/helpers.py", "live")
     assert dev.call("wrap", {"x": "a"}) == "{a} from ns.tools.helpers"
+
+
+def test_dev_serves_from_the_runtime_slipstream_runtime_url_names(make_shape, dev_server, runtime):
+    """`export SLIPSTREAM_RUNTIME_URL=ssh://gpu-box` (docs/remote.md), then `slipstream dev`:
+    the endpoints run on that runtime, as under `slipstream run` and in the editor, not on an
+    embedded one on the laptop."""
+    from project_shapes import sdk_env
+
+    from tests.conftest import remove_project
+
+    proj = make_shape("package")
+    try:
+        dev = dev_server(proj.root, env=sdk_env(SLIPSTREAM_RUNTIME_URL=runtime.url, SLIPSTREAM_TOKEN=runtime.token))
+        assert dev.call("hello", {"name": "ada"}) == "hello ada v0"
+        assert not any("embedded runtime" in line for line in dev.seen), dev.seen
+        client = runtime.client()
+        try:
+            on_runtime = {(e["project"], e["name"]) for e in client.status()["endpoints"]}
+        finally:
+            client.close()
+        from slipstream.config import project_key
+
+        assert (project_key(proj.root), "hello") in on_runtime, on_runtime
+    finally:
+        remove_project(runtime, proj.root)

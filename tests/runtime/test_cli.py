@@ -66,3 +66,22 @@ def test_plain_python_script_starts_an_embedded_runtime_by_itself(tmp_path):
     )
     assert p.returncode == 0, p.stderr
     assert "Hello, world!" in p.stdout and (tmp_path / "gradient.png").exists()
+
+
+def test_a_runtime_url_with_a_wrong_scheme_is_one_line_for_every_command(tmp_path):
+    """A typo in SLIPSTREAM_RUNTIME_URL (or slipstream.toml's [runtime] url): each command says
+    which setting and how to write it, in one line, exit code 2; no traceback."""
+    (tmp_path / "app.py").write_text("print('ran')\n")
+    for argv in (["run", "app.py"], ["status"], ["logs"], ["dev", ".", "--port", "0"]):
+        p = subprocess.run([sys.executable, "-m", "slipstream", *argv], cwd=tmp_path, env=_env(SLIPSTREAM_RUNTIME_URL="htp://gpu-box:8765"),
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2, (argv, p.stderr)
+        assert p.stderr.strip().splitlines() == [
+            "slipstream: runtime URL 'htp://gpu-box:8765' (SLIPSTREAM_RUNTIME_URL): "
+            "write http://host:port, https://host[:port] or ssh://[user@]host[:port]"
+        ], (argv, p.stderr)
+        assert "ran" not in p.stdout
+    (tmp_path / "slipstream.toml").write_text('[runtime]\nurl = "gpu-box:8765"\n')
+    p = subprocess.run([sys.executable, "-m", "slipstream", "status"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    assert "'gpu-box:8765' ([runtime] url in slipstream.toml)" in p.stderr and "Traceback" not in p.stderr, p.stderr
