@@ -546,7 +546,8 @@ class _Resolver:
 
     def evaluate(self, node: cst.BaseExpression, before: int | None = None) -> Any:
         if isinstance(node, cst.SimpleString):
-            return _string_value(node.value)
+            value = _string_value(node.value)
+            return UNRESOLVED if value is None else value
         if isinstance(node, cst.ConcatenatedString):
             try:
                 value = node.evaluated_value
@@ -603,9 +604,13 @@ class _Resolver:
 
 
 @functools.lru_cache(maxsize=8192)
-def _string_value(literal: str) -> str | bytes:
-    """A string literal's value (libcst's evaluated_value runs ast.literal_eval each time)."""
-    return cst.SimpleString(literal).evaluated_value
+def _string_value(literal: str) -> str | bytes | None:
+    """A string literal's value (libcst's evaluated_value runs ast.literal_eval each time), or
+    None for one that libcst parses but Python refuses (a null byte, a bad escape)."""
+    try:
+        return cst.SimpleString(literal).evaluated_value
+    except (SyntaxError, ValueError):
+        return None
 
 
 def _strings_in(node: cst.CSTNode) -> list[tuple[str, cst.SimpleString]]:

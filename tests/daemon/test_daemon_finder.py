@@ -170,3 +170,16 @@ def test_a_home_folder_without_slipstream_toml_is_never_synced(tmp_path) -> None
     with pytest.raises(ProjectRootError, match="no slipstream.toml"):
         _check_root(Path.home().resolve())
     _check_root(tmp_path)  # an ordinary folder is the project
+
+
+def test_a_string_python_refuses_does_not_break_the_index() -> None:
+    """libcst parses a literal holding a null byte, but Python refuses it; the file's other
+    endpoints are still found and the bad value is simply not resolved."""
+    source = (
+        'from slipstream import endpoint\n\n\n@endpoint(gpu="H1\x0000")\ndef f():\n    pass\n\n\n'
+        '@endpoint(gpu="A100")\ndef g(x="a\x00b"):\n    pass\n'
+    )
+    index = _index(source)
+    assert [ep.name for ep in index.endpoints] == ["f", "g"]
+    assert index.endpoints[0].args["gpu"].value is UNRESOLVED
+    assert index.endpoints[1].value("gpu") == "A100"
