@@ -372,14 +372,14 @@ class Worker:
             if inspect.isgenerator(result) or inspect.isasyncgen(result):
                 if h.get("stream"):  # each item goes out as it is produced
                     for item in self._items(result, st):
-                        self.ch.send({"op": "item", "id": cid}, self._encode(item, fmt))
+                        self.ch.send({"op": "item", "id": cid}, self._encode(item, fmt, h.get("method")))
                     result = None
                 else:  # a plain call (await f.aio(), .map, JSON without streaming): the list
                     result = list(self._items(result, st))
             sys.stdout.flush()
             sys.stderr.flush()
             header = {"op": "result", "id": cid, "duration": time.perf_counter() - started}
-            chunks = self._encode(result, fmt)
+            chunks = self._encode(result, fmt, h.get("method"))
             size = wire.frame_length(chunks)
             if h.get("shm_reply") and size >= shm.THRESHOLD:
                 buf = shm.SharedBuffer(size, "r-")
@@ -442,10 +442,20 @@ class Worker:
                 raise _BadRequest(f"{label}: {exc}") from None
         return fn, args, kwargs
 
-    def _encode(self, value: Any, fmt: str) -> list[bytes | memoryview]:
-        if fmt == "pickle":
-            return wire.dumps(value)
-        return [wire.json_dumps(wire.to_display(value))]
+    def _encode(self, value: Any, fmt: str, method: str | None = None) -> list[bytes | memoryview]:
+        try:
+            if fmt == "pickle":
+                return wire.dumps(value)
+            return [wire.json_dumps(wire.to_display(value))]
+        except Exception as exc:  # noqa: BLE001 - say what could not go back, not where pickle failed
+            name = (self.endpoint.name if self.endpoint is not None else "the endpoint") + (f".{method}" if method else "")
+            cls = type(value)
+            what = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+            raise TypeError(
+                f"{name} returned a {what} that cannot be sent back "
+                f"({type(exc).__name__}: {exc}); return plain data (numbers, strings, lists, dicts, arrays, "
+                "tensors, images), or keep the object on the runtime (keep()) and return what the caller needs"
+            ) from None
 
     def _send_error(self, cid: int, started: float, info: ErrorInfo) -> None:
         d = info.to_dict()

@@ -290,3 +290,23 @@ def test_slipstream_logs_follows_one_endpoints_output(app, runtime):
         proc.wait(20)
     assert f"[doc_logs] {marker}\n" in lines, lines
     assert not any(other in line for line in lines), "only the named endpoint's lines"
+
+
+def test_the_readme_tour_runs_as_written_under_slipstream_run(tmp_path):
+    """The README's first code block, pasted into a file as a new user does, with a stand-in
+    for the model loader it leaves to the user: `slipstream run` runs it (the embedded runtime)."""
+    readme = (REPO / "README.md").read_text()
+    tour = readme.split("## A one-minute tour", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    stand_in = (
+        "def load_pipeline():\n"
+        "    return lambda prompt, num_inference_steps: type('Out', (), {'images': [prompt.upper()]})()\n\n"
+    )
+    first, rest = tour.split("\n", 1)  # the import line stays first
+    last = rest.rstrip().splitlines()[-1]
+    indent = last[: len(last) - len(last.lstrip())]
+    (tmp_path / "tour.py").write_text(first + "\n" + stand_in + rest + indent + "print('IMAGES', images)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")}
+    p = subprocess.run([sys.executable, "-m", "slipstream", "run", "tour.py"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert "IMAGES ['A FOX', 'A HERON']" in p.stdout, p.stdout + p.stderr

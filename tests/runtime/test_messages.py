@@ -21,7 +21,7 @@ from slipstream.errors import DeployError, MapError
 from slipstream.spec import SpecError
 from tests.conftest import write_project
 
-# The README's tour, pasted into one file as a new user would (with a stand-in model loader).
+# The README's tour without its `if __name__ == "__main__":` guard, as a user may paste it (with a stand-in model loader).
 TOUR = '''
 from slipstream import endpoint, keep
 
@@ -273,3 +273,33 @@ def test_status_and_logs_without_a_runtime_answering_are_one_line(tmp_path):
         msg = _one_line(p.stderr)
         assert f"no Slipstream runtime answered at {url}" in msg, msg
 
+
+
+# --- a result that cannot travel back ---------------------------------------------------------
+
+UNPICKLABLE = '''
+import threading
+from slipstream import endpoint
+
+@endpoint
+def lock():
+    return threading.Lock()
+
+@endpoint
+class Holder:
+    def handle(self):
+        import socket
+        return socket.socket()
+'''
+
+
+def test_a_result_that_cannot_be_sent_back_says_which_endpoint_returned_what(runtime, project_factory):
+    app = project_factory(runtime, {"holder.py": UNPICKLABLE}).module("holder")
+    with pytest.raises(TypeError) as exc:
+        app.lock()
+    text = str(exc.value)
+    assert "lock returned a _thread.lock that cannot be sent back" in text, text
+    assert "return plain data" in text and "cloudpickle" not in str(exc.value.__cause__)
+    with pytest.raises(TypeError, match=r"Holder\.handle returned a socket\.socket that cannot be sent back"):
+        app.Holder().handle()
+    assert app.lock.local() is not None, "the endpoint itself is fine"
