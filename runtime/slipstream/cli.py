@@ -210,7 +210,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     sys.argv = [str(script), *a.args]
     sys.path.insert(0, str(script.resolve().parent))
     os.environ.setdefault("SLIPSTREAM_PROGRESS", "1")  # a long .map shows its progress on stderr (progress.py)
-    code, interrupted = 0, False
+    code, interrupted, failure = 0, False, ""
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exc:
@@ -223,6 +223,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         where = f" ({exc.file}:{exc.line})" if exc.file and exc.line else f" ({exc.file})" if exc.file else ""
         _err(f"the runtime refused the code{where}: {exc.type}: {exc.message}")
         code = 1
+    except Exception as exc:  # the script failed: its traceback, as `python script.py` shows it
+        code, failure = 1, _script_traceback(exc)
     finally:
         s = session.current()
         if s.calls:
@@ -232,7 +234,47 @@ def cmd_run(a: argparse.Namespace) -> int:
             embedded.stop()
         if interrupted:
             _err("interrupted: the script's remote calls were cancelled" + ("; the embedded runtime stopped" if embedded else ""))
+    if failure:
+        print(failure, end="", file=sys.stderr, flush=True)
     return code
+
+
+def _script_traceback(exc: BaseException) -> str:
+    """exc's traceback without `slipstream run`'s own frames above the script (this module,
+    runpy) and, for what the SDK raises on purpose (a runtime's answer: the endpoint's own
+    exception, a refused call, a runtime that does not answer), without the SDK's frames below
+    the user's line. An unexpected error inside Slipstream keeps its frames."""
+    import traceback
+
+    from .errors import RemoteTraceback, SlipstreamError
+    from .spec import SpecError
+
+    pkg = str(Path(__file__).resolve().parent) + os.sep
+
+    def ours(fs: traceback.FrameSummary) -> bool:
+        return fs.filename.startswith(pkg) or fs.filename in ("<frozen runpy>", runpy.__file__)
+
+    def trim(te: traceback.TracebackException, e: BaseException | None, seen: set[int]) -> None:
+        if id(te) in seen:
+            return
+        seen.add(id(te))
+        frames = list(te.stack)
+        while frames and ours(frames[0]):
+            frames.pop(0)
+        on_purpose = isinstance(e, (SlipstreamError, SpecError)) or isinstance(getattr(e, "__cause__", None), RemoteTraceback) \
+            or getattr(e, "_slipstream_refused", False)
+        while on_purpose and frames and ours(frames[-1]):
+            frames.pop()
+        if frames:
+            te.stack = traceback.StackSummary.from_list(frames)
+        if te.__cause__ is not None:
+            trim(te.__cause__, getattr(e, "__cause__", None), seen)
+        if te.__context__ is not None:
+            trim(te.__context__, getattr(e, "__context__", None), seen)
+
+    te = traceback.TracebackException.from_exception(exc)
+    trim(te, exc, set())
+    return "".join(te.format())
 
 
 def _configured_runtime(root: Path) -> tuple[str, str] | None:

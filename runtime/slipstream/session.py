@@ -265,7 +265,9 @@ class Session:
 
     def _exception(self, info: ErrorInfo) -> BaseException:
         if info.kind == "bad-request":
-            return TypeError(info.message)
+            exc = TypeError(info.message)
+            exc._slipstream_refused = True  # type: ignore[attr-defined]  # slipstream run shows the caller's line only
+            return exc
         cls = _KIND_TO_ERROR.get(info.kind)
         if cls is not None:
             return cls(info.message)

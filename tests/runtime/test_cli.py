@@ -85,3 +85,26 @@ def test_a_runtime_url_with_a_wrong_scheme_is_one_line_for_every_command(tmp_pat
     p = subprocess.run([sys.executable, "-m", "slipstream", "status"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
     assert p.returncode == 2
     assert "'gpu-box:8765' ([runtime] url in slipstream.toml)" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_a_failing_script_under_run_shows_its_own_lines_not_slipstreams(tmp_path):
+    """As `python app.py` shows it: the endpoint's remote traceback, then the user's line that
+    called it; neither `slipstream run`'s frames (cli.py, runpy) nor the SDK's (endpoint.py,
+    session.py) in between. Exit code 1, the spend line before the traceback."""
+    (tmp_path / "app.py").write_text(
+        "import sys\nfrom slipstream import endpoint\n\n@endpoint\ndef boom(x: int) -> int:\n    raise ValueError(f'bad x {x}')\n\n"
+        "if __name__ == '__main__':\n    if sys.argv[1] == 'raise':\n        boom(3)\n    boom(1, 2)\n"
+    )
+    for arg, last, line in (("raise", "(raised on the Slipstream runtime; remote traceback above)", 10),
+                            ("args", "TypeError: boom(x: int) -> int: takes 1 positional argument but 2 were given", 11)):
+        p = subprocess.run([sys.executable, "-m", "slipstream", "run", "app.py", arg], cwd=tmp_path, env=_env(),
+                           capture_output=True, text=True, timeout=180)
+        assert p.returncode == 1, p.stderr
+        lines = p.stderr.strip().splitlines()
+        assert lines[-1] == last, p.stderr
+        assert f'  File "app.py", line {line}, in <module>' in lines, p.stderr
+        for internal in ("cli.py", "runpy", "endpoint.py", "session.py"):
+            assert internal not in p.stderr, p.stderr
+        assert p.stderr.index("remote call(s)") < p.stderr.index("Traceback"), p.stderr
+        if arg == "raise":
+            assert "    raise ValueError(f'bad x {x}')\nValueError: bad x 3" in p.stderr, p.stderr
