@@ -338,8 +338,9 @@ def cmd_status(a: argparse.Namespace) -> int:
         for e in (e for e in st["endpoints"] if e.get("project") == proj["key"]):
             p, s = e["pool"], e["stats"]
             states = ",".join(w["state"] for w in p["workers"]) or "scaled to zero"
+            p50 = "-" if s["p50_ms"] is None else f"{s['p50_ms']} ms"  # no call yet
             print(f"  {e['name']:<24} {e['gpu']:<10} workers {len(p['workers'])}/{p['max']} [{states}]  "
-                  f"calls {s['calls']} errors {s['errors']}  p50 {s['p50_ms']} ms  ${s['cost_usd']:.6f}")
+                  f"calls {s['calls']} errors {s['errors']}  p50 {p50}  ${s['cost_usd']:.6f}")
     return 0
 
 

@@ -33,12 +33,15 @@ def test_run_reports_a_missing_script():
 
 
 def test_status_lists_endpoints_and_spend(runtime, project_factory):
-    proj = project_factory(runtime, {"app.py": "from slipstream import endpoint\n\n@endpoint(gpu='H100')\ndef ping():\n    return 'pong'\n"})
+    proj = project_factory(runtime, {"app.py": "from slipstream import endpoint\n\n@endpoint(gpu='H100')\ndef ping():\n    return 'pong'\n\n"
+                                                "@endpoint(gpu='L4')\ndef idle():\n    return 1\n"})
     assert proj.module("app").ping() == "pong"
     p = subprocess.run([sys.executable, "-m", "slipstream", "status"], env=_env(SLIPSTREAM_RUNTIME_URL=runtime.url, SLIPSTREAM_TOKEN=runtime.token),
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert "ping" in p.stdout and "H100" in p.stdout and "calls 1" in p.stdout
+    idle = next(line for line in p.stdout.splitlines() if line.strip().startswith("idle "))
+    assert "calls 0 errors 0  p50 -  $0.000000" in idle and "None" not in p.stdout, p.stdout
 
 
 def test_status_without_a_runtime_says_how_to_configure_one(tmp_path):
