@@ -184,6 +184,14 @@ def _refuse_at_import(ep: Endpoint, method: str | None, how: str) -> None:
         )
 
 
+def _modal_form(label: str, item: str) -> AttributeError | None:
+    """Modal's f.remote(x) / f.remote_gen(x): say the Slipstream form instead of 'no attribute'."""
+    if item in ("remote", "remote_gen"):
+        return AttributeError(f"{label}.{item}(...) is Modal's form; in Slipstream call the endpoint itself: {label}(...) runs "
+                              f"on the runtime (await {label}.aio(...) in async code; docs/endpoint-api.md, Coming from Modal)")
+    return None
+
+
 class _Callable:
     """Shared call surface of function endpoints and methods of class endpoints."""
 
@@ -270,6 +278,9 @@ class Endpoint(_Callable):
         return f"<slipstream endpoint {self.name!r} ({kind}, gpu={self.spec.gpu_label})>"
 
     def __getattr__(self, item: str) -> Any:
+        modal = _modal_form(self.__dict__.get("name", "f"), item)
+        if modal is not None:
+            raise modal
         return getattr(self.target, item)
 
     @property
@@ -359,6 +370,10 @@ class RemoteMethod(_Callable):
 
     def _fn(self) -> Callable[..., Any]:
         return getattr(self.endpoint.target, self.method or "")
+
+    def __getattr__(self, item: str) -> Any:
+        modal = _modal_form(f"{self.endpoint.name}().{self.method}", item) if "method" in self.__dict__ else None
+        raise modal or AttributeError(f"{type(self).__name__!r} object has no attribute {item!r}")
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         if self._inst._local is None:

@@ -127,3 +127,24 @@ def test_the_aio_forms_are_async_iterators_with_the_same_promises(app):
     assert sorted(_shape(done), key=lambda r: r[1] if isinstance(r, tuple) else r) == want
     assert star == [2, 4]
     assert first == 0 and err.failed == [3]
+
+
+def test_modal_remote_says_the_slipstream_form(tmp_path, monkeypatch):
+    """`f.remote(x)` is what a Modal user types first: the error says to call `f(x)`, for a
+    function and for a class endpoint's method (no runtime needed to find out)."""
+    import importlib
+
+    (tmp_path / "modal_user.py").write_text(
+        "from slipstream import endpoint\n\n@endpoint\ndef embed(text: str) -> int:\n    return len(text)\n\n"
+        "@endpoint\nclass Model:\n    def predict(self, x: int) -> int:\n        return x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("modal_user")
+    with pytest.raises(AttributeError, match=r"embed\.remote\(\.\.\.\) is Modal's form; .* call the endpoint itself: embed\(\.\.\.\)"):
+        mod.embed.remote("hi")
+    with pytest.raises(AttributeError, match=r"Model\(\)\.predict\.remote_gen\(\.\.\.\) is Modal's form; .*: Model\(\)\.predict\(\.\.\.\)"):
+        mod.Model().predict.remote_gen(1)
+    with pytest.raises(AttributeError, match="'RemoteMethod' object has no attribute 'nope'"):
+        mod.Model().predict.nope  # noqa: B018 - other names are plain AttributeErrors
+    assert mod.embed.local("abc") == 3 and mod.embed.__name__ == "embed"
+    monkeypatch.delitem(__import__("sys").modules, "modal_user")
