@@ -2,6 +2,7 @@
 TCP proxy that adds a fixed delay, each figure as a ratio to the round trip (RTT).
 
     .venv/bin/python bench/bench_remote_latency.py [--rtt-ms 50 150] [--n 20] [--files 1000] [--mb 50] [--big-mb 100]
+    .venv/bin/python bench/bench_remote_latency.py --ssh [--n 20] ...   (through an SSH tunnel, below)
 
 The runtime (`slipstream serve`) listens on 127.0.0.1; DelayProxy listens on 127.0.0.2 on the
 same port numbers (HTTP and the data channel) and holds every chunk for RTT/2 in each
@@ -23,6 +24,11 @@ counted at the proxy (requests the client starts: a new connection counts its ha
 The proxy and the harness are importable (DelayProxy, Remote, measure_all) so the SSH tunnel's
 figures can be taken the same way: pass Remote(..., url=<the tunnel's URL>) or wrap another
 target in DelayProxy.
+
+--ssh takes the same figures through an SSH tunnel with no added delay, each as a ratio to
+direct loopback to the same runtime (measure_ssh): a throwaway OpenSSH server on loopback (the
+tests' host, tests/remote/sshhost.py), `ssh://testhost` bootstrapped and reached as the SDK
+always does (one multiplexed connection, the HTTP and data ports forwarded).
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, fmt, goal, interleaved, machine, stats_ms  # noqa: E402
+from _common import ROOT, fmt, free_port, goal, interleaved, machine, stats_ms  # noqa: E402
 
 PROXY_HOST = "127.0.0.2"
 
@@ -455,6 +461,133 @@ def measure_all(remote: Remote, n: int, files: int, mb: float, big_mb: int, repo
     return out
 
 
+# --- the SSH tunnel, no added delay, against direct loopback -------------------------------
+
+def _ratio(a: dict[str, float], b: dict[str, float]) -> str:
+    return f"ssh/direct p50 {a['p50'] / b['p50']:.2f}x, p95 {a['p95'] / b['p95']:.2f}x (p50 {a['p50'] - b['p50']:+.2f} ms)"
+
+
+def measure_ssh(n: int, files: int, mb: float, big_mb: int, report: Callable[[str], None] = print) -> dict[str, Any]:
+    """The same figures through an SSH tunnel with no added delay, each as a ratio to direct
+    loopback to the same runtime. The host is the tests' throwaway OpenSSH server on loopback
+    (tests/remote/sshhost.py): `ssh://testhost` bootstraps it as `slipstream connect` does (the
+    package index unreachable from it, so the wheels go over ssh), and the SDK reaches the
+    host's runtime through the forwards of one multiplexed connection; the baseline is the same
+    runtime at its own loopback address (http://127.0.0.1:<its port>). Interleaved sample by
+    sample; 1-byte and big raw round trips through a forward of the same master show what the
+    tunnel itself costs. tests/ is importable as ROOT is on sys.path (_common)."""
+    from slipstream.client import RuntimeClient
+    from slipstream.sshlink import link_for
+    from slipstream.sync import build_manifest, sync_project
+    from tests.remote.sshhost import SSHD, start_ssh_host
+
+    if not Path(SSHD).exists():
+        raise SystemExit(f"--ssh needs OpenSSH's server at {SSHD} (scripts/install-test-hosts installs it)")
+    tmp = Path(tempfile.mkdtemp(prefix="slipstream-bench-ssh-"))
+    host = start_ssh_host(tmp / "ssh")
+    saved = {k: os.environ.get(k) for k in (*host.env, "SLIPSTREAM_RUNTIME_URL")}
+    os.environ.update(host.env)
+    os.environ.pop("SLIPSTREAM_RUNTIME_URL", None)
+    link = None
+    out: dict[str, Any] = {}
+    try:
+        t = time.perf_counter()
+        link = link_for("ssh://testhost", quiet=True)
+        report(f"first connect (bootstrap of the host, wheels sent over ssh): {time.perf_counter() - t:.1f} s")
+        remote_url = link.remote["url"]
+        ssh_c = RuntimeClient("ssh://testhost")
+        direct = RuntimeClient(remote_url, link.token)
+        report(f"through the tunnel: {ssh_c.url} (data {link.data_port}) -> host {remote_url} (data {link.remote_data}); "
+               f"direct: {remote_url}")
+        root = _project(tmp / "app")
+        ssh_c.project = sync_project(ssh_c, root).project
+        direct.project = ssh_c.project
+        clients = {"ssh": ssh_c, "direct": direct}
+
+        # the tunnel's own floor: raw round trips to an echo server, through a forward of the
+        # same master connection and directly
+        echo = EchoServer()
+        fwd = free_port()
+        if not link._forward(fwd, echo.port):
+            raise RuntimeError("could not forward a port to the echo server over ssh")
+        raws = {"ssh": RawClient(("127.0.0.1", fwd)), "direct": RawClient(("127.0.0.1", echo.port))}
+
+        def both(label: str, fns: dict[str, Callable[[], object]], samples: int, warmup: int = 3) -> tuple[dict[str, float], dict[str, float]]:
+            s = interleaved(fns, samples, warmup=warmup)
+            a, b = stats_ms(s["ssh"]), stats_ms(s["direct"])
+            report(fmt(f"{label} [ssh]", a))
+            report(fmt(f"{label} [direct]", b) + "   " + _ratio(a, b))
+            return a, b
+
+        # 1. a no-op call (warm connections)
+        for c in clients.values():
+            _ok(c.call("noop", None, (), {}))
+        both("raw 1-byte round trip", {k: (lambda r=r: r.roundtrip(b"x")) for k, r in raws.items()}, n)
+        out["noop"] = both("no-op call", {k: (lambda c=c: _ok(c.call("noop", None, (), {}))) for k, c in clients.items()}, n)
+
+        # 2. save to live: one project, each edit made, synced and called by one side
+        version = [1]
+
+        def edit(c: Any) -> None:
+            version[0] += 1
+            (root / "app.py").write_text(textwrap.dedent(APP.format(version=version[0])))
+            sync_project(c, root)
+            while _ok(c.call("version", None, (), {})) != version[0]:
+                pass
+
+        out["save_to_live"] = both("one-file edit, save to live", {k: (lambda c=c: edit(c)) for k, c in clients.items()}, n, warmup=1)
+
+        # 4. 100 MB echoed back
+        blob = os.urandom(big_mb * 1024 * 1024)
+        big_n = max(3, n // 4)
+        both(f"raw socket, {big_mb} MB up+back", {k: (lambda r=r: r.roundtrip(blob)) for k, r in raws.items()}, big_n, warmup=1)
+        out["big"] = both(f"{big_mb} MB argument round trip",
+                          {k: (lambda c=c: _ok(c.call("echo", None, (blob,), {}, timeout=600))) for k, c in clients.items()},
+                          big_n, warmup=1)
+        blob = b""
+        for r in raws.values():
+            r.close()
+        echo.close()
+
+        # 3. the first sync of a big project: a fresh project (new bytes) and client each sample
+        samples: dict[str, list[float]] = {"ssh": [], "direct": []}
+        size_mb = 0.0
+        for i in range(max(2, n // 10)):
+            for kind in ("ssh", "direct") if i % 2 == 0 else ("direct", "ssh"):
+                big_root = _project(tmp / f"big{i}{kind}", files=files, mb=mb)
+                size_mb = sum(p.stat().st_size for p in big_root.rglob("*") if p.is_file()) / 1e6
+                fresh = RuntimeClient("ssh://testhost") if kind == "ssh" else RuntimeClient(remote_url, link.token)
+                fresh.health()
+                build_manifest(big_root)  # hashed before the clock starts, as an editor's save finds them
+                t = time.perf_counter()
+                res = sync_project(fresh, big_root)
+                samples[kind].append(time.perf_counter() - t)
+                fresh._request("DELETE", f"/v1/projects/{res.project}")
+                fresh.close()
+                shutil.rmtree(big_root, ignore_errors=True)
+        a, b = stats_ms(samples["ssh"]), stats_ms(samples["direct"])
+        report(fmt(f"first sync, {files} files {size_mb:.0f} MB [ssh]", a))
+        report(fmt(f"first sync, {files} files {size_mb:.0f} MB [direct]", b) + "   " + _ratio(a, b))
+        out["first_sync"] = (a, b)
+        for c in clients.values():
+            c.close()
+        return out
+    finally:
+        if link is not None:
+            try:
+                link.stop_runtime()
+            except Exception as exc:  # noqa: BLE001 - still stop the master and sshd
+                report(f"(stopping the host's runtime: {exc})")
+            link.close_master()
+        host.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rtt-ms", type=float, nargs="+", default=[50.0, 150.0])
@@ -462,9 +595,15 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--mb", type=float, default=50.0)
     ap.add_argument("--big-mb", type=int, default=100)
+    ap.add_argument("--ssh", action="store_true", help="instead: the same figures through an SSH tunnel (a throwaway "
+                    "sshd on loopback), no added delay, as a ratio to direct loopback to the same runtime")
     a = ap.parse_args()
     os.chdir(ROOT)
     print(machine())
+    if a.ssh:
+        print("\n== SSH tunnel (a throwaway OpenSSH server on loopback, ssh://testhost), no added delay, vs direct loopback")
+        measure_ssh(a.n, a.files, a.mb, a.big_mb)
+        return
     for rtt in a.rtt_ms:
         print(f"\n== round trip {rtt:.0f} ms (DelayProxy, {rtt / 2:.0f} ms each way, no rate limit)")
         remote = Remote(rtt / 1000).start()
