@@ -226,12 +226,25 @@ def cmd_run(a: argparse.Namespace) -> int:
     except Exception as exc:  # the script failed: its traceback, as `python script.py` shows it
         code, failure = 1, _script_traceback(exc)
     finally:
-        s = session.current()
-        if s.calls:
-            _err(f"{s.calls} remote call(s), {s.busy_s:.2f} busy s, ${s.spend_usd:.6f} at GPU prices")
-        s.close()
-        if embedded is not None:
-            embedded.stop()
+        import signal
+
+        def again(*_: object) -> None:  # Ctrl-C again while stopping: stopping goes on (bounded), no traceback
+            _err("stopping the script's calls and the embedded runtime (a few seconds at most)")
+
+        import threading
+
+        main = threading.current_thread() is threading.main_thread()  # signal handlers: main thread only
+        previous = signal.signal(signal.SIGINT, again) if main else None
+        try:
+            s = session.current()
+            if s.calls:
+                _err(f"{s.calls} remote call(s), {s.busy_s:.2f} busy s, ${s.spend_usd:.6f} at GPU prices")
+            s.close()
+            if embedded is not None:
+                embedded.stop()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         if interrupted:
             _err("interrupted: the script's remote calls were cancelled" + ("; the embedded runtime stopped" if embedded else ""))
     if failure:

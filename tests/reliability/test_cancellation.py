@@ -403,3 +403,28 @@ def test_a_finished_script_leaves_nothing_in_the_temp_folder(tmp_path, how):
     p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "finished" in p.stdout, p.stderr
     assert os.listdir(temp) == [], "nothing is left in the temp folder"
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_while_slipstream_run_stops_is_no_traceback(tmp_path):
+    """An impatient user presses Ctrl-C twice: the second lands while the embedded runtime
+    stops. Stopping goes on (bounded), the exit is the same 130 with the one 'interrupted'
+    line, and nothing is left running."""
+    marker = tmp_path / "run-marker"
+    root = write_project(tmp_path / "runproj", {"app.py": APP, "main.py": RUN_SCRIPT.replace("MARKER", repr(str(marker)))})
+    env = {k: v for k, v in os.environ.items() if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")}
+    proc = subprocess.Popen([sys.executable, "-m", "slipstream", "run", "main.py"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(marker.exists, "the script's call to start", bound=120)
+        tree = descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.1)  # the first Ctrl-C is being handled: the runtime is stopping
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=HANG_BOUND_S)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1].startswith("slipstream: interrupted: the script's remote calls were cancelled"), err
+    wait_for(lambda: not any(alive(p) for p in tree), f"{sorted(tree)} (runtime, fork server, worker) to be gone", bound=15)
