@@ -69,6 +69,105 @@ def _summarise(session: Session, ep: Endpoint, before: tuple[float, float], call
         ep.last_call = replace(ep.last_call, duration_s=session.busy_s - before[0], cost_usd=session.spend_usd - before[1], calls=calls)
 
 
+class _Batch:
+    """The bookkeeping the blocking and the asyncio forms share: the calls in flight (futures or
+    tasks, by input index), the finished ones not yet handed out, every result and failure."""
+
+    def __init__(self, width: int, order_outputs: bool, return_exceptions: bool, progress: MapProgress | None) -> None:
+        self.room = width * 2
+        self.order_outputs = order_outputs
+        self.return_exceptions = return_exceptions
+        self.progress = progress
+        self.pending: dict[Any, int] = {}  # future or task -> index
+        self.finished: dict[int, tuple[bool, Any]] = {}  # index -> (ok, value or exception)
+        self.results: dict[int, Any] = {}
+        self.errors: dict[int, BaseException] = {}
+        self.count = 0
+        self.exhausted = False
+        self.failed = False  # a failure reached the caller's position: run the rest, then raise
+        self.nxt = 0  # the next index to hand out (ordered)
+
+    def fill(self, argsets: Iterator[tuple[Any, ...]], start: Callable[[tuple[Any, ...]], Any]) -> None:
+        """Start calls (`start` returns a future or a task) until the window is full or the inputs end."""
+        while not self.exhausted and len(self.pending) < self.room:
+            try:
+                args = next(argsets)
+            except StopIteration:
+                self.exhausted = True
+                return
+            fut = start(args)
+            if self.progress is not None:  # counted as calls finish, whenever the caller reads them
+                fut.add_done_callback(self._tick)
+            self.pending[fut] = self.count
+            self.count += 1
+
+    def _tick(self, f: Any) -> None:
+        if self.progress is not None and not f.cancelled():
+            self.progress.tick(f.exception() is None)
+
+    def take(self, done: Iterable[Any]) -> list[int]:
+        """Record the calls that finished; their indexes, sorted. Ctrl-C and the like re-raise."""
+        got = []
+        for f in done:
+            i = self.pending.pop(f)
+            exc = f.exception()
+            if exc is None:
+                self.finished[i] = (True, f.result())
+                self.results[i] = f.result()
+            else:
+                if not isinstance(exc, Exception):
+                    raise exc
+                self.finished[i] = (False, exc.with_traceback(None))
+                self.errors[i] = self.finished[i][1]
+            got.append(i)
+        return sorted(got)
+
+    def next_ready(self) -> bool:
+        """In input order, the next result to hand out has finished."""
+        return self.order_outputs and self.nxt in self.finished
+
+    def more(self) -> bool:
+        return bool(self.pending) or (not self.failed and self.next_ready())
+
+    def must_wait(self) -> bool:
+        return self.failed or not self.next_ready()
+
+    def hand_out(self, ready: list[int]) -> Iterator[Any]:
+        """The values the caller gets now; stops at the first failure (unless return_exceptions)."""
+        if self.failed:
+            return
+        if self.order_outputs:
+            order = []
+            while self.nxt in self.finished:
+                order.append(self.nxt)
+                self.nxt += 1
+        else:
+            order = ready
+        for i in order:
+            ok, value = self.finished.pop(i)
+            if ok or self.return_exceptions:
+                yield value
+            else:
+                self.failed = True
+                return
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+
+    def end(self, session: Session, ep: Endpoint, before: tuple[float, float]) -> None:
+        """All calls ran: the totals on `ep.last_call`, then MapError if a failure is to raise."""
+        _summarise(session, ep, before, self.count)
+        if self.errors and not self.return_exceptions:
+            first = self.errors[min(self.errors)]
+            raise MapError(self.errors, [self.results.get(i) for i in range(self.count)]) from first
+
+
+def _batch(session: Session, ep: Endpoint, order_outputs: bool, return_exceptions: bool, total: int | None, what: str | None) -> _Batch:
+    progress = MapProgress(what or ep.name, total, lambda: session.spend_usd) if enabled() else None
+    return _Batch(_width(ep), order_outputs, return_exceptions, progress)
+
+
 def map_calls(
     session: Session, ep: Endpoint, method: str | None, argsets: Iterator[tuple[Any, ...]], kwargs: dict[str, Any],
     *, order_outputs: bool = True, return_exceptions: bool = False, total: int | None = None, what: str | None = None,
@@ -91,73 +190,22 @@ def map_calls(
             time.sleep(delay)  # a batch waits for room rather than failing on a full queue
             delay = min(delay * 2, 2.0)
 
-    width = _width(ep)
     before = (session.busy_s, session.spend_usd)
-    ex = ThreadPoolExecutor(width, thread_name_prefix=f"map-{ep.name}")
-    pending: dict[Future[Any], int] = {}
-    finished: dict[int, tuple[bool, Any]] = {}  # index -> (ok, value or exception)
-    results: dict[int, Any] = {}
-    errors: dict[int, BaseException] = {}
-    count = 0
-    exhausted = False
-    failed = False  # a failure reached the caller's position: run the rest, then raise
-    progress = MapProgress(what or ep.name, total, lambda: session.spend_usd) if enabled() else None
+    b = _batch(session, ep, order_outputs, return_exceptions, total, what)
+    ex = ThreadPoolExecutor(_width(ep), thread_name_prefix=f"map-{ep.name}")
 
-    def fill() -> None:
-        nonlocal count, exhausted
-        while not exhausted and len(pending) < width * 2:
-            try:
-                args = next(argsets)
-            except StopIteration:
-                exhausted = True
-                return
-            fut = ex.submit(one, args)
-            if progress is not None:  # counted as calls finish, whenever the caller reads them
-                fut.add_done_callback(lambda f: f.cancelled() or progress.tick(f.exception() is None))
-            pending[fut] = count
-            count += 1
-
-    def collect(block: bool) -> list[int]:
-        if not pending:
-            return []
-        done, _ = wait(list(pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        got = []
-        for f in done:
-            i = pending.pop(f)
-            exc = f.exception()
-            if exc is None:
-                finished[i] = (True, f.result())
-                results[i] = f.result()
-            else:
-                finished[i] = (False, exc.with_traceback(None) if isinstance(exc, Exception) else exc)
-                if not isinstance(exc, Exception):
-                    raise exc
-                errors[i] = finished[i][1]
-            got.append(i)
-        return sorted(got)
+    def start(args: tuple[Any, ...]) -> Future[Any]:
+        return ex.submit(one, args)
 
     try:
-        fill()
-        nxt = 0  # the next index to hand out (ordered)
-        while pending or (not failed and order_outputs and nxt in finished):
-            ready = collect(block=failed or not (order_outputs and nxt in finished))
-            fill()
-            if failed:
-                continue
-            if order_outputs:
-                order = []
-                while nxt in finished:
-                    order.append(nxt)
-                    nxt += 1
-            else:
-                order = ready
-            for i in order:
-                ok, value = finished.pop(i)
-                if ok or return_exceptions:
-                    yield value
-                else:
-                    failed = True
-                    break
+        b.fill(argsets, start)
+        while b.more():
+            ready: list[int] = []
+            if b.pending:
+                done, _ = wait(list(b.pending), timeout=None if b.must_wait() else 0, return_when=FIRST_COMPLETED)
+                ready = b.take(done)
+            b.fill(argsets, start)
+            yield from b.hand_out(ready)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C: the calls running are cancelled too
         ex.shutdown(wait=False, cancel_futures=True)
         session.abort()
@@ -166,12 +214,8 @@ def map_calls(
         # done, or left early (a break, the iterator dropped): calls not started never start;
         # those running finish on their worker and their results are dropped
         ex.shutdown(wait=False, cancel_futures=True)
-        if progress is not None:
-            progress.close()
-    _summarise(session, ep, before, count)
-    if errors and not return_exceptions:
-        first = errors[min(errors)]
-        raise MapError(errors, [results.get(i) for i in range(count)]) from first
+        b.close()
+    b.end(session, ep, before)
 
 
 async def map_calls_async(
@@ -180,7 +224,6 @@ async def map_calls_async(
 ) -> AsyncIterator[Any]:
     """The asyncio form (`async for r in f.map.aio(...)`): the same promises as map_calls."""
     await asyncio.to_thread(session.ensure, ep)
-    width = _width(ep)
     before = (session.busy_s, session.spend_usd)
 
     async def one(args: tuple[Any, ...]) -> Any:
@@ -192,74 +235,25 @@ async def map_calls_async(
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    pending: dict[asyncio.Task[Any], int] = {}
-    finished: dict[int, tuple[bool, Any]] = {}
-    results: dict[int, Any] = {}
-    errors: dict[int, BaseException] = {}
-    count = 0
-    exhausted = False
-    failed = False
-    progress = MapProgress(what or ep.name, total, lambda: session.spend_usd) if enabled() else None
+    def start(args: tuple[Any, ...]) -> asyncio.Task[Any]:
+        return asyncio.ensure_future(one(args))
 
-    def fill() -> None:
-        nonlocal count, exhausted
-        while not exhausted and len(pending) < width * 2:
-            try:
-                args = next(argsets)
-            except StopIteration:
-                exhausted = True
-                return
-            task = asyncio.ensure_future(one(args))
-            if progress is not None:
-                task.add_done_callback(lambda t: t.cancelled() or progress.tick(t.exception() is None))
-            pending[task] = count
-            count += 1
-
+    b = _batch(session, ep, order_outputs, return_exceptions, total, what)
     try:
-        fill()
-        nxt = 0
-        while pending or (not failed and order_outputs and nxt in finished):
+        b.fill(argsets, start)
+        while b.more():
             ready: list[int] = []
-            if pending and (failed or not (order_outputs and nxt in finished)):
-                done, _ = await asyncio.wait(list(pending), return_when=asyncio.FIRST_COMPLETED)
-                for t in done:
-                    i = pending.pop(t)
-                    exc = t.exception()
-                    if exc is None:
-                        finished[i] = (True, t.result())
-                        results[i] = t.result()
-                    else:
-                        if not isinstance(exc, Exception):
-                            raise exc
-                        finished[i] = (False, exc.with_traceback(None))
-                        errors[i] = finished[i][1]
-                    ready.append(i)
-            fill()
-            if failed:
-                continue
-            if order_outputs:
-                order = []
-                while nxt in finished:
-                    order.append(nxt)
-                    nxt += 1
-            else:
-                order = sorted(ready)
-            for i in order:
-                ok, value = finished.pop(i)
-                if ok or return_exceptions:
-                    yield value
-                else:
-                    failed = True
-                    break
+            if b.pending and b.must_wait():
+                done, _ = await asyncio.wait(list(b.pending), return_when=asyncio.FIRST_COMPLETED)
+                ready = b.take(done)
+            b.fill(argsets, start)
+            for value in b.hand_out(ready):
+                yield value
     finally:
-        for t in pending:  # leaving early or cancelled: the calls still running are cancelled
+        for t in b.pending:  # leaving early or cancelled: the calls still running are cancelled
             t.cancel()
-        if progress is not None:
-            progress.close()
-    _summarise(session, ep, before, count)
-    if errors and not return_exceptions:
-        first = errors[min(errors)]
-        raise MapError(errors, [results.get(i) for i in range(count)]) from first
+        b.close()
+    b.end(session, ep, before)
 
 
 class Form:
