@@ -139,7 +139,7 @@ def _gone(call_id: str) -> Any:
 
 def add_call_routes(app: Any, rt: Any, max_body: int) -> None:
     """The spawn, status and cancel routes (token-protected like every route but /health)."""
-    from .server import _error, _lookup_error, _read_body
+    from .server import _call_input, _error
 
     registry = CallRegistry()
     rt.calls = registry
@@ -147,26 +147,10 @@ def add_call_routes(app: Any, rt: Any, max_body: int) -> None:
     async def spawn(request: Request) -> Any:
         name = request.path_params["name"]
         project = request.path_params.get("project") or request.query_params.get("project") or None
-        try:
-            pool = rt.pool(name, project)
-        except LookupError as exc:
-            return _lookup_error(exc)
-        except ValueError as exc:
-            return _error(400, "BadProject", str(exc))
-        ctype = request.headers.get("content-type", "").split(";")[0].strip()
-        if ctype not in (wire.CONTENT_TYPE, "application/json", ""):
-            return _error(415, "UnsupportedMediaType", f"send application/json or {wire.CONTENT_TYPE}, not {ctype!r}")
-        fmt = "pickle" if ctype == wire.CONTENT_TYPE else "json"
-        body = await _read_body(request, max_body)
-        if body is None:
-            return _error(413, "PayloadTooLarge", f"request body over {max_body} bytes")
-        if fmt == "json":
-            try:
-                parsed = json.loads(body or b"{}")
-            except (ValueError, RecursionError) as exc:
-                return _error(400, "BadRequest", f"body is not valid JSON: {exc}")
-            if not isinstance(parsed, dict) or not isinstance(parsed.get("args", []), list) or not isinstance(parsed.get("kwargs", {}), dict):
-                return _error(400, "BadRequest", "body must be an object {\"args\": [...], \"kwargs\": {...}}")
+        got = await _call_input(rt, request, name, project, max_body)
+        if isinstance(got, JSONResponse):
+            return got
+        pool, fmt, body = got
         if pool.unavailable:
             return _error(503, "EndpointUnavailable", pool.unavailable)
         if len(pool.queue) >= pool.max_queue:

@@ -205,9 +205,6 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
     )
     async def put_blobs(request: Request) -> Any:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_BLOB_BATCH:
-            return _error(413, "UploadRefused", f"a batch over {MAX_BLOB_BATCH} bytes; send several")
         body = await _read_body(request, MAX_BLOB_BATCH)
         if body is None:
             return _error(413, "UploadRefused", f"a batch over {MAX_BLOB_BATCH} bytes; send several")
@@ -319,32 +316,10 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         if stream_arg not in _TRUE + _FALSE:
             return _error(422, "InvalidParameter", f"stream must be true or false (1/0, yes/no), not {stream_arg[:40]!r}")
         stream = stream_arg in _TRUE
-        try:
-            pool = rt.pool(name, project)
-        except LookupError as exc:
-            return _lookup_error(exc)
-        except ValueError as exc:
-            return _error(400, "BadProject", str(exc))
-        ctype = request.headers.get("content-type", "").split(";")[0].strip()
-        if ctype == wire.CONTENT_TYPE:
-            fmt = "pickle"
-        elif ctype in ("application/json", ""):
-            fmt = "json"
-        else:
-            return _error(415, "UnsupportedMediaType", f"send application/json or {wire.CONTENT_TYPE}, not {ctype!r}")
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_body:
-            return _error(413, "PayloadTooLarge", f"request body over {max_body} bytes")
-        body = await _read_body(request, max_body)
-        if body is None:
-            return _error(413, "PayloadTooLarge", f"request body over {max_body} bytes")
-        if fmt == "json":
-            try:
-                parsed = json.loads(body or b"{}")
-            except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep to parse
-                return _error(400, "BadRequest", f"body is not valid JSON: {exc}")
-            if not isinstance(parsed, dict) or not isinstance(parsed.get("args", []), list) or not isinstance(parsed.get("kwargs", {}), dict):
-                return _error(400, "BadRequest", "body must be an object {\"args\": [...], \"kwargs\": {...}}")
+        got = await _call_input(rt, request, name, project, max_body)
+        if isinstance(got, JSONResponse):
+            return got
+        pool, fmt, body = got
         c = Call(method=method, fmt=fmt, body=body, stream=stream)
         c.tag = (request.query_params.get("tag") or "")[:64]
         if c.stream:
@@ -443,6 +418,11 @@ def _split_batch(body: bytes) -> list[tuple[str, bytes]]:
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None when it is over `limit` (refused on its Content-Length
+    before reading, or as the bytes come in)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
     chunks = []
     size = 0
     async for chunk in request.stream():
@@ -451,6 +431,36 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _call_input(rt: Runtime, request: Request, name: str, project: str | None, max_body: int) -> tuple[Any, str, bytes] | JSONResponse:
+    """What the call and spawn routes take in: the endpoint's pool, the body's format ("pickle"
+    or "json") and the body, checked (an {"args": [...], "kwargs": {...}} object for JSON); or
+    the error response to send instead."""
+    try:
+        pool = rt.pool(name, project)
+    except LookupError as exc:
+        return _lookup_error(exc)
+    except ValueError as exc:
+        return _error(400, "BadProject", str(exc))
+    ctype = request.headers.get("content-type", "").split(";")[0].strip()
+    if ctype == wire.CONTENT_TYPE:
+        fmt = "pickle"
+    elif ctype in ("application/json", ""):
+        fmt = "json"
+    else:
+        return _error(415, "UnsupportedMediaType", f"send application/json or {wire.CONTENT_TYPE}, not {ctype!r}")
+    body = await _read_body(request, max_body)
+    if body is None:
+        return _error(413, "PayloadTooLarge", f"request body over {max_body} bytes")
+    if fmt == "json":
+        try:
+            parsed = json.loads(body or b"{}")
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep to parse
+            return _error(400, "BadRequest", f"body is not valid JSON: {exc}")
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("args", []), list) or not isinstance(parsed.get("kwargs", {}), dict):
+            return _error(400, "BadRequest", "body must be an object {\"args\": [...], \"kwargs\": {...}}")
+    return pool, fmt, body
 
 
 def _http_status(info: Any) -> int:
