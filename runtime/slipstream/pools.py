@@ -498,15 +498,20 @@ class Pool:
         self.logs.emit(endpoint=self.name, stream="system", tag=call.tag,
                        text=f"worker {w.handle.id} did not stop cancelled call {call.id} within "
                        f"{self.cancel_grace:g}s; replacing it")
-        others = [c for c in w.inflight.values() if c is not call]
+        w.inflight.pop(call.id, None)
+        self._kill_worker(w, f"killed because cancelled call {call.id} did not stop within {self.cancel_grace:g}s",
+                          "its worker was replaced because a cancelled call on it did not stop")
+
+    def _kill_worker(self, w: _WState, why: str, others: str) -> None:
+        """Take `w` out of the pool and kill it (`why` goes to its log); the calls still on it
+        fail as crashes saying `others`; then the queue moves on."""
+        victims = list(w.inflight.values())
         w.inflight.clear()
         self._remove(w)
-        w.handle.kill(f"killed because cancelled call {call.id} did not stop within {self.cancel_grace:g}s")
-        for other in others:
+        w.handle.kill(why)
+        for other in victims:
             if not other.future.done():
-                other.future.set_exception(
-                    PoolError("crash", f"endpoint {self.name!r}: its worker was replaced because a cancelled call on it did not stop")
-                )
+                other.future.set_exception(PoolError("crash", f"endpoint {self.name!r}: {others}"))
         self._pump()
 
     def update(self, info: dict[str, Any], spec: EndpointSpec, gen: Generation, replace: str = "") -> None:
@@ -852,16 +857,8 @@ class Pool:
         msg = f"endpoint {self.name!r}: the call ran past its timeout of {self.spec.timeout:g}s; its worker was killed and replaced"
         if w is not None:
             w.inflight.pop(call.id, None)
-            others = list(w.inflight.values())
-            w.inflight.clear()
-            self._remove(w)
-            w.handle.kill(f"killed because a call on the same worker ran past its {self.spec.timeout:g}s timeout")
-            for other in others:
-                if not other.future.done():
-                    other.future.set_exception(
-                        PoolError("crash", f"endpoint {self.name!r}: its worker was killed because another call timed out")
-                    )
-            self._pump()
+            self._kill_worker(w, f"killed because a call on the same worker ran past its {self.spec.timeout:g}s timeout",
+                              "its worker was killed because another call timed out")
         raise PoolError("timeout", msg)
 
     async def _reap_idle(self) -> None:
