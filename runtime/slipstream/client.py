@@ -48,12 +48,12 @@ class RuntimeRestarted(SlipstreamError):
 class CallOutcome:
     """What came back from one SDK call: the value or the error, the logs and the metering."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: int = 0) -> None:
         self.value: Any = None
         self.error: ErrorInfo | None = None
         self.logs: list[dict[str, str]] = []
         self.meta: dict[str, Any] = {}
-        self.status = 0
+        self.status = status
 
 
 SMALL_BODY = 1 << 20
@@ -414,28 +414,15 @@ class RuntimeClient:
 
     def stream(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None, *, project: str | None = None) -> Iterator[tuple[str, Any]]:
         """Yield ("item", value) as a generator endpoint produces them, then ("done", outcome)."""
-        params: dict[str, Any] = {"stream": "true"}
-        if method:
-            params["method"] = method
-        body = wire.dumps_bytes({"args": list(args), "kwargs": kwargs})
         try:
-            with self.http.stream(
-                "POST", call_path(endpoint, project or self.project), params=params, content=body,
-                headers={"content-type": wire.CONTENT_TYPE}, timeout=_timeout(timeout),
-            ) as r:
-                if r.headers.get("content-type", "").split(";")[0] != wire.CONTENT_TYPE:
+            with self.http.stream(**self._stream_request(endpoint, method, args, kwargs, timeout, project)) as r:
+                if not _is_records(r):
                     r.read()
                     yield "done", _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r)
                     return
-                reader = wire.RecordReader()
-                out = CallOutcome()
-                out.status = r.status_code
+                reader, out = wire.RecordReader(), CallOutcome(status=r.status_code)
                 for chunk in r.iter_raw():
-                    for kind, payload in reader.feed(chunk):
-                        if kind == wire.REC_ITEM:
-                            yield "item", wire.loads(payload)
-                        else:
-                            _apply_record(out, kind, payload)
+                    yield from _stream_records(reader, out, chunk)
                 yield "done", out
         except httpx.ReadTimeout:
             raise _client_timeout(timeout) from None
@@ -482,33 +469,31 @@ class RuntimeClient:
         """`stream` for asyncio: ("item", value) as the worker yields them, then ("done", outcome).
         Leaving early (break, cancellation, a timeout) closes the connection: the runtime
         cancels the call."""
-        params: dict[str, Any] = {"stream": "true"}
-        if method:
-            params["method"] = method
-        body = wire.dumps_bytes({"args": list(args), "kwargs": kwargs})
         try:
-            async with self._async_http().stream(
-                "POST", call_path(endpoint, project or self.project), params=params, content=body,
-                headers={"content-type": wire.CONTENT_TYPE}, timeout=_timeout(timeout),
-            ) as r:
-                if r.headers.get("content-type", "").split(";")[0] != wire.CONTENT_TYPE:
+            async with self._async_http().stream(**self._stream_request(endpoint, method, args, kwargs, timeout, project)) as r:
+                if not _is_records(r):
                     await r.aread()
                     yield "done", _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r)
                     return
-                reader = wire.RecordReader()
-                out = CallOutcome()
-                out.status = r.status_code
+                reader, out = wire.RecordReader(), CallOutcome(status=r.status_code)
                 async for chunk in r.aiter_raw():
-                    for kind, payload in reader.feed(chunk):
-                        if kind == wire.REC_ITEM:
-                            yield "item", wire.loads(payload)
-                        else:
-                            _apply_record(out, kind, payload)
+                    for item in _stream_records(reader, out, chunk):
+                        yield item
                 yield "done", out
         except httpx.ReadTimeout:
             raise _client_timeout(timeout) from None
         except httpx.TransportError as exc:
             raise RuntimeUnavailable(f"lost the runtime at {self.url} while streaming: {exc}") from None
+
+    def _stream_request(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
+                        timeout: float | None, project: str | None) -> dict[str, Any]:
+        """The streaming POST both `stream` and `stream_async` send."""
+        params: dict[str, Any] = {"stream": "true"}
+        if method:
+            params["method"] = method
+        return {"method": "POST", "url": call_path(endpoint, project or self.project), "params": params,
+                "content": wire.dumps_bytes({"args": list(args), "kwargs": kwargs}),
+                "headers": {"content-type": wire.CONTENT_TYPE}, "timeout": _timeout(timeout)}
 
     def abort(self) -> None:
         """Close the connections of calls in flight (after Ctrl-C): the runtime cancels them."""
@@ -598,9 +583,21 @@ def _apply_record(out: CallOutcome, kind: int, payload: bytearray | memoryview) 
         out.error = info
 
 
+def _is_records(r: httpx.Response) -> bool:
+    return r.headers.get("content-type", "").split(";")[0] == wire.CONTENT_TYPE
+
+
+def _stream_records(reader: wire.RecordReader, out: CallOutcome, chunk: bytes) -> Iterator[tuple[str, Any]]:
+    """A streamed chunk's records: ("item", value) for each item; the rest go into `out`."""
+    for kind, payload in reader.feed(chunk):
+        if kind == wire.REC_ITEM:
+            yield "item", wire.loads(payload)
+        else:
+            _apply_record(out, kind, payload)
+
+
 def _records_outcome(status: int, body: bytearray) -> CallOutcome:
-    out = CallOutcome()
-    out.status = status
+    out = CallOutcome(status)
     for kind, payload in parse_records(body):
         _apply_record(out, kind, payload)  # type: ignore[arg-type]
     if status == 404:
@@ -613,8 +610,7 @@ def _records_outcome(status: int, body: bytearray) -> CallOutcome:
 
 
 def _outcome(status: int, ctype: str, chunks: list[bytes], r: httpx.Response) -> CallOutcome:
-    out = CallOutcome()
-    out.status = status
+    out = CallOutcome(status)
     if ctype.split(";")[0] != wire.CONTENT_TYPE:
         if status == 404:
             raise UnknownEndpoint(_message(r))
