@@ -105,17 +105,12 @@ def _clip_tokenizer(folder: Path) -> Any:
     """A CLIPTokenizer with the repository's settings (77 positions) over a small vocabulary."""
     import tempfile
 
+    from tiny_models import _write_clip_vocab
     from transformers import CLIPTokenizer
 
     settings = json.loads((folder / "tokenizer" / "tokenizer_config.json").read_text("utf-8"))
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    tokens = [settings["bos_token"], settings["eos_token"]]
-    tokens += list(letters) + [c + "</w>" for c in letters]
-    merges = ["t h", "th e</w>", "i n", "a n", "e r</w>", "o n</w>", "in g</w>"]
-    tokens += ["th", "the</w>", "in", "an", "er</w>", "on</w>", "ing</w>"]
     with tempfile.TemporaryDirectory(prefix="random-clip-") as tmp:
-        Path(tmp, "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-        Path(tmp, "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+        _write_clip_vocab(Path(tmp), settings["bos_token"], settings["eos_token"])
         return CLIPTokenizer.from_pretrained(
             tmp,
             model_max_length=settings["model_max_length"],
@@ -133,7 +128,8 @@ def build_random_sd(
     The modules are built on the device itself (no multi-GB copy from the CPU)."""
     import diffusers
     import torch
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from tiny_models import _sd_pipeline
     from transformers import CLIPTextConfig, CLIPTextModel
 
     folder, small = _folder(model_id, "diffusion")
@@ -163,18 +159,7 @@ def build_random_sd(
         torch.set_default_dtype(previous)
     for m in (unet, vae, text_encoder):
         m.eval()
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return _sd_pipeline(vae, text_encoder, tokenizer, unet, scheduler)
 
 
 def build_random_llm(

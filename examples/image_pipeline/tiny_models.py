@@ -45,17 +45,40 @@ def _seeded(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _clip_tokenizer(folder: Path) -> Any:
-    """A CLIPTokenizer over a vocabulary of single letters and a few merges."""
-    from transformers import CLIPTokenizer
-
+def _write_clip_vocab(folder: Path, bos: str, eos: str) -> None:
+    """vocab.json and merges.txt for a CLIPTokenizer: single letters and a few merges."""
     letters = "abcdefghijklmnopqrstuvwxyz"
-    tokens = ["<|startoftext|>", "<|endoftext|>"]
+    tokens = [bos, eos]
     tokens += list(letters) + [c + "</w>" for c in letters]
     merges = ["t h", "th e</w>", "i n", "a n", "e r</w>", "o n</w>", "in g</w>"]
     tokens += ["th", "the</w>", "in", "an", "er</w>", "on</w>", "ing</w>"]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+
+
+def _sd_pipeline(vae: Any, text_encoder: Any, tokenizer: Any, unet: Any, scheduler: Any) -> StableDiffusionPipeline:
+    """A StableDiffusionPipeline of these parts: no safety checker, no progress bar."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _clip_tokenizer(folder: Path) -> Any:
+    """A CLIPTokenizer over a vocabulary of single letters and a few merges."""
+    from transformers import CLIPTokenizer
+
+    _write_clip_vocab(folder, "<|startoftext|>", "<|endoftext|>")
     # The pipeline pads prompts to model_max_length. With a vocabulary this small most words
     # split into letters, so allow more than CLIP's 77 positions to keep prompts whole.
     return CLIPTokenizer.from_pretrained(str(folder), model_max_length=MAX_PROMPT_TOKENS)
@@ -66,7 +89,6 @@ def build_tiny_sd(seed: int = 0) -> StableDiffusionPipeline:
     from diffusers import (
         AutoencoderKL,
         DDIMScheduler,
-        StableDiffusionPipeline,
         UNet2DConditionModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -118,18 +140,7 @@ def build_tiny_sd(seed: int = 0) -> StableDiffusionPipeline:
         set_alpha_to_one=False,
         steps_offset=1,
     )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return _sd_pipeline(vae, text_encoder, tokenizer, unet, scheduler)
 
 
 def _bpe_tokenizer(vocab_size: int = 320) -> PreTrainedTokenizerBase:
