@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,35 @@ def tree():
 
 def auth(rt: RunningRuntime, token: str | None = None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token or rt.token}"}
+
+
+def wait_for(cond: Any, what: str, bound: float = HANG_BOUND_S) -> Any:
+    """Poll `cond` until it returns something true (returned); fail after `bound` seconds."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {bound:g}s waiting for {what}")
+
+
+def endpoint_info(rt: RunningRuntime, name: str) -> dict[str, Any]:
+    """GET /v1/endpoints/{name}: the pool and its stats."""
+    return httpx.get(f"{rt.url}/v1/endpoints/{name}", headers=auth(rt), timeout=HANG_BOUND_S).json()
+
+
+def log_lines(rt: RunningRuntime, endpoint: str, backlog: int = 2000) -> list[str]:
+    """The runtime's recent log lines for one endpoint (the SSE backlog, up to its first keep-alive)."""
+    out = []
+    with httpx.stream("GET", f"{rt.url}/v1/logs", params={"endpoint": endpoint, "backlog": backlog, "keepalive": 0.2},
+                      headers=auth(rt), timeout=HANG_BOUND_S) as r:
+        for line in r.iter_lines():
+            if line.startswith(":"):
+                return out
+            if line.startswith("data: "):
+                out.append(json.loads(line[6:])["text"])
+    return out
 
 
 _roots: dict[str, Path] = {}

@@ -10,7 +10,6 @@ is known by a later call on the same one-worker pool finishing first (the pool i
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -23,7 +22,7 @@ import httpx
 import pytest
 
 from tests.conftest import start_runtime, write_project
-from tests.reliability.helpers import HANG_BOUND_S, auth
+from tests.reliability.helpers import HANG_BOUND_S, auth, endpoint_info, log_lines, wait_for
 
 APP = '''
 import os, time
@@ -122,33 +121,6 @@ def proj(rt, project_factory):
     return project_factory(rt, {"app.py": APP, "client.py": CLIENT})
 
 
-def wait_for(cond, what: str, bound: float = HANG_BOUND_S):
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {bound:g}s waiting for {what}")
-
-
-def pool(rt, name: str) -> dict:
-    return httpx.get(f"{rt.url}/v1/endpoints/{name}", headers=auth(rt), timeout=HANG_BOUND_S).json()
-
-
-def log_lines(rt, endpoint: str) -> list[str]:
-    """The runtime's recent log lines for one endpoint (the SSE backlog, up to its first keep-alive)."""
-    out = []
-    with httpx.stream("GET", f"{rt.url}/v1/logs", params={"endpoint": endpoint, "backlog": 2000, "keepalive": 0.2},
-                      headers=auth(rt), timeout=HANG_BOUND_S) as r:
-        for line in r.iter_lines():
-            if line.startswith(":"):
-                return out
-            if line.startswith("data: "):
-                out.append(json.loads(line[6:])["text"])
-    return out
-
-
 def alive(pid: int) -> bool:
     """A process that exists and is not a zombie (a reaped-later corpse has stopped running)."""
     try:
@@ -197,8 +169,8 @@ def test_a_gone_clients_running_call_is_interrupted_and_its_queued_call_never_ru
         assert client.poll() is None, client.communicate()
         if queued.exists():  # .map sends its items from threads: either may reach the runtime first
             running, queued = queued, running
-        wait_for(lambda: pool(rt, name)["pool"]["queued"] == 1, "the client's second call to queue")
-        before = pool(rt, name)["stats"]["cancelled"]
+        wait_for(lambda: endpoint_info(rt, name)["pool"]["queued"] == 1, "the client's second call to queue")
+        before = endpoint_info(rt, name)["stats"]["cancelled"]
         signalled = time.monotonic()
         client.send_signal(how)
         client.wait(HANG_BOUND_S)  # Ctrl-C ends the client at once, not when its calls would have ended
@@ -214,7 +186,7 @@ def test_a_gone_clients_running_call_is_interrupted_and_its_queued_call_never_ru
     print(f"\n[figure] {calls}, client {signal.Signals(how).name}: next call answered "
           f"{(time.monotonic() - signalled) * 1000:.0f} ms after the signal")
     assert not queued.exists(), ("the gone client's queued call must never run", log_lines(rt, name)[-12:])
-    info = pool(rt, name)
+    info = endpoint_info(rt, name)
     assert info["stats"]["cancelled"] - before == 2 and info["pool"]["queued"] == 0
     assert [w["pid"] for w in info["pool"]["workers"]] == [int(running.read_text())], "interrupted, not replaced"
     lines = log_lines(rt, name)
@@ -264,7 +236,7 @@ def test_a_call_on_a_worker_thread_is_interrupted_too(rt, proj, tmp_path):
                        "the call on the worker thread to be interrupted")
     assert stopped == "CallCancelled"
     assert app.busy(0) == pid, "interrupted in place: the same worker serves on"
-    assert pool(rt, "busy")["stats"]["cancel_kills"] == 0
+    assert endpoint_info(rt, "busy")["stats"]["cancel_kills"] == 0
 
 
 @pytest.mark.slow
@@ -283,7 +255,7 @@ def test_an_async_endpoint_is_interrupted_in_its_event_loop(rt, proj, tmp_path):
     assert stopped == "CancelledError", stopped  # the loop stops, and asyncio cancels its task: the idiom for async code
     started = time.monotonic()
     assert app.aslow(0) == "finished" and time.monotonic() - started < PROMPT_S
-    assert pool(rt, "aslow")["stats"]["cancel_kills"] == 0
+    assert endpoint_info(rt, "aslow")["stats"]["cancel_kills"] == 0
 
 
 def proj_key(proj) -> str:
@@ -297,7 +269,7 @@ def test_a_call_that_ignores_the_interrupt_is_replaced_after_the_grace_period(rt
     app = proj.module("app")
     warm(app, "stubborn")
     marker = tmp_path / "stubborn"
-    before = pool(rt, "stubborn")["stats"]
+    before = endpoint_info(rt, "stubborn")["stats"]
 
     async def main():
         with pytest.raises(TimeoutError):
@@ -311,7 +283,7 @@ def test_a_call_that_ignores_the_interrupt_is_replaced_after_the_grace_period(rt
     print(f"\n[figure] stuck call, grace 1 s: next call answered in {(time.monotonic() - started) * 1000:.0f} ms")
     assert new != old, "the stuck worker must be replaced"
     wait_for(lambda: not alive(old), "the stuck worker to be gone")
-    after = pool(rt, "stubborn")["stats"]
+    after = endpoint_info(rt, "stubborn")["stats"]
     assert after["cancel_kills"] - before["cancel_kills"] == 1 and after["cancelled"] - before["cancelled"] == 1
     assert any("did not stop cancelled call" in ln and "replacing it" in ln for ln in log_lines(rt, "stubborn"))
 

@@ -4,15 +4,13 @@ every retry shows in the logs, the endpoint's stats and /metrics."""
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
 from slipstream import Retries
 from slipstream.errors import WorkerCrashed
 from slipstream.spec import SpecError
-from tests.reliability.helpers import HANG_BOUND_S, auth
+from tests.reliability.helpers import HANG_BOUND_S, auth, endpoint_info, log_lines
 
 APP = '''
 import os, time
@@ -61,19 +59,7 @@ def app(runtime, project_factory):
 
 
 def _stats(rt, name: str) -> dict:
-    return httpx.get(f"{rt.url}/v1/endpoints/{name}", headers=auth(rt), timeout=HANG_BOUND_S).json()["stats"]
-
-
-def _log_lines(rt, name: str) -> list[str]:
-    out = []
-    with httpx.stream("GET", f"{rt.url}/v1/logs", params={"endpoint": name, "backlog": 500, "keepalive": 0.2},
-                      headers=auth(rt), timeout=HANG_BOUND_S) as r:
-        for line in r.iter_lines():
-            if line.startswith(":"):
-                return out
-            if line.startswith("data: "):
-                out.append(json.loads(line[6:])["text"])
-    return out
+    return endpoint_info(rt, name)["stats"]
 
 
 def test_a_call_whose_worker_crashed_is_retried_and_succeeds(app, runtime, tmp_path):
@@ -81,7 +67,7 @@ def test_a_call_whose_worker_crashed_is_retried_and_succeeds(app, runtime, tmp_p
     assert app.crash_once(str(path)) == "ok on attempt 2"
     stats = _stats(runtime, "crash_once")
     assert stats["retries"] == 1 and stats["crashes"] == 1
-    assert any("retry 1 of 2" in ln and "exited with code 3" in ln for ln in _log_lines(runtime, "crash_once"))
+    assert any("retry 1 of 2" in ln and "exited with code 3" in ln for ln in log_lines(runtime, "crash_once", backlog=500))
     metrics = httpx.get(f"{runtime.url}/metrics", headers=auth(runtime), timeout=HANG_BOUND_S).text
     row = next(ln for ln in metrics.splitlines() if ln.startswith("slipstream_retries_total") and 'endpoint="crash_once"' in ln)
     assert row.endswith(" 1")

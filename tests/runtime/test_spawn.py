@@ -17,7 +17,7 @@ import slipstream
 from slipstream.config import project_key
 from slipstream.errors import CallWasCancelled
 from tests.conftest import start_runtime
-from tests.reliability.helpers import HANG_BOUND_S, auth
+from tests.reliability.helpers import HANG_BOUND_S, auth, wait_for
 
 TTL_S = 6
 
@@ -68,16 +68,6 @@ def proj(rt, project_factory):
     return project_factory(rt, {"app.py": APP, "spawner.py": SPAWNER, "fetcher.py": FETCHER})
 
 
-def _wait_for(cond, what: str, bound: float = HANG_BOUND_S):
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {bound:g}s waiting for {what}")
-
-
 def test_a_spawned_call_is_fetched_by_id_from_a_second_process_after_the_first_exited(rt, proj):
     env = {**os.environ, "SLIPSTREAM_RUNTIME_URL": rt.url, "SLIPSTREAM_TOKEN": rt.token}
     first = subprocess.run([sys.executable, "spawner.py"], cwd=proj.root, env=env, capture_output=True, text=True, timeout=HANG_BOUND_S)
@@ -96,7 +86,7 @@ def test_a_spawned_call_is_fetched_by_id_from_a_second_process_after_the_first_e
     assert done["status"] == "done" and done["endpoint"] == "slow_add"
     assert done["expires_at"] == pytest.approx(done["finished_at"] + TTL_S)
     # dropped after --call-ttl seconds: a clear 404
-    gone = _wait_for(lambda: (r := httpx.get(f"{rt.url}/v1/calls/{call_id}", headers=auth(rt), timeout=HANG_BOUND_S)).status_code == 404 and r,
+    gone = wait_for(lambda: (r := httpx.get(f"{rt.url}/v1/calls/{call_id}", headers=auth(rt), timeout=HANG_BOUND_S)).status_code == 404 and r,
                      "the outcome to be dropped", bound=TTL_S + HANG_BOUND_S)
     assert time.time() >= done["finished_at"] + TTL_S, "kept for the stated time"
     assert "--call-ttl" in gone.json()["error"]["message"]
@@ -110,7 +100,7 @@ def test_cancel_frees_the_worker_at_once_and_a_queued_call_never_runs(rt, proj, 
     running, queued = tmp_path / "running", tmp_path / "queued"
     h = app.sleepy.spawn(120, str(running))
     behind = app.sleepy.spawn(0, str(queued))
-    _wait_for(running.exists, "the spawned call to start")
+    wait_for(running.exists, "the spawned call to start")
     assert h.status == "running" and behind.status == "queued"
     assert behind.cancel() is True
     started = time.monotonic()
