@@ -42,7 +42,10 @@ class RunningRuntime:
                 self.proc.wait()
 
 
-def start_runtime(*args: str, token: str | None = None, env: dict[str, str] | None = None) -> RunningRuntime:
+def start_runtime(*args: str, token: str | None = None, env: dict[str, str] | None = None,
+                  launcher: tuple[str, ...] = (sys.executable, "-m", "slipstream")) -> RunningRuntime:
+    """A real `slipstream serve` on a free loopback port, started by `launcher` (the CLI's argv
+    before "serve"), once it has written its ready file."""
     token = token or secrets.token_urlsafe(16)
     d = Path(tempfile.mkdtemp(prefix="slipstream-test-rt-"))
     ready = d / "ready.json"
@@ -52,7 +55,7 @@ def start_runtime(*args: str, token: str | None = None, env: dict[str, str] | No
     if "--store" not in args:
         args = ("--temp-store", *args)  # each test runtime its own code store, removed when it stops
     proc = subprocess.Popen(
-        [sys.executable, "-m", "slipstream", "serve", "--port", "0", "--ready-file", str(ready), *args],
+        [*launcher, "serve", "--port", "0", "--ready-file", str(ready), *args],
         env=full_env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + 30

@@ -5,7 +5,6 @@ memory, the binary channel's idle close and connection cap, and `slipstream logs
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import os
 import queue
 import secrets
@@ -13,11 +12,9 @@ import select
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import tomllib
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -25,7 +22,7 @@ import pytest
 
 import slipstream
 from slipstream.errors import RemoteError, RemoteTraceback
-from tests.conftest import REPO, RunningRuntime
+from tests.conftest import REPO, RunningRuntime, start_runtime
 
 # Endpoint names are unique to this file: several projects share the module's runtime.
 APP = '''
@@ -182,26 +179,12 @@ def test_bodies_over_1_mib_travel_through_shared_memory(runtime, project_factory
 def _serve_with(idle_s: float, max_connections: int) -> RunningRuntime:
     """A real `slipstream serve` whose binary-channel limits (120 s idle, 1,024 connections)
     are scaled down so that reaching them takes a second and a handful of sockets."""
-    token = secrets.token_urlsafe(16)
-    d = Path(tempfile.mkdtemp(prefix="slipstream-test-rt-"))
-    ready, log = d / "ready.json", d / "serve.log"
     code = (
         "import sys, slipstream.datachannel as dc; "
         f"dc.IDLE_TIMEOUT = {idle_s}; dc.MAX_CONNECTIONS = {max_connections}; "
         "from slipstream.cli import main; sys.exit(main(sys.argv[1:]))"
     )
-    env = {**os.environ, "SLIPSTREAM_TOKEN": token}
-    env.pop("SLIPSTREAM_RUNTIME_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, "serve", "--gpu-fallback", "--port", "0", "--ready-file", str(ready)],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"runtime did not start:\n{log.read_text()}")
-        time.sleep(0.02)
-    return RunningRuntime(json.loads(ready.read_text())["url"], token, proc, log)
+    return start_runtime("--gpu-fallback", launcher=(sys.executable, "-c", code))
 
 
 def _data_port(rt: RunningRuntime) -> tuple[str, int]:
