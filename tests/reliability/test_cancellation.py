@@ -220,20 +220,24 @@ def test_a_client_side_timeout_cancels_the_call(rt, proj, tmp_path, transport):
     assert app.slow(0) == "finished" and time.monotonic() - started < PROMPT_S
 
 
+def _time_out_aio(call, marker: Path, what: str) -> str:
+    """`call.aio(120, marker=...)` given up after 3 s by asyncio.wait_for; what the call on the
+    worker saw when it stopped (it writes the exception's name to <marker>.stopped)."""
+    async def main():
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(call.aio(120, marker=str(marker)), 3)
+
+    asyncio.run(main())
+    stopped = Path(str(marker) + ".stopped")
+    return wait_for(lambda: stopped.exists() and stopped.read_text(), what)
+
+
 @pytest.mark.slow
 def test_a_call_on_a_worker_thread_is_interrupted_too(rt, proj, tmp_path):
     """concurrency > 1: calls run on threads, and the interrupt lands at the next Python line."""
     app = proj.module("app")
     pid = app.busy(0)
-    marker = tmp_path / "busy"
-
-    async def main():
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(app.busy.aio(120, marker=str(marker)), 3)
-
-    asyncio.run(main())
-    stopped = wait_for(lambda: Path(str(marker) + ".stopped").exists() and Path(str(marker) + ".stopped").read_text(),
-                       "the call on the worker thread to be interrupted")
+    stopped = _time_out_aio(app.busy, tmp_path / "busy", "the call on the worker thread to be interrupted")
     assert stopped == "CallCancelled"
     assert app.busy(0) == pid, "interrupted in place: the same worker serves on"
     assert endpoint_info(rt, "busy")["stats"]["cancel_kills"] == 0
@@ -243,15 +247,7 @@ def test_a_call_on_a_worker_thread_is_interrupted_too(rt, proj, tmp_path):
 def test_an_async_endpoint_is_interrupted_in_its_event_loop(rt, proj, tmp_path):
     app = proj.module("app")
     assert app.aslow(0) == "finished"
-    marker = tmp_path / "aslow"
-
-    async def main():
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(app.aslow.aio(120, marker=str(marker)), 3)
-
-    asyncio.run(main())
-    stopped = wait_for(lambda: Path(str(marker) + ".stopped").exists() and Path(str(marker) + ".stopped").read_text(),
-                       "the async call to be interrupted")
+    stopped = _time_out_aio(app.aslow, tmp_path / "aslow", "the async call to be interrupted")
     assert stopped == "CancelledError", stopped  # the loop stops, and asyncio cancels its task: the idiom for async code
     started = time.monotonic()
     assert app.aslow(0) == "finished" and time.monotonic() - started < PROMPT_S
