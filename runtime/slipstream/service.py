@@ -358,7 +358,7 @@ class Runtime:
             header = {"op": "scan", "gen": gen.id, "gen_dir": str(gen.dir), "manifest": gen.files,
                       "entries": gen.entries, "paths": gen.paths, "extra_paths": extra_paths or []}
             try:
-                reply = await scanner.request(header, "scanned", "scan_error", timeout=self.scan_timeout)
+                reply = await scanner.request(header, "scanned", "scan_error", "fatal", timeout=self.scan_timeout)
             except TimeoutError:
                 scanner.kill("import took too long")
                 proj.scanner = None
@@ -371,10 +371,16 @@ class Runtime:
                 if attempt == 0:
                     continue
                 raise DeployRefused(ErrorInfo("ImportCrashed", f"importing the new code crashed the process: {exc}", "", kind="deploy")) from None
-            if reply["op"] == "scan_error":
+            if reply["op"] == "fatal" or (reply["op"] == "scan_error" and not getattr(scanner, "imported", False)):
+                # the scanner itself failed, or its first import did: it has no generation to go
+                # back to (the refused one's folder is dropped), so the next deploy starts a fresh one
+                scanner.kill("internal error while importing" if reply["op"] == "fatal" else "its first import failed")
+                proj.scanner = None
+            if reply["op"] in ("scan_error", "fatal"):
                 info = ErrorInfo.from_dict(reply["error"])
                 info.kind = "deploy"
                 raise DeployRefused(info)
+            scanner.imported = True  # type: ignore[attr-defined]  # a generation to roll back to from now on
             if reply.get("restart"):
                 # The scanner cannot reload this in place either: start it fresh on the new code.
                 scanner.kill("restart for reload")

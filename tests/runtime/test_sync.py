@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from slipstream.sync import sync_project
 
 
@@ -60,3 +64,40 @@ def test_vcs_envs_caches_dot_folders_and_excluded_patterns_never_reach_the_runti
     proj = project_factory(runtime, files)
     proj.sync()
     assert proj.module("app").tree() == KEPT, "the runtime's copy holds exactly the project's code"
+
+
+DATA_APP = '''
+from pathlib import Path
+from slipstream import endpoint
+
+TEMPLATE = (Path(__file__).parent / "templates" / "page.html").read_text()
+
+@endpoint
+def render(name: str) -> str:
+    return TEMPLATE.replace("NAME", name)
+'''
+
+
+def test_a_data_file_read_at_import_that_is_not_code_is_named_with_how_to_sync_it(runtime, project_factory):
+    """An .html template read at import is not synced by default (only code and config
+    suffixes are): the refusal names the file and the [sync] include line that syncs it; with
+    that line the project deploys and serves the file."""
+    from slipstream.errors import DeployError
+
+    proj = project_factory(runtime, {"app.py": DATA_APP, "templates/page.html": "<h1>NAME</h1>"})
+    try:
+        proj.sync()
+    except DeployError as exc:
+        text = str(exc)
+    else:
+        raise AssertionError("an import that reads a file left out of the sync deployed")
+    assert "FileNotFoundError" in text and "templates/page.html is in the project but not synced" in text, text
+    assert 'add [sync] include = ["*.html"] to slipstream.toml' in text, text
+    proj.write("app.py", DATA_APP + "# edited, still reading the file\n")  # refused again: as fast, as clear
+    started = time.monotonic()
+    with pytest.raises(DeployError, match="templates/page.html is in the project but not synced"):
+        proj.sync()  # the first refusal left its scanner nothing to roll back to: this hung 120 s (DeployTimeout)
+    assert time.monotonic() - started < 30
+    proj.write("slipstream.toml", '[project]\nname = "test"\n\n[sync]\ninclude = ["*.html"]\n')
+    proj.sync()
+    assert proj.module("app").render("ada") == "<h1>ada</h1>"
