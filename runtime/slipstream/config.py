@@ -29,6 +29,7 @@ class ProjectConfig:
     runtime_url: str | None = None
     token_env: str = "SLIPSTREAM_TOKEN"
     exclude: list[str] = field(default_factory=list)
+    include: list[str] = field(default_factory=list)  # [sync] include: files synced whatever their suffix
     include_data: bool = True
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -186,6 +187,7 @@ def load_project(root: Path) -> ProjectConfig:
         runtime_url=runtime.get("url"),
         token_env=runtime.get("token_env", "SLIPSTREAM_TOKEN"),
         exclude=list(sync.get("exclude", [])),
+        include=[str(x) for x in sync.get("include", [])],
         raw=data,
     )
 

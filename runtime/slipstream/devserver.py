@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .client import RuntimeClient
-from .config import find_project_root, project_key
+from .config import find_project_root, load_project, project_key
 from .errors import DeployError, SlipstreamError
 from .sync import SyncResult, is_ignored, sync_project
 
@@ -73,12 +73,17 @@ class DevState:
 
 
 def watch_filter(root: Path):
+    try:
+        include = load_project(root).include  # [sync] include: those files reload too
+    except ValueError:
+        include = []
+
     def allowed(change: Any, path: str) -> bool:
         try:
             rel = Path(path).resolve().relative_to(root).as_posix()
         except ValueError:
             return False
-        return not is_ignored(rel)
+        return not is_ignored(rel, include)
 
     return allowed
 

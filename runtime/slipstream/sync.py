@@ -11,7 +11,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
@@ -37,12 +37,16 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 _ENDPOINT_RE = re.compile(rb"^\s*@\s*[\w.]*endpoint\b", re.M)
 
 
-def is_ignored(rel: str) -> bool:
+def is_ignored(rel: str, include: Sequence[str] = ()) -> bool:
+    """Whether rel is left out of the sync: an ignored folder or editor file, or a suffix that
+    is not code or config unless slipstream.toml's [sync] include names it (`*.html`, `data/*.jsonl`)."""
     parts = rel.split("/")
     if any(p in IGNORED_DIRS or p.endswith(".egg-info") for p in parts[:-1]):
         return True
     name = parts[-1]
-    return name.startswith((".#", "#")) or name.endswith(IGNORED_SUFFIXES) or not name.endswith(SYNCED_SUFFIXES)
+    if name.startswith((".#", "#")) or name.endswith(IGNORED_SUFFIXES):
+        return True
+    return not name.endswith(SYNCED_SUFFIXES) and not any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in include)
 
 
 @dataclass
@@ -86,7 +90,7 @@ def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
         for fn in sorted(filenames):
             full = Path(dirpath) / fn
             rel = full.relative_to(root).as_posix()
-            if is_ignored(rel) or any(fnmatch.fnmatch(rel, pat) for pat in cfg.exclude):
+            if is_ignored(rel, cfg.include) or any(fnmatch.fnmatch(rel, pat) for pat in cfg.exclude):
                 continue
             if full.is_symlink():
                 skipped.append(f"{rel}: symlink (not synced)")
@@ -143,6 +147,24 @@ def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries:
             stop.set()
 
 
+def _unsynced_file_hint(exc: DeployError, root: Path) -> str:
+    """The import failed on a file that is in the project but was not synced (its suffix is not
+    code or config): say so, and how to sync it."""
+    m = re.search(r"/\.live-\d+/([^'\"]+)", exc.message) if exc.type == "FileNotFoundError" else None
+    if m is None:
+        return ""
+    rel = m.group(1)
+    try:
+        include = load_project(Path(root).resolve()).include
+    except ValueError:
+        include = []
+    if not (Path(root) / rel).is_file() or not is_ignored(rel, include):
+        return ""
+    pattern = f"*{Path(rel).suffix}" if Path(rel).suffix else rel
+    return (f". {rel} is in the project but not synced: only code and config files are ({', '.join(SYNCED_SUFFIXES)}); "
+            f'add [sync] include = ["{pattern}"] to slipstream.toml')
+
+
 class _ChangedWhileSyncing(Exception):
     pass
 
@@ -194,6 +216,11 @@ def sync_project(
     for attempt in range(attempts):
         try:
             return _sync_once(client, root, progress, paths)
+        except DeployError as exc:
+            hint = _unsynced_file_hint(exc, Path(root))
+            if not hint:
+                raise
+            raise DeployError(exc.message + hint, type=exc.type, file=exc.file, line=exc.line, traceback=exc.traceback) from None
         except _ChangedWhileSyncing:
             if attempt == attempts - 1:
                 raise
