@@ -47,7 +47,8 @@ class DevState:
             except DeployError as exc:
                 where = f"{exc.file}:{exc.line}" if exc.file else "deploy"
                 self.last_error = f"{where}: {exc.type}: {exc.message}"
-                _out(f"✗ {where}  {exc.type}: {exc.message}  (still serving {self.generation})")
+                kept = f"still serving {self.generation}" if self.generation else "nothing deployed yet: fix it and save"
+                _out(f"✗ {where}  {exc.type}: {exc.message}  ({kept})")
                 return None
             except SlipstreamError as exc:
                 self.last_error = str(exc)
@@ -227,6 +228,8 @@ def run_dev(
     res = state.sync("initial sync")
     if res is not None:
         _out(f"serving {len(state.endpoints)} endpoint(s) from {root} at http://{host}:{port}  (docs: /openapi.json)")
+    else:  # the first deploy was refused (said above): the URL still, and what to do
+        _out(f"listening at http://{host}:{port}: its endpoints come up when {root} deploys (fix the error above and save)")
     stop = threading.Event()
 
     def watch() -> None:

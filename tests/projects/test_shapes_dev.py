@@ -92,3 +92,26 @@ def test_dev_serves_from_the_runtime_slipstream_runtime_url_names(make_shape, de
         assert (project_key(proj.root), "hello") in on_runtime, on_runtime
     finally:
         remove_project(runtime, proj.root)
+
+
+def test_dev_started_on_broken_code_says_where_it_listens_and_serves_once_fixed(make_shape):
+    from project_shapes import DevServer
+
+    proj = make_shape("package")
+    good = (proj.root / "app/a.py").read_text()
+    proj.write("app/a.py", good + "\nraise RuntimeError('broken at start')\n")
+    dev = DevServer(proj.root)
+    try:
+        line = dev.wait_for("✗", timeout=90)
+        assert "broken at start" in line and "(nothing deployed yet: fix it and save)" in line and "None" not in line, line
+        line = dev.wait_for("listening at", timeout=30)
+        assert dev.url in line and "fix the error above and save" in line, line
+        proj.write("app/a.py", good + "\nraise RuntimeError('still broken')\n")
+        line = dev.wait_for("✗", timeout=30)  # a second refusal before any deploy: as quick, as clear
+        assert "still broken" in line and "nothing deployed yet" in line, line
+        proj.write("app/a.py", good)
+        dev.wait_for("↻", "live", timeout=60)
+        dev.wait_listening()
+        assert dev.call("hello", {"name": "ada"}) == "hello ada v0"
+    finally:
+        dev.stop()
