@@ -106,12 +106,12 @@ def test_dev_started_on_broken_code_says_where_it_listens_and_serves_once_fixed(
         assert "broken at start" in line and "(nothing deployed yet: fix it and save)" in line and "None" not in line, line
         line = dev.wait_for("listening at", timeout=30)
         assert dev.url in line and "fix the error above and save" in line, line
+        dev.wait_listening()  # the watcher starts just before the HTTP server (as the other dev tests wait)
         proj.write("app/a.py", good + "\nraise RuntimeError('still broken')\n")
         line = dev.wait_for("✗", timeout=30)  # a second refusal before any deploy: as quick, as clear
         assert "still broken" in line and "nothing deployed yet" in line, line
         proj.write("app/a.py", good)
         dev.wait_for("↻", "live", timeout=60)
-        dev.wait_listening()
         assert dev.call("hello", {"name": "ada"}) == "hello ada v0"
     finally:
         dev.stop()
