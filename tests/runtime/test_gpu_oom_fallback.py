@@ -8,8 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import start_runtime
-from tests.reliability.helpers import HANG_BOUND_S, auth
-from tests.runtime.test_retries import _log_lines
+from tests.reliability.helpers import HANG_BOUND_S, auth, log_lines
 
 APP = '''
 import os
@@ -65,7 +64,7 @@ def test_cuda_out_of_memory_moves_the_call_to_the_next_gpu(app, gpu_runtime):
     assert eps["big"]["stats"]["gpu_fallbacks"] == 1 and eps["big"]["stats"]["errors"] == 1
     assert eps["big@A100-80GB"]["stats"]["calls"] == 1, "the fallback GPU's pool is listed with its call"
     assert any("ran out of GPU memory on H100" in ln and "moving it to A100-80GB" in ln
-               for ln in _log_lines(gpu_runtime, "big"))
+               for ln in log_lines(gpu_runtime, "big"))
     metrics = httpx.get(f"{gpu_runtime.url}/metrics", headers=auth(gpu_runtime), timeout=HANG_BOUND_S).text
     row = next(ln for ln in metrics.splitlines() if ln.startswith("slipstream_gpu_fallbacks_total") and 'endpoint="big"' in ln)
     assert row.endswith(" 1")
