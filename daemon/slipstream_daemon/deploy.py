@@ -223,6 +223,7 @@ class Deployer:
     async def _watch(self, root: Path) -> None:
         from watchfiles import awatch
 
+        from slipstream.config import load_project
         from slipstream.sync import is_ignored
 
         try:
@@ -231,6 +232,10 @@ class Deployer:
             ):
                 relevant = []
                 now = time.monotonic()
+                try:
+                    include = load_project(root).include  # [sync] include: data files it syncs too
+                except ValueError:
+                    include = []  # a broken slipstream.toml: the deploy itself will say so
                 for _, name in changes:
                     path = Path(name).resolve()
                     try:
@@ -239,7 +244,7 @@ class Deployer:
                         continue
                     if now - self._saved_at.get(path, -1e9) < _SAVE_ECHO_S:
                         continue  # the editor's own save: didSave already asked for a deploy
-                    if not is_ignored(rel):
+                    if not is_ignored(rel, include):
                         relevant.append(rel)
                 if relevant and root in self.deployed:
                     log.info("files changed outside the editor: %s", ", ".join(relevant[:5]))

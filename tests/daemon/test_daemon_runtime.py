@@ -211,6 +211,22 @@ async def test_outside_change_is_deployed(client: Client, project: Path) -> None
     assert str(extra) in result["changed"]
 
 
+async def test_outside_change_to_an_included_data_file_is_deployed(client: Client, project: Path) -> None:
+    """A file synced only because `[sync] include` names it counts as a change too."""
+    config = project / "slipstream.toml"
+    config.write_text(config.read_text() + '\n[sync]\ninclude = ["*.html"]\n')
+    page = project / "page.html"
+    page.write_text("<p>one</p>\n")
+    _save(client, project / "app.py")
+    first = await client.next_note(DEPLOY, timeout=30)
+    assert first["ok"] is True, first
+    waiting = asyncio.ensure_future(client.next_note(DEPLOY, timeout=30))
+    page.write_text("<p>two</p>\n")
+    result = await waiting
+    assert result["ok"] is True, result
+    assert str(page) in result["changed"]
+
+
 async def test_running_an_unsaved_endpoint_says_to_save(client: Client, project: Path) -> None:
     path = project / "app.py"
     saved = path.read_text()
