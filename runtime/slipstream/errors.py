@@ -81,8 +81,11 @@ class MapError(SlipstreamError):
     def __init__(self, errors: dict[int, BaseException], results: list[Any]) -> None:
         self.errors = dict(sorted(errors.items()))
         self.results = results
-        shown = [f"item {i}: {type(e).__name__}: {e}" for i, e in list(self.errors.items())[:5]]
-        more = f"; +{len(self.errors) - 5} more" if len(self.errors) > 5 else ""
+        by_text: dict[str, list[int]] = {}  # the same failure on many items is said once
+        for i, e in self.errors.items():
+            by_text.setdefault(f"{type(e).__name__}: {e}", []).append(i)
+        shown = [f"{_items(idx)}: {text}" for text, idx in list(by_text.items())[:5]]
+        more = f"; +{len(by_text) - 5} other failures" if len(by_text) > 5 else ""
         super().__init__(
             f"{len(self.errors)} of {len(results)} map items failed ({'; '.join(shown)}{more}); "
             "the other results are in .results, the failures by index in .errors"
@@ -95,6 +98,13 @@ class MapError(SlipstreamError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.errors, self.results))
+
+
+def _items(indexes: list[int]) -> str:
+    if len(indexes) == 1:
+        return f"item {indexes[0]}"
+    listed = ", ".join(map(str, indexes[:5]))
+    return f"items {listed}" + (f" and {len(indexes) - 5} more" if len(indexes) > 5 else "")
 
 
 class DeployError(SlipstreamError):

@@ -215,6 +215,14 @@ def test_map_keeps_the_other_results_and_names_each_failed_index(calls):
     assert list(app.flaky.map([0, 2])) == [0, 4], "a map without failures yields every result"
 
 
+def test_a_map_error_says_a_repeated_failure_once_with_its_items():
+    errors = {i: ValueError("model not loaded") for i in range(8)} | {9: KeyError("size")}
+    text = str(MapError(errors, [None] * 10))
+    assert text.count("model not loaded") == 1, text
+    assert "items 0, 1, 2, 3, 4 and 3 more: ValueError: model not loaded" in text
+    assert "item 9: KeyError: 'size'" in text and text.startswith("9 of 10 map items failed")
+
+
 # --- spec warnings ------------------------------------------------------------------------------
 
 LEAKY = '''
