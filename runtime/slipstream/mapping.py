@@ -207,6 +207,7 @@ def map_calls(
             b.fill(argsets, start)
             yield from b.hand_out(ready)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C: the calls running are cancelled too
+        b.close()  # the last progress line first: the calls aborted next are not failures
         ex.shutdown(wait=False, cancel_futures=True)
         session.abort()
         raise

@@ -105,3 +105,48 @@ def test_on_a_terminal_the_progress_is_one_line_redrawn_with_a_bar(tmp_path):
     assert len(redraws) >= 3, text  # drawn while running, then redrawn in place
     assert re.match(r"step\.map \[####################\] 60/60 done, 6 failed, \$\d+\.\d{6}, \d+\.\d s\r?\n", redraws[-1]), redraws[-1]
     assert all(r.startswith("step.map [") for r in redraws[1:]), "every redraw is the bar line"
+
+
+SLOW = """
+import os, time
+from pathlib import Path
+from slipstream import endpoint
+
+@endpoint(workers=4)
+def slow(i: int) -> int:
+    Path(os.environ["MARKS"], str(i)).touch()
+    time.sleep(30)
+    return i
+
+if __name__ == "__main__":
+    list(slow.map(range(4)))
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_long_map_does_not_count_the_cancelled_calls_as_failed(tmp_path):
+    import signal
+    import time
+
+    (tmp_path / "slipstream.toml").write_text('[project]\nname = "progress-int"\n')
+    (tmp_path / "main.py").write_text(textwrap.dedent(SLOW))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    p = subprocess.Popen([sys.executable, "-m", "slipstream", "run", "main.py"], cwd=tmp_path, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=_env(MARKS=str(marks), SLIPSTREAM_PROGRESS_EVERY="0.3"))
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(marks.iterdir())) < 4 and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.1)
+        assert len(list(marks.iterdir())) == 4, "the four calls are running"
+        time.sleep(1.2)  # past the first second: the map's progress is due
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    lines = [ln for ln in err.splitlines() if ln.startswith("slow.map")]
+    assert lines, err
+    assert re.fullmatch(r"slow\.map 0/4 done, 0 failed, \$\d+\.\d{6}, \d+\.\d s", lines[-1]), err
