@@ -22,7 +22,8 @@ def _err(msg: str) -> None:
 
 def cmd_serve(a: argparse.Namespace) -> int:
     from . import __version__
-    from .server import bind_socket, is_loopback, serve
+    from .config import is_loopback
+    from .server import bind_socket, serve
     from .service import Runtime
     from .store import Limits
 
