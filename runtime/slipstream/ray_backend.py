@@ -23,7 +23,6 @@ yet waits for one instead of being refused).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import functools
 import hmac
 import itertools
@@ -31,7 +30,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -103,14 +101,6 @@ def _is_loopback(host: str) -> bool:
 
 
 # --- the actor (runs on a Ray node) --------------------------------------------------------
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the worker gets SIGKILL when its actor dies, so it never outlives its GPUs."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 class WorkerSupervisor:
     """A Ray actor holding one worker's resources; its child process is the worker itself."""
 
@@ -124,6 +114,8 @@ class WorkerSupervisor:
         }
 
     def run(self, connect: str, worker_id: str, secret: str, env: dict[str, str]) -> dict[str, Any]:
+        from .worker import set_parent_death_signal  # the worker gets SIGKILL when its actor dies
+
         full = {**os.environ, **env, "SLIPSTREAM_WORKER_SECRET": secret}
         full["SLIPSTREAM_RAY_NODE_ID"] = ray.get_runtime_context().get_node_id()
         with tempfile.TemporaryFile() as out:
@@ -142,7 +134,7 @@ class WorkerSupervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=set_parent_death_signal if sys.platform == "linux" else None,
             )
             code = proc.wait()
             shutil.rmtree(fetch.worker_dir(proc.pid), ignore_errors=True)
