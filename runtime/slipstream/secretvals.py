@@ -25,8 +25,19 @@ _lock = threading.Lock()
 
 
 # --- the SDK's side ------------------------------------------------------------------------------
+_dotenv_cache: dict[Path, tuple[int, int, dict[str, str]]] = {}
+
+
 def read_dotenv(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines of a .env file (export prefix, quotes and comments as shells write them)."""
+    """KEY=VALUE lines of a .env file (export prefix, quotes and comments as shells write them);
+    parsed again only when the file changes, since every call of an endpoint with secrets asks."""
+    try:
+        st = path.stat()
+    except OSError:
+        return {}
+    hit = _dotenv_cache.get(path)
+    if hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+        return hit[2]
     out: dict[str, str] = {}
     try:
         text = path.read_text()
@@ -43,6 +54,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
         elif " #" in value:
             value = value.split(" #", 1)[0].rstrip()
         out[key.strip()] = value
+    _dotenv_cache[path] = (st.st_mtime_ns, st.st_size, out)
     return out
 
 

@@ -111,3 +111,13 @@ def test_a_missing_secret_fails_before_the_call_naming_it_and_where_it_was_looke
         assert "G_DOTENV_KEY" not in msg, "only the missing one is named"
     after = json.loads(httpx.get(f"{rt.url}/v1/endpoints", headers=auth(rt), timeout=HANG_BOUND_S).text)
     assert sum(e["stats"]["calls"] for e in after["endpoints"] if e["name"] == "use_secret") == calls, "no call reached the runtime"
+
+
+def test_an_edited_env_file_is_read_again(tmp_path):
+    from slipstream.secretvals import resolve
+
+    env = tmp_path / ".env"
+    env.write_text("SLIPSTREAM_TEST_SECRET_X=first-value\n")
+    assert resolve(("SLIPSTREAM_TEST_SECRET_X",), "f", tmp_path) == {"SLIPSTREAM_TEST_SECRET_X": "first-value"}
+    env.write_text("SLIPSTREAM_TEST_SECRET_X=second-value-longer\n")
+    assert resolve(("SLIPSTREAM_TEST_SECRET_X",), "f", tmp_path) == {"SLIPSTREAM_TEST_SECRET_X": "second-value-longer"}
