@@ -10,6 +10,7 @@ then raises `slipstream.MapError` with every failure by index and every result k
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -86,6 +87,8 @@ class _Batch:
         self.exhausted = False
         self.failed = False  # a failure reached the caller's position: run the rest, then raise
         self.nxt = 0  # the next index to hand out (ordered)
+        self._counted: set[Any] = set()  # calls already counted by the progress line
+        self._count_lock = threading.Lock()
 
     def fill(self, argsets: Iterator[tuple[Any, ...]], start: Callable[[tuple[Any, ...]], Any]) -> None:
         """Start calls (`start` returns a future or a task) until the window is full or the inputs end."""
@@ -102,14 +105,23 @@ class _Batch:
             self.count += 1
 
     def _tick(self, f: Any) -> None:
-        if self.progress is not None and not f.cancelled():
-            self.progress.tick(f.exception() is None)
+        # From the call's done callback, and again when the caller takes it: a done callback
+        # may run after the map has taken its last call (asyncio schedules it, the executor runs
+        # it after waking waiters), and the last line must count every call.
+        if self.progress is None or f.cancelled():
+            return
+        with self._count_lock:
+            if f in self._counted:
+                return
+            self._counted.add(f)
+        self.progress.tick(f.exception() is None)
 
     def take(self, done: Iterable[Any]) -> list[int]:
         """Record the calls that finished; their indexes, sorted. Ctrl-C and the like re-raise."""
         got = []
         for f in done:
             i = self.pending.pop(f)
+            self._tick(f)
             exc = f.exception()
             if exc is None:
                 self.finished[i] = (True, f.result())

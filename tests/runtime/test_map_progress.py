@@ -150,3 +150,29 @@ def test_ctrl_c_in_a_long_map_does_not_count_the_cancelled_calls_as_failed(tmp_p
     lines = [ln for ln in err.splitlines() if ln.startswith("slow.map")]
     assert lines, err
     assert re.fullmatch(r"slow\.map 0/4 done, 0 failed, \$\d+\.\d{6}, \d+\.\d s", lines[-1]), err
+
+
+def test_the_last_line_counts_a_call_whose_done_callback_has_not_run_yet():
+    """asyncio runs a task's done callbacks later, on the loop: the map may take its last call
+    (and print its last line) before they run. That line must still count every call."""
+    import asyncio
+    import io
+
+    from slipstream.mapping import _Batch
+    from slipstream.progress import MapProgress
+
+    now = [0.0]
+    out = io.StringIO()
+    b = _Batch(4, True, True, MapProgress("step", 2, lambda: 0.0, stream=out, clock=lambda: now[0]))
+    loop = asyncio.new_event_loop()
+    try:
+        futures = [loop.create_future(), loop.create_future()]
+        b.fill(iter([(0,), (1,)]), lambda args: futures[args[0]])
+        now[0] = 5.0  # a long map: it prints a last line
+        futures[0].set_result(0)
+        futures[1].set_exception(ValueError("bad"))  # callbacks scheduled, not run: the loop is idle
+        b.take(futures)
+        b.close()
+    finally:
+        loop.close()
+    assert out.getvalue().splitlines()[-1].startswith("step.map 2/2 done, 1 failed"), out.getvalue()
