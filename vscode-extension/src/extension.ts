@@ -1,6 +1,7 @@
 import * as vscode from 'vscode';
 import { Daemon } from './client';
 import { applyRuntime, refreshStatus, runEndpoint, selectRuntime, setToken, showStatus, swapModel, type CommandContext } from './commands';
+import { debugEndpoint, registerDebugging } from './debug';
 import { createLog } from './log';
 import { OutputsPanel } from './panel';
 import { ClientCommand } from './protocol';
@@ -48,6 +49,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand(ClientCommand.openOutputs, () => panel.show(false)),
     vscode.commands.registerCommand(ClientCommand.restartDaemon, () => d.restart()),
     vscode.commands.registerCommand(ClientCommand.setToken, () => setToken(ctx)),
+    vscode.commands.registerCommand(ClientCommand.debugEndpoint, (arg?: unknown) => debugEndpoint(ctx, arg)),
+    ...registerDebugging(ctx),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('slipstream.python')) void d.restart();
       else if (e.affectsConfiguration('slipstream.runtime') || e.affectsConfiguration('slipstream.runtimes')) void applyRuntime(ctx);

@@ -13,6 +13,7 @@ export const ServerCommand = {
   runtimeStatus: 'slipstream.server.runtimeStatus',
   deploy: 'slipstream.server.deploy',
   listEndpoints: 'slipstream.server.listEndpoints',
+  debug: 'slipstream.server.debug',
 } as const;
 
 /** Notifications from the server to the client. */
@@ -33,13 +34,18 @@ export const ClientCommand = {
   openOutputs: 'slipstream.openOutputs',
   restartDaemon: 'slipstream.restartDaemon',
   setToken: 'slipstream.setToken',
+  debugEndpoint: 'slipstream.debugEndpoint',
 } as const;
 
 /**
  * Server commands that VS Code does better itself: "Swap model" as a QuickPick instead of the
  * server's window/showMessageRequest fallback (same argument object).
  */
-const CLIENT_OVERRIDES: Record<string, string> = { [ServerCommand.swapModel]: ClientCommand.swapModel };
+const CLIENT_OVERRIDES: Record<string, string> = {
+  [ServerCommand.swapModel]: ClientCommand.swapModel,
+  // the Debug lens starts a "slipstream" debug session; its adapter then calls the server command
+  [ServerCommand.debug]: ClientCommand.debugEndpoint,
+};
 
 /** Points a lens's or code action's command at the extension's own version, where there is one. */
 export function preferClientCommand<C extends { command: string }>(command: C): C {
