@@ -9,7 +9,7 @@ import {
   type ModelAlternatives,
   type RuntimeStatus,
 } from './protocol';
-import { EMBEDDED, runtimes, runtimeToken, selectedRuntime, setSelectedRuntime, tokenKey, type RuntimeEntry } from './settings';
+import { EMBEDDED, runtimes, runtimeToken, selectedRuntime, setSelectedRuntime, tokenKey, tomlRuntimeEntries, type RuntimeEntry } from './settings';
 import { formatGpus, type StatusBar } from './status';
 
 /** What the commands work with. */
@@ -170,8 +170,10 @@ export async function selectRuntime(ctx: CommandContext): Promise<void> {
 /** Slipstream: Set runtime token: kept in SecretStorage, keyed by the runtime's URL. */
 export async function setToken(ctx: CommandContext, entry?: RuntimeEntry): Promise<void> {
   let target = entry;
+  // the https runtimes of slipstream.toml's [runtimes] too (an ssh one needs no token)
+  const fromToml = (await tomlRuntimeEntries()).filter((r) => !r.url.startsWith('ssh://') && !runtimes().some((x) => x.url === r.url));
   if (!target) {
-    const list = runtimes();
+    const list = [...runtimes(), ...fromToml];
     const current = selectedRuntime();
     if (!list.length && current.kind === 'embedded') {
       void vscode.window.showInformationMessage('Slipstream: add a runtime first (Slipstream: Select runtime → Add a runtime…).');
@@ -190,6 +192,7 @@ export async function setToken(ctx: CommandContext, entry?: RuntimeEntry): Promi
   else await ctx.secrets.delete(tokenKey(target.url));
   const current = selectedRuntime();
   if (!entry && current.kind === 'remote' && current.url === target.url) await applyRuntime(ctx);
+  else if (fromToml.some((r) => r.url === target.url)) await ctx.daemon.restart(); // its token reaches the daemon in its environment
 }
 
 /** Slipstream: Show runtime status: the runtime, its GPUs, spend, and what to do next. */

@@ -1,6 +1,7 @@
 import * as vscode from 'vscode';
 import { Daemon } from './client';
 import { applyRuntime, refreshStatus, runEndpoint, selectRuntime, setToken, showStatus, swapModel, type CommandContext } from './commands';
+import { connectMachine, disconnectMachine } from './connect';
 import { debugEndpoint, registerDebugging } from './debug';
 import { createLog } from './log';
 import { OutputsPanel } from './panel';
@@ -36,6 +37,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   });
   const ctx: CommandContext = { daemon, panel, status, secrets: context.secrets, log };
   const d = daemon;
+  const connectCtx = { python: () => d.interpreter?.path, log, changed: async () => void (await refreshStatus(ctx)) };
 
   context.subscriptions.push(
     log,
@@ -49,6 +51,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand(ClientCommand.openOutputs, () => panel.show(false)),
     vscode.commands.registerCommand(ClientCommand.restartDaemon, () => d.restart()),
     vscode.commands.registerCommand(ClientCommand.setToken, () => setToken(ctx)),
+    // several runtimes (docs/runtimes.md): an ssh host becomes one of the project's runtimes
+    vscode.commands.registerCommand(ClientCommand.connectMachine, (host?: string) => connectMachine(connectCtx, typeof host === 'string' ? host : undefined)),
+    vscode.commands.registerCommand(ClientCommand.disconnectMachine, (name?: string) => disconnectMachine(connectCtx, typeof name === 'string' ? name : undefined)),
     vscode.commands.registerCommand(ClientCommand.debugEndpoint, (arg?: unknown) => debugEndpoint(ctx, arg)),
     ...registerDebugging(ctx),
     vscode.workspace.onDidChangeConfiguration((e) => {

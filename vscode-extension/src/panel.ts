@@ -79,6 +79,7 @@ export class OutputsPanel implements vscode.Disposable {
       endpoint: n.endpoint,
       method: n.method,
       gpu: n.gpu,
+      runtime: n.runtime,
       startedAt: toMillis(n.startedAt),
       status: 'running',
       logs: [],
@@ -107,6 +108,7 @@ export class OutputsPanel implements vscode.Disposable {
     }
     card.status = r.status === 'ok' ? 'ok' : 'error';
     card.gpu = r.gpu || card.gpu;
+    card.runtime = r.runtime ?? card.runtime;
     if (r.logs?.length && r.logs.length >= card.logs.length) card.logs = [...r.logs];
     card.result = r;
     const before = this.imageRoots.size;

@@ -34,6 +34,8 @@ export const ClientCommand = {
   openOutputs: 'slipstream.openOutputs',
   restartDaemon: 'slipstream.restartDaemon',
   setToken: 'slipstream.setToken',
+  connectMachine: 'slipstream.connectMachine',
+  disconnectMachine: 'slipstream.disconnectMachine',
   debugEndpoint: 'slipstream.debugEndpoint',
 } as const;
 
@@ -68,6 +70,8 @@ export interface RunStarted {
   method?: string | null;
   gpu: string;
   startedAt: number | string;
+  /** With [runtimes] in slipstream.toml: the runtime the run goes to. */
+  runtime?: string;
 }
 
 export interface RunLog {
@@ -129,6 +133,8 @@ export interface RunResult {
   error?: RunError | null;
   /** Each failed attempt the runtime ran again; absent when there was none. */
   retries?: RunRetry[];
+  /** With [runtimes] in slipstream.toml: the runtime that ran it. */
+  runtime?: string;
 }
 
 export interface DeployResult {
@@ -154,6 +160,21 @@ export interface RuntimeStatus {
   gpus: GpuInventory[];
   spendUsd: number;
   endpoints: number;
+  /** With [runtimes] in slipstream.toml: each runtime the project routes over, in order. */
+  runtimes?: RoutedRuntime[];
+}
+
+/** One runtime of a project that routes over several (docs/runtimes.md). */
+export interface RoutedRuntime {
+  name: string;
+  /** "embedded" for the embedded runtime, else its http(s):// or ssh:// address. */
+  url: string;
+  kind: 'embedded' | 'remote';
+  connected: boolean;
+  gpus: GpuInventory[];
+  spendUsd: number;
+  /** The project's endpoints routed to it. */
+  endpoints: string[];
 }
 
 export interface EndpointInfo {

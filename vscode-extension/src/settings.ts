@@ -1,4 +1,5 @@
 import * as vscode from 'vscode';
+import { tomlRuntimes } from './connect';
 
 /** A remote runtime the user listed in `slipstream.runtimes`. */
 export interface RuntimeEntry {
@@ -58,12 +59,33 @@ export async function runtimeToken(secrets: vscode.SecretStorage, url: string): 
   return (await secrets.get(tokenKey(url))) || undefined;
 }
 
-/** Environment for the daemon process: the selected runtime's URL and token, if remote. */
+/** Environment for the daemon process: the selected runtime's URL and token, if remote; and
+ * the tokens of the https runtimes the workspace's slipstream.toml names under [runtimes], as
+ * SLIPSTREAM_TOKEN_<NAME> (sdk/routing.py reads them there; docs/runtimes.md). */
 export async function daemonEnv(secrets: vscode.SecretStorage): Promise<Record<string, string>> {
+  const env: Record<string, string> = {};
+  for (const rt of await tomlRuntimeEntries()) {
+    const token = rt.url.startsWith('ssh://') ? undefined : await runtimeToken(secrets, rt.url);
+    if (token) env[`SLIPSTREAM_TOKEN_${rt.name.replace(/[^A-Za-z0-9]/g, '_').toUpperCase()}`] = token;
+  }
   const rt = selectedRuntime();
-  if (rt.kind === 'embedded') return {};
-  const env: Record<string, string> = { SLIPSTREAM_RUNTIME_URL: rt.url };
+  if (rt.kind === 'embedded') return env;
+  env.SLIPSTREAM_RUNTIME_URL = rt.url;
   const token = await runtimeToken(secrets, rt.url);
   if (token) env.SLIPSTREAM_TOKEN = token;
   return env;
+}
+
+/** The [runtimes.NAME] tables of the workspace folders' slipstream.toml files (remote ones). */
+export async function tomlRuntimeEntries(): Promise<RuntimeEntry[]> {
+  const out: RuntimeEntry[] = [];
+  for (const folder of vscode.workspace.workspaceFolders ?? []) {
+    try {
+      const bytes = await vscode.workspace.fs.readFile(vscode.Uri.joinPath(folder.uri, 'slipstream.toml'));
+      for (const r of tomlRuntimes(Buffer.from(bytes).toString('utf8'))) if (r.url && r.url !== 'embedded') out.push(r);
+    } catch {
+      // no slipstream.toml there
+    }
+  }
+  return out;
 }

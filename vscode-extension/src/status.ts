@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import { ClientCommand, type GpuInventory, type RunResult, type RuntimeStatus } from './protocol';
+import { ClientCommand, type GpuInventory, type RoutedRuntime, type RunResult, type RuntimeStatus } from './protocol';
 import { formatCost } from './panel/render';
 import type { SelectedRuntime } from './settings';
 
@@ -65,10 +65,34 @@ export function statusTooltip(state: StatusState): string {
   return lines.join('\n');
 }
 
+/** One runtime of a project with [runtimes] in slipstream.toml, e.g.
+ * "$(server) gpu-box · H100 · $0.0012", "$(debug-disconnect) gpu-box · offline · H100 (declared)". */
+export function routedText(rt: RoutedRuntime): string {
+  const spend = formatCost(rt.spendUsd);
+  if (!rt.connected) {
+    if (rt.kind === 'embedded') return `$(vm) ${rt.name} · idle · ${formatGpus(rt.gpus)}`;
+    return `$(debug-disconnect) ${rt.name} · offline${rt.gpus.length ? ` · ${formatGpus(rt.gpus)} (declared)` : ''}`;
+  }
+  return `$(${rt.kind === 'embedded' ? 'vm' : 'server'}) ${rt.name} · ${formatGpus(rt.gpus)} · ${spend}`;
+}
+
+/** The hover of one runtime's item: address, state, GPUs, endpoints routed there, spend. */
+export function routedTooltip(rt: RoutedRuntime): string {
+  return [
+    `Slipstream runtime "${rt.name}" (${rt.kind === 'embedded' ? 'embedded, local' : rt.url})`,
+    rt.connected ? 'connected' : rt.kind === 'embedded' ? 'starts on the first run' : 'offline: not answering',
+    `GPUs: ${rt.gpus.length ? rt.gpus.map((g) => `${g.count}× ${g.name}${g.memoryGb ? ` (${g.memoryGb} GB)` : ''}`).join(', ') : 'none (CPU)'}`,
+    `Endpoints routed here: ${rt.endpoints.length ? rt.endpoints.join(', ') : 'none'}`,
+    `Spend: ${formatCost(rt.spendUsd)}`,
+  ].join('\n');
+}
+
 /** The status bar item; click shows the runtime status. */
 export class StatusBar implements vscode.Disposable {
   readonly item: vscode.StatusBarItem;
   readonly state: StatusState;
+  /** One item per runtime when the project routes over several ([runtimes] in slipstream.toml). */
+  readonly routed = new Map<string, vscode.StatusBarItem>();
 
   constructor(selected: SelectedRuntime) {
     this.item = vscode.window.createStatusBarItem('slipstream.status', vscode.StatusBarAlignment.Left, 50);
@@ -93,6 +117,30 @@ export class StatusBar implements vscode.Disposable {
     this.state.runtime = runtime;
     if (this.state.daemon !== 'running') this.state.daemon = 'running';
     this.render();
+    this.renderRouted(runtime.runtimes ?? []);
+  }
+
+  private renderRouted(runtimes: readonly RoutedRuntime[]): void {
+    const names = new Set(runtimes.map((r) => r.name));
+    for (const [name, item] of this.routed) {
+      if (!names.has(name)) {
+        item.dispose();
+        this.routed.delete(name);
+      }
+    }
+    runtimes.forEach((rt, i) => {
+      let item = this.routed.get(rt.name);
+      if (!item) {
+        item = vscode.window.createStatusBarItem(`slipstream.runtime.${rt.name}`, vscode.StatusBarAlignment.Left, 49 - i / 100);
+        item.name = `Slipstream runtime ${rt.name}`;
+        item.command = ClientCommand.showStatus;
+        this.routed.set(rt.name, item);
+      }
+      item.text = routedText(rt);
+      item.tooltip = routedTooltip(rt);
+      item.backgroundColor = !rt.connected && rt.kind !== 'embedded' ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
+      item.show();
+    });
   }
 
   addRun(result: RunResult): void {
@@ -109,5 +157,7 @@ export class StatusBar implements vscode.Disposable {
 
   dispose(): void {
     this.item.dispose();
+    for (const item of this.routed.values()) item.dispose();
+    this.routed.clear();
   }
 }

@@ -12,6 +12,8 @@ export interface RunCard {
   endpoint: string;
   method?: string | null;
   gpu: string;
+  /** The runtime it runs on, when the project routes over several ([runtimes]). */
+  runtime?: string;
   /** Epoch milliseconds. */
   startedAt: number;
   status: 'running' | 'ok' | 'error';
@@ -173,6 +175,7 @@ export function renderCard(card: RunCard, imageUri: ImageUri): string {
   const header =
     `<header><span class="endpoint">${escapeHtml(name)}</span>` +
     `<span class="badge gpu">${escapeHtml(card.gpu || 'CPU')}</span>` +
+    (card.runtime ? `<span class="badge runtime" title="Runtime">${escapeHtml(card.runtime)}</span>` : '') +
     `<span class="badge status status-${card.status}">${escapeHtml(status)}</span>` +
     `${duration}${cost}<span class="when">${escapeHtml(when)}</span></header>`;
   let body = '';
