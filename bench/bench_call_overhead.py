@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--big-n", type=int, default=20, help="large round trips per side")
     a = ap.parse_args()
 
-    from slipstream.embedded import EmbeddedRuntime
+    from slipstream.sdk.embedded import EmbeddedRuntime
 
     print(machine())
     root = project({"benchapp.py": APP})
@@ -117,7 +117,7 @@ def main() -> None:
     bare = httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False)
     try:
         app.noop(1)
-        from slipstream import wire
+        from slipstream.protocol import wire
 
         small = wire.dumps_bytes({"args": [1], "kwargs": {}})
         got = interleaved(

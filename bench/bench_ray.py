@@ -85,8 +85,8 @@ def call(client: Any, name: str, method: str | None = None, *args: Any) -> Any:
 
 def measure(rts: dict[str, Serve], root: Path, a: argparse.Namespace) -> dict[str, dict]:
     """Both backends in the same loop, alternating, so background load hits both alike."""
-    from slipstream.client import RuntimeClient
-    from slipstream.sync import sync_project
+    from slipstream.sdk.client import RuntimeClient
+    from slipstream.sdk.sync import sync_project
 
     clients = {k: RuntimeClient(rt.url, rt.token) for k, rt in rts.items()}
     res: dict[str, dict[str, Any]] = {k: {"calls": [], "hot": []} for k in rts}

@@ -287,13 +287,13 @@ class Remote:
         return RawClient((PROXY_HOST, self.echo.port))
 
     def client(self) -> Any:
-        from slipstream.client import RuntimeClient
+        from slipstream.sdk.client import RuntimeClient
 
         return RuntimeClient(self.url, self.token)
 
     def direct_client(self) -> Any:
         """The same runtime without the proxy: what this machine's CPUs cost on their own."""
-        from slipstream.client import RuntimeClient
+        from slipstream.sdk.client import RuntimeClient
 
         port = self.http_proxy.target[1]
         return RuntimeClient(f"http://127.0.0.1:{port}", self.token)
@@ -342,7 +342,7 @@ def _ok(out: Any) -> Any:
 
 def measure_all(remote: Remote, n: int, files: int, mb: float, big_mb: int, report: Callable[[str], None] = print) -> dict[str, Any]:
     """Every figure for one remote; returns {name: stats} and prints as it goes."""
-    from slipstream.sync import build_manifest, sync_project
+    from slipstream.sdk.sync import build_manifest, sync_project
 
     rtt_ms = remote.rtt_s * 1000
     link_ms = f"RTT {rtt_ms:.0f} ms"
@@ -476,9 +476,9 @@ def measure_ssh(n: int, files: int, mb: float, big_mb: int, report: Callable[[st
     runtime at its own loopback address (http://127.0.0.1:<its port>). Interleaved sample by
     sample; 1-byte and big raw round trips through a forward of the same master show what the
     tunnel itself costs. tests/ is importable as ROOT is on sys.path (_common)."""
-    from slipstream.client import RuntimeClient
-    from slipstream.sshlink import link_for
-    from slipstream.sync import build_manifest, sync_project
+    from slipstream.sdk.client import RuntimeClient
+    from slipstream.sdk.sshlink import link_for
+    from slipstream.sdk.sync import build_manifest, sync_project
     from tests.remote.sshhost import SSHD, start_ssh_host
 
     if not Path(SSHD).exists():

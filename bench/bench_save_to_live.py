@@ -38,7 +38,7 @@ def call(client: Any, name: str, method: str | None = None, *args: Any) -> Any:
 
 def edit(client: Any, root: Path, version: int, load_s: float, restart: bool) -> float:
     """Seconds from writing the new module to the first call that answers with it."""
-    from slipstream.sync import sync_project
+    from slipstream.sdk.sync import sync_project
 
     t = time.perf_counter()
     write_model(root, version, load_s, restart=restart)
@@ -54,9 +54,9 @@ def main() -> None:
     ap.add_argument("--load-s", type=float, default=1.0, help="model load time in setup (a sleep)")
     a = ap.parse_args()
 
-    from slipstream.client import RuntimeClient
-    from slipstream.embedded import EmbeddedRuntime
-    from slipstream.sync import sync_project
+    from slipstream.sdk.client import RuntimeClient
+    from slipstream.sdk.embedded import EmbeddedRuntime
+    from slipstream.sdk.sync import sync_project
 
     print(machine())
     roots = {"hot": project({}), "restart": project({})}

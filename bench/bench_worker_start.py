@@ -32,8 +32,8 @@ class Side:
     """One embedded runtime with the torch endpoint deployed and its worker pool warm once."""
 
     def __init__(self, extra: list[str]) -> None:
-        from slipstream.client import RuntimeClient
-        from slipstream.embedded import EmbeddedRuntime
+        from slipstream.sdk.client import RuntimeClient
+        from slipstream.sdk.embedded import EmbeddedRuntime
 
         root = project({"heavy.py": APP})
         self.rt = EmbeddedRuntime.start(root, extra_args=extra)

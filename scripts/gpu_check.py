@@ -219,7 +219,7 @@ def check_imports() -> list[str]:
         "fastapi",
         "starlette",
         "uvicorn",
-        "slipstream.server",
+        "slipstream.server.app",
     ):
         try:
             importlib.import_module(name)
@@ -342,9 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     root = prepare_project(out / "project", cfg)
-    from slipstream.client import RuntimeClient
-    from slipstream.embedded import EmbeddedRuntime
-    from slipstream.sync import sync_project
+    from slipstream.sdk.client import RuntimeClient
+    from slipstream.sdk.embedded import EmbeddedRuntime
+    from slipstream.sdk.sync import sync_project
 
     rt, took = timed(lambda: EmbeddedRuntime.start(root, log_path=str(out / "runtime.out")))
     say(f"embedded runtime up in {took:.2f} s (its log: {out / 'runtime-log.jsonl'})")

@@ -28,7 +28,7 @@ class RunningRuntime:
     log: Path
 
     def client(self):
-        from slipstream.client import RuntimeClient
+        from slipstream.sdk.client import RuntimeClient
 
         return RuntimeClient(self.url, self.token)
 
@@ -77,7 +77,7 @@ def remove_project(rt: RunningRuntime, root: Path) -> None:
     """Forget a test's project on a runtime that other tests go on using (DELETE /v1/projects/{key})."""
     import httpx
 
-    from slipstream.config import project_key
+    from slipstream.sdk.config import project_key
 
     if rt.proc.poll() is not None:
         return
@@ -126,7 +126,7 @@ class Project:
 
 @pytest.fixture()
 def project_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from slipstream import session
+    from slipstream.sdk import session
 
     before = set(sys.modules)
     made: list[Project] = []

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import slipstream.catalog
-from slipstream.catalog import GPU, Catalog, GPUChoice, GPURequest, catalog, cost, normalize
+import slipstream.spec.catalog
+from slipstream.spec.catalog import GPU, Catalog, GPUChoice, GPURequest, catalog, cost, normalize
 
 CANONICAL = [
     "B200", "H200", "H100", "RTX-PRO-6000", "A100-80GB", "A100-40GB", "L40S", "L40",
@@ -316,14 +316,14 @@ def test_gpus_are_hashable_values():
 def test_import_is_light():
     # Load our modules without running slipstream/__init__.py (the SDK's, which may import
     # more), then check that they pulled in nothing heavy and that the data files load.
-    root = Path(slipstream.catalog.__file__).parent
+    root = Path(slipstream.spec.catalog.__file__).parent
     code = f"""
 import importlib.util, sys
 spec = importlib.util.spec_from_file_location(
     "slipstream", {str(root / "__init__.py")!r}, submodule_search_locations=[{str(root)!r}])
 sys.modules["slipstream"] = importlib.util.module_from_spec(spec)
-import slipstream.catalog, slipstream.spec, slipstream.modelsize
-slipstream.catalog.catalog(); slipstream.modelsize.known_models()
+import slipstream.spec.catalog, slipstream.spec.endpoint_spec, slipstream.spec.modelsize
+slipstream.spec.catalog.catalog(); slipstream.spec.modelsize.known_models()
 heavy = {{"numpy", "torch", "httpx"}} & set(sys.modules)
 assert not heavy, heavy
 """
@@ -331,7 +331,7 @@ assert not heavy, heavy
 
 
 def test_letter_o_typed_for_zero_still_finds_the_gpu():
-    from slipstream.catalog import catalog
+    from slipstream.spec.catalog import catalog
 
     assert catalog().nearest("H1OO")[0] == "H100"
     assert catalog().nearest("a1oo")[0] == "A100-80GB"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from slipstream.catalog import catalog
-from slipstream.modelsize import (
+from slipstream.spec.catalog import catalog
+from slipstream.spec.modelsize import (
     alternatives,
     estimate,
     fits,

@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from slipstream.spec import (
+from slipstream.spec.endpoint_spec import (
     DEFAULTS,
     EndpointSpec,
     Problem,

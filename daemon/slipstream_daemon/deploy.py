@@ -116,7 +116,7 @@ class Deployer:
         self, root: Path, announce_unchanged: bool, triggers: set[str]
     ) -> DeployResult:
         from slipstream.errors import DeployError as SdkDeployError
-        from slipstream.sync import sync_project
+        from slipstream.sdk.sync import sync_project
 
         ls = self.ls
         started = time.perf_counter()
@@ -223,8 +223,8 @@ class Deployer:
     async def _watch(self, root: Path) -> None:
         from watchfiles import awatch
 
-        from slipstream.config import load_project
-        from slipstream.sync import is_ignored
+        from slipstream.sdk.config import load_project
+        from slipstream.sdk.sync import is_ignored
 
         try:
             async for changes in awatch(

@@ -1,6 +1,6 @@
 """Diagnostics: spec problems while typing, and errors the runtime reported, at their source.
 
-While typing: every problem `slipstream.spec.validate` finds (unknown GPU, workers min > max,
+While typing: every problem `slipstream.spec.endpoint_spec.validate` finds (unknown GPU, workers min > max,
 bad timeouts, ...) at the argument it is about; a model larger than the GPU's memory at the
 model id; a third-party package imported in the endpoint's body but missing from its
 `dependencies`. Some carry fixes (`Fix`), which `actions` offers as quick fixes.
@@ -113,7 +113,7 @@ def _message(problem: Any) -> str:
 
 def _gpu_findings(ep: Endpoint, lines: list[str]) -> list[Finding]:
     """Unknown GPU names, each at its own entry, with the nearest catalog name as the fix."""
-    from slipstream.catalog import catalog
+    from slipstream.spec.catalog import catalog
 
     arg = ep.args.get("gpu")
     if arg is None:
@@ -165,8 +165,8 @@ def _workers_fix(ep: Endpoint, lines: list[str]) -> list[Fix]:
 
 
 def _model_findings(facts: EndpointFacts, lines: list[str]) -> list[Finding]:
-    from slipstream.catalog import catalog
-    from slipstream.spec import model_problems
+    from slipstream.spec.catalog import catalog
+    from slipstream.spec.endpoint_spec import model_problems
 
     ep = facts.endpoint
     if facts.spec is None or not ep.models:
@@ -322,7 +322,7 @@ def endpoint_findings(index: DocumentIndex, roots: list[Path]) -> list[Finding]:
 
 def _example_findings(ep: Endpoint) -> list[Finding]:
     """`example=` against the function's (or each method's) parameters, at the example."""
-    from slipstream.spec import example_problems
+    from slipstream.spec.endpoint_spec import example_problems
 
     arg = ep.args.get("example")
     if arg is None or not isinstance(arg.value, dict):

@@ -1,6 +1,6 @@
 """What the SDK says about a found endpoint: its validated spec, GPU, price and model sizes.
 
-The rules live in `slipstream.spec`, `slipstream.catalog` and `slipstream.modelsize` (one truth
+The rules live in `slipstream.spec.endpoint_spec`, `slipstream.spec.catalog` and `slipstream.spec.modelsize` (one truth
 for the decorator, the runtime and the editor); this module only applies them to the
 arguments the finder resolved, once per endpoint per document version.
 """
@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from .finder import UNRESOLVED, Endpoint
 
 if TYPE_CHECKING:
-    from slipstream.catalog import GPUChoice, GPURequest
-    from slipstream.modelsize import Estimate
-    from slipstream.spec import EndpointSpec, Problem
+    from slipstream.spec.catalog import GPUChoice, GPURequest
+    from slipstream.spec.modelsize import Estimate
+    from slipstream.spec.endpoint_spec import EndpointSpec, Problem
 
 __all__ = ["EndpointFacts", "display_gpu", "facts_for", "is_model_id"]
 
@@ -68,7 +68,7 @@ def display_gpu(label: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def is_model_id(text: str) -> bool:
-    from slipstream.modelsize import looks_like_model_id
+    from slipstream.spec.modelsize import looks_like_model_id
 
     return looks_like_model_id(text)
 
@@ -78,9 +78,9 @@ def facts_for(ep: Endpoint) -> EndpointFacts:
     cached = ep.cache.get("facts")
     if cached is not None:
         return cached
-    from slipstream import modelsize
-    from slipstream.catalog import catalog
-    from slipstream.spec import validate
+    from slipstream.spec import modelsize
+    from slipstream.spec.catalog import catalog
+    from slipstream.spec.endpoint_spec import validate
 
     spec, problems = validate(ep.symbol, **ep.kwargs())
     gpu_arg = ep.args.get("gpu")

@@ -132,7 +132,7 @@ class Endpoint:
     imports: list[BodyImport]
     is_async: bool = False
     # "" (a function) or each public method -> its parameters as (name, kind, required), the
-    # form slipstream.spec.example_problems takes; None when not known (a class with bases)
+    # form slipstream.spec.endpoint_spec.example_problems takes; None when not known (a class with bases)
     signatures: dict[str, list[tuple[str, str, bool]]] | None = None
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -411,7 +411,7 @@ def _parse_snippet(code: str, names: frozenset[str]) -> _Parsed:
 
 
 def _signature(params: cst.Parameters) -> list[tuple[str, str, bool]]:
-    """(name, inspect kind name, required) per parameter, as slipstream.spec.params_of gives."""
+    """(name, inspect kind name, required) per parameter, as slipstream.spec.endpoint_spec.params_of gives."""
     out = [(p.name.value, "POSITIONAL_ONLY", p.default is None) for p in params.posonly_params]
     out += [(p.name.value, "POSITIONAL_OR_KEYWORD", p.default is None) for p in params.params]
     if isinstance(params.star_arg, cst.Param):

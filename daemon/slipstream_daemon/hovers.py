@@ -12,7 +12,7 @@ from .finder import DocumentIndex, Endpoint
 from .positions import LineIndex
 
 if TYPE_CHECKING:
-    from slipstream.catalog import GPUChoice
+    from slipstream.spec.catalog import GPUChoice
 
 __all__ = ["hover"]
 
@@ -50,7 +50,7 @@ def _cheaper(facts: EndpointFacts, choice: GPUChoice) -> str | None:
     need = facts.model_vram_gb
     if need is None:
         return None
-    from slipstream.catalog import catalog
+    from slipstream.spec.catalog import catalog
 
     limit = choice.price_per_second("flex")
     cheaper = [g for g in catalog().fitting(need) if g.price_per_second("flex") < limit]

@@ -26,10 +26,10 @@ def path_to_uri(path: str | Path) -> str:
 
 
 def project_root(path: Path) -> Path:
-    """The project root as Python sees it (slipstream.config.find_project_root): the nearest
+    """The project root as Python sees it (slipstream.sdk.config.find_project_root): the nearest
     folder upward holding `slipstream.toml`, else the top of the file's package, src/ layout or
     namespace package (pyproject.toml), else the file's folder."""
-    from slipstream.sync import find_project_root
+    from slipstream.sdk.sync import find_project_root
 
     return Path(find_project_root(path)).resolve()
 

@@ -151,7 +151,7 @@ class Runner:
         ls = self.ls
         if secrets:  # secrets=[...]: from the daemon's environment or the project's .env, as the SDK does
             from slipstream.errors import SlipstreamError
-            from slipstream.secretvals import SECRETS_KEY, resolve
+            from slipstream.sdk.secretvals import SECRETS_KEY, resolve
 
             try:
                 kwargs = {**kwargs, SECRETS_KEY: resolve(secrets, endpoint, root)}
@@ -176,7 +176,7 @@ class Runner:
         if live is not None:
             live.start(client)
         tag = live.run_id if live is not None else None
-        from slipstream.config import project_key
+        from slipstream.sdk.config import project_key
 
         # the project's own endpoint, never another project's of the same name (same key as its deploys)
         project = project_key(root) if root is not None else None

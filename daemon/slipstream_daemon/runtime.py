@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .protocol import RuntimeGpu, RuntimeStatus
 
 if TYPE_CHECKING:
-    from slipstream.client import RuntimeClient
+    from slipstream.sdk.client import RuntimeClient
 
 __all__ = ["RuntimeManager", "gpu_inventory"]
 
@@ -59,7 +59,7 @@ class RuntimeManager:
 
     # --- which runtime -------------------------------------------------------------------
     def _configured(self, root: Path | None) -> tuple[str, str] | None:
-        from slipstream.config import load_project, runtime_from_env
+        from slipstream.sdk.config import load_project, runtime_from_env
 
         project = None
         if root is not None:
@@ -89,7 +89,7 @@ class RuntimeManager:
         return self.client
 
     def _use_remote(self, url: str, token: str) -> None:
-        from slipstream.client import RuntimeClient
+        from slipstream.sdk.client import RuntimeClient
 
         self.client = RuntimeClient(url, token)
         self.url = url
@@ -97,8 +97,8 @@ class RuntimeManager:
         log.info("using the runtime at %s", url)
 
     async def _start_embedded(self, root: Path | None) -> None:
-        from slipstream.client import RuntimeClient
-        from slipstream.embedded import EmbeddedRuntime
+        from slipstream.sdk.client import RuntimeClient
+        from slipstream.sdk.embedded import EmbeddedRuntime
 
         log.info("no runtime configured: starting the embedded local runtime")
         runtime = await asyncio.to_thread(EmbeddedRuntime.start, root)

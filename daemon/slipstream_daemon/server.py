@@ -68,7 +68,7 @@ class SlipstreamServer(LanguageServer):
 
     def _deployed_projects(self) -> set[str]:
         """The keys the runtime keeps this editor's deployed projects under."""
-        from slipstream.config import project_key
+        from slipstream.sdk.config import project_key
 
         return {project_key(root) for root in self.deployer.deployed}
 

@@ -45,7 +45,7 @@ class ReplaceModelId(cst.CSTTransformer):
 
 
 def _kind(model_id: str) -> str | None:
-    from slipstream import modelsize
+    from slipstream.spec import modelsize
 
     info = modelsize.lookup(model_id)
     if info is not None:
@@ -77,7 +77,7 @@ def project_models(path: Path | None, endpoint: str) -> list[tuple[str, str]]:
     `[endpoints.<name>] models = [{id, description}, ...]`; empty when there is none."""
     if path is None:
         return []
-    from slipstream.config import find_project_root
+    from slipstream.sdk.config import find_project_root
 
     f = find_project_root(path) / "models.toml"
     try:
@@ -89,8 +89,8 @@ def project_models(path: Path | None, endpoint: str) -> list[tuple[str, str]]:
 
 
 def model_alternatives(ep: Endpoint, path: Path | None = None) -> ModelAlternativesResult:
-    from slipstream import modelsize
-    from slipstream.catalog import catalog
+    from slipstream.spec import modelsize
+    from slipstream.spec.catalog import catalog
 
     facts = facts_for(ep)
     ref = current_model(ep)

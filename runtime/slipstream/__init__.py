@@ -8,18 +8,22 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .protocol.version import __version__  # noqa: E402
 
 from .endpoint import CallInfo, Endpoint, endpoint  # noqa: E402
-from .errors import MapError  # noqa: E402
-from .handles import FunctionCall, gather  # noqa: E402
+from .protocol.errors import MapError  # noqa: E402
+from .sdk.handles import FunctionCall, gather  # noqa: E402
 from .keeper import keep  # noqa: E402
-from .retries import Retries  # noqa: E402
+from .spec.retries import Retries  # noqa: E402
+from .endpoint import install_caller as _install_caller  # noqa: E402
+from .sdk import calling as _calling  # noqa: E402
+
+_install_caller(_calling)  # endpoint calls reach the SDK (endpoint.Caller)
 
 
 def spend() -> dict[str, float]:
     """What this process's remote calls cost so far: {"cost_usd", "busy_s", "calls"}."""
-    from .session import spend as _spend
+    from .sdk.session import spend as _spend
 
     return _spend()
 

@@ -22,10 +22,11 @@ def _err(msg: str) -> None:
 
 def cmd_serve(a: argparse.Namespace) -> int:
     from . import __version__
-    from .config import is_loopback
-    from .server import bind_socket, serve
-    from .service import Runtime
-    from .store import Limits
+    from .sdk.config import is_loopback
+    from .server.app import serve
+    from .server.sockets import bind_socket
+    from .server.service import Runtime
+    from .server.store import Limits
 
     if a.token_file:  # the token from a file (0600), never on a command line or in the log
         try:
@@ -39,7 +40,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         os.environ["SLIPSTREAM_TOKEN"] = token_from_file
     idle_stop = 0.0
     if a.idle_stop:
-        from .idle import parse_duration
+        from .server.idle import parse_duration
 
         try:
             idle_stop = parse_duration(a.idle_stop)
@@ -64,7 +65,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         return 2
     scheme = "https" if a.tls_cert else "http"
     if a.tls_cert:
-        from .server import tls_server_context
+        from .server.sockets import tls_server_context
 
         try:
             tls_server_context(a.tls_cert, a.tls_key)
@@ -75,13 +76,13 @@ def cmd_serve(a: argparse.Namespace) -> int:
     backend = None
     if a.backend == "ray":
         try:
-            from .ray_backend import RayBackend
+            from .server.ray_backend import RayBackend
         except ImportError as exc:
             _err(f"the ray backend needs ray: pip install 'slipstream[ray]' ({exc})")
             return 2
         backend = RayBackend(address=a.ray_address)
     elif a.worker_memory_mb:
-        from .pools import LocalBackend
+        from .server.pools import LocalBackend
 
         backend = LocalBackend(memory_limit=a.worker_memory_mb * 1024 * 1024)
     store, note = _store_folder(a)
@@ -114,10 +115,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
     if a.parent_pid:
         _exit_with_parent(a.parent_pid)
-    from .pools import Pool
+    from .server.pools import Pool
 
     Pool.cancel_grace = a.cancel_grace
-    from .calls import CallRegistry
+    from .server.calls import CallRegistry
 
     CallRegistry.ttl = a.call_ttl
     if a.tls_cert:
@@ -197,10 +198,10 @@ def cmd_run(a: argparse.Namespace) -> int:
     if not script.is_file():
         _err(f"no such script: {script}")
         return 2
-    from . import session
-    from .config import find_project_root
-    from .embedded import EmbeddedRuntime
-    from .errors import DeployError
+    from .sdk import session
+    from .sdk.config import find_project_root
+    from .sdk.embedded import EmbeddedRuntime
+    from .protocol.errors import DeployError
 
     root = find_project_root(script)
     embedded = None
@@ -260,8 +261,8 @@ def _script_traceback(exc: BaseException) -> str:
     the user's line. An unexpected error inside Slipstream keeps its frames."""
     import traceback
 
-    from .errors import RemoteTraceback, SlipstreamError
-    from .spec import SpecError
+    from .protocol.errors import RemoteTraceback, SlipstreamError
+    from .spec.endpoint_spec import SpecError
 
     pkg = str(Path(__file__).resolve().parent) + os.sep
 
@@ -294,7 +295,7 @@ def _script_traceback(exc: BaseException) -> str:
 def _configured_runtime(root: Path) -> tuple[str, str] | None:
     """SLIPSTREAM_RUNTIME_URL or slipstream.toml's runtime (url, token), else None; a URL or
     slipstream.toml that cannot be used is one line on stderr and exit code 2."""
-    from .config import load_project, runtime_from_env
+    from .sdk.config import load_project, runtime_from_env
 
     try:
         return runtime_from_env(load_project(root))
@@ -304,8 +305,8 @@ def _configured_runtime(root: Path) -> tuple[str, str] | None:
 
 
 def _client():
-    from .client import RuntimeClient
-    from .config import find_project_root
+    from .sdk.client import RuntimeClient
+    from .sdk.config import find_project_root
 
     target = _configured_runtime(find_project_root(Path.cwd()))
     if not target:
@@ -319,7 +320,7 @@ def _answered(fn):
     that does not answer is one line on stderr and exit code 1, never a traceback."""
 
     def run(a: argparse.Namespace) -> int:
-        from .errors import SlipstreamError
+        from .protocol.errors import SlipstreamError
 
         try:
             return fn(a)
@@ -360,7 +361,7 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 def _here_key() -> str | None:
     """The project key of the folder `slipstream status` runs in (to mark it), if any."""
-    from .config import find_project_root, project_key
+    from .sdk.config import find_project_root, project_key
 
     try:
         return project_key(find_project_root(Path.cwd()))
@@ -374,7 +375,7 @@ def cmd_logs(a: argparse.Namespace) -> int:
     if a.endpoint:
         names = sorted({e["name"] for e in c.endpoints()})
         if a.endpoint not in names:
-            from .errors import SlipstreamError
+            from .protocol.errors import SlipstreamError
 
             raise SlipstreamError(
                 f"no endpoint named {a.endpoint!r} on the runtime at {c.url} "
@@ -390,8 +391,8 @@ def cmd_logs(a: argparse.Namespace) -> int:
 
 
 def cmd_dev(a: argparse.Namespace) -> int:
-    from .config import find_project_root
-    from .devserver import run_dev
+    from .sdk.config import find_project_root
+    from .sdk.devserver import run_dev
 
     url, token = a.runtime, None
     if not url:  # like run and the editor: SLIPSTREAM_RUNTIME_URL or slipstream.toml, else embedded
@@ -410,10 +411,10 @@ def cmd_connect(a: argparse.Namespace) -> int:
     import statistics
     import time
 
-    from .sshlink import SshError, SshLink, parse_ssh_url
+    from .sdk.sshlink import SshError, SshLink, parse_ssh_url
 
     if a.idle_stop:
-        from .idle import parse_duration
+        from .server.idle import parse_duration
 
         try:
             parse_duration(a.idle_stop)
@@ -426,7 +427,7 @@ def cmd_connect(a: argparse.Namespace) -> int:
     except SshError as exc:
         _err(str(exc))
         return 1
-    from .client import RuntimeClient
+    from .sdk.client import RuntimeClient
 
     c = RuntimeClient(link.url, link.token)
     try:
@@ -449,7 +450,7 @@ def cmd_connect(a: argparse.Namespace) -> int:
 
 
 def cmd_disconnect(a: argparse.Namespace) -> int:
-    from .sshlink import SshError, SshLink, parse_ssh_url
+    from .sdk.sshlink import SshError, SshLink, parse_ssh_url
 
     try:
         link = SshLink(parse_ssh_url(a.host))

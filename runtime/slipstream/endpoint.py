@@ -9,14 +9,13 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from . import handles, mapping
-from .spec import EndpointSpec, Problem, SpecError, example_problems, params_of, validate
+from .spec.endpoint_spec import EndpointSpec, Problem, SpecError, example_problems, params_of, validate
 
 __all__ = ["endpoint", "Endpoint", "CallInfo", "SpecWarning", "registry", "bad_arguments", "IN_RUNTIME_ENV"]
 
-IN_RUNTIME_ENV = "SLIPSTREAM_IN_RUNTIME"
+from .protocol.envvars import IN_RUNTIME as IN_RUNTIME_ENV  # noqa: E402
 _UNSET: Any = object()  # an option with_options() was not given
 _registry: dict[str, Endpoint] = {}
 _warned: set[tuple[str, str]] = set()
@@ -175,7 +174,7 @@ def _quoted(names: list[str]) -> str:
     return ", ".join(repr(n) for n in names)
 
 
-def _refuse_at_import(ep: Endpoint, method: str | None, how: str) -> None:
+def refuse_at_import(ep: Endpoint, method: str | None, how: str) -> None:
     if os.environ.get(IN_RUNTIME_ENV) == "scan":
         target = f"{ep.name}().{method}" if method else ep.name
         raise RuntimeError(
@@ -192,6 +191,82 @@ def _modal_form(label: str, item: str) -> AttributeError | None:
     return None
 
 
+class Caller(Protocol):
+    """How endpoints are called: the SDK implements it (sdk/calling.py) and the package installs
+    it at import (slipstream/__init__.py), so that this module, which workers import to find
+    endpoints, imports no client, session or HTTP library."""
+
+    forms: dict[str, tuple[Callable[..., Any], Callable[..., Any]]]  # name -> (blocking, asyncio)
+
+    def call(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
+    def stream(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
+    def call_async(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
+    def stream_async(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
+
+
+_installed: list[Caller] = []
+
+
+def install_caller(caller: Caller) -> None:
+    _installed[:] = [caller]
+
+
+def _caller() -> Caller:
+    if not _installed:
+        raise RuntimeError("slipstream's SDK is not installed: import slipstream (the package) before calling an endpoint")
+    return _installed[0]
+
+
+class Form:
+    """A call form with a blocking and an `.aio` variant: `f.map(...)` and `f.map.aio(...)`."""
+
+    def __init__(self, sync: Callable[..., Any], aio: Callable[..., Any]) -> None:
+        self._sync = sync
+        self._aio = aio
+        self.__doc__ = sync.__doc__
+        self.__name__ = sync.__name__
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        return _BoundForm(obj, self)
+
+
+class _BoundForm:
+    def __init__(self, obj: Any, form: Form) -> None:
+        self._obj = obj
+        self._form = form
+        self.__doc__ = form.__doc__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._form._sync(self._obj, *args, **kwargs)
+
+    def aio(self, *args: Any, **kwargs: Any) -> Any:
+        return self._form._aio(self._obj, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{self._form.__name__} of {self._obj!r}>"
+
+
+class _SdkForm(Form):
+    """A call form the SDK implements, looked up at its first use (Caller.forms)."""
+
+    def __init__(self, name: str) -> None:
+        self.__name__ = name
+
+        def sync(obj: Any, *args: Any, **kwargs: Any) -> Any:
+            return _caller().forms[name][0](obj, *args, **kwargs)
+
+        def aio(obj: Any, *args: Any, **kwargs: Any) -> Any:
+            return _caller().forms[name][1](obj, *args, **kwargs)
+
+        self._sync, self._aio = sync, aio
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return _caller().forms[self.__name__][0].__doc__ if _installed else None
+
+
 class _Callable:
     """Shared call surface of function endpoints and methods of class endpoints."""
 
@@ -202,31 +277,28 @@ class _Callable:
         raise NotImplementedError
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        session = _session_module()
-
-        _refuse_at_import(self.endpoint, self.method, "(...)")
+        refuse_at_import(self.endpoint, self.method, "(...)")
         if _is_generator(self._fn()):
-            return session.current().stream(self.endpoint, self.method, args, kwargs)
-        return session.current().call(self.endpoint, self.method, args, kwargs)
+            return _caller().stream(self.endpoint, self.method, args, kwargs)
+        return _caller().call(self.endpoint, self.method, args, kwargs)
 
     def aio(self, *args: Any, **kwargs: Any) -> Any:
         """`await f.aio(...)`: the result. For a generator endpoint (sync or async),
         `async for item in f.aio(...)` streams the items as the worker yields them, and
         `await f.aio(...)` gives them all as a list."""
-        session = _session_module()
-
-        _refuse_at_import(self.endpoint, self.method, ".aio(...)")
+        refuse_at_import(self.endpoint, self.method, ".aio(...)")
         if _is_generator(self._fn()):
             return AsyncStream(self.endpoint, self.method, args, kwargs)
-        return session.current().call_async(self.endpoint, self.method, args, kwargs)
+        return _caller().call_async(self.endpoint, self.method, args, kwargs)
 
-    # f.map(*iterables), f.starmap(tuples), f.for_each(*iterables), each with an .aio form (mapping.py)
-    map = mapping.MAP
-    starmap = mapping.STARMAP
-    for_each = mapping.FOR_EACH
-    # f.spawn(...) -> a FunctionCall handle, f.spawn_map(*iterables) -> handles (handles.py)
-    spawn = handles.SPAWN
-    spawn_map = handles.SPAWN_MAP
+    # f.map(*iterables), f.starmap(tuples), f.for_each(*iterables), each with an .aio form
+    # (sdk/mapping.py); f.spawn(...) -> a FunctionCall handle, f.spawn_map(*iterables) -> handles
+    # (sdk/handles.py). The SDK implements them (sdk/calling.py).
+    map = _SdkForm("map")
+    starmap = _SdkForm("starmap")
+    for_each = _SdkForm("for_each")
+    spawn = _SdkForm("spawn")
+    spawn_map = _SdkForm("spawn_map")
 
 
 def _is_generator(fn: Any) -> bool:
@@ -241,14 +313,10 @@ class AsyncStream:
         self._call = (ep, method, args, kwargs)
 
     def __await__(self) -> Any:
-        session = _session_module()
-
-        return session.current().call_async(*self._call).__await__()
+        return _caller().call_async(*self._call).__await__()
 
     def __aiter__(self) -> Any:
-        session = _session_module()
-
-        return session.current().stream_async(*self._call)
+        return _caller().stream_async(*self._call)
 
 
 class Endpoint(_Callable):
@@ -317,8 +385,8 @@ class Endpoint(_Callable):
         """The same endpoint with other settings, served by a pool of its own on the runtime
         (`big = generate.with_options(gpu="H100", timeout=600)`; `big(x)`, `big.map(...)`...).
         Checked like the decorator's arguments (SpecError); the decorator is not changed."""
-        from .retries import Retries
-        from .variants import variant_spec
+        from .spec.retries import Retries
+        from .spec.variants import variant_spec
 
         given = {k: v for k, v in dict(gpu=gpu, timeout=timeout, retries=retries, workers=workers,
                                        concurrency=concurrency, idle_timeout=idle_timeout).items() if v is not _UNSET}
@@ -382,25 +450,3 @@ class RemoteMethod(_Callable):
         if inspect.iscoroutine(result):
             return asyncio.run(result)
         return result
-
-
-def _session_module() -> Any:
-    """slipstream.session, imported at the first call. When a project module named like a
-    standard-library one breaks that import (Python gives the project's calendar.py to httpx),
-    say which file and what to do instead of a bare ImportError from deep inside a library."""
-    try:
-        from . import session
-    except ImportError as exc:
-        from .config import shadowing_modules
-
-        found = shadowing_modules()
-        if not found:
-            raise
-        name, path = found[0]
-        raise ImportError(
-            f"{path} has the name of the standard-library module '{name}', so Python gives it to "
-            f"every `import {name}` in this process (Slipstream's own included: {exc}). Rename it "
-            f"(e.g. {name}_utils.py) and update its imports; the runtime refuses such a project too."
-        ) from exc
-    return session
-

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from slipstream.errors import DeployError
+from slipstream.protocol.errors import DeployError
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +104,7 @@ def test_new_workers_fork_from_a_warm_fork_server(runtime, project_factory):
 
 
 def test_install_progress_reaches_the_caller(runtime, project_factory):
-    from slipstream.sync import sync_project
+    from slipstream.sdk.sync import sync_project
 
     proj = project_factory(runtime, {"deps2.py": DEPS.replace("cowsay==6.1", "pyfiglet==1.0.4")})
     lines: list[str] = []

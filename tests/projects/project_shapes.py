@@ -221,17 +221,17 @@ class ProjectDir:
 
     @property
     def key(self) -> str:
-        from slipstream.config import project_key
+        from slipstream.sdk.config import project_key
 
         return project_key(self.root)
 
     def client(self, rt: Any):
-        from slipstream.client import RuntimeClient
+        from slipstream.sdk.client import RuntimeClient
 
         return RuntimeClient(rt.url, rt.token, project=self.key)
 
     def sync(self, rt: Any):
-        from slipstream.sync import sync_project
+        from slipstream.sdk.sync import sync_project
 
         client = self.client(rt)
         try:

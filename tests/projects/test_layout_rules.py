@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from project_shapes import make_project
 
-from slipstream.config import find_project_root, import_paths, module_import_root
-from slipstream.reload import module_for, shadowed_stdlib
-from slipstream.store import UploadRefused, check_paths
+from slipstream.sdk.config import find_project_root, import_paths, module_import_root
+from slipstream.worker.reload import module_for, shadowed_stdlib
+from slipstream.server.store import UploadRefused, check_paths
 
 
 def test_package_without_config_is_rooted_above_the_package(tmp_path):

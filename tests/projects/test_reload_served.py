@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from project_shapes import ProjectDir
 
-from slipstream.errors import DeployError
+from slipstream.protocol.errors import DeployError
 
 KEEP = 6  # Store(keep_generations=6): what the runtime keeps besides generations in use
 

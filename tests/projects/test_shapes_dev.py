@@ -87,7 +87,7 @@ def test_dev_serves_from_the_runtime_slipstream_runtime_url_names(make_shape, de
             on_runtime = {(e["project"], e["name"]) for e in client.status()["endpoints"]}
         finally:
             client.close()
-        from slipstream.config import project_key
+        from slipstream.sdk.config import project_key
 
         assert (project_key(proj.root), "hello") in on_runtime, on_runtime
     finally:

@@ -24,8 +24,8 @@ import httpx
 import pytest
 from project_shapes import ProjectDir, free_port, sdk_env
 
-from slipstream.client import RuntimeClient, UnknownEndpoint
-from slipstream.config import project_key
+from slipstream.sdk.client import RuntimeClient, UnknownEndpoint
+from slipstream.sdk.config import project_key
 from tests.conftest import RunningRuntime, remove_project
 
 APP = """
@@ -356,7 +356,7 @@ def test_logs_follow_one_project(two: Two) -> None:
 
 
 def test_a_refused_deploy_of_one_project_leaves_the_other_alone(two: Two) -> None:
-    from slipstream.errors import DeployError
+    from slipstream.protocol.errors import DeployError
 
     rt, a, b = two.rt, two.a, two.b
     two.write(a, "alice")
@@ -549,7 +549,7 @@ def test_more_projects_than_live_importers_all_keep_deploying_right(
 ) -> None:
     """Each project has its own import process; only MAX_SCANNERS stay live, and a project whose
     importer was stopped still deploys its new code right on its next save."""
-    from slipstream.service import MAX_SCANNERS
+    from slipstream.server.service import MAX_SCANNERS
 
     projs = [ProjectDir((tmp_path / f"user{i}" / "app").resolve()) for i in range(MAX_SCANNERS + 1)]
     clients: list[RuntimeClient] = []

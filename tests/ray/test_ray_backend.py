@@ -21,7 +21,7 @@ ray = pytest.importorskip(
     "ray", reason="the Ray backend tests need ray: pip install 'slipstream[ray]'"
 )
 
-from slipstream.errors import EndpointTimeout, SlipstreamError, WorkerCrashed  # noqa: E402
+from slipstream.protocol.errors import EndpointTimeout, SlipstreamError, WorkerCrashed  # noqa: E402
 from tests.conftest import RunningRuntime, start_runtime  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
@@ -291,8 +291,8 @@ def test_reload_keeps_the_model_loaded_in_the_actor(ray_runtime, project_factory
 
 
 def test_placement_decisions(cluster):
-    from slipstream.ray_backend import RayBackend, ray_types
-    from slipstream.spec import EndpointSpec
+    from slipstream.server.ray_backend import RayBackend, ray_types
+    from slipstream.spec.endpoint_spec import EndpointSpec
 
     b = RayBackend(init=False)  # this process is already a driver of the test cluster
     assert b.worker_host == "127.0.0.1" and b.listener.bind == "127.0.0.1", (
@@ -318,7 +318,7 @@ def test_placement_decisions(cluster):
     assert (
         far.fetch_url({"SLIPSTREAM_RUNTIME_URL": "http://0.0.0.0:8765"}) == "http://10.1.2.3:8765"
     )
-    from slipstream.catalog import catalog
+    from slipstream.spec.catalog import catalog
 
     assert set(ray_types()) == {g.name for g in catalog()}, (
         "every catalog GPU has Ray accelerator types"

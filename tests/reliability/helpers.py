@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from slipstream import wire
+from slipstream.protocol import wire
 from tests.conftest import RunningRuntime, write_project
 
 # Every request in these tests is bounded: a hang fails the test instead of stalling CI.
@@ -160,8 +160,8 @@ def data_call(
     """One raw request on the binary channel: (status or None if it just closed, records)."""
     import socket
 
-    from slipstream.datachannel import parse_records
-    from slipstream.ipc import PREFIX
+    from slipstream.protocol.wire import parse_records
+    from slipstream.protocol.ipc import PREFIX
 
     raw = raw_header if raw_header is not None else json.dumps(header).encode()
     with socket.create_connection(data_channel(rt), timeout=HANG_BOUND_S) as s:

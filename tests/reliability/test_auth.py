@@ -13,7 +13,7 @@ import sys
 import httpx
 import pytest
 
-from slipstream import wire
+from slipstream.protocol import wire
 from tests.conftest import start_runtime
 from tests.reliability.helpers import (
     ECHO_APP,
@@ -182,7 +182,7 @@ def _first_reply(sock: socket.socket, enough) -> bytes:
 def test_a_wrong_token_is_refused_before_the_body_is_read(rt):
     """A client announcing a large body but sending none gets its 401 at once: nothing
     unauthenticated is read (or buffered, or waited for)."""
-    from slipstream.ipc import PREFIX
+    from slipstream.protocol.ipc import PREFIX
 
     host, port = httpx.URL(rt.url).host, httpx.URL(rt.url).port
     with socket.create_connection((host, port), timeout=10) as s:

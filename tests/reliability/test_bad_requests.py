@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from slipstream import wire
+from slipstream.protocol import wire
 from tests.conftest import start_runtime
 from tests.reliability.helpers import (
     ECHO_APP,

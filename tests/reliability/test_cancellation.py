@@ -255,7 +255,7 @@ def test_an_async_endpoint_is_interrupted_in_its_event_loop(rt, proj, tmp_path):
 
 
 def proj_key(proj) -> str:
-    from slipstream.config import project_key
+    from slipstream.sdk.config import project_key
 
     return project_key(proj.root)
 

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from slipstream.errors import RuntimeUnavailable, WorkerCrashed
+from slipstream.protocol.errors import RuntimeUnavailable, WorkerCrashed
 from tests.conftest import start_runtime
 from tests.reliability.helpers import HANG_BOUND_S, auth
 

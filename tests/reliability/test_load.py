@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from slipstream.errors import Overloaded
+from slipstream.protocol.errors import Overloaded
 from tests.conftest import start_runtime
 from tests.reliability.helpers import HANG_BOUND_S, auth
 

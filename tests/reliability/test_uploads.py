@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from slipstream.sync import build_manifest
+from slipstream.sdk.sync import build_manifest
 from tests.conftest import start_runtime, write_project
 from tests.reliability.helpers import (
     ECHO_APP,
@@ -266,7 +266,7 @@ def test_symlinks_in_the_project_are_not_followed_or_uploaded(rt, tmp_path: Path
 def test_an_oversized_manifest_is_refused_before_it_is_parsed(rt):
     import httpx
 
-    from slipstream.server import MAX_JSON_BODY
+    from slipstream.server.app import MAX_JSON_BODY
 
     body = b'{"files": {"' + b"a" * (MAX_JSON_BODY + 10) + b'": "x"}}'
     r = httpx.post(f"{rt.url}/v1/sync/manifest", content=body,
@@ -277,7 +277,7 @@ def test_an_oversized_manifest_is_refused_before_it_is_parsed(rt):
 def test_an_oversized_manifest_without_a_length_is_refused_too(rt):
     import httpx
 
-    from slipstream.server import MAX_JSON_BODY
+    from slipstream.server.app import MAX_JSON_BODY
 
     def chunks():
         yield b'{"files": {"'

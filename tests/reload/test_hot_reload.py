@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from slipstream.errors import DeployError
+from slipstream.protocol.errors import DeployError
 
 MODEL = '''
 import os, time

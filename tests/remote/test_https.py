@@ -96,7 +96,7 @@ APP = """
 
 
 def _client(url: str, token: str, ca: Path | None):
-    from slipstream.client import RuntimeClient
+    from slipstream.sdk.client import RuntimeClient
 
     return RuntimeClient(url, token, ca_bundle=str(ca) if ca else None)
 
@@ -183,7 +183,7 @@ def test_tls_runtime_serves_https_and_a_tls_data_channel(tls_runtime: RunningRun
 
 
 def test_an_untrusted_certificate_is_refused_with_what_to_do(tls_runtime: RunningRuntime, pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
-    from slipstream.errors import SlipstreamError
+    from slipstream.protocol.errors import SlipstreamError
 
     monkeypatch.delenv("SLIPSTREAM_CA_BUNDLE", raising=False)
     monkeypatch.chdir(pki.cert.parent)  # no slipstream.toml with a ca_bundle here
@@ -214,8 +214,8 @@ def test_ca_bundle_from_slipstream_toml(tls_runtime: RunningRuntime, pki: PKI, t
 
 
 def test_a_token_is_never_sent_in_clear_text_to_another_host(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from slipstream.client import RuntimeClient, _warned_insecure
-    from slipstream.errors import SlipstreamError
+    from slipstream.sdk.client import RuntimeClient, _warned_insecure
+    from slipstream.protocol.errors import SlipstreamError
 
     monkeypatch.delenv("SLIPSTREAM_ALLOW_INSECURE", raising=False)
     with pytest.raises(SlipstreamError, match="clear text.*https://.*SLIPSTREAM_ALLOW_INSECURE=1"):

@@ -32,7 +32,7 @@ APP = """
 
 
 def _call(url: str, token: str, project: str, name: str):
-    from slipstream.client import RuntimeClient
+    from slipstream.sdk.client import RuntimeClient
 
     client = RuntimeClient(url, token, project=project)
     try:
@@ -45,8 +45,8 @@ def _call(url: str, token: str, project: str, name: str):
 
 @pytest.mark.slow
 def test_a_restarted_runtime_serves_the_last_generation_before_any_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from slipstream.client import RuntimeClient
-    from slipstream.config import project_key
+    from slipstream.sdk.client import RuntimeClient
+    from slipstream.sdk.config import project_key
 
     monkeypatch.delenv("HF_HOME", raising=False)
     home = tmp_path / "home"
@@ -90,8 +90,8 @@ def test_a_restarted_runtime_serves_the_last_generation_before_any_sync(tmp_path
 
 @pytest.mark.slow
 def test_a_project_that_no_longer_deploys_is_reported_and_the_others_are_served(tmp_path: Path) -> None:
-    from slipstream.client import RuntimeClient
-    from slipstream.config import project_key
+    from slipstream.sdk.client import RuntimeClient
+    from slipstream.sdk.config import project_key
 
     store = tmp_path / "store"
     good = write_project(tmp_path / "good", {"app.py": APP.format(version=7)})
@@ -159,8 +159,8 @@ def test_the_default_store_is_persistent_and_one_runtime_owns_it(tmp_path: Path)
 
 
 def test_the_embedded_runtime_keeps_a_temporary_store() -> None:
-    from slipstream.client import RuntimeClient
-    from slipstream.embedded import EmbeddedRuntime
+    from slipstream.sdk.client import RuntimeClient
+    from slipstream.sdk.embedded import EmbeddedRuntime
 
     emb = EmbeddedRuntime.start()
     try:

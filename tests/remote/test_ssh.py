@@ -145,7 +145,7 @@ def test_an_unknown_host_key_is_refused_with_a_clear_message(host: SshHost) -> N
 
 
 def test_the_tunnel_killed_mid_call_is_reestablished_and_the_call_answers(host: SshHost, tmp_path: Path) -> None:
-    from slipstream.sshlink import SshLink, parse_ssh_url
+    from slipstream.sdk.sshlink import SshLink, parse_ssh_url
 
     os.environ.update(host.env)  # this process reads the same control folder
     link = SshLink(parse_ssh_url("testhost"))
@@ -170,11 +170,11 @@ def test_the_tunnel_killed_mid_call_is_reestablished_and_the_call_answers(host: 
 def test_another_version_is_refused_then_replaced_with_upgrade(host: SshHost) -> None:
     from slipstream import __version__
 
-    # the host runs an older Slipstream: its installed __init__ says so, and its runtime is restarted
-    init = next((host.remote_home / ".slipstream" / "venv").glob("lib/python3*/site-packages/slipstream/__init__.py"))
+    # the host runs an older Slipstream: its installed version module says so, and its runtime is restarted
+    init = next((host.remote_home / ".slipstream" / "venv").glob("lib/python3*/site-packages/slipstream/protocol/version.py"))
     init.write_text(init.read_text().replace(f'__version__ = "{__version__}"', '__version__ = "0.0.9"'))
     assert slipstream(host, "disconnect", "testhost", "--stop").returncode == 0
-    from slipstream.sshlink import SshLink, parse_ssh_url
+    from slipstream.sdk.sshlink import SshLink, parse_ssh_url
 
     os.environ.update(host.env)
     link = SshLink(parse_ssh_url("testhost"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from slipstream.config import runtime_from_env
-from slipstream.sshlink import SshError, parse_ssh_url
+from slipstream.sdk.config import runtime_from_env
+from slipstream.sdk.sshlink import SshError, parse_ssh_url
 
 
 def test_ssh_addresses_name_user_host_and_port_as_written() -> None:

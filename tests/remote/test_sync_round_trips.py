@@ -30,8 +30,8 @@ def proxied(runtime: RunningRuntime):
 
 
 def test_an_edit_deploys_in_one_round_trip_and_a_first_sync_in_a_few(runtime: RunningRuntime, proxied, tmp_path: Path) -> None:
-    from slipstream.client import RuntimeClient
-    from slipstream.sync import sync_project
+    from slipstream.sdk.client import RuntimeClient
+    from slipstream.sdk.sync import sync_project
 
     proxy, url = proxied
     files = {"app.py": APP.format(v=1)} | {f"data/f{i:03d}.txt": f"{i}\n" * 20 for i in range(300)}
@@ -73,8 +73,8 @@ def test_an_edit_deploys_in_one_round_trip_and_a_first_sync_in_a_few(runtime: Ru
 def test_a_client_that_believes_the_runtime_has_its_files_still_syncs(runtime: RunningRuntime, tmp_path: Path) -> None:
     """E.g. the runtime restarted with a temporary store: the commit answers which files are
     missing, and they are uploaded."""
-    from slipstream.client import RuntimeClient
-    from slipstream.sync import build_manifest, sync_project
+    from slipstream.sdk.client import RuntimeClient
+    from slipstream.sdk.sync import build_manifest, sync_project
 
     root = write_project(tmp_path / "lost", {"app.py": APP.format(v=41), "helper.py": "X = 1\n"})
     (root / "slipstream.toml").write_text(f"[project]\nname = \"lost\"\n# {tmp_path}\n")  # bytes no other test has

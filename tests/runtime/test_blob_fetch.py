@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from slipstream import fetch
+from slipstream.worker import fetch
 
 
 @pytest.fixture()

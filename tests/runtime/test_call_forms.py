@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from slipstream.errors import MapError
+from slipstream.protocol.errors import MapError
 from tests.conftest import start_runtime
 
 APP = '''

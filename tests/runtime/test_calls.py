@@ -75,7 +75,7 @@ def app(runtime, project_factory):
 
 def _h100_price_per_s() -> float:
     """Read from the catalog's data file here, not through the code under test."""
-    data = tomllib.loads((REPO / "runtime/slipstream/data/gpus.toml").read_text())
+    data = tomllib.loads((REPO / "runtime/slipstream/spec/data/gpus.toml").read_text())
     return float(data["gpus"]["H100"]["runpod_flex"])
 
 
@@ -177,15 +177,15 @@ def test_both_transports_carry_calls_errors_and_large_arrays(runtime, project_fa
 
 
 def test_data_channel_refuses_a_wrong_token(runtime, project_factory):
-    from slipstream import wire
-    from slipstream.datachannel import DataClient
-    from slipstream.errors import ErrorInfo
+    from slipstream.protocol import wire
+    from slipstream.sdk.datachannel import DataClient
+    from slipstream.protocol.errors import ErrorInfo
 
     project_factory(runtime, {"app3.py": APP}).sync()
     port = runtime.client().health()["data_port"]
     status, body = DataClient("127.0.0.1", port, "not-the-token").call("add", None, wire.dumps({"args": [1, 2], "kwargs": {}}), 10)
     assert status == 401
-    from slipstream.datachannel import parse_records
+    from slipstream.protocol.wire import parse_records
 
     (kind, payload), = parse_records(body)
     assert kind == wire.REC_ERROR and "token" in ErrorInfo.from_dict(__import__("json").loads(bytes(payload))).message

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import slipstream
-from slipstream.errors import RemoteError, RemoteTraceback
+from slipstream.protocol.errors import RemoteError, RemoteTraceback
 from tests.conftest import REPO, RunningRuntime, start_runtime
 
 # Endpoint names are unique to this file: several projects share the module's runtime.
@@ -78,7 +78,7 @@ BOUND_S = 60.0
 
 
 def _price_per_s(gpu: str) -> float:
-    data = tomllib.loads((REPO / "runtime/slipstream/data/gpus.toml").read_text())
+    data = tomllib.loads((REPO / "runtime/slipstream/spec/data/gpus.toml").read_text())
     return float(data["gpus"][gpu]["runpod_flex"])
 
 
@@ -148,7 +148,7 @@ def test_runtime_url_in_slipstream_toml_is_used(runtime, project_factory, monkey
     monkeypatch.setenv("DOC_RUNTIME_TOKEN", runtime.token)
     app = proj.module("doc_app")
     assert app.doc_env() == "hello from env="
-    from slipstream import session
+    from slipstream.sdk import session
 
     assert session.current().embedded is None, "no embedded runtime was started"
     assert session.current().client.url.rstrip("/") == runtime.url
@@ -180,7 +180,7 @@ def _serve_with(idle_s: float, max_connections: int) -> RunningRuntime:
     """A real `slipstream serve` whose binary-channel limits (120 s idle, 1,024 connections)
     are scaled down so that reaching them takes a second and a handful of sockets."""
     code = (
-        "import sys, slipstream.datachannel as dc; "
+        "import sys, slipstream.server.datachannel as dc; "
         f"dc.IDLE_TIMEOUT = {idle_s}; dc.MAX_CONNECTIONS = {max_connections}; "
         "from slipstream.cli import main; sys.exit(main(sys.argv[1:]))"
     )
@@ -211,7 +211,7 @@ def test_an_idle_binary_connection_is_closed_and_the_sdk_reconnects(project_fact
             started = time.monotonic()
             assert _closed_by_peer(silent, 15), "a connection that sends nothing is closed"
             assert time.monotonic() - started >= 0.9, "after the idle timeout, not at once"
-        from slipstream import session
+        from slipstream.sdk import session
 
         data = session.current().client._data_client  # the SDK's pooled connection, idle too
         pooled = data._idle.get_nowait()

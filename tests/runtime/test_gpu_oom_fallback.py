@@ -69,7 +69,7 @@ def test_cuda_out_of_memory_moves_the_call_to_the_next_gpu(app, gpu_runtime):
     row = next(ln for ln in metrics.splitlines() if ln.startswith("slipstream_gpu_fallbacks_total") and 'endpoint="big"' in ln)
     assert row.endswith(" 1")
     # over HTTP (curl, the editor) the reply lists the move with the error that caused it
-    from slipstream.config import project_key
+    from slipstream.sdk.config import project_key
 
     reply = gpu_runtime.client().call_json("big", {"n": 4}, project=project_key(_root(app)))
     assert reply["ok"] and reply["result"] == "4 on device 1" and reply["gpu"] == "A100-80GB"

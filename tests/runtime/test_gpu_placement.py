@@ -55,7 +55,7 @@ def test_workers_are_pinned_to_their_own_device(gpu_runtime, project_factory):
 
 def test_a_gpu_the_runtime_lacks_is_refused_with_what_it_has(gpu_runtime, project_factory):
     app = project_factory(gpu_runtime, {"gpuapp2.py": APP}).module("gpuapp2")
-    from slipstream.errors import SlipstreamError
+    from slipstream.protocol.errors import SlipstreamError
 
     with pytest.raises(SlipstreamError, match="A100-80GB.*H100"):
         app.missing()

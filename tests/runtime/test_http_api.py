@@ -151,7 +151,7 @@ def test_embedded_runtime_stops_with_the_process_that_started_it(tmp_path):
 
     script = tmp_path / "starter.py"
     script.write_text(
-        "import time\nfrom slipstream.embedded import EmbeddedRuntime\n"
+        "import time\nfrom slipstream.sdk.embedded import EmbeddedRuntime\n"
         "rt = EmbeddedRuntime.start()\nprint(rt.proc.pid, flush=True)\ntime.sleep(60)\n"
     )
     starter = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)

@@ -158,8 +158,8 @@ def test_the_last_line_counts_a_call_whose_done_callback_has_not_run_yet():
     import asyncio
     import io
 
-    from slipstream.mapping import _Batch
-    from slipstream.progress import MapProgress
+    from slipstream.sdk.mapping import _Batch
+    from slipstream.sdk.progress import MapProgress
 
     now = [0.0]
     out = io.StringIO()

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from slipstream.errors import DeployError, MapError
-from slipstream.spec import SpecError
+from slipstream.protocol.errors import DeployError, MapError
+from slipstream.spec.endpoint_spec import SpecError
 from tests.conftest import write_project
 
 # The README's tour without its `if __name__ == "__main__":` guard, as a user may paste it (with a stand-in model loader).
@@ -92,7 +92,7 @@ def test_the_same_script_run_by_python_has_no_thread_pool_frames(runtime, tmp_pa
     p = subprocess.run([sys.executable, "tour.py"], cwd=root, env=_env(runtime), capture_output=True, text=True, timeout=120)
     assert p.returncode == 1
     last = p.stderr.strip().splitlines()[-1]
-    assert last.startswith("slipstream.errors.DeployError: RuntimeError: Painter().paint.map(...)"), p.stderr
+    assert last.startswith("slipstream.protocol.errors.DeployError: RuntimeError: Painter().paint.map(...)"), p.stderr
     assert "concurrent/futures" not in p.stderr and "_base.py" not in p.stderr, p.stderr
 
 

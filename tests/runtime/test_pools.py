@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from slipstream.errors import EndpointTimeout, Overloaded, WorkerCrashed
+from slipstream.protocol.errors import EndpointTimeout, Overloaded, WorkerCrashed
 from tests.conftest import start_runtime
 
 APP = '''

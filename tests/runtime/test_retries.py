@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from slipstream import Retries
-from slipstream.errors import WorkerCrashed
-from slipstream.spec import SpecError
+from slipstream.protocol.errors import WorkerCrashed
+from slipstream.spec.endpoint_spec import SpecError
 from tests.reliability.helpers import HANG_BOUND_S, auth, endpoint_info, log_lines
 
 APP = '''
@@ -93,7 +93,7 @@ def test_the_users_exceptions_are_not_retried_unless_named(app, runtime, tmp_pat
 
 
 def test_bad_retries_are_refused_at_the_decorator():
-    from slipstream.spec import build_spec
+    from slipstream.spec.endpoint_spec import build_spec
 
     with pytest.raises(SpecError, match="retries must be between 0 and 10"):
         build_spec("f", retries=11)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from slipstream.errors import SlipstreamError
+from slipstream.protocol.errors import SlipstreamError
 from tests.conftest import start_runtime
 from tests.reliability.helpers import HANG_BOUND_S, auth
 
@@ -114,7 +114,7 @@ def test_a_missing_secret_fails_before_the_call_naming_it_and_where_it_was_looke
 
 
 def test_an_edited_env_file_is_read_again(tmp_path):
-    from slipstream.secretvals import resolve
+    from slipstream.sdk.secretvals import resolve
 
     env = tmp_path / ".env"
     env.write_text("SLIPSTREAM_TEST_SECRET_X=first-value\n")

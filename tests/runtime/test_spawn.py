@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 import slipstream
-from slipstream.config import project_key
-from slipstream.errors import CallWasCancelled
+from slipstream.sdk.config import project_key
+from slipstream.protocol.errors import CallWasCancelled
 from tests.conftest import start_runtime
 from tests.reliability.helpers import HANG_BOUND_S, auth, wait_for
 
@@ -90,7 +90,7 @@ def test_a_spawned_call_is_fetched_by_id_from_a_second_process_after_the_first_e
                      "the outcome to be dropped", bound=TTL_S + HANG_BOUND_S)
     assert time.time() >= done["finished_at"] + TTL_S, "kept for the stated time"
     assert "--call-ttl" in gone.json()["error"]["message"]
-    with pytest.raises(slipstream.errors.SlipstreamError, match="dropped"):
+    with pytest.raises(slipstream.protocol.errors.SlipstreamError, match="dropped"):
         slipstream.FunctionCall.from_id(call_id).get()
 
 

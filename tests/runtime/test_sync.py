@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from slipstream.sync import sync_project
+from slipstream.sdk.sync import sync_project
 
 
 def test_a_file_rewritten_mid_sync_is_synced_with_its_new_content(runtime, project_factory, monkeypatch):
-    from slipstream import sync
+    from slipstream.sdk import sync
 
     proj = project_factory(runtime, {"app.py": "from slipstream import endpoint\n\n@endpoint\ndef v():\n    return 1\n"})
     client = runtime.client()
@@ -82,7 +82,7 @@ def test_a_data_file_read_at_import_that_is_not_code_is_named_with_how_to_sync_i
     """An .html template read at import is not synced by default (only code and config
     suffixes are): the refusal names the file and the [sync] include line that syncs it; with
     that line the project deploys and serves the file."""
-    from slipstream.errors import DeployError
+    from slipstream.protocol.errors import DeployError
 
     proj = project_factory(runtime, {"app.py": DATA_APP, "templates/page.html": "<h1>NAME</h1>"})
     try:

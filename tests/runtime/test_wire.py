@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slipstream import wire
+from slipstream.protocol import wire
 
 
 def test_large_arrays_travel_out_of_band_without_copies_on_decode():

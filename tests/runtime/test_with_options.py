@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from slipstream.errors import EndpointTimeout
-from slipstream.spec import SpecError
+from slipstream.protocol.errors import EndpointTimeout
+from slipstream.spec.endpoint_spec import SpecError
 from tests.reliability.helpers import HANG_BOUND_S, auth
 
 APP = '''

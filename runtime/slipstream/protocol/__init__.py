@@ -1,0 +1,1 @@
+"""Wire format, IPC framing, shared memory, error records: imports nothing else of slipstream."""

@@ -1,0 +1,301 @@
+"""The SDK's side of a call: find (or start) the runtime, sync the code once, call, meter."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .client import CallOutcome, RuntimeClient, UnknownEndpoint
+from .config import (
+    find_project_root,
+    import_paths,
+    load_project,
+    module_import_root,
+    project_key,
+    runtime_from_env,
+)
+from ..endpoint import IN_RUNTIME_ENV
+from ..protocol.errors import (
+    EndpointTimeout,
+    ErrorInfo,
+    Overloaded,
+    RuntimeUnavailable,
+    SlipstreamError,
+    WorkerCrashed,
+    rebuild,
+)
+from .secretvals import with_secrets
+
+if TYPE_CHECKING:
+    from .embedded import EmbeddedRuntime
+    from ..endpoint import Endpoint
+
+__all__ = ["Session", "current", "spend"]
+
+_KIND_TO_ERROR = {"crash": WorkerCrashed, "timeout": EndpointTimeout, "overloaded": Overloaded}
+
+
+def _say(msg: str) -> None:
+    print(f"slipstream: {msg}", file=sys.stderr, flush=True)
+
+
+class Session:
+    def __init__(self) -> None:
+        self.client: RuntimeClient | None = None
+        self.embedded: EmbeddedRuntime | None = None
+        self.root: Path | None = None
+        self.paths: list[str] | None = None  # folders inside root this process imports from
+        self.project: str | None = None  # the key the runtime keeps this project under
+        self.synced_gen: str | None = None
+        self.spend_usd = 0.0
+        self.busy_s = 0.0
+        self.calls = 0
+        self._notes: set[str] = set()
+        self._lock = threading.RLock()
+        self._variants: list[Endpoint] = []  # with_options variants registered on the runtime
+        self._aborts = 0  # bumped when calls in flight are abandoned (Ctrl-C): never retry those
+
+    # --- connection and sync ----------------------------------------------------------
+    def _root_for(self, ep: Endpoint) -> Path:
+        """The project root as this process's Python sees it: the folder the endpoint's module
+        was imported from (its __name__ and file say which), or the config's root above it.
+        Sets self.paths: the folders inside the root this process imports from."""
+        src, name = ep.source_file, ep.__module__
+        if not (src and Path(src).exists()):
+            main = sys.modules.get("__main__")
+            src, name = getattr(main, "__file__", None), "__main__"
+        if not src:
+            root = Path.cwd().resolve()
+            self.paths = import_paths(root)
+            return root
+        if name == "__main__":  # `python -m pkg.mod` names the module in its spec; a script is its folder
+            spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+            name = getattr(spec, "name", None) or ""
+        imported_from = (module_import_root(name, src) if name else None) or Path(src).resolve().parent
+        root = find_project_root(src, imported_from)
+        on_path = [Path(p or os.getcwd()) for p in sys.path if "site-packages" not in p and "dist-packages" not in p]
+        self.paths = import_paths(root, [imported_from, *on_path])
+        return root
+
+    def ensure(self, ep: Endpoint) -> RuntimeClient:
+        with self._lock:
+            if self.client is None:
+                self.root = self._root_for(ep)
+                self.project = project_key(self.root)
+                target = runtime_from_env(load_project(self.root))
+                if target:
+                    self.client = RuntimeClient(*target, project=self.project)
+                else:
+                    from .embedded import EmbeddedRuntime
+
+                    self.embedded = EmbeddedRuntime.start(self.root)
+                    self.client = RuntimeClient(self.embedded.url, self.embedded.token, project=self.project)
+                    os.environ["SLIPSTREAM_RUNTIME_URL"] = self.embedded.url
+                    os.environ["SLIPSTREAM_TOKEN"] = self.embedded.token
+            if self.synced_gen is None:
+                self._sync()
+            if ep.variant_of is not None and ep.registered_gen != self.synced_gen:
+                self._register_variant(ep)
+            return self.client
+
+    def _register_variant(self, ep: Endpoint) -> None:
+        """f.with_options(...): the runtime makes the variant's pool (again after a deploy)."""
+        assert self.client is not None and ep.variant_of is not None
+        if ep not in self._variants:
+            self._variants.append(ep)
+        r = self.client._request("POST", f"/v1/projects/{self.project}/endpoints/{ep.variant_of.name}/variants", json=ep.variant_options)
+        if r.status_code >= 400:
+            from .client import _message
+
+            raise SlipstreamError(f"{ep.variant_of.name}.with_options({ep.variant_options}) was refused by the runtime: {_message(r)}")
+        ep.registered_gen = self.synced_gen
+
+    def _sync(self) -> None:
+        assert self.client is not None and self.root is not None
+        if os.environ.get(IN_RUNTIME_ENV):
+            # an endpoint calling another: the runtime already runs this code, and a worker
+            # still finishing on an older generation must never push that code back
+            self.synced_gen = "runtime"
+            return
+        from .sync import sync_project
+
+        res = sync_project(self.client, self.root, progress=lambda line: _say(line) if line else None, paths=self.paths)
+        self.synced_gen = res.generation
+        for line in res.skipped:
+            self.note(line, f"not synced: {line}")
+
+    def resync(self) -> None:
+        with self._lock:
+            self.synced_gen = None
+            self._sync()
+            for v in self._variants:  # a deploy dropped their pools
+                self._register_variant(v)
+
+    def note(self, key: str, text: str) -> None:
+        if key not in self._notes:
+            self._notes.add(key)
+            _say(text)
+
+    # --- calls ------------------------------------------------------------------------
+    def _with_retry(self, ep: Endpoint, fn: Any) -> CallOutcome:
+        client = self.ensure(ep)
+        aborts = self._aborts
+        try:
+            return fn(client)
+        except (UnknownEndpoint, RuntimeUnavailable) as exc:
+            if self._aborts != aborts:
+                raise  # its connection was closed on purpose (Ctrl-C): the call is cancelled, not retried
+            self._recover(client, exc)
+            return fn(client)
+
+    def abort(self) -> None:
+        """Abandon every call in flight (after Ctrl-C): their connections close, so the runtime
+        drops or interrupts them, and none is retried."""
+        self._aborts += 1
+        if self.client is not None:
+            self.client.abort()
+
+    def _recover(self, client: RuntimeClient, exc: SlipstreamError) -> None:
+        """Before retrying a failed call once: the runtime restarted (or another client deployed
+        other code), so wait for it to answer and sync this project to it again."""
+        if isinstance(exc, RuntimeUnavailable):
+            if self.embedded is not None:
+                raise exc
+            self._wait_for_runtime(client)
+        client.reconnect()
+        self.resync()
+
+    def _wait_for_runtime(self, client: RuntimeClient, patience: float = 30.0) -> None:
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            try:
+                client.health()
+                return
+            except RuntimeUnavailable:
+                time.sleep(0.5)
+        raise RuntimeUnavailable(f"the runtime at {client.url} did not come back within {patience:g}s")
+
+    def call(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self.ensure(ep)
+        kwargs = with_secrets(ep, kwargs, self.root)  # a missing secret fails here, before the call
+        timeout = ep.spec.timeout + 30
+        out = self._with_retry(ep, lambda c: c.call(ep.name, method, args, kwargs, timeout=timeout))
+        return self._finish(ep, out)
+
+    async def call_async(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        client = await asyncio.to_thread(self.ensure, ep)
+        kwargs = with_secrets(ep, kwargs, self.root)
+        timeout = ep.spec.timeout + 30
+        try:
+            out = await client.call_async(ep.name, method, args, kwargs, timeout=timeout)
+        except (UnknownEndpoint, RuntimeUnavailable) as exc:
+            await asyncio.to_thread(self._recover, client, exc)
+            out = await client.call_async(ep.name, method, args, kwargs, timeout=timeout)
+        return self._finish(ep, out)
+
+    def stream(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
+        client = self.ensure(ep)
+        kwargs = with_secrets(ep, kwargs, self.root)
+        produced = False
+        for attempt in (0, 1):
+            try:
+                for kind, value in client.stream(ep.name, method, args, kwargs, timeout=ep.spec.timeout + 30):
+                    if kind == "item":
+                        produced = True
+                        yield value
+                    else:
+                        self._finish(ep, value)
+                return
+            except (UnknownEndpoint, RuntimeUnavailable) as exc:
+                if produced or attempt:
+                    raise  # items already went out: a retry would repeat them
+                self._recover(client, exc)
+
+    async def stream_async(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        """`async for item in f.aio(...)` of a generator endpoint: items as the worker yields them."""
+        client = await asyncio.to_thread(self.ensure, ep)
+        kwargs = with_secrets(ep, kwargs, self.root)
+        produced = False
+        for attempt in (0, 1):
+            try:
+                async for kind, value in client.stream_async(ep.name, method, args, kwargs, timeout=ep.spec.timeout + 30):
+                    if kind == "item":
+                        produced = True
+                        yield value
+                    else:
+                        self._finish(ep, value)
+                return
+            except (UnknownEndpoint, RuntimeUnavailable) as exc:
+                if produced or attempt:
+                    raise  # items already went out: a retry would repeat them
+                await asyncio.to_thread(self._recover, client, exc)
+
+    def _finish(self, ep: Endpoint, out: CallOutcome) -> Any:
+        from ..endpoint import CallInfo
+
+        for log in out.logs:
+            stream = sys.stderr if log.get("stream") == "stderr" else sys.stdout
+            stream.write(log.get("text", ""))
+        if out.meta:
+            info = CallInfo(
+                endpoint=ep.name,
+                duration_s=float(out.meta.get("duration_s", 0.0)),
+                cost_usd=float(out.meta.get("cost_usd", 0.0)),
+                gpu=out.meta.get("gpu", ""),
+                device=out.meta.get("device", ""),
+                worker=out.meta.get("worker", ""),
+            )
+            ep.last_call = info
+            with self._lock:
+                self.spend_usd += info.cost_usd
+                self.busy_s += info.duration_s
+                self.calls += 1
+            note = out.meta.get("note")
+            if note:
+                self.note(note, note + " (costs show what that GPU would bill)")
+        if out.error is not None:
+            raise self._exception(out.error)
+        return out.value
+
+    def _exception(self, info: ErrorInfo) -> BaseException:
+        if info.kind == "bad-request":
+            exc = TypeError(info.message)
+            exc._slipstream_refused = True  # type: ignore[attr-defined]  # slipstream run shows the caller's line only
+            return exc
+        cls = _KIND_TO_ERROR.get(info.kind)
+        if cls is not None:
+            return cls(info.message)
+        if info.kind in ("unavailable", "bad-response") and not info.pickled:
+            return SlipstreamError(info.message)
+        return rebuild(info, self.root)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.abort()  # a call still in flight (another thread, after Ctrl-C) is cancelled
+            self.client.close()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+_session: Session | None = None
+_session_lock = threading.Lock()
+
+
+def current() -> Session:
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = Session()
+        return _session
+
+
+def spend() -> dict[str, float]:
+    """What this process's calls cost so far (busy seconds priced per GPU asked for)."""
+    s = current()
+    return {"cost_usd": s.spend_usd, "busy_s": s.busy_s, "calls": s.calls}

@@ -1,0 +1,862 @@
+"""Worker pools: one per endpoint, scaling between min and max workers.
+
+The pool logic (queue, dispatch, scaling, timeouts, crash handling, generation switching) is
+the same for every backend; a backend only knows how to start a worker and talk to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..protocol import shm
+from ..protocol.errors import ErrorInfo
+from ..protocol.ipc import ServerSide
+from ..spec.catalog import cost as price_cost
+from ..spec.endpoint_spec import EndpointSpec
+from .failures import PoolError
+from .logs import LogHub
+from .retrying import run_with_retries
+from .store import Generation
+
+__all__ = ["Pool", "Call", "WorkerHandle", "ChannelWorker", "LocalBackend", "PoolError", "exit_reason"]
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class Call:
+    method: str | None
+    fmt: str  # pickle | json
+    body: bytes | bytearray | memoryview
+    stream: bool = False
+    id: int = field(default_factory=lambda: next(_ids))
+    future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    items: asyncio.Queue[Any] | None = None
+    logs: list[dict[str, str]] = field(default_factory=list)
+    queued_at: float = field(default_factory=time.perf_counter)
+    worker: WorkerHandle | None = None
+    duration: float = 0.0
+    started: float = 0.0
+    dispatched: asyncio.Event = field(default_factory=asyncio.Event)
+    shm_ref: dict[str, Any] | None = None  # the body also lies in shared memory here
+    tag: str = ""  # the caller's name for this call: its log lines carry it (live logs in editors)
+    cancelled: str = ""  # why, once its caller went away
+    gone: Callable[[], bool] | None = None  # whether its caller has gone away (checked before it starts)
+    retries: list[dict[str, Any]] = field(default_factory=list)  # each failed attempt run again (retries.py)
+    ran_in: Any = None  # the pool that ran its last attempt (another GPU's after a CUDA out-of-memory move)
+
+
+class WorkerHandle(Protocol):
+    id: str
+    pid: int | None
+    device: str
+    devices: tuple[int, ...]
+
+    async def start(self, init: dict[str, Any]) -> dict[str, Any]: ...
+    def send(self, header: dict[str, Any], body: Any = ()) -> None: ...
+    def kill(self) -> None: ...
+    async def stop(self, grace: float = 2.0) -> None: ...
+
+
+def exit_reason(returncode: int | None, killed_by_us: str | None) -> str:
+    if killed_by_us:
+        return killed_by_us
+    if returncode is None:
+        return "the worker's connection closed unexpectedly"
+    if returncode < 0:
+        sig = -returncode
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        if sig == signal.SIGKILL:
+            return (
+                f"the worker was killed by {name}, most likely by the out-of-memory killer: "
+                "it used more memory than the machine (or its limit) allows"
+            )
+        if sig == signal.SIGSEGV:
+            return f"the worker crashed with {name} (segmentation fault) in native code"
+        return f"the worker was killed by {name}"
+    return f"the worker exited with code {returncode}"
+
+
+class ChannelWorker:
+    """What every backend's worker handle shares: replies awaited by their op, sends on the
+    worker's channel, and a graceful stop. Subclasses set `_proto` once connected, `_gone`
+    when the worker is gone, and say how to kill it."""
+
+    _proto: ServerSide | None = None
+    _gone: asyncio.Event | None = None
+    _killed: str | None = None
+    _exited: bool = False
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    def kill(self, reason: str = "the worker was stopped") -> None:
+        raise NotImplementedError
+
+    def _expect(self, *ops: str) -> asyncio.Future[dict[str, Any]]:
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        for op in ops:
+            self._waiters[op] = fut
+        return fut
+
+    async def request(self, header: dict[str, Any], *replies: str, timeout: float | None = None) -> dict[str, Any]:
+        fut = self._expect(*replies)
+        self.send(header)
+        return await asyncio.wait_for(fut, timeout)
+
+    def _take_reply(self, header: dict[str, Any]) -> bool:
+        """Hand a message to whoever awaits its op (start, request); False when nobody does."""
+        fut = self._waiters.get(header.get("op", ""))
+        if fut is None:
+            return False
+        for k in [k for k, v in self._waiters.items() if v is fut]:
+            del self._waiters[k]
+        if not fut.done():
+            fut.set_result(header)
+        return True
+
+    def _fail_waiters(self, reason: str) -> None:
+        for fut in set(self._waiters.values()):
+            if not fut.done():
+                fut.set_exception(PoolError("crash", reason))
+        self._waiters.clear()
+
+    def send(self, header: dict[str, Any], body: Any = ()) -> None:
+        proto = self._proto
+        if proto is None or proto.transport is None or proto.transport.is_closing():
+            raise PoolError("crash", "the worker is not running")
+        proto.send(header, body)
+
+    def _never_started(self) -> None:
+        """stop() on a worker that is not running (nothing to wait for)."""
+
+    def _did_not_exit(self) -> None:
+        """stop() when the worker outlived its kill too."""
+
+    async def stop(self, grace: float = 2.0) -> None:
+        self._killed = self._killed or "the worker was stopped (scaled down)"
+        try:
+            self.send({"op": "exit"})
+        except PoolError:
+            pass
+        if self._gone is None or self._exited:
+            self._never_started()
+            return
+        try:
+            await asyncio.wait_for(self._gone.wait(), grace)
+        except TimeoutError:
+            self.kill(self._killed)
+            try:
+                await asyncio.wait_for(self._gone.wait(), 5)
+            except TimeoutError:
+                self._did_not_exit()
+
+
+class LocalWorker(ChannelWorker):
+    """A worker process on this machine, spoken to over a socketpair: forked from the
+    environment's fork server when one is ready, else spawned fresh."""
+
+    def __init__(
+        self,
+        pool_name: str,
+        on_message: Callable[[LocalWorker, dict[str, Any], bytearray], None],
+        on_exit: Callable[[LocalWorker, str], None],
+        env: dict[str, str],
+        devices: tuple[int, ...] = (),
+        memory_limit: int | None = None,
+        python: str | None = None,
+        forkserver: Any = None,
+    ) -> None:
+        super().__init__()
+        self.id = f"{pool_name}-{next(_ids)}"
+        self.pid: int | None = None
+        self.devices = devices
+        self.device = "cpu"
+        self.shares_memory = shm.available()
+        self.started_by = ""  # fork | spawn
+        self.note = ""
+        self._on_message = on_message
+        self._on_exit = on_exit
+        self._env = env
+        self._memory_limit = memory_limit
+        self._python = python or sys.executable
+        self._forkserver = forkserver
+        self._proc: asyncio.subprocess.Process | None = None
+        self._returncode: int | None = None
+
+    async def start(self, init: dict[str, Any]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        self._gone = asyncio.Event()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        overrides = dict(self._env)
+        if self.devices:
+            overrides["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.devices))
+        hello = self._expect("hello")
+        fs = self._forkserver
+        if fs is not None and fs.usable:
+            try:
+                self.pid = await fs.fork(child.fileno(), overrides, self._memory_limit, self._forked_exit)
+                self.started_by = "fork"
+            except Exception as exc:  # noqa: BLE001 - fall back to a fresh process, and say so
+                self.note = f"fork failed ({exc}); spawned a fresh process"
+        elif fs is not None:
+            self.note = f"spawned a fresh process ({fs.reason or 'fork server still starting'})"
+        if self.pid is None:
+            await self._spawn(child, overrides)
+        child.close()
+        _, self._proto = await loop.create_unix_connection(
+            lambda: ServerSide(self._message, self._lost), sock=parent
+        )
+        await hello
+        if init:
+            self.send(init)
+            reply = await self._expect("ready", "fatal")
+            self.device = reply.get("device", "cpu")
+            return reply
+        return {}
+
+    async def _spawn(self, child: socket.socket, overrides: dict[str, str]) -> None:
+        env = {**os.environ, **overrides}
+        limit = self._memory_limit
+
+        def preexec() -> None:
+            os.setsid()
+            if limit:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        self._proc = await asyncio.create_subprocess_exec(
+            self._python, "-P", "-m", "slipstream.worker.main", "--fd", str(child.fileno()),
+            pass_fds=(child.fileno(),), env=env, stdin=asyncio.subprocess.DEVNULL, preexec_fn=preexec,
+        )
+        self.pid = self._proc.pid
+        self.started_by = "spawn"
+        asyncio.ensure_future(self._reap())
+
+    def _message(self, header: dict[str, Any], body: bytearray) -> None:
+        if not self._take_reply(header):
+            self._on_message(self, header, body)
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self._returncode is None:
+            return  # the process's exit (reaped, or reported by the fork server) follows
+
+    async def _reap(self) -> None:
+        assert self._proc is not None
+        self._returncode = await self._proc.wait()
+        self._report_exit()
+
+    def _forked_exit(self, code: int) -> None:
+        self._returncode = code
+        self._report_exit()
+
+    def _report_exit(self) -> None:
+        if self._exited:
+            return
+        self._exited = True
+        if self._gone is not None:
+            self._gone.set()
+        reason = exit_reason(self._returncode, self._killed)
+        self._fail_waiters(reason)
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.close()
+        self._on_exit(self, reason)
+
+    def kill(self, reason: str = "the worker was stopped") -> None:
+        if self._killed is None:
+            self._killed = reason
+        if self.pid is not None and not self._exited:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, memory_limit: int | None = None) -> None:
+        self.memory_limit = memory_limit
+
+    def create(self, pool: Pool, env: dict[str, str], devices: tuple[int, ...]) -> LocalWorker:
+        pyenv = getattr(pool, "pyenv", None)
+        return LocalWorker(
+            pool.name, pool._on_worker_message, pool._on_worker_exit, env, devices, self.memory_limit,
+            python=getattr(pyenv, "python", None), forkserver=getattr(pyenv, "forkserver", None),
+        )
+
+
+@dataclass
+class _WState:
+    handle: Any
+    state: str = "starting"  # starting | warm | busy | retiring
+    gen: str = ""
+    inflight: dict[int, Call] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    start_s: float | None = None
+    last_active: float = field(default_factory=time.monotonic)
+    calls: int = 0
+
+
+@dataclass
+class PoolStats:
+    calls: int = 0
+    errors: int = 0
+    crashes: int = 0
+    timeouts: int = 0
+    overloads: int = 0
+    cancelled: int = 0  # calls whose caller went away: dropped from the queue, or interrupted
+    cancel_kills: int = 0  # workers replaced because a cancelled call did not stop in time
+    retries: int = 0  # failed attempts run again (the endpoint's retries=)
+    gpu_fallbacks: int = 0  # calls moved to the next GPU of the fallback list after CUDA out of memory
+    busy_s: float = 0.0
+    cost_usd: float = 0.0
+    reloads: int = 0
+    restarts: int = 0
+    model_loads: int = 0
+    started_workers: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+
+
+class Pool:
+    # seconds a cancelled call has to stop before its worker is replaced (slipstream serve --cancel-grace)
+    cancel_grace: float = 5.0
+
+    def __init__(
+        self,
+        info: dict[str, Any],
+        spec: EndpointSpec,
+        gen: Generation,
+        backend: Any,
+        logs: LogHub,
+        *,
+        env: dict[str, str],
+        devices: list[tuple[int, ...]] | None = None,
+        max_queue: int = 256,
+        fallback_note: str = "",
+        unavailable: str = "",
+        pyenv: Any = None,
+    ) -> None:
+        self.name = spec.name
+        self.target = spec.name  # the endpoint its workers run (a with_options variant runs its base's)
+        self.info = info
+        self.spec = spec
+        self.gen = gen
+        self.backend = backend
+        self.logs = logs
+        self.env = env
+        self.device_slots = devices or []
+        self.max_queue = max_queue
+        self.fallback_note = fallback_note
+        self.unavailable = unavailable
+        self.pyenv: Any = pyenv  # the Python environment (and fork server) workers start in
+        # the later GPUs of gpu=[...] this runtime has, as (label, device slots): where a call that
+        # ran out of CUDA memory here moves (fallback_pool); siblings: the project's pools, to join
+        self.gpu_fallbacks: list[tuple[str, list[tuple[int, ...]]]] = []
+        self.siblings: dict[str, Pool] | None = None
+        self._fallback: Pool | None = None
+        self.workers: list[_WState] = []
+        self.queue: deque[Call] = deque()
+        self.stats = PoolStats()
+        self.last_error: str = ""
+        self._closed = False
+        self._fatal: ErrorInfo | None = None
+        self._reaper = asyncio.ensure_future(self._reap_idle())
+        self._pump()
+
+    # --- public -----------------------------------------------------------------------
+    async def call(self, call: Call) -> Call:
+        """Queue a call and wait for it, retried as the spec's retries say (retries.py); raises
+        PoolError for runtime-side failures."""
+        return await run_with_retries(self, call, self._call_once)
+
+    async def _call_once(self, call: Call) -> Call:
+        if self.unavailable:
+            raise PoolError("unavailable", self.unavailable)
+        if self._closed:
+            raise PoolError("unavailable", f"endpoint {self.name!r} was removed by a newer deploy")
+        if len(self.queue) >= self.max_queue:
+            self.stats.overloads += 1
+            raise PoolError(
+                "overloaded",
+                f"endpoint {self.name!r} is overloaded: {len(self.queue)} calls queued, "
+                f"{self._running()} running on {len(self.workers)} worker(s) (max {self.spec.workers_max}). "
+                "Retry later, or raise workers=(min, max) or concurrency.",
+            )
+        self._fatal = None
+        self.queue.append(call)
+        self._pump()
+        try:
+            # the timeout counts from when a worker takes the call, not from when it was queued
+            if not call.future.done():
+                waiter = asyncio.ensure_future(call.dispatched.wait())
+                try:
+                    await asyncio.wait({waiter, call.future}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+            if not call.future.done():
+                remaining = self.spec.timeout - (time.perf_counter() - call.started)
+                try:
+                    await asyncio.wait_for(asyncio.shield(call.future), max(remaining, 0.001))
+                except TimeoutError:
+                    self._on_timeout(call)
+        except asyncio.CancelledError:
+            # whoever awaited this call went away (closed connection, client timeout, Ctrl-C)
+            self.cancel(call, "the caller went away")
+            raise
+        return call
+
+    def fallback_pool(self) -> Pool | None:
+        """The pool of the next GPU in the decorator's fallback list that this runtime has (made
+        on first use, named `<endpoint>@<gpu>`, listed with the project's endpoints), or None."""
+        if not self.gpu_fallbacks or self._closed:
+            return None
+        child = self._fallback
+        if child is None or child._closed:
+            import dataclasses
+
+            label, slots = self.gpu_fallbacks[0]
+            labels = list(self.spec.gpu)
+            rest = tuple(labels[labels.index(label):]) if label in labels else (label,)
+            spec = dataclasses.replace(self.spec, name=f"{self.target}@{label}", gpu=rest)
+            info = {**self.info, "name": spec.name, "gpu": label, "note": "", "unavailable": "", "gpu_fallback_of": self.name}
+            child = Pool(info, spec, self.gen, self.backend, self.logs, env=self.env, devices=slots,
+                         max_queue=self.max_queue, pyenv=self.pyenv)
+            child.project = getattr(self, "project", None)  # type: ignore[attr-defined]
+            child.target = self.target
+            child.gpu_fallbacks = self.gpu_fallbacks[1:]
+            child.siblings = self.siblings
+            if self.siblings is not None:
+                self.siblings[spec.name] = child
+            self._fallback = child
+        elif child.gen.id != self.gen.id:
+            child.update(child.info, child.spec, self.gen)
+        return child
+
+    def cancel(self, call: Call, reason: str) -> None:
+        """Drop a queued call, or interrupt a running one (its worker is replaced when the call
+        has not stopped within cancel_grace seconds). Its caller is gone: nobody gets a reply."""
+        if call.future.done() or call.cancelled:
+            return
+        call.cancelled = reason
+        self.stats.cancelled += 1
+        call.future.set_exception(PoolError("cancelled", f"endpoint {self.name!r}: call cancelled ({reason})"))
+        call.future.exception()  # retrieved: nobody awaits it any more
+        if call in self.queue:
+            self.queue.remove(call)
+            self.logs.emit(endpoint=self.name, stream="system", tag=call.tag,
+                           text=f"call {call.id} cancelled before it started ({reason}); dropped from the queue")
+            return
+        w = self._state_of(call.worker) if call.worker is not None else None
+        if w is None or call.id not in w.inflight:
+            return
+        self.logs.emit(endpoint=self.name, stream="system", tag=call.tag,
+                       text=f"call {call.id} cancelled ({reason}); interrupting it on worker {w.handle.id}")
+        try:
+            w.handle.send({"op": "cancel", "id": call.id})
+        except Exception:  # noqa: BLE001 - a worker that cannot hear it is replaced below
+            pass
+        # the slot stays taken until the worker answers; past the grace period it is replaced
+        asyncio.get_running_loop().call_later(self.cancel_grace, self._cancel_overdue, w, call)
+
+    def _cancel_overdue(self, w: _WState, call: Call) -> None:
+        if w not in self.workers or call.id not in w.inflight:
+            return  # it stopped in time
+        self.stats.cancel_kills += 1
+        self.logs.emit(endpoint=self.name, stream="system", tag=call.tag,
+                       text=f"worker {w.handle.id} did not stop cancelled call {call.id} within "
+                       f"{self.cancel_grace:g}s; replacing it")
+        w.inflight.pop(call.id, None)
+        self._kill_worker(w, f"killed because cancelled call {call.id} did not stop within {self.cancel_grace:g}s",
+                          "its worker was replaced because a cancelled call on it did not stop")
+
+    def _kill_worker(self, w: _WState, why: str, others: str) -> None:
+        """Take `w` out of the pool and kill it (`why` goes to its log); the calls still on it
+        fail as crashes saying `others`; then the queue moves on."""
+        victims = list(w.inflight.values())
+        w.inflight.clear()
+        self._remove(w)
+        w.handle.kill(why)
+        for other in victims:
+            if not other.future.done():
+                other.future.set_exception(PoolError("crash", f"endpoint {self.name!r}: {others}"))
+        self._pump()
+
+    def update(self, info: dict[str, Any], spec: EndpointSpec, gen: Generation, replace: str = "") -> None:
+        """A new generation: workers load it between calls, or are replaced when they must be."""
+        self.info, self.gen = info, gen
+        old, self.spec = self.spec, spec
+        changed = [f for f in ("gpu", "dependencies", "env") if getattr(old, f) != getattr(spec, f)]
+        if changed and not replace:
+            replace = f"{', '.join(changed)} changed"
+        if replace:
+            self.stats.restarts += 1
+            self.logs.emit(endpoint=self.name, stream="system", text=f"replacing workers: {replace}")
+            for w in list(self.workers):
+                self._retire(w)
+        else:
+            for w in self.workers:
+                if w.state == "warm" and not w.inflight:
+                    self._send_load(w)
+        self._pump()
+
+    async def close(self) -> None:
+        self._closed = True
+        self._reaper.cancel()
+        while self.queue:
+            c = self.queue.popleft()
+            if not c.future.done():
+                c.future.set_exception(PoolError("unavailable", f"endpoint {self.name!r} was removed"))
+        await asyncio.gather(*(w.handle.stop() for w in self.workers), return_exceptions=True)
+        self.workers.clear()
+
+    def describe(self) -> dict[str, Any]:
+        lat = sorted(self.stats.latencies)
+
+        def pct(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 2) if lat else None
+
+        return {
+            "name": self.name,
+            "module": self.info.get("module"),
+            "file": self.info.get("file"),
+            "line": self.info.get("line"),
+            "kind": self.info.get("kind"),
+            "methods": self.info.get("methods", []),
+            "generator": self.info.get("generator", False),
+            "streams": self.info.get("streams", []),
+            "gpu": self.spec.gpu_label,
+            "spec": self.spec.to_dict(),
+            "generation": self.gen.id,
+            "note": self.fallback_note,
+            "unavailable": self.unavailable,
+            "last_error": self.last_error,
+            "pool": {
+                "workers": [
+                    {
+                        "id": w.handle.id,
+                        "state": self._public_state(w),
+                        "started_by": getattr(w.handle, "started_by", ""),
+                        "pid": w.handle.pid,
+                        "device": w.handle.device,
+                        "gpus": list(w.handle.devices),
+                        "generation": w.gen,
+                        "inflight": len(w.inflight),
+                        "calls": w.calls,
+                        "start_s": None if w.start_s is None else round(w.start_s, 4),
+                        "started_at": w.started_at,
+                    }
+                    for w in self.workers
+                ],
+                "min": self.spec.workers_min,
+                "max": self.spec.workers_max,
+                "concurrency": self.spec.concurrency,
+                "queued": len(self.queue),
+                "max_queue": self.max_queue,
+            },
+            "stats": {
+                "calls": self.stats.calls,
+                "errors": self.stats.errors,
+                "crashes": self.stats.crashes,
+                "timeouts": self.stats.timeouts,
+                "overloads": self.stats.overloads,
+                "cancelled": self.stats.cancelled,
+                "cancel_kills": self.stats.cancel_kills,
+                "retries": self.stats.retries,
+                "gpu_fallbacks": self.stats.gpu_fallbacks,
+                "busy_s": round(self.stats.busy_s, 6),
+                "cost_usd": round(self.stats.cost_usd, 8),
+                "reloads": self.stats.reloads,
+                "restarts": self.stats.restarts,
+                "model_loads": self.stats.model_loads,
+                "started_workers": self.stats.started_workers,
+                "p50_ms": pct(0.5),
+                "p99_ms": pct(0.99),
+            },
+        }
+
+    def _public_state(self, w: _WState) -> str:
+        """starting | busy | warm (ready) | idle (ready, a scale-down candidate) | retiring"""
+        if w.state == "warm" and time.monotonic() - w.last_active >= self.spec.idle_timeout / 2:
+            return "idle"
+        return w.state
+
+    # --- dispatch ---------------------------------------------------------------------
+    def _running(self) -> int:
+        return sum(len(w.inflight) for w in self.workers)
+
+    def _pump(self) -> None:
+        if self._closed:
+            return
+        conc = self.spec.concurrency
+        while self.queue:
+            w = self._free_worker()
+            if w is None:
+                break
+            call = self.queue.popleft()
+            if call.future.done():
+                continue
+            if call.gone is not None and call.gone():
+                # its caller went away and the news has not reached us yet: never start it
+                self.queue.appendleft(call)
+                self.cancel(call, "the caller went away")
+                continue
+            self._dispatch(w, call)
+        starting = sum(1 for w in self.workers if w.state == "starting")
+        live = [w for w in self.workers if w.state != "retiring"]
+        want = max(self.spec.workers_min - len(live), 0)
+        if self.queue and self._fatal is None:
+            want = max(want, min(-(-len(self.queue) // conc) - starting, self.spec.workers_max - len(live)))
+        for _ in range(max(want, 0)):
+            self._start_worker()
+
+    def _free_worker(self) -> _WState | None:
+        best = None
+        for w in self.workers:
+            if w.state in ("warm", "busy") and len(w.inflight) < self.spec.concurrency:
+                if best is None or len(w.inflight) < len(best.inflight):
+                    best = w
+        return best
+
+    def _dispatch(self, w: _WState, call: Call) -> None:
+        if w.gen != self.gen.id:
+            self._send_load(w)
+        w.inflight[call.id] = call
+        w.state = "busy"
+        w.calls += 1
+        call.worker = w.handle
+        call.ran_in = self
+        call.started = time.perf_counter()
+        call.dispatched.set()
+        header: dict[str, Any] = {"op": "call", "id": call.id, "method": call.method, "format": call.fmt}
+        if call.stream:
+            header["stream"] = True
+        body: list[Any] = [call.body]
+        if getattr(w.handle, "shares_memory", False):
+            header["shm_reply"] = True
+            if call.shm_ref:
+                header["shm"] = call.shm_ref
+                body = []
+        try:
+            w.handle.send(header, body)
+        except Exception as exc:  # noqa: BLE001 - the exit handler fails the call
+            self.logs.emit(endpoint=self.name, stream="system", text=f"send failed: {exc}")
+
+    def _send_load(self, w: _WState) -> None:
+        w.gen = self.gen.id
+        w.handle.send(
+            {"op": "load", "gen": self.gen.id, "gen_dir": str(self.gen.dir), "manifest": self.gen.files, "paths": self.gen.paths}
+        )
+
+    def _devices_for_next(self) -> tuple[int, ...]:
+        if not self.device_slots:
+            return ()
+        used = [w.handle.devices for w in self.workers]
+        return min(self.device_slots, key=lambda d: used.count(d))
+
+    def _start_worker(self) -> None:
+        handle = self.backend.create(self, self.env, self._devices_for_next())
+        w = _WState(handle, gen=self.gen.id)
+        self.workers.append(w)
+        self.stats.started_workers += 1
+        asyncio.ensure_future(self._boot(w))
+
+    async def _boot(self, w: _WState) -> None:
+        started = time.perf_counter()
+        init = {
+            "op": "init",
+            "endpoint": self.target,
+            "module": self.info["module"],
+            "gen": self.gen.id,
+            "gen_dir": str(self.gen.dir),
+            "manifest": self.gen.files,
+            "paths": self.gen.paths,
+            "concurrency": self.spec.concurrency,
+        }
+        try:
+            reply = await w.handle.start(init)
+        except PoolError as exc:
+            self._boot_failed(w, ErrorInfo("WorkerCrashed", f"worker failed to start: {exc}", str(exc), kind="crash"))
+            return
+        except Exception as exc:  # noqa: BLE001
+            self._boot_failed(w, ErrorInfo(type(exc).__name__, f"worker failed to start: {exc}", str(exc), kind="fatal"))
+            return
+        if reply.get("op") == "fatal":
+            info = ErrorInfo.from_dict(reply["error"])
+            info.kind = "fatal"
+            self._boot_failed(w, info)
+            return
+        w.start_s = time.perf_counter() - started
+        if w.state == "starting":
+            w.state = "warm"
+            w.last_active = time.monotonic()
+        how = getattr(w.handle, "started_by", "")
+        note = getattr(w.handle, "note", "")
+        self.logs.emit(
+            endpoint=self.name, stream="system",
+            text=f"worker {w.handle.id} ready in {w.start_s * 1000:.0f} ms on {w.handle.device}"
+            + (f" ({how})" if how else "") + (f"; {note}" if note else ""),
+        )
+        if w.gen != self.gen.id:
+            self._send_load(w)
+        self._pump()
+
+    def _boot_failed(self, w: _WState, info: ErrorInfo) -> None:
+        self._fatal = info
+        self.last_error = f"{info.type}: {info.message}"
+        if w in self.workers:
+            self.workers.remove(w)
+        w.handle.kill("start failed")
+        # Nothing can run until the code changes: fail what is queued with the reason.
+        while self.queue:
+            c = self.queue.popleft()
+            if not c.future.done():
+                c.future.set_result(("error", info))
+
+    def _retire(self, w: _WState) -> None:
+        if w.state == "retiring":
+            return
+        w.state = "retiring"
+        if not w.inflight:
+            self._remove(w)
+            asyncio.ensure_future(w.handle.stop())
+
+    def _remove(self, w: _WState) -> None:
+        if w in self.workers:
+            self.workers.remove(w)
+
+    # --- worker events ----------------------------------------------------------------
+    def _state_of(self, handle: Any) -> _WState | None:
+        return next((w for w in self.workers if w.handle is handle), None)
+
+    def _on_worker_message(self, handle: Any, header: dict[str, Any], body: bytearray) -> None:
+        w = self._state_of(handle)
+        op = header.get("op")
+        if op == "log":
+            call = w.inflight.get(header.get("id")) if w else None
+            entry = {"stream": header.get("stream", "stdout"), "text": header.get("text", "")}
+            if call is not None:
+                call.logs.append(entry)
+            tag = call.tag if call is not None else ""
+            self.logs.emit(endpoint=self.name, worker=handle.id, call=header.get("id"), tag=tag, **entry)
+            return
+        if w is None:
+            return
+        if op == "loaded":
+            if header.get("mode") == "restart":
+                self.logs.emit(endpoint=self.name, stream="system", text=f"reload needs a new worker: {header.get('reason')}")
+                self._retire(w)
+                self._pump()
+                return
+            self.stats.reloads += 1
+            self.stats.model_loads += int(header.get("model_loads", 0))
+            self.logs.emit(
+                endpoint=self.name,
+                stream="system",
+                text=f"worker {handle.id} reloaded {header.get('gen')} in {header.get('reload_s', 0) * 1000:.1f} ms "
+                f"(re-executed: {', '.join(header.get('reexecuted', [])) or 'nothing'})",
+            )
+            return
+        if op == "load_error":
+            self.logs.emit(endpoint=self.name, stream="system", text=f"reload failed in {handle.id}; replacing it")
+            self._retire(w)
+            self._pump()
+            return
+        call = w.inflight.get(header.get("id"))
+        if call is None:
+            return
+        if op == "item":
+            if call.items is not None:
+                call.items.put_nowait(body)
+            return
+        if op in ("result", "error"):
+            if "shm" in header:
+                body = shm.attach(header["shm"], unlink=True)
+            del w.inflight[call.id]
+            w.last_active = time.monotonic()
+            call.duration = float(header.get("duration", 0.0))
+            self._meter(call, ok=op == "result" or bool(call.cancelled))
+            if call.cancelled:
+                self.logs.emit(endpoint=self.name, stream="system", tag=call.tag,
+                               text=f"cancelled call {call.id} stopped after {call.duration:.2f}s; worker {handle.id} is free")
+            if not call.future.done():
+                if op == "result":
+                    call.future.set_result(("ok", body))
+                else:
+                    info = ErrorInfo.from_dict(header["error"])
+                    info.pickled = bytes(body) if body else None
+                    call.future.set_result(("error", info))
+            if w.state == "retiring" and not w.inflight:
+                self._remove(w)
+                asyncio.ensure_future(w.handle.stop())
+            elif w.state == "busy" and not w.inflight:
+                w.state = "warm"
+            self._pump()
+
+    def _meter(self, call: Call, ok: bool) -> None:
+        self.stats.calls += 1
+        if not ok:
+            self.stats.errors += 1
+        self.stats.busy_s += call.duration
+        self.stats.cost_usd += price_cost(self.spec.gpu_label, call.duration)
+        self.stats.latencies.append(time.perf_counter() - call.queued_at)
+
+    def call_cost(self, call: Call) -> float:
+        return price_cost(self.spec.gpu_label, call.duration)
+
+    def _on_worker_exit(self, handle: Any, reason: str) -> None:
+        w = self._state_of(handle)
+        if w is None:
+            return
+        self._remove(w)
+        if w.inflight:
+            self.stats.crashes += 1
+            self.last_error = reason
+            self.logs.emit(endpoint=self.name, stream="system", text=f"worker {handle.id}: {reason}")
+        for call in w.inflight.values():
+            if not call.future.done():
+                call.future.set_exception(PoolError("crash", f"endpoint {self.name!r}: {reason}; it was replaced"))
+        w.inflight.clear()
+        self._pump()
+
+    def _on_timeout(self, call: Call) -> None:
+        w = self._state_of(call.worker) if call.worker else None
+        self.stats.timeouts += 1
+        msg = f"endpoint {self.name!r}: the call ran past its timeout of {self.spec.timeout:g}s; its worker was killed and replaced"
+        if w is not None:
+            w.inflight.pop(call.id, None)
+            self._kill_worker(w, f"killed because a call on the same worker ran past its {self.spec.timeout:g}s timeout",
+                              "its worker was killed because another call timed out")
+        raise PoolError("timeout", msg)
+
+    async def _reap_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, max(self.spec.idle_timeout / 4, 0.05)))
+            now = time.monotonic()
+            live = [w for w in self.workers if w.state != "retiring"]
+            surplus = len(live) - self.spec.workers_min
+            for w in sorted(live, key=lambda w: w.last_active):
+                if surplus <= 0:
+                    break
+                if w.state == "warm" and not w.inflight and now - w.last_active >= self.spec.idle_timeout:
+                    self.logs.emit(endpoint=self.name, stream="system", text=f"worker {w.handle.id} idle; scaling down")
+                    self._remove(w)
+                    asyncio.ensure_future(w.handle.stop())
+                    surplus -= 1

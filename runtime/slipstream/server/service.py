@@ -1,0 +1,556 @@
+"""The runtime's state: the code store and, per project, its generations, scanner, one pool per
+endpoint and metering. Projects never see each other's code: a commit replaces only its own
+project's endpoints, and calls name their project (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..endpoint import IN_RUNTIME_ENV
+from ..protocol.errors import ErrorInfo, Frame
+from ..protocol.version import __version__
+from ..protocol.envvars import PROJECT as PROJECT_ENV
+from ..spec.endpoint_spec import EndpointSpec
+from ..worker.forkserver import ForkServer, wanted_preloads
+from .envs import EnvManager, InstallFailed, PyEnv, static_dependencies
+from .gpus import Device, inventory, matches
+from .logs import LogHub
+from .pools import LocalBackend, LocalWorker, Pool, PoolError
+from .store import CURRENT_FILE, Generation, Limits, Store, check_paths
+
+__all__ = ["Runtime", "DeployRefused", "Project", "AmbiguousEndpoint", "DEFAULT_PROJECT", "check_project_key"]
+
+DEFAULT_PROJECT = "default"  # what a commit without a project key (an old client, curl) lands in
+PROJECT_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+MAX_SCANNERS = 4  # live import processes; the least recently deployed project's goes first
+
+
+def check_project_key(key: str | None) -> str:
+    """A usable project key, or ValueError saying what one looks like."""
+    if key is None or key == "":
+        return DEFAULT_PROJECT
+    if not isinstance(key, str) or not PROJECT_KEY_RE.match(key):
+        raise ValueError(
+            f"project key {str(key)[:90]!r} is not valid: use 1-80 letters, digits, '_', '.' or '-' "
+            "starting with a letter or digit (the SDK derives one: slipstream.sdk.config.project_key)"
+        )
+    return key
+
+
+class AmbiguousEndpoint(LookupError):
+    """An endpoint name that several projects define, asked for without naming the project."""
+
+    def __init__(self, name: str, projects: list[str]) -> None:
+        self.name, self.projects = name, projects
+        routes = ", ".join(f"/v1/projects/{p}/endpoints/{name}/call" for p in projects)
+        super().__init__(
+            f"endpoint {name!r} is defined by {len(projects)} projects on this runtime "
+            f"({', '.join(projects)}); name the project: {routes}"
+        )
+
+
+class _ProjectLogs:
+    """The runtime's log hub as one project's pools see it: every line carries the project."""
+
+    def __init__(self, hub: LogHub, key: str) -> None:
+        self.hub, self.key = hub, key
+
+    def emit(self, **event: Any) -> None:
+        event.setdefault("project", self.key)
+        self.hub.emit(**event)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.hub, name)
+
+
+class Project:
+    """One project's share of a runtime: generations, scanner, pools, deploys and metering."""
+
+    def __init__(self, key: str, store: Store, logs: LogHub) -> None:
+        self.key = key
+        self.store = store
+        self.logs = _ProjectLogs(logs, key)
+        self.pools: dict[str, Pool] = {}
+        self.scanner: LocalWorker | None = None
+        self.deploys = 0
+        self.lock = asyncio.Lock()
+        self.deployed_at = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("-", 1)[0] if "-" in self.key else self.key
+
+    def spend(self) -> dict[str, float]:
+        pools = self.pools.values()
+        return {
+            "cost_usd": round(sum(p.stats.cost_usd for p in pools), 8),
+            "busy_s": round(sum(p.stats.busy_s for p in pools), 6),
+            "calls": sum(p.stats.calls for p in pools),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        gen = self.store.current
+        return {
+            "key": self.key,
+            "name": self.name,
+            "generation": gen.id if gen else None,
+            "deploys": self.deploys,
+            "deployed_at": self.deployed_at or None,
+            "scanner": self.scanner is not None,  # its import process is live (at most MAX_SCANNERS are)
+            "endpoints": sorted(self.pools),
+            "environments": sorted({p.pyenv.key for p in self.pools.values() if p.pyenv is not None}),
+            "spend": self.spend(),
+        }
+
+
+class DeployRefused(Exception):
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(info.message)
+        self.info = info
+
+
+class Runtime:
+    def __init__(
+        self,
+        *,
+        store_dir: Path | None = None,
+        backend: Any = None,
+        embedded: bool = False,
+        gpu_fallback: bool = False,
+        url: str = "",
+        token: str = "",
+        max_queue: int = 256,
+        limits: Limits | None = None,
+        scan_timeout: float = 120.0,
+        fork: bool = True,
+    ) -> None:
+        self.id = secrets.token_hex(8)
+        self.started_at = time.time()
+        self._tmp = None
+        if store_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="slipstream-store-")
+            store_dir = Path(self._tmp.name)
+        self.store = Store(store_dir, limits or Limits())
+        self.backend = backend or LocalBackend()
+        self.embedded = embedded
+        self.gpu_fallback = gpu_fallback or embedded
+        self.url, self.token = url, token
+        self.max_queue = max_queue
+        self.scan_timeout = scan_timeout
+        self.logs = LogHub()
+        self.data_port = 0  # the SDK's binary call channel (datachannel.py), set by the server
+        self.tls = False  # HTTPS and a TLS data channel (serve --tls-cert/--tls-key), set by the server
+        self.tls_ca = ""  # the certificate file, given to workers as their CA bundle
+        self.envs = EnvManager(self.store.root / "envs", self.logs)
+        self.fork = fork and hasattr(os, "fork") and self.backend.name == "local"
+        self._preload: list[str] = []
+        self.devices: list[Device] = self._inventory()
+        self.projects: dict[str, Project] = {}
+        self.deploys = 0
+        self._last_project: Project | None = None
+
+    # --- facts --------------------------------------------------------------------------
+    def _inventory(self) -> list[Device]:
+        cluster = getattr(self.backend, "inventory", None)  # a cluster backend (Ray) lists its nodes' GPUs
+        return cluster() if cluster else inventory()
+
+    @property
+    def pools(self) -> dict[str, Pool]:
+        """Every project's pools, keyed "project/endpoint"."""
+        return {f"{p.key}/{name}": pool for p in self.projects.values() for name, pool in p.pools.items()}
+
+    def project(self, key: str | None, *, create: bool = False) -> Project:
+        """The project by key (KeyError if it never deployed here; ValueError for a bad key)."""
+        key = check_project_key(key)
+        proj = self.projects.get(key)
+        if proj is None:
+            if not create:
+                known = ", ".join(sorted(self.projects)) or "none deployed yet"
+                raise KeyError(f"no project {key!r} has deployed to this runtime (projects: {known}); sync it first")
+            proj = self.projects[key] = Project(key, self.store.scoped(key), self.logs)
+        return proj
+
+    def deployed(self) -> list[Project]:
+        """The projects with a live generation (a first deploy that was refused leaves none)."""
+        return [p for p in self.projects.values() if p.store.current is not None]
+
+    def listing(self, project: str | None = None) -> dict[str, Any]:
+        """GET /v1/endpoints: every endpoint (each naming its project), the projects, the spend."""
+        projects = [self.project(project)] if project else self.deployed()
+        return {
+            "endpoints": [{**pool.describe(), "project": p.key} for p in projects for pool in p.pools.values()],
+            "projects": [p.describe() for p in projects],
+            "spend": projects[0].spend() if project else self.spend(),
+            "runtime": self.health(),
+        }
+
+    def health(self) -> dict[str, Any]:
+        gen = self._last_project.store.current if self._last_project else None
+        if hasattr(self.backend, "inventory"):
+            self.devices = self._inventory()  # a cluster's nodes come and go
+        extra = {"cluster": self.backend.cluster()} if hasattr(self.backend, "cluster") else {}
+        return {
+            **extra,
+            "ok": True,
+            "version": __version__,
+            "runtime_id": self.id,
+            "backend": self.backend.name,
+            "embedded": self.embedded,
+            "data_port": self.data_port,
+            "tls": self.tls,
+            "persistent_store": self._tmp is None,  # code survives a restart (served again at start)
+            "gpus": [d.to_dict() for d in self.devices],
+            "generation": gen.id if gen else None,  # the latest deploy's, of whichever project
+            "endpoints": sum(len(p.pools) for p in self.projects.values()),
+            "projects": [{"key": p.key, "generation": p.store.current.id if p.store.current else None,
+                          "endpoints": len(p.pools)} for p in self.deployed()],
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "environments": [
+                {"key": e.key, "requirements": list(e.requirements),
+                 "fork_server": None if e.forkserver is None else {
+                     "ready": e.forkserver.usable, "preloaded": e.forkserver.info.get("preloaded", []),
+                     "import_s": round(e.forkserver.info.get("import_s", 0.0), 2), "note": e.forkserver.reason},
+                 "projects": sorted(p.key for p in self.projects.values()
+                                    if any(pool.pyenv is e for pool in p.pools.values()))}
+                for e in self.envs.envs.values()
+            ],
+            "installs": self.envs.installs,
+        }
+
+    def spend(self) -> dict[str, float]:
+        each = [p.spend() for p in self.projects.values()]
+        return {
+            "cost_usd": round(sum(s["cost_usd"] for s in each), 8),
+            "busy_s": round(sum(s["busy_s"] for s in each), 6),
+            "calls": sum(s["calls"] for s in each),
+        }
+
+    def worker_env(self, project: str = "") -> dict[str, str]:
+        env = {IN_RUNTIME_ENV: "1", "PYTHONUNBUFFERED": "1"}
+        if project:
+            env[PROJECT_ENV] = project  # an endpoint calling another stays in its own project
+        if self.url:
+            env["SLIPSTREAM_RUNTIME_URL"] = self.url
+        if self.token:
+            env["SLIPSTREAM_TOKEN"] = self.token
+        if self.url.startswith("http://"):
+            # the runtime serves plain HTTP where its workers reach it (0.0.0.0 as a Ray node's
+            # LAN address): calling it back is not the user's choice to send a token in clear
+            env["SLIPSTREAM_ALLOW_INSECURE"] = "runtime"
+        if self.tls_ca:  # workers call over https:// too; a self-signed certificate is its own CA
+            env.setdefault("SLIPSTREAM_CA_BUNDLE", os.environ.get("SLIPSTREAM_CA_BUNDLE") or self.tls_ca)
+        return env
+
+    # --- code sync ----------------------------------------------------------------------
+    def missing(self, files: dict[str, str]) -> list[str]:
+        return self.store.missing(files)
+
+    def put_blob(self, sha: str, data: bytes) -> None:
+        self.store.put(sha, data)
+
+    async def commit(self, files: dict[str, str], entries: list[str], project: str | None = None, paths: list[str] | None = None) -> dict[str, Any]:
+        """Deploy a project's files; only that project's endpoints change. ValueError: bad key."""
+        proj = self.project(project, create=True)
+        async with proj.lock:
+            started = time.perf_counter()
+            store = proj.store
+            cur = store.current
+            if cur is not None and cur.files == files and sorted(cur.entries) == sorted(entries) and cur.paths == check_paths(paths):
+                return self._commit_reply(proj, cur, [], {"endpoints": [self._pool_info(p) for p in proj.pools.values()]}, started, unchanged=True)
+            gen = store.commit(files, entries, paths)
+            try:
+                installs, cached = await self._install_declared(gen)
+                scan = await self._scan(proj, gen, [e.site_dir for e in installs if e.site_dir])
+            except BaseException:  # refused or failed: the half-made generation goes
+                store.discard(gen)
+                raise
+            store.activate(gen)
+            self.deploys += 1
+            proj.deploys += 1
+            proj.deployed_at = time.time()
+            self._last_project = proj
+            changed = sorted(p for p in set(files) | set(cur.files if cur else {}) if (cur.files if cur else {}).get(p) != files.get(p))
+            self._preload = self._preload or wanted_preloads(
+                [(gen.dir / p).read_text(errors="replace") for p in files if p.endswith(".py")]
+            )
+            await self._apply(proj, gen, scan)
+            scan["installs"] = [
+                {"requirements": list(e.requirements), "environment": e.key, "python": e.python,
+                 "cached": cached.get(e.key, True), "install_s": round(e.install_s, 2)}
+                for e in installs
+            ]
+            proj.logs.emit(stream="system", text=f"deployed {proj.key} {gen.id}: {len(changed)} file(s) changed")
+            return self._commit_reply(proj, gen, changed, scan, started)
+
+    def _commit_reply(self, proj: Project, gen: Generation, changed: list[str], scan: dict[str, Any], started: float, unchanged: bool = False) -> dict[str, Any]:
+        return {
+            "project": proj.key,
+            "generation": gen.id,
+            "unchanged": unchanged,
+            "changed": changed,
+            "reexecuted": scan.get("reexecuted", []),
+            "restart": scan.get("restart", ""),
+            "installs": scan.get("installs", []),
+            "endpoints": [
+                {k: e.get(k) for k in ("name", "module", "file", "line", "kind", "methods", "generator", "streams", "signature", "schemas", "doc", "spec", "warnings", "gpu", "note", "unavailable")}
+                for e in scan.get("endpoints", [])
+            ],
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+
+    @staticmethod
+    def _pool_info(p: Pool) -> dict[str, Any]:
+        d = dict(p.info)
+        d.update(gpu=p.spec.gpu_label, note=p.fallback_note, unavailable=p.unavailable)
+        return d
+
+    async def _install_declared(self, gen: Generation) -> tuple[list[PyEnv], dict[str, bool]]:
+        """Install every literal dependencies=[...] set before the code is imported; (envs, cached by key)."""
+        envs: list[PyEnv] = []
+        cached_by_key: dict[str, bool] = {}
+        for rel in gen.entries:
+            for reqs, line in static_dependencies(gen.dir / rel):
+                try:
+                    env, cached = await self.envs.ensure(reqs, endpoint=f"{rel}:{line}")
+                    cached_by_key[env.key] = cached_by_key.get(env.key, True) and cached
+                except InstallFailed as exc:
+                    raise DeployRefused(
+                        ErrorInfo("InstallError", str(exc), exc.output[-4000:], [Frame(rel, line, "@endpoint", "", True)], kind="deploy")
+                    ) from None
+                if env not in envs:
+                    envs.append(env)
+        return envs, cached_by_key
+
+    async def _env_for(self, spec: EndpointSpec) -> PyEnv:
+        env, _ = await self.envs.ensure(spec.dependencies, endpoint=spec.name)
+        if self.fork and env.forkserver is None:
+            env.forkserver = ForkServer(env.python, self._preload, self.worker_env())
+            asyncio.ensure_future(env.forkserver.start())
+        return env
+
+    async def _scan(self, proj: Project, gen: Generation, extra_paths: list[str] | None = None) -> dict[str, Any]:
+        """Import the generation in the project's own scanner (a long-lived process that switches
+        generations in place); projects never share one, so their modules never mix."""
+        for attempt in range(2):
+            if proj.scanner is None:
+                await self._retire_scanners(keep=proj)
+                env = self.worker_env(proj.key)
+                env[IN_RUNTIME_ENV] = "scan"
+                env["CUDA_VISIBLE_DEVICES"] = ""  # the scanner imports code; it never touches a GPU
+
+                def gone(handle: Any, reason: str, proj: Project = proj) -> None:
+                    if proj.scanner is handle:
+                        proj.scanner = None
+
+                proj.scanner = LocalWorker(f"scanner-{proj.key}", lambda *a: None, gone, env)
+                await proj.scanner.start({})
+            scanner = proj.scanner
+            header = {"op": "scan", "gen": gen.id, "gen_dir": str(gen.dir), "manifest": gen.files,
+                      "entries": gen.entries, "paths": gen.paths, "extra_paths": extra_paths or []}
+            try:
+                reply = await scanner.request(header, "scanned", "scan_error", "fatal", timeout=self.scan_timeout)
+            except TimeoutError:
+                scanner.kill("import took too long")
+                proj.scanner = None
+                raise DeployRefused(
+                    ErrorInfo("DeployTimeout", f"importing the new code took over {self.scan_timeout:g}s; "
+                              "move slow work (model loads) out of module level into setup() or keep()", "", kind="deploy")
+                ) from None
+            except PoolError as exc:
+                proj.scanner = None
+                if attempt == 0:
+                    continue
+                raise DeployRefused(ErrorInfo("ImportCrashed", f"importing the new code crashed the process: {exc}", "", kind="deploy")) from None
+            if reply["op"] == "fatal" or (reply["op"] == "scan_error" and not getattr(scanner, "imported", False)):
+                # the scanner itself failed, or its first import did: it has no generation to go
+                # back to (the refused one's folder is dropped), so the next deploy starts a fresh one
+                scanner.kill("internal error while importing" if reply["op"] == "fatal" else "its first import failed")
+                proj.scanner = None
+            if reply["op"] in ("scan_error", "fatal"):
+                info = ErrorInfo.from_dict(reply["error"])
+                info.kind = "deploy"
+                raise DeployRefused(info)
+            scanner.imported = True  # type: ignore[attr-defined]  # a generation to roll back to from now on
+            if reply.get("restart"):
+                # The scanner cannot reload this in place either: start it fresh on the new code.
+                scanner.kill("restart for reload")
+                proj.scanner = None
+                if attempt == 0:
+                    reply_restart = reply["restart"]
+                    res = await self._scan(proj, gen, extra_paths)
+                    res["restart"] = reply_restart
+                    return res
+            return reply
+        raise AssertionError("unreachable")
+
+    async def _retire_scanners(self, keep: Project) -> None:
+        """At most MAX_SCANNERS import processes: stop the least recently deployed idle ones.
+        A project whose scanner went is imported afresh on its next deploy."""
+        live = [p for p in self.projects.values() if p.scanner is not None and p is not keep and not p.lock.locked()]
+        live.sort(key=lambda p: p.deployed_at)
+        for p in live[: max(len(live) + 1 - MAX_SCANNERS, 0)]:
+            scanner, p.scanner = p.scanner, None
+            if scanner is not None:
+                await scanner.stop(0.5)
+
+    async def _apply(self, proj: Project, gen: Generation, scan: dict[str, Any]) -> None:
+        seen = set()
+        for info in scan.get("endpoints", []):
+            spec = EndpointSpec.from_dict(info["spec"])
+            seen.add(spec.name)
+            devices, note, unavailable = self._placement(spec)
+            info.update(gpu=spec.gpu_label, note=note, unavailable=unavailable)
+            pyenv = await self._env_for(spec)
+            pool = proj.pools.get(spec.name)
+            if pool is None:
+                proj.pools[spec.name] = Pool(
+                    info, spec, gen, self.backend, proj.logs,  # type: ignore[arg-type]
+                    env={**self.worker_env(proj.key), **dict(spec.env)},
+                    devices=devices, max_queue=self.max_queue,
+                    fallback_note=note, unavailable=unavailable, pyenv=pyenv,
+                )
+                proj.pools[spec.name].project = proj.key  # type: ignore[attr-defined]
+            else:
+                pool.pyenv = pyenv
+                pool.env = {**self.worker_env(proj.key), **dict(spec.env)}
+                pool.device_slots, pool.fallback_note, pool.unavailable = devices, note, unavailable
+                pool.update(info, spec, gen, replace=scan.get("restart", ""))
+            proj.pools[spec.name].gpu_fallbacks = self.gpu_fallbacks(spec)
+            proj.pools[spec.name].siblings = proj.pools
+        for name in [n for n in proj.pools if n not in seen]:  # this project's only
+            await proj.pools.pop(name).close()
+
+    def gpu_fallbacks(self, spec: EndpointSpec) -> list[tuple[str, list[tuple[int, ...]]]]:
+        """The GPUs of the fallback list after the one the pool is placed on that this runtime
+        has, as (label, device slots): where a call that ran out of CUDA memory moves next."""
+        if hasattr(self.backend, "placement"):
+            return []
+        out: list[tuple[str, list[tuple[int, ...]]]] = []
+        placed = False
+        for choice in spec.gpu_request.choices:
+            found = matches(self.devices, choice.gpu.name)
+            if len(found) < choice.count:
+                continue
+            idx = [d.index for d in found]
+            slots = [tuple(idx[i : i + choice.count]) for i in range(0, len(idx) - choice.count + 1, choice.count)]
+            if placed:
+                out.append((choice.label, slots))
+            placed = True
+        return out
+
+    def _placement(self, spec: EndpointSpec) -> tuple[list[tuple[int, ...]], str, str]:
+        """GPU slots for the pool's workers, a note for CPU fallback, or why it cannot run here."""
+        if hasattr(self.backend, "placement"):  # a cluster backend places workers on its nodes itself
+            return self.backend.placement(spec, self.gpu_fallback)
+        req = spec.gpu_request
+        if req.is_cpu:
+            return [], "", ""
+        for choice in req.choices:
+            found = matches(self.devices, choice.gpu.name)
+            if len(found) >= choice.count:
+                idx = [d.index for d in found]
+                slots = [tuple(idx[i : i + choice.count]) for i in range(0, len(idx) - choice.count + 1, choice.count)]
+                return slots, "", ""
+        have = ", ".join(sorted({d.name for d in self.devices})) or "no GPU"
+        if self.gpu_fallback:
+            if self.devices:
+                idx = tuple(d.index for d in self.devices[: req.primary.count])
+                return [idx], f"this runtime has no {req.label}; running on {self.devices[0].name} instead", ""
+            return [], f"this runtime has no GPU; {spec.name!r} ({req.label}) runs on the CPU", ""
+        return [], "", (
+            f"endpoint {spec.name!r} asks for {req.label} but this runtime has {have}. "
+            "Point SLIPSTREAM_RUNTIME_URL at a runtime with that GPU, add a fallback (gpu=[...]), "
+            "or start this one with --gpu-fallback to run on what it has."
+        )
+
+    # --- calls --------------------------------------------------------------------------
+    def pool(self, name: str, project: str | None = None) -> Pool:
+        """The endpoint's pool. With a project key, only that project's endpoints count (KeyError
+        otherwise); without one the name must be unambiguous (AmbiguousEndpoint otherwise)."""
+        if project:
+            proj = self.project(project)
+            pool = proj.pools.get(name)
+            if pool is None:
+                known = ", ".join(sorted(proj.pools)) or "none"
+                raise KeyError(f"no endpoint named {name!r} in project {proj.key!r} (its endpoints: {known})")
+            return pool
+        found = [(p.key, p.pools[name]) for p in self.projects.values() if name in p.pools]
+        if len(found) == 1:
+            return found[0][1]
+        if found:
+            raise AmbiguousEndpoint(name, sorted(k for k, _ in found))
+        known = ", ".join(sorted({n for p in self.projects.values() for n in p.pools})) or "none deployed yet"
+        raise KeyError(f"no endpoint named {name!r} on this runtime (endpoints: {known})")
+
+    async def restore(self) -> list[str]:
+        """A persistent store (not the embedded runtime's temporary one): deploy each project's
+        last committed generation again, as it was committed, so calls work after a restart
+        before any client syncs. A project that no longer deploys is logged and left out."""
+        if self._tmp is not None:
+            return []
+        restored = []
+        for saved in sorted(self.store.gens.glob(f"*/{CURRENT_FILE}")):
+            key = saved.parent.name
+            try:
+                check_project_key(key)
+                state = json.loads(saved.read_text())
+                files, entries, paths = state["files"], state["entries"], state.get("paths")
+                await self.commit(files, entries, key, paths)
+            except Exception as exc:  # noqa: BLE001 - one project's failure never keeps the runtime down
+                msg = exc.info.message if isinstance(exc, DeployRefused) else f"{exc.__class__.__name__}: {exc}"
+                self.logs.emit(stream="system", text=f"could not serve {key} again after the restart: {msg}; sync it again")
+                print(f"slipstream: could not serve {key} again after the restart: {msg}", file=sys.stderr, flush=True)
+                self.projects.pop(key, None)
+                continue
+            proj = self.projects[key]
+            current = proj.store.current.dir if proj.store.current else None
+            for d in proj.store.gens.glob("g*"):  # the previous process's generations
+                if d.is_dir() and d != current:
+                    shutil.rmtree(d, ignore_errors=True)
+            restored.append(key)
+        if restored:
+            self.logs.emit(stream="system", text=f"serving {len(restored)} project(s) from the store again: {', '.join(restored)}")
+        return restored
+
+    async def remove_project(self, key: str) -> None:
+        """Forget a project: its pools stop, its scanner stops, its generations are deleted."""
+        proj = self.project(key)
+        async with proj.lock:
+            await asyncio.gather(*(p.close() for p in proj.pools.values()), return_exceptions=True)
+            proj.pools.clear()
+            if proj.scanner is not None:
+                await proj.scanner.stop(0.5)
+                proj.scanner = None
+            self.projects.pop(proj.key, None)
+            if self._last_project is proj:
+                self._last_project = None
+            shutil.rmtree(proj.store.gens, ignore_errors=True)
+        proj.logs.emit(stream="system", text=f"project {proj.key} removed")
+
+    async def shutdown(self) -> None:
+        pools = [p for proj in self.projects.values() for p in proj.pools.values()]
+        await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
+        for proj in self.projects.values():
+            proj.pools.clear()
+            if proj.scanner is not None:
+                await proj.scanner.stop(0.5)
+                proj.scanner = None
+        await self.envs.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def default_store_dir() -> Path | None:
+    d = os.environ.get("SLIPSTREAM_STORE")
+    return Path(d) if d else None
+
