@@ -1,1 +1,5 @@
-"""Wire format, IPC framing, shared memory, error records: imports nothing else of slipstream."""
+"""Wire format, IPC framing, shared memory, error records: imports nothing else of slipstream.
+
+Internal: not part of the public API, which is what `slipstream` and `slipstream.errors` export
+(docs/architecture.md shows the rooms and their import rules).
+"""
