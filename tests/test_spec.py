@@ -46,6 +46,7 @@ def test_defaults_are_the_documented_decorator_defaults():
         example=None,
         retries=0,
         secrets=(),
+        runtime=None,
     )
     assert validate("fn", **DEFAULTS) == (build_spec("fn"), [])
 

@@ -306,6 +306,8 @@ def endpoint_findings(index: DocumentIndex, roots: list[Path]) -> list[Finding]:
     out: list[Finding] = [Finding(e.span, e.message, "syntax-error") for e in index.syntax_errors]
     for ep in index.endpoints:
         facts = facts_for(ep)
+        # what @endpoint refuses at import (a second positional argument): flagged, not guessed at
+        out += [Finding(span, _message(p), p.code, p.severity) for span, p in ep.binding_problems]
         out += _gpu_findings(ep, lines)
         for problem in facts.problems:
             if problem.code == "unknown-gpu":

@@ -30,10 +30,12 @@ from typing import Any, Literal
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
+from slipstream.spec.params import bind_arguments
+from slipstream.spec.problems import Problem
+
 from .positions import Span, split_lines
 
 __all__ = [
-    "ENDPOINT_PARAMS",
     "UNRESOLVED",
     "Arg",
     "BodyImport",
@@ -45,22 +47,6 @@ __all__ = [
     "SyntaxProblem",
     "index_document",
 ]
-
-#: The decorator's parameters in positional order (the endpoint API).
-ENDPOINT_PARAMS = (
-    "name",
-    "gpu",
-    "workers",
-    "concurrency",
-    "timeout",
-    "idle_timeout",
-    "dependencies",
-    "env",
-    "example",
-    "retries",
-    "secrets",
-)
-
 
 class _Unresolved:
     """An argument whose value is not a literal (or a constant holding one)."""
@@ -134,6 +120,9 @@ class Endpoint:
     # "" (a function) or each public method -> its parameters as (name, kind, required), the
     # form slipstream.spec.endpoint_spec.example_problems takes; None when not known (a class with bases)
     signatures: dict[str, list[tuple[str, str, bool]]] | None = None
+    # arguments @endpoint refuses as written (a second positional one, a name given twice), each
+    # at its argument: spec.params.bind_arguments, the same binding the decorator does at import
+    binding_problems: list[tuple[Span, Problem]] = field(default_factory=list)
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def kwargs(self) -> dict[str, Any]:
@@ -660,41 +649,41 @@ def _build_endpoint(
         return "\n".join(parts)
 
     args: dict[str, Arg] = {}
+    binding: dict[str, cst.Arg] = {}
+    binding_problems: list[tuple[Span, Problem]] = []
     if raw.call is not None:
-        for position, a in enumerate(raw.call.args):
-            if a.star:
-                continue
-            if a.keyword is not None:
-                key = a.keyword.value
-            elif position < len(ENDPOINT_PARAMS):
-                key = ENDPOINT_PARAMS[position]
-            else:
-                continue
-            value = resolver.evaluate(a.value, before=decorator_line)
-            literal: Span | None = None
-            constant: str | None = None
-            if isinstance(a.value, cst.SimpleString):
-                literal = node_span(a.value)
-            elif isinstance(a.value, cst.Name):
-                const = resolver.constant(a.value.value, before=decorator_line)
-                if const is not None:
-                    constant, literal = const.name, const.literal_span
-            elements: tuple[tuple[Any, Span], ...] = ()
-            if isinstance(a.value, cst.List | cst.Tuple):
-                elements = tuple(
-                    (resolver.evaluate(el.value, before=decorator_line), node_span(el.value))
-                    for el in a.value.elements
-                    if isinstance(el, cst.Element)
-                )
-            args[key] = Arg(
-                name=key,
-                value=value,
-                span=node_span(a.value),
-                source=node_source(a.value),
-                literal_span=literal,
-                constant=constant,
-                elements=elements,
+        given = [a for a in raw.call.args if not a.star]
+        binding, refused = bind_arguments(
+            [a for a in given if a.keyword is None],
+            [(a.keyword.value, a) for a in given if a.keyword is not None],
+        )
+        binding_problems = [(node_span(a.value), problem) for a, problem in refused]
+    for key, a in binding.items():
+        value = resolver.evaluate(a.value, before=decorator_line)
+        literal: Span | None = None
+        constant: str | None = None
+        if isinstance(a.value, cst.SimpleString):
+            literal = node_span(a.value)
+        elif isinstance(a.value, cst.Name):
+            const = resolver.constant(a.value.value, before=decorator_line)
+            if const is not None:
+                constant, literal = const.name, const.literal_span
+        elements: tuple[tuple[Any, Span], ...] = ()
+        if isinstance(a.value, cst.List | cst.Tuple):
+            elements = tuple(
+                (resolver.evaluate(el.value, before=decorator_line), node_span(el.value))
+                for el in a.value.elements
+                if isinstance(el, cst.Element)
             )
+        args[key] = Arg(
+            name=key,
+            value=value,
+            span=node_span(a.value),
+            source=node_source(a.value),
+            literal_span=literal,
+            constant=constant,
+            elements=elements,
+        )
 
     models: list[ModelRef] = []
     seen: set[Span] = set()
@@ -729,6 +718,7 @@ def _build_endpoint(
         imports=[BodyImport(i.module, i.span.shifted(offset)) for i in raw.imports],
         is_async=raw.is_async,
         signatures=raw.signatures,
+        binding_problems=binding_problems,
     )
 
 

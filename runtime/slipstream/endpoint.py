@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .spec.endpoint_spec import EndpointSpec, Problem, SpecError, example_problems, params_of, validate
+from .spec.params import DEFAULTS, OPTIONS, bind_arguments
 
 __all__ = ["endpoint", "Endpoint", "CallInfo", "SpecWarning", "registry", "bad_arguments", "IN_RUNTIME_ENV"]
 
@@ -45,7 +46,8 @@ class CallInfo:
 
 def endpoint(
     target: Any = None,
-    *,
+    /,
+    *more: Any,
     name: str | None = None,
     gpu: Any = None,
     workers: Any = 1,
@@ -57,21 +59,23 @@ def endpoint(
     example: dict[str, Any] | None = None,
     retries: Any = 0,
     secrets: Iterable[str] = (),
+    runtime: str | None = None,
 ) -> Any:
-    """Mark a function or class to run on a Slipstream runtime. See docs/endpoint-api.md."""
-    params = dict(
-        name=name,
-        gpu=gpu,
-        workers=workers,
-        concurrency=concurrency,
-        timeout=timeout,
-        idle_timeout=idle_timeout,
-        dependencies=dependencies,
-        env=env,
-        example=example,
-        retries=retries,
-        secrets=secrets,
-    )
+    """Mark a function or class to run on a Slipstream runtime: `@endpoint`, `@endpoint(gpu="H100")`,
+    `@endpoint("paint", gpu="H100")` (the name may come first without its keyword). The
+    parameters are spec/params.PARAMETERS (a test checks this signature matches it); see
+    docs/endpoint-api.md."""
+    params = {k: v for k, v in locals().items() if k in DEFAULTS}
+    if target is not None and not (inspect.isclass(target) or callable(target)):
+        # @endpoint("paint", ...): positional arguments bound as the editor binds them
+        given = [(k, v) for k, v in params.items() if v is not DEFAULTS[k]]
+        bound, problems = bind_arguments((target, *more), given)
+        if problems:
+            raise TypeError(problems[0][1].describe())
+        params = {**params, **bound}
+        name, target = params["name"], None
+    elif more:
+        raise TypeError(bind_arguments((None, *more), [])[1][0][1].describe())
 
     def wrap(obj: Any) -> Endpoint:
         if not (inspect.isclass(obj) or callable(obj)):
@@ -388,10 +392,10 @@ class Endpoint(_Callable):
         from .spec.retries import Retries
         from .spec.variants import variant_spec
 
-        given = {k: v for k, v in dict(gpu=gpu, timeout=timeout, retries=retries, workers=workers,
-                                       concurrency=concurrency, idle_timeout=idle_timeout).items() if v is not _UNSET}
+        # its keywords are spec/params.OPTIONS (a test checks this signature matches them)
+        given = {k: v for k, v in locals().items() if k in OPTIONS and v is not _UNSET}
         if not given:
-            raise TypeError(f"{self.name}.with_options() needs at least one of gpu, timeout, retries, workers, concurrency, idle_timeout")
+            raise TypeError(f"{self.name}.with_options() needs at least one of {', '.join(OPTIONS)}")
         given = {k: v.to_dict() if isinstance(v, Retries) else list(v) if isinstance(v, tuple) else v for k, v in given.items()}
         base = self.variant_of or self
         options = {**self.variant_options, **given}

@@ -360,3 +360,36 @@ async def test_a_project_models_toml_sets_the_swap_list(daemon: Client, editing_
         listing.unlink()
     assert [i["id"] for i in alternatives["items"]] == ["Qwen/Qwen3-1.7B", "Qwen/Qwen3-0.6B"]
     assert alternatives["items"][0]["description"].startswith("small and quick")
+
+
+POSITIONAL = """from slipstream import endpoint
+
+
+@endpoint("shout")
+def loud(text: str) -> str:
+    return text.upper()
+
+
+@endpoint("paint", "H100")
+def paint() -> str:
+    return "ok"
+"""
+
+
+async def test_positional_arguments_as_the_decorator_binds_them(
+    daemon: Client, editing_project: Path
+) -> None:
+    """A positional name works (it works at import too: tests/runtime/test_decorator_params.py);
+    a second positional argument, which the decorator refuses at import, is flagged where it is
+    written, saying what to write instead (was: read as gpu=, a lens, and a TypeError at import)."""
+    uri = daemon.open(editing_project / "positional.py", POSITIONAL)
+    [flagged] = await daemon.diagnostics_for(uri, version=1)
+    assert flagged.code == "positional-argument"
+    assert flagged.range.start == types.Position(line=8, character=19)  # at "H100"
+    assert "argument 2 needs one" in flagged.message
+    assert 'Write it as keyword=value, e.g. gpu="H100"' in flagged.message
+    run = [lens for lens in await _lenses(daemon, uri) if lens.range.start.line == 3]
+    assert run[0].command is not None
+    assert list(run[0].command.arguments or []) == [{"uri": uri, "endpoint": "shout"}]
+    version = daemon.replace(uri, POSITIONAL.replace('"paint", "H100"', '"paint", gpu="H100"'))
+    assert await daemon.diagnostics_for(uri, version=version) == []

@@ -43,20 +43,33 @@ def test_arguments_positional_constant_and_unresolved() -> None:
         'GPU: str = "A100-80GB"\n'
         "N = 4\n"
         "\n"
-        '@endpoint("painter", GPU, (1, N), timeout=some_call(), example=dict(prompt="x"))\n'
+        '@endpoint("painter", gpu=GPU, workers=(1, N), timeout=some_call(), example=dict(prompt="x"))\n'
         "async def paint(prompt: str) -> str:\n"
         "    return prompt\n"
     )
     [ep] = _index(source).endpoints
     assert ep.name == "painter" and ep.symbol == "paint" and ep.is_async
+    assert ep.binding_problems == []
     gpu = ep.args["gpu"]
     assert gpu.value == "A100-80GB" and gpu.constant == "GPU"
-    assert gpu.span == Span(4, 21, 4, 24)  # where it is used
+    assert gpu.span == Span(4, 25, 4, 28)  # where it is used
     assert gpu.literal_span == Span(1, 11, 1, 22)  # where the literal is written
     assert ep.args["workers"].value == (1, 4)
     assert ep.args["timeout"].value is UNRESOLVED
     assert "timeout" not in ep.kwargs()
     assert ep.value("example") == {"prompt": "x"}
+
+
+def test_arguments_bound_as_the_decorator_binds_them() -> None:
+    """Only the name may come without its keyword (spec.params.POSITIONAL): a second positional
+    argument is not read as gpu= (the decorator refuses it at import) but reported at itself."""
+    source = 'from slipstream import endpoint\n\n@endpoint("painter", "H100", name="p")\ndef paint():\n    pass\n'
+    [ep] = _index(source).endpoints
+    assert ep.name == "painter" and "gpu" not in ep.args
+    assert [(span, p.code) for span, p in ep.binding_problems] == [
+        (Span(2, 21, 2, 27), "positional-argument"),
+        (Span(2, 34, 2, 37), "duplicate-argument"),
+    ]
 
 
 def test_model_ids_in_defaults_keep_keys_and_constants() -> None:

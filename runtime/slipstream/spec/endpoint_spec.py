@@ -16,6 +16,7 @@ from typing import Any
 
 from . import modelsize
 from .catalog import GPURequest, catalog
+from .params import DEFAULTS  # the decorator's parameters and defaults: params.PARAMETERS
 from .problems import Problem
 from .retries import Retries
 from .retries import check as check_retries
@@ -34,19 +35,6 @@ __all__ = [
     "example_problems",
 ]
 
-DEFAULTS: dict[str, Any] = dict(
-    name=None,
-    gpu=None,
-    workers=1,
-    concurrency=1,
-    timeout=300,
-    idle_timeout=60,
-    dependencies=(),
-    env=None,
-    example=None,
-    retries=0,
-    secrets=(),
-)
 MAX_TIMEOUT = 86400  # one day
 SEVERITIES = ("error", "warning", "info")
 

@@ -8,11 +8,10 @@ import hashlib
 import json
 from typing import Any
 
-from .endpoint_spec import DEFAULTS, EndpointSpec, build_spec
+from .endpoint_spec import EndpointSpec, build_spec
+from .params import DEFAULTS, OPTIONS  # OPTIONS: the parameters with_options() may change
 
 __all__ = ["OPTIONS", "variant_name", "variant_spec"]
-
-OPTIONS = ("gpu", "timeout", "retries", "workers", "concurrency", "idle_timeout")
 
 
 def variant_name(base: str, options: dict[str, Any]) -> str:
