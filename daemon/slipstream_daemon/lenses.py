@@ -14,7 +14,9 @@ from .facts import display_gpu, facts_for
 from .finder import DocumentIndex, Endpoint
 from .positions import LineIndex, Span
 
-__all__ = ["code_lenses", "run_title"]
+__all__ = ["code_lenses", "run_title", "DEBUG_TITLE"]
+
+DEBUG_TITLE = "⚙ Debug"  # next to each Run lens: the same call, under the editor's debugger
 
 
 def run_title(label: str, method: str | None = None) -> str:
@@ -65,6 +67,7 @@ def code_lenses(
                     {"uri": uri, "endpoint": ep.name},
                 )
             )
+            out.append(_lens(here, DEBUG_TITLE, protocol.CMD_DEBUG, {"uri": uri, "endpoint": ep.name}))
         price = _price_title(ep, book)
         if price:
             out.append(_lens(here, price))
@@ -80,6 +83,14 @@ def code_lenses(
                     _line_range(lines, method.span),
                     run_title(facts.gpu_label, method.name),
                     protocol.CMD_RUN,
+                    {"uri": uri, "endpoint": ep.name, "method": method.name},
+                )
+            )
+            out.append(
+                _lens(
+                    _line_range(lines, method.span),
+                    DEBUG_TITLE,
+                    protocol.CMD_DEBUG,
                     {"uri": uri, "endpoint": ep.name, "method": method.name},
                 )
             )

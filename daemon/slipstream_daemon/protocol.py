@@ -12,6 +12,7 @@ from typing import Any, Literal, TypedDict
 __all__ = [
     "ALL_COMMANDS",
     "CMD_APPLY_MODEL",
+    "CMD_DEBUG",
     "CMD_DEPLOY",
     "CMD_LIST_ENDPOINTS",
     "CMD_MODEL_ALTERNATIVES",
@@ -45,6 +46,7 @@ __all__ = [
     "RunRetry",
     "RunStarted",
     "RunStartedReply",
+    "DebugStartedReply",
     "RuntimeGpu",
     "RuntimeStatus",
     "SelectRuntimeArgs",
@@ -61,6 +63,7 @@ CMD_SELECT_RUNTIME = "slipstream.server.selectRuntime"
 CMD_RUNTIME_STATUS = "slipstream.server.runtimeStatus"
 CMD_DEPLOY = "slipstream.server.deploy"
 CMD_LIST_ENDPOINTS = "slipstream.server.listEndpoints"
+CMD_DEBUG = "slipstream.server.debug"  # the Debug lens: the Run call under the debugger
 
 ALL_COMMANDS = (
     CMD_RUN,
@@ -71,6 +74,7 @@ ALL_COMMANDS = (
     CMD_RUNTIME_STATUS,
     CMD_DEPLOY,
     CMD_LIST_ENDPOINTS,
+    CMD_DEBUG,
 )
 
 # --- notifications (server -> client) ---------------------------------------------------
@@ -94,6 +98,17 @@ class RunArgs(_RunArgsRequired, total=False):
 
 class RunStartedReply(TypedDict):
     runId: str
+
+
+class DebugStartedReply(TypedDict):
+    """CMD_DEBUG's answer: the daemon's DAP relay for the editor's debug adapter connection."""
+
+    runId: str
+    port: int  # on 127.0.0.1
+    session: str
+    remoteRoot: str  # the worker's copy of the project (pathMappings' remoteRoot)
+    localRoot: str
+    call: str  # the call's id on the runtime (GET /v1/calls/{call})
 
 
 class ModelAlternativesArgs(TypedDict):

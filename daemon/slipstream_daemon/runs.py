@@ -69,10 +69,7 @@ class Runner:
             raise RunRequestError(f"no endpoint named {name!r} in {uri}")
         method = args.get("method") or None
         if ep.kind == "class" and method is None:
-            example = ep.value("example")
-            names = [m.name for m in ep.methods]
-            with_example = [m for m in names if isinstance(example, dict) and m in example]
-            method = (with_example or names or [None])[0]
+            method = self.default_method(ep)
         facts = facts_for(ep)
         kwargs = args.get("kwargs")
         if kwargs is None:
@@ -84,6 +81,15 @@ class Runner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return run_id
+
+    @staticmethod
+    def default_method(ep: Any) -> str | None:
+        """What Run calls on a class endpoint named without a method: the first method its
+        example covers, else its first method."""
+        example = ep.value("example")
+        names = [m.name for m in ep.methods]
+        with_example = [m for m in names if isinstance(example, dict) and m in example]
+        return (with_example or names or [None])[0]
 
     async def _run(
         self,

@@ -23,6 +23,7 @@ from pygls.lsp.server import LanguageServer
 from . import __version__, protocol
 from .actions import code_actions, findings
 from .costs import CostBook
+from .debugging import Debugging
 from .deploy import Deployer
 from .diagnostics import ReportedProblems, reported_diagnostics, to_diagnostics
 from .documents import Documents
@@ -58,6 +59,7 @@ class SlipstreamServer(LanguageServer):
         self.runtime.projects = self._deployed_projects
         self.runtime.on_change.append(self.deployer.forget_runtime)
         self.runs = Runner(self)
+        self.debugging = Debugging(self)
         self._diagnose_tasks: dict[str, asyncio.Task[None]] = {}
 
     # --- helpers the feature modules share ---------------------------------------------
@@ -151,6 +153,7 @@ class SlipstreamServer(LanguageServer):
 
     async def close(self) -> None:
         await self.runs.close()
+        await self.debugging.close()
         await self.deployer.close()
         await self.runtime.close()
 
@@ -235,6 +238,10 @@ def create_server() -> SlipstreamServer:
     async def run(ls: SlipstreamServer, *args: Any) -> protocol.RunStartedReply:
         run_id = await ls.runs.start(protocol.RunArgs(**_argument(args)))  # type: ignore[typeddict-item]
         return protocol.RunStartedReply(runId=run_id)
+
+    @server.command(protocol.CMD_DEBUG)
+    async def debug(ls: SlipstreamServer, *args: Any) -> protocol.DebugStartedReply:
+        return await ls.debugging.start(_argument(args))  # type: ignore[return-value]
 
     async def _endpoint(ls: SlipstreamServer, arg: dict[str, Any]) -> Any:
         uri, name = arg.get("uri"), arg.get("endpoint")

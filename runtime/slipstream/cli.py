@@ -205,10 +205,14 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     root = find_project_root(script)
     embedded = None
-    if not _configured_runtime(root):
+    if a.debug:  # breakpoint() in endpoint code waits for a debugger (the runtime's workers inherit it)
+        os.environ["SLIPSTREAM_DEBUG_BREAKPOINTS"] = "1"
+    configured = _configured_runtime(root)
+    if not configured:
         embedded = EmbeddedRuntime.start(root)
         os.environ["SLIPSTREAM_RUNTIME_URL"] = embedded.url
         os.environ["SLIPSTREAM_TOKEN"] = embedded.token
+    watcher = _debug_watcher(a, root, configured) if a.debug else None
     sys.argv = [str(script), *a.args]
     sys.path.insert(0, str(script.resolve().parent))
     os.environ.setdefault("SLIPSTREAM_PROGRESS", "1")  # a long .map shows its progress on stderr (progress.py)
@@ -238,6 +242,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         main = threading.current_thread() is threading.main_thread()  # signal handlers: main thread only
         previous = signal.signal(signal.SIGINT, again) if main else None
         try:
+            if watcher is not None:
+                watcher.stop()
             s = session.current()
             if s.calls:
                 _err(f"{s.calls} remote call(s), {s.busy_s:.2f} busy s, ${s.spend_usd:.6f} at GPU prices")
@@ -252,6 +258,18 @@ def cmd_run(a: argparse.Namespace) -> int:
     if failure:
         print(failure, end="", file=sys.stderr, flush=True)
     return code
+
+
+def _debug_watcher(a: argparse.Namespace, root: Path, configured: tuple[str, str] | None):
+    """run --debug: a relay and a how-to-attach message for each call stopped at breakpoint()."""
+    from .sdk.client import RuntimeClient
+    from .sdk.debug import BreakpointWatcher
+
+    if configured:
+        _err("--debug: breakpoint() waits for a debugger on runtimes started with SLIPSTREAM_DEBUG_BREAKPOINTS=1 "
+             "(the embedded one `run` starts is); the Debug lens works on any runtime")
+    url, token = configured or (os.environ["SLIPSTREAM_RUNTIME_URL"], os.environ["SLIPSTREAM_TOKEN"])
+    return BreakpointWatcher(RuntimeClient(url, token), str(root), a.debug_port).start()
 
 
 def _script_traceback(exc: BaseException) -> str:
@@ -505,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_serve)
 
     r = sub.add_parser("run", help="run a script locally with its endpoints on a runtime (embedded by default)")
+    r.add_argument("--debug", action="store_true",
+                   help="breakpoint() in endpoint code waits for a debugger; prints how to attach (docs/debugging.md)")
+    r.add_argument("--debug-port", type=int, default=5678, help="with --debug: the 127.0.0.1 port to attach to (default 5678)")
     r.add_argument("script")
     r.add_argument("args", nargs=argparse.REMAINDER)
     r.set_defaults(fn=cmd_run)

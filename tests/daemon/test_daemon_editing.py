@@ -33,12 +33,12 @@ async def test_lenses_sit_over_each_endpoint(daemon: Client, editing_project: Pa
     lenses = await _lenses(daemon, uri)
     by_line = _lenses_by_line(lenses)
     # line 11: @endpoint over write_prompt (after a line with an astral character)
-    assert by_line[11] == ["▶ Run on H100", "$0.00116/s", "⇄ Swap model"]
+    assert by_line[11] == ["▶ Run on H100", "⚙ Debug", "$0.00116/s", "⇄ Swap model"]
     # line 16: @ss.endpoint over the class: price and swap; Run sits over its public method
     assert by_line[16] == ["$0.00076/s", "⇄ Swap model"]
-    assert by_line[21] == ["▶ Run paint on A100-80GB"]
+    assert by_line[21] == ["▶ Run paint on A100-80GB", "⚙ Debug"]
     # a bare @endpoint: CPU, no price, no model
-    assert by_line[28] == ["▶ Run (CPU)"]
+    assert by_line[28] == ["▶ Run (CPU)", "⚙ Debug"]
     assert 18 not in by_line and 24 not in by_line  # setup and _helper are not callable
 
     run = next(lens for lens in lenses if lens.range.start.line == 11)
@@ -59,7 +59,7 @@ async def test_lenses_follow_an_edit(daemon: Client, editing_project: Path) -> N
     text = path.read_text()
     daemon.replace(uri, "# one more line\n" + text.replace('gpu="H100"', 'gpu="L4:2"'))
     by_line = _lenses_by_line(await _lenses(daemon, uri))
-    assert by_line[12] == ["▶ Run on 2× L4", "$0.00038/s", "⇄ Swap model"]
+    assert by_line[12] == ["▶ Run on 2× L4", "⚙ Debug", "$0.00038/s", "⇄ Swap model"]
     daemon.replace(uri, text)
     assert _lenses_by_line(await _lenses(daemon, uri))[11][0] == "▶ Run on H100"
 
@@ -248,7 +248,7 @@ async def test_broken_file_gives_diagnostics_not_a_crash(
     assert "unterminated string" in syntax[0].message
     # the good endpoint keeps its lenses; the server still answers
     by_line = _lenses_by_line(await _lenses(daemon, uri))
-    assert by_line == {3: ["▶ Run on H100", "$0.00116/s"]}
+    assert by_line == {3: ["▶ Run on H100", "⚙ Debug", "$0.00116/s"]}
     # typing the decorator through: each intermediate state is handled
     text = BROKEN.replace('@endpoint(gpu="H1\n', '@endpoint(gpu="H100")\n')
     for cut in ("@endpoint(", "@endpoint(gpu=", '@endpoint(gpu="A1', '@endpoint(gpu="A100")'):

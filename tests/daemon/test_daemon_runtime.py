@@ -130,8 +130,8 @@ async def test_run_returns_text_logs_and_timing(client: Client, project: Path) -
         types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=uri))
     )
     titles = [lens.command.title for lens in lenses if lens.command and lens.range.start.line == 7]
-    assert titles[0] == "▶ Run (CPU)"
-    assert titles[1].startswith("last ") and titles[1].endswith(" = $0")
+    assert titles[:2] == ["▶ Run (CPU)", "⚙ Debug"]
+    assert titles[2].startswith("last ") and titles[2].endswith(" = $0")
     hover = await client.text_document_hover_async(
         types.HoverParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
@@ -157,8 +157,8 @@ async def test_gpu_run_is_priced_and_shown_on_the_lens(client: Client, project: 
     titles = [
         lens.command.title for lens in lenses if lens.command and lens.range.start.line == line
     ]
-    assert titles[0] == "▶ Run on L4"
-    assert titles[1].startswith("$0.00019/s · last ")
+    assert titles[:2] == ["▶ Run on L4", "⚙ Debug"]
+    assert titles[2].startswith("$0.00019/s · last ")
 
 
 async def test_run_returns_an_image(client: Client, project: Path) -> None:

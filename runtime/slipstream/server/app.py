@@ -58,13 +58,16 @@ class TokenAuth:
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        if scope["type"] in ("http", "websocket") and scope["path"] not in OPEN_PATHS:
             got = b""
             for k, v in scope["headers"]:
                 if k == b"authorization":
                     got = v
                     break
             if not hmac.compare_digest(got, self.expected):
+                if scope["type"] == "websocket":  # a debug session's relay (debug.py): refused at the handshake (403)
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
                 msg = "missing bearer token" if not got else "wrong token"
                 resp = JSONResponse(
                     {"error": {"type": "Unauthorized", "message": f"{msg}: send 'Authorization: Bearer <token>' "
@@ -362,6 +365,9 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
 
     add_call_routes(app, rt, max_body)  # spawn, GET and DELETE /v1/calls/{id} (calls.py)
     add_variant_routes(app, rt)  # f.with_options(...): POST .../endpoints/{name}/variants (variants.py)
+    from .debug import add_debug_routes
+
+    add_debug_routes(app, rt, max_body)  # debug sessions: POST .../debug, WS /v1/debug/{session} (debug.py)
 
     @app.get("/v1/logs", summary="Live logs as server-sent events")
     async def logs(

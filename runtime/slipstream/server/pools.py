@@ -32,6 +32,10 @@ __all__ = ["Pool", "Call", "WorkerHandle", "ChannelWorker", "LocalBackend", "Poo
 
 _ids = itertools.count(1)
 
+# server/debug.py installs its handlers here ("message": a worker's debug messages, "exit": a
+# worker gone): pools never import it, so the server's modules form no cycle
+DEBUG_HOOKS: dict[str, Callable[..., None]] = {}
+
 
 @dataclass
 class Call:
@@ -54,6 +58,7 @@ class Call:
     gone: Callable[[], bool] | None = None  # whether its caller has gone away (checked before it starts)
     retries: list[dict[str, Any]] = field(default_factory=list)  # each failed attempt run again (retries.py)
     ran_in: Any = None  # the pool that ran its last attempt (another GPU's after a CUDA out-of-memory move)
+    debug: Any = None  # a call under the debugger: True, then its DebugSession once its worker waits (server/debug.py)
 
 
 class WorkerHandle(Protocol):
@@ -385,6 +390,8 @@ class Pool:
     async def call(self, call: Call) -> Call:
         """Queue a call and wait for it, retried as the spec's retries say (retries.py); raises
         PoolError for runtime-side failures."""
+        if call.debug:
+            return await self._call_once(call)  # a debugged call is never run again
         return await run_with_retries(self, call, self._call_once)
 
     async def _call_once(self, call: Call) -> Call:
@@ -416,7 +423,10 @@ class Pool:
                 try:
                     await asyncio.wait_for(asyncio.shield(call.future), max(remaining, 0.001))
                 except TimeoutError:
-                    self._on_timeout(call)
+                    if call.debug is None:
+                        self._on_timeout(call)
+                    else:  # stopped in a debugger: no timeout (its session ends it, server/debug.py)
+                        await asyncio.shield(call.future)
         except asyncio.CancelledError:
             # whoever awaited this call went away (closed connection, client timeout, Ctrl-C)
             self.cancel(call, "the caller went away")
@@ -486,6 +496,16 @@ class Pool:
         w.inflight.pop(call.id, None)
         self._kill_worker(w, f"killed because cancelled call {call.id} did not stop within {self.cancel_grace:g}s",
                           "its worker was replaced because a cancelled call on it did not stop")
+
+    def debug_release(self, w: _WState) -> None:
+        """A debug session on `w` ended with its call finished: it serves calls again."""
+        if w not in self.workers or w.state != "debugging":
+            return
+        w.state = "busy" if w.inflight else "warm"
+        w.last_active = time.monotonic()
+        if w.gen != self.gen.id and not w.inflight:
+            self._send_load(w)
+        self._pump()
 
     def _kill_worker(self, w: _WState, why: str, others: str) -> None:
         """Take `w` out of the pool and kill it (`why` goes to its log); the calls still on it
@@ -607,7 +627,7 @@ class Pool:
             return
         conc = self.spec.concurrency
         while self.queue:
-            w = self._free_worker()
+            w = self._free_worker(idle=bool(self.queue[0].debug))
             if w is None:
                 break
             call = self.queue.popleft()
@@ -627,10 +647,10 @@ class Pool:
         for _ in range(max(want, 0)):
             self._start_worker()
 
-    def _free_worker(self) -> _WState | None:
+    def _free_worker(self, idle: bool = False) -> _WState | None:
         best = None
         for w in self.workers:
-            if w.state in ("warm", "busy") and len(w.inflight) < self.spec.concurrency:
+            if w.state in ("warm", "busy") and len(w.inflight) < self.spec.concurrency and not (idle and w.inflight):
                 if best is None or len(w.inflight) < len(best.inflight):
                     best = w
         return best
@@ -646,6 +666,9 @@ class Pool:
         call.started = time.perf_counter()
         call.dispatched.set()
         header: dict[str, Any] = {"op": "call", "id": call.id, "method": call.method, "format": call.fmt}
+        if call.debug:
+            header["debug"] = True
+            w.state = "debugging"  # nothing else is sent to it until its debug session ends (server/debug.py)
         if call.stream:
             header["stream"] = True
         body: list[Any] = [call.body]
@@ -757,6 +780,11 @@ class Pool:
             tag = call.tag if call is not None else ""
             self.logs.emit(endpoint=self.name, worker=handle.id, call=header.get("id"), tag=tag, **entry)
             return
+        if op in ("dap", "debug_wait"):  # a call under the debugger (server/debug.py)
+            hook = DEBUG_HOOKS.get("message")
+            if hook is not None:
+                hook(self, w, header, body)
+            return
         if w is None:
             return
         if op == "loaded":
@@ -822,6 +850,9 @@ class Pool:
         return price_cost(self.spec.gpu_label, call.duration)
 
     def _on_worker_exit(self, handle: Any, reason: str) -> None:
+        hook = DEBUG_HOOKS.get("exit")
+        if hook is not None:
+            hook(self, handle)  # its debug session, if any, ends (server/debug.py)
         w = self._state_of(handle)
         if w is None:
             return

@@ -33,6 +33,7 @@ from ..endpoint import IN_RUNTIME_ENV, Endpoint, bad_arguments
 from ..protocol.errors import CallCancelled, ErrorInfo, error_info
 from ..protocol.ipc import Channel
 from ..protocol.jsontypes import ArgumentError, convert_arguments, param_schemas
+from .debug import ATTACH_TIMEOUT_S, Debugger
 from .reload import CodeLoader, module_for, shadowed_stdlib
 
 _call = threading.local()
@@ -136,6 +137,7 @@ class Worker:
         self.cancelled_early: set[int] = set()  # cancelled before they started here
         self._cancel_lock = threading.Lock()
         self.main_call: _Running | None = None
+        self.debugger = Debugger(ch.send)  # calls under the debugger (debug.py)
 
     # --- code -------------------------------------------------------------------------
     def _err(self, exc: BaseException) -> ErrorInfo:
@@ -275,10 +277,31 @@ class Worker:
         with self.idle:
             self.inflight += 1
         assert self.pool is not None
-        if self.concurrency == 1:
+        if self.concurrency == 1 or h.get("debug"):
             self._run(h, body)  # one call at a time: no thread hand-off on the hot path
         else:
             self.pool.submit(self._run, h, body)
+
+    def wait_for_debugger(self, cid: int, where: str = "") -> None:
+        """Tell the runtime this call waits for a debugger, and wait until one has attached
+        and set its breakpoints."""
+        self.debugger.ensure()
+        root = self.loader.link or self.loader.gen_dir or ""
+        self.ch.send({"op": "debug_wait", "id": cid, "root": root, "where": where, "pid": os.getpid()})
+        if not self.debugger.wait_for_client():
+            raise TimeoutError(f"no debugger attached within {ATTACH_TIMEOUT_S:g}s (SLIPSTREAM_DEBUG_ATTACH_TIMEOUT)")
+
+    def on_breakpoint(self, *args: Any, **kwargs: Any) -> None:
+        """breakpoint() in endpoint code under `slipstream run --debug`: wait for a debugger,
+        then stop at the line after it. Outside a call (at import) it does nothing."""
+        cid = getattr(_call, "id", None)
+        if cid is None:
+            return
+        frame = sys._getframe(1)
+        if not self.debugger.attached():
+            rel = self.loader.relative(frame.f_code.co_filename) or frame.f_code.co_filename
+            self.wait_for_debugger(cid, f"{rel}:{frame.f_lineno}")
+        self.debugger.stop_here(frame)
 
     def _drain(self) -> None:
         with self.idle:
@@ -364,6 +387,8 @@ class Worker:
             if self.setup_error is not None:
                 self._send_error(cid, started, self.setup_error)
                 return
+            if h.get("debug"):
+                self.wait_for_debugger(cid)
             st.enter()
             try:
                 result = fn(*args, **kwargs)
@@ -395,6 +420,7 @@ class Worker:
             sys.stderr.flush()
             self._send_error(cid, started, ErrorInfo("CallCancelled", str(exc), "", kind="cancelled"))
         except BaseException as exc:  # noqa: BLE001 - user code: every failure goes back
+            self.debugger.post_mortem(exc)  # under a debugger: stops at the raising line first
             sys.stdout.flush()
             sys.stderr.flush()
             self._send_error(cid, started, self._err(exc))
@@ -615,6 +641,8 @@ def serve(sock: socket.socket, hello: dict[str, Any] | None = None) -> None:
     die_with_parent()
     if threading.current_thread() is threading.main_thread():
         signal.signal(CANCEL_SIGNAL, w.on_cancel_signal)
+    if os.environ.get("SLIPSTREAM_DEBUG_BREAKPOINTS") == "1":  # slipstream run --debug
+        sys.breakpointhook = w.on_breakpoint
     ch.send({"op": "hello", "pid": os.getpid(), **(hello or {})})
     # The channel is read on its own thread, so that a cancel or an exit reaches a worker busy
     # in a call, and a runtime that goes away ends the worker at once; calls, loads and scans
@@ -647,6 +675,12 @@ def _read_channel(ch: Channel, w: Worker, inbox: queue.SimpleQueue[tuple[dict[st
         op = header.get("op")
         if op == "cancel":
             w.cancel(header.get("id"))
+        elif op == "dap":  # a debug session's message for pydevd (debug.py)
+            w.debugger.feed(header.get("session", ""), body)
+        elif op == "debug_open":
+            w.debugger.open(header.get("session", ""))
+        elif op == "debug_close":
+            w.debugger.close(header.get("session", ""))
         elif op == "exit":
             w.loader.close()  # its live folder of the project's code
             os._exit(0)

@@ -14,6 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { check, launch, openFile, prepare, say, shot, shots, steps, tearDown } from './harness.mjs';
+import { runtimeSteps, startSshHost } from './runtimes.mjs'; // issue 15 (RTE): several runtimes
 
 /** Timeouts: the first run also starts the embedded runtime. */
 const T = { lens: 90_000, run: 150_000, diag: 60_000 };
@@ -21,8 +22,10 @@ const T = { lens: 90_000, run: 150_000, diag: 60_000 };
 async function main() {
   let env;
   let session;
+  let sshHost;
   try {
     env = await prepare();
+    sshHost = await startSshHost(); // issue 15 (RTE): the stand-in GPU machine, before code-server inherits its ssh settings
     session = await launch(env);
     const { page } = session;
 
@@ -118,6 +121,8 @@ async function main() {
       await shot(page, 'text-card');
     });
 
+    await debugSteps(page, env, frame); // issue 16 (DBG): the Debug lens, below
+
     await check('clicking the status bar shows the runtime status', async () => {
       const text = (await statusItem.innerText()).trim();
       say(`status bar: ${JSON.stringify(text)}`);
@@ -201,6 +206,8 @@ async function main() {
       if (!/[1-9]/.test(problems)) throw new Error(`the Problems count did not grow: ${problems}`);
     });
 
+    await runtimeSteps(page, env, frame); // issue 15 (RTE): connect over ssh, two runtimes (runtimes.mjs)
+
     await check('an interpreter without Slipstream gets a clear message with a fix', async () => {
       // a stand-in for a Python that lacks slipstream: `-c "import slipstream_daemon"` fails
       const bare = path.join(env.tmp, 'bare', 'python');
@@ -215,8 +222,60 @@ async function main() {
     });
   } finally {
     await tearDown(env, session);
+    await sshHost?.stop();
   }
 }
+
+// ---- Debug on the runtime (issue 16, DBG) ---------------------------------------------------
+// A breakpoint set in hello.py stops the endpoint's call in the runtime's worker: the editor
+// pauses on that line with the argument in Variables; Continue finishes the call and its run
+// card appears. The paused editor is also docs/images/debug-breakpoint.png.
+async function debugSteps(page, env, frame) {
+  await check('set a breakpoint in greet, click "⚙ Debug": the editor pauses there with name = \'world\' in Variables', async () => {
+    const source = fs.readFileSync(path.join(env.ws, 'hello.py'), 'utf8').split('\n');
+    const line = source.findIndex((l) => l.includes('return f"Hello, {name}!"')) + 1;
+    if (line < 1) throw new Error('hello.py has no greet returning f"Hello, {name}!"');
+    await page.locator('.tab', { hasText: 'hello.py' }).first().click();
+    await page.locator('.monaco-editor .view-lines').first().click();
+    await page.keyboard.press('Control+G');
+    await page.locator('.quick-input-widget input').waitFor({ timeout: 10_000 });
+    await page.keyboard.type(String(line));
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('F9');
+    await page.locator('.monaco-editor .codicon-debug-breakpoint').first().waitFor({ timeout: 10_000 });
+    const lens = page.locator('.contentWidgets .codelens-decoration a', { hasText: /Debug/ }).first();
+    await lens.waitFor({ timeout: T.lens });
+    await lens.click();
+    await page.locator('.monaco-editor .debug-top-stack-frame-line').first().waitFor({ timeout: T.run });
+    const locals = page.locator('.monaco-list-row', { hasText: /^\s*Locals\s*$/ }).first();
+    await locals.waitFor({ timeout: 30_000 });
+    const variable = page.locator('.monaco-list-row', { hasText: /name/ }).filter({ hasText: "'world'" }).first();
+    if (!(await variable.isVisible())) await locals.click(); // the scope, as a user opens it
+    await variable.waitFor({ timeout: 30_000 });
+    const paused = (await page.locator('.statusbar-item', { hasText: /Ln \d+, Col \d+/ }).first().innerText()).trim();
+    say(`paused at ${paused}; variable: ${(await variable.innerText()).replace(/\s+/g, ' ')}`);
+    if (!new RegExp(`Ln ${line},`).test(paused)) throw new Error(`paused at ${paused}, not line ${line}`);
+    const file = await shot(page, 'debug-paused-at-breakpoint');
+    if (process.env.SLIPSTREAM_E2E_DOCS) fs.copyFileSync(file, path.join(REPO_DOCS, 'images', 'debug-breakpoint.png'));
+  });
+
+  await check('Continue: the call finishes and its run card appears', async () => {
+    const cards = frame.locator('article.card');
+    const running = (await cards.first().locator('header').innerText()).replace(/\s+/g, ' ');
+    if (!/greet/.test(running) || !/running/.test(running)) throw new Error(`the debugged run's card is not on top: ${running}`);
+    await page.keyboard.press('F5');
+    await page.locator('.monaco-editor .debug-top-stack-frame-line').first().waitFor({ state: 'detached', timeout: 30_000 });
+    const text = cards.first().locator('.output.text pre', { hasText: 'Hello, world!' });
+    await text.waitFor({ timeout: T.run });
+    const header = (await cards.first().locator('header').innerText()).replace(/\s+/g, ' ');
+    say(`card after Continue: ${header}`);
+    if (!/greet/.test(header) || !/\bok\b/.test(header)) throw new Error(`unexpected card header: ${header}`);
+    await page.locator('.debug-toolbar').waitFor({ state: 'hidden', timeout: 30_000 });
+    await shot(page, 'debug-run-card');
+  });
+}
+const REPO_DOCS = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..', 'docs');
+// ---- end of the Debug block ------------------------------------------------------------------
 
 main()
   .then(() => {
