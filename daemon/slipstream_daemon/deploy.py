@@ -125,10 +125,15 @@ class Deployer:
         changed_paths: set[Path] = set()
         try:
             _check_root(root)
-            client = await ls.runtime.ensure(root)
             report = self._reporter(token)
-            # a file rewritten mid-sync (an editor or formatter saving again) is retried inside
-            synced = await asyncio.to_thread(sync_project, client, root, progress=report)
+            if ls.routing.entries(root) is not None:  # several runtimes: each serving an endpoint (routed.py)
+                from .routed import known_endpoints
+
+                synced = await asyncio.to_thread(ls.routing.deploy, root, await known_endpoints(ls, root), report)
+            else:
+                client = await ls.runtime.ensure(root)
+                # a file rewritten mid-sync (an editor or formatter saving again) is retried inside
+                synced = await asyncio.to_thread(sync_project, client, root, progress=report)
         except SdkDeployError as exc:
             where = local_file(exc.file, [root]) if exc.file else None
             error = DeployError(

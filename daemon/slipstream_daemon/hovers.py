@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
@@ -116,8 +116,18 @@ def hover_markdown(facts: EndpointFacts, book: CostBook) -> str:
     return "\n".join(lines)
 
 
+def _runtime_line(ep: Endpoint, where: Any) -> str:
+    """With several runtimes ([runtimes] in slipstream.toml): which one serves the endpoint."""
+    if where is None:
+        return ""
+    at = where(ep)
+    if at.runtime is None:
+        return f"\n\n{at.problem}"
+    return f"\n\nRuns on runtime **{at.runtime}** (`{at.url}`)."
+
+
 def hover(
-    index: DocumentIndex, lines: LineIndex, position: types.Position, book: CostBook
+    index: DocumentIndex, lines: LineIndex, position: types.Position, book: CostBook, where: Any = None
 ) -> types.Hover | None:
     col = lines.column(position.line, position.character)
     ep = _target(index, position.line, col)
@@ -133,7 +143,7 @@ def hover(
         rng = lines.range(ep.decorator)
     return types.Hover(
         contents=types.MarkupContent(
-            kind=types.MarkupKind.Markdown, value=hover_markdown(facts, book)
+            kind=types.MarkupKind.Markdown, value=hover_markdown(facts, book) + _runtime_line(ep, where)
         ),
         range=rng,
     )

@@ -6,6 +6,8 @@ the decorator and a Run lens over each public method (what a call runs).
 
 from __future__ import annotations
 
+from typing import Any
+
 from lsprotocol import types
 
 from . import protocol
@@ -19,11 +21,13 @@ __all__ = ["code_lenses", "run_title", "DEBUG_TITLE"]
 DEBUG_TITLE = "⚙ Debug"  # next to each Run lens: the same call, under the editor's debugger
 
 
-def run_title(label: str, method: str | None = None) -> str:
+def run_title(label: str, method: str | None = None, where: Any = None) -> str:
+    """"▶ Run on H100"; with several runtimes ([runtimes]), "▶ Run on H100 · gpu-box"."""
     what = f"▶ Run {method}" if method else "▶ Run"
-    if label == "CPU":
-        return f"{what} (CPU)"
-    return f"{what} on {display_gpu(label)}"
+    title = f"{what} (CPU)" if label == "CPU" else f"{what} on {display_gpu(label)}"
+    if where is not None:
+        title += f" · {where.runtime}" if where.runtime else " · no runtime has it"
+    return title
 
 
 def _line_range(lines: LineIndex, span: Span) -> types.Range:
@@ -52,17 +56,19 @@ def _price_title(ep: Endpoint, book: CostBook) -> str | None:
 
 
 def code_lenses(
-    index: DocumentIndex, lines: LineIndex, book: CostBook, uri: str
+    index: DocumentIndex, lines: LineIndex, book: CostBook, uri: str, where: Any = None
 ) -> list[types.CodeLens]:
+    """where: endpoint -> routed.Where when the project has several runtimes (routed.where_for)."""
     out: list[types.CodeLens] = []
     for ep in index.endpoints:
         facts = facts_for(ep)
+        at = where(ep) if where is not None else None
         here = _line_range(lines, ep.decorator)
         if ep.kind == "function":
             out.append(
                 _lens(
                     here,
-                    run_title(facts.gpu_label),
+                    run_title(facts.gpu_label, where=at),
                     protocol.CMD_RUN,
                     {"uri": uri, "endpoint": ep.name},
                 )
@@ -81,7 +87,7 @@ def code_lenses(
             out.append(
                 _lens(
                     _line_range(lines, method.span),
-                    run_title(facts.gpu_label, method.name),
+                    run_title(facts.gpu_label, method.name, at),
                     protocol.CMD_RUN,
                     {"uri": uri, "endpoint": ep.name, "method": method.name},
                 )

@@ -7,9 +7,10 @@ keys, as the extension reads them); the TypedDicts below document and type-check
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
+    "RoutedRuntime",
     "ALL_COMMANDS",
     "CMD_APPLY_MODEL",
     "CMD_DEBUG",
@@ -181,6 +182,7 @@ class RunStarted(TypedDict):
     method: str | None
     gpu: str  # as in EndpointListItem
     startedAt: float  # seconds since the epoch
+    runtime: NotRequired[str]  # with [runtimes] in slipstream.toml: the runtime the run goes to
 
 
 class RunLog(TypedDict):
@@ -248,6 +250,7 @@ class RunResult(_RunResultRequired, total=False):
     json: Any
     error: RemoteError
     retries: list[RunRetry]  # each failed attempt the runtime ran again (retries=, a CUDA out-of-memory move)
+    runtime: str  # with [runtimes] in slipstream.toml: the runtime that ran it
 
 
 class DeployError(TypedDict, total=False):
@@ -275,6 +278,18 @@ class RuntimeGpu(TypedDict):
     count: int
 
 
+class RoutedRuntime(TypedDict):
+    """One runtime of a project with [runtimes] in slipstream.toml (docs/runtimes.md)."""
+
+    name: str
+    url: str  # "embedded" for the embedded one
+    kind: Literal["embedded", "remote"]
+    connected: bool
+    gpus: list[RuntimeGpu]
+    spendUsd: float
+    endpoints: list[str]  # the project's endpoints routed to it
+
+
 class RuntimeStatus(TypedDict):
     url: str | None
     kind: Literal["embedded", "remote"]
@@ -282,3 +297,4 @@ class RuntimeStatus(TypedDict):
     gpus: list[RuntimeGpu]
     spendUsd: float
     endpoints: int
+    runtimes: NotRequired[list[RoutedRuntime]]  # with [runtimes]: each runtime, in order

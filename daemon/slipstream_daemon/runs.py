@@ -112,6 +112,7 @@ class Runner:
                 method=method,
                 gpu=gpu,
                 startedAt=time.time(),
+                **await self._runtime_of(uri, endpoint),
             ),
         )
         path = uri_to_path(uri)
@@ -138,6 +139,9 @@ class Runner:
             ls.protocol.notify(
                 NOTIFY_RUN_LOG, RunLog(runId=run_id, stream=stream, text=entry["text"])
             )
+        if reply.get("runtime"):  # several runtimes: the card names the one that ran it
+            result["runtime"] = reply["runtime"]
+            ls.routing.spend[reply["runtime"]] = ls.routing.spend.get(reply["runtime"], 0.0) + result["costUsd"]
         if result["status"] == "ok":
             ls.costs.record(endpoint, result["durationS"], result["costUsd"])
         await self._report_error(endpoint, method, result)
@@ -163,7 +167,14 @@ class Runner:
                 kwargs = {**kwargs, SECRETS_KEY: resolve(secrets, endpoint, root)}
             except SlipstreamError as exc:  # before the call: nothing runs without it
                 return {"ok": False, "error": {"type": "MissingSecret", "message": str(exc), "traceback": ""}}
-        client = await ls.runtime.ensure(root)
+        routed = root is not None and ls.routing.entries(root) is not None  # several runtimes (routed.py)
+        route = None
+        if routed and ls.routing.specs.get(root):
+            route = await self._route(root, endpoint)  # no runtime has its GPU: fails before any deploy
+            if isinstance(route, dict):
+                return route
+        if not routed:
+            client = await ls.runtime.ensure(root)
         if root is not None:
             deployed = await ls.deployer.ensure_deployed(root)
             if not deployed["ok"]:
@@ -179,6 +190,11 @@ class Runner:
                         else [],
                     },
                 }
+        if routed:
+            route = await self._route(root, endpoint)
+            if isinstance(route, dict):
+                return route
+            client = route[0]
         if live is not None:
             live.start(client)
         tag = live.run_id if live is not None else None
@@ -199,7 +215,28 @@ class Runner:
                     f"{error.get('message', '')} The runtime runs the saved files: save the "
                     f"file that defines {endpoint!r} to deploy it."
                 ).strip()
+        if routed and isinstance(route, tuple):
+            reply["runtime"] = route[1].runtime.name
+            ls.routing.last_root = root
         return reply
+
+    async def _runtime_of(self, uri: str, endpoint: str) -> dict[str, str]:
+        """{"runtime": name} when the project routes over several runtimes and one serves it."""
+        where = self.ls.where_for(uri)
+        if where is None:
+            return {}
+        ep = (await self.ls.documents.get(uri)).endpoint(endpoint)
+        at = where(ep) if ep is not None else None
+        return {"runtime": at.runtime} if at is not None and at.runtime else {}
+
+    async def _route(self, root: Path, endpoint: str) -> Any:
+        """(client, route) of the runtime serving `endpoint`, or an error reply (no runtime has its GPU)."""
+        from slipstream.errors import SlipstreamError
+
+        try:
+            return await asyncio.to_thread(self.ls.routing.client_for, root, endpoint)
+        except SlipstreamError as exc:
+            return {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc), "traceback": ""}}
 
     async def _report_error(self, endpoint: str, method: str | None, result: RunResult) -> None:
         items: list[Reported] = []

@@ -32,6 +32,7 @@ from .hovers import hover
 from .lenses import code_lenses
 from .paths import path_to_uri, project_root, uri_to_path
 from .runs import Runner
+from .routed import EditorRouting, routing_actions, routing_findings, where_for
 from .runtime import RuntimeManager
 from .swap import model_alternatives, swap_edits
 
@@ -59,6 +60,7 @@ class SlipstreamServer(LanguageServer):
         self.runtime.projects = self._deployed_projects
         self.runtime.on_change.append(self.deployer.forget_runtime)
         self.runs = Runner(self)
+        self.routing = EditorRouting()  # several runtimes: [runtimes] in slipstream.toml (routed.py)
         self.debugging = Debugging(self)
         self._diagnose_tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -94,7 +96,26 @@ class SlipstreamServer(LanguageServer):
                 return uri
         return path_to_uri(resolved)
 
+    def _workspace_root(self) -> Path | None:
+        root = self.workspace.root_path
+        return self.project_root(Path(root) / "__file__") if root else None
+
+    async def routing_changed(self) -> None:
+        """slipstream.toml saved: lenses, diagnostics and the status bar follow its [runtimes]."""
+        for uri in list(self.workspace.text_documents):
+            self.diagnose_soon(uri, 0)
+        await self.refresh_lenses()
+        self.notify_runtime_status()
+
+    def where_for(self, uri: str) -> Any:
+        """Endpoint -> where it runs, for a project with [runtimes]; else None (routed.py)."""
+        path = uri_to_path(uri)
+        return where_for(self.routing, self.project_root(path)) if path is not None else None
+
     def _send_runtime_status(self, status: protocol.RuntimeStatus) -> None:
+        root = self.routing.last_root
+        if root is not None and self.routing.entries(root) is not None:  # one entry per runtime for the status bar
+            status = protocol.RuntimeStatus(**status, runtimes=self.routing.status(root, self.costs))
         self.protocol.notify(protocol.NOTIFY_RUNTIME_STATUS, status)
 
     def notify_runtime_status(self) -> None:
@@ -123,6 +144,7 @@ class SlipstreamServer(LanguageServer):
             if is_open:
                 found = await asyncio.to_thread(findings, index, self.roots_for(uri))
                 diagnostics += to_diagnostics(found, lines)
+                diagnostics += to_diagnostics(routing_findings(index, self.where_for(uri)), lines)
             if path is not None:
                 diagnostics += reported_diagnostics(self.reported.for_path(path.resolve()), lines)
         self.text_document_publish_diagnostics(
@@ -156,6 +178,7 @@ class SlipstreamServer(LanguageServer):
         await self.debugging.close()
         await self.deployer.close()
         await self.runtime.close()
+        await asyncio.to_thread(self.routing.close)
 
 
 def _argument(args: tuple[Any, ...]) -> dict[str, Any]:
@@ -192,6 +215,7 @@ def create_server() -> SlipstreamServer:
         path = uri_to_path(uri)
         if path is not None and path.name in ("slipstream.toml", "pyproject.toml"):
             ls._root_of_dir.cache_clear()  # a new or moved project root (or src/ layout)
+            await ls.routing_changed()
         if path is None or path.suffix != ".py":
             return
         root = ls.project_root(path)
@@ -207,12 +231,12 @@ def create_server() -> SlipstreamServer:
     async def code_lens(ls: SlipstreamServer, params: types.CodeLensParams) -> list[types.CodeLens]:
         uri = params.text_document.uri
         index = await ls.documents.get(uri)
-        return code_lenses(index, ls.documents.lines(index), ls.costs, uri)
+        return code_lenses(index, ls.documents.lines(index), ls.costs, uri, ls.where_for(uri))
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
     async def on_hover(ls: SlipstreamServer, params: types.HoverParams) -> types.Hover | None:
         index = await ls.documents.get(params.text_document.uri)
-        return hover(index, ls.documents.lines(index), params.position, ls.costs)
+        return hover(index, ls.documents.lines(index), params.position, ls.costs, ls.where_for(uri=params.text_document.uri))
 
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
@@ -227,7 +251,8 @@ def create_server() -> SlipstreamServer:
         index = await ls.documents.get(uri)
         roots = ls.roots_for(uri)
         lines = ls.documents.lines(index)
-        return await asyncio.to_thread(code_actions, index, lines, params.range, uri, roots)
+        actions = await asyncio.to_thread(code_actions, index, lines, params.range, uri, roots)
+        return actions + routing_actions(index, lines, params.range, uri, ls.where_for(uri))
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: SlipstreamServer, params: None) -> None:
@@ -316,6 +341,15 @@ def create_server() -> SlipstreamServer:
 
     @server.command(protocol.CMD_RUNTIME_STATUS)
     async def runtime_status(ls: SlipstreamServer, *args: Any) -> protocol.RuntimeStatus:
+        uri = _argument(args).get("uri")  # a project's file or slipstream.toml (its runtimes changed)
+        path = uri_to_path(uri) if uri else None
+        root = ls.project_root(path) if path is not None else ls.routing.last_root or ls._workspace_root()
+        if root is not None and ls.routing.entries(root) is not None:  # several runtimes: ask each
+            ls.routing.last_root = root
+            if await asyncio.to_thread(ls.routing.refresh, root) or path is not None:
+                await ls.routing_changed()  # lenses and diagnostics follow what the runtimes have
+            status = ls.runtime.status()
+            return protocol.RuntimeStatus(**status, runtimes=ls.routing.status(root, ls.costs))
         if ls.runtime.client is None:
             return ls.runtime.status()
         return await ls.runtime.refresh()

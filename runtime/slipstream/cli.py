@@ -10,6 +10,7 @@ import runpy
 import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -351,6 +352,9 @@ def _answered(fn):
 
 @_answered
 def cmd_status(a: argparse.Namespace) -> int:
+    routed = _routed_runtimes(find_project_root_here())
+    if routed is not None:
+        return _routed_status(a, *routed)
     c = _client()
     st = c.status()
     if a.json:
@@ -374,6 +378,110 @@ def cmd_status(a: argparse.Namespace) -> int:
             p50 = "-" if s["p50_ms"] is None else f"{s['p50_ms']} ms"  # no call yet
             print(f"  {e['name']:<24} {e['gpu']:<10} workers {len(p['workers'])}/{p['max']} [{states}]  "
                   f"calls {s['calls']} errors {s['errors']}  p50 {p50}  ${s['cost_usd']:.6f}")
+    return 0
+
+
+def find_project_root_here() -> Path:
+    from .sdk.config import find_project_root
+
+    return find_project_root(Path.cwd())
+
+
+def _routed_runtimes(root: Path) -> tuple[Path, list[Any]] | None:
+    """slipstream.toml's [runtimes] (docs/runtimes.md), unless SLIPSTREAM_RUNTIME_URL names one
+    runtime; a table that cannot be used is one line on stderr and exit code 2."""
+    from .sdk.config import load_project
+    from .sdk.routing import RoutingError, load_runtimes
+
+    if os.environ.get("SLIPSTREAM_RUNTIME_URL"):
+        return None
+    try:
+        entries = load_runtimes(load_project(root))
+    except (RoutingError, ValueError) as exc:
+        _err(str(exc))
+        raise SystemExit(2) from None
+    return None if entries is None else (root, entries)
+
+
+def _routed_status(a: argparse.Namespace, root: Path, entries: list[Any]) -> int:
+    """`slipstream status` of a project on several runtimes: each runtime's address, state, GPUs
+    and this project's spend there, with the endpoints routed to it (sdk/routing.py decides)."""
+    from .errors import SlipstreamError
+    from .sdk.client import RuntimeClient
+    from .sdk.config import project_key
+    from .sdk.routing import Router, describe_gpus, gpus_from_health
+
+    key = project_key(root)
+    listing: dict[str, dict[str, Any]] = {}
+    offline: dict[str, str] = {}
+
+    def ask(rt: Any) -> None:
+        if rt.embedded:
+            return  # it runs inside `slipstream run`, `dev` and the editor, not on its own
+        try:
+            c = RuntimeClient(rt.url, rt.token, project=key)
+            try:
+                rt.reported = gpus_from_health(c.health())
+                try:
+                    listing[rt.name] = c.status(key)
+                except SlipstreamError:  # the project is not deployed there (yet)
+                    listing[rt.name] = {"endpoints": [], "projects": []}
+            finally:
+                c.close()
+        except (SlipstreamError, OSError) as exc:
+            offline[rt.name] = str(exc).splitlines()[0][:120]
+
+    router = Router(entries, ask=ask)
+    for rt in entries:
+        router.gpus(rt)
+    specs: dict[str, dict[str, Any]] = {}
+    for st in listing.values():
+        for e in st.get("endpoints", []):
+            if not e.get("gpu_fallback_of"):
+                specs.setdefault(e["name"], e.get("spec") or {})
+    routes: dict[str, Any] = {}
+    nowhere: dict[str, str] = {}
+    for name, spec in sorted(specs.items()):
+        try:
+            routes[name] = router.route(spec.get("gpu") or (), spec.get("runtime"), name)
+        except SlipstreamError as exc:  # no runtime has its GPU, or runtime= names none
+            want = " or ".join(spec.get("gpu") or ()) or "CPU"
+            nowhere[name] = f"{want}: no runtime has it ({router.inventory_line()})" if spec.get("gpu") and not spec.get("runtime") else str(exc)
+
+    def stats(rt: Any, name: str) -> dict[str, Any]:
+        return next((e.get("stats") or {} for e in listing.get(rt.name, {}).get("endpoints", []) if e["name"] == name), {})
+
+    def spend(rt: Any) -> float:
+        st = listing.get(rt.name, {})
+        proj = next((p for p in st.get("projects", []) if p.get("key") == key), None)
+        return float(((proj or {}).get("spend") or {}).get("cost_usd", 0.0))
+
+    if a.json:
+        print(json.dumps({"project": key, "runtimes": [
+            {**rt.to_dict(), "state": "embedded" if rt.embedded else "connected" if rt.name in listing else "offline",
+             "error": offline.get(rt.name), "spend_usd": spend(rt),
+             "endpoints": [n for n, r in routes.items() if r.runtime is rt]} for rt in entries],
+            "unroutable": nowhere}, indent=2))
+        return 0
+    for rt in entries:
+        gpus = describe_gpus(rt.gpus()) + (" (declared)" if rt.reported is None and rt.declared else "")
+        if rt.embedded:
+            print(f"{rt.name:<12} embedded  (runs inside `slipstream run`, `dev` and the editor)  {gpus}")
+        elif rt.name in listing:
+            print(f"{rt.name:<12} {rt.url}  connected  {gpus}  spend ${spend(rt):.6f}")
+        else:
+            print(f"{rt.name:<12} {rt.url}  offline ({offline.get(rt.name, 'not asked')})  {gpus}")
+        mine = [(n, r) for n, r in routes.items() if r.runtime is rt]
+        for n, r in mine:
+            s = stats(rt, n)
+            calls = f"calls {s.get('calls', 0)} errors {s.get('errors', 0)}  ${float(s.get('cost_usd', 0.0)):.6f}" if s else "-"
+            print(f"  {n:<24} {r.gpu:<10} {calls}")
+        if not mine:
+            print("  no endpoint routed here")
+    for n, why in nowhere.items():
+        print(f"{n:<24} {why}")
+    if not specs:
+        print("no endpoint of this project deployed on a runtime that answers yet")
     return 0
 
 
@@ -459,6 +567,12 @@ def cmd_connect(a: argparse.Namespace) -> int:
         c.close()
     gpus = ", ".join(f"{g.get('name')} ({g.get('memory_gb', 0):g} GB)" for g in h.get("gpus") or []) or "none (CPU only)"
     t = link.target
+    if a.json:  # the editor's "Connect to a GPU machine" reads this (vscode-extension/src/connect.ts)
+        from .sdk.routing import gpus_from_health
+
+        print(json.dumps({"host": t.label, "url": t.url, "version": h.get("version"), "gpus": gpus_from_health(h),
+                          "rtt_ms": round(statistics.median(rtts), 2)}))
+        return 0
     print(f"connected to {t.label}: Slipstream {h.get('version')} (pid {link.remote.get('pid')}), "
           f"forwarded to {link.url} over ssh")
     print(f"  GPUs: {gpus}")
@@ -551,6 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     cn.add_argument("--upgrade", action="store_true", help="replace a runtime of another version running there")
     cn.add_argument("--idle-stop", default=None, metavar="DURATION",
                     help="when starting the runtime: stop it after this long with no call and no client (e.g. 30m)")
+    cn.add_argument("--json", action="store_true", help="print the result as one JSON line (host, url, version, gpus, rtt_ms)")
     cn.set_defaults(fn=cmd_connect)
 
     dc = sub.add_parser("disconnect", help="close the ssh connection to a runtime host")

@@ -71,7 +71,9 @@ class SshHost:
             self.proc.wait(10)
 
 
-def start_ssh_host(tmp: Path) -> SshHost:
+def start_ssh_host(tmp: Path, host_env: dict[str, str] | None = None) -> SshHost:
+    """host_env: more variables every session on the host sees (sshd's SetEnv), e.g.
+    SLIPSTREAM_FAKE_GPUS for a runtime there that reports a GPU (the editor's e2e)."""
     tmp.mkdir(parents=True, exist_ok=True)
     for name in ("host_key", "user_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(tmp / name)], check=True)
@@ -87,7 +89,8 @@ def start_ssh_host(tmp: Path) -> SshHost:
         "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPidFile none\nLogLevel ERROR\n"
         "AllowTcpForwarding yes\nMaxSessions 64\nMaxStartups 64\n"
-        f"SetEnv HOME={remote_home} PIP_INDEX_URL=http://127.0.0.1:9/simple PIP_DISABLE_PIP_VERSION_CHECK=1\n"
+        f"SetEnv HOME={remote_home} PIP_INDEX_URL=http://127.0.0.1:9/simple PIP_DISABLE_PIP_VERSION_CHECK=1"
+        + "".join(f" {k}={v}" for k, v in (host_env or {}).items()) + "\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdout=subprocess.DEVNULL,

@@ -134,6 +134,7 @@ class RuntimeClient:
         self.url = url.rstrip("/")
         self.token = token
         self.project = project
+        self.routing: str | None = None  # the routing table sent with each commit (sdk/routing.py)
         check_transport(self.url, token)
         self.tls: ssl.SSLContext | None = tls_context(ca_bundle) if self.url.startswith("https:") else None
         self._verify: Any = self.tls if self.tls is not None else True
@@ -280,6 +281,8 @@ class RuntimeClient:
             body["paths"] = paths
         if project or self.project:
             body["project"] = project or self.project
+        if self.routing is not None:  # several runtimes: nested calls route as this client does (routing.py)
+            body["routing"] = self.routing
         if blobs:
             body["blobs"] = {sha: base64.b64encode(data).decode() for sha, data in blobs.items()}
         if report_missing:

@@ -30,8 +30,9 @@ def _out(msg: str) -> None:
 class DevState:
     """What the dev server knows: the runtime client and the endpoints of the last good sync."""
 
-    def __init__(self, client: RuntimeClient, root: Path) -> None:
+    def __init__(self, client: RuntimeClient | None, root: Path, routed: Any = None) -> None:
         self.client = client
+        self.routed = routed  # several runtimes ([runtimes] in slipstream.toml): routing.RoutedClients
         self.root = root
         self.endpoints: list[dict[str, Any]] = []
         self.generation: str | None = None
@@ -43,7 +44,11 @@ class DevState:
         with self.lock:
             started = time.perf_counter()
             try:
-                res = sync_project(self.client, self.root, progress=lambda line: _out(f"  {line}") if line else None)
+                if self.routed is not None:  # every runtime serving an endpoint reloads (routing.py)
+                    res = self.routed.sync_each([(e.get("spec", {}).get("gpu") or (), e.get("spec", {}).get("runtime"), e["name"])
+                                                 for e in self.endpoints], progress=lambda line: _out(f"  {line}") if line else None)
+                else:
+                    res = sync_project(self.client, self.root, progress=lambda line: _out(f"  {line}") if line else None)
             except DeployError as exc:
                 where = f"{exc.file}:{exc.line}" if exc.file else "deploy"
                 self.last_error = f"{where}: {exc.type}: {exc.message}"
@@ -69,8 +74,17 @@ class DevState:
             extra = f"; re-executed {', '.join(res.reexecuted)}" if res.reexecuted else ""
             if res.restart:
                 extra = f"; workers replaced ({res.restart})"
-            _out(f"↻ {res.generation}  {what or reason}  live in {ms:.0f} ms (uploaded {res.uploaded}){extra}")
+            where = f" on {', '.join(self.routed.synced_to())}" if self.routed is not None else ""
+            _out(f"↻ {res.generation}  {what or reason}  live{where} in {ms:.0f} ms (uploaded {res.uploaded}){extra}")
             return res
+
+    def client_for(self, name: str) -> RuntimeClient:
+        """The runtime client that serves endpoint `name` (several runtimes: its route)."""
+        if self.routed is None:
+            assert self.client is not None
+            return self.client
+        spec = next((e.get("spec") or {} for e in self.endpoints if e.get("name") == name), {})
+        return self.routed.ensure(spec.get("gpu") or (), spec.get("runtime"), name)
 
 
 def watch_filter(root: Path):
@@ -181,10 +195,15 @@ def create_dev_app(state: DevState) -> Any:
         if (method or "") in (known[name].get("streams") or []):
             # a generator endpoint: one JSON line per item as the worker yields it, then the reply;
             # a client that disconnects closes the relay, and the runtime cancels the call
-            return StreamingResponse(state.client.stream_json_async(name, kwargs, method), media_type="application/x-ndjson")
+            client = await asyncio.to_thread(state.client_for, name)
+            return StreamingResponse(client.stream_json_async(name, kwargs, method), media_type="application/x-ndjson")
         from ..protocol.disconnect import unless_disconnected
 
-        task = asyncio.ensure_future(state.client.call_json_async(name, kwargs, method))
+        try:
+            client = await asyncio.to_thread(state.client_for, name)
+        except SlipstreamError as exc:  # no runtime has its GPU
+            return JSONResponse({"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}, status_code=503)
+        task = asyncio.ensure_future(client.call_json_async(name, kwargs, method))
         if not await unless_disconnected(request, task):
             return Response(status_code=499)  # the client went away: the runtime cancels its call
         try:
@@ -214,7 +233,15 @@ def run_dev(
 
     root = find_project_root(path)
     embedded = None
-    if runtime_url:
+    routed = None
+    if not runtime_url:  # [runtimes] in slipstream.toml: each endpoint on its runtime (routing.py)
+        from .routing import RoutedClients
+
+        routed = RoutedClients.open(load_project(root), project_key(root), None, lambda key, text: _out(text))
+    client: RuntimeClient | None = None
+    if routed is not None:
+        _out("runtimes: " + ", ".join(f"{rt.name} ({rt.url})" for rt in routed.router.runtimes))
+    elif runtime_url:
         token = os.environ.get("SLIPSTREAM_TOKEN", "") if token is None else token
         client = RuntimeClient(runtime_url, token, project=project_key(root))
         _out(f"runtime at {runtime_url}")
@@ -224,7 +251,7 @@ def run_dev(
         embedded = EmbeddedRuntime.start(root)
         client = RuntimeClient(embedded.url, embedded.token, project=project_key(root))
         _out(f"embedded runtime at {embedded.url}" + ("" if embedded.info.get("gpus") else " (no GPU: endpoints run on the CPU)"))
-    state = DevState(client, root)
+    state = DevState(client, root, routed)
     res = state.sync("initial sync")
     if res is not None:
         _out(f"serving {len(state.endpoints)} endpoint(s) from {root} at http://{host}:{port}  (docs: /openapi.json)")
@@ -245,6 +272,8 @@ def run_dev(
         stop.set()
         if embedded is not None:
             embedded.stop()
+        if routed is not None:
+            routed.close()
     return 0
 
 

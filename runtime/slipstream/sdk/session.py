@@ -34,6 +34,7 @@ from .secretvals import with_secrets
 
 if TYPE_CHECKING:
     from .embedded import EmbeddedRuntime
+    from .routing import RoutedClients
     from ..endpoint import Endpoint
 
 __all__ = ["Session", "current", "spend"]
@@ -49,6 +50,7 @@ class Session:
     def __init__(self) -> None:
         self.client: RuntimeClient | None = None
         self.embedded: EmbeddedRuntime | None = None
+        self.routed: RoutedClients | None = None  # [runtimes] in slipstream.toml: several runtimes (routing.py)
         self.root: Path | None = None
         self.paths: list[str] | None = None  # folders inside root this process imports from
         self.project: str | None = None  # the key the runtime keeps this project under
@@ -85,11 +87,21 @@ class Session:
 
     def ensure(self, ep: Endpoint) -> RuntimeClient:
         with self._lock:
-            if self.client is None:
+            if self.routed is not None and self.routed.stale():  # a worker whose runtime got a new routing table
+                self.routed.close()
+                self.routed = None
+            if self.client is None and self.routed is None:
                 self.root = self._root_for(ep)
                 self.project = project_key(self.root)
-                target = runtime_from_env(load_project(self.root))
-                if target:
+                from .routing import RoutedClients
+
+                cfg = load_project(self.root)
+                # [runtimes] in slipstream.toml: each endpoint on the runtime with its GPU (routing.py)
+                self.routed = RoutedClients.open(cfg, self.project, self.paths, self.note)
+                target = None if self.routed is not None else runtime_from_env(cfg)
+                if self.routed is not None:
+                    pass  # clients are made per runtime, as endpoints are routed (below)
+                elif target:
                     self.client = RuntimeClient(*target, project=self.project)
                 else:
                     from .embedded import EmbeddedRuntime
@@ -98,18 +110,31 @@ class Session:
                     self.client = RuntimeClient(self.embedded.url, self.embedded.token, project=self.project)
                     os.environ["SLIPSTREAM_RUNTIME_URL"] = self.embedded.url
                     os.environ["SLIPSTREAM_TOKEN"] = self.embedded.token
+            if self.routed is not None:  # the runtime that has the endpoint's GPU (routing.py)
+                client = self.routed.ensure(ep.spec.gpu, ep.spec.runtime, ep.name, self._known())
+                self.synced_gen = self.routed.generation or "runtime"
+                if ep.variant_of is not None and ep.registered_gen != self.synced_gen:
+                    self._register_variant(ep, client)
+                return client
             if self.synced_gen is None:
                 self._sync()
             if ep.variant_of is not None and ep.registered_gen != self.synced_gen:
                 self._register_variant(ep)
             return self.client
 
-    def _register_variant(self, ep: Endpoint) -> None:
+    def _known(self) -> list[tuple[Any, str | None, str]]:
+        """The endpoints this process defined, as routing needs them: (gpu, runtime=, name)."""
+        from ..endpoint import registry
+
+        return [(e.spec.gpu, e.spec.runtime, e.name) for e in registry().values()]
+
+    def _register_variant(self, ep: Endpoint, client: RuntimeClient | None = None) -> None:
         """f.with_options(...): the runtime makes the variant's pool (again after a deploy)."""
-        assert self.client is not None and ep.variant_of is not None
+        client = client or self.client
+        assert client is not None and ep.variant_of is not None
         if ep not in self._variants:
             self._variants.append(ep)
-        r = self.client._request("POST", f"/v1/projects/{self.project}/endpoints/{ep.variant_of.name}/variants", json=ep.variant_options)
+        r = client._request("POST", f"/v1/projects/{self.project}/endpoints/{ep.variant_of.name}/variants", json=ep.variant_options)
         if r.status_code >= 400:
             from .client import _message
 
@@ -132,6 +157,10 @@ class Session:
 
     def resync(self) -> None:
         with self._lock:
+            if self.routed is not None:
+                self.routed.resync(self._known())
+                self.synced_gen = self.routed.generation or "runtime"
+                return
             self.synced_gen = None
             self._sync()
             for v in self._variants:  # a deploy dropped their pools
@@ -160,12 +189,14 @@ class Session:
         self._aborts += 1
         if self.client is not None:
             self.client.abort()
+        if self.routed is not None:
+            self.routed.abort()
 
     def _recover(self, client: RuntimeClient, exc: SlipstreamError) -> None:
         """Before retrying a failed call once: the runtime restarted (or another client deployed
         other code), so wait for it to answer and sync this project to it again."""
         if isinstance(exc, RuntimeUnavailable):
-            if self.embedded is not None:
+            if self.embedded is not None or (self.routed is not None and self.routed.is_embedded(client)):
                 raise exc
             self._wait_for_runtime(client)
         client.reconnect()
@@ -281,6 +312,9 @@ class Session:
             self.client.close()
         if self.embedded is not None:
             self.embedded.stop()
+        if self.routed is not None:
+            self.routed.abort()
+            self.routed.close()
 
 
 _session: Session | None = None

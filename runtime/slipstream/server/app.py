@@ -142,6 +142,10 @@ class Commit(Manifest):
         False, description="when files are missing, answer 409 MissingBlobs with their hashes (\"missing\") "
         "instead of refusing: the client uploads them and commits again (no manifest round trip first)",
     )
+    routing: str | None = Field(
+        None, description="the project's routing table (JSON) when it runs on several runtimes: the workers' "
+        "nested calls read it to reach the runtime serving the endpoint they call (docs/runtimes.md)", max_length=1 << 16,
+    )
 
 
 _TRUE = ("1", "true", "yes", "on", "y", "t")  # what the documented boolean query parameter takes
@@ -238,7 +242,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
                 if missing:
                     return error_reply(409, "MissingBlobs", f"{len(missing)} file(s) to upload first (POST /v1/blobs), then "
                                   "commit again", missing=missing)
-            return await rt.commit(c.files, c.entries, c.project, c.paths)
+            return await rt.commit(c.files, c.entries, c.project, c.paths, c.routing)
         except UploadRefused as exc:
             return error_reply(400, "UploadRefused", str(exc))
         except ValueError as exc:  # a malformed project key

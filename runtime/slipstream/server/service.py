@@ -239,6 +239,9 @@ class Runtime:
         env = {IN_RUNTIME_ENV: "1", "PYTHONUNBUFFERED": "1"}
         if project:
             env[PROJECT_ENV] = project  # an endpoint calling another stays in its own project
+            # several runtimes: the table the client sent with its commit (sdk/routing.py), read
+            # at each nested call, so one naming a new address is seen without new workers
+            env["SLIPSTREAM_ROUTING_FILE"] = str(self._routing_file(project))
         if self.url:
             env["SLIPSTREAM_RUNTIME_URL"] = self.url
         if self.token:
@@ -251,6 +254,27 @@ class Runtime:
             env.setdefault("SLIPSTREAM_CA_BUNDLE", os.environ.get("SLIPSTREAM_CA_BUNDLE") or self.tls_ca)
         return env
 
+    def _routing_file(self, project: str) -> Path:
+        return self.store.root / "routing" / f"{project}.json"
+
+    def _write_routing(self, project: str, routing: str) -> None:
+        """Keep the routing table a client sent (it names every runtime of the project, with
+        their tokens): mode 0600, removed when the runtime stops."""
+        try:
+            data = json.loads(routing)
+            ok = isinstance(data, dict) and isinstance(data.get("runtimes"), list)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("'routing' must be a routing table: {\"self\": NAME, \"runtimes\": [...]} (sdk/routing.py)")
+        path = self._routing_file(project)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(routing)
+        os.replace(tmp, path)
+
     # --- code sync ----------------------------------------------------------------------
     def missing(self, files: dict[str, str]) -> list[str]:
         return self.store.missing(files)
@@ -258,9 +282,13 @@ class Runtime:
     def put_blob(self, sha: str, data: bytes) -> None:
         self.store.put(sha, data)
 
-    async def commit(self, files: dict[str, str], entries: list[str], project: str | None = None, paths: list[str] | None = None) -> dict[str, Any]:
-        """Deploy a project's files; only that project's endpoints change. ValueError: bad key."""
+    async def commit(self, files: dict[str, str], entries: list[str], project: str | None = None, paths: list[str] | None = None,
+                     routing: str | None = None) -> dict[str, Any]:
+        """Deploy a project's files; only that project's endpoints change. ValueError: bad key.
+        routing: the project's routing table when it runs on several runtimes (sdk/routing.py)."""
         proj = self.project(project, create=True)
+        if routing is not None:
+            await asyncio.to_thread(self._write_routing, proj.key, routing)
         async with proj.lock:
             started = time.perf_counter()
             store = proj.store
@@ -546,6 +574,7 @@ class Runtime:
                 await proj.scanner.stop(0.5)
                 proj.scanner = None
         await self.envs.close()
+        shutil.rmtree(self.store.root / "routing", ignore_errors=True)  # peers' tokens never outlive the runtime
         if self._tmp is not None:
             self._tmp.cleanup()
 

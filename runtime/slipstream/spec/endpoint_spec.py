@@ -112,6 +112,7 @@ class EndpointSpec:
     example: dict[str, Any] | None = field(default=None, hash=False)
     retries: Retries | None = None  # retries.py: infrastructure failures, and the exceptions named
     secrets: tuple[str, ...] = ()  # names only; the values travel with each call (secretvals.py)
+    runtime: str | None = None  # pinned to this runtime of slipstream.toml's [runtimes] (sdk/routing.py)
 
     @property
     def gpu_request(self) -> GPURequest:
@@ -147,6 +148,7 @@ class EndpointSpec:
             "example": self.example,
             "retries": self.retries.to_dict() if self.retries else None,
             "secrets": list(self.secrets),
+            "runtime": self.runtime,
         }
 
     @classmethod
@@ -163,7 +165,7 @@ class EndpointSpec:
                 data.get("workers_min", 0),
                 data.get("workers_max", DEFAULTS["workers"]),
             )
-        for key in ("concurrency", "timeout", "idle_timeout", "dependencies", "env", "example", "retries", "secrets"):
+        for key in ("concurrency", "timeout", "idle_timeout", "dependencies", "env", "example", "retries", "secrets", "runtime"):
             if key in data:
                 kwargs[key] = data[key]
         return build_spec(data["name"], **kwargs)
@@ -199,6 +201,7 @@ def validate(name: str, /, **kwargs: Any) -> tuple[EndpointSpec | None, list[Pro
                                 "Write e.g. retries=3, or retries=Retries(3, backoff=2.0, on=(ConnectionError,))."))
 
     secrets = _check_secrets(args["secrets"], problems)
+    runtime = _check_runtime(args["runtime"], problems)
 
     if any(p.severity == "error" for p in problems):
         return None, problems
@@ -216,6 +219,7 @@ def validate(name: str, /, **kwargs: Any) -> tuple[EndpointSpec | None, list[Pro
         example=example,
         retries=retries,
         secrets=secrets,
+        runtime=runtime,
     )
     return spec, problems
 
@@ -516,6 +520,17 @@ def _check_dependencies(value: Any, problems: list[Problem]) -> tuple[str, ...]:
             )
         )
     return tuple(good)
+
+
+def _check_runtime(value: Any, problems: list[Problem]) -> str | None:
+    """runtime="gpu-box": a name under [runtimes] in slipstream.toml (sdk/routing.py checks it is there)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}", value):
+        problems.append(Problem("bad-runtime", f"runtime must be the name of a runtime in slipstream.toml's [runtimes], not {value!r}",
+                                "runtime", 'Write e.g. runtime="gpu-box", with [runtimes.gpu-box] url = "ssh://gpu-box" in slipstream.toml.'))
+        return None
+    return value
 
 
 def _check_secrets(value: Any, problems: list[Problem]) -> tuple[str, ...]:
