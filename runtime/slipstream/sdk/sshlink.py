@@ -421,14 +421,16 @@ class SshLink:
             self.send([own], f"{home}/wheels", say)
             pip = f"{home}/venv/bin/python -m pip install --disable-pip-version-check -q --find-links {home}/wheels"
             self.run(f"{home}/venv/bin/python -m pip uninstall -y -q slipstream >/dev/null 2>&1; true")
-            r = self.run(f"{pip} --timeout 10 --retries 0 slipstream=={__version__}", check=False)
+            # the host runs `slipstream serve`: the runtime server's extra, not only the SDK
+            want = shlex.quote(f"slipstream[server]=={__version__}")
+            r = self.run(f"{pip} --timeout 10 --retries 0 {want}", check=False)
             if r.returncode == 0:
                 say(f"installed on {self.target.label}")
                 return
             say(f"{self.target.label} cannot reach the package index; sending the dependencies over ssh")
             deps = dependency_wheels(Path(tmp), tuple(st.get("version") or ()), st.get("machine", ""), st.get("system", ""))
             self.send(deps, f"{home}/wheels", say)
-            self.run(f"{pip} --no-index slipstream=={__version__}")
+            self.run(f"{pip} --no-index {want}")
             say(f"installed on {self.target.label} from the wheels sent")
 
     def send(self, files: list[Path], dest: str, say: Any) -> None:
@@ -539,7 +541,7 @@ def dependency_wheels(dest: Path, host_version: tuple[int, ...], machine: str, s
     import importlib.metadata as md
     import platform
 
-    names = _closure("slipstream")
+    names = _closure("slipstream", {"server"})
     same = tuple(host_version) == sys.version_info[:2] and machine == platform.machine() and system == sys.platform
     if same:
         out = []
@@ -562,8 +564,9 @@ def dependency_wheels(dest: Path, host_version: tuple[int, ...], machine: str, s
     return sorted((dest / "deps").glob("*.whl"))
 
 
-def _closure(top: str) -> list[str]:
-    """The installed distributions `top` needs here (its requirements, markers evaluated)."""
+def _closure(top: str, extras: set[str] | None = None) -> list[str]:
+    """The installed distributions `top` with `extras` needs here (its requirements, markers
+    evaluated)."""
     import importlib.metadata as md
 
     try:
@@ -573,7 +576,7 @@ def _closure(top: str) -> list[str]:
 
     seen: dict[str, None] = {}
     done: set[tuple[str, frozenset[str]]] = set()
-    todo: list[tuple[str, set[str]]] = [(top, set())]
+    todo: list[tuple[str, set[str]]] = [(top, set(extras or ()))]
     while todo:
         name, extras = todo.pop()
         if (name.lower(), frozenset(extras)) in done:
