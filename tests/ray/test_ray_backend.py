@@ -291,6 +291,7 @@ def test_reload_keeps_the_model_loaded_in_the_actor(ray_runtime, project_factory
 
 
 def test_placement_decisions(cluster):
+    from slipstream.server.backend import Placement
     from slipstream.server.ray_backend import RayBackend, ray_types
     from slipstream.spec.endpoint_spec import EndpointSpec
 
@@ -298,20 +299,21 @@ def test_placement_decisions(cluster):
     assert b.worker_host == "127.0.0.1" and b.listener.bind == "127.0.0.1", (
         "a one-machine cluster stays on loopback"
     )
-    assert b.placement(EndpointSpec("cpu")) == ([], "", "")
-    assert b.placement(EndpointSpec("h", gpu=("H100",))) == ([], "", "")
-    assert b._placed["h"].ray_type == "H100" and b._placed["h"].count == 1
-    _, _, why = b.placement(EndpointSpec("two", gpu=("H100:2",)))
+    assert b.placement(EndpointSpec("cpu")) == Placement()
+    h = b.placement(EndpointSpec("h", gpu=("H100",)))
+    assert (h.note, h.unavailable, h.slots) == ("", "", []), "Ray picks the node and devices"
+    assert h.ray_type == "H100" and h.count == 1 and b._placed["h"] is h, "create() asks for it"
+    why = b.placement(EndpointSpec("two", gpu=("H100:2",))).unavailable
     assert "H100:2" in why and "2 GPU(s) on one node" in why, "two GPUs must be on one node"
-    _, note, why = b.placement(EndpointSpec("fb", gpu=("A100-80GB", "H100")))
-    assert (note, why) == ("", "") and b._placed["fb"].gpu == "H100", (
+    fb = b.placement(EndpointSpec("fb", gpu=("A100-80GB", "H100")))
+    assert (fb.note, fb.unavailable) == ("", "") and fb.gpu == "H100", (
         "the first choice the cluster has"
     )
-    _, note, why = b.placement(EndpointSpec("a", gpu=("A100-80GB",)), gpu_fallback=True)
-    assert not why and "running on H100 instead" in note
+    a = b.placement(EndpointSpec("a", gpu=("A100-80GB",)), gpu_fallback=True)
+    assert not a.unavailable and "running on H100 instead" in a.note and a.label == "H100"
     auto = RayBackend(init=False, autoscale=True)
-    _, note, why = auto.placement(EndpointSpec("a", gpu=("A100-80GB",)))
-    assert not why and "autoscaler" in note and auto._placed["a"].ray_type == "A100-80G"
+    a = auto.placement(EndpointSpec("a", gpu=("A100-80GB",)))
+    assert not a.unavailable and "autoscaler" in a.note and a.ray_type == "A100-80G"
     assert auto.listener.bind == "0.0.0.0", "nodes the autoscaler adds must reach the worker port"
     far = RayBackend(init=False, worker_host="10.1.2.3")
     assert far.listener.bind == "0.0.0.0" and far.worker_host == "10.1.2.3"

@@ -23,7 +23,9 @@ from ..protocol.errors import ErrorInfo
 from ..protocol.ipc import ServerSide
 from ..spec.catalog import cost as price_cost
 from ..spec.endpoint_spec import EndpointSpec
+from .backend import Backend, GpuFallbacks, Placement
 from .failures import PoolError
+from .gpus import Device, inventory, matches
 from .logs import LogHub
 from .retrying import run_with_retries
 from .store import Generation
@@ -295,13 +297,67 @@ class LocalWorker(ChannelWorker):
 
 
 class LocalBackend:
+    """Workers as processes of this machine, placed on its GPUs (a `backend.Backend`)."""
+
     name = "local"
+    forks = True
 
     def __init__(self, memory_limit: int | None = None) -> None:
         self.memory_limit = memory_limit
+        self._devices: list[Device] | None = None
+
+    def inventory(self) -> list[Device]:
+        """This machine's GPUs, listed once (nvidia-smi, or SLIPSTREAM_FAKE_GPUS in tests)."""
+        if self._devices is None:
+            self._devices = inventory()
+        return self._devices
+
+    def cluster(self) -> None:
+        return None
+
+    def placement(self, spec: EndpointSpec, gpu_fallback: bool = False) -> Placement:
+        """GPU slots for the pool's workers, a note for a fallback, or why it cannot run here."""
+        req = spec.gpu_request
+        if req.is_cpu:
+            return Placement()
+        devices = self.inventory()
+        for choice in req.choices:
+            found = matches(devices, choice.gpu.name)
+            if len(found) >= choice.count:
+                idx = [d.index for d in found]
+                slots = [tuple(idx[i : i + choice.count]) for i in range(0, len(idx) - choice.count + 1, choice.count)]
+                return Placement(slots, gpu=choice.gpu.name, count=choice.count)
+        have = ", ".join(sorted({d.name for d in devices})) or "no GPU"
+        if gpu_fallback:
+            if devices:
+                idx = tuple(d.index for d in devices[: req.primary.count])
+                return Placement([idx], f"this runtime has no {req.label}; running on {devices[0].name} instead",
+                                 gpu=devices[0].canonical or devices[0].name, count=len(idx))
+            return Placement(note=f"this runtime has no GPU; {spec.name!r} ({req.label}) runs on the CPU")
+        return Placement(unavailable=(
+            f"endpoint {spec.name!r} asks for {req.label} but this runtime has {have}. "
+            "Point SLIPSTREAM_RUNTIME_URL at a runtime with that GPU, add a fallback (gpu=[...]), "
+            "or start this one with --gpu-fallback to run on what it has."
+        ))
+
+    def gpu_fallbacks(self, spec: EndpointSpec) -> GpuFallbacks:
+        """The GPUs of the fallback list after the one the pool is placed on that this machine
+        has, as (label, device slots): where a call that ran out of CUDA memory moves next."""
+        out: GpuFallbacks = []
+        placed = False
+        for choice in spec.gpu_request.choices:
+            found = matches(self.inventory(), choice.gpu.name)
+            if len(found) < choice.count:
+                continue
+            idx = [d.index for d in found]
+            slots = [tuple(idx[i : i + choice.count]) for i in range(0, len(idx) - choice.count + 1, choice.count)]
+            if placed:
+                out.append((choice.label, slots))
+            placed = True
+        return out
 
     def create(self, pool: Pool, env: dict[str, str], devices: tuple[int, ...]) -> LocalWorker:
-        pyenv = getattr(pool, "pyenv", None)
+        pyenv = pool.pyenv
         return LocalWorker(
             pool.name, pool._on_worker_message, pool._on_worker_exit, env, devices, self.memory_limit,
             python=getattr(pyenv, "python", None), forkserver=getattr(pyenv, "forkserver", None),
@@ -349,33 +405,34 @@ class Pool:
         info: dict[str, Any],
         spec: EndpointSpec,
         gen: Generation,
-        backend: Any,
+        backend: Backend,
         logs: LogHub,
         *,
         env: dict[str, str],
-        devices: list[tuple[int, ...]] | None = None,
+        placement: Placement | None = None,
         max_queue: int = 256,
-        fallback_note: str = "",
-        unavailable: str = "",
         pyenv: Any = None,
+        project: str | None = None,
+        target: str | None = None,
+        gpu_fallbacks: GpuFallbacks | None = None,
+        siblings: dict[str, Pool] | None = None,
     ) -> None:
         self.name = spec.name
-        self.target = spec.name  # the endpoint its workers run (a with_options variant runs its base's)
+        self.project = project  # the key of the project whose endpoint this is
+        self.target = target or spec.name  # the endpoint its workers run (a with_options variant runs its base's)
         self.info = info
         self.spec = spec
         self.gen = gen
         self.backend = backend
         self.logs = logs
         self.env = env
-        self.device_slots = devices or []
         self.max_queue = max_queue
-        self.fallback_note = fallback_note
-        self.unavailable = unavailable
         self.pyenv: Any = pyenv  # the Python environment (and fork server) workers start in
+        self._place(placement or Placement())
         # the later GPUs of gpu=[...] this runtime has, as (label, device slots): where a call that
         # ran out of CUDA memory here moves (fallback_pool); siblings: the project's pools, to join
-        self.gpu_fallbacks: list[tuple[str, list[tuple[int, ...]]]] = []
-        self.siblings: dict[str, Pool] | None = None
+        self.gpu_fallbacks: GpuFallbacks = gpu_fallbacks or []
+        self.siblings = siblings
         self._fallback: Pool | None = None
         self.workers: list[_WState] = []
         self.queue: deque[Call] = deque()
@@ -385,6 +442,12 @@ class Pool:
         self._fatal: ErrorInfo | None = None
         self._reaper = asyncio.ensure_future(self._reap_idle())
         self._pump()
+
+    def _place(self, placement: Placement) -> None:
+        self.placement = placement
+        self.device_slots = placement.slots
+        self.fallback_note = placement.note  # runs on other hardware than it asked for
+        self.unavailable = placement.unavailable  # why it cannot run here (calls are refused)
 
     # --- public -----------------------------------------------------------------------
     async def call(self, call: Call) -> Call:
@@ -447,12 +510,10 @@ class Pool:
             rest = tuple(labels[labels.index(label):]) if label in labels else (label,)
             spec = dataclasses.replace(self.spec, name=f"{self.target}@{label}", gpu=rest)
             info = {**self.info, "name": spec.name, "gpu": label, "note": "", "unavailable": "", "gpu_fallback_of": self.name}
-            child = Pool(info, spec, self.gen, self.backend, self.logs, env=self.env, devices=slots,
-                         max_queue=self.max_queue, pyenv=self.pyenv)
-            child.project = getattr(self, "project", None)  # type: ignore[attr-defined]
-            child.target = self.target
-            child.gpu_fallbacks = self.gpu_fallbacks[1:]
-            child.siblings = self.siblings
+            child = Pool(info, spec, self.gen, self.backend, self.logs, env=self.env,
+                         placement=Placement(slots), max_queue=self.max_queue, pyenv=self.pyenv,
+                         project=self.project, target=self.target,
+                         gpu_fallbacks=self.gpu_fallbacks[1:], siblings=self.siblings)
             if self.siblings is not None:
                 self.siblings[spec.name] = child
             self._fallback = child
@@ -519,8 +580,21 @@ class Pool:
                 other.future.set_exception(PoolError("crash", f"endpoint {self.name!r}: {others}"))
         self._pump()
 
-    def update(self, info: dict[str, Any], spec: EndpointSpec, gen: Generation, replace: str = "") -> None:
-        """A new generation: workers load it between calls, or are replaced when they must be."""
+    def update(
+        self, info: dict[str, Any], spec: EndpointSpec, gen: Generation, replace: str = "", *,
+        env: dict[str, str] | None = None, placement: Placement | None = None, pyenv: Any = None,
+        gpu_fallbacks: GpuFallbacks | None = None,
+    ) -> None:
+        """A new generation: workers load it between calls, or are replaced when they must be.
+        A deploy also passes the endpoint's new environment, placement and GPU fallbacks."""
+        if pyenv is not None:
+            self.pyenv = pyenv
+        if env is not None:
+            self.env = env
+        if placement is not None:
+            self._place(placement)
+        if gpu_fallbacks is not None:
+            self.gpu_fallbacks = gpu_fallbacks
         self.info, self.gen = info, gen
         old, self.spec = self.spec, spec
         changed = [f for f in ("gpu", "dependencies", "env") if getattr(old, f) != getattr(spec, f)]

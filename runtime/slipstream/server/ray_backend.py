@@ -47,6 +47,7 @@ from ..spec.catalog import catalog
 from ..spec.catalog import cost as price_cost
 from ..spec.endpoint_spec import EndpointSpec
 from ..worker import fetch
+from .backend import GpuFallbacks, Placement
 from .gpus import Device
 from .pools import ChannelWorker, exit_reason
 
@@ -79,21 +80,6 @@ class ClusterGPU(Device):
     node_id: str = ""
     node_ip: str = ""
     ray_type: str = ""
-
-
-@dataclass(frozen=True)
-class Placement:
-    """What a pool's actors ask Ray for: a GPU type (catalog and Ray names) and a count."""
-
-    gpu: str | None = None
-    ray_type: str | None = None
-    count: int = 0
-
-    @property
-    def label(self) -> str:
-        if not self.gpu:
-            return "CPU"
-        return self.gpu if self.count == 1 else f"{self.gpu}:{self.count}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -396,9 +382,12 @@ def _summary(exc: BaseException) -> str:
 
 
 class RayBackend:
-    """Pools of Ray actors on a Ray cluster (``slipstream serve --backend ray``)."""
+    """Pools of Ray actors on a Ray cluster (``slipstream serve --backend ray``; a
+    `backend.Backend`). Its placement names what the actors ask Ray for (a GPU type in catalog
+    and Ray names, and a count); Ray picks the node and the devices."""
 
     name = "ray"
+    forks = False  # actors start their worker on their own node
     placement_notice_s = 10.0
 
     def __init__(
@@ -553,14 +542,17 @@ class RayBackend:
         m["cost_usd"] += price_cost(w.place.label, seconds) if w.place.gpu else 0.0
 
     # --- placement --------------------------------------------------------------------
-    def placement(
-        self, spec: EndpointSpec, gpu_fallback: bool = False
-    ) -> tuple[list[tuple[int, ...]], str, str]:
-        """([], note, unavailable) as Runtime._placement; remembers what the actors ask for."""
+    def gpu_fallbacks(self, spec: EndpointSpec) -> GpuFallbacks:
+        """None: a call that runs out of CUDA memory on a cluster fails as it is."""
+        return []
+
+    def placement(self, spec: EndpointSpec, gpu_fallback: bool = False) -> Placement:
+        """What the endpoint's actors ask Ray for (remembered for create()), with a note when it
+        is a fallback, or why no node can run it."""
         req = spec.gpu_request
         if req.is_cpu:
-            self._placed[spec.name] = Placement()
-            return [], "", ""
+            place = self._placed[spec.name] = Placement()
+            return place
         nodes = self.nodes(max_age=0)
 
         def node_with(ray_type: str, count: int) -> bool:
@@ -573,8 +565,9 @@ class RayBackend:
         for choice in req.choices:
             for t in ray_types().get(choice.gpu.name, [choice.gpu.name]):
                 if node_with(t, choice.count):
-                    self._placed[spec.name] = Placement(choice.gpu.name, t, choice.count)
-                    return [], "", ""
+                    place = Placement(gpu=choice.gpu.name, ray_type=t, count=choice.count)
+                    self._placed[spec.name] = place
+                    return place
         primary = req.primary
         assert primary is not None
         wanted = ray_types().get(primary.gpu.name, [primary.gpu.name])
@@ -583,39 +576,38 @@ class RayBackend:
             or "no GPU"
         )
         if self.autoscale:
-            self._placed[spec.name] = Placement(primary.gpu.name, wanted[0], primary.count)
-            return (
-                [],
-                (
+            place = Placement(
+                note=(
                     f"no node in the Ray cluster has {primary.label} yet; "
                     "workers wait for Ray's autoscaler "
                     f"to add one (resource accelerator_type:{wanted[0]})"
                 ),
-                "",
+                gpu=primary.gpu.name,
+                ray_type=wanted[0],
+                count=primary.count,
             )
+            self._placed[spec.name] = place
+            return place
         if gpu_fallback:
             for g in self.inventory():
                 if g.ray_type and node_with(g.ray_type, primary.count):
-                    self._placed[spec.name] = Placement(
-                        g.canonical or g.ray_type, g.ray_type, primary.count
-                    )
-                    return (
-                        [],
-                        f"this Ray cluster has no {req.label}; "
+                    place = Placement(
+                        note=f"this Ray cluster has no {req.label}; "
                         f"running on {g.canonical or g.ray_type} instead",
-                        "",
+                        gpu=g.canonical or g.ray_type,
+                        ray_type=g.ray_type,
+                        count=primary.count,
                     )
-            self._placed[spec.name] = Placement()
-            return (
-                [],
-                f"this Ray cluster has no GPU for {req.label}; {spec.name!r} runs on the CPU",
-                "",
+                    self._placed[spec.name] = place
+                    return place
+            place = Placement(
+                note=f"this Ray cluster has no GPU for {req.label}; {spec.name!r} runs on the CPU"
             )
+            self._placed[spec.name] = place
+            return place
         self._placed.pop(spec.name, None)
-        return (
-            [],
-            "",
-            (
+        return Placement(
+            unavailable=(
                 f"endpoint {spec.name!r} asks for {req.label} but no node of the Ray cluster "
                 f"has it (needs resource accelerator_type:{wanted[0]} and {primary.count} GPU(s) "
                 f"on one node; the cluster has {have}). Add such a node (`ray start --resources "

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ..endpoint import IN_RUNTIME_ENV
+from ..protocol.envvars import PROJECT as PROJECT_ENV
 from ..protocol.errors import ErrorInfo, Frame
 from ..protocol.version import __version__
-from ..protocol.envvars import PROJECT as PROJECT_ENV
 from ..spec.endpoint_spec import EndpointSpec
 from ..worker.forkserver import ForkServer, wanted_preloads
+from .backend import Backend, GpuFallbacks, Placement
 from .envs import EnvManager, InstallFailed, PyEnv, static_dependencies
-from .gpus import Device, inventory, matches
+from .gpus import Device
 from .logs import LogHub
 from .pools import LocalBackend, LocalWorker, Pool, PoolError
 from .store import CURRENT_FILE, Generation, Limits, Store, check_paths
@@ -124,7 +125,7 @@ class Runtime:
         self,
         *,
         store_dir: Path | None = None,
-        backend: Any = None,
+        backend: Backend | None = None,
         embedded: bool = False,
         gpu_fallback: bool = False,
         url: str = "",
@@ -141,7 +142,7 @@ class Runtime:
             self._tmp = tempfile.TemporaryDirectory(prefix="slipstream-store-")
             store_dir = Path(self._tmp.name)
         self.store = Store(store_dir, limits or Limits())
-        self.backend = backend or LocalBackend()
+        self.backend: Backend = backend or LocalBackend()
         self.embedded = embedded
         self.gpu_fallback = gpu_fallback or embedded
         self.url, self.token = url, token
@@ -152,18 +153,14 @@ class Runtime:
         self.tls = False  # HTTPS and a TLS data channel (serve --tls-cert/--tls-key), set by the server
         self.tls_ca = ""  # the certificate file, given to workers as their CA bundle
         self.envs = EnvManager(self.store.root / "envs", self.logs)
-        self.fork = fork and hasattr(os, "fork") and self.backend.name == "local"
+        self.fork = fork and hasattr(os, "fork") and self.backend.forks
         self._preload: list[str] = []
-        self.devices: list[Device] = self._inventory()
+        self.devices: list[Device] = self.backend.inventory()
         self.projects: dict[str, Project] = {}
         self.deploys = 0
         self._last_project: Project | None = None
 
     # --- facts --------------------------------------------------------------------------
-    def _inventory(self) -> list[Device]:
-        cluster = getattr(self.backend, "inventory", None)  # a cluster backend (Ray) lists its nodes' GPUs
-        return cluster() if cluster else inventory()
-
     @property
     def pools(self) -> dict[str, Pool]:
         """Every project's pools, keyed "project/endpoint"."""
@@ -196,9 +193,9 @@ class Runtime:
 
     def health(self) -> dict[str, Any]:
         gen = self._last_project.store.current if self._last_project else None
-        if hasattr(self.backend, "inventory"):
-            self.devices = self._inventory()  # a cluster's nodes come and go
-        extra = {"cluster": self.backend.cluster()} if hasattr(self.backend, "cluster") else {}
+        self.devices = self.backend.inventory()  # a cluster's nodes come and go
+        cluster = self.backend.cluster()
+        extra = {"cluster": cluster} if cluster is not None else {}
         return {
             **extra,
             "ok": True,
@@ -436,70 +433,41 @@ class Runtime:
         for info in scan.get("endpoints", []):
             spec = EndpointSpec.from_dict(info["spec"])
             seen.add(spec.name)
-            devices, note, unavailable = self._placement(spec)
-            info.update(gpu=spec.gpu_label, note=note, unavailable=unavailable)
-            pyenv = await self._env_for(spec)
             pool = proj.pools.get(spec.name)
             if pool is None:
-                proj.pools[spec.name] = Pool(
-                    info, spec, gen, self.backend, proj.logs,  # type: ignore[arg-type]
-                    env={**self.worker_env(proj.key), **dict(spec.env)},
-                    devices=devices, max_queue=self.max_queue,
-                    fallback_note=note, unavailable=unavailable, pyenv=pyenv,
-                )
-                proj.pools[spec.name].project = proj.key  # type: ignore[attr-defined]
+                await self.add_pool(proj, spec, gen, info)
             else:
-                pool.pyenv = pyenv
-                pool.env = {**self.worker_env(proj.key), **dict(spec.env)}
-                pool.device_slots, pool.fallback_note, pool.unavailable = devices, note, unavailable
-                pool.update(info, spec, gen, replace=scan.get("restart", ""))
-            proj.pools[spec.name].gpu_fallbacks = self.gpu_fallbacks(spec)
-            proj.pools[spec.name].siblings = proj.pools
+                place = self.place(spec, info)
+                pool.update(info, spec, gen, replace=scan.get("restart", ""), pyenv=await self._env_for(spec),
+                            env=self._pool_env(proj, spec), placement=place, gpu_fallbacks=self.gpu_fallbacks(spec))
         for name in [n for n in proj.pools if n not in seen]:  # this project's only
             await proj.pools.pop(name).close()
 
-    def gpu_fallbacks(self, spec: EndpointSpec) -> list[tuple[str, list[tuple[int, ...]]]]:
-        """The GPUs of the fallback list after the one the pool is placed on that this runtime
-        has, as (label, device slots): where a call that ran out of CUDA memory moves next."""
-        if hasattr(self.backend, "placement"):
-            return []
-        out: list[tuple[str, list[tuple[int, ...]]]] = []
-        placed = False
-        for choice in spec.gpu_request.choices:
-            found = matches(self.devices, choice.gpu.name)
-            if len(found) < choice.count:
-                continue
-            idx = [d.index for d in found]
-            slots = [tuple(idx[i : i + choice.count]) for i in range(0, len(idx) - choice.count + 1, choice.count)]
-            if placed:
-                out.append((choice.label, slots))
-            placed = True
-        return out
-
-    def _placement(self, spec: EndpointSpec) -> tuple[list[tuple[int, ...]], str, str]:
-        """GPU slots for the pool's workers, a note for CPU fallback, or why it cannot run here."""
-        if hasattr(self.backend, "placement"):  # a cluster backend places workers on its nodes itself
-            return self.backend.placement(spec, self.gpu_fallback)
-        req = spec.gpu_request
-        if req.is_cpu:
-            return [], "", ""
-        for choice in req.choices:
-            found = matches(self.devices, choice.gpu.name)
-            if len(found) >= choice.count:
-                idx = [d.index for d in found]
-                slots = [tuple(idx[i : i + choice.count]) for i in range(0, len(idx) - choice.count + 1, choice.count)]
-                return slots, "", ""
-        have = ", ".join(sorted({d.name for d in self.devices})) or "no GPU"
-        if self.gpu_fallback:
-            if self.devices:
-                idx = tuple(d.index for d in self.devices[: req.primary.count])
-                return [idx], f"this runtime has no {req.label}; running on {self.devices[0].name} instead", ""
-            return [], f"this runtime has no GPU; {spec.name!r} ({req.label}) runs on the CPU", ""
-        return [], "", (
-            f"endpoint {spec.name!r} asks for {req.label} but this runtime has {have}. "
-            "Point SLIPSTREAM_RUNTIME_URL at a runtime with that GPU, add a fallback (gpu=[...]), "
-            "or start this one with --gpu-fallback to run on what it has."
+    async def add_pool(self, proj: Project, spec: EndpointSpec, gen: Generation, info: dict[str, Any],
+                       target: str | None = None) -> Pool:
+        """A new pool for the project's endpoint `spec` (target: the endpoint its workers run,
+        when not its own, as a with_options variant's), placed by the backend."""
+        place = self.place(spec, info)
+        pool = proj.pools[spec.name] = Pool(
+            info, spec, gen, self.backend, proj.logs, env=self._pool_env(proj, spec), placement=place,
+            max_queue=self.max_queue, pyenv=await self._env_for(spec), project=proj.key, target=target,
+            gpu_fallbacks=self.gpu_fallbacks(spec), siblings=proj.pools,
         )
+        return pool
+
+    def place(self, spec: EndpointSpec, info: dict[str, Any]) -> Placement:
+        """Where the endpoint's workers run (the backend decides); its description `info` says
+        on which GPU, and any fallback note or reason it cannot run here."""
+        place = self.backend.placement(spec, self.gpu_fallback)
+        info.update(gpu=spec.gpu_label, note=place.note, unavailable=place.unavailable)
+        return place
+
+    def _pool_env(self, proj: Project, spec: EndpointSpec) -> dict[str, str]:
+        return {**self.worker_env(proj.key), **dict(spec.env)}
+
+    def gpu_fallbacks(self, spec: EndpointSpec) -> GpuFallbacks:
+        """Where a call that ran out of CUDA memory moves next (see Backend.gpu_fallbacks)."""
+        return self.backend.gpu_fallbacks(spec)
 
     # --- calls --------------------------------------------------------------------------
     def pool(self, name: str, project: str | None = None) -> Pool:

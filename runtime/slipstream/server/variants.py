@@ -23,7 +23,6 @@ def add_variant_routes(app: Any, rt: Any) -> None:
     from starlette.routing import Route
 
     from ..spec.endpoint_spec import SpecError
-    from .pools import Pool
     from .replies import error_reply
 
     async def create(request: Any) -> Any:
@@ -46,15 +45,8 @@ def add_variant_routes(app: Any, rt: Any) -> None:
             return error_reply(422, "BadOptions", str(exc))
         pool = proj.pools.get(spec.name)
         if pool is None:
-            devices, note, unavailable = rt._placement(spec)
-            info = {**base.info, "name": spec.name, "gpu": spec.gpu_label, "note": note, "unavailable": unavailable, "variant_of": base_name}
-            pool = Pool(info, spec, base.gen, rt.backend, proj.logs, env={**rt.worker_env(proj.key), **dict(spec.env)},
-                        devices=devices, max_queue=rt.max_queue, fallback_note=note, unavailable=unavailable,
-                        pyenv=await rt._env_for(spec))
-            pool.project = proj.key  # type: ignore[attr-defined]
-            pool.target = base_name  # its workers run the base's function
-            pool.gpu_fallbacks, pool.siblings = rt.gpu_fallbacks(spec), proj.pools  # CUDA out of memory: next GPU
-            proj.pools[spec.name] = pool
+            info = {**base.info, "name": spec.name, "variant_of": base_name}
+            await rt.add_pool(proj, spec, base.gen, info, target=base_name)  # its workers run the base's function
             proj.logs.emit(endpoint=spec.name, stream="system", text=f"variant of {base_name!r} with {json.dumps(options, default=str)}")
         return JSONResponse({"name": spec.name, "variant_of": base_name, "spec": spec.to_dict()})
 
