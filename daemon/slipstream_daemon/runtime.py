@@ -58,55 +58,48 @@ class RuntimeManager:
         self.projects: Callable[[], set[str]] | None = None
 
     # --- which runtime -------------------------------------------------------------------
-    def _configured(self, root: Path | None) -> tuple[str, str] | None:
-        from slipstream.sdk.config import load_project, runtime_from_env
+    def _choose(self, root: Path | None) -> Any:
+        """selectRuntime's choice, else the configured runtime, else the embedded one, started
+        now (slipstream.sdk.runtimes decides, as for the SDK and the CLI). Blocks: a thread."""
+        from slipstream.sdk.config import load_project
+        from slipstream.sdk.runtimes import ChosenRuntime, configured_or_embedded, start_embedded
 
+        if self._explicit == "embedded":
+            return start_embedded(root)
+        if self._explicit is not None:
+            return ChosenRuntime(*self._explicit)
         project = None
         if root is not None:
             try:
                 project = load_project(root)
             except ValueError as exc:
                 log.warning("%s", exc)
-        return runtime_from_env(project)
+        return configured_or_embedded(root, project)
 
     async def ensure(self, root: Path | None = None) -> RuntimeClient:
         """The selected runtime's client, connecting or starting the embedded one if needed."""
         async with self._lock:
             if self.client is not None:
                 return self.client
-            choice = self._explicit
-            if choice is None:
-                configured = self._configured(root)
-                choice = configured if configured is not None else "embedded"
-            if choice == "embedded":
-                await self._start_embedded(root)
-            else:
-                url, token = choice
-                # an ssh:// runtime connects (and may bootstrap its host) over ssh: off the loop
-                await asyncio.to_thread(self._use_remote, url, token)
+            # an embedded runtime starts, an ssh:// one connects (and may bootstrap its host): off the loop
+            await asyncio.to_thread(self._use, root)
         await self.refresh()
         assert self.client is not None
         return self.client
 
-    def _use_remote(self, url: str, token: str) -> None:
+    def _use(self, root: Path | None) -> None:
         from slipstream.sdk.client import RuntimeClient
 
-        self.client = RuntimeClient(url, token)
-        self.url = url
-        self.kind = "remote"
-        log.info("using the runtime at %s", url)
-
-    async def _start_embedded(self, root: Path | None) -> None:
-        from slipstream.sdk.client import RuntimeClient
-        from slipstream.sdk.embedded import EmbeddedRuntime
-
-        log.info("no runtime configured: starting the embedded local runtime")
-        runtime = await asyncio.to_thread(EmbeddedRuntime.start, root)
-        self._embedded = runtime
-        self.client = RuntimeClient(runtime.url, runtime.token)
-        self.url = runtime.url
-        self.kind = "embedded"
-        log.info("embedded runtime listening at %s", runtime.url)
+        chosen = self._choose(root)
+        try:
+            self.client = RuntimeClient(chosen.url, chosen.token)
+        except BaseException:
+            chosen.stop()
+            raise
+        self._embedded = chosen.embedded
+        self.url = chosen.url
+        self.kind = "embedded" if chosen.is_embedded else "remote"
+        log.info("%s runtime at %s", self.kind, chosen.url)
 
     async def select(self, url: str | None, token: str | None, embedded: bool) -> RuntimeStatus:
         """Switch runtimes (selectRuntime); the next deploy pushes the code to the new one."""

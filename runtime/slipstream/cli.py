@@ -199,20 +199,16 @@ def cmd_run(a: argparse.Namespace) -> int:
     if not script.is_file():
         _err(f"no such script: {script}")
         return 2
+    from .protocol.errors import DeployError
     from .sdk import session
     from .sdk.config import find_project_root
-    from .sdk.embedded import EmbeddedRuntime
-    from .protocol.errors import DeployError
 
     root = find_project_root(script)
-    embedded = None
     if a.debug:  # breakpoint() in endpoint code waits for a debugger (the runtime's workers inherit it)
         os.environ["SLIPSTREAM_DEBUG_BREAKPOINTS"] = "1"
-    configured = _configured_runtime(root)
-    if not configured:
-        embedded = EmbeddedRuntime.start(root)
-        os.environ["SLIPSTREAM_RUNTIME_URL"] = embedded.url
-        os.environ["SLIPSTREAM_TOKEN"] = embedded.token
+    chosen = _chosen_runtime(root)  # the configured runtime, else the embedded one, started here
+    embedded = chosen.embedded
+    configured = None if chosen.is_embedded else (chosen.url, chosen.token)
     watcher = _debug_watcher(a, root, configured) if a.debug else None
     sys.argv = [str(script), *a.args]
     sys.path.insert(0, str(script.resolve().parent))
@@ -309,6 +305,20 @@ def _script_traceback(exc: BaseException) -> str:
     te = traceback.TracebackException.from_exception(exc)
     trim(te, exc, set())
     return "".join(te.format())
+
+
+def _chosen_runtime(root: Path) -> Any:
+    """sdk/runtimes.configured_or_embedded for `run` (an embedded runtime goes in the environment,
+    for the script's session); a URL or slipstream.toml that cannot be used is one line on stderr
+    and exit code 2."""
+    from .sdk.config import load_project
+    from .sdk.runtimes import configured_or_embedded
+
+    try:
+        return configured_or_embedded(root, load_project(root), export=True)
+    except ValueError as exc:
+        _err(str(exc))
+        raise SystemExit(2) from None
 
 
 def _configured_runtime(root: Path) -> tuple[str, str] | None:
@@ -520,10 +530,10 @@ def cmd_dev(a: argparse.Namespace) -> int:
     from .sdk.config import find_project_root
     from .sdk.devserver import run_dev
 
-    url, token = a.runtime, None
-    if not url:  # like run and the editor: SLIPSTREAM_RUNTIME_URL or slipstream.toml, else embedded
-        url, token = _configured_runtime(find_project_root(Path(a.path))) or (None, None)
-    return run_dev(Path(a.path), port=a.port, runtime_url=url, host=a.host, token=token)
+    if not a.runtime:  # a URL or slipstream.toml that cannot be used: one line, exit 2, before serving
+        _configured_runtime(find_project_root(Path(a.path)))
+    # --runtime, else as run and the editor: the configured runtime, else the embedded one (sdk/runtimes.py)
+    return run_dev(Path(a.path), port=a.port, runtime_url=a.runtime, host=a.host)
 
 
 def cmd_daemon(a: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 from .client import RuntimeClient
 from .config import find_project_root, load_project, project_key
+from ..protocol.envvars import TOKEN
 from ..protocol.errors import DeployError, SlipstreamError
 from .sync import SyncResult, is_ignored, sync_project
 
@@ -241,16 +242,19 @@ def run_dev(
     client: RuntimeClient | None = None
     if routed is not None:
         _out("runtimes: " + ", ".join(f"{rt.name} ({rt.url})" for rt in routed.router.runtimes))
-    elif runtime_url:
-        token = os.environ.get("SLIPSTREAM_TOKEN", "") if token is None else token
-        client = RuntimeClient(runtime_url, token, project=project_key(root))
-        _out(f"runtime at {runtime_url}")
-    else:
-        from .embedded import EmbeddedRuntime
+    else:  # --runtime, else the configured runtime, else the embedded one (runtimes.py)
+        from .runtimes import ChosenRuntime, configured_or_embedded
 
-        embedded = EmbeddedRuntime.start(root)
-        client = RuntimeClient(embedded.url, embedded.token, project=project_key(root))
-        _out(f"embedded runtime at {embedded.url}" + ("" if embedded.info.get("gpus") else " (no GPU: endpoints run on the CPU)"))
+        if runtime_url:
+            chosen = ChosenRuntime(runtime_url, os.environ.get(TOKEN, "") if token is None else token)
+        else:
+            chosen = configured_or_embedded(root, load_project(root))
+        embedded = chosen.embedded
+        client = RuntimeClient(chosen.url, chosen.token, project=project_key(root))
+        if embedded is None:
+            _out(f"runtime at {chosen.url}")
+        else:
+            _out(f"embedded runtime at {embedded.url}" + ("" if embedded.info.get("gpus") else " (no GPU: endpoints run on the CPU)"))
     state = DevState(client, root, routed)
     res = state.sync("initial sync")
     if res is not None:

@@ -18,8 +18,8 @@ from .config import (
     load_project,
     module_import_root,
     project_key,
-    runtime_from_env,
 )
+from .runtimes import configured_or_embedded
 from ..endpoint import IN_RUNTIME_ENV
 from ..protocol.errors import (
     EndpointTimeout,
@@ -98,18 +98,11 @@ class Session:
                 cfg = load_project(self.root)
                 # [runtimes] in slipstream.toml: each endpoint on the runtime with its GPU (routing.py)
                 self.routed = RoutedClients.open(cfg, self.project, self.paths, self.note)
-                target = None if self.routed is not None else runtime_from_env(cfg)
-                if self.routed is not None:
-                    pass  # clients are made per runtime, as endpoints are routed (below)
-                elif target:
-                    self.client = RuntimeClient(*target, project=self.project)
-                else:
-                    from .embedded import EmbeddedRuntime
-
-                    self.embedded = EmbeddedRuntime.start(self.root)
-                    self.client = RuntimeClient(self.embedded.url, self.embedded.token, project=self.project)
-                    os.environ["SLIPSTREAM_RUNTIME_URL"] = self.embedded.url
-                    os.environ["SLIPSTREAM_TOKEN"] = self.embedded.token
+                if self.routed is None:  # one runtime: the configured one, else the embedded one (runtimes.py)
+                    chosen = configured_or_embedded(self.root, cfg, export=True)
+                    self.embedded = chosen.embedded
+                    self.client = RuntimeClient(chosen.url, chosen.token, project=self.project)
+                # else clients are made per runtime, as endpoints are routed (below)
             if self.routed is not None:  # the runtime that has the endpoint's GPU (routing.py)
                 client = self.routed.ensure(ep.spec.gpu, ep.spec.runtime, ep.name, self._known())
                 self.synced_gen = self.routed.generation or "runtime"

@@ -1,0 +1,61 @@
+"""Which runtime a project with one runtime talks to: the configured one, else the embedded one.
+Decided here once, for the SDK session (session.py), the CLI (`slipstream run`, `slipstream dev`)
+and the editor's daemon (daemon/slipstream_daemon/runtime.py).
+
+The configured runtime is SLIPSTREAM_RUNTIME_URL (with SLIPSTREAM_TOKEN), else [runtime] url in
+slipstream.toml (config.runtime_from_env); with neither, the embedded runtime, a `slipstream
+serve` child on loopback that this process starts and stops (embedded.py). A project with a
+[runtimes] table routes each endpoint over several (routing.py); this applies when it has none.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..protocol.envvars import RUNTIME_URL, TOKEN
+from .config import ProjectConfig, runtime_from_env
+
+if TYPE_CHECKING:
+    from .embedded import EmbeddedRuntime
+
+__all__ = ["ChosenRuntime", "configured_or_embedded", "start_embedded"]
+
+
+@dataclass
+class ChosenRuntime:
+    url: str
+    token: str
+    embedded: EmbeddedRuntime | None = None  # started by this process for it: stop() it when done
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.embedded is not None
+
+    def stop(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def configured_or_embedded(root: str | os.PathLike[str] | None, project: ProjectConfig | None,
+                           *, export: bool = False) -> ChosenRuntime:
+    """The configured runtime (url, token), else the embedded one, started now for `root`.
+    ValueError: a configured URL that cannot be used (the message says which setting and what to
+    write). export: an embedded runtime is also put in this process's environment
+    (SLIPSTREAM_RUNTIME_URL, SLIPSTREAM_TOKEN), so what it starts and every later client use it."""
+    configured = runtime_from_env(project)
+    if configured is not None:
+        return ChosenRuntime(*configured)
+    return start_embedded(root, export=export)
+
+
+def start_embedded(root: str | os.PathLike[str] | None, *, export: bool = False) -> ChosenRuntime:
+    from .embedded import EmbeddedRuntime
+
+    embedded = EmbeddedRuntime.start(Path(root) if root is not None else None)
+    if export:
+        os.environ[RUNTIME_URL] = embedded.url
+        os.environ[TOKEN] = embedded.token
+    return ChosenRuntime(embedded.url, embedded.token, embedded)

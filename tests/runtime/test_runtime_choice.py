@@ -1,0 +1,53 @@
+"""sdk/runtimes.configured_or_embedded: the one place that decides "the configured runtime, else
+the embedded one" for the SDK session, `slipstream run`/`dev` and the editor's daemon."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import pytest
+
+from slipstream.sdk.config import load_project
+from slipstream.sdk.runtimes import configured_or_embedded
+from tests.conftest import write_project
+
+
+@pytest.fixture()
+def clean_env(monkeypatch):
+    for name in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN", "MY_TOKEN"):
+        monkeypatch.setenv(name, "")  # recorded, so what export=True sets is undone after the test
+        monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_the_environment_wins_over_slipstream_toml(tmp_path, clean_env):
+    root = write_project(tmp_path / "p", {})
+    (root / "slipstream.toml").write_text('[runtime]\nurl = "http://10.0.0.5:8000/"\ntoken_env = "MY_TOKEN"\n')
+    clean_env.setenv("MY_TOKEN", "from-toml-env")
+    chosen = configured_or_embedded(root, load_project(root))
+    assert (chosen.url, chosen.token, chosen.is_embedded) == ("http://10.0.0.5:8000", "from-toml-env", False)
+    clean_env.setenv("SLIPSTREAM_RUNTIME_URL", "https://gpu.example:9000")
+    chosen = configured_or_embedded(root, load_project(root))
+    assert chosen.url == "https://gpu.example:9000" and not chosen.is_embedded
+
+
+def test_an_unusable_url_says_which_setting_and_what_to_write(tmp_path, clean_env):
+    root = write_project(tmp_path / "p", {})
+    (root / "slipstream.toml").write_text('[runtime]\nurl = "gpu-box:8000"\n')
+    with pytest.raises(ValueError, match=r"\[runtime\] url in slipstream.toml\): write http://host:port"):
+        configured_or_embedded(root, load_project(root))
+
+
+def test_with_none_configured_the_embedded_runtime_is_started_and_stopped(tmp_path, clean_env):
+    root = write_project(tmp_path / "p", {})
+    chosen = configured_or_embedded(root, load_project(root), export=True)
+    try:
+        assert chosen.is_embedded and chosen.url.startswith("http://127.0.0.1:")
+        assert os.environ["SLIPSTREAM_RUNTIME_URL"] == chosen.url, "exported for what the process starts next"
+        assert os.environ["SLIPSTREAM_TOKEN"] == chosen.token
+        health = httpx.get(f"{chosen.url}/health", headers={"Authorization": f"Bearer {chosen.token}"}, timeout=10)
+        assert health.status_code == 200
+    finally:
+        chosen.stop()
+    assert chosen.embedded is not None and chosen.embedded.proc.poll() is not None, "stop() stops it"
