@@ -120,10 +120,11 @@ export async function applyRuntime(ctx: CommandContext): Promise<void> {
   }
 }
 
-/** Asks the daemon for the runtime's status and shows it in the status bar. */
-export async function refreshStatus(ctx: CommandContext): Promise<RuntimeStatus | undefined> {
+/** Asks the daemon for the runtime's status and shows it in the status bar; `uri`: a file of
+ * the project whose runtimes ([runtimes] in slipstream.toml) changed. */
+export async function refreshStatus(ctx: CommandContext, uri?: string): Promise<RuntimeStatus | undefined> {
   try {
-    const rt = await ctx.daemon.command<RuntimeStatus>(ServerCommand.runtimeStatus, {});
+    const rt = await ctx.daemon.command<RuntimeStatus>(ServerCommand.runtimeStatus, uri ? { uri } : {});
     if (rt) ctx.status.setRuntime(rt);
     return rt;
   } catch (err) {

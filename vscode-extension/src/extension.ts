@@ -37,7 +37,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   });
   const ctx: CommandContext = { daemon, panel, status, secrets: context.secrets, log };
   const d = daemon;
-  const connectCtx = { python: () => d.interpreter?.path, log, changed: async () => void (await refreshStatus(ctx)) };
+  const connectCtx = {
+    python: () => d.interpreter?.path,
+    log,
+    // slipstream.toml's [runtimes] changed: the daemon asks them again; lenses and diagnostics follow
+    changed: async (folder: string) => void (await refreshStatus(ctx, vscode.Uri.file(`${folder}/slipstream.toml`).toString())),
+  };
 
   context.subscriptions.push(
     log,
