@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import runpy
 import secrets
 import sys
@@ -124,9 +125,17 @@ def cmd_serve(a: argparse.Namespace) -> int:
     CallRegistry.ttl = a.call_ttl
     if a.tls_cert:
         rt.tls_ca = str(Path(a.tls_cert).resolve())
+    # uvicorn stops on SIGTERM, then raises the signal again for the handler it found: with the
+    # default one the process would die before the runtime stops its workers and removes its
+    # temporary store. This one unwinds through serve's clean-up instead, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     asyncio.run(serve(rt, sock, token, log_level=a.log_level, on_ready=ready, tls_cert=a.tls_cert, tls_key=a.tls_key,
                       idle_stop=idle_stop))
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def slipstream_home() -> Path:

@@ -111,3 +111,29 @@ def test_a_failing_script_under_run_shows_its_own_lines_not_slipstreams(tmp_path
         assert p.stderr.index("remote call(s)") < p.stderr.index("Traceback"), p.stderr
         if arg == "raise":
             assert "    raise ValueError(f'bad x {x}')\nValueError: bad x 3" in p.stderr, p.stderr
+
+
+def test_serve_stopped_with_sigterm_shuts_down_and_removes_its_temporary_store(tmp_path):
+    """`kill PID` (systemd, docker stop, a pod's shutdown) stops the runtime as Ctrl-C does: its
+    workers stop and a --temp-store folder is removed, and it exits 0."""
+    import json
+    import signal
+    import time
+
+    ready = tmp_path / "ready.json"
+    proc = subprocess.Popen([sys.executable, "-m", "slipstream", "serve", "--port", "0", "--temp-store", "--ready-file", str(ready)],
+                            env={**_env(), "SLIPSTREAM_TOKEN": "t" * 32}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        store = Path(json.loads(ready.read_text())["temp_store"])
+        assert store.is_dir()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert not store.exists(), "the temporary store is removed at exit"
