@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import json
 import os
 import secrets
@@ -18,6 +19,8 @@ from ..protocol.errors import RuntimeUnavailable
 
 __all__ = ["EmbeddedRuntime"]
 
+SERVER_MODULES = ("fastapi", "uvicorn")  # what `slipstream serve` imports from the server extra
+
 
 class EmbeddedRuntime:
     def __init__(self, proc: subprocess.Popen[bytes], url: str, token: str, info: dict) -> None:
@@ -28,6 +31,13 @@ class EmbeddedRuntime:
 
     @classmethod
     def start(cls, root: str | os.PathLike[str] | None = None, *, timeout: float = 60.0, extra_args: list[str] | None = None, log_path: str | None = None) -> EmbeddedRuntime:
+        missing = [m for m in SERVER_MODULES if importlib.util.find_spec(m) is None]
+        if missing:  # `pip install slipstream` is the SDK alone
+            raise RuntimeUnavailable(
+                f"no runtime is configured and the embedded one needs the runtime server, which is "
+                f"not installed here (no {', '.join(missing)}): pip install 'slipstream[server]', "
+                f"or set SLIPSTREAM_RUNTIME_URL to a running runtime"
+            )
         token = secrets.token_urlsafe(24)
         ready = Path(tempfile.mkdtemp(prefix="slipstream-embedded-")) / "ready.json"
         env = dict(os.environ)
