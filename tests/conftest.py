@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,12 +43,21 @@ class RunningRuntime:
                 self.proc.wait()
 
 
+_runtime_dirs: list[Path] = []  # each test runtime's ready file and log, removed when the session ends
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for d in _runtime_dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def start_runtime(*args: str, token: str | None = None, env: dict[str, str] | None = None,
                   launcher: tuple[str, ...] = (sys.executable, "-m", "slipstream")) -> RunningRuntime:
     """A real `slipstream serve` on a free loopback port, started by `launcher` (the CLI's argv
     before "serve"), once it has written its ready file."""
     token = token or secrets.token_urlsafe(16)
     d = Path(tempfile.mkdtemp(prefix="slipstream-test-rt-"))
+    _runtime_dirs.append(d)
     ready = d / "ready.json"
     log = d / "serve.log"
     full_env = {**os.environ, "SLIPSTREAM_TOKEN": token, **(env or {})}
