@@ -24,7 +24,7 @@ def _err(msg: str) -> None:
 
 def cmd_serve(a: argparse.Namespace) -> int:
     from . import __version__
-    from .sdk.config import is_loopback
+    from .protocol.hosts import is_loopback
     from .server.app import serve
     from .server.sockets import bind_socket
     from .server.service import Runtime

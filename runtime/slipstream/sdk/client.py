@@ -89,7 +89,7 @@ def tls_context(ca_bundle: str | None = None) -> ssl.SSLContext:
 def check_transport(url: str, token: str) -> None:
     """Refuse to send a token in clear text (http://) to a host that is not loopback, unless
     SLIPSTREAM_ALLOW_INSECURE=1 says so; then warn once per URL, loudly."""
-    from .config import is_loopback
+    from ..protocol.hosts import is_loopback
 
     u = httpx.URL(url)
     # 0.0.0.0 / :: (a runtime's own URL when it binds every address, as its workers get it)

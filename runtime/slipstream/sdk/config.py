@@ -7,7 +7,6 @@ Runtime: SLIPSTREAM_RUNTIME_URL / SLIPSTREAM_TOKEN, else the project's slipstrea
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import re
 import socket
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProjectConfig", "find_project_root", "import_paths", "module_import_root", "package_top", "source_dirs", "shadowing_modules", "load_project", "runtime_from_env", "project_key", "is_loopback", "CONFIG_NAME", "PROJECT_ENV"]
+__all__ = ["ProjectConfig", "find_project_root", "import_paths", "module_import_root", "package_top", "source_dirs", "shadowing_modules", "load_project", "runtime_from_env", "project_key", "CONFIG_NAME", "PROJECT_ENV"]
 
 CONFIG_NAME = "slipstream.toml"
 PYPROJECT = "pyproject.toml"
@@ -251,13 +250,3 @@ def project_key(root: str | os.PathLike[str]) -> str:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-._")[:40] or "project"
     digest = hashlib.sha256(f"{socket.gethostname()}\0{path}".encode()).hexdigest()[:8]
     return f"{name}-{digest}"
-
-
-def is_loopback(host: str) -> bool:
-    """Only loopback literals (and "localhost"): a name like "127.0.0.1.nip.io" resolves elsewhere."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import ray
 
+from ..protocol.hosts import is_loopback
 from ..protocol.ipc import PREFIX, ServerSide
 from ..spec.catalog import catalog
 from ..spec.catalog import cost as price_cost
@@ -80,10 +81,6 @@ class ClusterGPU(Device):
     node_id: str = ""
     node_ip: str = ""
     ray_type: str = ""
-
-
-def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 # --- the actor (runs on a Ray node) --------------------------------------------------------
@@ -429,7 +426,7 @@ class RayBackend:
         ips = {n["NodeManagerAddress"] for n in self.nodes()}
         host = worker_host or os.environ.get("SLIPSTREAM_RAY_WORKER_HOST", "")
         self.remote = bool(
-            (host and not _is_loopback(host))
+            (host and not is_loopback(host))
             or self.address.startswith("ray://")
             or ips - {here}
             or self.autoscale
@@ -658,7 +655,7 @@ class RayBackend:
         if self.remote and host in ("0.0.0.0", "::", ""):
             netloc = f"{self.worker_host}:{parts.port}" if parts.port else self.worker_host
             return urlunsplit(parts._replace(netloc=netloc))
-        if self.remote and _is_loopback(host) and not self._warned_url:
+        if self.remote and is_loopback(host) and not self._warned_url:
             self._warned_url = True
             print(
                 f"slipstream: the runtime listens on {host} only, so Ray nodes on other "
