@@ -15,6 +15,8 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .paths import cache_dir, uri_to_path
@@ -22,7 +24,11 @@ from .protocol import NOTIFY_RUN_RESULT, NOTIFY_RUN_STARTED, RunStarted
 from .runs import RunRequestError, _LiveLogs, _secret_names, display_result
 
 if TYPE_CHECKING:
-    from .server import SlipstreamServer
+    from .costs import CostBook
+    from .deploy import Deployer
+    from .documents import Documents
+    from .runs import Runner
+    from .runtime import RuntimeManager
 
 __all__ = ["Debugging"]
 
@@ -38,8 +44,30 @@ class DebugStartError(ValueError):
 
 
 class Debugging:
-    def __init__(self, ls: SlipstreamServer) -> None:
-        self.ls = ls
+    """Starts calls under the debugger and reports them as runs. documents, runtime, deployer,
+    costs, notify, project_root and ran as for runs.Runner; runner: its default method and
+    remote-exception diagnostics, shared with Run."""
+
+    def __init__(
+        self,
+        documents: Documents,
+        runtime: RuntimeManager,
+        deployer: Deployer,
+        runner: Runner,
+        *,
+        costs: CostBook,
+        notify: Callable[[str, Any], None],
+        project_root: Callable[[Path], Path],
+        ran: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.documents = documents
+        self.runtime = runtime
+        self.deployer = deployer
+        self.runner = runner
+        self.costs = costs
+        self.notify = notify
+        self.project_root = project_root
+        self.ran = ran
         self._tasks: set[asyncio.Task[None]] = set()
         self._relays: set[Any] = set()
 
@@ -50,14 +78,13 @@ class Debugging:
         uri, name = args.get("uri"), args.get("endpoint")
         if not uri or not name:
             raise RunRequestError("debug needs {uri, endpoint}")
-        ls = self.ls
-        index = await ls.documents.get(uri)
+        index = await self.documents.get(uri)
         ep = index.endpoint(name)
         if ep is None:
             raise RunRequestError(f"no endpoint named {name!r} in {uri}")
         method = args.get("method") or None
         if ep.kind == "class" and method is None:
-            method = ls.runs.default_method(ep)
+            method = self.runner.default_method(ep)
         from .facts import facts_for
 
         facts = facts_for(ep)
@@ -67,8 +94,8 @@ class Debugging:
         kwargs = dict(kwargs)
         run_id = uuid.uuid4().hex[:12]
         path = uri_to_path(uri)
-        root = ls.project_root(path) if path else None
-        ls.protocol.notify(
+        root = self.project_root(path) if path else None
+        self.notify(
             NOTIFY_RUN_STARTED,
             RunStarted(
                 runId=run_id,
@@ -89,9 +116,9 @@ class Debugging:
                 await self._failed(
                     run_id, uri, ep.name, method, facts.gpu_label, root, "MissingSecret", str(exc)
                 )
-        client = await ls.runtime.ensure(root)
+        client = await self.runtime.ensure(root)
         if root is not None:
-            deployed = await ls.deployer.ensure_deployed(root)
+            deployed = await self.deployer.ensure_deployed(root)
             if not deployed["ok"]:
                 err = deployed.get("error") or {}
                 await self._failed(
@@ -105,7 +132,7 @@ class Debugging:
                     f"the code could not be deployed: {err.get('message', '')}",
                 )
         project = project_key(root) if root is not None else None
-        live = _LiveLogs(ls, run_id)
+        live = _LiveLogs(self.notify, run_id)
         live.start(client)
         try:
             started = await asyncio.to_thread(
@@ -185,7 +212,6 @@ class Debugging:
         reply: dict[str, Any],
         live: Any = None,
     ) -> None:
-        ls = self.ls
         if live is not None:
             live.stop()
         result = await asyncio.to_thread(
@@ -200,11 +226,10 @@ class Debugging:
             cache_dir() / "outputs",
         )
         if result["status"] == "ok":
-            ls.costs.record(endpoint, result["durationS"], result["costUsd"])
-        await ls.runs._report_error(endpoint, method, result)
-        ls.protocol.notify(NOTIFY_RUN_RESULT, result)
-        await ls.refresh_lenses()
-        ls.notify_runtime_status()
+            self.costs.record(endpoint, result["durationS"], result["costUsd"])
+        await self.runner.report_error(endpoint, method, result)
+        self.notify(NOTIFY_RUN_RESULT, result)
+        await self.ran()
 
     async def _failed(
         self,

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
@@ -27,7 +27,10 @@ from .paths import local_file
 from .protocol import NOTIFY_DEPLOY_RESULT, DeployError, DeployResult
 
 if TYPE_CHECKING:
-    from .server import SlipstreamServer
+    from pygls.progress import Progress
+
+    from .routed import EditorRouting
+    from .runtime import RuntimeManager
 
 __all__ = ["Deployer"]
 
@@ -46,13 +49,32 @@ class _Queued:
 
 
 class Deployer:
+    """Deploys projects to the selected runtime (or, with [runtimes], to each of theirs).
+
+    runtime: the selected runtime; routing: several runtimes (routed.py); reported/republish:
+    deploy refusals as diagnostics; endpoints: a project root's endpoints in the open documents
+    (routed.known_endpoints); notify: sends the client a notification (deployResult);
+    log_message: a line in the client's output; progress: the client's work-done progress, or
+    None when it has none."""
+
     def __init__(
         self,
-        ls: SlipstreamServer,
+        runtime: RuntimeManager,
         reported: ReportedProblems,
         republish: Callable[[set[Path]], Awaitable[None]],
+        *,
+        routing: EditorRouting,
+        endpoints: Callable[[Path], Awaitable[list[Any]]],
+        notify: Callable[[str, Any], None],
+        log_message: Callable[[types.LogMessageParams], None],
+        progress: Callable[[], Progress | None],
     ) -> None:
-        self.ls = ls
+        self.runtime = runtime
+        self.routing = routing
+        self.endpoints = endpoints
+        self.notify = notify
+        self.log_message = log_message
+        self.progress = progress
         self.reported = reported
         self.republish = republish
         self._locks: dict[Path, asyncio.Lock] = {}
@@ -118,7 +140,6 @@ class Deployer:
         from slipstream.errors import DeployError as SdkDeployError
         from slipstream.sdk.sync import sync_project
 
-        ls = self.ls
         started = time.perf_counter()
         token = await self._begin(root)
         result: DeployResult
@@ -126,12 +147,10 @@ class Deployer:
         try:
             _check_root(root)
             report = self._reporter(token)
-            if ls.routing.entries(root) is not None:  # several runtimes: each serving an endpoint (routed.py)
-                from .routed import known_endpoints
-
-                synced = await asyncio.to_thread(ls.routing.deploy, root, await known_endpoints(ls, root), report)
+            if self.routing.entries(root) is not None:  # several runtimes: each serving an endpoint (routed.py)
+                synced = await asyncio.to_thread(self.routing.deploy, root, await self.endpoints(root), report)
             else:
-                client = await ls.runtime.ensure(root)
+                client = await self.runtime.ensure(root)
                 # a file rewritten mid-sync (an editor or formatter saving again) is retried inside
                 synced = await asyncio.to_thread(sync_project, client, root, progress=report)
         except SdkDeployError as exc:
@@ -175,27 +194,27 @@ class Deployer:
         if changed_paths:
             await self.republish(changed_paths)
         if announce_unchanged or not result["ok"] or result["changed"]:
-            ls.protocol.notify(NOTIFY_DEPLOY_RESULT, result)
+            self.notify(NOTIFY_DEPLOY_RESULT, result)
             level = types.MessageType.Info if result["ok"] else types.MessageType.Warning
-            ls.window_log_message(
+            self.log_message(
                 types.LogMessageParams(type=level, message=_describe(root, result))
             )
         if result["ok"]:
-            asyncio.ensure_future(ls.runtime.refresh())
+            asyncio.ensure_future(self.runtime.refresh())
         log.info("%s (%s)", _describe(root, result), ", ".join(sorted(triggers)))
         return result
 
     async def _begin(self, root: Path) -> str | None:
-        window = self.ls.client_capabilities.window
-        if window is None or not window.work_done_progress:
+        progress = self.progress()
+        if progress is None:
             return None
         token = f"slipstream-deploy-{uuid.uuid4().hex[:12]}"
         try:
-            await asyncio.wait_for(self.ls.work_done_progress.create_async(token), 5)
+            await asyncio.wait_for(progress.create_async(token), 5)
         except Exception as exc:
             log.debug("client refused a progress token: %s", exc)
             return None
-        self.ls.work_done_progress.begin(
+        progress.begin(
             token,
             types.WorkDoneProgressBegin(title="Slipstream", message=f"Deploying {root.name}…"),
         )
@@ -203,21 +222,23 @@ class Deployer:
 
     def _reporter(self, token: str | None) -> Callable[[str], None] | None:
         """Relays the runtime's progress lines (dependency installs) from the sync's thread."""
-        if token is None:
+        progress = self.progress()
+        if token is None or progress is None:
             return None
         loop = asyncio.get_running_loop()
 
         def report(line: str) -> None:
             if line:
                 msg = types.WorkDoneProgressReport(message=line[:200])
-                loop.call_soon_threadsafe(self.ls.work_done_progress.report, token, msg)
+                loop.call_soon_threadsafe(progress.report, token, msg)
 
         return report
 
     def _end(self, token: str | None, result: DeployResult) -> None:
-        if token is None:
+        progress = self.progress()
+        if token is None or progress is None:
             return
-        self.ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=_summary(result)))
+        progress.end(token, types.WorkDoneProgressEnd(message=_summary(result)))
 
     # --- outside changes -----------------------------------------------------------------
     def watch(self, root: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
@@ -12,20 +13,23 @@ from .finder import DocumentIndex, index_document
 from .positions import LineIndex
 
 if TYPE_CHECKING:
-    from pygls.lsp.server import LanguageServer
+    from pygls.workspace import Workspace
 
 __all__ = ["Documents"]
 
 
 class Documents:
-    def __init__(self, ls: LanguageServer) -> None:
-        self.ls = ls
+    """workspace: the language server's workspace (open buffers, else files on disk); a function,
+    since the server has one only once the client initialized it (RuntimeError before)."""
+
+    def __init__(self, workspace: Callable[[], Workspace]) -> None:
+        self.workspace = workspace
         self._latest: dict[str, DocumentIndex] = {}
         self._pending: dict[tuple[str, int | None], asyncio.Future[DocumentIndex]] = {}
 
     def encoding(self) -> str:
         try:
-            chosen = self.ls.workspace.position_encoding
+            chosen = self.workspace().position_encoding
         except RuntimeError:  # not initialized
             chosen = None
         return chosen or types.PositionEncodingKind.Utf16
@@ -38,7 +42,7 @@ class Documents:
 
     async def get(self, uri: str) -> DocumentIndex:
         """The index of the document's current version (an open buffer, else the file)."""
-        doc = self.ls.workspace.get_text_document(uri)
+        doc = self.workspace().get_text_document(uri)
         version = doc.version
         latest = self._latest.get(uri)
         if latest is not None and version is not None and latest.version == version:
@@ -61,6 +65,10 @@ class Documents:
             if current is None or current.version is None or (current.version or 0) <= version:
                 self._latest[uri] = index
         return index
+
+    def open_uris(self) -> list[str]:
+        """The documents the editor has open."""
+        return list(self.workspace().text_documents)
 
     def forget(self, uri: str) -> None:
         self._latest.pop(uri, None)

@@ -21,6 +21,8 @@ from .runtime import gpu_inventory
 if TYPE_CHECKING:
     from slipstream.sdk.routing import Route, Router, RuntimeEntry
 
+    from .documents import Documents
+
 __all__ = ["EditorRouting"]
 
 log = logging.getLogger(__name__)
@@ -285,18 +287,18 @@ def routing_actions(index: Any, lines: Any, rng: Any, uri: str, where: Any) -> l
 CONNECT_COMMAND = "slipstream.connectMachine"  # the extension's (vscode-extension/src/connect.ts)
 
 
-async def known_endpoints(ls: Any, root: Path) -> list[tuple[Any, str | None, str]]:
+async def known_endpoints(documents: Documents, root: Path) -> list[tuple[Any, str | None, str]]:
     """(gpu labels, runtime=, name) of the endpoints in the open documents under `root`: where
     a deploy starts before the runtimes report the project's endpoints (sync_all)."""
     from .facts import facts_for
     from .paths import uri_to_path
 
     out: list[tuple[Any, str | None, str]] = []
-    for uri in list(ls.workspace.text_documents):
+    for uri in documents.open_uris():
         path = uri_to_path(uri)
         if path is None or path.suffix != ".py" or not path.resolve().is_relative_to(root):
             continue
-        index = await ls.documents.get(uri)
+        index = await documents.get(uri)
         for ep in index.endpoints:
             facts = facts_for(ep)
             pinned = ep.value("runtime")

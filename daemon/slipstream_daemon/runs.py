@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,12 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from .server import SlipstreamServer
+    from .costs import CostBook
+    from .deploy import Deployer
+    from .diagnostics import ReportedProblems
+    from .documents import Documents
+    from .routed import EditorRouting
+    from .runtime import RuntimeManager
 
 __all__ = ["Runner", "display_result"]
 
@@ -53,8 +59,41 @@ class RunRequestError(ValueError):
 
 
 class Runner:
-    def __init__(self, ls: SlipstreamServer) -> None:
-        self.ls = ls
+    """Runs endpoints for the Run lens and reports each run to the client.
+
+    documents: the open documents' endpoint indexes; runtime: the selected runtime; deployer:
+    deploys the current code first; routing: several runtimes (routed.py); reported/republish:
+    a remote exception as a diagnostic; costs: measured costs (lenses, hovers); notify: sends
+    the client a notification (runStarted, runLog, runResult); project_root: a file's project
+    folder; where_for: a document's endpoint -> the runtime serving it (None without
+    [runtimes]); ran: called after each run (lenses and the status bar show its cost)."""
+
+    def __init__(
+        self,
+        documents: Documents,
+        runtime: RuntimeManager,
+        deployer: Deployer,
+        *,
+        routing: EditorRouting,
+        reported: ReportedProblems,
+        republish: Callable[[set[Path]], Awaitable[None]],
+        costs: CostBook,
+        notify: Callable[[str, Any], None],
+        project_root: Callable[[Path], Path],
+        where_for: Callable[[str], Any],
+        ran: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.documents = documents
+        self.runtime = runtime
+        self.deployer = deployer
+        self.routing = routing
+        self.reported = reported
+        self.republish = republish
+        self.costs = costs
+        self.notify = notify
+        self.project_root = project_root
+        self.where_for = where_for
+        self.ran = ran
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, args: RunArgs) -> str:
@@ -63,7 +102,7 @@ class Runner:
         name = args.get("endpoint")
         if not uri or not name:
             raise RunRequestError("run needs {uri, endpoint}")
-        index = await self.ls.documents.get(uri)
+        index = await self.documents.get(uri)
         ep = index.endpoint(name)
         if ep is None:
             raise RunRequestError(f"no endpoint named {name!r} in {uri}")
@@ -101,9 +140,8 @@ class Runner:
         gpu: str,
         secrets: tuple[str, ...] = (),
     ) -> None:
-        ls = self.ls
         await asyncio.sleep(0)  # let the command's reply (the run id) reach the client first
-        ls.protocol.notify(
+        self.notify(
             NOTIFY_RUN_STARTED,
             RunStarted(
                 runId=run_id,
@@ -116,9 +154,9 @@ class Runner:
             ),
         )
         path = uri_to_path(uri)
-        root = ls.project_root(path) if path else None
+        root = self.project_root(path) if path else None
         started = time.perf_counter()
-        live = _LiveLogs(ls, run_id)
+        live = _LiveLogs(self.notify, run_id)
         try:
             reply = await self._call(root, endpoint, method, kwargs, live, secrets)
         except Exception as exc:
@@ -136,18 +174,16 @@ class Runner:
         live.stop()
         for entry in result["logs"][live.sent :]:  # what the live tail did not deliver
             stream = "stderr" if entry.get("stream") == "stderr" else "stdout"
-            ls.protocol.notify(
-                NOTIFY_RUN_LOG, RunLog(runId=run_id, stream=stream, text=entry["text"])
-            )
+            self.notify(NOTIFY_RUN_LOG, RunLog(runId=run_id, stream=stream, text=entry["text"]))
         if reply.get("runtime"):  # several runtimes: the card names the one that ran it
             result["runtime"] = reply["runtime"]
-            ls.routing.spend[reply["runtime"]] = ls.routing.spend.get(reply["runtime"], 0.0) + result["costUsd"]
+            spend = self.routing.spend
+            spend[reply["runtime"]] = spend.get(reply["runtime"], 0.0) + result["costUsd"]
         if result["status"] == "ok":
-            ls.costs.record(endpoint, result["durationS"], result["costUsd"])
-        await self._report_error(endpoint, method, result)
-        ls.protocol.notify(NOTIFY_RUN_RESULT, result)
-        await ls.refresh_lenses()
-        ls.notify_runtime_status()
+            self.costs.record(endpoint, result["durationS"], result["costUsd"])
+        await self.report_error(endpoint, method, result)
+        self.notify(NOTIFY_RUN_RESULT, result)
+        await self.ran()
 
     async def _call(
         self,
@@ -158,7 +194,6 @@ class Runner:
         live: _LiveLogs | None = None,
         secrets: tuple[str, ...] = (),
     ) -> dict[str, Any]:
-        ls = self.ls
         if secrets:  # secrets=[...]: from the daemon's environment or the project's .env, as the SDK does
             from slipstream.errors import SlipstreamError
             from slipstream.sdk.secretvals import SECRETS_KEY, resolve
@@ -167,16 +202,16 @@ class Runner:
                 kwargs = {**kwargs, SECRETS_KEY: resolve(secrets, endpoint, root)}
             except SlipstreamError as exc:  # before the call: nothing runs without it
                 return {"ok": False, "error": {"type": "MissingSecret", "message": str(exc), "traceback": ""}}
-        routed = root is not None and ls.routing.entries(root) is not None  # several runtimes (routed.py)
+        routed = root is not None and self.routing.entries(root) is not None  # several runtimes (routed.py)
         route = None
-        if routed and ls.routing.specs.get(root):
+        if routed and self.routing.specs.get(root):
             route = await self._route(root, endpoint)  # no runtime has its GPU: fails before any deploy
             if isinstance(route, dict):
                 return route
         if not routed:
-            client = await ls.runtime.ensure(root)
+            client = await self.runtime.ensure(root)
         if root is not None:
-            deployed = await ls.deployer.ensure_deployed(root)
+            deployed = await self.deployer.ensure_deployed(root)
             if not deployed["ok"]:
                 err = deployed.get("error") or {}
                 return {
@@ -206,8 +241,8 @@ class Runner:
         error = reply.get("error") or {}
         if not reply.get("ok") and error.get("kind") == "unknown-endpoint" and root is not None:
             # The runtime restarted or was switched under us: push the code and try once more.
-            ls.deployer.forget_runtime()
-            await ls.deployer.deploy(root, "run")
+            self.deployer.forget_runtime()
+            await self.deployer.deploy(root, "run")
             reply = await asyncio.to_thread(client.call_json, endpoint, kwargs, method, None, None, None, project)
             error = reply.get("error") or {}
             if not reply.get("ok") and error.get("kind") == "unknown-endpoint":
@@ -217,15 +252,15 @@ class Runner:
                 ).strip()
         if routed and isinstance(route, tuple):
             reply["runtime"] = route[1].runtime.name
-            ls.routing.last_root = root
+            self.routing.last_root = root
         return reply
 
     async def _runtime_of(self, uri: str, endpoint: str) -> dict[str, str]:
         """{"runtime": name} when the project routes over several runtimes and one serves it."""
-        where = self.ls.where_for(uri)
+        where = self.where_for(uri)
         if where is None:
             return {}
-        ep = (await self.ls.documents.get(uri)).endpoint(endpoint)
+        ep = (await self.documents.get(uri)).endpoint(endpoint)
         at = where(ep) if ep is not None else None
         return {"runtime": at.runtime} if at is not None and at.runtime else {}
 
@@ -234,11 +269,13 @@ class Runner:
         from slipstream.errors import SlipstreamError
 
         try:
-            return await asyncio.to_thread(self.ls.routing.client_for, root, endpoint)
+            return await asyncio.to_thread(self.routing.client_for, root, endpoint)
         except SlipstreamError as exc:
             return {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc), "traceback": ""}}
 
-    async def _report_error(self, endpoint: str, method: str | None, result: RunResult) -> None:
+    async def report_error(self, endpoint: str, method: str | None, result: RunResult) -> None:
+        """A run's remote exception as a diagnostic at the local file and line it came from (or
+        none: the endpoint's earlier one is cleared)."""
         items: list[Reported] = []
         error = result.get("error")
         if error:
@@ -262,9 +299,9 @@ class Runner:
                         endpoint,
                     )
                 )
-        changed = self.ls.reported.replace("remote-exception", endpoint, items)
+        changed = self.reported.replace("remote-exception", endpoint, items)
         if changed:
-            await self.ls.republish(changed)
+            await self.republish(changed)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -440,8 +477,8 @@ def _thumbnail(png: bytes) -> bytes:
 class _LiveLogs:
     """Follows one run's log lines on the runtime while it runs and relays them as runLog."""
 
-    def __init__(self, ls: Any, run_id: str) -> None:
-        self.ls = ls
+    def __init__(self, notify: Callable[[str, Any], None], run_id: str) -> None:
+        self.notify = notify
         self.run_id = run_id
         self.sent = 0
         self._stop = threading.Event()
@@ -456,9 +493,7 @@ class _LiveLogs:
             if self._stop.is_set():
                 return  # the result's logs carry the rest
             self.sent += 1
-            self.ls.protocol.notify(
-                NOTIFY_RUN_LOG, RunLog(runId=self.run_id, stream=stream, text=text)
-            )
+            self.notify(NOTIFY_RUN_LOG, RunLog(runId=self.run_id, stream=stream, text=text))
 
         def tail() -> None:
             try:

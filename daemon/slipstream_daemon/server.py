@@ -31,8 +31,8 @@ from .facts import facts_for
 from .hovers import hover
 from .lenses import code_lenses
 from .paths import path_to_uri, project_root, uri_to_path
+from .routed import EditorRouting, known_endpoints, routing_actions, routing_findings, where_for
 from .runs import Runner
-from .routed import EditorRouting, routing_actions, routing_findings, where_for
 from .runtime import RuntimeManager
 from .swap import model_alternatives, swap_edits
 
@@ -54,14 +54,25 @@ class SlipstreamServer(LanguageServer):
         )
         self.costs = CostBook()
         self.reported = ReportedProblems()
-        self.documents = Documents(self)
+        self.documents = Documents(lambda: self.workspace)
         self.runtime = RuntimeManager(self._send_runtime_status, lambda: self.costs.session_usd)
-        self.deployer = Deployer(self, self.reported, self.republish)
+        self.routing = EditorRouting()  # several runtimes: [runtimes] in slipstream.toml (routed.py)
+        self.deployer = Deployer(
+            self.runtime, self.reported, self.republish, routing=self.routing,
+            endpoints=lambda root: known_endpoints(self.documents, root),
+            notify=self.protocol.notify, log_message=self.window_log_message, progress=self._progress,
+        )
         self.runtime.projects = self._deployed_projects
         self.runtime.on_change.append(self.deployer.forget_runtime)
-        self.runs = Runner(self)
-        self.routing = EditorRouting()  # several runtimes: [runtimes] in slipstream.toml (routed.py)
-        self.debugging = Debugging(self)
+        self.runs = Runner(
+            self.documents, self.runtime, self.deployer, routing=self.routing, reported=self.reported,
+            republish=self.republish, costs=self.costs, notify=self.protocol.notify,
+            project_root=self.project_root, where_for=self.where_for, ran=self._ran,
+        )
+        self.debugging = Debugging(
+            self.documents, self.runtime, self.deployer, self.runs, costs=self.costs,
+            notify=self.protocol.notify, project_root=self.project_root, ran=self._ran,
+        )
         self._diagnose_tasks: dict[str, asyncio.Task[None]] = {}
 
     # --- helpers the feature modules share ---------------------------------------------
@@ -120,6 +131,16 @@ class SlipstreamServer(LanguageServer):
 
     def notify_runtime_status(self) -> None:
         self._send_runtime_status(self.runtime.status())
+
+    def _progress(self) -> Any:
+        """The client's work-done progress, when it supports one (deploys report through it)."""
+        window = self.client_capabilities.window
+        return self.work_done_progress if window is not None and window.work_done_progress else None
+
+    async def _ran(self) -> None:
+        """A run ended: the lenses show its cost, the status bar the session's spend."""
+        await self.refresh_lenses()
+        self.notify_runtime_status()
 
     async def refresh_lenses(self) -> None:
         workspace = self.client_capabilities.workspace
