@@ -6,6 +6,7 @@ import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from pygls.uris import from_fs_path, to_fs_path
+from slipstream.sdk import envvars
 
 __all__ = [
     "cache_dir",
@@ -36,7 +37,7 @@ def project_root(path: Path) -> Path:
 
 def cache_dir() -> Path:
     """$SLIPSTREAM_CACHE, else ~/.cache/slipstream (outputs go in its `outputs` folder)."""
-    configured = os.environ.get("SLIPSTREAM_CACHE")
+    configured = os.environ.get(envvars.CACHE)
     if configured:
         return Path(configured).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .protocol import RoutedRuntime
 from .runtime import gpu_inventory
+from slipstream.sdk import envvars
 
 if TYPE_CHECKING:
     from slipstream.sdk.routing import Route, Router, RuntimeEntry
@@ -45,7 +46,7 @@ class EditorRouting:
     def entries(self, root: Path | None) -> list[RuntimeEntry] | None:
         """The project's runtimes with what the editor knows of them; None when it has no
         [runtimes] (or SLIPSTREAM_RUNTIME_URL names one runtime) or they cannot be read."""
-        if root is None or os.environ.get("SLIPSTREAM_RUNTIME_URL"):
+        if root is None or os.environ.get(envvars.RUNTIME_URL):
             return None
         from slipstream.sdk.config import load_project
         from slipstream.sdk.routing import RoutingError, load_runtimes

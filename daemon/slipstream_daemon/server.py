@@ -35,6 +35,7 @@ from .routed import EditorRouting, known_endpoints, routing_actions, routing_fin
 from .runs import Runner
 from .runtime import RuntimeManager
 from .swap import model_alternatives, swap_edits
+from slipstream.sdk import envvars
 
 __all__ = ["SlipstreamServer", "create_server", "main"]
 
@@ -448,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stdio", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("SLIPSTREAM_LOG_LEVEL", "INFO"),
+        default=os.environ.get(envvars.LOG_LEVEL, "INFO"),
         help="log level for stderr (default INFO, or $SLIPSTREAM_LOG_LEVEL)",
     )
     args, _unknown = parser.parse_known_args(argv)  # e.g. --clientProcessId from some clients

@@ -12,6 +12,7 @@ import secrets
 import sys
 from pathlib import Path
 from typing import Any
+from .protocol import envvars
 
 __all__ = ["main"]
 
@@ -39,7 +40,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         if not token_from_file:
             _err(f"--token-file {a.token_file} is empty: write a token into it (e.g. openssl rand -hex 24)")
             return 2
-        os.environ["SLIPSTREAM_TOKEN"] = token_from_file
+        os.environ[envvars.TOKEN] = token_from_file
     idle_stop = 0.0
     if a.idle_stop:
         from .server.idle import parse_duration
@@ -49,7 +50,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         except ValueError as exc:
             _err(f"--idle-stop: {exc}")
             return 2
-    token = a.token or os.environ.get("SLIPSTREAM_TOKEN")
+    token = a.token or os.environ.get(envvars.TOKEN)
     generated = not token
     if not is_loopback(a.host) and generated:
         _err(f"refusing to listen on {a.host} without a token: pass --token or set SLIPSTREAM_TOKEN")
@@ -141,14 +142,14 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 def slipstream_home() -> Path:
     """Where a served runtime keeps what outlives it: $SLIPSTREAM_HOME, else ~/.slipstream
     (on a pod, point it at the persistent volume, e.g. /workspace/.slipstream)."""
-    return Path(os.environ.get("SLIPSTREAM_HOME") or Path.home() / ".slipstream")
+    return Path(os.environ.get(envvars.HOME) or Path.home() / ".slipstream")
 
 
 def hf_home_default() -> Path:
     """The model hub cache a served runtime (and its workers) use when HF_HOME is unset:
     $SLIPSTREAM_HOME/hf when SLIPSTREAM_HOME is set (a pod's volume), else the hub's own
     persistent default (~/.cache/huggingface), so weights already there are not fetched again."""
-    if os.environ.get("SLIPSTREAM_HOME"):
+    if os.environ.get(envvars.HOME):
         return slipstream_home() / "hf"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
 
@@ -165,7 +166,7 @@ def _store_folder(a: argparse.Namespace) -> tuple[Path | None | bool, str]:
 
     if a.embedded or a.temp_store:
         return None, " (temporary)"
-    explicit = a.store or os.environ.get("SLIPSTREAM_STORE")
+    explicit = a.store or os.environ.get(envvars.STORE)
     folder = Path(explicit or slipstream_home() / "store").expanduser().absolute()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -214,14 +215,14 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     root = find_project_root(script)
     if a.debug:  # breakpoint() in endpoint code waits for a debugger (the runtime's workers inherit it)
-        os.environ["SLIPSTREAM_DEBUG_BREAKPOINTS"] = "1"
+        os.environ[envvars.DEBUG_BREAKPOINTS] = "1"
     chosen = _chosen_runtime(root)  # the configured runtime, else the embedded one, started here
     embedded = chosen.embedded
     configured = None if chosen.is_embedded else (chosen.url, chosen.token)
     watcher = _debug_watcher(a, root, configured) if a.debug else None
     sys.argv = [str(script), *a.args]
     sys.path.insert(0, str(script.resolve().parent))
-    os.environ.setdefault("SLIPSTREAM_PROGRESS", "1")  # a long .map shows its progress on stderr (progress.py)
+    os.environ.setdefault(envvars.PROGRESS, "1")  # a long .map shows its progress on stderr (progress.py)
     code, interrupted, failure = 0, False, ""
     try:
         runpy.run_path(str(script), run_name="__main__")
@@ -274,7 +275,7 @@ def _debug_watcher(a: argparse.Namespace, root: Path, configured: tuple[str, str
     if configured:
         _err("--debug: breakpoint() waits for a debugger on runtimes started with SLIPSTREAM_DEBUG_BREAKPOINTS=1 "
              "(the embedded one `run` starts is); the Debug lens works on any runtime")
-    url, token = configured or (os.environ["SLIPSTREAM_RUNTIME_URL"], os.environ["SLIPSTREAM_TOKEN"])
+    url, token = configured or (os.environ[envvars.RUNTIME_URL], os.environ[envvars.TOKEN])
     return BreakpointWatcher(RuntimeClient(url, token), str(root), a.debug_port).start()
 
 
@@ -412,7 +413,7 @@ def _routed_runtimes(root: Path) -> tuple[Path, list[Any]] | None:
     from .sdk.config import load_project
     from .sdk.routing import RoutingError, load_runtimes
 
-    if os.environ.get("SLIPSTREAM_RUNTIME_URL"):
+    if os.environ.get(envvars.RUNTIME_URL):
         return None
     try:
         entries = load_runtimes(load_project(root))

@@ -10,6 +10,7 @@ import mmap
 import os
 import secrets
 from pathlib import Path
+from . import envvars
 
 __all__ = ["THRESHOLD", "available", "SharedBuffer", "attach", "cleanup"]
 
@@ -21,7 +22,7 @@ _FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 
 def available() -> bool:
-    return _DIR.is_dir() and os.access(_DIR, os.W_OK) and os.environ.get("SLIPSTREAM_NO_SHM") != "1"
+    return _DIR.is_dir() and os.access(_DIR, os.W_OK) and os.environ.get(envvars.NO_SHM) != "1"
 
 
 class SharedBuffer:

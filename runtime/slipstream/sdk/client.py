@@ -26,6 +26,7 @@ from ..protocol.errors import (
     RuntimeUnavailable,
     SlipstreamError,
 )
+from ..protocol import envvars
 
 __all__ = ["RuntimeClient", "CallOutcome", "UnknownEndpoint", "RuntimeRestarted"]
 
@@ -54,8 +55,8 @@ SMALL_BODY = 1 << 20
 # an idle connection is kept this long (httpx's default is 5 s: a save after a pause paid a new
 # connection, and over https a TLS handshake, on top of its round trip); the runtime keeps them 30 s
 KEEPALIVE_S = 25.0
-CA_BUNDLE_ENV = "SLIPSTREAM_CA_BUNDLE"
-INSECURE_ENV = "SLIPSTREAM_ALLOW_INSECURE"
+CA_BUNDLE_ENV = envvars.CA_BUNDLE
+INSECURE_ENV = envvars.ALLOW_INSECURE
 _warned_insecure: set[str] = set()
 
 
@@ -97,7 +98,7 @@ def check_transport(url: str, token: str) -> None:
     if u.scheme != "http" or not token or is_loopback(u.host) or u.host in ("0.0.0.0", "::"):
         return
     allowed = os.environ.get(INSECURE_ENV, "").lower()
-    if allowed == "runtime" and url == os.environ.get("SLIPSTREAM_RUNTIME_URL", "").rstrip("/"):
+    if allowed == "runtime" and url == os.environ.get(envvars.RUNTIME_URL, "").rstrip("/"):
         return  # a runtime's own worker calling it back on the address it serves plain HTTP on
     if allowed not in ("1", "true", "yes", "on"):
         raise SlipstreamError(
@@ -153,8 +154,8 @@ class RuntimeClient:
 
     @classmethod
     def from_env(cls) -> RuntimeClient | None:
-        url = os.environ.get("SLIPSTREAM_RUNTIME_URL")
-        return cls(url, os.environ.get("SLIPSTREAM_TOKEN", "")) if url else None
+        url = os.environ.get(envvars.RUNTIME_URL)
+        return cls(url, os.environ.get(envvars.TOKEN, "")) if url else None
 
     def close(self) -> None:
         self.http.close()
@@ -364,7 +365,7 @@ class RuntimeClient:
         if self._data_client is None and not self._data_checked:
             with self._data_lock:  # the first calls of a .map arrive together: all use the channel
                 if self._data_client is None and not self._data_checked:
-                    if os.environ.get("SLIPSTREAM_TRANSPORT", "").lower() != "http":
+                    if os.environ.get(envvars.TRANSPORT, "").lower() != "http":
                         h = self.health()
                         port, host = h.get("data_port"), httpx.URL(self.url).host
                         if self.link is not None:  # the host's data port, forwarded to a local one

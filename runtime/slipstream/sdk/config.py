@@ -20,6 +20,7 @@ __all__ = ["ProjectConfig", "find_project_root", "import_paths", "module_import_
 CONFIG_NAME = "slipstream.toml"
 PYPROJECT = "pyproject.toml"
 from ..protocol.envvars import PROJECT as PROJECT_ENV  # noqa: E402
+from ..protocol import envvars
 
 
 @dataclass
@@ -27,7 +28,7 @@ class ProjectConfig:
     root: Path
     name: str
     runtime_url: str | None = None
-    token_env: str = "SLIPSTREAM_TOKEN"
+    token_env: str = envvars.TOKEN
     exclude: list[str] = field(default_factory=list)
     include: list[str] = field(default_factory=list)  # [sync] include: files synced whatever their suffix
     include_data: bool = True
@@ -185,7 +186,7 @@ def load_project(root: Path) -> ProjectConfig:
         root=root,
         name=project.get("name", root.name),
         runtime_url=runtime.get("url"),
-        token_env=runtime.get("token_env", "SLIPSTREAM_TOKEN"),
+        token_env=runtime.get("token_env", envvars.TOKEN),
         exclude=list(sync.get("exclude", [])),
         include=[str(x) for x in sync.get("include", [])],
         raw=data,
@@ -222,14 +223,14 @@ def runtime_from_env(project: ProjectConfig | None = None) -> tuple[str, str] | 
     """The configured runtime (url, token), else None (the caller starts the embedded one).
     The URL is http(s)://host:port, or ssh://[user@]host[:port] (an ssh config alias works):
     RuntimeClient tunnels to the runtime on that host over ssh (sshlink.py)."""
-    url = os.environ.get("SLIPSTREAM_RUNTIME_URL") or (project.runtime_url if project else None)
+    url = os.environ.get(envvars.RUNTIME_URL) or (project.runtime_url if project else None)
     if not url:
         return None
     if url.split("://", 1)[0].lower() not in ("http", "https", "ssh") or "://" not in url:
-        where = "SLIPSTREAM_RUNTIME_URL" if os.environ.get("SLIPSTREAM_RUNTIME_URL") else f"[runtime] url in {CONFIG_NAME}"
+        where = envvars.RUNTIME_URL if os.environ.get(envvars.RUNTIME_URL) else f"[runtime] url in {CONFIG_NAME}"
         raise ValueError(f"runtime URL {url!r} ({where}): write http://host:port, https://host[:port] or ssh://[user@]host[:port]")
-    token_env = project.token_env if project else "SLIPSTREAM_TOKEN"
-    token = os.environ.get(token_env) or os.environ.get("SLIPSTREAM_TOKEN", "")
+    token_env = project.token_env if project else envvars.TOKEN
+    token = os.environ.get(token_env) or os.environ.get(envvars.TOKEN, "")
     return url.rstrip("/"), token
 
 
@@ -240,7 +241,7 @@ def project_key(root: str | os.PathLike[str]) -> str:
     this machine and the root's absolute path, so two checkouts called "app" never collide.
     Every client derives it here, from the root that find_project_root() found. Inside the
     runtime (a worker calling another endpoint) it is the project the worker belongs to."""
-    if os.environ.get("SLIPSTREAM_IN_RUNTIME") and os.environ.get(PROJECT_ENV):
+    if os.environ.get(envvars.IN_RUNTIME) and os.environ.get(PROJECT_ENV):
         return os.environ[PROJECT_ENV]
     path = Path(root).resolve()
     try:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..protocol.errors import RuntimeUnavailable
+from ..protocol import envvars
 
 __all__ = ["EmbeddedRuntime"]
 
@@ -41,8 +42,8 @@ class EmbeddedRuntime:
         token = secrets.token_urlsafe(24)
         ready = Path(tempfile.mkdtemp(prefix="slipstream-embedded-")) / "ready.json"
         env = dict(os.environ)
-        env["SLIPSTREAM_TOKEN"] = token  # passed by environment, never on the command line
-        env.pop("SLIPSTREAM_RUNTIME_URL", None)
+        env[envvars.TOKEN] = token  # passed by environment, never on the command line
+        env.pop(envvars.RUNTIME_URL, None)
         # -P: the runtime's own imports never see the project in the current folder (a json.py there)
         cmd = [sys.executable, "-P", "-m", "slipstream", "serve", "--host", "127.0.0.1", "--port", "0",
                "--embedded", "--ready-file", str(ready), "--parent-pid", str(os.getpid()), *(extra_args or [])]

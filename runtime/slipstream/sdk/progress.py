@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import IO, Any
+from ..protocol import envvars
 
 __all__ = ["MapProgress", "enabled", "known_total"]
 
@@ -26,12 +27,12 @@ BAR = 20
 
 
 def enabled() -> bool:
-    return os.environ.get("SLIPSTREAM_PROGRESS", "").strip().lower() in ("1", "true", "yes", "on")
+    return os.environ.get(envvars.PROGRESS, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _every() -> float:
     try:
-        return max(float(os.environ.get("SLIPSTREAM_PROGRESS_EVERY", "10")), 0.05)
+        return max(float(os.environ.get(envvars.PROGRESS_EVERY, "10")), 0.05)
     except ValueError:
         return 10.0
 

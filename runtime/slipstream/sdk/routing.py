@@ -38,6 +38,7 @@ from typing import Any
 
 from ..protocol.errors import RuntimeUnavailable, SlipstreamError
 from .config import CONFIG_NAME, ProjectConfig
+from ..protocol import envvars
 
 __all__ = [
     "EMBEDDED",
@@ -61,7 +62,7 @@ LOCAL = "local"  # the name of the implicit embedded runtime
 #: In a worker: the file holding its project's routing table (JSON, written by the runtime from
 #: the last commit's `routing`, mode 0600), so an endpoint calling another routes as the client
 #: did; a new table (the embedded runtime's address changes with each process) is seen at once.
-ROUTING_FILE_ENV = "SLIPSTREAM_ROUTING_FILE"
+ROUTING_FILE_ENV = envvars.ROUTING_FILE
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
 
@@ -254,12 +255,12 @@ def load_runtimes(cfg: ProjectConfig) -> list[RuntimeEntry] | None:
         unknown = sorted(set(spec) - {"url", "gpus", "token_env"})
         if unknown:
             raise RoutingError(f"{at}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (known: url, gpus, token_env)")
-        token_env = spec.get("token_env") or "SLIPSTREAM_TOKEN_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+        token_env = spec.get("token_env") or envvars.TOKEN_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
         if not isinstance(token_env, str):
             raise RoutingError(f"{at}: token_env must be the name of an environment variable")
         entry = RuntimeEntry(name=name, url=url, declared=_declared(spec.get("gpus"), at), token_env=token_env)
         if not entry.embedded:
-            entry.token = os.environ.get(token_env) or os.environ.get("SLIPSTREAM_TOKEN", "")
+            entry.token = os.environ.get(token_env) or os.environ.get(envvars.TOKEN, "")
         out.append(entry)
     if sum(rt.embedded for rt in out) > 1:
         raise RoutingError(f"{where}: more than one runtime has url = \"embedded\"; keep one")
@@ -375,15 +376,15 @@ class RoutedClients:
              note: Callable[[str, str], None]) -> RoutedClients | None:
         """The project's routing, or None when it talks to one runtime (no [runtimes] table; in
         a worker, no table from its runtime). SLIPSTREAM_RUNTIME_URL, when set, wins: one runtime."""
-        if os.environ.get("SLIPSTREAM_IN_RUNTIME"):
+        if os.environ.get(envvars.IN_RUNTIME):
             path = os.environ.get(ROUTING_FILE_ENV)
             found = from_file(path)
             return None if found is None else cls(found[0], cfg.root, project, paths, note, found[1], path)
         entries = load_runtimes(cfg)
         if entries is None:
             return None
-        if os.environ.get("SLIPSTREAM_RUNTIME_URL"):
-            note("env-over-runtimes", f"SLIPSTREAM_RUNTIME_URL is set: every endpoint runs on {os.environ['SLIPSTREAM_RUNTIME_URL']}, "
+        if os.environ.get(envvars.RUNTIME_URL):
+            note("env-over-runtimes", f"SLIPSTREAM_RUNTIME_URL is set: every endpoint runs on {os.environ[envvars.RUNTIME_URL]}, "
                  f"not on the [runtimes] of {CONFIG_NAME} (unset it to route)")
             return None
         return cls(Router(entries), cfg.root, project, paths, note)
@@ -400,7 +401,7 @@ class RoutedClients:
         from .client import RuntimeClient
 
         if self.self_name is not None and rt.name == self.self_name:  # a worker calling its own runtime
-            c = RuntimeClient(os.environ["SLIPSTREAM_RUNTIME_URL"], os.environ.get("SLIPSTREAM_TOKEN", ""), project=self.project)
+            c = RuntimeClient(os.environ[envvars.RUNTIME_URL], os.environ.get(envvars.TOKEN, ""), project=self.project)
         elif rt.embedded and self.self_name is None and not rt.address:
             from .embedded import EmbeddedRuntime
 

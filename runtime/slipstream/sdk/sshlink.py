@@ -32,11 +32,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..protocol.errors import RuntimeUnavailable, SlipstreamError
+from ..protocol import envvars
 
 __all__ = ["SshTarget", "SshLink", "SshError", "parse_ssh_url", "is_ssh_url", "link_for", "STATE_DIR_ENV"]
 
-STATE_DIR_ENV = "SLIPSTREAM_SSH_DIR"  # where control sockets and forward state live (default ~/.slipstream/ssh)
-CONFIG_ENV = "SLIPSTREAM_SSH_CONFIG"  # an ssh config file passed as -F (default: ssh's own, ~/.ssh/config)
+STATE_DIR_ENV = envvars.SSH_DIR  # where control sockets and forward state live (default ~/.slipstream/ssh)
+CONFIG_ENV = envvars.SSH_CONFIG  # an ssh config file passed as -F (default: ssh's own, ~/.ssh/config)
 REMOTE_HOME = "$HOME/.slipstream"
 MIN_PYTHON = (3, 11)  # the package's requires-python
 
@@ -189,8 +190,8 @@ elif op == "start":
            "--ready-file", ready, "--store", os.path.join(home, "store")] + (["--idle-stop", idle] if idle else [])
     log = open(os.path.join(rt, "serve.log"), "ab")
     env = dict(os.environ)
-    env.pop("SLIPSTREAM_TOKEN", None)
-    env.pop("SLIPSTREAM_RUNTIME_URL", None)
+    env.pop(envvars.TOKEN, None)
+    env.pop(envvars.RUNTIME_URL, None)
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd=home, env=env)
     end = time.time() + 120
     while not os.path.exists(ready):

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
+from ..protocol import envvars
 
 __all__ = ["Device", "inventory", "matches"]
 
@@ -23,7 +24,7 @@ class Device:
 
 
 def inventory() -> list[Device]:
-    fake = os.environ.get("SLIPSTREAM_FAKE_GPUS")
+    fake = os.environ.get(envvars.FAKE_GPUS)
     if fake:
         return _fake(fake)
     devices = _from_nvidia_smi()

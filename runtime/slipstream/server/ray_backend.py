@@ -51,6 +51,7 @@ from ..worker import fetch
 from .backend import GpuFallbacks, Placement
 from .gpus import Device
 from .pools import ChannelWorker, exit_reason
+from ..protocol import envvars
 
 __all__ = ["RayBackend", "RayWorker", "ClusterGPU", "ray_types"]
 
@@ -101,8 +102,8 @@ class WorkerSupervisor:
             set_parent_death_signal,  # the worker gets SIGKILL when its actor dies
         )
 
-        full = {**os.environ, **env, "SLIPSTREAM_WORKER_SECRET": secret}
-        full["SLIPSTREAM_RAY_NODE_ID"] = ray.get_runtime_context().get_node_id()
+        full = {**os.environ, **env, envvars.WORKER_SECRET: secret}
+        full[envvars.RAY_NODE_ID] = ray.get_runtime_context().get_node_id()
         with tempfile.TemporaryFile() as out:
             proc = subprocess.Popen(
                 [
@@ -360,7 +361,7 @@ class RayWorker(ChannelWorker):
             header = {
                 **header,
                 "fetch_url": self._backend.fetch_url(self._env),
-                "fetch_token": self._env.get("SLIPSTREAM_TOKEN", ""),
+                "fetch_token": self._env.get(envvars.TOKEN, ""),
             }
         super().send(header, body)
 
@@ -400,12 +401,12 @@ class RayBackend:
         self.worker_cpus = float(
             worker_cpus
             if worker_cpus is not None
-            else os.environ.get("SLIPSTREAM_RAY_WORKER_CPUS", 1)
+            else os.environ.get(envvars.RAY_WORKER_CPUS, 1)
         )
         self.autoscale = (
             autoscale
             if autoscale is not None
-            else os.environ.get("SLIPSTREAM_RAY_AUTOSCALE", "") not in ("", "0")
+            else os.environ.get(envvars.RAY_AUTOSCALE, "") not in ("", "0")
         )
         if init and not ray.is_initialized():
             ray.init(
@@ -424,7 +425,7 @@ class RayBackend:
         self._warned_url = False
         here = ray.util.get_node_ip_address()
         ips = {n["NodeManagerAddress"] for n in self.nodes()}
-        host = worker_host or os.environ.get("SLIPSTREAM_RAY_WORKER_HOST", "")
+        host = worker_host or os.environ.get(envvars.RAY_WORKER_HOST, "")
         self.remote = bool(
             (host and not is_loopback(host))
             or self.address.startswith("ray://")
@@ -667,10 +668,10 @@ class RayBackend:
         return url
 
     def fetch_url(self, env: dict[str, str]) -> str:
-        return self._reachable(env.get("SLIPSTREAM_RUNTIME_URL", ""))
+        return self._reachable(env.get(envvars.RUNTIME_URL, ""))
 
     def worker_env(self, env: dict[str, str]) -> dict[str, str]:
         out = dict(env)
-        if "SLIPSTREAM_RUNTIME_URL" in out:
-            out["SLIPSTREAM_RUNTIME_URL"] = self._reachable(out["SLIPSTREAM_RUNTIME_URL"])
+        if envvars.RUNTIME_URL in out:
+            out[envvars.RUNTIME_URL] = self._reachable(out[envvars.RUNTIME_URL])
         return out

@@ -28,6 +28,7 @@ from .gpus import Device
 from .logs import LogHub
 from .pools import LocalBackend, LocalWorker, Pool, PoolError
 from .store import CURRENT_FILE, Generation, Limits, Store, check_paths
+from ..protocol import envvars
 
 __all__ = ["Runtime", "DeployRefused", "Project", "AmbiguousEndpoint", "DEFAULT_PROJECT", "check_project_key"]
 
@@ -238,17 +239,17 @@ class Runtime:
             env[PROJECT_ENV] = project  # an endpoint calling another stays in its own project
             # several runtimes: the table the client sent with its commit (sdk/routing.py), read
             # at each nested call, so one naming a new address is seen without new workers
-            env["SLIPSTREAM_ROUTING_FILE"] = str(self._routing_file(project))
+            env[envvars.ROUTING_FILE] = str(self._routing_file(project))
         if self.url:
-            env["SLIPSTREAM_RUNTIME_URL"] = self.url
+            env[envvars.RUNTIME_URL] = self.url
         if self.token:
-            env["SLIPSTREAM_TOKEN"] = self.token
+            env[envvars.TOKEN] = self.token
         if self.url.startswith("http://"):
             # the runtime serves plain HTTP where its workers reach it (0.0.0.0 as a Ray node's
             # LAN address): calling it back is not the user's choice to send a token in clear
-            env["SLIPSTREAM_ALLOW_INSECURE"] = "runtime"
+            env[envvars.ALLOW_INSECURE] = "runtime"
         if self.tls_ca:  # workers call over https:// too; a self-signed certificate is its own CA
-            env.setdefault("SLIPSTREAM_CA_BUNDLE", os.environ.get("SLIPSTREAM_CA_BUNDLE") or self.tls_ca)
+            env.setdefault(envvars.CA_BUNDLE, os.environ.get(envvars.CA_BUNDLE) or self.tls_ca)
         return env
 
     def _routing_file(self, project: str) -> Path:
@@ -548,6 +549,6 @@ class Runtime:
 
 
 def default_store_dir() -> Path | None:
-    d = os.environ.get("SLIPSTREAM_STORE")
+    d = os.environ.get(envvars.STORE)
     return Path(d) if d else None
 

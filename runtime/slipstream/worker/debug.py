@@ -18,11 +18,12 @@ import sys
 import threading
 from collections.abc import Callable
 from typing import Any
+from ..protocol import envvars
 
 __all__ = ["Debugger", "available"]
 
 # how long a debugged call waits for a client to attach and configure before it gives up
-ATTACH_TIMEOUT_S = float(os.environ.get("SLIPSTREAM_DEBUG_ATTACH_TIMEOUT", "300"))
+ATTACH_TIMEOUT_S = float(os.environ.get(envvars.DEBUG_ATTACH_TIMEOUT, "300"))
 
 
 def available() -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..protocol.paths import validate_path, validate_sha
+from ..protocol import envvars
 
 __all__ = ["FetchError", "cache_root", "materialise", "worker_dir"]
 
@@ -33,7 +34,7 @@ class FetchError(RuntimeError):
 
 def cache_root() -> Path:
     """This machine's cache: $SLIPSTREAM_CACHE, else <tmp>/slipstream-cache-<uid>."""
-    env = os.environ.get("SLIPSTREAM_CACHE")
+    env = os.environ.get(envvars.CACHE)
     root = Path(env) if env else Path(tempfile.gettempdir()) / f"slipstream-cache-{os.getuid()}"
     (root / "blobs").mkdir(parents=True, exist_ok=True)
     return root

@@ -35,6 +35,7 @@ from ..protocol.ipc import Channel
 from ..protocol.jsontypes import ArgumentError, convert_arguments, param_schemas
 from .debug import ATTACH_TIMEOUT_S, Debugger
 from .reload import CodeLoader, module_for, shadowed_stdlib
+from ..protocol import envvars
 
 _call = threading.local()
 
@@ -626,7 +627,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.connect:
         # the per-worker secret comes by environment (argv is visible to `ps`), and user code never sees it
-        secret = os.environ.pop("SLIPSTREAM_WORKER_SECRET", "")
+        secret = os.environ.pop(envvars.WORKER_SECRET, "")
         serve(_connect(args.connect), {"worker": args.worker_id, "secret": secret})
     else:
         serve(socket.socket(fileno=args.fd))
@@ -641,7 +642,7 @@ def serve(sock: socket.socket, hello: dict[str, Any] | None = None) -> None:
     die_with_parent()
     if threading.current_thread() is threading.main_thread():
         signal.signal(CANCEL_SIGNAL, w.on_cancel_signal)
-    if os.environ.get("SLIPSTREAM_DEBUG_BREAKPOINTS") == "1":  # slipstream run --debug
+    if os.environ.get(envvars.DEBUG_BREAKPOINTS) == "1":  # slipstream run --debug
         sys.breakpointhook = w.on_breakpoint
     ch.send({"op": "hello", "pid": os.getpid(), **(hello or {})})
     # The channel is read on its own thread, so that a cancel or an exit reaches a worker busy
