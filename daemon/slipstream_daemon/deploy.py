@@ -305,7 +305,8 @@ def _check_root(root: Path) -> None:
 def _summary(result: DeployResult) -> str:
     if not result["ok"]:
         err = result.get("error") or {}
-        where = f" ({Path(err['file']).name}:{err.get('line')})" if err.get("file") else ""
+        file = err.get("file")
+        where = f" ({Path(file).name}:{err.get('line')})" if file else ""
         return f"Deploy failed: {err.get('type', 'Error')}: {err.get('message', '')}{where}"
     changed = result["changed"]
     what = f"{len(changed)} file(s) changed" if changed else "no changes"

@@ -567,11 +567,11 @@ class _Resolver:
             return tuple(items) if isinstance(node, cst.Tuple) else set(items)
         if isinstance(node, cst.Dict):
             out: dict[Any, Any] = {}
-            for el in node.elements:
-                if not isinstance(el, cst.DictElement):
+            for item in node.elements:
+                if not isinstance(item, cst.DictElement):
                     return UNRESOLVED
-                key = self.evaluate(el.key, before)
-                val = self.evaluate(el.value, before)
+                key = self.evaluate(item.key, before)
+                val = self.evaluate(item.value, before)
                 if key is UNRESOLVED or val is UNRESOLVED:
                     return UNRESOLVED
                 try:
@@ -704,9 +704,9 @@ def _build_endpoint(
                 seen.add(span)
                 models.append(ModelRef(text, span, constant=name))
 
-    name = args["name"].value if "name" in args else None
+    name_arg = args["name"].value if "name" in args else None
     return Endpoint(
-        name=name if isinstance(name, str) and name else raw.symbol,
+        name=name_arg if isinstance(name_arg, str) and name_arg else raw.symbol,
         symbol=raw.symbol,
         kind=raw.kind,
         decorator=raw.decorator.shifted(offset),

@@ -15,7 +15,7 @@ import os
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -417,7 +417,7 @@ def create_server() -> SlipstreamServer:
 # --- entry point -----------------------------------------------------------------------------
 
 
-def _claim_stdout() -> IO[bytes]:
+def _claim_stdout() -> BinaryIO:
     """Keep the real stdout for the protocol; point fd 1 and sys.stdout at stderr.
 
     Anything else that writes to stdout (a stray print, a library, a runtime worker process

@@ -9,6 +9,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, Protocol
 
 from .spec.endpoint_spec import EndpointSpec, Problem, SpecError, example_problems, params_of, validate
@@ -125,7 +126,8 @@ def _warn_once(ep: Endpoint) -> None:
     """Spec warnings, once per process; the runtime's scanner reports them in the deploy reply."""
     if os.environ.get(IN_RUNTIME_ENV):
         return
-    level, frame = 1, sys._getframe(0)
+    level = 1
+    frame: FrameType | None = sys._getframe(0)
     while frame is not None and frame.f_code.co_filename == __file__:
         level, frame = level + 1, frame.f_back  # point at the decorator in the user's file
     for p in ep.warnings:

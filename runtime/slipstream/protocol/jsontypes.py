@@ -58,7 +58,7 @@ def _portable(hint: Any) -> Any:
             k: (te.Required if k in hint.__required_keys__ else te.NotRequired)[_portable(v)]
             for k, v in hints.items()
         }
-        rebuilt = te.TypedDict(hint.__name__, fields)  # type: ignore[operator]
+        rebuilt = te.TypedDict(hint.__name__, fields)  # type: ignore[misc, operator]
         rebuilt.__module__ = hint.__module__
         return rebuilt
     args = typing.get_args(hint)

@@ -573,7 +573,7 @@ def _closure(top: str, extras: set[str] | None = None) -> list[str]:
     try:
         from packaging.requirements import Requirement
     except ImportError:  # pip vendors it
-        from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
+        from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef, assignment]
 
     seen: dict[str, None] = {}
     done: set[tuple[str, frozenset[str]]] = set()

@@ -61,6 +61,7 @@ class _Downloader:
                 if self.parts.scheme == "https"
                 else http.client.HTTPConnection
             )
+            assert self.parts.hostname, self.url  # checked in __init__
             conn = cls(self.parts.hostname, self.parts.port, timeout=60)
             self._local.conn = conn
         return conn

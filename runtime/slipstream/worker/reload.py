@@ -21,7 +21,7 @@ import sys
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
 
 __all__ = [
     "CodeLoader",
@@ -288,7 +288,9 @@ class CodeLoader:
         for p in self._sys_paths:
             while p in sys.path:
                 sys.path.remove(p)
-        self._sys_paths = [os.path.join(self.link, p) if p else self.link for p in paths]
+        link = self.link
+        assert link is not None  # set above
+        self._sys_paths = [os.path.join(link, p) if p else link for p in paths]
         sys.path[0:0] = self._sys_paths
         self.generation, self.gen_dir, self.manifest, self.paths = generation, gen_dir, dict(manifest), list(paths)
         importlib.invalidate_caches()
@@ -373,7 +375,7 @@ class CodeLoader:
         rel = self.relative(path)
         if rel is None or rel not in self.manifest:
             return
-        f = sys._getframe(1)
+        f: FrameType | None = sys._getframe(1)
         while f is not None:
             if f.f_code.co_filename.startswith(prefixes):
                 name = f.f_globals.get("__name__")
