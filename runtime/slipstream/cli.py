@@ -11,8 +11,11 @@ import runpy
 import secrets
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from .protocol import envvars
+
+if TYPE_CHECKING:
+    from .server.backend import Backend
 
 __all__ = ["main"]
 
@@ -76,7 +79,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
             _err(f"cannot serve HTTPS: {exc}")
             return 2
     url = f"{scheme}://{shown}:{port}"
-    backend = None
+    backend: Backend | None = None
     if a.backend == "ray":
         try:
             from .server.ray_backend import RayBackend

@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["LogHub"]
+__all__ = ["LogHub", "LogSink"]
+
+
+class LogSink(Protocol):
+    """Where a pool's lines go: the hub, or a project's view of it (service._ProjectLogs)."""
+
+    def emit(self, **event: Any) -> None: ...
 
 
 class LogHub:

@@ -26,7 +26,7 @@ from ..spec.endpoint_spec import EndpointSpec
 from .backend import Backend, GpuFallbacks, Placement
 from .failures import PoolError
 from .gpus import Device, inventory, matches
-from .logs import LogHub
+from .logs import LogSink
 from .retrying import run_with_retries
 from .store import Generation
 
@@ -330,9 +330,10 @@ class LocalBackend:
         have = ", ".join(sorted({d.name for d in devices})) or "no GPU"
         if gpu_fallback:
             if devices:
-                idx = tuple(d.index for d in devices[: req.primary.count])
-                return Placement([idx], f"this runtime has no {req.label}; running on {devices[0].name} instead",
-                                 gpu=devices[0].canonical or devices[0].name, count=len(idx))
+                assert req.primary is not None  # a GPU request has a first choice
+                first = tuple(d.index for d in devices[: req.primary.count])
+                return Placement([first], f"this runtime has no {req.label}; running on {devices[0].name} instead",
+                                 gpu=devices[0].canonical or devices[0].name, count=len(first))
             return Placement(note=f"this runtime has no GPU; {spec.name!r} ({req.label}) runs on the CPU")
         return Placement(unavailable=(
             f"endpoint {spec.name!r} asks for {req.label} but this runtime has {have}. "
@@ -406,7 +407,7 @@ class Pool:
         spec: EndpointSpec,
         gen: Generation,
         backend: Backend,
-        logs: LogHub,
+        logs: LogSink,
         *,
         env: dict[str, str],
         placement: Placement | None = None,

@@ -456,7 +456,10 @@ class RayBackend:
 
     def inventory(self) -> list[Device]:
         """Every GPU of every alive node, by node and type (the runtime's health `gpus`)."""
-        out: list[Device] = []
+        return list(self.cluster_gpus())
+
+    def cluster_gpus(self) -> list[ClusterGPU]:
+        out: list[ClusterGPU] = []
         for n in self.nodes():
             count = int(n.get("Resources", {}).get("GPU", 0))
             rtype = self._node_type(n)
@@ -487,7 +490,8 @@ class RayBackend:
     def cluster(self) -> dict[str, Any]:
         """Nodes, GPU types and metering per node and GPU type (the runtime's health `cluster`)."""
         avail = self._available()
-        nodes, types = [], {}
+        nodes: list[dict[str, Any]] = []
+        types: dict[str, dict[str, float]] = {}
         for n in self.nodes():
             res, free = n.get("Resources", {}), avail.get(n["NodeID"], {})
             rtype = self._node_type(n)
@@ -570,7 +574,7 @@ class RayBackend:
         assert primary is not None
         wanted = ray_types().get(primary.gpu.name, [primary.gpu.name])
         have = (
-            ", ".join(sorted({f"{g.canonical or g.name} on {g.node_ip}" for g in self.inventory()}))
+            ", ".join(sorted({f"{g.canonical or g.name} on {g.node_ip}" for g in self.cluster_gpus()}))
             or "no GPU"
         )
         if self.autoscale:
@@ -587,7 +591,7 @@ class RayBackend:
             self._placed[spec.name] = place
             return place
         if gpu_fallback:
-            for g in self.inventory():
+            for g in self.cluster_gpus():
                 if g.ray_type and node_with(g.ray_type, primary.count):
                     place = Placement(
                         note=f"this Ray cluster has no {req.label}; "
