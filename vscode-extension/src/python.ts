@@ -10,7 +10,7 @@ export interface Interpreter {
   source: 'setting' | 'python-extension' | 'default';
 }
 
-/** Outcome of `python -c "import slipstream_daemon"`. */
+/** Outcome of `python -c "import slipstream_daemon.server"`. */
 export interface DaemonCheck {
   ok: boolean;
   /** missing: the interpreter does not run; not-installed: it runs but lacks slipstream. */
@@ -91,10 +91,17 @@ export async function findInterpreter(scope?: vscode.Uri): Promise<Interpreter> 
   return { path: process.platform === 'win32' ? 'python' : 'python3', source: 'default' };
 }
 
-/** Runs `<python> -c "import slipstream_daemon"` to see whether the daemon can start. */
+/**
+ * What the extension needs in the interpreter: the daemon, and the runtime server for the
+ * embedded local runtime (`pip install slipstream` alone is the SDK, without either).
+ */
+export const INSTALL_SPEC = 'slipstream[daemon,server]';
+
+/** Runs `<python> -c "import slipstream_daemon.server"` (what the daemon imports at start:
+ * pygls, libcst...) to see whether the daemon can start. */
 export function checkDaemon(python: string, timeoutMs = 30_000): Promise<DaemonCheck> {
   return new Promise((resolve) => {
-    execFile(python, ['-c', 'import slipstream_daemon'], { timeout: timeoutMs }, (err, _stdout, stderr) => {
+    execFile(python, ['-c', 'import slipstream_daemon.server'], { timeout: timeoutMs }, (err, _stdout, stderr) => {
       if (!err) return resolve({ ok: true });
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'EACCES') {
@@ -108,7 +115,7 @@ export function checkDaemon(python: string, timeoutMs = 30_000): Promise<DaemonC
 /** The one-line fix shown when the daemon cannot be imported. */
 export function installHint(python: string): string {
   const quoted = /\s/.test(python) ? `"${python}"` : python;
-  return `Install Slipstream into ${python}: ${quoted} -m pip install slipstream`;
+  return `Install Slipstream into ${python}: ${quoted} -m pip install "${INSTALL_SPEC}"`;
 }
 
 /**
@@ -132,7 +139,7 @@ export async function explainMissingDaemon(
     const terminal = vscode.window.createTerminal('Slipstream: install');
     terminal.show();
     const quoted = /\s/.test(interpreter.path) ? `"${interpreter.path}"` : interpreter.path;
-    terminal.sendText(`${quoted} -m pip install slipstream`);
+    terminal.sendText(`${quoted} -m pip install "${INSTALL_SPEC}"`);
     return 'install';
   }
   if (choice === 'Pick interpreter') return (await pickInterpreter()) ? 'picked' : undefined;
