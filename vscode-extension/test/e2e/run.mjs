@@ -214,7 +214,7 @@ async function main() {
       fs.mkdirSync(path.dirname(bare), { recursive: true });
       fs.writeFileSync(bare, `#!/bin/sh\necho "ModuleNotFoundError: No module named 'slipstream_daemon'" >&2\nexit 1\n`, { mode: 0o755 });
       fs.writeFileSync(path.join(env.ws, '.vscode', 'settings.json'), JSON.stringify({ 'slipstream.python': bare }, null, 2));
-      const toast = page.locator('.notification-toast', { hasText: `Install Slipstream into ${bare}: ${bare} -m pip install slipstream` }).first();
+      const toast = page.locator('.notification-toast', { hasText: `Install Slipstream into ${bare}: ${bare} -m pip install "slipstream[daemon,server]"` }).first();
       await toast.waitFor({ timeout: 30_000 });
       for (const button of ['Install', 'Pick interpreter', 'Show log']) await toast.locator('.monaco-button', { hasText: button }).first().waitFor({ timeout: 5_000 });
       await page.locator('.statusbar-item', { hasText: 'Slipstream: daemon not running' }).first().waitFor({ timeout: 10_000 });
