@@ -233,23 +233,45 @@ class Runner:
         if live is not None:
             live.start(client)
         tag = live.run_id if live is not None else None
+        from slipstream.sdk.client import UnknownEndpoint
         from slipstream.sdk.config import project_key
+        from slipstream.sdk.recovery import once_more, recover
 
         # the project's own endpoint, never another project's of the same name (same key as its deploys)
         project = project_key(root) if root is not None else None
-        reply = await asyncio.to_thread(client.call_json, endpoint, kwargs, method, None, None, tag, project)
-        error = reply.get("error") or {}
-        if not reply.get("ok") and error.get("kind") == "unknown-endpoint" and root is not None:
-            # The runtime restarted or was switched under us: push the code and try once more.
-            self.deployer.forget_runtime()
-            await self.deployer.deploy(root, "run")
-            reply = await asyncio.to_thread(client.call_json, endpoint, kwargs, method, None, None, None, project)
+        loop = asyncio.get_running_loop()
+
+        class Lost(UnknownEndpoint):
+            def __init__(self, reply: dict[str, Any]) -> None:
+                super().__init__(str(reply["error"].get("message", "")))
+                self.reply = reply
+
+        def call() -> dict[str, Any]:  # every attempt the same call, its tag too: live logs go on
+            reply = client.call_json(endpoint, kwargs, method, None, None, tag, project)
             error = reply.get("error") or {}
-            if not reply.get("ok") and error.get("kind") == "unknown-endpoint":
-                error["message"] = (
-                    f"{error.get('message', '')} The runtime runs the saved files: save the "
-                    f"file that defines {endpoint!r} to deploy it."
-                ).strip()
+            if not reply.get("ok") and error.get("kind") == "unknown-endpoint" and root is not None:
+                raise Lost(reply)
+            return reply
+
+        def resync() -> None:  # the runtime restarted or was switched under us: push the code again
+            self.deployer.forget_runtime()
+            if root is not None:
+                asyncio.run_coroutine_threadsafe(self.deployer.deploy(root, "run"), loop).result()
+
+        if routed and isinstance(route, tuple):
+            embedded = route[1].runtime.embedded
+        else:
+            embedded = self.runtime.kind == "embedded"
+        try:  # the SDK's path for a call whose runtime lost it (slipstream.sdk.recovery)
+            reply = await asyncio.to_thread(
+                once_more, call, lambda exc: recover(client, exc, resync, embedded=embedded)
+            )
+        except Lost as exc:
+            reply = exc.reply
+            reply["error"]["message"] = (
+                f"{reply['error'].get('message', '')} The runtime runs the saved files: save the "
+                f"file that defines {endpoint!r} to deploy it."
+            ).strip()
         if routed and isinstance(route, tuple):
             reply["runtime"] = route[1].runtime.name
             self.routing.last_root = root

@@ -129,3 +129,100 @@ async def test_a_missing_secret_is_an_error_card_naming_it(client: Client, proje
     assert error["type"] == "MissingSecret"
     assert "'SLIP_J_NOWHERE'" in error["message"] and str(project / ".env") in error["message"]
     assert "export SLIP_J_NOWHERE=" in error["message"]
+
+
+CHATTY = '''
+import time
+from pathlib import Path
+from slipstream import endpoint
+
+
+@endpoint(workers=1)
+def chatty(flag: str) -> str:
+    print("waiting for the editor", flush=True)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if Path(flag).exists():
+            return "released"
+        time.sleep(0.05)
+    return "never released: the live log line did not reach the editor"
+'''
+
+
+class _ForgettingProxy:
+    """A plain forwarding proxy in front of a real runtime that, just before the first call of
+    `endpoint`, has the runtime remove the project (as another client, or a restart, would):
+    the runtime then answers that call with unknown-endpoint, a real reply."""
+
+    def __init__(self, upstream: str, endpoint: str) -> None:
+        import http.server
+        import threading
+
+        import httpx
+
+        proxy = self
+        self.forgot = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"  # bodies end when the connection closes: streams pass through
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+                if self.command == "POST" and f"/endpoints/{endpoint}/call" in self.path and not proxy.forgot.is_set():
+                    key = self.path.split("/v1/projects/", 1)[1].split("/", 1)[0]
+                    httpx.delete(f"{upstream}/v1/projects/{key}", headers=headers, timeout=60).raise_for_status()
+                    proxy.forgot.set()
+                with httpx.Client(timeout=None) as c, c.stream(self.command, upstream + self.path, headers=headers, content=body) as r:
+                    self.send_response(r.status_code)
+                    for k, v in r.headers.items():
+                        if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                            self.send_header(k, v)
+                    self.end_headers()
+                    for chunk in r.iter_raw():
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_a_run_retried_after_the_runtime_lost_its_endpoint_keeps_its_live_logs(
+    gpu_runtime: Any, tmp_path: Path
+) -> None:
+    """The call is sent again after a redeploy with the run's tag (it was dropped: the run's
+    live log lines stopped, so the card showed nothing until the end). The endpoint waits until
+    the editor has received its first line live, so a dropped tag shows as 'never released'."""
+    root = (tmp_path / "chattyapp").resolve()
+    root.mkdir()
+    (root / "slipstream.toml").write_text('[project]\nname = "chattyapp"\n')
+    (root / "app.py").write_text(textwrap.dedent(CHATTY))
+    proxy = _ForgettingProxy(gpu_runtime.url, "chatty")
+    editor = await start_daemon(root, {"SLIPSTREAM_RUNTIME_URL": proxy.url, "SLIPSTREAM_TOKEN": gpu_runtime.token})
+    try:
+        uri = editor.open(root / "app.py")
+        flag = tmp_path / "released"
+        logs = len(editor.notes_of("slipstream/runLog"))
+        results = len(editor.notes_of(RESULT))
+        run = await editor.command("slipstream.server.run", {"uri": uri, "endpoint": "chatty", "kwargs": {"flag": str(flag)}})
+        line = await editor.next_note("slipstream/runLog", timeout=60, since=logs, runId=run["runId"])
+        assert "waiting for the editor" in line["text"]
+        flag.write_text("")
+        result = await editor.next_note(RESULT, timeout=60, since=results, runId=run["runId"])
+        assert proxy.forgot.is_set(), "the first call found no endpoint: the run was retried"
+        assert result["status"] == "ok" and result["text"] == "released", result
+    finally:
+        await editor.shutdown_session()
+        await editor.stop()
+        proxy.close()

@@ -6,7 +6,6 @@ import asyncio
 import os
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from .config import (
     module_import_root,
     project_key,
 )
+from .recovery import once_more, recover
 from .runtimes import configured_or_embedded
 from ..endpoint import IN_RUNTIME_ENV
 from ..protocol.errors import (
@@ -168,13 +168,9 @@ class Session:
     def _with_retry(self, ep: Endpoint, fn: Any) -> CallOutcome:
         client = self.ensure(ep)
         aborts = self._aborts
-        try:
-            return fn(client)
-        except (UnknownEndpoint, RuntimeUnavailable) as exc:
-            if self._aborts != aborts:
-                raise  # its connection was closed on purpose (Ctrl-C): the call is cancelled, not retried
-            self._recover(client, exc)
-            return fn(client)
+        # a call whose connection was closed on purpose (Ctrl-C) is cancelled, not retried
+        return once_more(lambda: fn(client), lambda exc: self._recover(client, exc),
+                         cancelled=lambda: self._aborts != aborts)
 
     def abort(self) -> None:
         """Abandon every call in flight (after Ctrl-C): their connections close, so the runtime
@@ -188,22 +184,8 @@ class Session:
     def _recover(self, client: RuntimeClient, exc: SlipstreamError) -> None:
         """Before retrying a failed call once: the runtime restarted (or another client deployed
         other code), so wait for it to answer and sync this project to it again."""
-        if isinstance(exc, RuntimeUnavailable):
-            if self.embedded is not None or (self.routed is not None and self.routed.is_embedded(client)):
-                raise exc
-            self._wait_for_runtime(client)
-        client.reconnect()
-        self.resync()
-
-    def _wait_for_runtime(self, client: RuntimeClient, patience: float = 30.0) -> None:
-        deadline = time.monotonic() + patience
-        while time.monotonic() < deadline:
-            try:
-                client.health()
-                return
-            except RuntimeUnavailable:
-                time.sleep(0.5)
-        raise RuntimeUnavailable(f"the runtime at {client.url} did not come back within {patience:g}s")
+        embedded = self.embedded is not None or (self.routed is not None and self.routed.is_embedded(client))
+        recover(client, exc, self.resync, embedded=embedded)  # recovery.py: the daemon's Run does the same
 
     def call(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         self.ensure(ep)
