@@ -165,6 +165,7 @@ async function main() {
       const lens = page.locator('.contentWidgets .codelens-decoration a', { hasText: /Swap model/ }).first();
       await lens.waitFor({ timeout: T.lens });
       await lens.click();
+      await page.mouse.move(0, 0); // the pointer left over the picker shows a row's tooltip over the rows
       const pick = page.locator('.quick-input-widget', { hasText: /Swap model in write/ });
       await pick.waitFor({ timeout: 30_000 });
       const rows = await page.locator('.quick-input-list .monaco-list-row').allInnerTexts();
@@ -272,6 +273,10 @@ async function debugSteps(page, env, frame) {
     if (!/greet/.test(header) || !/\bok\b/.test(header)) throw new Error(`unexpected card header: ${header}`);
     await page.locator('.debug-toolbar').waitFor({ state: 'hidden', timeout: 30_000 });
     await shot(page, 'debug-run-card');
+    // back to the layout the next steps expect: the Explorer in the side bar, the mouse away
+    await page.keyboard.press('Control+Shift+E');
+    await page.locator('.explorer-folders-view, .explorer-viewlet').first().waitFor({ timeout: 10_000 });
+    await page.mouse.move(0, 0);
   });
 }
 const REPO_DOCS = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..', 'docs');
