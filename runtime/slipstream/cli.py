@@ -702,9 +702,23 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+# the extra (pyproject.toml) that brings each third-party package a command may lack:
+# `pip install slipstream` is the SDK alone
+EXTRA_OF = {"fastapi": "server", "starlette": "server", "uvicorn": "server", "pydantic": "server",
+            "watchfiles": "server", "pygls": "daemon", "lsprotocol": "daemon", "libcst": "daemon",
+            "debugpy": "debug", "websockets": "debug"}
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    return int(a.fn(a) or 0)
+    try:
+        return int(a.fn(a) or 0)
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        _err(f"this command needs {exc.name}, which is not installed here: pip install 'slipstream[{extra}]'")
+        return 2
 
 
 if __name__ == "__main__":
