@@ -67,7 +67,7 @@ def test_a_user_process_calling_an_endpoint_imports_no_server_daemon_or_worker(r
 
 def _sdk_only_venv(tmp_path: Path) -> str:
     """A fresh virtual environment with exactly pyproject's [project] dependencies (no extra),
-    Slipstream itself on PYTHONPATH."""
+    Slipstream's packages on PYTHONPATH."""
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -83,7 +83,8 @@ def _sdk_only_venv(tmp_path: Path) -> str:
 def test_the_sdk_alone_calls_a_runtime_and_says_what_to_install_for_the_embedded_one(runtime: RunningRuntime, tmp_path: Path) -> None:
     python = _sdk_only_venv(tmp_path)
     root = write_project(tmp_path / "proj", {"app.py": APP})
-    pythonpath = {"PYTHONPATH": str(REPO / "runtime")}
+    # both packages, as a wheel of this repository installs them
+    pythonpath = {"PYTHONPATH": f"{REPO / 'runtime'}:{REPO / 'daemon'}"}
     out = _user_run(python, root, runtime, pythonpath)
     assert out.returncode == 0, out.stderr
     assert "RESULT 42" in out.stdout, out.stdout
@@ -99,3 +100,11 @@ def test_the_sdk_alone_calls_a_runtime_and_says_what_to_install_for_the_embedded
     assert out.returncode != 0
     assert "pip install 'slipstream[server]'" in out.stderr, out.stderr[-2000:]
     assert "SLIPSTREAM_RUNTIME_URL" in out.stderr, out.stderr[-2000:]
+
+    # the commands that need an extra say which, in one line (no traceback)
+    for command, extra in ((["serve", "--port", "0"], "server"), (["daemon"], "daemon")):
+        out = subprocess.run([python, "-m", "slipstream", *command], env={**env, **pythonpath},
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert out.returncode == 2, (command, out.stderr[-2000:])
+        assert f"pip install 'slipstream[{extra}]'" in out.stderr, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr, out.stderr[-2000:]
