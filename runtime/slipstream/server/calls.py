@@ -157,7 +157,7 @@ def add_call_routes(app: Any, rt: Any, max_body: int) -> None:
             return JSONResponse({"error": {"type": "Overloaded", "message": f"endpoint {name!r} is overloaded: {len(pool.queue)} calls queued; retry later"}},
                                 status_code=429, headers={"Retry-After": "1"})
         c = Call(method=request.query_params.get("method") or None, fmt=fmt, body=body)
-        s = registry.start(pool, c, fmt, getattr(pool, "project", project))
+        s = registry.start(pool, c, fmt, pool.project)
         return JSONResponse(s.describe(registry.ttl), status_code=202)
 
     doc = ("Start a call and return at once with its id (202 {\"id\", \"status\"}); the body is the call route's. "

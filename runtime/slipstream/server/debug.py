@@ -74,7 +74,7 @@ class DebugSession:
             "session": self.id,
             "state": self.state,
             "endpoint": self.pool.name,
-            "project": getattr(self.pool, "project", None),
+            "project": self.pool.project,
             "method": self.call.method,
             "call": self.spawned,
             "worker": self.w.handle.id,
@@ -201,7 +201,7 @@ def add_debug_routes(app: Any, rt: Any, max_body: int) -> None:
         pool, fmt, body = got
         if pool.unavailable:
             return error_reply(503, "EndpointUnavailable", pool.unavailable)
-        if getattr(pool.backend, "name", "local") != "local":
+        if pool.backend.name != "local":
             return error_reply(
                 501,
                 "DebugUnavailable",
@@ -213,7 +213,7 @@ def add_debug_routes(app: Any, rt: Any, max_body: int) -> None:
         c.tag = (request.query_params.get("tag") or "")[:64]
         ready: asyncio.Future[DebugSession] = asyncio.get_running_loop().create_future()
         _ready[c.id] = ready
-        spawned = rt.calls.start(pool, c, fmt, getattr(pool, "project", project))
+        spawned = rt.calls.start(pool, c, fmt, pool.project)
         done = asyncio.ensure_future(spawned.done.wait())
         try:
             await asyncio.wait({ready, done}, return_when=asyncio.FIRST_COMPLETED)

@@ -90,7 +90,7 @@ def call_meta(pool: Any, c: Call) -> dict[str, Any]:
     ran = getattr(c, "ran_in", None) or pool  # another GPU's pool after a CUDA out-of-memory move
     return {
         "endpoint": pool.name,
-        "project": getattr(pool, "project", None),
+        "project": pool.project,
         "duration_s": round(c.duration, 6),
         "cost_usd": ran.call_cost(c),
         "gpu": ran.spec.gpu_label,

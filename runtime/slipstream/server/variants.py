@@ -38,7 +38,7 @@ def add_variant_routes(app: Any, rt: Any) -> None:
             base = rt.pool(name, project)
         except (KeyError, ValueError) as exc:
             return error_reply(404, "UnknownEndpoint", exc.args[0] if exc.args else str(exc))
-        base_name = getattr(base, "target", base.name)
+        base_name = base.target
         try:
             spec = variant_spec(base.spec if base.name == base_name else proj.pools[base_name].spec, options)
         except (SpecError, TypeError) as exc:
