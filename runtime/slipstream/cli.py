@@ -220,9 +220,13 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.debug:  # breakpoint() in endpoint code waits for a debugger (the runtime's workers inherit it)
         os.environ[envvars.DEBUG_BREAKPOINTS] = "1"
     chosen = _chosen_runtime(root)  # the configured runtime, else the embedded one, started here
-    embedded = chosen.embedded
-    configured = None if chosen.is_embedded else (chosen.url, chosen.token)
-    watcher = _debug_watcher(a, root, configured) if a.debug else None
+    embedded = chosen.embedded if chosen is not None else None
+    configured = None if chosen is None or chosen.is_embedded else (chosen.url, chosen.token)
+    watcher = None
+    if a.debug and chosen is None:
+        _err("--debug: with [runtimes] in slipstream.toml, stop at breakpoints with the editor's Debug lens")
+    elif a.debug:
+        watcher = _debug_watcher(a, root, configured)
     sys.argv = [str(script), *a.args]
     sys.path.insert(0, str(script.resolve().parent))
     os.environ.setdefault(envvars.PROGRESS, "1")  # a long .map shows its progress on stderr (progress.py)
@@ -322,13 +326,17 @@ def _script_traceback(exc: BaseException) -> str:
 
 def _chosen_runtime(root: Path) -> Any:
     """sdk/runtimes.configured_or_embedded for `run` (an embedded runtime goes in the environment,
-    for the script's session); a URL or slipstream.toml that cannot be used is one line on stderr
-    and exit code 2."""
+    for the script's session), or None when slipstream.toml's [runtimes] routes the endpoints
+    (the script's session does; an embedded runtime started here would take every call); a URL
+    or slipstream.toml that cannot be used is one line on stderr and exit code 2."""
     from .sdk.config import load_project
-    from .sdk.runtimes import configured_or_embedded
+    from .sdk.runtimes import configured_or_embedded, routes_over_several
 
     try:
-        return configured_or_embedded(root, load_project(root), export=True)
+        project = load_project(root)
+        if routes_over_several(project):
+            return None
+        return configured_or_embedded(root, project, export=True)
     except ValueError as exc:
         _err(str(exc))
         raise SystemExit(2) from None

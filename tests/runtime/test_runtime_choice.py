@@ -10,7 +10,7 @@ import pytest
 
 from slipstream.sdk.config import load_project
 from slipstream.sdk.runtimes import configured_or_embedded
-from tests.conftest import write_project
+from tests.conftest import remove_project, write_project
 
 
 @pytest.fixture()
@@ -51,3 +51,35 @@ def test_with_none_configured_the_embedded_runtime_is_started_and_stopped(tmp_pa
     finally:
         chosen.stop()
     assert chosen.embedded is not None and chosen.embedded.proc.poll() is not None, "stop() stops it"
+
+
+PINNED = '''
+import os
+from slipstream import endpoint
+
+@endpoint(runtime="box")
+def pinned() -> str:
+    return os.environ["SLIPSTREAM_RUNTIME_URL"]  # in a worker: the runtime it runs on
+
+if __name__ == "__main__":
+    print("RAN ON", pinned(), flush=True)
+'''
+
+
+def test_slipstream_run_leaves_a_runtimes_table_to_route(tmp_path, runtime):
+    """With [runtimes] nothing is chosen for the script: `run` used to start an embedded runtime
+    and put it in SLIPSTREAM_RUNTIME_URL, which made every endpoint run there."""
+    import subprocess
+    import sys
+
+    root = write_project(tmp_path / "p", {"app.py": PINNED})
+    (root / "slipstream.toml").write_text(f'[project]\nname = "p"\n\n[runtimes.box]\nurl = "{runtime.url}"\ntoken_env = "BOX_TOKEN"\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")}
+    try:
+        p = subprocess.run([sys.executable, "-m", "slipstream", "run", "app.py"], cwd=root, env={**env, "BOX_TOKEN": runtime.token},
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        remove_project(runtime, root)
+    assert p.returncode == 0, p.stderr
+    assert f"RAN ON {runtime.url}\n" in p.stdout, p.stdout + p.stderr
+    assert "SLIPSTREAM_RUNTIME_URL is set" not in p.stderr

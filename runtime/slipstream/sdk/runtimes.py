@@ -21,7 +21,7 @@ from .config import ProjectConfig, runtime_from_env
 if TYPE_CHECKING:
     from .embedded import EmbeddedRuntime
 
-__all__ = ["ChosenRuntime", "configured_or_embedded", "start_embedded"]
+__all__ = ["ChosenRuntime", "configured_or_embedded", "routes_over_several", "start_embedded"]
 
 
 @dataclass
@@ -37,6 +37,13 @@ class ChosenRuntime:
     def stop(self) -> None:
         if self.embedded is not None:
             self.embedded.stop()
+
+
+def routes_over_several(project: ProjectConfig | None) -> bool:
+    """slipstream.toml has [runtimes] and SLIPSTREAM_RUNTIME_URL is not set: the session routes
+    each endpoint to its runtime (routing.RoutedClients, which starts the embedded one when an
+    endpoint goes there), so nothing here is chosen or started for it."""
+    return project is not None and project.raw.get("runtimes") is not None and not os.environ.get(RUNTIME_URL)
 
 
 def configured_or_embedded(root: str | os.PathLike[str] | None, project: ProjectConfig | None,
