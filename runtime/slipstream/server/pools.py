@@ -64,10 +64,15 @@ class Call:
 
 
 class WorkerHandle(Protocol):
+    """One worker as a pool drives it; a backend's create() makes one (ChannelWorker below)."""
+
     id: str
     pid: int | None
     device: str
     devices: tuple[int, ...]
+    started_by: str  # how it started: "fork" | "spawn" | "ray" ("" until it did)
+    note: str  # said in its "ready" log line (why it was spawned rather than forked...)
+    shares_memory: bool  # call bodies and results may travel in shared memory (this machine's)
 
     async def start(self, init: dict[str, Any]) -> dict[str, Any]: ...
     def send(self, header: dict[str, Any], body: Any = ()) -> None: ...
@@ -106,6 +111,9 @@ class ChannelWorker:
     _gone: asyncio.Event | None = None
     _killed: str | None = None
     _exited: bool = False
+    started_by = ""
+    note = ""
+    shares_memory = False
 
     def __init__(self) -> None:
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -195,6 +203,7 @@ class LocalWorker(ChannelWorker):
         self.shares_memory = shm.available()
         self.started_by = ""  # fork | spawn
         self.note = ""
+        self.imported = False  # a scanner: it imported a generation it can go back to
         self._on_message = on_message
         self._on_exit = on_exit
         self._env = env
@@ -648,7 +657,7 @@ class Pool:
                     {
                         "id": w.handle.id,
                         "state": self._public_state(w),
-                        "started_by": getattr(w.handle, "started_by", ""),
+                        "started_by": w.handle.started_by,
                         "pid": w.handle.pid,
                         "device": w.handle.device,
                         "gpus": list(w.handle.devices),
@@ -747,7 +756,7 @@ class Pool:
         if call.stream:
             header["stream"] = True
         body: list[Any] = [call.body]
-        if getattr(w.handle, "shares_memory", False):
+        if w.handle.shares_memory:
             header["shm_reply"] = True
             if call.shm_ref:
                 header["shm"] = call.shm_ref
@@ -805,8 +814,7 @@ class Pool:
         if w.state == "starting":
             w.state = "warm"
             w.last_active = time.monotonic()
-        how = getattr(w.handle, "started_by", "")
-        note = getattr(w.handle, "note", "")
+        how, note = w.handle.started_by, w.handle.note
         self.logs.emit(
             endpoint=self.name, stream="system",
             text=f"worker {w.handle.id} ready in {w.start_s * 1000:.0f} ms on {w.handle.device}"

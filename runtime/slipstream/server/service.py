@@ -397,7 +397,7 @@ class Runtime:
                 if attempt == 0:
                     continue
                 raise DeployRefused(ErrorInfo("ImportCrashed", f"importing the new code crashed the process: {exc}", "", kind="deploy")) from None
-            if reply["op"] == "fatal" or (reply["op"] == "scan_error" and not getattr(scanner, "imported", False)):
+            if reply["op"] == "fatal" or (reply["op"] == "scan_error" and not scanner.imported):
                 # the scanner itself failed, or its first import did: it has no generation to go
                 # back to (the refused one's folder is dropped), so the next deploy starts a fresh one
                 scanner.kill("internal error while importing" if reply["op"] == "fatal" else "its first import failed")
@@ -406,7 +406,7 @@ class Runtime:
                 info = ErrorInfo.from_dict(reply["error"])
                 info.kind = "deploy"
                 raise DeployRefused(info)
-            scanner.imported = True  # type: ignore[attr-defined]  # a generation to roll back to from now on
+            scanner.imported = True  # a generation to roll back to from now on
             if reply.get("restart"):
                 # The scanner cannot reload this in place either: start it fresh on the new code.
                 scanner.kill("restart for reload")
