@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .protocol import RoutedRuntime
+from .protocol import RoutedRuntime, RuntimeGpu
 from .runtime import gpu_inventory
 from slipstream.sdk import envvars
 
@@ -183,7 +183,7 @@ class EditorRouting:
             key = (rt.name, rt.url)
             connected = self.connected.get(key, False) if not rt.embedded else self.embedded is not None
             health = self.health.get(key)
-            gpus = gpu_inventory(health) if health else [{"name": n, "memoryGb": 0.0, "count": rt.gpus().count(n)} for n in dict.fromkeys(rt.gpus())]
+            gpus: list[RuntimeGpu] = gpu_inventory(health) if health else [RuntimeGpu(name=n, memoryGb=0.0, count=rt.gpus().count(n)) for n in dict.fromkeys(rt.gpus())]
             out.append(RoutedRuntime(name=rt.name, url=rt.url, kind="embedded" if rt.embedded else "remote", connected=connected,
                                      gpus=gpus, spendUsd=round(spend.get(rt.name, 0.0), 8), endpoints=sorted(mine[rt.name])))
         return out
@@ -246,7 +246,7 @@ def routing_findings(index: Any, where: Any) -> list[Any]:
     with a quick fix per GPU one of them has (the editor adds "Connect a GPU machine…")."""
     from .diagnostics import Edit, Finding, Fix
 
-    out = []
+    out: list[Any] = []
     if where is None:
         return out
     for ep in index.endpoints:

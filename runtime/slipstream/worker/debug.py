@@ -71,8 +71,9 @@ class Debugger:
             if t is not threading.main_thread():
                 _mark_internal(t)
         skip = tuple(
-            os.path.dirname(os.path.abspath(m.__file__))
-            for m in (sys.modules["debugpy"], sys.modules["slipstream"])
+            os.path.dirname(os.path.abspath(f))
+            for f in (sys.modules["debugpy"].__file__, sys.modules["slipstream"].__file__)
+            if f
         )
         original = pydevd.PyDB.create_wait_for_connection_thread
         pydevd.PyDB.create_wait_for_connection_thread = lambda self: None  # no listening socket
