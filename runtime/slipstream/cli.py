@@ -97,7 +97,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     if not a.embedded:
         os.environ.setdefault("HF_HOME", str(hf_home_default()))  # weights download once per host
     rt = Runtime(
-        store_dir=store or None, backend=backend, embedded=a.embedded, gpu_fallback=a.gpu_fallback,
+        store_dir=store if isinstance(store, Path) else None, backend=backend, embedded=a.embedded, gpu_fallback=a.gpu_fallback,
         url=url, token=token, max_queue=a.max_queue,
         limits=Limits(max_file_bytes=a.max_file_mb * MB, max_total_bytes=a.max_project_mb * MB),
         fork=not a.no_fork,

@@ -223,7 +223,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
             return error_reply(413, "UploadRefused", f"a batch over {MAX_BLOB_BATCH} bytes; send several")
         try:
             items = _split_batch(body)
-            await asyncio.to_thread(lambda: [rt.put_blob(sha, data) for sha, data in items])
+            await asyncio.to_thread(rt.put_blobs, items)
         except UploadRefused as exc:
             return error_reply(400, "UploadRefused", str(exc))
         return {"stored": len(items)}
@@ -236,7 +236,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
             return error_reply(400, "UploadRefused", f"'blobs' values must be base64: {exc}")
         try:
             if inline:
-                await asyncio.to_thread(lambda: [rt.put_blob(sha, data) for sha, data in inline])
+                await asyncio.to_thread(rt.put_blobs, inline)
             if c.report_missing:
                 missing = rt.missing(c.files)
                 if missing:

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..endpoint import IN_RUNTIME_ENV
 from ..protocol.envvars import PROJECT as PROJECT_ENV
@@ -28,6 +28,9 @@ from .gpus import Device
 from .logs import LogHub
 from .pools import LocalBackend, LocalWorker, Pool, PoolError
 from .store import CURRENT_FILE, Generation, Limits, Store, check_paths
+
+if TYPE_CHECKING:
+    from .idle import IdleWatch
 from ..protocol import envvars
 
 __all__ = ["Runtime", "DeployRefused", "Project", "AmbiguousEndpoint", "DEFAULT_PROJECT", "check_project_key"]
@@ -145,6 +148,7 @@ class Runtime:
         self.store = Store(store_dir, limits or Limits())
         self.backend: Backend = backend or LocalBackend()
         self.embedded = embedded
+        self.activity: IdleWatch | None = None  # serve --idle-stop (app.py); idle.py counts calls
         self.gpu_fallback = gpu_fallback or embedded
         self.url, self.token = url, token
         self.max_queue = max_queue
@@ -279,6 +283,10 @@ class Runtime:
 
     def put_blob(self, sha: str, data: bytes) -> None:
         self.store.put(sha, data)
+
+    def put_blobs(self, blobs: list[tuple[str, bytes]]) -> None:
+        for sha, data in blobs:
+            self.store.put(sha, data)
 
     async def commit(self, files: dict[str, str], entries: list[str], project: str | None = None, paths: list[str] | None = None,
                      routing: str | None = None) -> dict[str, Any]:
