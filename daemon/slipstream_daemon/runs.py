@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slipstream.errors import ErrorKind
+
 from .diagnostics import Reported
 from .facts import facts_for
 from .paths import cache_dir, local_file, uri_to_path
@@ -249,7 +251,7 @@ class Runner:
         def call() -> dict[str, Any]:  # every attempt the same call, its tag too: live logs go on
             reply = client.call_json(endpoint, kwargs, method, None, None, tag, project)
             error = reply.get("error") or {}
-            if not reply.get("ok") and error.get("kind") == "unknown-endpoint" and root is not None:
+            if not reply.get("ok") and error.get("kind") == ErrorKind.UNKNOWN_ENDPOINT and root is not None:
                 raise Lost(reply)
             return reply
 
@@ -412,7 +414,9 @@ def _secret_names(facts: Any) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str)) if isinstance(value, (list, tuple)) else ()
 
 
-_RETRY_REASONS = {"crash": "worker crashed", "timeout": "timed out", "unavailable": "runtime unavailable"}
+_RETRY_REASONS: dict[str, str] = {
+    ErrorKind.CRASH: "worker crashed", ErrorKind.TIMEOUT: "timed out", ErrorKind.UNAVAILABLE: "runtime unavailable",
+}
 
 
 def _retries(raw: Any) -> list[RunRetry]:
@@ -423,7 +427,7 @@ def _retries(raw: Any) -> list[RunRetry]:
             continue
         kind, type_ = str(r.get("kind", "")), str(r.get("type", ""))
         gpu, moved = str(r.get("gpu", "")), r.get("moved_to")
-        if kind == "cuda-oom":
+        if kind == ErrorKind.CUDA_OOM:
             reason = f"CUDA out of memory on {gpu}" + (f", moved to {moved}" if moved else "")
         else:
             reason = _RETRY_REASONS.get(kind) or type_.rsplit(".", 1)[-1] or kind or "failed"

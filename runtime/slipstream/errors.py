@@ -1,4 +1,5 @@
-"""The exceptions a Slipstream user catches (`from slipstream.errors import RemoteError`)."""
+"""The exceptions a Slipstream user catches (`from slipstream.errors import RemoteError`), and
+ErrorKind: the "kind" of a failed call's error as the runtime's HTTP API and records spell it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from .protocol.errors import (
     SlipstreamError,
     WorkerCrashed,
 )
+from .protocol.kinds import ErrorKind
 from .spec.endpoint_spec import SpecError
 
 __all__ = ["SlipstreamError", "RemoteError", "RemoteTraceback", "WorkerCrashed", "EndpointTimeout", "Overloaded",
-           "RuntimeUnavailable", "CallWasCancelled", "MapError", "DeployError", "MissingBlobs", "SpecError"]
+           "RuntimeUnavailable", "CallWasCancelled", "MapError", "DeployError", "MissingBlobs", "SpecError", "ErrorKind"]

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .kinds import ErrorKind
+
 __all__ = [
     "SlipstreamError",
     "RemoteError",
@@ -154,7 +156,7 @@ class ErrorInfo:
     message: str
     traceback: str
     frames: list[Frame] = field(default_factory=list)
-    kind: str = "exception"  # exception | crash | timeout | overloaded | deploy | bad-request
+    kind: str = ErrorKind.EXCEPTION  # an ErrorKind (a plain string only for a kind this version does not know)
     pickled: bytes | None = None  # the exception itself, when it pickles
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,7 +172,7 @@ class ErrorInfo:
             message=d.get("message", ""),
             traceback=d.get("traceback", ""),
             frames=frames,
-            kind=d.get("kind", "exception"),
+            kind=ErrorKind.parse(d.get("kind")),
         )
 
 

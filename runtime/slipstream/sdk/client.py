@@ -26,6 +26,7 @@ from ..protocol.errors import (
     RuntimeUnavailable,
     SlipstreamError,
 )
+from ..protocol.kinds import ErrorKind
 from ..protocol import envvars
 
 __all__ = ["RuntimeClient", "CallOutcome", "UnknownEndpoint", "RuntimeRestarted"]
@@ -520,7 +521,7 @@ def _json_outcome(r: httpx.Response) -> dict[str, Any]:
     except ValueError:
         data = {"ok": False, "error": {"type": "BadResponse", "message": r.text[:500]}}
     if r.status_code == 404:
-        data.setdefault("error", {})["kind"] = "unknown-endpoint"
+        data.setdefault("error", {})["kind"] = ErrorKind.UNKNOWN_ENDPOINT
     data.setdefault("ok", r.status_code < 400)
     if data["ok"] is False and isinstance(data.get("error"), dict):
         data["error"].setdefault("frames", [])
@@ -614,7 +615,7 @@ def _outcome(status: int, ctype: str, chunks: list[bytes], r: httpx.Response) ->
             raise UnknownEndpoint(_message(r))
         if status == 429:
             raise Overloaded(_message(r))
-        out.error = ErrorInfo("RuntimeError", f"runtime answered {status}: {_message(r)}", "", kind="bad-response")
+        out.error = ErrorInfo("RuntimeError", f"runtime answered {status}: {_message(r)}", "", kind=ErrorKind.BAD_RESPONSE)
         return out
     reader = wire.RecordReader()
     for chunk in chunks:

@@ -17,6 +17,7 @@ from .client import RuntimeClient
 from .config import find_project_root, load_project, project_key
 from ..protocol.envvars import TOKEN
 from ..protocol.errors import DeployError, SlipstreamError
+from ..protocol.kinds import ErrorKind
 from .sync import SyncResult, is_ignored, sync_project
 
 __all__ = ["run_dev", "DevState", "create_dev_app", "openapi_for", "watch_filter"]
@@ -211,7 +212,8 @@ def create_dev_app(state: DevState) -> Any:
             reply = task.result()
         except SlipstreamError as exc:
             return JSONResponse({"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}, status_code=502)
-        status = 200 if reply.get("ok") else (422 if (reply.get("error") or {}).get("kind") == "bad-request" else 500)
+        bad_request = (reply.get("error") or {}).get("kind") == ErrorKind.BAD_REQUEST
+        status = 200 if reply.get("ok") else (ErrorKind.BAD_REQUEST.http_status if bad_request else 500)
         return JSONResponse(reply, status_code=status)
 
     return Starlette(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol import wire
 from ..protocol.errors import CallWasCancelled, SlipstreamError
+from ..protocol.kinds import CallState, ErrorKind
 from ..endpoint import Form
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FunctionCall", "gather", "STATUSES"]
 
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
+STATUSES = tuple(CallState)  # what status() answers: queued, running, done, failed, cancelled
 _POLL_S = 30.0  # one long-poll of GET /v1/calls/{id}?wait=
 
 
@@ -106,7 +107,7 @@ class FunctionCall:
         from .session import current
 
         out = _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r)
-        if out.error is not None and out.error.kind == "cancelled":
+        if out.error is not None and out.error.kind == ErrorKind.CANCELLED:
             raise CallWasCancelled(f"call {self.id} was cancelled: {out.error.message}")
         session = current()
         if self._ep is not None:

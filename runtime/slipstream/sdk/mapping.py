@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..protocol.errors import MapError, Overloaded
+from ..protocol.kinds import ErrorKind
 from .progress import MapProgress, enabled, known_total
 from .secretvals import with_secrets
 
@@ -197,7 +198,7 @@ def map_calls(
                 out = session._with_retry(ep, lambda c: c.call(ep.name, method, args, kwargs, timeout=timeout))
             except Overloaded:
                 out = None
-            if out is not None and not (out.error and out.error.kind == "overloaded"):
+            if out is not None and not (out.error and out.error.kind == ErrorKind.OVERLOADED):
                 return session._finish(ep, out)
             time.sleep(delay)  # a batch waits for room rather than failing on a full queue
             delay = min(delay * 2, 2.0)

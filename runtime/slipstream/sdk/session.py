@@ -30,6 +30,7 @@ from ..protocol.errors import (
     WorkerCrashed,
     rebuild,
 )
+from ..protocol.kinds import ErrorKind
 from .secretvals import with_secrets
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Session", "current", "spend"]
 
-_KIND_TO_ERROR = {"crash": WorkerCrashed, "timeout": EndpointTimeout, "overloaded": Overloaded}
+_KIND_TO_ERROR: dict[str, type[SlipstreamError]] = {ErrorKind.CRASH: WorkerCrashed, ErrorKind.TIMEOUT: EndpointTimeout, ErrorKind.OVERLOADED: Overloaded}
 
 
 def _say(msg: str) -> None:
@@ -270,14 +271,14 @@ class Session:
         return out.value
 
     def _exception(self, info: ErrorInfo) -> BaseException:
-        if info.kind == "bad-request":
+        if info.kind == ErrorKind.BAD_REQUEST:
             exc = TypeError(info.message)
             exc._slipstream_refused = True  # type: ignore[attr-defined]  # slipstream run shows the caller's line only
             return exc
         cls = _KIND_TO_ERROR.get(info.kind)
         if cls is not None:
             return cls(info.message)
-        if info.kind in ("unavailable", "bad-response") and not info.pickled:
+        if info.kind in (ErrorKind.UNAVAILABLE, ErrorKind.BAD_RESPONSE) and not info.pickled:
             return SlipstreamError(info.message)
         return rebuild(info, self.root)
 

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ..protocol import wire
 from ..protocol.errors import ErrorInfo
+from ..protocol.kinds import CallState, ErrorKind
 from .pools import Call, PoolError
 
 __all__ = ["CallRegistry", "Spawned", "add_call_routes", "DEFAULT_TTL_S"]
@@ -43,7 +44,7 @@ class Spawned:
     pool: Any
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
-    state: str = "queued"  # queued | running | done | failed | cancelled
+    state: CallState = CallState.QUEUED
     sdk_reply: list[Any] | None = None  # records (pickle calls)
     json_reply: dict[str, Any] | None = None  # the call route's JSON reply (JSON calls)
     error: dict[str, Any] | None = None
@@ -51,9 +52,9 @@ class Spawned:
     task: asyncio.Future[Any] | None = None
 
     @property
-    def status(self) -> str:
-        if self.state == "queued" and self.call.dispatched.is_set():
-            return "running"
+    def status(self) -> CallState:
+        if self.state == CallState.QUEUED and self.call.dispatched.is_set():
+            return CallState.RUNNING
         return self.state
 
     def describe(self, ttl: float) -> dict[str, Any]:
@@ -91,17 +92,17 @@ class CallRegistry:
             await pool.call(c)
             status, payload = c.future.result()
         except PoolError as exc:
-            s.state = "cancelled" if exc.kind == "cancelled" else "failed"
+            s.state = CallState.CANCELLED if exc.kind == ErrorKind.CANCELLED else CallState.FAILED
             s.error = exc.info.to_dict()
             s.sdk_reply = error_records(c, exc.info)
             s.json_reply = {"ok": False, "endpoint": pool.name, "logs": c.logs, "error": s.error}
         except Exception as exc:  # noqa: BLE001 - a spawned call must always reach an end state
-            info = ErrorInfo(type(exc).__name__, str(exc), "", kind="fatal")
-            s.state, s.error = "failed", info.to_dict()
+            info = ErrorInfo(type(exc).__name__, str(exc), "", kind=ErrorKind.FATAL)
+            s.state, s.error = CallState.FAILED, info.to_dict()
             s.sdk_reply = error_records(c, info)
             s.json_reply = {"ok": False, "endpoint": pool.name, "logs": c.logs, "error": s.error}
         else:
-            s.state = "done" if status == "ok" else "failed"
+            s.state = CallState.DONE if status == "ok" else CallState.FAILED
             if s.fmt == "pickle":
                 s.sdk_reply = [bytes(b) for b in sdk_records(pool, c, status, payload)]
             meta = call_meta(pool, c)
@@ -188,7 +189,7 @@ def add_call_routes(app: Any, rt: Any, max_body: int) -> None:
         if s.json_reply is not None:
             return JSONResponse({**s.json_reply, **head})
         # a call spawned by the SDK (pickled values): the JSON form has its status, not its value
-        return JSONResponse({**head, "ok": s.status == "done", "result_format": "pickle"})
+        return JSONResponse({**head, "ok": s.status == CallState.DONE, "result_format": "pickle"})
 
     @app.delete("/v1/calls/{call_id}", summary="Cancel a spawned call (dropped from the queue, or interrupted on its worker)")
     async def cancel_call(call_id: str) -> Any:
@@ -199,5 +200,5 @@ def add_call_routes(app: Any, rt: Any, max_body: int) -> None:
         registry.cancel(s, f"cancelled by DELETE /v1/calls/{call_id}")
         if not s.done.is_set():
             await asyncio.wait_for(asyncio.shield(s.done.wait()), 5)
-        return {**s.describe(registry.ttl), "cancelled": was in ("queued", "running")}
+        return {**s.describe(registry.ttl), "cancelled": was in (CallState.QUEUED, CallState.RUNNING)}
 

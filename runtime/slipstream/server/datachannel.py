@@ -26,6 +26,7 @@ from typing import Any
 
 from ..protocol import shm, wire
 from ..protocol.ipc import PREFIX, encode_header, recv_exact, recv_into, send_chunks
+from ..protocol.kinds import ErrorKind
 from .idle import counted
 from .pools import Call, PoolError
 
@@ -103,15 +104,15 @@ class DataServer:
                 hlen, blen = PREFIX.unpack(prefix)
                 if hlen > 1 << 20 or blen > self.max_body:
                     what = f"header of {hlen} bytes" if hlen > 1 << 20 else f"body of {blen} bytes"
-                    self._reply(conn, 413, _error_record("PayloadTooLarge", f"message too large ({what})", "bad-request"))
+                    self._reply(conn, 413, _error_record("PayloadTooLarge", f"message too large ({what})", ErrorKind.BAD_REQUEST))
                     return
                 try:
                     header = json.loads(recv_exact(conn, hlen))
                 except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
-                    self._reply(conn, 400, _error_record("BadRequest", "message header is not JSON", "bad-request"))
+                    self._reply(conn, 400, _error_record("BadRequest", "message header is not JSON", ErrorKind.BAD_REQUEST))
                     return
                 if not isinstance(header, dict) or not hmac.compare_digest(str(header.get("token", "")).encode(), self.expected):
-                    self._reply(conn, 401, _error_record("Unauthorized", "wrong or missing token", "unauthorized"))
+                    self._reply(conn, ErrorKind.UNAUTHORIZED.http_status, _error_record("Unauthorized", "wrong or missing token", ErrorKind.UNAUTHORIZED))
                     return
                 buf = shm.SharedBuffer(blen, self.shm_tag) if blen >= shm.THRESHOLD and shm.available() else None
                 try:
@@ -142,11 +143,11 @@ class DataServer:
         try:
             pool = self.rt.pool(str(header.get("endpoint", "")), header.get("project") or None)
         except AmbiguousEndpoint as exc:
-            return 409, _error_record("AmbiguousEndpoint", str(exc), "bad-request")
+            return 409, _error_record("AmbiguousEndpoint", str(exc), ErrorKind.BAD_REQUEST)
         except KeyError as exc:
-            return 404, _error_record("UnknownEndpoint", exc.args[0], "unknown-endpoint")
+            return ErrorKind.UNKNOWN_ENDPOINT.http_status, _error_record("UnknownEndpoint", exc.args[0], ErrorKind.UNKNOWN_ENDPOINT)
         except ValueError as exc:  # a malformed project key
-            return 400, _error_record("BadProject", str(exc), "bad-request")
+            return 400, _error_record("BadProject", str(exc), ErrorKind.BAD_REQUEST)
         c = Call(method=header.get("method") or None, fmt="pickle", body=body)
         c.shm_ref = shm_ref
         if conn is not None:
@@ -233,7 +234,7 @@ def _until_done_or_gone(conn: socket.socket, fut: concurrent.futures.Future[Any]
             return False
 
 
-def _error_record(type_: str, message: str, kind: str) -> list[bytes]:
+def _error_record(type_: str, message: str, kind: ErrorKind) -> list[bytes]:
     return [wire.json_record(wire.REC_ERROR, {"type": type_, "message": message, "kind": kind})]
 
 

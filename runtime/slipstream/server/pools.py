@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from ..protocol import shm
 from ..protocol.errors import ErrorInfo
 from ..protocol.ipc import ServerSide
+from ..protocol.kinds import ErrorKind, WorkerState
 from ..spec.catalog import cost as price_cost
 from ..spec.endpoint_spec import EndpointSpec
 from .backend import Backend, GpuFallbacks, Placement
@@ -146,13 +147,13 @@ class ChannelWorker:
     def _fail_waiters(self, reason: str) -> None:
         for fut in set(self._waiters.values()):
             if not fut.done():
-                fut.set_exception(PoolError("crash", reason))
+                fut.set_exception(PoolError(ErrorKind.CRASH, reason))
         self._waiters.clear()
 
     def send(self, header: dict[str, Any], body: Any = ()) -> None:
         proto = self._proto
         if proto is None or proto.transport is None or proto.transport.is_closing():
-            raise PoolError("crash", "the worker is not running")
+            raise PoolError(ErrorKind.CRASH, "the worker is not running")
         proto.send(header, body)
 
     def _never_started(self) -> None:
@@ -377,7 +378,7 @@ class LocalBackend:
 @dataclass
 class _WState:
     handle: Any
-    state: str = "starting"  # starting | warm | busy | retiring
+    state: WorkerState = WorkerState.STARTING  # one of TRACKED_WORKER_STATES
     gen: str = ""
     inflight: dict[int, Call] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
@@ -469,13 +470,13 @@ class Pool:
 
     async def _call_once(self, call: Call) -> Call:
         if self.unavailable:
-            raise PoolError("unavailable", self.unavailable)
+            raise PoolError(ErrorKind.UNAVAILABLE, self.unavailable)
         if self._closed:
-            raise PoolError("unavailable", f"endpoint {self.name!r} was removed by a newer deploy")
+            raise PoolError(ErrorKind.UNAVAILABLE, f"endpoint {self.name!r} was removed by a newer deploy")
         if len(self.queue) >= self.max_queue:
             self.stats.overloads += 1
             raise PoolError(
-                "overloaded",
+                ErrorKind.OVERLOADED,
                 f"endpoint {self.name!r} is overloaded: {len(self.queue)} calls queued, "
                 f"{self._running()} running on {len(self.workers)} worker(s) (max {self.spec.workers_max}). "
                 "Retry later, or raise workers=(min, max) or concurrency.",
@@ -538,7 +539,7 @@ class Pool:
             return
         call.cancelled = reason
         self.stats.cancelled += 1
-        call.future.set_exception(PoolError("cancelled", f"endpoint {self.name!r}: call cancelled ({reason})"))
+        call.future.set_exception(PoolError(ErrorKind.CANCELLED, f"endpoint {self.name!r}: call cancelled ({reason})"))
         call.future.exception()  # retrieved: nobody awaits it any more
         if call in self.queue:
             self.queue.remove(call)
@@ -572,7 +573,7 @@ class Pool:
         """A debug session on `w` ended with its call finished: it serves calls again."""
         if w not in self.workers or w.state != "debugging":
             return
-        w.state = "busy" if w.inflight else "warm"
+        w.state = WorkerState.BUSY if w.inflight else "warm"
         w.last_active = time.monotonic()
         if w.gen != self.gen.id and not w.inflight:
             self._send_load(w)
@@ -587,7 +588,7 @@ class Pool:
         w.handle.kill(why)
         for other in victims:
             if not other.future.done():
-                other.future.set_exception(PoolError("crash", f"endpoint {self.name!r}: {others}"))
+                other.future.set_exception(PoolError(ErrorKind.CRASH, f"endpoint {self.name!r}: {others}"))
         self._pump()
 
     def update(
@@ -617,7 +618,7 @@ class Pool:
                 self._retire(w)
         else:
             for w in self.workers:
-                if w.state == "warm" and not w.inflight:
+                if w.state == WorkerState.WARM and not w.inflight:
                     self._send_load(w)
         self._pump()
 
@@ -627,7 +628,7 @@ class Pool:
         while self.queue:
             c = self.queue.popleft()
             if not c.future.done():
-                c.future.set_exception(PoolError("unavailable", f"endpoint {self.name!r} was removed"))
+                c.future.set_exception(PoolError(ErrorKind.UNAVAILABLE, f"endpoint {self.name!r} was removed"))
         await asyncio.gather(*(w.handle.stop() for w in self.workers), return_exceptions=True)
         self.workers.clear()
 
@@ -696,10 +697,10 @@ class Pool:
             },
         }
 
-    def _public_state(self, w: _WState) -> str:
-        """starting | busy | warm (ready) | idle (ready, a scale-down candidate) | retiring"""
-        if w.state == "warm" and time.monotonic() - w.last_active >= self.spec.idle_timeout / 2:
-            return "idle"
+    def _public_state(self, w: _WState) -> WorkerState:
+        """Its state, or IDLE for a warm worker unused for half the idle timeout (a scale-down candidate)."""
+        if w.state == WorkerState.WARM and time.monotonic() - w.last_active >= self.spec.idle_timeout / 2:
+            return WorkerState.IDLE
         return w.state
 
     # --- dispatch ---------------------------------------------------------------------
@@ -723,8 +724,8 @@ class Pool:
                 self.cancel(call, "the caller went away")
                 continue
             self._dispatch(w, call)
-        starting = sum(1 for w in self.workers if w.state == "starting")
-        live = [w for w in self.workers if w.state != "retiring"]
+        starting = sum(1 for w in self.workers if w.state == WorkerState.STARTING)
+        live = [w for w in self.workers if w.state != WorkerState.RETIRING]
         want = max(self.spec.workers_min - len(live), 0)
         if self.queue and self._fatal is None:
             want = max(want, min(-(-len(self.queue) // conc) - starting, self.spec.workers_max - len(live)))
@@ -734,7 +735,7 @@ class Pool:
     def _free_worker(self, idle: bool = False) -> _WState | None:
         best = None
         for w in self.workers:
-            if w.state in ("warm", "busy") and len(w.inflight) < self.spec.concurrency and not (idle and w.inflight):
+            if w.state in (WorkerState.WARM, WorkerState.BUSY) and len(w.inflight) < self.spec.concurrency and not (idle and w.inflight):
                 if best is None or len(w.inflight) < len(best.inflight):
                     best = w
         return best
@@ -743,7 +744,7 @@ class Pool:
         if w.gen != self.gen.id:
             self._send_load(w)
         w.inflight[call.id] = call
-        w.state = "busy"
+        w.state = WorkerState.BUSY
         w.calls += 1
         call.worker = w.handle
         call.ran_in = self
@@ -800,19 +801,19 @@ class Pool:
         try:
             reply = await w.handle.start(init)
         except PoolError as exc:
-            self._boot_failed(w, ErrorInfo("WorkerCrashed", f"worker failed to start: {exc}", str(exc), kind="crash"))
+            self._boot_failed(w, ErrorInfo("WorkerCrashed", f"worker failed to start: {exc}", str(exc), kind=ErrorKind.CRASH))
             return
         except Exception as exc:  # noqa: BLE001
-            self._boot_failed(w, ErrorInfo(type(exc).__name__, f"worker failed to start: {exc}", str(exc), kind="fatal"))
+            self._boot_failed(w, ErrorInfo(type(exc).__name__, f"worker failed to start: {exc}", str(exc), kind=ErrorKind.FATAL))
             return
         if reply.get("op") == "fatal":
             info = ErrorInfo.from_dict(reply["error"])
-            info.kind = "fatal"
+            info.kind = ErrorKind.FATAL
             self._boot_failed(w, info)
             return
         w.start_s = time.perf_counter() - started
-        if w.state == "starting":
-            w.state = "warm"
+        if w.state == WorkerState.STARTING:
+            w.state = WorkerState.WARM
             w.last_active = time.monotonic()
         how, note = w.handle.started_by, w.handle.note
         self.logs.emit(
@@ -837,9 +838,9 @@ class Pool:
                 c.future.set_result(("error", info))
 
     def _retire(self, w: _WState) -> None:
-        if w.state == "retiring":
+        if w.state == WorkerState.RETIRING:
             return
-        w.state = "retiring"
+        w.state = WorkerState.RETIRING
         if not w.inflight:
             self._remove(w)
             asyncio.ensure_future(w.handle.stop())
@@ -914,11 +915,11 @@ class Pool:
                     info = ErrorInfo.from_dict(header["error"])
                     info.pickled = bytes(body) if body else None
                     call.future.set_result(("error", info))
-            if w.state == "retiring" and not w.inflight:
+            if w.state == WorkerState.RETIRING and not w.inflight:
                 self._remove(w)
                 asyncio.ensure_future(w.handle.stop())
-            elif w.state == "busy" and not w.inflight:
-                w.state = "warm"
+            elif w.state == WorkerState.BUSY and not w.inflight:
+                w.state = WorkerState.WARM
             self._pump()
 
     def _meter(self, call: Call, ok: bool) -> None:
@@ -946,7 +947,7 @@ class Pool:
             self.logs.emit(endpoint=self.name, stream="system", text=f"worker {handle.id}: {reason}")
         for call in w.inflight.values():
             if not call.future.done():
-                call.future.set_exception(PoolError("crash", f"endpoint {self.name!r}: {reason}; it was replaced"))
+                call.future.set_exception(PoolError(ErrorKind.CRASH, f"endpoint {self.name!r}: {reason}; it was replaced"))
         w.inflight.clear()
         self._pump()
 
@@ -958,18 +959,18 @@ class Pool:
             w.inflight.pop(call.id, None)
             self._kill_worker(w, f"killed because a call on the same worker ran past its {self.spec.timeout:g}s timeout",
                               "its worker was killed because another call timed out")
-        raise PoolError("timeout", msg)
+        raise PoolError(ErrorKind.TIMEOUT, msg)
 
     async def _reap_idle(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, max(self.spec.idle_timeout / 4, 0.05)))
             now = time.monotonic()
-            live = [w for w in self.workers if w.state != "retiring"]
+            live = [w for w in self.workers if w.state != WorkerState.RETIRING]
             surplus = len(live) - self.spec.workers_min
             for w in sorted(live, key=lambda w: w.last_active):
                 if surplus <= 0:
                     break
-                if w.state == "warm" and not w.inflight and now - w.last_active >= self.spec.idle_timeout:
+                if w.state == WorkerState.WARM and not w.inflight and now - w.last_active >= self.spec.idle_timeout:
                     self.logs.emit(endpoint=self.name, stream="system", text=f"worker {w.handle.id} idle; scaling down")
                     self._remove(w)
                     asyncio.ensure_future(w.handle.stop())

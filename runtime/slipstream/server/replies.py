@@ -12,14 +12,12 @@ from fastapi.responses import JSONResponse, Response
 
 from ..protocol import wire
 from ..protocol.errors import ErrorInfo
+from ..protocol.kinds import ErrorKind
 from .pools import Call
 from .service import AmbiguousEndpoint
 
 if TYPE_CHECKING:
     from .service import Runtime
-
-
-STATUS = {"overloaded": 429, "timeout": 504, "crash": 502, "unavailable": 503, "fatal": 500, "bad-request": 422}
 
 
 def error_reply(status: int, type_: str, message: str, **extra: Any) -> JSONResponse:
@@ -81,8 +79,8 @@ async def call_input(rt: Runtime, request: Request, name: str, project: str | No
 
 
 def http_status(info: Any) -> int:
-    kind = getattr(info, "kind", "exception")
-    return STATUS.get(kind, 500)
+    """The HTTP status of a failed call: its ErrorKind's."""
+    return ErrorKind.status_of(getattr(info, "kind", ErrorKind.EXCEPTION))
 
 
 def call_meta(pool: Any, c: Call) -> dict[str, Any]:
@@ -128,8 +126,8 @@ def json_reply(pool: Any, c: Call, status: str, payload: Any) -> Response:
 
 
 def failure_reply(pool: Any, c: Call, info: ErrorInfo, fmt: str) -> Response:
-    status = STATUS.get(info.kind, 500)
-    headers = {"Retry-After": "1"} if info.kind == "overloaded" else None
+    status = http_status(info)
+    headers = {"Retry-After": "1"} if info.kind == ErrorKind.OVERLOADED else None
     if fmt == "json":
         return JSONResponse({"ok": False, "endpoint": pool.name, "logs": c.logs, "error": info.to_dict()}, status_code=status, headers=headers)
     return ChunkedResponse(error_records(c, info), wire.CONTENT_TYPE, status, headers)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..protocol.kinds import ErrorKind
 from ..spec.retries import Retries
 from .failures import PoolError
 
@@ -29,12 +30,12 @@ async def run_with_retries(pool: Any, call: Any, once: Any) -> Any:
             if r is None or attempt >= r.max_retries or call.cancelled or not call.future.done():
                 return call
             status, payload = call.future.result()
-            if status == "ok" or not r.retries_error(getattr(payload, "kind", "exception"), getattr(payload, "type", "")):
+            if status == "ok" or not _retried(r, getattr(payload, "kind", ErrorKind.EXCEPTION), getattr(payload, "type", "")):
                 return call
             why = f"{payload.type}: {payload.message}"
-            failure = (getattr(payload, "kind", "exception"), payload.type, payload.message)
+            failure = (getattr(payload, "kind", ErrorKind.EXCEPTION), payload.type, payload.message)
         except PoolError as exc:
-            if r is None or attempt >= r.max_retries or call.cancelled or not r.retries_error(exc.kind, ""):
+            if r is None or attempt >= r.max_retries or call.cancelled or not _retried(r, exc.kind, ""):
                 raise
             why = str(exc)
             failure = (exc.kind, exc.info.type, str(exc))
@@ -47,6 +48,15 @@ async def run_with_retries(pool: Any, call: Any, once: Any) -> Any:
                        text=f"call {call.id} failed ({why[:300]}); retry {attempt} of {r.max_retries} in {delay:g}s")
         await asyncio.sleep(delay)
         _reset(call)
+
+
+def _retried(r: Retries, kind: str, type_name: str) -> bool:
+    """Whether the policy retries a failure: an infrastructure one (crash, timeout) always, an
+    exception of the endpoint's own code when `on=` names its type."""
+    known = ErrorKind.parse(kind)
+    if isinstance(known, ErrorKind) and known.retried_by_default:
+        return True
+    return kind == ErrorKind.EXCEPTION and r.retries_exception(type_name)
 
 
 def is_cuda_oom(info: Any) -> bool:
@@ -71,7 +81,7 @@ async def _move_on_cuda_oom(pool: Any, call: Any) -> Any:
         return None
     here, there = pool.spec.gpu_label, nxt.spec.gpu_label
     pool.stats.gpu_fallbacks = getattr(pool.stats, "gpu_fallbacks", 0) + 1
-    call.retries.append({"attempt": len(call.retries) + 1, "kind": "cuda-oom", "type": payload.type,
+    call.retries.append({"attempt": len(call.retries) + 1, "kind": ErrorKind.CUDA_OOM, "type": payload.type,
                          "message": payload.message[:300], "gpu": here, "moved_to": there})
     pool.logs.emit(endpoint=pool.name, stream="system", tag=call.tag,
                    text=f"call {call.id} ran out of GPU memory on {here} ({payload.type}); moving it to {there} (gpu fallback list)")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..endpoint import IN_RUNTIME_ENV
 from ..protocol.envvars import PROJECT as PROJECT_ENV
 from ..protocol.errors import ErrorInfo, Frame
+from ..protocol.kinds import ErrorKind
 from ..protocol.version import __version__
 from ..spec.endpoint_spec import EndpointSpec
 from ..worker.forkserver import ForkServer, wanted_preloads
@@ -359,7 +360,7 @@ class Runtime:
                     cached_by_key[env.key] = cached_by_key.get(env.key, True) and cached
                 except InstallFailed as exc:
                     raise DeployRefused(
-                        ErrorInfo("InstallError", str(exc), exc.output[-4000:], [Frame(rel, line, "@endpoint", "", True)], kind="deploy")
+                        ErrorInfo("InstallError", str(exc), exc.output[-4000:], [Frame(rel, line, "@endpoint", "", True)], kind=ErrorKind.DEPLOY)
                     ) from None
                 if env not in envs:
                     envs.append(env)
@@ -398,13 +399,13 @@ class Runtime:
                 proj.scanner = None
                 raise DeployRefused(
                     ErrorInfo("DeployTimeout", f"importing the new code took over {self.scan_timeout:g}s; "
-                              "move slow work (model loads) out of module level into setup() or keep()", "", kind="deploy")
+                              "move slow work (model loads) out of module level into setup() or keep()", "", kind=ErrorKind.DEPLOY)
                 ) from None
             except PoolError as exc:
                 proj.scanner = None
                 if attempt == 0:
                     continue
-                raise DeployRefused(ErrorInfo("ImportCrashed", f"importing the new code crashed the process: {exc}", "", kind="deploy")) from None
+                raise DeployRefused(ErrorInfo("ImportCrashed", f"importing the new code crashed the process: {exc}", "", kind=ErrorKind.DEPLOY)) from None
             if reply["op"] == "fatal" or (reply["op"] == "scan_error" and not scanner.imported):
                 # the scanner itself failed, or its first import did: it has no generation to go
                 # back to (the refused one's folder is dropped), so the next deploy starts a fresh one
@@ -412,7 +413,7 @@ class Runtime:
                 proj.scanner = None
             if reply["op"] in ("scan_error", "fatal"):
                 info = ErrorInfo.from_dict(reply["error"])
-                info.kind = "deploy"
+                info.kind = ErrorKind.DEPLOY
                 raise DeployRefused(info)
             scanner.imported = True  # a generation to roll back to from now on
             if reply.get("restart"):

@@ -19,10 +19,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Retries", "MAX_RETRIES", "INFRA_KINDS"]
+__all__ = ["Retries", "MAX_RETRIES"]
 
 MAX_RETRIES = 10
-INFRA_KINDS = ("crash", "timeout")  # what the runtime retries by default
+# Which failures are infrastructure ones, retried by default, is the error kind's to say
+# (protocol/kinds.py ErrorKind.retried_by_default); server/retrying.py asks both.
 
 
 @dataclass(frozen=True, init=False)
@@ -56,11 +57,8 @@ class Retries:
         """Seconds to wait before retry number `attempt` (1-based)."""
         return min(self.backoff * self.backoff_coefficient ** (attempt - 1), self.max_backoff)
 
-    def retries_error(self, kind: str, type_name: str) -> bool:
-        if kind in INFRA_KINDS:
-            return True
-        if kind != "exception":
-            return False
+    def retries_exception(self, type_name: str) -> bool:
+        """Whether an exception of the endpoint's own code (its qualified type name) is retried."""
         return any(type_name == n or type_name.rsplit(".", 1)[-1] == n for n in self.on)
 
     def to_dict(self) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from ..protocol import wire
 from ..endpoint import IN_RUNTIME_ENV, Endpoint, bad_arguments
 from ..protocol.errors import CallCancelled, ErrorInfo, error_info
 from ..protocol.ipc import Channel
+from ..protocol.kinds import ErrorKind
 from ..protocol.jsontypes import ArgumentError, convert_arguments, param_schemas
 from .debug import ATTACH_TIMEOUT_S, Debugger
 from .reload import CodeLoader, module_for, shadowed_stdlib
@@ -419,7 +420,7 @@ class Worker:
         except CallCancelled as exc:
             sys.stdout.flush()
             sys.stderr.flush()
-            self._send_error(cid, started, ErrorInfo("CallCancelled", str(exc), "", kind="cancelled"))
+            self._send_error(cid, started, ErrorInfo("CallCancelled", str(exc), "", kind=ErrorKind.CANCELLED))
         except BaseException as exc:  # noqa: BLE001 - user code: every failure goes back
             self.debugger.post_mortem(exc)  # under a debugger: stops at the raising line first
             sys.stdout.flush()
@@ -500,7 +501,7 @@ class Worker:
 class _BadRequest(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.info = ErrorInfo("TypeError", message, message, kind="bad-request")
+        self.info = ErrorInfo("TypeError", message, message, kind=ErrorKind.BAD_REQUEST)
 
 
 def _shadow_error(shadows: list[tuple[str, str]]) -> ErrorInfo:
@@ -517,7 +518,7 @@ def _shadow_error(shadows: list[tuple[str, str]]) -> ErrorInfo:
         f"{'' if rel.endswith('/__init__.py') else '.py'}) and update its imports{others}"
     )
     frames = [Frame(r, 1, "<module>", "", True) for r, _ in shadows]
-    return ErrorInfo("ShadowedModule", message, message, frames, kind="deploy")
+    return ErrorInfo("ShadowedModule", message, message, frames, kind=ErrorKind.DEPLOY)
 
 
 def _is_generator(fn: Any) -> bool:
