@@ -22,6 +22,7 @@ from ..protocol import wire
 from ..protocol.errors import CallWasCancelled, SlipstreamError
 from ..protocol.kinds import CallState, ErrorKind
 from ..endpoint import Form
+from .waiting import FULL, until_room
 
 if TYPE_CHECKING:
     from .client import RuntimeClient
@@ -153,8 +154,7 @@ def spawn_one(ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: d
     body = wire.dumps_bytes({"args": list(args), "kwargs": with_secrets(ep, kwargs, session.root)})
 
     def post(client: RuntimeClient) -> FunctionCall:
-        delay = 0.05
-        while True:
+        def attempt() -> Any:
             r = client._request("POST", call_path(ep.name, client.project).removesuffix("/call") + "/spawn",
                                 params={"method": method} if method else None, content=body,
                                 headers={"content-type": wire.CONTENT_TYPE})
@@ -164,8 +164,9 @@ def spawn_one(ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: d
                 raise UnknownEndpoint(_message(r))
             if r.status_code != 429:
                 raise SlipstreamError(f"spawning {ep.name} failed ({r.status_code}): {_message(r)}")
-            time.sleep(delay)  # the queue is full: wait for room rather than fail
-            delay = min(delay * 2, 2.0)
+            return FULL
+
+        return until_room(attempt)  # the queue is full: wait for room rather than fail (waiting.py)
 
     return session._with_retry(ep, post)
 

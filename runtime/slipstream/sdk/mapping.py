@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol.errors import MapError, Overloaded
 from ..protocol.kinds import ErrorKind
+from .waiting import FULL, until_room, until_room_async
 from .progress import MapProgress, enabled, known_total
 from .secretvals import with_secrets
 
@@ -192,16 +192,14 @@ def map_calls(
     timeout = ep.spec.timeout + 30
 
     def one(args: tuple[Any, ...]) -> Any:
-        delay = 0.05
-        while True:
+        def attempt() -> Any:
             try:
                 out = session._with_retry(ep, lambda c: c.call(ep.name, method, args, kwargs, timeout=timeout))
             except Overloaded:
-                out = None
-            if out is not None and not (out.error and out.error.kind == ErrorKind.OVERLOADED):
-                return session._finish(ep, out)
-            time.sleep(delay)  # a batch waits for room rather than failing on a full queue
-            delay = min(delay * 2, 2.0)
+                return FULL
+            return FULL if out.error and out.error.kind == ErrorKind.OVERLOADED else out
+
+        return session._finish(ep, until_room(attempt))  # a batch waits for room rather than failing (waiting.py)
 
     before = (session.busy_s, session.spend_usd)
     b = _batch(session, ep, order_outputs, return_exceptions, total, what)
@@ -241,13 +239,13 @@ async def map_calls_async(
     before = (session.busy_s, session.spend_usd)
 
     async def one(args: tuple[Any, ...]) -> Any:
-        delay = 0.05
-        while True:
+        async def attempt() -> Any:
             try:
                 return await session.call_async(ep, method, args, kwargs)
             except Overloaded:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                return FULL
+
+        return await until_room_async(attempt)
 
     def start(args: tuple[Any, ...]) -> asyncio.Task[Any]:
         return asyncio.ensure_future(one(args))
