@@ -103,6 +103,9 @@ def _say(msg: str) -> None:
     print(f"slipstream: {msg}", file=sys.stderr, flush=True)
 
 
+# The helper runs alone on the host, without Slipstream: the variable names it uses come along.
+_HELPER_PRELUDE = f"class envvars:\n    TOKEN = {envvars.TOKEN!r}\n    RUNTIME_URL = {envvars.RUNTIME_URL!r}\n"
+
 # The program run on the host by its own Python (stdlib only, read from stdin: `python3 - OP`).
 # It prints one JSON line. The token it prints travels back over SSH's stdout only.
 _HOST_HELPER = r'''
@@ -276,7 +279,8 @@ class SshLink:
         return r
 
     def helper(self, python: str, *args: str) -> dict[str, Any]:
-        r = self.run(" ".join([shlex.quote(python), "-", *map(shlex.quote, args)]), input=_HOST_HELPER.encode())
+        r = self.run(" ".join([shlex.quote(python), "-", *map(shlex.quote, args)]),
+                     input=(_HELPER_PRELUDE + _HOST_HELPER).encode())
         try:
             return json.loads(r.stdout.decode().strip().splitlines()[-1])
         except (ValueError, IndexError):
