@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from slipstream.errors import ErrorKind
 
@@ -152,7 +152,7 @@ class Runner:
                 method=method,
                 gpu=gpu,
                 startedAt=time.time(),
-                **await self._runtime_of(uri, endpoint),
+                **await self._runtime_of(uri, endpoint),  # type: ignore[typeddict-item]  # {} or {"runtime": name}
             ),
         )
         path = uri_to_path(uri)
@@ -175,7 +175,7 @@ class Runner:
         )
         live.stop()
         for entry in result["logs"][live.sent :]:  # what the live tail did not deliver
-            stream = "stderr" if entry.get("stream") == "stderr" else "stdout"
+            stream: Literal["stdout", "stderr"] = "stderr" if entry.get("stream") == "stderr" else "stdout"
             self.notify(NOTIFY_RUN_LOG, RunLog(runId=run_id, stream=stream, text=entry["text"]))
         if reply.get("runtime"):  # several runtimes: the card names the one that ran it
             result["runtime"] = reply["runtime"]
@@ -206,7 +206,7 @@ class Runner:
                 return {"ok": False, "error": {"type": "MissingSecret", "message": str(exc), "traceback": ""}}
         routed = root is not None and self.routing.entries(root) is not None  # several runtimes (routed.py)
         route = None
-        if routed and self.routing.specs.get(root):
+        if routed and root is not None and self.routing.specs.get(root):
             route = await self._route(root, endpoint)  # no runtime has its GPU: fails before any deploy
             if isinstance(route, dict):
                 return route
@@ -227,7 +227,7 @@ class Runner:
                         else [],
                     },
                 }
-        if routed:
+        if routed and root is not None:
             route = await self._route(root, endpoint)
             if isinstance(route, dict):
                 return route
@@ -519,7 +519,7 @@ class _LiveLogs:
             if self._stop.is_set():
                 return  # the result's logs carry the rest
             self.sent += 1
-            self.notify(NOTIFY_RUN_LOG, RunLog(runId=self.run_id, stream=stream, text=text))
+            self.notify(NOTIFY_RUN_LOG, RunLog(runId=self.run_id, stream="stderr" if stream == "stderr" else "stdout", text=text))
 
         def tail() -> None:
             try:
