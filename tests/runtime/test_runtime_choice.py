@@ -83,3 +83,21 @@ def test_slipstream_run_leaves_a_runtimes_table_to_route(tmp_path, runtime):
     assert p.returncode == 0, p.stderr
     assert f"RAN ON {runtime.url}\n" in p.stdout, p.stdout + p.stderr
     assert "SLIPSTREAM_RUNTIME_URL is set" not in p.stderr
+
+
+def test_slipstream_toml_is_parsed_once_for_a_session_and_an_edit_is_seen(runtime, project_factory, monkeypatch):
+    """A session's start (root, project key, runtime choice, client) and its first sync each read
+    slipstream.toml: parsed once while it is unchanged (it was parsed at every ask)."""
+    import tomllib
+
+    from slipstream.sdk import config
+
+    proj = project_factory(runtime, {"toml_app.py": "from slipstream import endpoint\n\n@endpoint\ndef twice(x):\n    return 2 * x\n"})
+    text = (proj.root / "slipstream.toml").read_text()
+    parses = []
+    real = tomllib.loads
+    monkeypatch.setattr(tomllib, "loads", lambda s, **kw: (parses.append(s == text), real(s, **kw))[1])
+    assert proj.module("toml_app").twice(21) == 42
+    assert parses.count(True) == 1, f"slipstream.toml parsed {parses.count(True)} times"
+    (proj.root / "slipstream.toml").write_text(text.replace('name = "test"', 'name = "renamed"'))
+    assert config.load_project(proj.root).name == "renamed", "an edit is read again"

@@ -11,7 +11,7 @@ import os
 import re
 import socket
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -171,10 +171,32 @@ def import_paths(root: str | os.PathLike[str], extra: list[str | os.PathLike[str
     return out
 
 
+_parsed: dict[tuple[str, Any], ProjectConfig] = {}  # (root, the file's stat) -> its config
+
+
 def load_project(root: Path) -> ProjectConfig:
-    data: dict[str, Any] = {}
+    """The project's slipstream.toml (defaults without one); ValueError for one that does not
+    parse. Parsed once while the file is unchanged: a session's start, its sync and the CLI ask
+    for it many times (an edit is seen at once: its size or mtime changes)."""
     cfg = root / CONFIG_NAME
-    if cfg.is_file():
+    try:
+        st = cfg.stat()
+        stamp: Any = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        stamp = None
+    key = (str(root), stamp)
+    hit = _parsed.get(key)
+    if hit is None:
+        hit = _parse_project(root, cfg if stamp is not None else None)
+        if len(_parsed) > 64:
+            _parsed.clear()
+        _parsed[key] = hit
+    return replace(hit, exclude=list(hit.exclude), include=list(hit.include))  # callers may not change ours
+
+
+def _parse_project(root: Path, cfg: Path | None) -> ProjectConfig:
+    data: dict[str, Any] = {}
+    if cfg is not None and cfg.is_file():
         try:
             data = tomllib.loads(cfg.read_text())
         except tomllib.TOMLDecodeError as exc:
