@@ -72,3 +72,22 @@ def test_what_the_decorator_refuses_it_refuses_at_import_saying_what_to_write(tm
     with pytest.raises(TypeError) as err:
         __import__("refused_app")
     assert says in str(err.value)
+
+
+SAMPLES = dict(name="p", gpu="H100", workers=(1, 3), concurrency=2, timeout=120, idle_timeout=30,
+               dependencies=["diffusers>=0.30"], env={"HF_HUB_OFFLINE": "1"}, example={"prompt": "x"},
+               retries=2, secrets=["HF_TOKEN"], runtime="box")
+
+
+def test_every_parameter_survives_the_trip_to_the_runtime():
+    """What the decorator takes reaches the runtime: a spec sent as JSON (to_dict) and rebuilt
+    there (from_dict) keeps every parameter of the table, a new one too (add it to SAMPLES)."""
+    import json
+
+    from slipstream.spec.endpoint_spec import EndpointSpec, build_spec
+
+    assert set(SAMPLES) == set(DEFAULTS), "give each parameter of the table a value that is not its default"
+    spec = build_spec("fn", **SAMPLES)
+    back = EndpointSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert back == spec
+    assert back != build_spec("fn", name="p"), "the samples are not the defaults"

@@ -165,7 +165,7 @@ class EndpointSpec:
                 data.get("workers_min", 0),
                 data.get("workers_max", DEFAULTS["workers"]),
             )
-        for key in ("concurrency", "timeout", "idle_timeout", "dependencies", "env", "example", "retries", "secrets", "runtime"):
+        for key in DEFAULTS.keys() - {"name", "gpu", "workers"}:  # the rest: as the decorator takes them
             if key in data:
                 kwargs[key] = data[key]
         return build_spec(data["name"], **kwargs)
