@@ -13,7 +13,7 @@ import socket
 import ssl
 import struct
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = ["Channel", "ServerSide", "encode_header", "recv_exact", "recv_into", "PREFIX"]
@@ -22,7 +22,7 @@ PREFIX = struct.Struct("<IQ")
 MAX_HEADER = 16 * 1024 * 1024
 
 
-def encode_header(header: dict[str, Any], body_len: int) -> bytes:
+def encode_header(header: Mapping[str, Any], body_len: int) -> bytes:
     raw = json.dumps(header, separators=(",", ":")).encode()
     return PREFIX.pack(len(raw), body_len) + raw
 

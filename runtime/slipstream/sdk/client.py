@@ -27,6 +27,7 @@ from ..protocol.errors import (
     SlipstreamError,
 )
 from ..protocol.kinds import ErrorKind
+from ..protocol.messages import CommitReply, EndpointStatus
 from ..protocol import envvars
 
 __all__ = ["RuntimeClient", "CallOutcome", "UnknownEndpoint", "RuntimeRestarted"]
@@ -207,7 +208,7 @@ class RuntimeClient:
         self.runtime_id = h.get("runtime_id")
         return h
 
-    def endpoints(self, project: str | None = None) -> list[dict[str, Any]]:
+    def endpoints(self, project: str | None = None) -> list[EndpointStatus]:
         """Every endpoint on the runtime (each names its project), or one project's."""
         return self.status(project)["endpoints"]
 
@@ -273,7 +274,7 @@ class RuntimeClient:
             raise DeployError(_message(r), type="UploadRefused")
 
     def commit(self, files: dict[str, str], entries: list[str], project: str | None = None, paths: list[str] | None = None,
-               *, blobs: dict[str, bytes] | None = None, report_missing: bool = False) -> dict[str, Any]:
+               *, blobs: dict[str, bytes] | None = None, report_missing: bool = False) -> CommitReply:
         """Deploy these files as the project's new generation (only its endpoints change);
         paths: the folders (relative to the root) its modules are imported from. blobs: files'
         bytes sent along (small edits); report_missing: MissingBlobs instead of a refusal when

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..protocol import wire
 from ..protocol.ipc import PREFIX, encode_header, recv_exact, send_chunks
+from ..protocol.messages import ReplyHeader, call_header
 from ..protocol.wire import parse_records
 
 __all__ = ["DataClient", "AsyncDataClient", "parse_records", "CONNECT_TIMEOUT", "HANDSHAKE_TIMEOUT"]
@@ -81,10 +82,11 @@ class DataClient:
         self._busy[s] = None
         try:
             s.settimeout(timeout)
-            header = {"token": self.token, "endpoint": endpoint, "method": method, "project": project}
+            header = call_header(self.token, endpoint, method, project)
             send_chunks(s, [encode_header(header, wire.frame_length(chunks)), *chunks])
             hlen, blen = PREFIX.unpack(recv_exact(s, PREFIX.size))
-            status = json.loads(recv_exact(s, hlen)).get("status", 500)
+            reply: ReplyHeader = json.loads(recv_exact(s, hlen))
+            status = reply.get("status", 500)
             body = recv_exact(s, blen)
         except BaseException:
             s.close()  # Ctrl-C, a timeout, an error: the runtime sees the close and cancels the call
@@ -140,14 +142,15 @@ class AsyncDataClient:
 
     async def _call(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:
         reader, writer = conn
-        header = {"token": self.token, "endpoint": endpoint, "method": method, "project": project}
+        header = call_header(self.token, endpoint, method, project)
         try:
             writer.write(encode_header(header, wire.frame_length(chunks)))
             for c in chunks:
                 writer.write(c)
             await writer.drain()
             hlen, blen = PREFIX.unpack(await asyncio.wait_for(reader.readexactly(PREFIX.size), timeout))
-            status = json.loads(await reader.readexactly(hlen)).get("status", 500)
+            reply: ReplyHeader = json.loads(await reader.readexactly(hlen))
+            status = reply.get("status", 500)
             body = bytearray(await reader.readexactly(blen)) if blen else bytearray()
         except BaseException:
             writer.close()

@@ -18,6 +18,7 @@ from .config import find_project_root, load_project, project_key
 from ..protocol.envvars import TOKEN
 from ..protocol.errors import DeployError, SlipstreamError
 from ..protocol.kinds import ErrorKind
+from ..protocol.messages import EndpointInfo
 from .sync import SyncResult, is_ignored, sync_project
 
 __all__ = ["run_dev", "DevState", "create_dev_app", "openapi_for", "watch_filter"]
@@ -36,7 +37,7 @@ class DevState:
         self.client = client
         self.routed = routed  # several runtimes ([runtimes] in slipstream.toml): routing.RoutedClients
         self.root = root
-        self.endpoints: list[dict[str, Any]] = []
+        self.endpoints: list[EndpointInfo] = []
         self.generation: str | None = None
         self.last_error: str | None = None
         self.warned: set[tuple[Any, str]] = set()
@@ -105,7 +106,7 @@ def watch_filter(root: Path):
     return allowed
 
 
-def openapi_for(endpoints: list[dict[str, Any]], title: str) -> dict[str, Any]:
+def openapi_for(endpoints: list[EndpointInfo], title: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     components: dict[str, Any] = {}
     for e in endpoints:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import find_project_root, import_paths, load_project, project_key
 from ..protocol.errors import DeployError, SlipstreamError
+from ..protocol.messages import CommitReply, EndpointInfo
 
 if TYPE_CHECKING:
     from .client import RuntimeClient
@@ -55,7 +56,7 @@ class SyncResult:
     changed: list[str]
     uploaded: int
     duration_ms: float
-    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    endpoints: list[EndpointInfo] = field(default_factory=list)
     unchanged: bool = False
     reexecuted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -112,7 +113,7 @@ def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
 _INSTALL_NEWS = ("Collecting", "Downloading", "Installing collected", "Successfully installed", "ERROR", "error:")
 
 
-def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries: list[str], progress: Callable[[str], None], project: str | None = None, paths: list[str] | None = None, **kw: Any) -> dict[str, Any]:
+def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries: list[str], progress: Callable[[str], None], project: str | None = None, paths: list[str] | None = None, **kw: Any) -> CommitReply:
     """Commit; if it is still running after a moment, relay the runtime's install/system lines."""
     started = time.time()
     with ThreadPoolExecutor(1) as ex:
@@ -257,7 +258,7 @@ def _sync_once(client: RuntimeClient, root: str | os.PathLike[str], progress: Ca
             raise _ChangedWhileSyncing(by_sha[sha])
         return data
 
-    def commit(blobs: dict[str, bytes] | None, report_missing: bool = True) -> dict[str, Any]:
+    def commit(blobs: dict[str, bytes] | None, report_missing: bool = True) -> CommitReply:
         kw: dict[str, Any] = {"blobs": blobs, "report_missing": report_missing}
         if progress:
             return _commit_with_progress(client, files, entries, progress, key, paths, **kw)

@@ -266,7 +266,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
     @app.get("/v1/endpoints/{name}", summary="One endpoint's pool state and stats")
     async def endpoint_info(name: str, project: str | None = Query(None, max_length=80)) -> Any:
         try:
-            return _describe(rt, rt.pool(name, project))
+            return rt.pool(name, project).describe()
         except (LookupError, ValueError) as exc:
             return lookup_error_reply(exc) if isinstance(exc, LookupError) else error_reply(400, "BadProject", str(exc))
 
@@ -432,10 +432,6 @@ def _split_batch(body: bytes) -> list[tuple[str, bytes]]:
         pos += n
     return out
 
-
-
-def _describe(rt: Runtime, pool: Any) -> dict[str, Any]:
-    return {**pool.describe(), "project": getattr(pool, "project", None)}
 
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from ..protocol import shm, wire
 from ..protocol.ipc import PREFIX, encode_header, recv_exact, recv_into, send_chunks
 from ..protocol.kinds import ErrorKind
+from ..protocol.messages import CallHeader, ReplyHeader
 from .idle import counted
 from .pools import Call, PoolError
 
@@ -107,7 +108,7 @@ class DataServer:
                     self._reply(conn, 413, _error_record("PayloadTooLarge", f"message too large ({what})", ErrorKind.BAD_REQUEST))
                     return
                 try:
-                    header = json.loads(recv_exact(conn, hlen))
+                    header: CallHeader = json.loads(recv_exact(conn, hlen))
                 except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
                     self._reply(conn, 400, _error_record("BadRequest", "message header is not JSON", ErrorKind.BAD_REQUEST))
                     return
@@ -136,7 +137,7 @@ class DataServer:
             with self._lock:
                 self._open -= 1
 
-    async def _call(self, header: dict[str, Any], body: Any, shm_ref: dict | None, conn: socket.socket | None = None) -> tuple[int, list[Any]]:
+    async def _call(self, header: CallHeader, body: Any, shm_ref: dict | None, conn: socket.socket | None = None) -> tuple[int, list[Any]]:
         from .replies import error_records, sdk_records
         from .service import AmbiguousEndpoint
 
@@ -162,7 +163,8 @@ class DataServer:
     @staticmethod
     def _reply(conn: socket.socket, status: int, chunks: list[Any]) -> None:
         size = sum(memoryview(c).nbytes for c in chunks)
-        send_chunks(conn, [encode_header({"status": status}, size), *chunks])
+        reply: ReplyHeader = {"status": status}
+        send_chunks(conn, [encode_header(reply, size), *chunks])
 
     async def close(self) -> None:
         self._closing = True

@@ -22,6 +22,7 @@ from ..protocol import shm
 from ..protocol.errors import ErrorInfo
 from ..protocol.ipc import ServerSide
 from ..protocol.kinds import ErrorKind, WorkerState
+from ..protocol.messages import EndpointStatus
 from ..spec.catalog import cost as price_cost
 from ..spec.endpoint_spec import EndpointSpec
 from .backend import Backend, GpuFallbacks, Placement
@@ -632,7 +633,8 @@ class Pool:
         await asyncio.gather(*(w.handle.stop() for w in self.workers), return_exceptions=True)
         self.workers.clear()
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> EndpointStatus:
+        """The endpoint with its pool (GET /v1/endpoints/{name}; each of /v1/status's endpoints)."""
         lat = sorted(self.stats.latencies)
 
         def pct(p: float) -> float | None:
@@ -695,6 +697,7 @@ class Pool:
                 "p50_ms": pct(0.5),
                 "p99_ms": pct(0.99),
             },
+            "project": self.project,
         }
 
     def _public_state(self, w: _WState) -> WorkerState:

@@ -20,6 +20,7 @@ from ..endpoint import IN_RUNTIME_ENV
 from ..protocol.envvars import PROJECT as PROJECT_ENV
 from ..protocol.errors import ErrorInfo, Frame
 from ..protocol.kinds import ErrorKind
+from ..protocol.messages import CommitReply, commit_endpoint
 from ..protocol.version import __version__
 from ..spec.endpoint_spec import EndpointSpec
 from ..worker.forkserver import ForkServer, wanted_preloads
@@ -191,7 +192,7 @@ class Runtime:
         """GET /v1/endpoints: every endpoint (each naming its project), the projects, the spend."""
         projects = [self.project(project)] if project else self.deployed()
         return {
-            "endpoints": [{**pool.describe(), "project": p.key} for p in projects for pool in p.pools.values()],
+            "endpoints": [pool.describe() for p in projects for pool in p.pools.values()],
             "projects": [p.describe() for p in projects],
             "spend": projects[0].spend() if project else self.spend(),
             "runtime": self.health(),
@@ -290,7 +291,7 @@ class Runtime:
             self.store.put(sha, data)
 
     async def commit(self, files: dict[str, str], entries: list[str], project: str | None = None, paths: list[str] | None = None,
-                     routing: str | None = None) -> dict[str, Any]:
+                     routing: str | None = None) -> CommitReply:
         """Deploy a project's files; only that project's endpoints change. ValueError: bad key.
         routing: the project's routing table when it runs on several runtimes (sdk/routing.py)."""
         proj = self.project(project, create=True)
@@ -327,7 +328,7 @@ class Runtime:
             proj.logs.emit(stream="system", text=f"deployed {proj.key} {gen.id}: {len(changed)} file(s) changed")
             return self._commit_reply(proj, gen, changed, scan, started)
 
-    def _commit_reply(self, proj: Project, gen: Generation, changed: list[str], scan: dict[str, Any], started: float, unchanged: bool = False) -> dict[str, Any]:
+    def _commit_reply(self, proj: Project, gen: Generation, changed: list[str], scan: dict[str, Any], started: float, unchanged: bool = False) -> CommitReply:
         return {
             "project": proj.key,
             "generation": gen.id,
@@ -336,10 +337,7 @@ class Runtime:
             "reexecuted": scan.get("reexecuted", []),
             "restart": scan.get("restart", ""),
             "installs": scan.get("installs", []),
-            "endpoints": [
-                {k: e.get(k) for k in ("name", "module", "file", "line", "kind", "methods", "generator", "streams", "signature", "schemas", "doc", "spec", "warnings", "gpu", "note", "unavailable")}
-                for e in scan.get("endpoints", [])
-            ],
+            "endpoints": [commit_endpoint(e) for e in scan.get("endpoints", [])],
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         }
 

@@ -33,6 +33,7 @@ from ..endpoint import IN_RUNTIME_ENV, Endpoint, bad_arguments
 from ..protocol.errors import CallCancelled, ErrorInfo, error_info
 from ..protocol.ipc import Channel
 from ..protocol.kinds import ErrorKind
+from ..protocol.messages import EndpointInfo, ParamInfo
 from ..protocol.jsontypes import ArgumentError, convert_arguments, param_schemas
 from .debug import ATTACH_TIMEOUT_S, Debugger
 from .reload import CodeLoader, module_for, shadowed_stdlib
@@ -242,7 +243,7 @@ class Worker:
         if report.mode == "restart":
             self.ch.send({"op": "scanned", "restart": report.reason, "endpoints": []})
             return
-        found: list[dict[str, Any]] = []
+        found: list[EndpointInfo] = []
         try:
             for rel in h.get("entries", []):
                 mod_name = module_for(rel, h["manifest"], self.loader.paths)
@@ -533,7 +534,8 @@ def _find(mod: Any, name: str) -> Endpoint | None:
     return next((e for e in _endpoints_in(mod) if e.name == name), None)
 
 
-def _describe(ep: Endpoint, mod_name: str, rel: str) -> dict[str, Any]:
+def _describe(ep: Endpoint, mod_name: str, rel: str) -> EndpointInfo:
+    """The endpoint as the runtime and the SDK see it (the "scanned" reply; see EndpointInfo)."""
     try:
         line = inspect.getsourcelines(ep.target)[1]
     except (OSError, TypeError):
@@ -560,11 +562,11 @@ def _describe(ep: Endpoint, mod_name: str, rel: str) -> dict[str, Any]:
     }
 
 
-def _signatures(ep: Endpoint, defs: dict[str, Any]) -> dict[str, Any]:
+def _signatures(ep: Endpoint, defs: dict[str, Any]) -> dict[str, list[ParamInfo]]:
     targets = {m: getattr(ep.target, m) for m in ep.methods()} if ep.is_class else {"": ep.target}
     out = {}
     for m, fn in targets.items():
-        params = []
+        params: list[ParamInfo] = []
         sig = inspect.signature(fn)
         schemas = param_schemas(fn, defs)
         for p in list(sig.parameters.values())[(1 if ep.is_class else 0) :]:
