@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from ..protocol import shm, wire
 from ..protocol.errors import ErrorInfo
+from ..protocol.kinds import TRACKED_WORKER_STATES, ErrorKind
 from ..protocol.version import __version__
 from .pools import Call, PoolError
 from .replies import (
@@ -251,7 +252,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
             info = exc.info
             where = next((f for f in reversed(info.frames) if f.in_project), None)
             return error_reply(
-                422, info.type, info.message, kind="deploy", traceback=info.traceback,
+                ErrorKind.DEPLOY.http_status, info.type, info.message, kind=ErrorKind.DEPLOY, traceback=info.traceback,
                 frames=[vars(f) for f in info.frames],
                 file=where.file if where else None, line=where.line if where else None,
             )
@@ -518,7 +519,7 @@ def _prometheus(rt: Runtime) -> str:
         series["slipstream_cost_usd_total"].append(f"{{{lab}}} {s.cost_usd:.8f}")
         series["slipstream_queue_depth"].append(f"{{{lab}}} {len(p.queue)}")
         series["slipstream_reloads_total"].append(f"{{{lab}}} {s.reloads}")
-        for state in ("starting", "warm", "busy", "retiring"):
+        for state in TRACKED_WORKER_STATES:
             n = sum(1 for w in p.workers if w.state == state)
             series["slipstream_workers"].append(f'{{{lab},state="{state}"}} {n}')
         for w in p.workers:
