@@ -6,6 +6,7 @@ import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from pygls.uris import from_fs_path, to_fs_path
+
 from slipstream.sdk import envvars
 
 __all__ = [

@@ -15,9 +15,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slipstream.sdk import envvars
+
 from .protocol import RoutedRuntime, RuntimeGpu
 from .runtime import gpu_inventory
-from slipstream.sdk import envvars
 
 if TYPE_CHECKING:
     from slipstream.sdk.routing import Route, Router, RuntimeEntry

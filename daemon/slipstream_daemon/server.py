@@ -20,6 +20,8 @@ from typing import Any, BinaryIO
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
+from slipstream.sdk import envvars
+
 from . import __version__, protocol
 from .actions import code_actions, findings
 from .costs import CostBook
@@ -35,7 +37,6 @@ from .routed import EditorRouting, known_endpoints, routing_actions, routing_fin
 from .runs import Runner
 from .runtime import RuntimeManager
 from .swap import model_alternatives, swap_edits
-from slipstream.sdk import envvars
 
 __all__ = ["SlipstreamServer", "create_server", "main"]
 

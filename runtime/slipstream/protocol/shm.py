@@ -10,6 +10,7 @@ import mmap
 import os
 import secrets
 from pathlib import Path
+
 from . import envvars
 
 __all__ = ["THRESHOLD", "available", "SharedBuffer", "attach", "cleanup"]

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..protocol import envvars
+
 __all__ = ["ProjectConfig", "find_project_root", "import_paths", "module_import_root", "package_top", "source_dirs", "shadowing_modules", "load_project", "runtime_from_env", "project_key", "CONFIG_NAME", "PROJECT_ENV"]
 
 CONFIG_NAME = "slipstream.toml"
 PYPROJECT = "pyproject.toml"
 from ..protocol.envvars import PROJECT as PROJECT_ENV  # noqa: E402
-from ..protocol import envvars
 
 
 @dataclass

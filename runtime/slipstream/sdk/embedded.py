@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..protocol.errors import RuntimeUnavailable
 from ..protocol import envvars
+from ..protocol.errors import RuntimeUnavailable
 
 __all__ = ["EmbeddedRuntime"]
 

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import IO, Any
+
 from ..protocol import envvars
 
 __all__ = ["MapProgress", "enabled", "known_total"]

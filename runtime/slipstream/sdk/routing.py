@@ -36,9 +36,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol import envvars
 from ..protocol.errors import RuntimeUnavailable, SlipstreamError
 from .config import CONFIG_NAME, ProjectConfig
-from ..protocol import envvars
 
 __all__ = [
     "EMBEDDED",

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..protocol.errors import RuntimeUnavailable, SlipstreamError
 from ..protocol import envvars
+from ..protocol.errors import RuntimeUnavailable, SlipstreamError
 
 __all__ = ["SshTarget", "SshLink", "SshError", "parse_ssh_url", "is_ssh_url", "link_for", "STATE_DIR_ENV"]
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
+
 from ..protocol import envvars
 
 __all__ = ["Device", "inventory", "matches"]

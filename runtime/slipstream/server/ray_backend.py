@@ -42,6 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import ray
 
+from ..protocol import envvars
 from ..protocol.hosts import is_loopback
 from ..protocol.ipc import PREFIX, ServerSide
 from ..spec.catalog import catalog
@@ -51,7 +52,6 @@ from ..worker import fetch
 from .backend import GpuFallbacks, Placement
 from .gpus import Device
 from .pools import ChannelWorker, exit_reason
-from ..protocol import envvars
 
 __all__ = ["RayBackend", "RayWorker", "ClusterGPU", "ray_types"]
 

@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Callable
 from typing import Any
+
 from ..protocol import envvars
 
 __all__ = ["Debugger", "available"]

@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..protocol.paths import validate_path, validate_sha
 from ..protocol import envvars
+from ..protocol.paths import validate_path, validate_sha
 
 __all__ = ["FetchError", "cache_root", "materialise", "worker_dir"]
 
