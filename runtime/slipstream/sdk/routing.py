@@ -12,7 +12,7 @@ A project names its runtimes in slipstream.toml::
     token_env = "CLOUD_TOKEN"     # where its token is read from (default SLIPSTREAM_TOKEN_CLOUD)
 
 With no [runtimes] table nothing here applies: the project talks to the one runtime
-SLIPSTREAM_RUNTIME_URL or [runtime] url names, else the embedded one (config.runtime_from_env).
+SLIPSTREAM_RUNTIME_URL or [runtime] url names, else the embedded one (runtimes.configured_or_embedded).
 
 The rules (route()):
 1. `@endpoint(..., runtime="gpu-box")` pins an endpoint to that runtime.
