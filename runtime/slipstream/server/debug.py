@@ -32,6 +32,7 @@ from fastapi import Query, Request, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
+from ..protocol.kinds import ErrorKind, WorkerState
 from .failures import PoolError
 from .pools import DEBUG_HOOKS, Call
 
@@ -127,7 +128,7 @@ class DebugSession:
             )
             call.future.set_exception(
                 PoolError(
-                    "cancelled",
+                    ErrorKind.CANCELLED,
                     f"endpoint {pool.name!r}: the debug session ended ({why}) before the call finished; "
                     "its worker was replaced so that nothing stays stopped",
                 )
@@ -164,7 +165,7 @@ def on_worker_message(pool: Any, w: Any, header: dict[str, Any], body: bytearray
             return
         s = DebugSession(pool, w, call, header.get("root", ""), header.get("where", ""))
         call.debug = s
-        w.state = "debugging"  # the pool sends it nothing else until the session ends
+        w.state = WorkerState.DEBUGGING  # the pool sends it nothing else until the session ends
         SESSIONS[s.id] = s
         _bump()
         where = f" at {s.where}" if s.where else ""
@@ -227,7 +228,7 @@ def add_debug_routes(app: Any, rt: Any, max_body: int) -> None:
                 ran.debug_release(w)
             return JSONResponse(
                 {**(spawned.json_reply or {}), **spawned.describe(rt.calls.ttl)},
-                status_code=422 if (spawned.error or {}).get("kind") == "bad-request" else 500,
+                status_code=ErrorKind.BAD_REQUEST.http_status if (spawned.error or {}).get("kind") == ErrorKind.BAD_REQUEST else 500,
             )
         s = ready.result()
         s.spawned = spawned.id

@@ -572,9 +572,9 @@ class Pool:
 
     def debug_release(self, w: _WState) -> None:
         """A debug session on `w` ended with its call finished: it serves calls again."""
-        if w not in self.workers or w.state != "debugging":
+        if w not in self.workers or w.state != WorkerState.DEBUGGING:
             return
-        w.state = WorkerState.BUSY if w.inflight else "warm"
+        w.state = WorkerState.BUSY if w.inflight else WorkerState.WARM
         w.last_active = time.monotonic()
         if w.gen != self.gen.id and not w.inflight:
             self._send_load(w)
@@ -756,7 +756,7 @@ class Pool:
         header: dict[str, Any] = {"op": "call", "id": call.id, "method": call.method, "format": call.fmt}
         if call.debug:
             header["debug"] = True
-            w.state = "debugging"  # nothing else is sent to it until its debug session ends (server/debug.py)
+            w.state = WorkerState.DEBUGGING  # nothing else is sent to it until its debug session ends (server/debug.py)
         if call.stream:
             header["stream"] = True
         body: list[Any] = [call.body]
