@@ -856,11 +856,11 @@ class Pool:
     def _state_of(self, handle: Any) -> _WState | None:
         return next((w for w in self.workers if w.handle is handle), None)
 
-    def _on_worker_message(self, handle: Any, header: dict[str, Any], body: bytearray) -> None:
+    def _on_worker_message(self, handle: Any, header: dict[str, Any], body: bytearray | memoryview) -> None:
         w = self._state_of(handle)
         op = header.get("op")
         if op == "log":
-            call = w.inflight.get(header.get("id")) if w else None
+            call = w.inflight.get(header.get("id", -1)) if w else None
             entry = {"stream": header.get("stream", "stdout"), "text": header.get("text", "")}
             if call is not None:
                 call.logs.append(entry)
@@ -894,7 +894,7 @@ class Pool:
             self._retire(w)
             self._pump()
             return
-        call = w.inflight.get(header.get("id"))
+        call = w.inflight.get(header.get("id", -1))
         if call is None:
             return
         if op == "item":
