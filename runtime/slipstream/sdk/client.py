@@ -446,10 +446,10 @@ class RuntimeClient:
             return _records_outcome(status, body)
         aio = self._async_http()
         params = {"method": method} if method else None
-        body = wire.dumps_bytes({"args": list(args), "kwargs": kwargs})
+        payload = wire.dumps_bytes({"args": list(args), "kwargs": kwargs})
         try:
             r = await aio.post(
-                call_path(endpoint, project), params=params, content=body,
+                call_path(endpoint, project), params=params, content=payload,
                 headers={"content-type": wire.CONTENT_TYPE}, timeout=_timeout(timeout),
             )
         except httpx.TransportError as exc:
