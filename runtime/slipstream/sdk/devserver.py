@@ -51,6 +51,7 @@ class DevState:
                     res = self.routed.sync_each([(e.get("spec", {}).get("gpu") or (), e.get("spec", {}).get("runtime"), e["name"])
                                                  for e in self.endpoints], progress=lambda line: _out(f"  {line}") if line else None)
                 else:
+                    assert self.client is not None  # one runtime: given at start
                     res = sync_project(self.client, self.root, progress=lambda line: _out(f"  {line}") if line else None)
             except DeployError as exc:
                 where = f"{exc.file}:{exc.line}" if exc.file else "deploy"
@@ -172,7 +173,7 @@ def create_dev_app(state: DevState) -> Any:
             f"<ul>{rows}</ul><p><a href='/openapi.json'>openapi.json</a></p>"
         )
 
-    async def call(request: Request) -> JSONResponse:
+    async def call(request: Request) -> Response:
         name = request.path_params["name"]
         method = request.path_params.get("method")
         known = {e["name"]: e for e in state.endpoints}

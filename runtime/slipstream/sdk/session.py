@@ -6,9 +6,9 @@ import asyncio
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .client import CallOutcome, RuntimeClient, UnknownEndpoint
 from .config import (
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from ..endpoint import Endpoint
 
 __all__ = ["Session", "current", "spend"]
+
+_T = TypeVar("_T")
 
 _KIND_TO_ERROR: dict[str, type[SlipstreamError]] = {ErrorKind.CRASH: WorkerCrashed, ErrorKind.TIMEOUT: EndpointTimeout, ErrorKind.OVERLOADED: Overloaded}
 
@@ -114,6 +116,7 @@ class Session:
                 self._sync()
             if ep.variant_of is not None and ep.registered_gen != self.synced_gen:
                 self._register_variant(ep)
+            assert self.client is not None  # one runtime: made above
             return self.client
 
     def _known(self) -> list[tuple[Any, str | None, str]]:
@@ -166,7 +169,7 @@ class Session:
             _say(text)
 
     # --- calls ------------------------------------------------------------------------
-    def _with_retry(self, ep: Endpoint, fn: Any) -> CallOutcome:
+    def _with_retry(self, ep: Endpoint, fn: Callable[[RuntimeClient], _T]) -> _T:
         client = self.ensure(ep)
         aborts = self._aborts
         # a call whose connection was closed on purpose (Ctrl-C) is cancelled, not retried
