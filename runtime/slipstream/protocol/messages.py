@@ -1,7 +1,8 @@
 """The protocol's messages as types: each is built in one place and read with its type.
 
 - CallHeader / ReplyHeader: the JSON header of a data-channel request and of its reply
-  (built by call_header(), read by the server's data channel; sdk/datachannel.py both sides).
+  (built by call_header(), read by the server's data channel; sdk/datachannel.py both sides);
+  call_params(): the same call's query over HTTP (method, tag, stream).
 - EndpointInfo: an endpoint as the worker describes it after importing the code (worker/main.py
   describe_endpoint), plus what the runtime adds (its GPU, a fallback note, why it cannot run).
 - EndpointStatus: an endpoint with its pool and stats (GET /v1/endpoints, /v1/status;
@@ -22,6 +23,7 @@ __all__ = [
     "CallHeader",
     "ReplyHeader",
     "call_header",
+    "call_params",
     "ParamInfo",
     "EndpointInfo",
     "EndpointStatus",
@@ -45,6 +47,20 @@ class CallHeader(TypedDict, total=False):
 
 def call_header(token: str, endpoint: str, method: str | None, project: str | None) -> CallHeader:
     return {"token": token, "endpoint": endpoint, "method": method, "project": project}
+
+
+def call_params(method: str | None, *, tag: str | None = None, stream: bool = False) -> dict[str, str] | None:
+    """The query of an HTTP call (POST .../call or .../spawn) as the runtime's routes read it:
+    stream (generator items as they come, SDK format), method (a class endpoint's), tag (its log
+    lines carry it: GET /v1/logs?tag=); None when there is nothing to say."""
+    params: dict[str, str] = {}
+    if stream:
+        params["stream"] = "true"
+    if method:
+        params["method"] = method
+    if tag:
+        params["tag"] = tag
+    return params or None
 
 
 class ReplyHeader(TypedDict):

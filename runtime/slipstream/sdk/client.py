@@ -27,7 +27,7 @@ from ..protocol.errors import (
     SlipstreamError,
 )
 from ..protocol.kinds import ErrorKind
-from ..protocol.messages import CommitReply, EndpointStatus
+from ..protocol.messages import CommitReply, EndpointStatus, call_params
 from ..protocol import envvars
 
 __all__ = ["RuntimeClient", "CallOutcome", "UnknownEndpoint", "RuntimeRestarted"]
@@ -319,11 +319,8 @@ class RuntimeClient:
     def call_json(self, endpoint: str, kwargs: dict[str, Any] | None = None, method: str | None = None, args: list[Any] | None = None, timeout: float | None = None, tag: str | None = None, project: str | None = None) -> dict[str, Any]:
         """Call with JSON in and the JSON display form out (for editors and scripts).
         With a tag, the call's log lines can be followed live with logs(tag=...)."""
-        params: dict[str, str] | None = {"method": method} if method else None
-        if tag:
-            params = {**(params or {}), "tag": tag}
         r = self._request(
-            "POST", call_path(endpoint, project or self.project), params=params,
+            "POST", call_path(endpoint, project or self.project), params=call_params(method, tag=tag),
             json={"args": args or [], "kwargs": kwargs or {}}, timeout=_timeout(timeout),
         )
         return _json_outcome(r)
@@ -331,10 +328,9 @@ class RuntimeClient:
     async def call_json_async(self, endpoint: str, kwargs: dict[str, Any] | None = None, method: str | None = None, timeout: float | None = None, project: str | None = None) -> dict[str, Any]:
         """call_json for asyncio (the dev server): cancelling it closes the connection, and the
         runtime cancels the call."""
-        params = {"method": method} if method else None
         try:
             r = await self._async_http().post(
-                call_path(endpoint, project or self.project), params=params,
+                call_path(endpoint, project or self.project), params=call_params(method),
                 json={"kwargs": kwargs or {}}, timeout=_timeout(timeout),
             )
         except httpx.ReadTimeout:
@@ -346,10 +342,9 @@ class RuntimeClient:
     async def stream_json_async(self, endpoint: str, kwargs: dict[str, Any] | None = None, method: str | None = None, project: str | None = None) -> AsyncIterator[bytes]:
         """A generator endpoint over the JSON route with streaming: one JSON line per event
         ({"item": ...}, {"log": ...}, then the reply with "ok"), as the worker yields them."""
-        params = {"stream": "true", **({"method": method} if method else {})}
         try:
             async with self._async_http().stream(
-                "POST", call_path(endpoint, project or self.project), params=params,
+                "POST", call_path(endpoint, project or self.project), params=call_params(method, stream=True),
                 json={"kwargs": kwargs or {}}, timeout=_timeout(None),
             ) as r:
                 if r.status_code >= 400:
@@ -401,7 +396,7 @@ class RuntimeClient:
         return self._call_http(endpoint, method, chunks, timeout, project)
 
     def _call_http(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> CallOutcome:
-        params = {"method": method} if method else None
+        params = call_params(method)
         size = wire.frame_length(chunks)
         # one write for small bodies: separate header/body segments meet delayed ACKs (40 ms)
         content: Any = b"".join(chunks) if size < SMALL_BODY else _iter(chunks)
@@ -445,7 +440,7 @@ class RuntimeClient:
                 raise RuntimeUnavailable(f"lost the runtime at {self.url} during the call: {exc}") from None
             return _records_outcome(status, body)
         aio = self._async_http()
-        params = {"method": method} if method else None
+        params = call_params(method)
         payload = wire.dumps_bytes({"args": list(args), "kwargs": kwargs})
         try:
             r = await aio.post(
@@ -488,10 +483,7 @@ class RuntimeClient:
     def _stream_request(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
                         timeout: float | None, project: str | None) -> dict[str, Any]:
         """The streaming POST both `stream` and `stream_async` send."""
-        params: dict[str, Any] = {"stream": "true"}
-        if method:
-            params["method"] = method
-        return {"method": "POST", "url": call_path(endpoint, project or self.project), "params": params,
+        return {"method": "POST", "url": call_path(endpoint, project or self.project), "params": call_params(method, stream=True),
                 "content": wire.dumps_bytes({"args": list(args), "kwargs": kwargs}),
                 "headers": {"content-type": wire.CONTENT_TYPE}, "timeout": _timeout(timeout)}
 

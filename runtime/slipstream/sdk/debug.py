@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol.errors import SlipstreamError
+from ..protocol.messages import call_params
 from .client import RuntimeClient, _timeout
 
 __all__ = [
@@ -53,15 +54,11 @@ def start(
     Returns once a worker with the endpoint loaded waits for a debugger: {"session", "call",
     "remoteRoot", "attach", "worker", ...}. Raises SlipstreamError when the call failed first
     (bad arguments, a failing setup)."""
-    params: dict[str, str] = {}
-    if method:
-        params["method"] = method
-    if tag:
-        params["tag"] = tag
+    params = call_params(method, tag=tag)
     r = client._request(
         "POST",
         _path(endpoint, project or client.project),
-        params=params or None,
+        params=params,
         json={"args": args or [], "kwargs": kwargs or {}},
         timeout=_timeout(timeout),
     )

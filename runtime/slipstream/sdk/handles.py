@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..protocol import wire
 from ..protocol.errors import CallWasCancelled, SlipstreamError
 from ..protocol.kinds import CallState, ErrorKind
+from ..protocol.messages import call_params
 from ..endpoint import Form
 from .waiting import FULL, until_room
 
@@ -156,7 +157,7 @@ def spawn_one(ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: d
     def post(client: RuntimeClient) -> FunctionCall:
         def attempt() -> Any:
             r = client._request("POST", call_path(ep.name, client.project).removesuffix("/call") + "/spawn",
-                                params={"method": method} if method else None, content=body,
+                                params=call_params(method), content=body,
                                 headers={"content-type": wire.CONTENT_TYPE})
             if r.status_code == 202:
                 return FunctionCall(client, r.json()["id"], ep)
