@@ -373,6 +373,8 @@ def create_server() -> SlipstreamServer:
                 await ls.routing_changed()  # lenses and diagnostics follow what the runtimes have
             status = ls.runtime.status()
             return protocol.RuntimeStatus(**status, runtimes=ls.routing.status(root, ls.costs))
+        if path is not None:  # its [runtimes] went away (Disconnect): lenses and diagnostics follow
+            await ls.routing_changed()
         if ls.runtime.client is None:
             return ls.runtime.status()
         return await ls.runtime.refresh()

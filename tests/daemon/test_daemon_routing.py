@@ -8,6 +8,7 @@ Two real runtimes: "gpu-box", a `slipstream serve` on loopback that believes it 
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -166,3 +167,21 @@ async def test_a_save_deploys_to_every_runtime_serving_an_endpoint(client: Clien
     assert result["text"] == f"big (edited) ran at {gpu_box.url}"
     _, result = await _run(client, path.as_uri(), "small")
     assert result["text"].startswith("small (edited) ran at http://127.0.0.1:")
+
+
+async def test_without_runtimes_the_lenses_say_no_runtime_again(client: Client, project: Path) -> None:
+    """Disconnect takes [runtimes] out of slipstream.toml and asks for the status with the
+    project's file: lenses and the status follow at once (one runtime again, no suffix)."""
+    uri = (project / "app.py").as_uri()
+    assert [d for d in await client.diagnostics_for(uri) if d.code == "no-runtime-gpu"], "the B200 warning stands before"
+    toml = project / "slipstream.toml"
+    toml.write_text('[project]\nname = "routed"\n')
+    status = await client.command("slipstream.server.runtimeStatus", {"uri": toml.as_uri()})
+    assert "runtimes" not in status
+    lenses = await _lenses(client, project)
+    assert lenses[_line(project, '@endpoint(gpu="H100", example={"x": 2})')][0] == "▶ Run on H100"
+    # the open file's diagnostics are published again without an edit: the warning is gone
+    deadline = asyncio.get_running_loop().time() + 15
+    while [d for d in await client.diagnostics_for(uri) if d.code == "no-runtime-gpu"]:
+        assert asyncio.get_running_loop().time() < deadline, "the no-runtime-gpu warning stayed after [runtimes] went away"
+        await asyncio.sleep(0.05)

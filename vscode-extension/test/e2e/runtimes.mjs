@@ -110,5 +110,22 @@ export async function runtimeSteps(page, env, frame) {
     const file = await shot(page, 'runtimes-two-cards');
     if (process.env.SLIPSTREAM_E2E_DOCS) fs.copyFileSync(file, path.join(REPO_DOCS, 'images', 'runtimes.png'));
   });
+
+  await check('Disconnect…: testhost leaves slipstream.toml, its status bar item goes, the lens is one runtime\'s again', async () => {
+    await page.keyboard.press('Control+Shift+P');
+    await page.locator('.quick-input-widget input').waitFor({ timeout: 10_000 });
+    await page.keyboard.type('Slipstream: Disconnect');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Slipstream: Disconnect' }).first().waitFor({ timeout: 10_000 });
+    await page.keyboard.press('Enter');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'testhost' }).first().click({ timeout: 10_000 });
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Disconnect and stop its runtime' }).first().waitFor({ timeout: 10_000 });
+    await page.keyboard.press('Enter'); // the first choice: "Disconnect" (the runtime keeps running on the host)
+    await page.locator('.notification-toast', { hasText: /disconnected testhost/ }).first().waitFor({ timeout: 60_000 });
+    const toml = fs.readFileSync(path.join(folder, 'slipstream.toml'), 'utf8');
+    if (/runtimes\.testhost/.test(toml)) throw new Error(`testhost is still in slipstream.toml:\n${toml}`);
+    await page.locator('.statusbar-item', { hasText: /testhost · H100/ }).first().waitFor({ state: 'detached', timeout: 30_000 });
+    await page.locator('.contentWidgets .codelens-decoration a', { hasText: /^▶ Run on H100$/ }).first().waitFor({ timeout: 30_000 });
+    await shot(page, 'runtimes-disconnected');
+  });
 }
 // ---- end of the several-runtimes block -------------------------------------------------------
