@@ -40,7 +40,7 @@ __all__ = ["DebugSession", "add_debug_routes", "on_worker_message", "on_worker_e
 
 CLOSE_AFTER_TERMINATED_S = 5.0  # a client told the call finished has this long to disconnect
 KEEP_ENDED_S = 600.0  # an ended session stays listed (with why it ended) this long
-MAX_WAIT_S = 60.0
+MAX_WAIT_S = 30.0  # longest single GET ?wait=; clients ask again (under any proxy's read timeout)
 
 SESSIONS: dict[str, DebugSession] = {}
 _version = 0
