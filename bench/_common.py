@@ -60,7 +60,9 @@ def timed(fn, n: int, warmup: int = 3) -> list[float]:
     return out
 
 
-def interleaved(fns: dict[str, Callable[[], object]], n: int, warmup: int = 3) -> dict[str, list[float]]:
+def interleaved(
+    fns: dict[str, Callable[[], object]], n: int, warmup: int = 3
+) -> dict[str, list[float]]:
     """n samples of each fn, taken in rounds of one sample each, the order of the round
     reversed every other round: load from elsewhere and drift fall on every side alike."""
     for fn in fns.values():
@@ -85,7 +87,9 @@ def free_port() -> int:
 def start_uvicorn(app, port: int) -> threading.Thread:
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
+    )
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     while not server.started:
@@ -106,7 +110,7 @@ def use_runtime(url: str, token: str) -> None:
     os.environ["SLIPSTREAM_TOKEN"] = token
 
 
-MODEL_SRC = '''
+MODEL_SRC = """
 import time
 from slipstream import endpoint, keep
 from slipstream.keeper import stats
@@ -134,7 +138,7 @@ class Model:
 
     def load_seconds(self):
         return stats().load_seconds
-'''
+"""
 
 
 def write_model(root: Path, version: int, load_s: float, restart: bool = False) -> None:

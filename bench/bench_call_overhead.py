@@ -121,7 +121,9 @@ def main() -> None:
 
         small = wire.dumps_bytes({"args": [1], "kwargs": {}})
         got = interleaved(
-            {"sdk": lambda: app.noop(1), "bare": lambda: bare.post("/echo", content=small)}, a.n, warmup=20
+            {"sdk": lambda: app.noop(1), "bare": lambda: bare.post("/echo", content=small)},
+            a.n,
+            warmup=20,
         )
         sdk, base = stats_ms(got["sdk"]), stats_ms(got["bare"])
         print("== per-call overhead (no-op), interleaved call by call ==")
@@ -149,8 +151,10 @@ def main() -> None:
         print(fmt("plain httpx post to bare echo", plain))
         print(fmt("slipstream echo endpoint via SDK", sdk_big))
         ratio = sdk_big["p50"] / raw["p50"]
-        print(f"ratio p50 vs raw socket: slipstream {ratio:.2f}x (p95 {sdk_big['p95'] / raw['p95']:.2f}x), "
-              f"plain httpx {plain['p50'] / raw['p50']:.2f}x")
+        print(
+            f"ratio p50 vs raw socket: slipstream {ratio:.2f}x (p95 {sdk_big['p95'] / raw['p95']:.2f}x), "
+            f"plain httpx {plain['p50'] / raw['p50']:.2f}x"
+        )
         print(goal(f"{a.mb} MB round trip p50 <= 2x the raw socket", ratio <= 2))
     finally:
         rt.stop()

@@ -182,7 +182,9 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=5000)
     parser.add_argument("--endpoints", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=200, help="edits of each kind")
-    parser.add_argument("--baseline-every", type=int, default=20, help="one baseline parse every N rounds")
+    parser.add_argument(
+        "--baseline-every", type=int, default=20, help="one baseline parse every N rounds"
+    )
     args = parser.parse_args()
 
     print(machine())
@@ -200,7 +202,9 @@ def main() -> None:
     print(fmt("baseline: full libcst parse + positions", base))
     for label, samples in times.items():
         st = stats_ms([t / 1000 for t in samples])
-        print(fmt(f"codeLens after {label}", st) + f"   baseline/p50 = {base['p50'] / st['p50']:.0f}x")
+        print(
+            fmt(f"codeLens after {label}", st) + f"   baseline/p50 = {base['p50'] / st['p50']:.0f}x"
+        )
         print(goal(f"codeLens p50 < 20 ms after an {label}", st["p50"] < 20))
     print(f"({edits} edits, each leaving text never seen before)")
 

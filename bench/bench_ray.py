@@ -175,8 +175,17 @@ def main() -> None:
     for r in res:
         print(fmt(f"{r['name']} backend", r["hot"]) + f"   model reloads: {r['model_reloads']}")
     print(f"ratio p50 ray / local: {ry['hot']['p50'] / lo['hot']['p50']:.2f}x")
-    print(goal("no-op p50 on Ray within 1.5x of local", ry["calls"]["p50"] <= 1.5 * lo["calls"]["p50"]))
-    print(goal("save -> live p50 on Ray within 1.5x of local", ry["hot"]["p50"] <= 1.5 * lo["hot"]["p50"]))
+    print(
+        goal(
+            "no-op p50 on Ray within 1.5x of local", ry["calls"]["p50"] <= 1.5 * lo["calls"]["p50"]
+        )
+    )
+    print(
+        goal(
+            "save -> live p50 on Ray within 1.5x of local",
+            ry["hot"]["p50"] <= 1.5 * lo["hot"]["p50"],
+        )
+    )
     print(goal("0 model reloads on both", ry["model_reloads"] == lo["model_reloads"] == 0))
 
 

@@ -58,6 +58,7 @@ PROXY_HOST = "127.0.0.2"
 
 # --- the delaying proxy ------------------------------------------------------------------
 
+
 class DelayProxy:
     """A TCP proxy on its own thread and event loop: every chunk read on one side is written
     to the other side one_way_s later (order kept, pipelined, no rate limit). `exchanges`
@@ -70,7 +71,9 @@ class DelayProxy:
         self.connections = 0
         self.exchanges = 0
         self._server: asyncio.AbstractServer | None = None
-        self._thread = threading.Thread(target=self.loop.run_forever, name="delay-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="delay-proxy", daemon=True
+        )
 
     def start(self) -> DelayProxy:
         self._thread.start()
@@ -111,11 +114,17 @@ class DelayProxy:
         self.exchanges += 1  # the client's connect: SYN and SYN-ACK took a round trip
         state = {"last": ""}
         try:
-            await asyncio.gather(self._pipe(cr, uw, "up", state), self._pipe(ur, cw, "down", state), return_exceptions=True)
+            await asyncio.gather(
+                self._pipe(cr, uw, "up", state),
+                self._pipe(ur, cw, "down", state),
+                return_exceptions=True,
+            )
         except asyncio.CancelledError:
             pass
 
-    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, side: str, state: dict[str, str]) -> None:
+    async def _pipe(
+        self, r: asyncio.StreamReader, w: asyncio.StreamWriter, side: str, state: dict[str, str]
+    ) -> None:
         q: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def send() -> None:
@@ -135,7 +144,9 @@ class DelayProxy:
             while True:
                 data = await r.read(1 << 20)
                 if data and side == "up" and state["last"] != "up":
-                    self.exchanges += 1  # the client sends again after hearing back: one more round trip
+                    self.exchanges += (
+                        1  # the client sends again after hearing back: one more round trip
+                    )
                 if data:
                     state["last"] = side
                 q.put_nowait((self.loop.time() + self.delay, data))
@@ -148,6 +159,7 @@ class DelayProxy:
 
 
 # --- a raw baseline: the same bytes through the same proxy ---------------------------------
+
 
 class EchoServer:
     """Reads a u64 length and that many bytes, then sends them back (sequential, like a call)."""
@@ -246,7 +258,9 @@ class Remote:
     proc: subprocess.Popen[bytes] | None = None
     proxies: list[DelayProxy] = field(default_factory=list)
     echo: EchoServer | None = None
-    tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="slipstream-bench-remote-")))
+    tmp: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="slipstream-bench-remote-"))
+    )
 
     def start(self) -> Remote:
         import json
@@ -257,9 +271,24 @@ class Remote:
         env = {**os.environ, "SLIPSTREAM_TOKEN": self.token}
         env.pop("SLIPSTREAM_RUNTIME_URL", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "slipstream", "serve", "--port", "0", "--temp-store", "--gpu-fallback",
-             "--ready-file", str(ready), "--max-project-mb", "1024"],
-            env=env, stdout=(self.tmp / "serve.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "slipstream",
+                "serve",
+                "--port",
+                "0",
+                "--temp-store",
+                "--gpu-fallback",
+                "--ready-file",
+                str(ready),
+                "--max-project-mb",
+                "1024",
+            ],
+            env=env,
+            stdout=(self.tmp / "serve.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while not ready.exists():
@@ -299,7 +328,9 @@ class Remote:
         return RuntimeClient(f"http://127.0.0.1:{port}", self.token)
 
     def counts(self) -> tuple[int, int]:
-        return sum(p.exchanges for p in self.proxies[:2]), sum(p.connections for p in self.proxies[:2])
+        return sum(p.exchanges for p in self.proxies[:2]), sum(
+            p.connections for p in self.proxies[:2]
+        )
 
     def reset_counts(self) -> None:
         for p in self.proxies:
@@ -340,7 +371,14 @@ def _ok(out: Any) -> Any:
     return out.value
 
 
-def measure_all(remote: Remote, n: int, files: int, mb: float, big_mb: int, report: Callable[[str], None] = print) -> dict[str, Any]:
+def measure_all(
+    remote: Remote,
+    n: int,
+    files: int,
+    mb: float,
+    big_mb: int,
+    report: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Every figure for one remote; returns {name: stats} and prints as it goes."""
     from slipstream.sdk.sync import build_manifest, sync_project
 
@@ -358,12 +396,23 @@ def measure_all(remote: Remote, n: int, files: int, mb: float, big_mb: int, repo
     remote.reset_counts()
     _ok(client.call("noop", None, (), {}))
     ex, conns = remote.counts()
-    s = interleaved({"call": lambda: _ok(client.call("noop", None, (), {})), "raw": lambda: raw.roundtrip(b"x")}, n)
+    s = interleaved(
+        {
+            "call": lambda: _ok(client.call("noop", None, (), {})),
+            "raw": lambda: raw.roundtrip(b"x"),
+        },
+        n,
+    )
     call, ping = stats_ms(s["call"]), stats_ms(s["raw"])
     report(fmt(f"no-op call ({link_ms})", call) + f"   = {call['p50'] / rtt_ms:.2f} RTT")
     report(fmt(f"raw 1-byte round trip ({link_ms})", ping) + f"   = {ping['p50'] / rtt_ms:.2f} RTT")
     report(f"  round trips per call: {ex} ({conns} new connection(s))")
-    report(goal(f"no-op call <= 1 RTT + 5 ms ({link_ms}: {call['p50']:.1f} <= {rtt_ms + 5:.1f} ms)", call["p50"] <= rtt_ms + 5))
+    report(
+        goal(
+            f"no-op call <= 1 RTT + 5 ms ({link_ms}: {call['p50']:.1f} <= {rtt_ms + 5:.1f} ms)",
+            call["p50"] <= rtt_ms + 5,
+        )
+    )
     out["noop"] = call
 
     # the first call of a fresh client: health, the data channel's connect, the call
@@ -378,8 +427,11 @@ def measure_all(remote: Remote, n: int, files: int, mb: float, big_mb: int, repo
         ex, conns = remote.counts()
         fresh.close()
     first = stats_ms(firsts)
-    report(fmt(f"first call of a new client ({link_ms})", first) + f"   = {first['p50'] / rtt_ms:.2f} RTT; "
-           f"{ex} round trips, {conns} connections")
+    report(
+        fmt(f"first call of a new client ({link_ms})", first)
+        + f"   = {first['p50'] / rtt_ms:.2f} RTT; "
+        f"{ex} round trips, {conns} connections"
+    )
 
     # 2. save to live: write the module, sync_project (the daemon's save path), the first
     # call that answers with the new code; the baseline is a raw round trip
@@ -397,10 +449,17 @@ def measure_all(remote: Remote, n: int, files: int, mb: float, big_mb: int, repo
     ex, conns = remote.counts()
     s = interleaved({"edit": edit, "raw": lambda: raw.roundtrip(b"x")}, n, warmup=1)
     live = stats_ms(s["edit"])
-    report(fmt(f"one-file edit, save to live ({link_ms})", live) + f"   = {live['p50'] / rtt_ms:.2f} RTT")
+    report(
+        fmt(f"one-file edit, save to live ({link_ms})", live)
+        + f"   = {live['p50'] / rtt_ms:.2f} RTT"
+    )
     report(f"  round trips per edit (sync + call): {ex} ({conns} new connection(s))")
-    report(goal(f"save to live <= 2 RTT + 30 ms ({link_ms}: {live['p50']:.1f} <= {2 * rtt_ms + 30:.1f} ms)",
-                live["p50"] <= 2 * rtt_ms + 30))
+    report(
+        goal(
+            f"save to live <= 2 RTT + 30 ms ({link_ms}: {live['p50']:.1f} <= {2 * rtt_ms + 30:.1f} ms)",
+            live["p50"] <= 2 * rtt_ms + 30,
+        )
+    )
     out["save_to_live"] = live
 
     # 4 (first, as it gives the link's rate). 100 MB echoed back, against the raw socket
@@ -408,16 +467,29 @@ def measure_all(remote: Remote, n: int, files: int, mb: float, big_mb: int, repo
     big_n = max(3, n // 4)
     direct = remote.direct_client()
     direct.project = client.project
-    s = interleaved({"call": lambda: _ok(client.call("echo", None, (blob,), {}, timeout=600)),
-                     "raw": lambda: raw.roundtrip(blob),
-                     "direct": lambda: _ok(direct.call("echo", None, (blob,), {}, timeout=600))}, big_n, warmup=1)
+    s = interleaved(
+        {
+            "call": lambda: _ok(client.call("echo", None, (blob,), {}, timeout=600)),
+            "raw": lambda: raw.roundtrip(blob),
+            "direct": lambda: _ok(direct.call("echo", None, (blob,), {}, timeout=600)),
+        },
+        big_n,
+        warmup=1,
+    )
     big, rawbig, floor = stats_ms(s["call"]), stats_ms(s["raw"]), stats_ms(s["direct"])
     ratio = big["p50"] / rawbig["p50"]
     report(fmt(f"{big_mb} MB argument round trip ({link_ms})", big))
     report(fmt(f"raw socket, same bytes ({link_ms})", rawbig) + f"   call/raw = {ratio:.2f}x")
-    report(fmt(f"{big_mb} MB call, no proxy (this machine's floor)", floor)
-           + f"   call - floor = {(big['p50'] - floor['p50']) / rtt_ms:.2f} RTT")
-    report(goal(f"{big_mb} MB round trip within 1.2x of a raw socket ({link_ms}: {ratio:.2f}x)", ratio <= 1.2))
+    report(
+        fmt(f"{big_mb} MB call, no proxy (this machine's floor)", floor)
+        + f"   call - floor = {(big['p50'] - floor['p50']) / rtt_ms:.2f} RTT"
+    )
+    report(
+        goal(
+            f"{big_mb} MB round trip within 1.2x of a raw socket ({link_ms}: {ratio:.2f}x)",
+            ratio <= 1.2,
+        )
+    )
     out["big"], out["big_raw"] = big, rawbig
     # the link's rate: what the raw socket moved (both ways) in its time, less its two round trips
     rate = 2 * len(blob) / max(rawbig["p50"] / 1000 - 2 * remote.rtt_s, 1e-3)
@@ -432,7 +504,9 @@ def measure_all(remote: Remote, n: int, files: int, mb: float, big_mb: int, repo
             size_mb = sum(p.stat().st_size for p in big_root.rglob("*") if p.is_file()) / 1e6
             fresh = remote.client() if kind == "proxied" else remote.direct_client()
             fresh.health()
-            build_manifest(big_root)  # hashed before the clock starts, as an editor's save finds them
+            build_manifest(
+                big_root
+            )  # hashed before the clock starts, as an editor's save finds them
             remote.reset_counts()
             t = time.perf_counter()
             res = sync_project(fresh, big_root)
@@ -444,15 +518,31 @@ def measure_all(remote: Remote, n: int, files: int, mb: float, big_mb: int, repo
             shutil.rmtree(big_root, ignore_errors=True)
     fs, fl = stats_ms(firsts_sync), stats_ms(floors)
     budget_ms = 4 * rtt_ms + size_mb * 1e6 / rate * 1000
-    report(fmt(f"first sync, {files} files {size_mb:.0f} MB ({link_ms})", fs) + f"   = {fs['p50'] / rtt_ms:.1f} RTT")
-    report(f"  round trips per first sync: {counts[-1][0]} ({counts[-1][1]} new connection(s)); link rate "
-           f"{rate / 1e6:.0f} MB/s (raw socket through the proxy)")
-    report(fmt("first sync, no proxy (this machine's floor)", fl)
-           + f"   proxied - floor = {(fs['p50'] - fl['p50']) / rtt_ms:.1f} RTT")
-    report(goal(f"first sync <= 4 RTT + bytes at the link's rate ({link_ms}: {fs['p50']:.0f} <= {budget_ms:.0f} ms)",
-                fs["p50"] <= budget_ms))
-    report(goal(f"first sync's cost beyond this machine's floor <= 4 RTT ({link_ms}: "
-                f"{fs['p50'] - fl['p50']:.0f} <= {4 * rtt_ms:.0f} ms)", fs["p50"] - fl["p50"] <= 4 * rtt_ms))
+    report(
+        fmt(f"first sync, {files} files {size_mb:.0f} MB ({link_ms})", fs)
+        + f"   = {fs['p50'] / rtt_ms:.1f} RTT"
+    )
+    report(
+        f"  round trips per first sync: {counts[-1][0]} ({counts[-1][1]} new connection(s)); link rate "
+        f"{rate / 1e6:.0f} MB/s (raw socket through the proxy)"
+    )
+    report(
+        fmt("first sync, no proxy (this machine's floor)", fl)
+        + f"   proxied - floor = {(fs['p50'] - fl['p50']) / rtt_ms:.1f} RTT"
+    )
+    report(
+        goal(
+            f"first sync <= 4 RTT + bytes at the link's rate ({link_ms}: {fs['p50']:.0f} <= {budget_ms:.0f} ms)",
+            fs["p50"] <= budget_ms,
+        )
+    )
+    report(
+        goal(
+            f"first sync's cost beyond this machine's floor <= 4 RTT ({link_ms}: "
+            f"{fs['p50'] - fl['p50']:.0f} <= {4 * rtt_ms:.0f} ms)",
+            fs["p50"] - fl["p50"] <= 4 * rtt_ms,
+        )
+    )
     out["first_sync"] = fs
     out["first_sync_floor"] = fl
     raw.close()
@@ -463,11 +553,14 @@ def measure_all(remote: Remote, n: int, files: int, mb: float, big_mb: int, repo
 
 # --- the SSH tunnel, no added delay, against direct loopback -------------------------------
 
+
 def _ratio(a: dict[str, float], b: dict[str, float]) -> str:
     return f"ssh/direct p50 {a['p50'] / b['p50']:.2f}x, p95 {a['p95'] / b['p95']:.2f}x (p50 {a['p50'] - b['p50']:+.2f} ms)"
 
 
-def measure_ssh(n: int, files: int, mb: float, big_mb: int, report: Callable[[str], None] = print) -> dict[str, Any]:
+def measure_ssh(
+    n: int, files: int, mb: float, big_mb: int, report: Callable[[str], None] = print
+) -> dict[str, Any]:
     """The same figures through an SSH tunnel with no added delay, each as a ratio to direct
     loopback to the same runtime. The host is the tests' throwaway OpenSSH server on loopback
     (tests/remote/sshhost.py): `ssh://testhost` bootstraps it as `slipstream connect` does (the
@@ -482,7 +575,9 @@ def measure_ssh(n: int, files: int, mb: float, big_mb: int, report: Callable[[st
     from tests.remote.sshhost import SSHD, start_ssh_host
 
     if not Path(SSHD).exists():
-        raise SystemExit(f"--ssh needs OpenSSH's server at {SSHD} (scripts/install-test-hosts installs it)")
+        raise SystemExit(
+            f"--ssh needs OpenSSH's server at {SSHD} (scripts/install-test-hosts installs it)"
+        )
     tmp = Path(tempfile.mkdtemp(prefix="slipstream-bench-ssh-"))
     host = start_ssh_host(tmp / "ssh")
     saved = {k: os.environ.get(k) for k in (*host.env, "SLIPSTREAM_RUNTIME_URL")}
@@ -493,12 +588,16 @@ def measure_ssh(n: int, files: int, mb: float, big_mb: int, report: Callable[[st
     try:
         t = time.perf_counter()
         link = link_for("ssh://testhost", quiet=True)
-        report(f"first connect (bootstrap of the host, wheels sent over ssh): {time.perf_counter() - t:.1f} s")
+        report(
+            f"first connect (bootstrap of the host, wheels sent over ssh): {time.perf_counter() - t:.1f} s"
+        )
         remote_url = link.remote["url"]
         ssh_c = RuntimeClient("ssh://testhost")
         direct = RuntimeClient(remote_url, link.token)
-        report(f"through the tunnel: {ssh_c.url} (data {link.data_port}) -> host {remote_url} (data {link.remote_data}); "
-               f"direct: {remote_url}")
+        report(
+            f"through the tunnel: {ssh_c.url} (data {link.data_port}) -> host {remote_url} (data {link.remote_data}); "
+            f"direct: {remote_url}"
+        )
         root = _project(tmp / "app")
         ssh_c.project = sync_project(ssh_c, root).project
         direct.project = ssh_c.project
@@ -512,7 +611,9 @@ def measure_ssh(n: int, files: int, mb: float, big_mb: int, report: Callable[[st
             raise RuntimeError("could not forward a port to the echo server over ssh")
         raws = {"ssh": RawClient(("127.0.0.1", fwd)), "direct": RawClient(("127.0.0.1", echo.port))}
 
-        def both(label: str, fns: dict[str, Callable[[], object]], samples: int, warmup: int = 3) -> tuple[dict[str, float], dict[str, float]]:
+        def both(
+            label: str, fns: dict[str, Callable[[], object]], samples: int, warmup: int = 3
+        ) -> tuple[dict[str, float], dict[str, float]]:
             s = interleaved(fns, samples, warmup=warmup)
             a, b = stats_ms(s["ssh"]), stats_ms(s["direct"])
             report(fmt(f"{label} [ssh]", a))
@@ -522,8 +623,16 @@ def measure_ssh(n: int, files: int, mb: float, big_mb: int, report: Callable[[st
         # 1. a no-op call (warm connections)
         for c in clients.values():
             _ok(c.call("noop", None, (), {}))
-        both("raw 1-byte round trip", {k: (lambda r=r: r.roundtrip(b"x")) for k, r in raws.items()}, n)
-        out["noop"] = both("no-op call", {k: (lambda c=c: _ok(c.call("noop", None, (), {}))) for k, c in clients.items()}, n)
+        both(
+            "raw 1-byte round trip",
+            {k: (lambda r=r: r.roundtrip(b"x")) for k, r in raws.items()},
+            n,
+        )
+        out["noop"] = both(
+            "no-op call",
+            {k: (lambda c=c: _ok(c.call("noop", None, (), {}))) for k, c in clients.items()},
+            n,
+        )
 
         # 2. save to live: one project, each edit made, synced and called by one side
         version = [1]
@@ -535,15 +644,31 @@ def measure_ssh(n: int, files: int, mb: float, big_mb: int, report: Callable[[st
             while _ok(c.call("version", None, (), {})) != version[0]:
                 pass
 
-        out["save_to_live"] = both("one-file edit, save to live", {k: (lambda c=c: edit(c)) for k, c in clients.items()}, n, warmup=1)
+        out["save_to_live"] = both(
+            "one-file edit, save to live",
+            {k: (lambda c=c: edit(c)) for k, c in clients.items()},
+            n,
+            warmup=1,
+        )
 
         # 4. 100 MB echoed back
         blob = os.urandom(big_mb * 1024 * 1024)
         big_n = max(3, n // 4)
-        both(f"raw socket, {big_mb} MB up+back", {k: (lambda r=r: r.roundtrip(blob)) for k, r in raws.items()}, big_n, warmup=1)
-        out["big"] = both(f"{big_mb} MB argument round trip",
-                          {k: (lambda c=c: _ok(c.call("echo", None, (blob,), {}, timeout=600))) for k, c in clients.items()},
-                          big_n, warmup=1)
+        both(
+            f"raw socket, {big_mb} MB up+back",
+            {k: (lambda r=r: r.roundtrip(blob)) for k, r in raws.items()},
+            big_n,
+            warmup=1,
+        )
+        out["big"] = both(
+            f"{big_mb} MB argument round trip",
+            {
+                k: (lambda c=c: _ok(c.call("echo", None, (blob,), {}, timeout=600)))
+                for k, c in clients.items()
+            },
+            big_n,
+            warmup=1,
+        )
         blob = b""
         for r in raws.values():
             r.close()
@@ -556,9 +681,15 @@ def measure_ssh(n: int, files: int, mb: float, big_mb: int, report: Callable[[st
             for kind in ("ssh", "direct") if i % 2 == 0 else ("direct", "ssh"):
                 big_root = _project(tmp / f"big{i}{kind}", files=files, mb=mb)
                 size_mb = sum(p.stat().st_size for p in big_root.rglob("*") if p.is_file()) / 1e6
-                fresh = RuntimeClient("ssh://testhost") if kind == "ssh" else RuntimeClient(remote_url, link.token)
+                fresh = (
+                    RuntimeClient("ssh://testhost")
+                    if kind == "ssh"
+                    else RuntimeClient(remote_url, link.token)
+                )
                 fresh.health()
-                build_manifest(big_root)  # hashed before the clock starts, as an editor's save finds them
+                build_manifest(
+                    big_root
+                )  # hashed before the clock starts, as an editor's save finds them
                 t = time.perf_counter()
                 res = sync_project(fresh, big_root)
                 samples[kind].append(time.perf_counter() - t)
@@ -567,7 +698,9 @@ def measure_ssh(n: int, files: int, mb: float, big_mb: int, report: Callable[[st
                 shutil.rmtree(big_root, ignore_errors=True)
         a, b = stats_ms(samples["ssh"]), stats_ms(samples["direct"])
         report(fmt(f"first sync, {files} files {size_mb:.0f} MB [ssh]", a))
-        report(fmt(f"first sync, {files} files {size_mb:.0f} MB [direct]", b) + "   " + _ratio(a, b))
+        report(
+            fmt(f"first sync, {files} files {size_mb:.0f} MB [direct]", b) + "   " + _ratio(a, b)
+        )
         out["first_sync"] = (a, b)
         for c in clients.values():
             c.close()
@@ -591,21 +724,34 @@ def measure_ssh(n: int, files: int, mb: float, big_mb: int, report: Callable[[st
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rtt-ms", type=float, nargs="+", default=[50.0, 150.0])
-    ap.add_argument("--n", type=int, default=20, help="samples of the small operations (fewer of the large ones)")
+    ap.add_argument(
+        "--n",
+        type=int,
+        default=20,
+        help="samples of the small operations (fewer of the large ones)",
+    )
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--mb", type=float, default=50.0)
     ap.add_argument("--big-mb", type=int, default=100)
-    ap.add_argument("--ssh", action="store_true", help="instead: the same figures through an SSH tunnel (a throwaway "
-                    "sshd on loopback), no added delay, as a ratio to direct loopback to the same runtime")
+    ap.add_argument(
+        "--ssh",
+        action="store_true",
+        help="instead: the same figures through an SSH tunnel (a throwaway "
+        "sshd on loopback), no added delay, as a ratio to direct loopback to the same runtime",
+    )
     a = ap.parse_args()
     os.chdir(ROOT)
     print(machine())
     if a.ssh:
-        print("\n== SSH tunnel (a throwaway OpenSSH server on loopback, ssh://testhost), no added delay, vs direct loopback")
+        print(
+            "\n== SSH tunnel (a throwaway OpenSSH server on loopback, ssh://testhost), no added delay, vs direct loopback"
+        )
         measure_ssh(a.n, a.files, a.mb, a.big_mb)
         return
     for rtt in a.rtt_ms:
-        print(f"\n== round trip {rtt:.0f} ms (DelayProxy, {rtt / 2:.0f} ms each way, no rate limit)")
+        print(
+            f"\n== round trip {rtt:.0f} ms (DelayProxy, {rtt / 2:.0f} ms each way, no rate limit)"
+        )
         remote = Remote(rtt / 1000).start()
         try:
             measure_all(remote, a.n, a.files, a.mb, a.big_mb)

@@ -69,16 +69,22 @@ def main() -> None:
             sync_project(clients[side], root)
             t = time.perf_counter()
             assert call(clients[side], "Model", "version") == 0
-            print(f"{side}: first call (cold worker, {a.load_s:g}s model load): {time.perf_counter() - t:.2f}s")
+            print(
+                f"{side}: first call (cold worker, {a.load_s:g}s model load): {time.perf_counter() - t:.2f}s"
+            )
         samples: dict[str, list[float]] = {"hot": [], "restart": []}
         model_loads: list[float] = []
         for v in range(1, a.edits + 1):
             for side in ("hot", "restart") if v % 2 else ("restart", "hot"):
-                samples[side].append(edit(clients[side], roots[side], v, a.load_s, side == "restart"))
+                samples[side].append(
+                    edit(clients[side], roots[side], v, a.load_s, side == "restart")
+                )
                 if side == "restart":  # a fresh worker: its one model load, timed inside it
                     model_loads.append(call(clients[side], "Model", "load_seconds"))
         reloads = call(clients["hot"], "Model", "loads") - 1
-        without_load = [total - load for total, load in zip(samples["restart"], model_loads, strict=True)]
+        without_load = [
+            total - load for total, load in zip(samples["restart"], model_loads, strict=True)
+        ]
         hot, restart = stats_ms(samples["hot"]), stats_ms(samples["restart"])
         load, floor = stats_ms(model_loads), stats_ms(without_load)
         print(f"== save -> live, {a.edits} edits each side, interleaved ==")
@@ -87,8 +93,10 @@ def main() -> None:
         print(fmt("  of which the model load (in the worker)", load))
         print(fmt("  restart without the model load", floor))
         ratio = floor["p50"] / hot["p50"]
-        print(f"hot reload is {ratio:.1f}x faster than a restart before its model loads; "
-              f"{restart['p50'] / hot['p50']:.0f}x with this {a.load_s:g}s load (that ratio is set by the load)")
+        print(
+            f"hot reload is {ratio:.1f}x faster than a restart before its model loads; "
+            f"{restart['p50'] / hot['p50']:.0f}x with this {a.load_s:g}s load (that ratio is set by the load)"
+        )
         print(f"model loads across {a.edits} hot edits: {reloads} reloads")
         print(goal("hot p50 < 100 ms", hot["p50"] < 100))
         print(goal("0 model reloads across hot edits", reloads == 0))

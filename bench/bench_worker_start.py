@@ -53,7 +53,9 @@ class Side:
         raise RuntimeError("the fork server never became ready")
 
     def workers(self) -> list[dict[str, Any]]:
-        return httpx.get(f"{self.rt.url}/v1/endpoints/tsum", headers=self.headers).json()["pool"]["workers"]
+        return httpx.get(f"{self.rt.url}/v1/endpoints/tsum", headers=self.headers).json()["pool"][
+            "workers"
+        ]
 
     def sample(self) -> float:
         while self.workers():  # scaled to zero: the call below needs a new worker

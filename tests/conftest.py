@@ -43,7 +43,9 @@ class RunningRuntime:
                 self.proc.wait()
 
 
-_runtime_dirs: list[Path] = []  # each test runtime's ready file and log, removed when the session ends
+_runtime_dirs: list[
+    Path
+] = []  # each test runtime's ready file and log, removed when the session ends
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -51,8 +53,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def start_runtime(*args: str, token: str | None = None, env: dict[str, str] | None = None,
-                  launcher: tuple[str, ...] = (sys.executable, "-m", "slipstream")) -> RunningRuntime:
+def start_runtime(
+    *args: str,
+    token: str | None = None,
+    env: dict[str, str] | None = None,
+    launcher: tuple[str, ...] = (sys.executable, "-m", "slipstream"),
+) -> RunningRuntime:
     """A real `slipstream serve` on a free loopback port, started by `launcher` (the CLI's argv
     before "serve"), once it has written its ready file."""
     token = token or secrets.token_urlsafe(16)
@@ -63,10 +69,16 @@ def start_runtime(*args: str, token: str | None = None, env: dict[str, str] | No
     full_env = {**os.environ, "SLIPSTREAM_TOKEN": token, **(env or {})}
     full_env.pop("SLIPSTREAM_RUNTIME_URL", None)
     if "--store" not in args:
-        args = ("--temp-store", *args)  # each test runtime its own code store, removed when it stops
+        args = (
+            "--temp-store",
+            *args,
+        )  # each test runtime its own code store, removed when it stops
     proc = subprocess.Popen(
         [*launcher, "serve", "--port", "0", "--ready-file", str(ready), *args],
-        env=full_env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        env=full_env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 30
     while not ready.exists():
@@ -92,7 +104,11 @@ def remove_project(rt: RunningRuntime, root: Path) -> None:
     if rt.proc.poll() is not None:
         return
     try:
-        httpx.delete(f"{rt.url}/v1/projects/{project_key(root)}", headers={"Authorization": f"Bearer {rt.token}"}, timeout=30)
+        httpx.delete(
+            f"{rt.url}/v1/projects/{project_key(root)}",
+            headers={"Authorization": f"Bearer {rt.token}"},
+            timeout=30,
+        )
     except httpx.HTTPError:
         pass  # the runtime went away: nothing left to forget
 

@@ -11,7 +11,9 @@ from slipstream.protocol import envvars
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = re.compile(r"SLIPSTREAM_[A-Z0-9_]+")
-NOT_A_VARIABLE = {"SLIPSTREAM_RELOAD"}  # worker/reload.py: a module attribute (`SLIPSTREAM_RELOAD = "restart"`)
+NOT_A_VARIABLE = {
+    "SLIPSTREAM_RELOAD"
+}  # worker/reload.py: a module attribute (`SLIPSTREAM_RELOAD = "restart"`)
 
 
 def test_no_module_spells_a_variable_name_but_envvars():
@@ -21,10 +23,17 @@ def test_no_module_spells_a_variable_name_but_envvars():
             if path == REPO / "runtime/slipstream/protocol/envvars.py":
                 continue
             for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.Constant) and isinstance(node.value, str) and NAME.fullmatch(node.value) \
-                        and node.value not in NOT_A_VARIABLE:
+                if (
+                    isinstance(node, ast.Constant)
+                    and isinstance(node.value, str)
+                    and NAME.fullmatch(node.value)
+                    and node.value not in NOT_A_VARIABLE
+                ):
                     spelled.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
-    assert not spelled, "use slipstream.protocol.envvars (the daemon: slipstream.sdk.envvars):\n" + "\n".join(spelled)
+    assert not spelled, (
+        "use slipstream.protocol.envvars (the daemon: slipstream.sdk.envvars):\n"
+        + "\n".join(spelled)
+    )
 
 
 def test_each_name_is_defined_once_and_is_what_it_says():

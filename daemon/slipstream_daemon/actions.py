@@ -56,7 +56,9 @@ def code_actions(
     ep = index.endpoint_at(rng.start.line)
     if ep is not None:
         label = facts_for(ep).gpu_label
-        runs: list[tuple[str | None, str]] = [(m.name, run_title(label, m.name)) for m in ep.methods]
+        runs: list[tuple[str | None, str]] = [
+            (m.name, run_title(label, m.name)) for m in ep.methods
+        ]
         if ep.kind == "function":
             runs = [(None, run_title(label))]
         for method, title in runs:

@@ -147,8 +147,12 @@ class Deployer:
         try:
             _check_root(root)
             report = self._reporter(token)
-            if self.routing.entries(root) is not None:  # several runtimes: each serving an endpoint (routed.py)
-                synced = await asyncio.to_thread(self.routing.deploy, root, await self.endpoints(root), report)
+            if (
+                self.routing.entries(root) is not None
+            ):  # several runtimes: each serving an endpoint (routed.py)
+                synced = await asyncio.to_thread(
+                    self.routing.deploy, root, await self.endpoints(root), report
+                )
             else:
                 client = await self.runtime.ensure(root)
                 # a file rewritten mid-sync (an editor or formatter saving again) is retried inside
@@ -196,9 +200,7 @@ class Deployer:
         if announce_unchanged or not result["ok"] or result["changed"]:
             self.notify(NOTIFY_DEPLOY_RESULT, result)
             level = types.MessageType.Info if result["ok"] else types.MessageType.Warning
-            self.log_message(
-                types.LogMessageParams(type=level, message=_describe(root, result))
-            )
+            self.log_message(types.LogMessageParams(type=level, message=_describe(root, result)))
         if result["ok"]:
             asyncio.ensure_future(self.runtime.refresh())
         log.info("%s (%s)", _describe(root, result), ", ".join(sorted(triggers)))

@@ -15,8 +15,8 @@ from .finder import UNRESOLVED, Endpoint
 
 if TYPE_CHECKING:
     from slipstream.spec.catalog import GPUChoice, GPURequest
-    from slipstream.spec.modelsize import Estimate
     from slipstream.spec.endpoint_spec import EndpointSpec, Problem
+    from slipstream.spec.modelsize import Estimate
 
 __all__ = ["EndpointFacts", "display_gpu", "facts_for", "is_model_id"]
 

@@ -48,6 +48,7 @@ __all__ = [
     "index_document",
 ]
 
+
 class _Unresolved:
     """An argument whose value is not a literal (or a constant holding one)."""
 
@@ -373,7 +374,9 @@ def _parse_snippet(code: str, names: frozenset[str]) -> _Parsed:
                     if not name.startswith("_") and name != "setup":
                         methods.append(Method(name, _span(positions[item.name])))
                         if signatures is not None:
-                            static = any(_dotted(d.decorator) == "staticmethod" for d in item.decorators)
+                            static = any(
+                                _dotted(d.decorator) == "staticmethod" for d in item.decorators
+                            )
                             signatures[name] = _signature(item.params)[0 if static else 1 :]
         first = stmt.decorators[0] if stmt.decorators else deco
         whole = _span(positions[stmt])

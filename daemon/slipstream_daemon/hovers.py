@@ -127,7 +127,11 @@ def _runtime_line(ep: Endpoint, where: Any) -> str:
 
 
 def hover(
-    index: DocumentIndex, lines: LineIndex, position: types.Position, book: CostBook, where: Any = None
+    index: DocumentIndex,
+    lines: LineIndex,
+    position: types.Position,
+    book: CostBook,
+    where: Any = None,
 ) -> types.Hover | None:
     col = lines.column(position.line, position.character)
     ep = _target(index, position.line, col)
@@ -143,7 +147,8 @@ def hover(
         rng = lines.range(ep.decorator)
     return types.Hover(
         contents=types.MarkupContent(
-            kind=types.MarkupKind.Markdown, value=hover_markdown(facts, book) + _runtime_line(ep, where)
+            kind=types.MarkupKind.Markdown,
+            value=hover_markdown(facts, book) + _runtime_line(ep, where),
         ),
         range=rng,
     )

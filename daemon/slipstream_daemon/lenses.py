@@ -22,7 +22,7 @@ DEBUG_TITLE = "⚙ Debug"  # next to each Run lens: the same call, under the edi
 
 
 def run_title(label: str, method: str | None = None, where: Any = None) -> str:
-    """"▶ Run on H100"; with several runtimes ([runtimes]), "▶ Run on H100 · gpu-box"."""
+    """ "▶ Run on H100"; with several runtimes ([runtimes]), "▶ Run on H100 · gpu-box"."""
     what = f"▶ Run {method}" if method else "▶ Run"
     title = f"{what} (CPU)" if label == "CPU" else f"{what} on {display_gpu(label)}"
     if where is not None:
@@ -73,7 +73,9 @@ def code_lenses(
                     {"uri": uri, "endpoint": ep.name},
                 )
             )
-            out.append(_lens(here, DEBUG_TITLE, protocol.CMD_DEBUG, {"uri": uri, "endpoint": ep.name}))
+            out.append(
+                _lens(here, DEBUG_TITLE, protocol.CMD_DEBUG, {"uri": uri, "endpoint": ep.name})
+            )
         price = _price_title(ep, book)
         if price:
             out.append(_lens(here, price))

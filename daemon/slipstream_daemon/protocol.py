@@ -249,7 +249,9 @@ class RunResult(_RunResultRequired, total=False):
     text: str
     json: Any
     error: RemoteError
-    retries: list[RunRetry]  # each failed attempt the runtime ran again (retries=, a CUDA out-of-memory move)
+    retries: list[
+        RunRetry
+    ]  # each failed attempt the runtime ran again (retries=, a CUDA out-of-memory move)
     runtime: str  # with [runtimes] in slipstream.toml: the runtime that ran it
 
 

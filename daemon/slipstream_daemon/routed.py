@@ -33,15 +33,23 @@ log = logging.getLogger(__name__)
 class EditorRouting:
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self.reported: dict[tuple[str, str], list[str]] = {}  # (name, url) -> GPUs its /health listed
+        self.reported: dict[
+            tuple[str, str], list[str]
+        ] = {}  # (name, url) -> GPUs its /health listed
         self.health: dict[tuple[str, str], dict[str, Any]] = {}
         self.connected: dict[tuple[str, str], bool] = {}
         self.clients: dict[tuple[str, str], Any] = {}
-        self.embedded: Any = None  # EmbeddedRuntime, started on the first deploy or run that needs it
-        self.specs: dict[Path, dict[str, dict[str, Any]]] = {}  # root -> endpoint name -> spec (last deploy)
+        self.embedded: Any = (
+            None  # EmbeddedRuntime, started on the first deploy or run that needs it
+        )
+        self.specs: dict[
+            Path, dict[str, dict[str, Any]]
+        ] = {}  # root -> endpoint name -> spec (last deploy)
         self.synced: dict[Path, set[str]] = {}  # root -> runtimes the last deploy reached
         self.spend: dict[str, float] = {}  # runtime name -> what this editor's runs there cost
-        self.last_root: Path | None = None  # the routed project last deployed or run: the status bar's
+        self.last_root: Path | None = (
+            None  # the routed project last deployed or run: the status bar's
+        )
 
     # --- the table, offline ------------------------------------------------------------------
     def entries(self, root: Path | None) -> list[RuntimeEntry] | None:
@@ -75,7 +83,9 @@ class EditorRouting:
 
         return Router(entries, ask=self._ask if ask else None)
 
-    def where(self, root: Path | None, gpu: Any, pinned: str | None, name: str) -> tuple[Route | None, str | None]:
+    def where(
+        self, root: Path | None, gpu: Any, pinned: str | None, name: str
+    ) -> tuple[Route | None, str | None]:
         """(route, None), or (None, why no runtime can serve it); (None, None) without routing."""
         from slipstream.errors import SlipstreamError
 
@@ -134,7 +144,9 @@ class EditorRouting:
             self._ask(rt)
         return before != (self.reported, self.connected)
 
-    def deploy(self, root: Path, known: list[tuple[Any, str | None, str]], progress: Any = None) -> Any:
+    def deploy(
+        self, root: Path, known: list[tuple[Any, str | None, str]], progress: Any = None
+    ) -> Any:
         """Sync the project to every runtime serving one of its endpoints (sdk/routing.py);
         returns the SyncResult of the first (DeployError from any refuses the deploy)."""
         from slipstream.sdk.routing import sync_all
@@ -154,7 +166,9 @@ class EditorRouting:
                 self.connected[(rt.name, rt.url)] = True
         return next(iter(results.values()))
 
-    def client_for(self, root: Path, name: str, gpu: Any = None, pinned: str | None = None) -> tuple[Any, Route]:
+    def client_for(
+        self, root: Path, name: str, gpu: Any = None, pinned: str | None = None
+    ) -> tuple[Any, Route]:
         """The client of the runtime that serves endpoint `name` (its spec from the last deploy,
         else `gpu` and `pinned` as the editor reads them). NoRuntimeForGpu when none has its GPU."""
         spec = self.specs.get(root, {}).get(name)
@@ -173,7 +187,9 @@ class EditorRouting:
         if router is None or root is None:
             return []
         spend = self.spend
-        endpoints = [(s.get("gpu") or (), s.get("runtime"), n) for n, s in self.specs.get(root, {}).items()]
+        endpoints = [
+            (s.get("gpu") or (), s.get("runtime"), n) for n, s in self.specs.get(root, {}).items()
+        ]
         mine: dict[str, list[str]] = {rt.name: [] for rt in router.runtimes}
         for gpu, pinned, name in endpoints:
             route, _ = self.where(root, gpu, pinned, name)
@@ -182,11 +198,29 @@ class EditorRouting:
         out: list[RoutedRuntime] = []
         for rt in router.runtimes:
             key = (rt.name, rt.url)
-            connected = self.connected.get(key, False) if not rt.embedded else self.embedded is not None
+            connected = (
+                self.connected.get(key, False) if not rt.embedded else self.embedded is not None
+            )
             health = self.health.get(key)
-            gpus: list[RuntimeGpu] = gpu_inventory(health) if health else [RuntimeGpu(name=n, memoryGb=0.0, count=rt.gpus().count(n)) for n in dict.fromkeys(rt.gpus())]
-            out.append(RoutedRuntime(name=rt.name, url=rt.url, kind="embedded" if rt.embedded else "remote", connected=connected,
-                                     gpus=gpus, spendUsd=round(spend.get(rt.name, 0.0), 8), endpoints=sorted(mine[rt.name])))
+            gpus: list[RuntimeGpu] = (
+                gpu_inventory(health)
+                if health
+                else [
+                    RuntimeGpu(name=n, memoryGb=0.0, count=rt.gpus().count(n))
+                    for n in dict.fromkeys(rt.gpus())
+                ]
+            )
+            out.append(
+                RoutedRuntime(
+                    name=rt.name,
+                    url=rt.url,
+                    kind="embedded" if rt.embedded else "remote",
+                    connected=connected,
+                    gpus=gpus,
+                    spendUsd=round(spend.get(rt.name, 0.0), 8),
+                    endpoints=sorted(mine[rt.name]),
+                )
+            )
         return out
 
     def close(self) -> None:
@@ -204,10 +238,13 @@ class EditorRouting:
 
 # --- what the editor shows: lenses, hovers, diagnostics ---------------------------------------
 
+
 class Where:
     """Where one endpoint runs, as the lens, the hover and the diagnostic say it."""
 
-    def __init__(self, runtime: str | None, url: str | None, problem: str | None, have: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, runtime: str | None, url: str | None, problem: str | None, have: list[tuple[str, str]]
+    ) -> None:
         self.runtime = runtime  # its runtime's name, or None when no runtime can serve it
         self.url = url
         self.problem = problem  # why none can (NoRuntimeForGpu's message)
@@ -256,8 +293,14 @@ def routing_findings(index: Any, where: Any) -> list[Any]:
             continue
         arg = ep.args.get("gpu")
         span = arg.span if arg is not None else ep.decorator
-        fixes = [Fix(f"Change to gpu=\"{gpu}\" ({rt} has it)", (Edit(arg.span, f'"{gpu}"'),), i == 0)
-                 for i, (gpu, rt) in enumerate(w.have)] if arg is not None else []
+        fixes = (
+            [
+                Fix(f'Change to gpu="{gpu}" ({rt} has it)', (Edit(arg.span, f'"{gpu}"'),), i == 0)
+                for i, (gpu, rt) in enumerate(w.have)
+            ]
+            if arg is not None
+            else []
+        )
         out.append(Finding(span, w.problem, "no-runtime-gpu", "warning", fixes))
     return out
 
@@ -271,18 +314,35 @@ def routing_actions(index: Any, lines: Any, rng: Any, uri: str, where: Any) -> l
     from .diagnostics import fix_edits, to_diagnostic
     from .positions import Span
 
-    wanted = Span(rng.start.line, lines.column(rng.start.line, rng.start.character),
-                  rng.end.line, lines.column(rng.end.line, rng.end.character))
+    wanted = Span(
+        rng.start.line,
+        lines.column(rng.start.line, rng.start.character),
+        rng.end.line,
+        lines.column(rng.end.line, rng.end.character),
+    )
     out: list[Any] = []
     for finding in routing_findings(index, where):
         if not _overlaps(finding.span, wanted):
             continue
         diagnostic = to_diagnostic(finding, lines)
         for fix in finding.fixes:
-            out.append(types.CodeAction(title=fix.title, kind=types.CodeActionKind.QuickFix, diagnostics=[diagnostic],
-                                        is_preferred=fix.preferred, edit=types.WorkspaceEdit(changes={uri: fix_edits(fix, lines)})))
-        out.append(types.CodeAction(title="Connect a GPU machine…", kind=types.CodeActionKind.QuickFix, diagnostics=[diagnostic],
-                                    command=types.Command(title="Connect a GPU machine…", command=CONNECT_COMMAND)))
+            out.append(
+                types.CodeAction(
+                    title=fix.title,
+                    kind=types.CodeActionKind.QuickFix,
+                    diagnostics=[diagnostic],
+                    is_preferred=fix.preferred,
+                    edit=types.WorkspaceEdit(changes={uri: fix_edits(fix, lines)}),
+                )
+            )
+        out.append(
+            types.CodeAction(
+                title="Connect a GPU machine…",
+                kind=types.CodeActionKind.QuickFix,
+                diagnostics=[diagnostic],
+                command=types.Command(title="Connect a GPU machine…", command=CONNECT_COMMAND),
+            )
+        )
     return out
 
 
@@ -304,5 +364,11 @@ async def known_endpoints(documents: Documents, root: Path) -> list[tuple[Any, s
         for ep in index.endpoints:
             facts = facts_for(ep)
             pinned = ep.value("runtime")
-            out.append((facts.request.labels if facts.request is not None else (), pinned if isinstance(pinned, str) else None, ep.name))
+            out.append(
+                (
+                    facts.request.labels if facts.request is not None else (),
+                    pinned if isinstance(pinned, str) else None,
+                    ep.name,
+                )
+            )
     return out

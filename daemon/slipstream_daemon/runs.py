@@ -117,7 +117,9 @@ class Runner:
             kwargs = facts.example_for(method) or {}
         run_id = uuid.uuid4().hex[:12]
         task = asyncio.ensure_future(
-            self._run(run_id, uri, ep.name, method, dict(kwargs), facts.gpu_label, _secret_names(facts))
+            self._run(
+                run_id, uri, ep.name, method, dict(kwargs), facts.gpu_label, _secret_names(facts)
+            )
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -175,7 +177,9 @@ class Runner:
         )
         live.stop()
         for entry in result["logs"][live.sent :]:  # what the live tail did not deliver
-            stream: Literal["stdout", "stderr"] = "stderr" if entry.get("stream") == "stderr" else "stdout"
+            stream: Literal["stdout", "stderr"] = (
+                "stderr" if entry.get("stream") == "stderr" else "stdout"
+            )
             self.notify(NOTIFY_RUN_LOG, RunLog(runId=run_id, stream=stream, text=entry["text"]))
         if reply.get("runtime"):  # several runtimes: the card names the one that ran it
             result["runtime"] = reply["runtime"]
@@ -196,18 +200,27 @@ class Runner:
         live: _LiveLogs | None = None,
         secrets: tuple[str, ...] = (),
     ) -> dict[str, Any]:
-        if secrets:  # secrets=[...]: from the daemon's environment or the project's .env, as the SDK does
+        if (
+            secrets
+        ):  # secrets=[...]: from the daemon's environment or the project's .env, as the SDK does
             from slipstream.errors import SlipstreamError
             from slipstream.sdk.secretvals import SECRETS_KEY, resolve
 
             try:
                 kwargs = {**kwargs, SECRETS_KEY: resolve(secrets, endpoint, root)}
             except SlipstreamError as exc:  # before the call: nothing runs without it
-                return {"ok": False, "error": {"type": "MissingSecret", "message": str(exc), "traceback": ""}}
-        routed = root is not None and self.routing.entries(root) is not None  # several runtimes (routed.py)
+                return {
+                    "ok": False,
+                    "error": {"type": "MissingSecret", "message": str(exc), "traceback": ""},
+                }
+        routed = (
+            root is not None and self.routing.entries(root) is not None
+        )  # several runtimes (routed.py)
         route = None
         if routed and root is not None and self.routing.specs.get(root):
-            route = await self._route(root, endpoint)  # no runtime has its GPU: fails before any deploy
+            route = await self._route(
+                root, endpoint
+            )  # no runtime has its GPU: fails before any deploy
             if isinstance(route, dict):
                 return route
         if not routed:
@@ -251,7 +264,11 @@ class Runner:
         def call() -> dict[str, Any]:  # every attempt the same call, its tag too: live logs go on
             reply = client.call_json(endpoint, kwargs, method, None, None, tag, project)
             error = reply.get("error") or {}
-            if not reply.get("ok") and error.get("kind") == ErrorKind.UNKNOWN_ENDPOINT and root is not None:
+            if (
+                not reply.get("ok")
+                and error.get("kind") == ErrorKind.UNKNOWN_ENDPOINT
+                and root is not None
+            ):
                 raise Lost(reply)
             return reply
 
@@ -295,7 +312,10 @@ class Runner:
         try:
             return await asyncio.to_thread(self.routing.client_for, root, endpoint)
         except SlipstreamError as exc:
-            return {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc), "traceback": ""}}
+            return {
+                "ok": False,
+                "error": {"type": type(exc).__name__, "message": str(exc), "traceback": ""},
+            }
 
     async def report_error(self, endpoint: str, method: str | None, result: RunResult) -> None:
         """A run's remote exception as a diagnostic at the local file and line it came from (or
@@ -415,7 +435,9 @@ def _secret_names(facts: Any) -> tuple[str, ...]:
 
 
 _RETRY_REASONS: dict[str, str] = {
-    ErrorKind.CRASH: "worker crashed", ErrorKind.TIMEOUT: "timed out", ErrorKind.UNAVAILABLE: "runtime unavailable",
+    ErrorKind.CRASH: "worker crashed",
+    ErrorKind.TIMEOUT: "timed out",
+    ErrorKind.UNAVAILABLE: "runtime unavailable",
 }
 
 
@@ -431,8 +453,13 @@ def _retries(raw: Any) -> list[RunRetry]:
             reason = f"CUDA out of memory on {gpu}" + (f", moved to {moved}" if moved else "")
         else:
             reason = _RETRY_REASONS.get(kind) or type_.rsplit(".", 1)[-1] or kind or "failed"
-        item = RunRetry(attempt=int(r.get("attempt") or i + 1), reason=reason, type=type_,
-                        message=str(r.get("message", "")), gpu=gpu)
+        item = RunRetry(
+            attempt=int(r.get("attempt") or i + 1),
+            reason=reason,
+            type=type_,
+            message=str(r.get("message", "")),
+            gpu=gpu,
+        )
         if moved:
             item["movedTo"] = str(moved)
         out.append(item)
@@ -519,7 +546,14 @@ class _LiveLogs:
             if self._stop.is_set():
                 return  # the result's logs carry the rest
             self.sent += 1
-            self.notify(NOTIFY_RUN_LOG, RunLog(runId=self.run_id, stream="stderr" if stream == "stderr" else "stdout", text=text))
+            self.notify(
+                NOTIFY_RUN_LOG,
+                RunLog(
+                    runId=self.run_id,
+                    stream="stderr" if stream == "stderr" else "stdout",
+                    text=text,
+                ),
+            )
 
         def tail() -> None:
             try:

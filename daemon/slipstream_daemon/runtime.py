@@ -147,7 +147,9 @@ class RuntimeManager:
                 self.connected = True
                 self.gpus = gpu_inventory(health)
                 mine = self.projects() if self.projects is not None else None
-                self.endpoint_count = len([e for e in endpoints if mine is None or e.get("project") in mine])
+                self.endpoint_count = len(
+                    [e for e in endpoints if mine is None or e.get("project") in mine]
+                )
         status = self.status()
         self._notify(status)
         return status

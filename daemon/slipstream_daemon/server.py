@@ -58,22 +58,43 @@ class SlipstreamServer(LanguageServer):
         self.reported = ReportedProblems()
         self.documents = Documents(lambda: self.workspace)
         self.runtime = RuntimeManager(self._send_runtime_status, lambda: self.costs.session_usd)
-        self.routing = EditorRouting()  # several runtimes: [runtimes] in slipstream.toml (routed.py)
+        self.routing = (
+            EditorRouting()
+        )  # several runtimes: [runtimes] in slipstream.toml (routed.py)
         self.deployer = Deployer(
-            self.runtime, self.reported, self.republish, routing=self.routing,
+            self.runtime,
+            self.reported,
+            self.republish,
+            routing=self.routing,
             endpoints=lambda root: known_endpoints(self.documents, root),
-            notify=self.protocol.notify, log_message=self.window_log_message, progress=self._progress,
+            notify=self.protocol.notify,
+            log_message=self.window_log_message,
+            progress=self._progress,
         )
         self.runtime.projects = self._deployed_projects
         self.runtime.on_change.append(self.deployer.forget_runtime)
         self.runs = Runner(
-            self.documents, self.runtime, self.deployer, routing=self.routing, reported=self.reported,
-            republish=self.republish, costs=self.costs, notify=self.protocol.notify,
-            project_root=self.project_root, where_for=self.where_for, ran=self._ran,
+            self.documents,
+            self.runtime,
+            self.deployer,
+            routing=self.routing,
+            reported=self.reported,
+            republish=self.republish,
+            costs=self.costs,
+            notify=self.protocol.notify,
+            project_root=self.project_root,
+            where_for=self.where_for,
+            ran=self._ran,
         )
         self.debugging = Debugging(
-            self.documents, self.runtime, self.deployer, self.runs, costs=self.costs,
-            notify=self.protocol.notify, project_root=self.project_root, ran=self._ran,
+            self.documents,
+            self.runtime,
+            self.deployer,
+            self.runs,
+            costs=self.costs,
+            notify=self.protocol.notify,
+            project_root=self.project_root,
+            ran=self._ran,
         )
         self._diagnose_tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -127,8 +148,12 @@ class SlipstreamServer(LanguageServer):
 
     def _send_runtime_status(self, status: protocol.RuntimeStatus) -> None:
         root = self.routing.last_root
-        if root is not None and self.routing.entries(root) is not None:  # one entry per runtime for the status bar
-            status = protocol.RuntimeStatus(**status, runtimes=self.routing.status(root, self.costs))
+        if (
+            root is not None and self.routing.entries(root) is not None
+        ):  # one entry per runtime for the status bar
+            status = protocol.RuntimeStatus(
+                **status, runtimes=self.routing.status(root, self.costs)
+            )
         self.protocol.notify(protocol.NOTIFY_RUNTIME_STATUS, status)
 
     def notify_runtime_status(self) -> None:
@@ -259,7 +284,13 @@ def create_server() -> SlipstreamServer:
     @server.feature(types.TEXT_DOCUMENT_HOVER)
     async def on_hover(ls: SlipstreamServer, params: types.HoverParams) -> types.Hover | None:
         index = await ls.documents.get(params.text_document.uri)
-        return hover(index, ls.documents.lines(index), params.position, ls.costs, ls.where_for(uri=params.text_document.uri))
+        return hover(
+            index,
+            ls.documents.lines(index),
+            params.position,
+            ls.costs,
+            ls.where_for(uri=params.text_document.uri),
+        )
 
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
@@ -364,9 +395,15 @@ def create_server() -> SlipstreamServer:
 
     @server.command(protocol.CMD_RUNTIME_STATUS)
     async def runtime_status(ls: SlipstreamServer, *args: Any) -> protocol.RuntimeStatus:
-        uri = _argument(args).get("uri")  # a project's file or slipstream.toml (its runtimes changed)
+        uri = _argument(args).get(
+            "uri"
+        )  # a project's file or slipstream.toml (its runtimes changed)
         path = uri_to_path(uri) if uri else None
-        root = ls.project_root(path) if path is not None else ls.routing.last_root or ls._workspace_root()
+        root = (
+            ls.project_root(path)
+            if path is not None
+            else ls.routing.last_root or ls._workspace_root()
+        )
         if root is not None and ls.routing.entries(root) is not None:  # several runtimes: ask each
             ls.routing.last_root = root
             if await asyncio.to_thread(ls.routing.refresh, root) or path is not None:

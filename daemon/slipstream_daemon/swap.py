@@ -85,7 +85,9 @@ def project_models(path: Path | None, endpoint: str) -> list[tuple[str, str]]:
     except (OSError, tomllib.TOMLDecodeError):
         return []
     models = data.get("endpoints", {}).get(endpoint, {}).get("models", [])
-    return [(m["id"], m.get("description", "")) for m in models if isinstance(m, dict) and m.get("id")]
+    return [
+        (m["id"], m.get("description", "")) for m in models if isinstance(m, dict) and m.get("id")
+    ]
 
 
 def model_alternatives(ep: Endpoint, path: Path | None = None) -> ModelAlternativesResult:

@@ -56,7 +56,9 @@ def _write_clip_vocab(folder: Path, bos: str, eos: str) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
 
 
-def _sd_pipeline(vae: Any, text_encoder: Any, tokenizer: Any, unet: Any, scheduler: Any) -> StableDiffusionPipeline:
+def _sd_pipeline(
+    vae: Any, text_encoder: Any, tokenizer: Any, unet: Any, scheduler: Any
+) -> StableDiffusionPipeline:
     """A StableDiffusionPipeline of these parts: no safety checker, no progress bar."""
     from diffusers import StableDiffusionPipeline
 

@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import runpy
 import secrets
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
 from .protocol import envvars
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
     from . import __version__
     from .protocol.hosts import is_loopback
     from .server.app import serve
-    from .server.sockets import bind_socket
     from .server.service import Runtime
+    from .server.sockets import bind_socket
     from .server.store import Limits
 
     if a.token_file:  # the token from a file (0600), never on a command line or in the log
@@ -41,7 +42,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
             _err(f"cannot read --token-file {a.token_file}: {exc.strerror}")
             return 2
         if not token_from_file:
-            _err(f"--token-file {a.token_file} is empty: write a token into it (e.g. openssl rand -hex 24)")
+            _err(
+                f"--token-file {a.token_file} is empty: write a token into it (e.g. openssl rand -hex 24)"
+            )
             return 2
         os.environ[envvars.TOKEN] = token_from_file
     idle_stop = 0.0
@@ -56,7 +59,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
     token = a.token or os.environ.get(envvars.TOKEN)
     generated = not token
     if not is_loopback(a.host) and generated:
-        _err(f"refusing to listen on {a.host} without a token: pass --token or set SLIPSTREAM_TOKEN")
+        _err(
+            f"refusing to listen on {a.host} without a token: pass --token or set SLIPSTREAM_TOKEN"
+        )
         return 2
     token = token or secrets.token_urlsafe(24)
     try:
@@ -67,7 +72,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     if bool(a.tls_cert) != bool(a.tls_key):
-        _err("--tls-cert and --tls-key go together (the certificate chain and its private key, PEM files)")
+        _err(
+            "--tls-cert and --tls-key go together (the certificate chain and its private key, PEM files)"
+        )
         return 2
     scheme = "https" if a.tls_cert else "http"
     if a.tls_cert:
@@ -97,27 +104,58 @@ def cmd_serve(a: argparse.Namespace) -> int:
     if not a.embedded:
         os.environ.setdefault("HF_HOME", str(hf_home_default()))  # weights download once per host
     rt = Runtime(
-        store_dir=store if isinstance(store, Path) else None, backend=backend, embedded=a.embedded, gpu_fallback=a.gpu_fallback,
-        url=url, token=token, max_queue=a.max_queue,
+        store_dir=store if isinstance(store, Path) else None,
+        backend=backend,
+        embedded=a.embedded,
+        gpu_fallback=a.gpu_fallback,
+        url=url,
+        token=token,
+        max_queue=a.max_queue,
         limits=Limits(max_file_bytes=a.max_file_mb * MB, max_total_bytes=a.max_project_mb * MB),
         fork=not a.no_fork,
     )
-    gpus = ", ".join(f"{d.name} ({d.memory_gb:g} GB)" for d in rt.devices) or "none (endpoints that ask for a GPU "
-    gpus += "" if rt.devices else ("run on the CPU)" if rt.gpu_fallback else "are refused; --gpu-fallback runs them on the CPU)")
+    gpus = (
+        ", ".join(f"{d.name} ({d.memory_gb:g} GB)" for d in rt.devices)
+        or "none (endpoints that ask for a GPU "
+    )
+    gpus += (
+        ""
+        if rt.devices
+        else (
+            "run on the CPU)"
+            if rt.gpu_fallback
+            else "are refused; --gpu-fallback runs them on the CPU)"
+        )
+    )
 
     def ready() -> None:
         if a.ready_file:
             tmp = Path(a.ready_file + ".tmp")
-            temp_store = str(rt.store.root) if rt._tmp is not None else None  # removed by whoever started us
-            tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "runtime_id": rt.id, "temp_store": temp_store,
-                                       "data_port": rt.data_port, "version": __version__}))
+            temp_store = (
+                str(rt.store.root) if rt._tmp is not None else None
+            )  # removed by whoever started us
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "url": url,
+                        "pid": os.getpid(),
+                        "runtime_id": rt.id,
+                        "temp_store": temp_store,
+                        "data_port": rt.data_port,
+                        "version": __version__,
+                    }
+                )
+            )
             os.replace(tmp, a.ready_file)
         if not a.embedded:
             print(f"Slipstream runtime {url}  backend={rt.backend.name}  GPUs: {gpus}", flush=True)
             if generated:
                 print(f"token (generated): {token}", flush=True)
             print(f"  export SLIPSTREAM_RUNTIME_URL={url}", flush=True)
-            print(f"  code store: {rt.store.root}{note}  model cache (HF_HOME): {os.environ.get('HF_HOME')}", flush=True)
+            print(
+                f"  code store: {rt.store.root}{note}  model cache (HF_HOME): {os.environ.get('HF_HOME')}",
+                flush=True,
+            )
 
     if a.parent_pid:
         _exit_with_parent(a.parent_pid)
@@ -133,8 +171,18 @@ def cmd_serve(a: argparse.Namespace) -> int:
     # default one the process would die before the runtime stops its workers and removes its
     # temporary store. This one unwinds through serve's clean-up instead, as Ctrl-C does.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    asyncio.run(serve(rt, sock, token, log_level=a.log_level, on_ready=ready, tls_cert=a.tls_cert, tls_key=a.tls_key,
-                      idle_stop=idle_stop))
+    asyncio.run(
+        serve(
+            rt,
+            sock,
+            token,
+            log_level=a.log_level,
+            on_ready=ready,
+            tls_cert=a.tls_cert,
+            tls_key=a.tls_key,
+            idle_stop=idle_stop,
+        )
+    )
     return 0
 
 
@@ -175,17 +223,23 @@ def _store_folder(a: argparse.Namespace) -> tuple[Path | None | bool, str]:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
     except OSError as exc:
-        _err(f"cannot use {folder} as the code store: {exc.strerror or exc}; pass --store FOLDER or --temp-store")
+        _err(
+            f"cannot use {folder} as the code store: {exc.strerror or exc}; pass --store FOLDER or --temp-store"
+        )
         return False, ""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
         if explicit:
-            _err(f"another runtime on this host uses the store {folder}; give this one its own --store")
+            _err(
+                f"another runtime on this host uses the store {folder}; give this one its own --store"
+            )
             return False, ""
-        _err(f"another runtime on this host uses {folder}; this one keeps its code in a temporary folder "
-             "(lost when it stops: pass --store FOLDER to keep it)")
+        _err(
+            f"another runtime on this host uses {folder}; this one keeps its code in a temporary folder "
+            "(lost when it stops: pass --store FOLDER to keep it)"
+        )
         return None, " (temporary: the default store is in use)"
     _store_lock = fd
     return folder, ""
@@ -217,19 +271,25 @@ def cmd_run(a: argparse.Namespace) -> int:
     from .sdk.config import find_project_root
 
     root = find_project_root(script)
-    if a.debug:  # breakpoint() in endpoint code waits for a debugger (the runtime's workers inherit it)
+    if (
+        a.debug
+    ):  # breakpoint() in endpoint code waits for a debugger (the runtime's workers inherit it)
         os.environ[envvars.DEBUG_BREAKPOINTS] = "1"
     chosen = _chosen_runtime(root)  # the configured runtime, else the embedded one, started here
     embedded = chosen.embedded if chosen is not None else None
     configured = None if chosen is None or chosen.is_embedded else (chosen.url, chosen.token)
     watcher = None
     if a.debug and chosen is None:
-        _err("--debug: with [runtimes] in slipstream.toml, stop at breakpoints with the editor's Debug lens")
+        _err(
+            "--debug: with [runtimes] in slipstream.toml, stop at breakpoints with the editor's Debug lens"
+        )
     elif a.debug:
         watcher = _debug_watcher(a, root, configured)
     sys.argv = [str(script), *a.args]
     sys.path.insert(0, str(script.resolve().parent))
-    os.environ.setdefault(envvars.PROGRESS, "1")  # a long .map shows its progress on stderr (progress.py)
+    os.environ.setdefault(
+        envvars.PROGRESS, "1"
+    )  # a long .map shows its progress on stderr (progress.py)
     code, interrupted, failure = 0, False, ""
     try:
         runpy.run_path(str(script), run_name="__main__")
@@ -237,10 +297,20 @@ def cmd_run(a: argparse.Namespace) -> int:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if exc.code not in (None, 0) and not isinstance(exc.code, int):
             print(exc.code, file=sys.stderr)
-    except KeyboardInterrupt:  # Ctrl-C: the script stops, its calls are cancelled, the runtime stops
+    except (
+        KeyboardInterrupt
+    ):  # Ctrl-C: the script stops, its calls are cancelled, the runtime stops
         code, interrupted = 130, True
-    except DeployError as exc:  # the runtime refused the code: its own message says where and what to do
-        where = f" ({exc.file}:{exc.line})" if exc.file and exc.line else f" ({exc.file})" if exc.file else ""
+    except (
+        DeployError
+    ) as exc:  # the runtime refused the code: its own message says where and what to do
+        where = (
+            f" ({exc.file}:{exc.line})"
+            if exc.file and exc.line
+            else f" ({exc.file})"
+            if exc.file
+            else ""
+        )
         _err(f"the runtime refused the code{where}: {exc.type}: {exc.message}")
         code = 1
     except Exception as exc:  # the script failed: its traceback, as `python script.py` shows it
@@ -248,19 +318,25 @@ def cmd_run(a: argparse.Namespace) -> int:
     finally:
         import signal
 
-        def again(*_: object) -> None:  # Ctrl-C again while stopping: stopping goes on (bounded), no traceback
+        def again(
+            *_: object,
+        ) -> None:  # Ctrl-C again while stopping: stopping goes on (bounded), no traceback
             _err("stopping the script's calls and the embedded runtime (a few seconds at most)")
 
         import threading
 
-        main = threading.current_thread() is threading.main_thread()  # signal handlers: main thread only
+        main = (
+            threading.current_thread() is threading.main_thread()
+        )  # signal handlers: main thread only
         previous = signal.signal(signal.SIGINT, again) if main else None
         try:
             if watcher is not None:
                 watcher.stop()
             s = session.current()
             if s.calls:
-                _err(f"{s.calls} remote call(s), {s.busy_s:.2f} busy s, ${s.spend_usd:.6f} at GPU prices")
+                _err(
+                    f"{s.calls} remote call(s), {s.busy_s:.2f} busy s, ${s.spend_usd:.6f} at GPU prices"
+                )
             s.close()
             if embedded is not None:
                 embedded.stop()
@@ -268,7 +344,10 @@ def cmd_run(a: argparse.Namespace) -> int:
             if main:
                 signal.signal(signal.SIGINT, previous)
         if interrupted:
-            _err("interrupted: the script's remote calls were cancelled" + ("; the embedded runtime stopped" if embedded else ""))
+            _err(
+                "interrupted: the script's remote calls were cancelled"
+                + ("; the embedded runtime stopped" if embedded else "")
+            )
     if failure:
         print(failure, end="", file=sys.stderr, flush=True)
     return code
@@ -280,8 +359,10 @@ def _debug_watcher(a: argparse.Namespace, root: Path, configured: tuple[str, str
     from .sdk.debug import BreakpointWatcher
 
     if configured:
-        _err("--debug: breakpoint() waits for a debugger on runtimes started with SLIPSTREAM_DEBUG_BREAKPOINTS=1 "
-             "(the embedded one `run` starts is); the Debug lens works on any runtime")
+        _err(
+            "--debug: breakpoint() waits for a debugger on runtimes started with SLIPSTREAM_DEBUG_BREAKPOINTS=1 "
+            "(the embedded one `run` starts is); the Debug lens works on any runtime"
+        )
     url, token = configured or (os.environ[envvars.RUNTIME_URL], os.environ[envvars.TOKEN])
     return BreakpointWatcher(RuntimeClient(url, token), str(root), a.debug_port).start()
 
@@ -308,8 +389,11 @@ def _script_traceback(exc: BaseException) -> str:
         frames = list(te.stack)
         while frames and ours(frames[0]):
             frames.pop(0)
-        on_purpose = isinstance(e, (SlipstreamError, SpecError)) or isinstance(getattr(e, "__cause__", None), RemoteTraceback) \
+        on_purpose = (
+            isinstance(e, (SlipstreamError, SpecError))
+            or isinstance(getattr(e, "__cause__", None), RemoteTraceback)
             or getattr(e, "_slipstream_refused", False)
+        )
         while on_purpose and frames and ours(frames[-1]):
             frames.pop()
         if frames:
@@ -360,7 +444,9 @@ def _client():
 
     target = _configured_runtime(find_project_root(Path.cwd()))
     if not target:
-        _err("no runtime configured: set SLIPSTREAM_RUNTIME_URL and SLIPSTREAM_TOKEN (see `slipstream serve`)")
+        _err(
+            "no runtime configured: set SLIPSTREAM_RUNTIME_URL and SLIPSTREAM_TOKEN (see `slipstream serve`)"
+        )
         raise SystemExit(2)
     return RuntimeClient(*target)
 
@@ -395,20 +481,26 @@ def cmd_status(a: argparse.Namespace) -> int:
     gpus = ", ".join(g["name"] for g in h["gpus"]) or "no GPU"
     print(f"{c.url}  {h['backend']}  {gpus}  spend ${st['spend']['cost_usd']:.6f}")
     here = _here_key()
-    projects = st.get("projects") or [{"key": None, "generation": h.get("generation"), "deploys": 0, "spend": st["spend"]}]
+    projects = st.get("projects") or [
+        {"key": None, "generation": h.get("generation"), "deploys": 0, "spend": st["spend"]}
+    ]
     if not st["endpoints"] and not st.get("projects"):
         print("  no project deployed yet")
     for proj in projects:  # one block per project: its generation, spend and endpoints
         if proj["key"] is not None:
             mark = "  (this folder)" if proj["key"] == here else ""
             sp = proj["spend"]
-            print(f"project {proj['key']}  generation {proj['generation']}  calls {sp['calls']}  ${sp['cost_usd']:.6f}{mark}")
+            print(
+                f"project {proj['key']}  generation {proj['generation']}  calls {sp['calls']}  ${sp['cost_usd']:.6f}{mark}"
+            )
         for e in (e for e in st["endpoints"] if e.get("project") == proj["key"]):
             p, s = e["pool"], e["stats"]
             states = ",".join(w["state"] for w in p["workers"]) or "scaled to zero"
             p50 = "-" if s["p50_ms"] is None else f"{s['p50_ms']} ms"  # no call yet
-            print(f"  {e['name']:<24} {e['gpu']:<10} workers {len(p['workers'])}/{p['max']} [{states}]  "
-                  f"calls {s['calls']} errors {s['errors']}  p50 {p50}  ${s['cost_usd']:.6f}")
+            print(
+                f"  {e['name']:<24} {e['gpu']:<10} workers {len(p['workers'])}/{p['max']} [{states}]  "
+                f"calls {s['calls']} errors {s['errors']}  p50 {p50}  ${s['cost_usd']:.6f}"
+            )
     return 0
 
 
@@ -477,10 +569,21 @@ def _routed_status(a: argparse.Namespace, root: Path, entries: list[Any]) -> int
             routes[name] = router.route(spec.get("gpu") or (), spec.get("runtime"), name)
         except SlipstreamError as exc:  # no runtime has its GPU, or runtime= names none
             want = " or ".join(spec.get("gpu") or ()) or "CPU"
-            nowhere[name] = f"{want}: no runtime has it ({router.inventory_line()})" if spec.get("gpu") and not spec.get("runtime") else str(exc)
+            nowhere[name] = (
+                f"{want}: no runtime has it ({router.inventory_line()})"
+                if spec.get("gpu") and not spec.get("runtime")
+                else str(exc)
+            )
 
     def stats(rt: Any, name: str) -> dict[str, Any]:
-        return next((e.get("stats") or {} for e in listing.get(rt.name, {}).get("endpoints", []) if e["name"] == name), {})
+        return next(
+            (
+                e.get("stats") or {}
+                for e in listing.get(rt.name, {}).get("endpoints", [])
+                if e["name"] == name
+            ),
+            {},
+        )
 
     def spend(rt: Any) -> float:
         st = listing.get(rt.name, {})
@@ -488,16 +591,38 @@ def _routed_status(a: argparse.Namespace, root: Path, entries: list[Any]) -> int
         return float(((proj or {}).get("spend") or {}).get("cost_usd", 0.0))
 
     if a.json:
-        print(json.dumps({"project": key, "runtimes": [
-            {**rt.to_dict(), "state": "embedded" if rt.embedded else "connected" if rt.name in listing else "offline",
-             "error": offline.get(rt.name), "spend_usd": spend(rt),
-             "endpoints": [n for n, r in routes.items() if r.runtime is rt]} for rt in entries],
-            "unroutable": nowhere}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "project": key,
+                    "runtimes": [
+                        {
+                            **rt.to_dict(),
+                            "state": "embedded"
+                            if rt.embedded
+                            else "connected"
+                            if rt.name in listing
+                            else "offline",
+                            "error": offline.get(rt.name),
+                            "spend_usd": spend(rt),
+                            "endpoints": [n for n, r in routes.items() if r.runtime is rt],
+                        }
+                        for rt in entries
+                    ],
+                    "unroutable": nowhere,
+                },
+                indent=2,
+            )
+        )
         return 0
     for rt in entries:
-        gpus = describe_gpus(rt.gpus()) + (" (declared)" if rt.reported is None and rt.declared else "")
+        gpus = describe_gpus(rt.gpus()) + (
+            " (declared)" if rt.reported is None and rt.declared else ""
+        )
         if rt.embedded:
-            print(f"{rt.name:<12} embedded  (runs inside `slipstream run`, `dev` and the editor)  {gpus}")
+            print(
+                f"{rt.name:<12} embedded  (runs inside `slipstream run`, `dev` and the editor)  {gpus}"
+            )
         elif rt.name in listing:
             print(f"{rt.name:<12} {rt.url}  connected  {gpus}  spend ${spend(rt):.6f}")
         else:
@@ -505,7 +630,11 @@ def _routed_status(a: argparse.Namespace, root: Path, entries: list[Any]) -> int
         mine = [(n, r) for n, r in routes.items() if r.runtime is rt]
         for n, r in mine:
             s = stats(rt, n)
-            calls = f"calls {s.get('calls', 0)} errors {s.get('errors', 0)}  ${float(s.get('cost_usd', 0.0)):.6f}" if s else "-"
+            calls = (
+                f"calls {s.get('calls', 0)} errors {s.get('errors', 0)}  ${float(s.get('cost_usd', 0.0)):.6f}"
+                if s
+                else "-"
+            )
             print(f"  {n:<24} {r.gpu:<10} {calls}")
         if not mine:
             print("  no endpoint routed here")
@@ -551,7 +680,9 @@ def cmd_dev(a: argparse.Namespace) -> int:
     from .sdk.config import find_project_root
     from .sdk.devserver import run_dev
 
-    if not a.runtime:  # a URL or slipstream.toml that cannot be used: one line, exit 2, before serving
+    if (
+        not a.runtime
+    ):  # a URL or slipstream.toml that cannot be used: one line, exit 2, before serving
         _configured_runtime(find_project_root(Path(a.path)))
     # --runtime, else as run and the editor: the configured runtime, else the embedded one (sdk/runtimes.py)
     return run_dev(Path(a.path), port=a.port, runtime_url=a.runtime, host=a.host)
@@ -596,19 +727,39 @@ def cmd_connect(a: argparse.Namespace) -> int:
             rtts.append((time.perf_counter() - t0) * 1000)
     finally:
         c.close()
-    gpus = ", ".join(f"{g.get('name')} ({g.get('memory_gb', 0):g} GB)" for g in h.get("gpus") or []) or "none (CPU only)"
+    gpus = (
+        ", ".join(f"{g.get('name')} ({g.get('memory_gb', 0):g} GB)" for g in h.get("gpus") or [])
+        or "none (CPU only)"
+    )
     t = link.target
-    if a.json:  # the editor's "Connect to a GPU machine" reads this (vscode-extension/src/connect.ts)
+    if (
+        a.json
+    ):  # the editor's "Connect to a GPU machine" reads this (vscode-extension/src/connect.ts)
         from .sdk.routing import gpus_from_health
 
-        print(json.dumps({"host": t.label, "url": t.url, "version": h.get("version"), "gpus": gpus_from_health(h),
-                          "rtt_ms": round(statistics.median(rtts), 2)}))
+        print(
+            json.dumps(
+                {
+                    "host": t.label,
+                    "url": t.url,
+                    "version": h.get("version"),
+                    "gpus": gpus_from_health(h),
+                    "rtt_ms": round(statistics.median(rtts), 2),
+                }
+            )
+        )
         return 0
-    print(f"connected to {t.label}: Slipstream {h.get('version')} (pid {link.remote.get('pid')}), "
-          f"forwarded to {link.url} over ssh")
+    print(
+        f"connected to {t.label}: Slipstream {h.get('version')} (pid {link.remote.get('pid')}), "
+        f"forwarded to {link.url} over ssh"
+    )
     print(f"  GPUs: {gpus}")
-    print(f"  round trip: {statistics.median(rtts):.1f} ms (median of {len(rtts)} /health calls through the tunnel)")
-    print(f"  use it: export SLIPSTREAM_RUNTIME_URL={t.url}   (or [runtime] url = \"{t.url}\" in slipstream.toml)")
+    print(
+        f"  round trip: {statistics.median(rtts):.1f} ms (median of {len(rtts)} /health calls through the tunnel)"
+    )
+    print(
+        f'  use it: export SLIPSTREAM_RUNTIME_URL={t.url}   (or [runtime] url = "{t.url}" in slipstream.toml)'
+    )
     return 0
 
 
@@ -621,65 +772,127 @@ def cmd_disconnect(a: argparse.Namespace) -> int:
             if not link.master_alive():
                 link.start_master()
             stopped = link.stop_runtime()
-            print(f"{'stopped the runtime on' if stopped else 'no runtime was running on'} {link.target.label}")
+            print(
+                f"{'stopped the runtime on' if stopped else 'no runtime was running on'} {link.target.label}"
+            )
         was = link.master_alive()
         link.close_master()
     except SshError as exc:
         _err(str(exc))
         return 1
-    print(f"closed the ssh connection to {link.target.label}" if was else f"no ssh connection to {link.target.label} was open")
+    print(
+        f"closed the ssh connection to {link.target.label}"
+        if was
+        else f"no ssh connection to {link.target.label} was open"
+    )
     if not a.stop:
         print("  the runtime keeps running on the host; `slipstream disconnect --stop` stops it")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="slipstream", description="Run GPU functions on a Slipstream runtime.")
+    ap = argparse.ArgumentParser(
+        prog="slipstream", description="Run GPU functions on a Slipstream runtime."
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("serve", help="start a runtime server")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     s.add_argument("--port", type=int, default=8765)
-    s.add_argument("--token", help="bearer token (default: $SLIPSTREAM_TOKEN, else a generated one)")
+    s.add_argument(
+        "--token", help="bearer token (default: $SLIPSTREAM_TOKEN, else a generated one)"
+    )
     s.add_argument("--backend", choices=["local", "ray"], default="local")
-    s.add_argument("--ray-address", default=None, help="Ray cluster address (default: start/attach locally)")
-    s.add_argument("--gpu-fallback", action="store_true", help="run endpoints on what this machine has when it lacks their GPU")
+    s.add_argument(
+        "--ray-address", default=None, help="Ray cluster address (default: start/attach locally)"
+    )
+    s.add_argument(
+        "--gpu-fallback",
+        action="store_true",
+        help="run endpoints on what this machine has when it lacks their GPU",
+    )
     s.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--ready-file", help=argparse.SUPPRESS)
-    s.add_argument("--token-file", help="read the bearer token from this file (keeps it off command lines)")
-    s.add_argument("--idle-stop", default=None, metavar="DURATION",
-                   help="stop after this long with no call and no client (e.g. 30m, 2h); said in the log")
+    s.add_argument(
+        "--token-file", help="read the bearer token from this file (keeps it off command lines)"
+    )
+    s.add_argument(
+        "--idle-stop",
+        default=None,
+        metavar="DURATION",
+        help="stop after this long with no call and no client (e.g. 30m, 2h); said in the log",
+    )
     s.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
-    s.add_argument("--store", help="folder for synced code, kept across restarts (default: $SLIPSTREAM_STORE, "
-                   "else ~/.slipstream/store, or $SLIPSTREAM_HOME/store)")
-    s.add_argument("--temp-store", action="store_true", help="keep synced code in a temporary folder, removed at exit")
-    s.add_argument("--tls-cert", help="serve HTTPS (and the SDK's data channel over TLS) with this PEM certificate chain")
+    s.add_argument(
+        "--store",
+        help="folder for synced code, kept across restarts (default: $SLIPSTREAM_STORE, "
+        "else ~/.slipstream/store, or $SLIPSTREAM_HOME/store)",
+    )
+    s.add_argument(
+        "--temp-store",
+        action="store_true",
+        help="keep synced code in a temporary folder, removed at exit",
+    )
+    s.add_argument(
+        "--tls-cert",
+        help="serve HTTPS (and the SDK's data channel over TLS) with this PEM certificate chain",
+    )
     s.add_argument("--tls-key", help="the PEM private key of --tls-cert")
-    s.add_argument("--max-queue", type=int, default=256, help="queued calls per endpoint before answering 429")
+    s.add_argument(
+        "--max-queue", type=int, default=256, help="queued calls per endpoint before answering 429"
+    )
     s.add_argument("--max-file-mb", type=int, default=64, help="largest synced file")
     s.add_argument("--max-project-mb", type=int, default=512, help="largest synced project")
-    s.add_argument("--worker-memory-mb", type=int, default=0, help="address-space limit per worker (0: none)")
-    s.add_argument("--no-fork", action="store_true", help="spawn every worker fresh (no fork server)")
-    s.add_argument("--cancel-grace", type=float, default=5.0,
-                   help="seconds a cancelled call (its caller went away) has to stop before its worker is replaced")
-    s.add_argument("--call-ttl", type=float, default=3600.0,
-                   help="seconds a spawned call's result is kept after it finishes (GET /v1/calls/{id}), then dropped")
+    s.add_argument(
+        "--worker-memory-mb", type=int, default=0, help="address-space limit per worker (0: none)"
+    )
+    s.add_argument(
+        "--no-fork", action="store_true", help="spawn every worker fresh (no fork server)"
+    )
+    s.add_argument(
+        "--cancel-grace",
+        type=float,
+        default=5.0,
+        help="seconds a cancelled call (its caller went away) has to stop before its worker is replaced",
+    )
+    s.add_argument(
+        "--call-ttl",
+        type=float,
+        default=3600.0,
+        help="seconds a spawned call's result is kept after it finishes (GET /v1/calls/{id}), then dropped",
+    )
     s.add_argument("--log-level", default="warning")
     s.set_defaults(fn=cmd_serve)
 
-    r = sub.add_parser("run", help="run a script locally with its endpoints on a runtime (embedded by default)")
-    r.add_argument("--debug", action="store_true",
-                   help="breakpoint() in endpoint code waits for a debugger; prints how to attach (docs/debugging.md)")
-    r.add_argument("--debug-port", type=int, default=5678, help="with --debug: the 127.0.0.1 port to attach to (default 5678)")
+    r = sub.add_parser(
+        "run", help="run a script locally with its endpoints on a runtime (embedded by default)"
+    )
+    r.add_argument(
+        "--debug",
+        action="store_true",
+        help="breakpoint() in endpoint code waits for a debugger; prints how to attach (docs/debugging.md)",
+    )
+    r.add_argument(
+        "--debug-port",
+        type=int,
+        default=5678,
+        help="with --debug: the 127.0.0.1 port to attach to (default 5678)",
+    )
     r.add_argument("script")
     r.add_argument("args", nargs=argparse.REMAINDER)
     r.set_defaults(fn=cmd_run)
 
-    d = sub.add_parser("dev", help="watch a project, hot-reload it on the runtime, serve it over HTTP")
+    d = sub.add_parser(
+        "dev", help="watch a project, hot-reload it on the runtime, serve it over HTTP"
+    )
     d.add_argument("path", nargs="?", default=".")
     d.add_argument("--port", type=int, default=8888)
     d.add_argument("--host", default="127.0.0.1")
-    d.add_argument("--runtime", default=None, help="runtime URL (default: $SLIPSTREAM_RUNTIME_URL, else [runtime] url in slipstream.toml, else start the embedded one)")
+    d.add_argument(
+        "--runtime",
+        default=None,
+        help="runtime URL (default: $SLIPSTREAM_RUNTIME_URL, else [runtime] url in slipstream.toml, else start the embedded one)",
+    )
     d.set_defaults(fn=cmd_dev)
 
     st = sub.add_parser("status", help="show the runtime's endpoints, pools and spend")
@@ -691,12 +904,27 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--backlog", type=int, default=50)
     lg.set_defaults(fn=cmd_logs)
 
-    cn = sub.add_parser("connect", help="use a GPU machine over ssh: install and start a runtime there, tunnel to it")
-    cn.add_argument("host", help="ssh://[user@]host[:port], user@host or a Host alias from ~/.ssh/config")
-    cn.add_argument("--upgrade", action="store_true", help="replace a runtime of another version running there")
-    cn.add_argument("--idle-stop", default=None, metavar="DURATION",
-                    help="when starting the runtime: stop it after this long with no call and no client (e.g. 30m)")
-    cn.add_argument("--json", action="store_true", help="print the result as one JSON line (host, url, version, gpus, rtt_ms)")
+    cn = sub.add_parser(
+        "connect",
+        help="use a GPU machine over ssh: install and start a runtime there, tunnel to it",
+    )
+    cn.add_argument(
+        "host", help="ssh://[user@]host[:port], user@host or a Host alias from ~/.ssh/config"
+    )
+    cn.add_argument(
+        "--upgrade", action="store_true", help="replace a runtime of another version running there"
+    )
+    cn.add_argument(
+        "--idle-stop",
+        default=None,
+        metavar="DURATION",
+        help="when starting the runtime: stop it after this long with no call and no client (e.g. 30m)",
+    )
+    cn.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as one JSON line (host, url, version, gpus, rtt_ms)",
+    )
     cn.set_defaults(fn=cmd_connect)
 
     dc = sub.add_parser("disconnect", help="close the ssh connection to a runtime host")
@@ -712,9 +940,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 # the extra (pyproject.toml) that brings each third-party package a command may lack:
 # `pip install slipstream` is the SDK alone
-EXTRA_OF = {"fastapi": "server", "starlette": "server", "uvicorn": "server", "pydantic": "server",
-            "watchfiles": "server", "pygls": "daemon", "lsprotocol": "daemon", "libcst": "daemon",
-            "debugpy": "debug", "websockets": "debug"}
+EXTRA_OF = {
+    "fastapi": "server",
+    "starlette": "server",
+    "uvicorn": "server",
+    "pydantic": "server",
+    "watchfiles": "server",
+    "pygls": "daemon",
+    "lsprotocol": "daemon",
+    "libcst": "daemon",
+    "debugpy": "debug",
+    "websockets": "debug",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -725,7 +962,9 @@ def main(argv: list[str] | None = None) -> int:
         extra = EXTRA_OF.get((exc.name or "").split(".")[0])
         if extra is None:
             raise
-        _err(f"this command needs {exc.name}, which is not installed here: pip install 'slipstream[{extra}]'")
+        _err(
+            f"this command needs {exc.name}, which is not installed here: pip install 'slipstream[{extra}]'"
+        )
         return 2
 
 

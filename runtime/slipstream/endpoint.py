@@ -12,12 +12,28 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol
 
-from .spec.endpoint_spec import EndpointSpec, Problem, SpecError, example_problems, params_of, validate
+from .spec.endpoint_spec import (
+    EndpointSpec,
+    Problem,
+    SpecError,
+    example_problems,
+    params_of,
+    validate,
+)
 from .spec.params import DEFAULTS, OPTIONS, bind_arguments
 
-__all__ = ["endpoint", "Endpoint", "CallInfo", "SpecWarning", "registry", "bad_arguments", "IN_RUNTIME_ENV"]
+__all__ = [
+    "endpoint",
+    "Endpoint",
+    "CallInfo",
+    "SpecWarning",
+    "registry",
+    "bad_arguments",
+    "IN_RUNTIME_ENV",
+]
 
 from .protocol.envvars import IN_RUNTIME as IN_RUNTIME_ENV  # noqa: E402
+
 _UNSET: Any = object()  # an option with_options() was not given
 _registry: dict[str, Endpoint] = {}
 _warned: set[tuple[str, str]] = set()
@@ -137,7 +153,9 @@ def _warn_once(ep: Endpoint) -> None:
             warnings.warn(f"endpoint {ep.name!r}: {text}", SpecWarning, stacklevel=level)
 
 
-def bad_arguments(label: str, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> str | None:
+def bad_arguments(
+    label: str, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]
+) -> str | None:
     """Every problem with calling fn(*args, **kwargs), like Python's own message but naming all
     of them (unexpected and missing arguments together); None when the call binds."""
     try:
@@ -155,24 +173,35 @@ def bad_arguments(label: str, fn: Callable[..., Any], args: Any, kwargs: dict[st
     pos = [p for p in params if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
     takes_more = any(p.kind == P.VAR_POSITIONAL for p in params)
     takes_any = any(p.kind == P.VAR_KEYWORD for p in params)
-    by_keyword = {k for k, p in by_name.items() if p.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY)}
+    by_keyword = {
+        k for k, p in by_name.items() if p.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY)
+    }
     given_pos = {p.name for p in pos[: len(args)]}
     problems: list[str] = []
     if len(args) > len(pos) and not takes_more:
-        problems.append(f"takes {len(pos)} positional argument{'s' if len(pos) != 1 else ''} but {len(args)} were given")
+        problems.append(
+            f"takes {len(pos)} positional argument{'s' if len(pos) != 1 else ''} but {len(args)} were given"
+        )
     unexpected = [k for k in kwargs if k not in by_keyword and not takes_any]
     if unexpected:
-        problems.append(f"got unexpected keyword argument{'s' if len(unexpected) > 1 else ''} {_quoted(unexpected)}")
+        problems.append(
+            f"got unexpected keyword argument{'s' if len(unexpected) > 1 else ''} {_quoted(unexpected)}"
+        )
     twice = [k for k in kwargs if k in given_pos and k in by_keyword]
     if twice:
         problems.append(f"got multiple values for {_quoted(twice)}")
     missing = [
-        p.name for p in params
-        if p.default is p.empty and p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD)
-        and p.name not in given_pos and not (p.name in kwargs and p.name in by_keyword)
+        p.name
+        for p in params
+        if p.default is p.empty
+        and p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD)
+        and p.name not in given_pos
+        and not (p.name in kwargs and p.name in by_keyword)
     ]
     if missing:
-        problems.append(f"missing required argument{'s' if len(missing) > 1 else ''} {_quoted(missing)}")
+        problems.append(
+            f"missing required argument{'s' if len(missing) > 1 else ''} {_quoted(missing)}"
+        )
     return f"{label}{sig}: " + ("; ".join(problems) if problems else first)
 
 
@@ -185,15 +214,17 @@ def refuse_at_import(ep: Endpoint, method: str | None, how: str) -> None:
         target = f"{ep.name}().{method}" if method else ep.name
         raise RuntimeError(
             f"{target}{how} was called while the runtime imported module {ep.__module__!r} to find its endpoints; "
-            "put top-level calls under `if __name__ == \"__main__\":`"
+            'put top-level calls under `if __name__ == "__main__":`'
         )
 
 
 def _modal_form(label: str, item: str) -> AttributeError | None:
     """Modal's f.remote(x) / f.remote_gen(x): say the Slipstream form instead of 'no attribute'."""
     if item in ("remote", "remote_gen"):
-        return AttributeError(f"{label}.{item}(...) is Modal's form; in Slipstream call the endpoint itself: {label}(...) runs "
-                              f"on the runtime (await {label}.aio(...) in async code; docs/endpoint-api.md, Coming from Modal)")
+        return AttributeError(
+            f"{label}.{item}(...) is Modal's form; in Slipstream call the endpoint itself: {label}(...) runs "
+            f"on the runtime (await {label}.aio(...) in async code; docs/endpoint-api.md, Coming from Modal)"
+        )
     return None
 
 
@@ -204,10 +235,18 @@ class Caller(Protocol):
 
     forms: dict[str, tuple[Callable[..., Any], Callable[..., Any]]]  # name -> (blocking, asyncio)
 
-    def call(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
-    def stream(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
-    def call_async(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
-    def stream_async(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
+    def call(
+        self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any: ...
+    def stream(
+        self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any: ...
+    def call_async(
+        self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any: ...
+    def stream_async(
+        self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any: ...
 
 
 _installed: list[Caller] = []
@@ -219,7 +258,9 @@ def install_caller(caller: Caller) -> None:
 
 def _caller() -> Caller:
     if not _installed:
-        raise RuntimeError("slipstream's SDK is not installed: import slipstream (the package) before calling an endpoint")
+        raise RuntimeError(
+            "slipstream's SDK is not installed: import slipstream (the package) before calling an endpoint"
+        )
     return _installed[0]
 
 
@@ -315,7 +356,9 @@ class AsyncStream:
     """`f.aio(...)` of a generator endpoint: iterate it with `async for` (items as they are
     produced; leaving the loop early cancels the call), or await it for the list of items."""
 
-    def __init__(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         self._call = (ep, method, args, kwargs)
 
     def __await__(self) -> Any:
@@ -386,8 +429,16 @@ class Endpoint(_Callable):
             return RemoteInstance(self)
         return super().__call__(*args, **kwargs)
 
-    def with_options(self, *, gpu: Any = _UNSET, timeout: Any = _UNSET, retries: Any = _UNSET, workers: Any = _UNSET,
-                     concurrency: Any = _UNSET, idle_timeout: Any = _UNSET) -> Endpoint:
+    def with_options(
+        self,
+        *,
+        gpu: Any = _UNSET,
+        timeout: Any = _UNSET,
+        retries: Any = _UNSET,
+        workers: Any = _UNSET,
+        concurrency: Any = _UNSET,
+        idle_timeout: Any = _UNSET,
+    ) -> Endpoint:
         """The same endpoint with other settings, served by a pool of its own on the runtime
         (`big = generate.with_options(gpu="H100", timeout=600)`; `big(x)`, `big.map(...)`...).
         Checked like the decorator's arguments (SpecError); the decorator is not changed."""
@@ -397,8 +448,13 @@ class Endpoint(_Callable):
         # its keywords are spec/params.OPTIONS (a test checks this signature matches them)
         given = {k: v for k, v in locals().items() if k in OPTIONS and v is not _UNSET}
         if not given:
-            raise TypeError(f"{self.name}.with_options() needs at least one of {', '.join(OPTIONS)}")
-        given = {k: v.to_dict() if isinstance(v, Retries) else list(v) if isinstance(v, tuple) else v for k, v in given.items()}
+            raise TypeError(
+                f"{self.name}.with_options() needs at least one of {', '.join(OPTIONS)}"
+            )
+        given = {
+            k: v.to_dict() if isinstance(v, Retries) else list(v) if isinstance(v, tuple) else v
+            for k, v in given.items()
+        }
         base = self.variant_of or self
         options = {**self.variant_options, **given}
         v = Endpoint(base.target, variant_spec(base.spec, options))
@@ -446,7 +502,11 @@ class RemoteMethod(_Callable):
         return getattr(self.endpoint.target, self.method or "")
 
     def __getattr__(self, item: str) -> Any:
-        modal = _modal_form(f"{self.endpoint.name}().{self.method}", item) if "method" in self.__dict__ else None
+        modal = (
+            _modal_form(f"{self.endpoint.name}().{self.method}", item)
+            if "method" in self.__dict__
+            else None
+        )
         raise modal or AttributeError(f"{type(self).__name__!r} object has no attribute {item!r}")
 
     def local(self, *args: Any, **kwargs: Any) -> Any:

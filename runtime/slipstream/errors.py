@@ -19,5 +19,18 @@ from .protocol.errors import (
 from .protocol.kinds import ErrorKind
 from .spec.endpoint_spec import SpecError
 
-__all__ = ["SlipstreamError", "RemoteError", "RemoteTraceback", "WorkerCrashed", "EndpointTimeout", "Overloaded",
-           "RuntimeUnavailable", "CallWasCancelled", "MapError", "DeployError", "MissingBlobs", "SpecError", "ErrorKind"]
+__all__ = [
+    "SlipstreamError",
+    "RemoteError",
+    "RemoteTraceback",
+    "WorkerCrashed",
+    "EndpointTimeout",
+    "Overloaded",
+    "RuntimeUnavailable",
+    "CallWasCancelled",
+    "MapError",
+    "DeployError",
+    "MissingBlobs",
+    "SpecError",
+    "ErrorKind",
+]

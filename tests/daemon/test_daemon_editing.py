@@ -344,7 +344,9 @@ async def test_runtime_status_before_any_runtime(daemon: Client) -> None:
     }
 
 
-async def test_a_project_models_toml_sets_the_swap_list(daemon: Client, editing_project: Path) -> None:
+async def test_a_project_models_toml_sets_the_swap_list(
+    daemon: Client, editing_project: Path
+) -> None:
     uri = (editing_project / "pipeline.py").as_uri()
     listing = editing_project / "models.toml"
     listing.write_text(

@@ -33,7 +33,7 @@ from tests.conftest import RunningRuntime, start_runtime
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-APP = '''
+APP = """
 from slipstream import endpoint
 
 
@@ -46,7 +46,7 @@ def hello(name: str) -> str:
 @endpoint()
 def fails() -> None:
     raise ValueError("no luck")
-'''
+"""
 
 
 class Editor:
@@ -92,25 +92,46 @@ async def features(served: RunningRuntime, tmp_path: Path) -> AsyncIterator[dict
     documents = Documents(lambda: workspace)
     routing = EditorRouting()
     deployer = Deployer(
-        runtime, reported, editor.republish, routing=routing,
-        endpoints=lambda r: known_endpoints(documents, r), notify=editor.notify,
-        log_message=editor.logged.append, progress=lambda: None,
+        runtime,
+        reported,
+        editor.republish,
+        routing=routing,
+        endpoints=lambda r: known_endpoints(documents, r),
+        notify=editor.notify,
+        log_message=editor.logged.append,
+        progress=lambda: None,
     )
     runner = Runner(
-        documents, runtime, deployer, routing=routing, reported=reported,
-        republish=editor.republish, costs=costs, notify=editor.notify,
-        project_root=lambda path: root, where_for=lambda uri: None, ran=editor.ran,
+        documents,
+        runtime,
+        deployer,
+        routing=routing,
+        reported=reported,
+        republish=editor.republish,
+        costs=costs,
+        notify=editor.notify,
+        project_root=lambda path: root,
+        where_for=lambda uri: None,
+        ran=editor.ran,
     )
     await runtime.select(served.url, served.token, embedded=False)
-    yield {"root": root, "editor": editor, "reported": reported, "costs": costs,
-           "deployer": deployer, "runner": runner}
+    yield {
+        "root": root,
+        "editor": editor,
+        "reported": reported,
+        "costs": costs,
+        "deployer": deployer,
+        "runner": runner,
+    }
     await runner.close()
     await deployer.close()
     await runtime.close()
     routing.close()
 
 
-async def test_a_refused_deploy_is_a_problem_at_its_line_until_fixed(features: dict[str, Any]) -> None:
+async def test_a_refused_deploy_is_a_problem_at_its_line_until_fixed(
+    features: dict[str, Any],
+) -> None:
     root, editor, reported = features["root"], features["editor"], features["reported"]
     deployer: Deployer = features["deployer"]
     app = (root / "app.py").resolve()
@@ -165,7 +186,9 @@ async def test_a_remote_exception_is_a_problem_at_the_local_line(features: dict[
     await _ended(runner)
     result = editor.of(NOTIFY_RUN_RESULT)[-1]
     assert result["status"] == "error" and result["error"]["type"].endswith("ValueError")
-    raise_line = next(i for i, text in enumerate(app.read_text().splitlines(), 1) if "no luck" in text)
+    raise_line = next(
+        i for i, text in enumerate(app.read_text().splitlines(), 1) if "no luck" in text
+    )
     problems = reported.for_path(app)
     assert [(p.line, p.code) for p in problems] == [(raise_line, "remote-exception")], problems
     assert features["costs"].get("fails") is None, "a failed run is not a measured cost"

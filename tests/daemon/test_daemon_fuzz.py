@@ -34,11 +34,25 @@ def _mutants(seed: int, n: int) -> list[str]:
             a = rng.randrange(len(text) + 1)
             text = text[:a] + text[a + rng.randrange(200) :]
         elif op == 2:  # insert decorator fragments and brackets
-            frag = rng.choice(["@endpoint(", "@endpoint(gpu=", '"H1', "workers=(3, 1", ")))", "(((", "\\", "@", "\t"])
+            frag = rng.choice(
+                [
+                    "@endpoint(",
+                    "@endpoint(gpu=",
+                    '"H1',
+                    "workers=(3, 1",
+                    ")))",
+                    "(((",
+                    "\\",
+                    "@",
+                    "\t",
+                ]
+            )
             a = rng.randrange(len(text) + 1)
             text = text[:a] + frag + text[a:]
         elif op == 3:  # binary noise, decoded the way an editor might show it
-            noise = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400))).decode("latin-1")
+            noise = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400))).decode(
+                "latin-1"
+            )
             a = rng.randrange(len(text) + 1)
             text = text[:a] + noise + text[a:]
         elif op == 4:  # shuffle lines
@@ -53,7 +67,9 @@ def _mutants(seed: int, n: int) -> list[str]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def fuzz_daemon(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Client, Path]]:
+async def fuzz_daemon(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[Client, Path]]:
     root = tmp_path_factory.mktemp("fuzz")
     (root / "slipstream.toml").write_text('[project]\nname = "fuzz"\n')
     client = await start_daemon(root)
@@ -78,8 +94,12 @@ async def test_mutated_documents_never_crash_or_stall_the_server(fuzz_daemon) ->
         lines = text.split("\n")
         line = rng.randrange(len(lines))
         pos = types.Position(line=line, character=rng.randrange(len(lines[line]) + 3))
-        await _bounded(client.text_document_code_lens_async(types.CodeLensParams(text_document=doc)))
-        await _bounded(client.text_document_hover_async(types.HoverParams(text_document=doc, position=pos)))
+        await _bounded(
+            client.text_document_code_lens_async(types.CodeLensParams(text_document=doc))
+        )
+        await _bounded(
+            client.text_document_hover_async(types.HoverParams(text_document=doc, position=pos))
+        )
         await _bounded(
             client.text_document_code_action_async(
                 types.CodeActionParams(
@@ -98,8 +118,14 @@ async def test_mutated_documents_never_crash_or_stall_the_server(fuzz_daemon) ->
     print(f"{published} of 120 mutated documents got diagnostics")
     assert published >= 10, "mutated code is diagnosed, not only answered with nothing"
     # still itself afterwards: a clean document gets its lens
-    version = client.replace(uri, 'from slipstream import endpoint\n\n@endpoint(gpu="H100")\ndef ok():\n    return 1\n')
-    lenses = await _bounded(client.text_document_code_lens_async(types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=uri))))
+    version = client.replace(
+        uri, 'from slipstream import endpoint\n\n@endpoint(gpu="H100")\ndef ok():\n    return 1\n'
+    )
+    lenses = await _bounded(
+        client.text_document_code_lens_async(
+            types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        )
+    )
     assert any(lens.command and lens.command.title == "▶ Run on H100" for lens in lenses)
     assert await client.diagnostics_for(uri, version=version) == []
 
@@ -107,7 +133,15 @@ async def test_mutated_documents_never_crash_or_stall_the_server(fuzz_daemon) ->
 async def test_a_huge_file_answers_within_the_bound(fuzz_daemon) -> None:
     client, root = fuzz_daemon
     body = "".join(f"def helper_{i}(x):\n    return x + {i}\n\n" for i in range(15_000))
-    text = 'from slipstream import endpoint\n\n' + body + '@endpoint(gpu="L4")\ndef last():\n    return 0\n'
+    text = (
+        "from slipstream import endpoint\n\n"
+        + body
+        + '@endpoint(gpu="L4")\ndef last():\n    return 0\n'
+    )
     uri = client.open(root / "huge.py", text)
-    lenses = await _bounded(client.text_document_code_lens_async(types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=uri))))
+    lenses = await _bounded(
+        client.text_document_code_lens_async(
+            types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        )
+    )
     assert any(lens.command and lens.command.title == "▶ Run on L4" for lens in lenses)

@@ -20,11 +20,15 @@ async def _run(client, uri: str, endpoint: str) -> dict:
     return await client.next_note(RESULT, timeout=120, since=seen, runId=reply["runId"])
 
 
-async def test_runs_carry_on_after_the_runtime_restarts(project_copy: Callable[[str], Path]) -> None:
+async def test_runs_carry_on_after_the_runtime_restarts(
+    project_copy: Callable[[str], Path],
+) -> None:
     project = project_copy("runapp")
     rt = start_runtime()
     port = rt.url.rsplit(":", 1)[1]
-    client = await start_daemon(project, {"SLIPSTREAM_RUNTIME_URL": rt.url, "SLIPSTREAM_TOKEN": rt.token})
+    client = await start_daemon(
+        project, {"SLIPSTREAM_RUNTIME_URL": rt.url, "SLIPSTREAM_TOKEN": rt.token}
+    )
     try:
         uri = client.open(project / "app.py")
         assert (await _run(client, uri, "greet"))["text"] == "Hello, world!"

@@ -24,7 +24,7 @@ from tests.conftest import start_runtime  # noqa: E402
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
-APP = '''import os
+APP = """import os
 
 from slipstream import endpoint
 
@@ -42,7 +42,7 @@ def small(x: int) -> str:
 @endpoint(gpu="B200")
 def nowhere() -> str:
     return "never"
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,9 @@ def _line(project: Path, text: str) -> int:
 
 async def _lenses(client: Client, project: Path) -> dict[int, list[str]]:
     lenses = await client.text_document_code_lens_async(
-        types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=(project / "app.py").as_uri()))
+        types.CodeLensParams(
+            text_document=types.TextDocumentIdentifier(uri=(project / "app.py").as_uri())
+        )
     )
     out: dict[int, list[str]] = {}
     for lens in lenses:
@@ -87,23 +89,40 @@ async def _lenses(client: Client, project: Path) -> dict[int, list[str]]:
     return out
 
 
-async def test_lenses_hovers_and_diagnostics_say_where_each_endpoint_runs(client: Client, project: Path, gpu_box: Any) -> None:
-    status = await client.command("slipstream.server.runtimeStatus")  # asks each runtime for its GPUs
+async def test_lenses_hovers_and_diagnostics_say_where_each_endpoint_runs(
+    client: Client, project: Path, gpu_box: Any
+) -> None:
+    status = await client.command(
+        "slipstream.server.runtimeStatus"
+    )  # asks each runtime for its GPUs
     runtimes = {r["name"]: r for r in status["runtimes"]}
     assert list(runtimes) == ["gpu-box", "local"]
-    assert runtimes["gpu-box"]["connected"] is True and runtimes["gpu-box"]["gpus"][0]["name"] == "H100"
+    assert (
+        runtimes["gpu-box"]["connected"] is True
+        and runtimes["gpu-box"]["gpus"][0]["name"] == "H100"
+    )
     assert runtimes["gpu-box"]["url"] == gpu_box.url and runtimes["local"]["kind"] == "embedded"
     lenses = await _lenses(client, project)
-    assert lenses[_line(project, '@endpoint(gpu="H100", example={"x": 2})')][0] == "▶ Run on H100 · gpu-box"
+    assert (
+        lenses[_line(project, '@endpoint(gpu="H100", example={"x": 2})')][0]
+        == "▶ Run on H100 · gpu-box"
+    )
     assert lenses[_line(project, '@endpoint(example={"x": 3})')][0] == "▶ Run (CPU) · local"
     assert lenses[_line(project, '@endpoint(gpu="B200")')][0] == "▶ Run on B200 · no runtime has it"
 
     uri = (project / "app.py").as_uri()
     hover = await client.text_document_hover_async(
-        types.HoverParams(text_document=types.TextDocumentIdentifier(uri=uri),
-                          position=types.Position(line=_line(project, '@endpoint(gpu="H100", example={"x": 2})'), character=2))
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(
+                line=_line(project, '@endpoint(gpu="H100", example={"x": 2})'), character=2
+            ),
+        )
     )
-    assert hover is not None and f"Runs on runtime **gpu-box** (`{gpu_box.url}`)" in hover.contents.value
+    assert (
+        hover is not None
+        and f"Runs on runtime **gpu-box** (`{gpu_box.url}`)" in hover.contents.value
+    )
 
     version = client.replace(uri, APP)  # diagnostics follow the inventory just asked
     found = [d for d in await client.diagnostics_for(uri, version) if d.code == "no-runtime-gpu"]
@@ -112,8 +131,11 @@ async def test_lenses_hovers_and_diagnostics_say_where_each_endpoint_runs(client
     assert diag.range.start.line == _line(project, '@endpoint(gpu="B200")')
     assert "asks for B200 but no runtime has it: gpu-box has H100; local has no GPU" in diag.message
     actions = await client.text_document_code_action_async(
-        types.CodeActionParams(text_document=types.TextDocumentIdentifier(uri=uri), range=diag.range,
-                               context=types.CodeActionContext(diagnostics=[diag]))
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=diag.range,
+            context=types.CodeActionContext(diagnostics=[diag]),
+        )
     )
     titles = [a.title for a in actions or []]
     assert 'Change to gpu="H100" (gpu-box has it)' in titles and "Connect a GPU machine…" in titles
@@ -121,19 +143,27 @@ async def test_lenses_hovers_and_diagnostics_say_where_each_endpoint_runs(client
     (edit,) = fix.edit.changes[uri]
     assert edit.new_text == '"H100"' and edit.range.start.line == diag.range.start.line
     connect = next(a for a in actions if a.title == "Connect a GPU machine…")
-    assert "'command': 'slipstream.connectMachine'" in str(connect.command)  # the extension's command (the test client keeps it plain)
+    assert "'command': 'slipstream.connectMachine'" in str(
+        connect.command
+    )  # the extension's command (the test client keeps it plain)
 
 
 async def _run(client: Client, uri: str, endpoint: str) -> tuple[dict[str, Any], dict[str, Any]]:
     started_seen = len(client.notes_of("slipstream/runStarted"))
     results_seen = len(client.notes_of("slipstream/runResult"))
     reply = await client.command("slipstream.server.run", {"uri": uri, "endpoint": endpoint})
-    started = await client.next_note("slipstream/runStarted", since=started_seen, runId=reply["runId"])
-    result = await client.next_note("slipstream/runResult", timeout=180, since=results_seen, runId=reply["runId"])
+    started = await client.next_note(
+        "slipstream/runStarted", since=started_seen, runId=reply["runId"]
+    )
+    result = await client.next_note(
+        "slipstream/runResult", timeout=180, since=results_seen, runId=reply["runId"]
+    )
     return started, result
 
 
-async def test_runs_go_to_the_endpoints_runtime_and_say_which(client: Client, project: Path, gpu_box: Any) -> None:
+async def test_runs_go_to_the_endpoints_runtime_and_say_which(
+    client: Client, project: Path, gpu_box: Any
+) -> None:
     uri = (project / "app.py").as_uri()
     started, result = await _run(client, uri, "big")
     assert result["status"] == "ok", result
@@ -154,13 +184,21 @@ async def test_runs_go_to_the_endpoints_runtime_and_say_which(client: Client, pr
     assert by_name["gpu-box"]["spendUsd"] > 0 and by_name["local"]["connected"] is True
 
 
-async def test_a_save_deploys_to_every_runtime_serving_an_endpoint(client: Client, project: Path, gpu_box: Any) -> None:
+async def test_a_save_deploys_to_every_runtime_serving_an_endpoint(
+    client: Client, project: Path, gpu_box: Any
+) -> None:
     path = project / "app.py"
-    text = APP.replace('"big ran at "', '"big (edited) ran at "').replace('"small ran at "', '"small (edited) ran at "')
+    text = APP.replace('"big ran at "', '"big (edited) ran at "').replace(
+        '"small ran at "', '"small (edited) ran at "'
+    )
     path.write_text(text)
     client.replace(path.as_uri(), text)
     seen = len(client.notes_of("slipstream/deployResult"))
-    client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=path.as_uri())))
+    client.text_document_did_save(
+        types.DidSaveTextDocumentParams(
+            text_document=types.TextDocumentIdentifier(uri=path.as_uri())
+        )
+    )
     deployed = await client.next_note("slipstream/deployResult", since=seen, timeout=120)
     assert deployed["ok"] is True, deployed
     _, result = await _run(client, path.as_uri(), "big")
@@ -169,11 +207,15 @@ async def test_a_save_deploys_to_every_runtime_serving_an_endpoint(client: Clien
     assert result["text"].startswith("small (edited) ran at http://127.0.0.1:")
 
 
-async def test_without_runtimes_the_lenses_say_no_runtime_again(client: Client, project: Path) -> None:
+async def test_without_runtimes_the_lenses_say_no_runtime_again(
+    client: Client, project: Path
+) -> None:
     """Disconnect takes [runtimes] out of slipstream.toml and asks for the status with the
     project's file: lenses and the status follow at once (one runtime again, no suffix)."""
     uri = (project / "app.py").as_uri()
-    assert [d for d in await client.diagnostics_for(uri) if d.code == "no-runtime-gpu"], "the B200 warning stands before"
+    assert [d for d in await client.diagnostics_for(uri) if d.code == "no-runtime-gpu"], (
+        "the B200 warning stands before"
+    )
     toml = project / "slipstream.toml"
     toml.write_text('[project]\nname = "routed"\n')
     status = await client.command("slipstream.server.runtimeStatus", {"uri": toml.as_uri()})
@@ -183,5 +225,7 @@ async def test_without_runtimes_the_lenses_say_no_runtime_again(client: Client, 
     # the open file's diagnostics are published again without an edit: the warning is gone
     deadline = asyncio.get_running_loop().time() + 15
     while [d for d in await client.diagnostics_for(uri) if d.code == "no-runtime-gpu"]:
-        assert asyncio.get_running_loop().time() < deadline, "the no-runtime-gpu warning stayed after [runtimes] went away"
+        assert asyncio.get_running_loop().time() < deadline, (
+            "the no-runtime-gpu warning stayed after [runtimes] went away"
+        )
         await asyncio.sleep(0.05)

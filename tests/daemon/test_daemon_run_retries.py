@@ -23,7 +23,7 @@ RESULT = "slipstream/runResult"
 FROM_ENV = "env-value-7c1f9a"
 FROM_DOTENV = "dotenv-value-42b8e0"
 
-APP = '''
+APP = """
 import os
 from pathlib import Path
 from slipstream import endpoint, Retries
@@ -56,7 +56,7 @@ def uses_secrets() -> str:
 @endpoint(secrets=["SLIP_J_NOWHERE"])
 def needs_missing() -> str:
     return "never runs"
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,14 @@ def gpu_runtime() -> Any:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(project: Path, gpu_runtime: Any) -> AsyncIterator[Client]:
-    client = await start_daemon(project, {"SLIPSTREAM_RUNTIME_URL": gpu_runtime.url,
-                                          "SLIPSTREAM_TOKEN": gpu_runtime.token, "SLIP_J_FROM_ENV": FROM_ENV})
+    client = await start_daemon(
+        project,
+        {
+            "SLIPSTREAM_RUNTIME_URL": gpu_runtime.url,
+            "SLIPSTREAM_TOKEN": gpu_runtime.token,
+            "SLIP_J_FROM_ENV": FROM_ENV,
+        },
+    )
     client.open(project / "app.py")
     yield client
     await client.shutdown_session()
@@ -95,7 +101,9 @@ async def _run(client: Client, project: Path, endpoint: str, **kwargs: Any) -> d
     return await client.next_note(RESULT, timeout=120, since=seen, runId=reply["runId"])
 
 
-async def test_a_retried_crash_is_in_the_run_result(client: Client, project: Path, tmp_path: Path) -> None:
+async def test_a_retried_crash_is_in_the_run_result(
+    client: Client, project: Path, tmp_path: Path
+) -> None:
     result = await _run(client, project, "crash_once", path=str(tmp_path / "attempts"))
     assert result["status"] == "ok" and result["text"] == "ok on attempt 2", result
     (retry,) = result["retries"]
@@ -110,16 +118,25 @@ async def test_cuda_out_of_memory_shows_the_gpu_it_moved_to(client: Client, proj
     assert result["status"] == "ok" and result["text"] == "fits on the A100-80GB", result
     assert result["gpu"].startswith("H100 → A100-80GB")
     (moved,) = result["retries"]
-    assert moved["reason"] == "CUDA out of memory on H100, moved to A100-80GB" and moved["movedTo"] == "A100-80GB"
+    assert (
+        moved["reason"] == "CUDA out of memory on H100, moved to A100-80GB"
+        and moved["movedTo"] == "A100-80GB"
+    )
 
 
 async def test_run_sends_the_endpoints_secrets(client: Client, project: Path) -> None:
     result = await _run(client, project, "uses_secrets")
     assert result["status"] == "ok", result
-    assert result["text"] == f"{len(FROM_ENV)} {len(FROM_DOTENV)}", "one from the daemon's environment, one from .env"
+    assert result["text"] == f"{len(FROM_ENV)} {len(FROM_DOTENV)}", (
+        "one from the daemon's environment, one from .env"
+    )
     assert any("the token is ****" in e["text"] for e in result["logs"]), result["logs"]
-    everything = json.dumps([client.notes_of(m) for m in ("slipstream/runLog", RESULT, "slipstream/runStarted")])
-    assert FROM_ENV not in everything and FROM_DOTENV not in everything, "a secret's value reached the editor"
+    everything = json.dumps(
+        [client.notes_of(m) for m in ("slipstream/runLog", RESULT, "slipstream/runStarted")]
+    )
+    assert FROM_ENV not in everything and FROM_DOTENV not in everything, (
+        "a secret's value reached the editor"
+    )
 
 
 async def test_a_missing_secret_is_an_error_card_naming_it(client: Client, project: Path) -> None:
@@ -131,7 +148,7 @@ async def test_a_missing_secret_is_an_error_card_naming_it(client: Client, proje
     assert "export SLIP_J_NOWHERE=" in error["message"]
 
 
-CHATTY = '''
+CHATTY = """
 import time
 from pathlib import Path
 from slipstream import endpoint
@@ -146,7 +163,7 @@ def chatty(flag: str) -> str:
             return "released"
         time.sleep(0.05)
     return "never released: the live log line did not reach the editor"
-'''
+"""
 
 
 class _ForgettingProxy:
@@ -164,22 +181,44 @@ class _ForgettingProxy:
         self.forgot = threading.Event()
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"  # bodies end when the connection closes: streams pass through
+            protocol_version = (
+                "HTTP/1.0"  # bodies end when the connection closes: streams pass through
+            )
 
             def log_message(self, *args: Any) -> None:
                 pass
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
-                if self.command == "POST" and f"/endpoints/{endpoint}/call" in self.path and not proxy.forgot.is_set():
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length", "connection")
+                }
+                if (
+                    self.command == "POST"
+                    and f"/endpoints/{endpoint}/call" in self.path
+                    and not proxy.forgot.is_set()
+                ):
                     key = self.path.split("/v1/projects/", 1)[1].split("/", 1)[0]
-                    httpx.delete(f"{upstream}/v1/projects/{key}", headers=headers, timeout=60).raise_for_status()
+                    httpx.delete(
+                        f"{upstream}/v1/projects/{key}", headers=headers, timeout=60
+                    ).raise_for_status()
                     proxy.forgot.set()
-                with httpx.Client(timeout=None) as c, c.stream(self.command, upstream + self.path, headers=headers, content=body) as r:
+                with (
+                    httpx.Client(timeout=None) as c,
+                    c.stream(
+                        self.command, upstream + self.path, headers=headers, content=body
+                    ) as r,
+                ):
                     self.send_response(r.status_code)
                     for k, v in r.headers.items():
-                        if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        if k.lower() not in (
+                            "content-length",
+                            "transfer-encoding",
+                            "connection",
+                            "content-encoding",
+                        ):
                             self.send_header(k, v)
                     self.end_headers()
                     for chunk in r.iter_raw():
@@ -209,14 +248,21 @@ async def test_a_run_retried_after_the_runtime_lost_its_endpoint_keeps_its_live_
     (root / "slipstream.toml").write_text('[project]\nname = "chattyapp"\n')
     (root / "app.py").write_text(textwrap.dedent(CHATTY))
     proxy = _ForgettingProxy(gpu_runtime.url, "chatty")
-    editor = await start_daemon(root, {"SLIPSTREAM_RUNTIME_URL": proxy.url, "SLIPSTREAM_TOKEN": gpu_runtime.token})
+    editor = await start_daemon(
+        root, {"SLIPSTREAM_RUNTIME_URL": proxy.url, "SLIPSTREAM_TOKEN": gpu_runtime.token}
+    )
     try:
         uri = editor.open(root / "app.py")
         flag = tmp_path / "released"
         logs = len(editor.notes_of("slipstream/runLog"))
         results = len(editor.notes_of(RESULT))
-        run = await editor.command("slipstream.server.run", {"uri": uri, "endpoint": "chatty", "kwargs": {"flag": str(flag)}})
-        line = await editor.next_note("slipstream/runLog", timeout=60, since=logs, runId=run["runId"])
+        run = await editor.command(
+            "slipstream.server.run",
+            {"uri": uri, "endpoint": "chatty", "kwargs": {"flag": str(flag)}},
+        )
+        line = await editor.next_note(
+            "slipstream/runLog", timeout=60, since=logs, runId=run["runId"]
+        )
         assert "waiting for the editor" in line["text"]
         flag.write_text("")
         result = await editor.next_note(RESULT, timeout=60, since=results, runId=run["runId"])

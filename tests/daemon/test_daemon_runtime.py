@@ -211,7 +211,9 @@ async def test_outside_change_is_deployed(client: Client, project: Path) -> None
     assert str(extra) in result["changed"]
 
 
-async def test_outside_change_to_an_included_data_file_is_deployed(client: Client, project: Path) -> None:
+async def test_outside_change_to_an_included_data_file_is_deployed(
+    client: Client, project: Path
+) -> None:
     """A file synced only because `[sync] include` names it counts as a change too."""
     config = project / "slipstream.toml"
     config.write_text(config.read_text() + '\n[sync]\ninclude = ["*.html"]\n')
@@ -245,12 +247,18 @@ async def test_run_logs_arrive_while_the_run_is_going(client: Client, project: P
     logs_seen = len(client.notes_of("slipstream/runLog"))
     results_seen = len(client.notes_of(RESULT))
     reply = await client.command("slipstream.server.run", {"uri": uri, "endpoint": "countdown"})
-    first = await client.next_note("slipstream/runLog", timeout=60, since=logs_seen, runId=reply["runId"])
-    assert first["text"].startswith("T-3")
-    assert not [n for n in client.notes_of(RESULT)[results_seen:] if n["runId"] == reply["runId"]], (
-        "the first line must arrive before the run ends"
+    first = await client.next_note(
+        "slipstream/runLog", timeout=60, since=logs_seen, runId=reply["runId"]
     )
+    assert first["text"].startswith("T-3")
+    assert not [
+        n for n in client.notes_of(RESULT)[results_seen:] if n["runId"] == reply["runId"]
+    ], "the first line must arrive before the run ends"
     result = await client.next_note(RESULT, timeout=60, since=results_seen, runId=reply["runId"])
     assert result["text"] == "liftoff"
-    lines = [n["text"] for n in client.notes_of("slipstream/runLog")[logs_seen:] if n["runId"] == reply["runId"]]
+    lines = [
+        n["text"]
+        for n in client.notes_of("slipstream/runLog")[logs_seen:]
+        if n["runId"] == reply["runId"]
+    ]
     assert [t.strip() for t in lines] == ["T-3", "T-2", "T-1"], "each line once, in order"

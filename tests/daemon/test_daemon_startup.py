@@ -71,7 +71,9 @@ async def test_no_model_stack_imported(cli_daemon: tuple[Client, float], project
         await client.text_document_code_lens_async(types.CodeLensParams(text_document=doc))
         for line in range(len(path.read_text().splitlines())):
             pos = types.Position(line=line, character=1)
-            await client.text_document_hover_async(types.HoverParams(text_document=doc, position=pos))
+            await client.text_document_hover_async(
+                types.HoverParams(text_document=doc, position=pos)
+            )
             await client.text_document_code_action_async(
                 types.CodeActionParams(
                     text_document=doc,
@@ -82,12 +84,16 @@ async def test_no_model_stack_imported(cli_daemon: tuple[Client, float], project
         version = client.replace(uri, path.read_text() + "\n# edited\n")
         await client.diagnostics_for(uri, version=version)
     pipeline = (project / "pipeline.py").as_uri()
-    alternatives = await client.command("slipstream.server.modelAlternatives", {"uri": pipeline, "endpoint": "write_prompt"})
+    alternatives = await client.command(
+        "slipstream.server.modelAlternatives", {"uri": pipeline, "endpoint": "write_prompt"}
+    )
     assert alternatives, "the swap list was computed"
     await client.command("slipstream.server.runtimeStatus")
     await client.command("slipstream.server.listEndpoints", {"uri": pipeline})
     assert client.error is None
-    assert client._server is not None and client._server.returncode is None, "the daemon is still running"
+    assert client._server is not None and client._server.returncode is None, (
+        "the daemon is still running"
+    )
     libraries = _mapped_libraries(client._server.pid)
     assert any("python" in lib for lib in libraries), "the maps of the right process were read"
     heavy = sorted(pkg for pkg, lib in HEAVY_LIBRARIES.items() if any(lib in m for m in libraries))

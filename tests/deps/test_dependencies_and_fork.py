@@ -11,7 +11,7 @@ from slipstream.protocol.errors import DeployError
 
 pytestmark = pytest.mark.slow
 
-DEPS = '''
+DEPS = """
 import os, sys
 from slipstream import endpoint
 
@@ -20,24 +20,24 @@ def moo(text, delay=0.0):
     import time, cowsay
     time.sleep(delay)
     return {"said": cowsay.get_output_string("cow", text), "prefix": sys.prefix, "pid": os.getpid(), "v": 1}
-'''
+"""
 
-BAD = '''
+BAD = """
 from slipstream import endpoint
 
 @endpoint(dependencies=["slipstream-no-such-package-xyz==9.9"])
 def broken():
     return 1
-'''
+"""
 
-HEAVY = '''
+HEAVY = """
 import torch
 from slipstream import endpoint
 
 @endpoint(workers=(0, 2), idle_timeout=0.5)
 def tsum(n):
     return float(torch.arange(n).sum())
-'''
+"""
 
 
 def _health(rt):
@@ -57,7 +57,10 @@ def test_dependency_is_installed_once_across_generations_and_workers(runtime, pr
     outs = list(app.moo.map(["a", "b", "c", "d"], delay=0.3))
     assert all(f"| {t} |" in o["said"] for t, o in zip("abcd", outs, strict=True))
     assert len({o["pid"] for o in outs}) == 2, "two workers share the environment"
-    assert len({o["prefix"] for o in outs}) == 1 and first.installs[0]["environment"] in outs[0]["prefix"]
+    assert (
+        len({o["prefix"] for o in outs}) == 1
+        and first.installs[0]["environment"] in outs[0]["prefix"]
+    )
     installs = _health(runtime)["installs"]
     for v in (2, 3):
         proj.write("deps.py", DEPS.replace('"v": 1', f'"v": {v}'))
@@ -67,7 +70,9 @@ def test_dependency_is_installed_once_across_generations_and_workers(runtime, pr
     assert _health(runtime)["installs"] == installs, "nothing installed again"
 
 
-def test_bad_requirement_is_reported_on_the_decorator_and_old_code_keeps_serving(runtime, project_factory):
+def test_bad_requirement_is_reported_on_the_decorator_and_old_code_keeps_serving(
+    runtime, project_factory
+):
     proj = project_factory(runtime, {"deps.py": DEPS})
     proj.sync()
     app = proj.module("deps")

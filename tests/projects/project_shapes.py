@@ -30,13 +30,13 @@ SHAPES: dict[str, dict[str, str]] = {
     # app/ is a package, main.py beside it, no config file (issue 12's first report)
     "package": {
         "app/__init__.py": "",
-        "app/shared.py": '''
+        "app/shared.py": """
             GREETING = "hello"
 
             def greet(name):
                 return f"{GREETING} {name}"
-        ''',
-        "app/a.py": '''
+        """,
+        "app/a.py": """
             from slipstream import endpoint
 
             from .shared import greet
@@ -46,8 +46,8 @@ SHAPES: dict[str, dict[str, str]] = {
             @endpoint
             def hello(name):
                 return f"{greet(name)} v{VERSION}"
-        ''',
-        "app/b.py": '''
+        """,
+        "app/b.py": """
             from slipstream import endpoint
 
             from app.sub import deep  # the submodule as an attribute of its package
@@ -55,15 +55,15 @@ SHAPES: dict[str, dict[str, str]] = {
             @endpoint
             def nested():
                 return deep.depth()
-        ''',
+        """,
         "app/sub/__init__.py": "",
-        "app/sub/deep.py": '''
+        "app/sub/deep.py": """
             from ..shared import GREETING
 
             def depth():
                 return f"deep {GREETING}"
-        ''',
-        "main.py": '''
+        """,
+        "main.py": """
             import sys
 
             from app.a import hello
@@ -73,24 +73,24 @@ SHAPES: dict[str, dict[str, str]] = {
                 name = sys.argv[1] if len(sys.argv) > 1 else "world"
                 print("REMOTE", hello(name), "|", nested())
                 print("LOCAL", hello.local(name), "|", nested.local())
-        ''',
+        """,
     },
     # src/ layout with pyproject.toml: mypkg is imported from src/, scripts from the root
     "src_layout": {
-        "pyproject.toml": '''
+        "pyproject.toml": """
             [project]
             name = "mypkg"
             version = "0.1.0"
 
             [tool.setuptools.packages.find]
             where = ["src"]
-        ''',
+        """,
         "src/mypkg/__init__.py": "",
-        "src/mypkg/util.py": '''
+        "src/mypkg/util.py": """
             def shout(s):
                 return s.upper()
-        ''',
-        "src/mypkg/model.py": '''
+        """,
+        "src/mypkg/model.py": """
             from slipstream import endpoint
 
             from mypkg.util import shout
@@ -99,8 +99,8 @@ SHAPES: dict[str, dict[str, str]] = {
             @endpoint
             def predict(x):
                 return shout(f"predicted {x}") + "/" + util.__name__
-        ''',
-        "run.py": '''
+        """,
+        "run.py": """
             import sys
 
             from mypkg.model import predict
@@ -108,15 +108,15 @@ SHAPES: dict[str, dict[str, str]] = {
             if __name__ == "__main__":
                 print("REMOTE", predict(sys.argv[1]))
                 print("LOCAL", predict.local(sys.argv[1]))
-        ''',
+        """,
     },
     # ns/ and ns/tools/ have no __init__.py: a namespace package, imported from the root
     "namespace": {
-        "ns/tools/helpers.py": '''
+        "ns/tools/helpers.py": """
             def tag(x):
                 return f"<{x}>"
-        ''',
-        "ns/tools/work.py": '''
+        """,
+        "ns/tools/work.py": """
             from slipstream import endpoint
 
             from ns.tools.helpers import tag
@@ -125,8 +125,8 @@ SHAPES: dict[str, dict[str, str]] = {
             @endpoint
             def wrap(x):
                 return tag(x) + " from " + helpers.__name__
-        ''',
-        "main.py": '''
+        """,
+        "main.py": """
             import sys
 
             from ns.tools.work import wrap
@@ -134,20 +134,20 @@ SHAPES: dict[str, dict[str, str]] = {
             if __name__ == "__main__":
                 print("REMOTE", wrap(sys.argv[1]))
                 print("LOCAL", wrap.local(sys.argv[1]))
-        ''',
+        """,
     },
     # data files read at import (by the package's module and through __file__ at call time)
     "data_files": {
         "app/__init__.py": "",
         "app/prompts.txt": "a lighthouse at dusk\n",
         "app/style.json": '{"style": "oil"}\n',
-        "app/texts.py": '''
+        "app/texts.py": """
             from pathlib import Path
 
             HERE = Path(__file__).parent
             PROMPT = (HERE / "prompts.txt").read_text().strip()
-        ''',
-        "app/paint.py": '''
+        """,
+        "app/paint.py": """
             import json
 
             from slipstream import endpoint
@@ -158,22 +158,22 @@ SHAPES: dict[str, dict[str, str]] = {
             def paint():
                 style = json.loads((HERE / "style.json").read_text())["style"]
                 return f"{PROMPT} in {style}"
-        ''',
-        "main.py": '''
+        """,
+        "main.py": """
             from app.paint import paint
 
             if __name__ == "__main__":
                 print("REMOTE", paint())
                 print("LOCAL", paint.local())
-        ''',
+        """,
     },
     # calendar.py shadows the standard library's calendar
     "stdlib_named": {
-        "calendar.py": '''
+        "calendar.py": """
             def month():
                 return "the project's calendar"
-        ''',
-        "main.py": '''
+        """,
+        "main.py": """
             from slipstream import endpoint
 
             import calendar
@@ -184,7 +184,7 @@ SHAPES: dict[str, dict[str, str]] = {
 
             if __name__ == "__main__":
                 print("REMOTE", which())
-        ''',
+        """,
     },
 }
 
@@ -260,16 +260,34 @@ def make_project(base: Path, shape: str, name: str | None = None) -> ProjectDir:
 
 def sdk_env(**extra: str) -> dict[str, str]:
     """The environment of a user's shell: no runtime configured (the SDK starts an embedded one)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN", "SLIPSTREAM_PROJECT", "SLIPSTREAM_IN_RUNTIME"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            (
+                "SLIPSTREAM_RUNTIME_URL",
+                "SLIPSTREAM_TOKEN",
+                "SLIPSTREAM_PROJECT",
+                "SLIPSTREAM_IN_RUNTIME",
+            )
+        )
+    }
     env.pop("PYTHONPATH", None)
     env.update(extra)
     return env
 
 
-def run_sdk(root: Path, *argv: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_sdk(
+    root: Path, *argv: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run `python <argv>` in the project's folder as a user would (a real process, embedded runtime)."""
     return subprocess.run(
-        [sys.executable, *argv], cwd=root, env=env or sdk_env(), capture_output=True, text=True, timeout=timeout,
+        [sys.executable, *argv],
+        cwd=root,
+        env=env or sdk_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -282,15 +300,27 @@ def free_port() -> int:
 class DevServer:
     """`slipstream dev PATH --port N` as a subprocess; its output lines are read as they come."""
 
-    def __init__(self, path: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, path: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("slipstream")), "dev", str(path), "--port", str(self.port)],
-            cwd=cwd or path, env=env or sdk_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,
+            [
+                str(Path(sys.executable).with_name("slipstream")),
+                "dev",
+                str(path),
+                "--port",
+                str(self.port),
+            ],
+            cwd=cwd or path,
+            env=env or sdk_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -305,7 +335,10 @@ class DevServer:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"`slipstream dev` printed no line with {needles}; it printed:\n" + "\n".join(self.seen))
+                raise TimeoutError(
+                    f"`slipstream dev` printed no line with {needles}; it printed:\n"
+                    + "\n".join(self.seen)
+                )
             try:
                 line = self.lines.get(timeout=left)
             except queue.Empty:
@@ -323,7 +356,10 @@ class DevServer:
                 return
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise TimeoutError(f"`slipstream dev` is not listening on {self.port}:\n" + "\n".join(self.seen)) from None
+                    raise TimeoutError(
+                        f"`slipstream dev` is not listening on {self.port}:\n"
+                        + "\n".join(self.seen)
+                    ) from None
                 time.sleep(0.02)
 
     def call(self, endpoint: str, body: dict[str, Any] | None = None) -> Any:
@@ -346,4 +382,13 @@ def lines_with(output: str, prefix: str) -> list[str]:
     return [line[len(prefix) :].strip() for line in output.splitlines() if line.startswith(prefix)]
 
 
-__all__ = ["SHAPES", "ProjectDir", "make_project", "run_sdk", "sdk_env", "DevServer", "lines_with", "free_port"]
+__all__ = [
+    "SHAPES",
+    "ProjectDir",
+    "make_project",
+    "run_sdk",
+    "sdk_env",
+    "DevServer",
+    "lines_with",
+    "free_port",
+]

@@ -10,8 +10,8 @@ import pytest
 from project_shapes import make_project
 
 from slipstream.sdk.config import find_project_root, import_paths, module_import_root
-from slipstream.worker.reload import module_for, shadowed_stdlib
 from slipstream.server.store import UploadRefused, check_paths
+from slipstream.worker.reload import module_for, shadowed_stdlib
 
 
 def test_package_without_config_is_rooted_above_the_package(tmp_path):
@@ -38,8 +38,13 @@ def test_namespace_package_rooted_by_its_imports_under_pyproject(tmp_path):
     assert find_project_root(proj.root / "ns/tools/work.py") == proj.root / "ns/tools"
     proj.write("pyproject.toml", "[project]\nname = 'x'\n")
     assert find_project_root(proj.root / "ns/tools/work.py") == proj.root
-    assert find_project_root(proj.root / "ns/tools" / "__file__") == proj.root  # the editor asks per folder
-    assert module_for("ns/tools/work.py", {"ns/tools/work.py", "ns/tools/helpers.py"}, [""]) == "ns.tools.work"
+    assert (
+        find_project_root(proj.root / "ns/tools" / "__file__") == proj.root
+    )  # the editor asks per folder
+    assert (
+        module_for("ns/tools/work.py", {"ns/tools/work.py", "ns/tools/helpers.py"}, [""])
+        == "ns.tools.work"
+    )
     # a script that imports nothing of the package stays in its folder, as Python runs it
     proj.write("scripts/tool.py", "import helper\n")
     assert find_project_root(proj.root / "scripts/tool.py") == proj.root / "scripts"
@@ -55,20 +60,40 @@ def test_config_file_wins_and_the_sdk_knows_the_import_root_from_the_module_name
 
 
 def test_module_names_follow_python(tmp_path):
-    files = {"app/__init__.py", "app/a.py", "app/sub/__init__.py", "app/sub/d.py", "main.py",
-             "ns/t/w.py", "my-scripts/x.py", "scripts/run.py"}
+    files = {
+        "app/__init__.py",
+        "app/a.py",
+        "app/sub/__init__.py",
+        "app/sub/d.py",
+        "main.py",
+        "ns/t/w.py",
+        "my-scripts/x.py",
+        "scripts/run.py",
+    }
     assert module_for("app/sub/d.py", files, [""]) == "app.sub.d"
     assert module_for("app/__init__.py", files, [""]) == "app"
     assert module_for("ns/t/w.py", files, [""]) == "ns.t.w"
-    assert module_for("scripts/run.py", files, ["scripts", ""]) == "run"  # the deepest path above it
+    assert (
+        module_for("scripts/run.py", files, ["scripts", ""]) == "run"
+    )  # the deepest path above it
     assert module_for("app/a.py", files, ["app", ""]) == "app.a"  # a package is named from its top
     assert module_for("my-scripts/x.py", files, [""]) is None  # not importable by name
     assert module_for("notes.txt", files, [""]) is None
 
 
 def test_stdlib_names_are_found_only_at_top_level(tmp_path):
-    files = {"calendar.py", "email/__init__.py", "app/__init__.py", "app/json.py", "src/types.py", "main.py"}
-    assert shadowed_stdlib(files, [""]) == [("calendar.py", "calendar"), ("email/__init__.py", "email")]
+    files = {
+        "calendar.py",
+        "email/__init__.py",
+        "app/__init__.py",
+        "app/json.py",
+        "src/types.py",
+        "main.py",
+    }
+    assert shadowed_stdlib(files, [""]) == [
+        ("calendar.py", "calendar"),
+        ("email/__init__.py", "email"),
+    ]
     assert ("src/types.py", "types") in shadowed_stdlib(files, ["", "src"])
 
 

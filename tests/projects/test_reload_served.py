@@ -42,12 +42,17 @@ def test_fifty_saves_on_a_package_each_serves_the_new_content(store_runtime, mak
     rt = store_runtime
     proj = make_shape("package")
     first = proj.sync(rt)
-    assert {e["name"]: e["module"] for e in first.endpoints} == {"hello": "app.a", "nested": "app.b"}
+    assert {e["name"]: e["module"] for e in first.endpoints} == {
+        "hello": "app.a",
+        "nested": "app.b",
+    }
     assert proj.call(rt, "hello", "ada") == "hello ada v0"
     greeting, version, suffix = "hello", 0, ""
     seen_gens = {first.generation}
     for i in range(1, 51):
-        if i % 5 == 0:  # a module the package's submodules import (relatively, and from a subpackage)
+        if (
+            i % 5 == 0
+        ):  # a module the package's submodules import (relatively, and from a subpackage)
             proj.edit("app/shared.py", f'GREETING = "{greeting}"', f'GREETING = "hi{i}"')
             greeting = f"hi{i}"
         else:  # the endpoint's own submodule
@@ -55,7 +60,11 @@ def test_fifty_saves_on_a_package_each_serves_the_new_content(store_runtime, mak
             version += 1
         if i == 26:  # a brand-new submodule, imported by an edited one
             proj.write("app/extra.py", "SUFFIX = '!'\n")
-            proj.edit("app/a.py", "from .shared import greet", "from . import extra\nfrom .shared import greet")
+            proj.edit(
+                "app/a.py",
+                "from .shared import greet",
+                "from . import extra\nfrom .shared import greet",
+            )
             proj.edit("app/a.py", 'v{VERSION}"', 'v{VERSION}" + extra.SUFFIX')
             suffix = "!"
         res = proj.sync(rt)
@@ -86,7 +95,9 @@ def test_a_worker_busy_on_an_old_generation_keeps_its_files(store_runtime, make_
     proj = make_shape("package", name="busy")
     proj.write("app/late.py", "WORD = 'late-v0'\n")
     proj.write("app/notes.txt", "notes-v0\n")
-    proj.write("app/slow.py", '''
+    proj.write(
+        "app/slow.py",
+        """
         import importlib
         import os
         import time
@@ -101,11 +112,14 @@ def test_a_worker_busy_on_an_old_generation_keeps_its_files(store_runtime, make_
                 time.sleep(0.01)
             late = importlib.import_module("app.late")
             return late.WORD + "/" + (Path(__file__).parent / "notes.txt").read_text().strip()
-    ''')
+    """,
+    )
     proj.sync(rt)
     started, go = tmp_path / "started", tmp_path / "go"
     result: dict = {}
-    t = threading.Thread(target=lambda: result.update(v=proj.call(rt, "slow", str(started), str(go))))
+    t = threading.Thread(
+        target=lambda: result.update(v=proj.call(rt, "slow", str(started), str(go)))
+    )
     t.start()
     try:
         _wait_for_file(started)
@@ -123,7 +137,9 @@ def test_a_worker_busy_on_an_old_generation_keeps_its_files(store_runtime, make_
     proj.sync(rt)
     go2 = tmp_path / "go2"
     go2.write_text("1")
-    assert proj.call(rt, "slow", str(tmp_path / "s2"), str(go2)) == f"next:late-v{KEEP + 2}/notes-v0"
+    assert (
+        proj.call(rt, "slow", str(tmp_path / "s2"), str(go2)) == f"next:late-v{KEEP + 2}/notes-v0"
+    )
 
 
 def _wait_for_file(p: Path, timeout: float = 60) -> None:
@@ -158,7 +174,9 @@ def test_data_read_through_a_resolved_path_stays_current(runtime, make_shape):
     """`Path(__file__).resolve().parent`, computed once at import: every later read gets the file
     of the code that is live now, also after more saves than the store keeps."""
     proj = make_shape("data_files", name="resolved")
-    proj.edit("app/texts.py", "HERE = Path(__file__).parent", "HERE = Path(__file__).resolve().parent")
+    proj.edit(
+        "app/texts.py", "HERE = Path(__file__).parent", "HERE = Path(__file__).resolve().parent"
+    )
     proj.sync(runtime)
     assert proj.call(runtime, "paint") == "a lighthouse at dusk in oil"
     for i in range(KEEP + 2):
@@ -172,14 +190,17 @@ def test_data_file_read_by_code_of_no_project_module_replaces_the_workers(runtim
     """A read that cannot be traced to a module (a pool thread running library code): the workers are
     replaced, and the sync reply says so; the call serves the new text."""
     proj = make_shape("data_files", name="untraced")
-    proj.write("app/texts.py", '''
+    proj.write(
+        "app/texts.py",
+        """
         from concurrent.futures import ThreadPoolExecutor
         from pathlib import Path
 
         HERE = Path(__file__).parent
         with ThreadPoolExecutor(1) as pool:  # read on a thread that runs only library code
             PROMPT = pool.submit(Path.read_text, HERE / "prompts.txt").result().strip()
-    ''')
+    """,
+    )
     proj.sync(runtime)
     assert proj.call(runtime, "paint") == "a lighthouse at dusk in oil"
     proj.write("app/prompts.txt", "a fox\n")
@@ -212,7 +233,10 @@ def test_stdlib_named_module_is_refused_at_deploy(runtime, make_shape):
     with pytest.raises(DeployError) as err:
         proj.sync(runtime)
     assert err.value.file == "calendar.py"
-    assert "standard-library module 'calendar'" in err.value.message and "Rename it" in err.value.message
+    assert (
+        "standard-library module 'calendar'" in err.value.message
+        and "Rename it" in err.value.message
+    )
     # renamed as the message says: deploys and runs the project's code
     (proj.root / "calendar.py").rename(proj.root / "calendar_utils.py")
     proj.edit("main.py", "import calendar\n", "import calendar_utils as calendar\n")

@@ -79,7 +79,10 @@ def test_dev_serves_from_the_runtime_slipstream_runtime_url_names(make_shape, de
 
     proj = make_shape("package")
     try:
-        dev = dev_server(proj.root, env=sdk_env(SLIPSTREAM_RUNTIME_URL=runtime.url, SLIPSTREAM_TOKEN=runtime.token))
+        dev = dev_server(
+            proj.root,
+            env=sdk_env(SLIPSTREAM_RUNTIME_URL=runtime.url, SLIPSTREAM_TOKEN=runtime.token),
+        )
         assert dev.call("hello", {"name": "ada"}) == "hello ada v0"
         assert not any("embedded runtime" in line for line in dev.seen), dev.seen
         client = runtime.client()
@@ -103,12 +106,18 @@ def test_dev_started_on_broken_code_says_where_it_listens_and_serves_once_fixed(
     dev = DevServer(proj.root)
     try:
         line = dev.wait_for("✗", timeout=90)
-        assert "broken at start" in line and "(nothing deployed yet: fix it and save)" in line and "None" not in line, line
+        assert (
+            "broken at start" in line
+            and "(nothing deployed yet: fix it and save)" in line
+            and "None" not in line
+        ), line
         line = dev.wait_for("listening at", timeout=30)
         assert dev.url in line and "fix the error above and save" in line, line
         dev.wait_listening()  # the watcher starts just before the HTTP server (as the other dev tests wait)
         proj.write("app/a.py", good + "\nraise RuntimeError('still broken')\n")
-        line = dev.wait_for("✗", timeout=30)  # a second refusal before any deploy: as quick, as clear
+        line = dev.wait_for(
+            "✗", timeout=30
+        )  # a second refusal before any deploy: as quick, as clear
         assert "still broken" in line and "nothing deployed yet" in line, line
         proj.write("app/a.py", good)
         dev.wait_for("↻", "live", timeout=60)

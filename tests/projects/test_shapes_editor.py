@@ -40,7 +40,9 @@ async def client(workspace: Path, runtime: Any) -> AsyncIterator[Client]:
     await client.stop()
 
 
-async def _save(client: Client, proj: ProjectDir, rel: str, old: str | None = None, new: str = "") -> dict:
+async def _save(
+    client: Client, proj: ProjectDir, rel: str, old: str | None = None, new: str = ""
+) -> dict:
     """Edit (optionally), save as the editor does, and wait for that save's deploy result."""
     path = proj.root / rel
     uri = path.as_uri()
@@ -64,7 +66,9 @@ async def _run(client: Client, path: Path, endpoint: str, **kwargs: Any) -> dict
     return await client.next_note(RESULT, timeout=120, since=since, runId=reply["runId"])
 
 
-async def test_package_saves_through_the_editor(client: Client, workspace: Path, runtime: Any) -> None:
+async def test_package_saves_through_the_editor(
+    client: Client, workspace: Path, runtime: Any
+) -> None:
     proj = make_project(workspace, "package")
     first = await _save(client, proj, "app/a.py")
     assert first["ok"] is True, first
@@ -81,7 +85,9 @@ async def test_package_saves_through_the_editor(client: Client, workspace: Path,
     assert run["status"] == "ok" and run["text"] == "deep yo", run
 
 
-async def test_namespace_package_with_pyproject_through_the_editor(client: Client, workspace: Path, runtime: Any) -> None:
+async def test_namespace_package_with_pyproject_through_the_editor(
+    client: Client, workspace: Path, runtime: Any
+) -> None:
     # with no __init__.py anywhere, a pyproject.toml marks the root the modules are named from
     proj = make_project(workspace, "namespace")
     proj.write("pyproject.toml", '[project]\nname = "ns-tools"\nversion = "0"\n')
@@ -110,14 +116,18 @@ async def test_data_file_edit_reaches_the_editor_run(client: Client, workspace: 
     proj = make_project(workspace, "data_files")
     assert (await _save(client, proj, "app/paint.py"))["ok"] is True
     since = len(client.notes_of(DEPLOY))
-    proj.write("app/prompts.txt", "a kite\n")  # not open in the editor: the daemon's watcher deploys it
+    proj.write(
+        "app/prompts.txt", "a kite\n"
+    )  # not open in the editor: the daemon's watcher deploys it
     result = await client.next_note(DEPLOY, since=since, timeout=90)
     assert result["ok"] is True, result
     run = await _run(client, proj.root / "app/paint.py", "paint")
     assert run["status"] == "ok" and run["text"] == "a kite in oil", run
 
 
-async def test_stdlib_named_module_is_a_deploy_error_on_that_file(client: Client, workspace: Path) -> None:
+async def test_stdlib_named_module_is_a_deploy_error_on_that_file(
+    client: Client, workspace: Path
+) -> None:
     proj = make_project(workspace, "stdlib_named")
     result = await _save(client, proj, "main.py")
     assert result["ok"] is False

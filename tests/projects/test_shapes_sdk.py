@@ -26,12 +26,15 @@ def test_package_with_relative_imports_and_no_config(make_shape):
 
 def test_package_run_as_a_module(make_shape):
     proj = make_shape("package")
-    proj.write("app/cli.py", '''
+    proj.write(
+        "app/cli.py",
+        """
         from app.a import hello
 
         if __name__ == "__main__":
             print("REMOTE", hello("mod"))
-    ''')
+    """,
+    )
     out = run_sdk(proj.root, "-m", "app.cli")
     assert out.returncode == 0, out.stderr
     assert lines_with(out.stdout, "REMOTE") == ["hello mod v0"]
@@ -67,7 +70,9 @@ def test_stdlib_named_module_is_refused_naming_the_file(make_shape):
     out = run_sdk(proj.root, "main.py")
     assert out.returncode != 0
     assert "REMOTE" not in out.stdout
-    assert "calendar.py" in out.stderr and "standard-library module 'calendar'" in out.stderr, out.stderr
+    assert "calendar.py" in out.stderr and "standard-library module 'calendar'" in out.stderr, (
+        out.stderr
+    )
     assert "Rename it" in out.stderr
 
 
@@ -76,8 +81,17 @@ def test_stdlib_named_module_in_the_current_folder_never_reaches_the_runtime(mak
     not import it in place of the standard library's (it used to crash the runtime at start)."""
     proj = make_shape("package")
     proj.write("json.py", "raise RuntimeError('the project json.py was imported by the runtime')\n")
-    slipstream = str(Path(sys.executable).with_name("slipstream"))  # the console script, as a user runs it
-    out = subprocess.run([slipstream, "run", "main.py", "ada"], cwd=proj.root, env=sdk_env(), capture_output=True, text=True, timeout=120)
+    slipstream = str(
+        Path(sys.executable).with_name("slipstream")
+    )  # the console script, as a user runs it
+    out = subprocess.run(
+        [slipstream, "run", "main.py", "ada"],
+        cwd=proj.root,
+        env=sdk_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # the user's own process never imports json.py here (slipstream already has the real one),
     # so the only way to fail is the runtime or a worker importing it
     assert "the project json.py was imported by the runtime" not in out.stdout + out.stderr
@@ -101,12 +115,16 @@ def test_an_editable_install_on_sys_path_does_not_replace_the_workers(runtime, t
     )
     site = tmp_path / "site"  # as site-packages' __editable__ .pth does at start-up
     site.mkdir()
-    (site / "sitecustomize.py").write_text("import sys\nsys.path.append('__editable__.mylib-0.1.finder.__path_hook__')\n")
+    (site / "sitecustomize.py").write_text(
+        "import sys\nsys.path.append('__editable__.mylib-0.1.finder.__path_hook__')\n"
+    )
     env = sdk_env(SLIPSTREAM_RUNTIME_URL=runtime.url, SLIPSTREAM_TOKEN=runtime.token)
     try:
         first = run_sdk(root, "app.py", env={**env, "PYTHONPATH": str(site)})
         second = run_sdk(root, "app.py", env=env)
         assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-        assert lines_with(first.stdout, "PID") == lines_with(second.stdout, "PID"), "the worker was replaced"
+        assert lines_with(first.stdout, "PID") == lines_with(second.stdout, "PID"), (
+            "the worker was replaced"
+        )
     finally:
         remove_project(runtime, root)

@@ -71,8 +71,13 @@ def endpoint_info(rt: RunningRuntime, name: str) -> dict[str, Any]:
 def log_lines(rt: RunningRuntime, endpoint: str, backlog: int = 2000) -> list[str]:
     """The runtime's recent log lines for one endpoint (the SSE backlog, up to its first keep-alive)."""
     out = []
-    with httpx.stream("GET", f"{rt.url}/v1/logs", params={"endpoint": endpoint, "backlog": backlog, "keepalive": 0.2},
-                      headers=auth(rt), timeout=HANG_BOUND_S) as r:
+    with httpx.stream(
+        "GET",
+        f"{rt.url}/v1/logs",
+        params={"endpoint": endpoint, "backlog": backlog, "keepalive": 0.2},
+        headers=auth(rt),
+        timeout=HANG_BOUND_S,
+    ) as r:
         for line in r.iter_lines():
             if line.startswith(":"):
                 return out
@@ -103,10 +108,14 @@ def generation(rt: RunningRuntime) -> str | None:
     return httpx.get(f"{rt.url}/health", timeout=HANG_BOUND_S).json()["generation"]
 
 
-def call_json(rt: RunningRuntime, name: str, body: Any = None, project: str | None = None, **params: str) -> httpx.Response:
+def call_json(
+    rt: RunningRuntime, name: str, body: Any = None, project: str | None = None, **params: str
+) -> httpx.Response:
     """POST a JSON call; with a project key, to that project's endpoint (the qualified route)."""
     return httpx.post(
-        f"{rt.url}/v1/projects/{project}/endpoints/{name}/call" if project else f"{rt.url}/v1/endpoints/{name}/call",
+        f"{rt.url}/v1/projects/{project}/endpoints/{name}/call"
+        if project
+        else f"{rt.url}/v1/endpoints/{name}/call",
         json=body if body is not None else {},
         params=params or None,
         headers=auth(rt),
@@ -160,8 +169,8 @@ def data_call(
     """One raw request on the binary channel: (status or None if it just closed, records)."""
     import socket
 
-    from slipstream.protocol.wire import parse_records
     from slipstream.protocol.ipc import PREFIX
+    from slipstream.protocol.wire import parse_records
 
     raw = raw_header if raw_header is not None else json.dumps(header).encode()
     with socket.create_connection(data_channel(rt), timeout=HANG_BOUND_S) as s:

@@ -197,7 +197,10 @@ def test_a_wrong_token_is_refused_before_the_body_is_read(rt):
     with socket.create_connection((host, data_port), timeout=10) as s:
         s.sendall(PREFIX.pack(len(header), 1 << 20) + header)  # a 1 MiB body announced, none sent
         reply = _first_reply(
-            s, lambda got: len(got) >= PREFIX.size and len(got) >= PREFIX.size + PREFIX.unpack_from(got)[0]
+            s,
+            lambda got: (
+                len(got) >= PREFIX.size and len(got) >= PREFIX.size + PREFIX.unpack_from(got)[0]
+            ),
         )
     assert len(reply) >= PREFIX.size, "binary channel: an answer without the body"
     hlen, _ = PREFIX.unpack_from(reply)
@@ -269,7 +272,9 @@ def test_token_never_appears_in_logs_responses_or_errors():
     # what was checked holds the run: the refusals, the runtime's own lines and the user's output
     events = "".join(stream)
     assert sum(s.startswith("401 ") for s in seen) >= 3, "the wrong-token answers are among it"
-    assert "deployed" in events and "exited with code 7" in events, "the runtime's log lines are among it"
+    assert "deployed" in events and "exited with code 7" in events, (
+        "the runtime's log lines are among it"
+    )
     assert marker in stream[-1], "the live log stream was read to the end of the run"
     assert "Slipstream runtime http" in log, "the serve log was read"
     assert token not in log, "the serve log must never show the token"

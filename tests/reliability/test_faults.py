@@ -112,14 +112,18 @@ def test_a_worker_over_its_memory_limit_fails_only_its_call(limited, project_fac
     app = project_factory(limited, {"hogs.py": HOG_APP}).module("hogs")
     assert app.hog(10) == 10 * 1024 * 1024
     # a plain MemoryError gets a message naming the limit; numpy's says what it could not allocate
-    limit = "the worker ran out of memory (its limit is 300 MB: slipstream serve --worker-memory-mb)"
+    limit = (
+        "the worker ran out of memory (its limit is 300 MB: slipstream serve --worker-memory-mb)"
+    )
     for big, clear in ((app.hog, limit), (app.touch, "allocate 1.00 GiB")):
         worker = big(10, pid=True)
         for attempt in range(2):  # every time, not only the last
             with pytest.raises(MemoryError) as err:  # a MemoryError, never a crashed worker
                 big(1024)
             assert clear in str(err.value), str(err.value)
-            assert big(10, pid=True) == worker, f"attempt {attempt}: the same worker serves the next call"
+            assert big(10, pid=True) == worker, (
+                f"attempt {attempt}: the same worker serves the next call"
+            )
     assert app.steady(3) == 3
 
 
@@ -167,13 +171,17 @@ def _until(what, check, bound=HANG_BOUND_S):
         time.sleep(0.01)
 
 
-def test_a_crash_fails_only_its_call_and_the_queue_behind_it_runs(runtime, project_factory, tmp_path):
+def test_a_crash_fails_only_its_call_and_the_queue_behind_it_runs(
+    runtime, project_factory, tmp_path
+):
     app = project_factory(runtime, {"lanes.py": QUEUE_APP}).module("lanes")
     assert app.lane(0) == 0
     started, release = tmp_path / "started", tmp_path / "release"
 
     def pool():
-        r = httpx.get(f"{runtime.url}/v1/endpoints/lane", headers=auth(runtime), timeout=HANG_BOUND_S)
+        r = httpx.get(
+            f"{runtime.url}/v1/endpoints/lane", headers=auth(runtime), timeout=HANG_BOUND_S
+        )
         return r.json()
 
     crashes_before = pool()["stats"]["crashes"]
@@ -258,7 +266,9 @@ def _lines(path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def test_a_call_in_flight_when_the_runtime_dies_is_retried_once_after_it_returns(restartable, tmp_path):
+def test_a_call_in_flight_when_the_runtime_dies_is_retried_once_after_it_returns(
+    restartable, tmp_path
+):
     """The documented at-least-once: the call runs again on the restarted runtime."""
     rts, app = restartable
     ledger = tmp_path / "ledger"

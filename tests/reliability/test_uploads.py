@@ -74,8 +74,13 @@ def store_parent(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def rt(store_parent: Path):
     runtime = start_runtime(
-        "--gpu-fallback", "--max-file-mb", "1", "--max-project-mb", "2",
-        "--store", str(store_parent / "store"),
+        "--gpu-fallback",
+        "--max-file-mb",
+        "1",
+        "--max-project-mb",
+        "2",
+        "--store",
+        str(store_parent / "store"),
     )
     deploy(runtime, {"app.py": ECHO_APP})
     yield runtime
@@ -117,10 +122,15 @@ def test_unsafe_paths_are_refused_and_the_code_keeps_serving(rt, store_parent, r
     path = BAD_PATHS[case]
     r = _post(rt, route, {"files": {path: ESCAPEE_SHA}, "entries": [path]})
     msg = _refused(r, 400)
-    assert "path" in msg and "not uploaded" not in msg, f"refused for its path, not its content: {msg}"
+    assert "path" in msg and "not uploaded" not in msg, (
+        f"refused for its path, not its content: {msg}"
+    )
     stray = [
-        p for p in store_parent.rglob("*")
-        if p.is_file() and "blobs" not in p.relative_to(store_parent).parts and p.read_bytes() == ESCAPEE
+        p
+        for p in store_parent.rglob("*")
+        if p.is_file()
+        and "blobs" not in p.relative_to(store_parent).parts
+        and p.read_bytes() == ESCAPEE
     ]
     assert not stray, f"{case}: the runtime wrote {stray}"
     assert_still_serving(rt, before)
@@ -257,7 +267,10 @@ def test_symlinks_in_the_project_are_not_followed_or_uploaded(rt, tmp_path: Path
     res = deploy(rt, {}, root=root)
     assert "leak.txt: symlink (not synced)" in res.skipped
     r = httpx.post(  # a project of its own beside the module's: name it
-        f"{rt.url}/v1/projects/{res.project}/endpoints/tree/call", json={}, headers=auth(rt), timeout=HANG_BOUND_S
+        f"{rt.url}/v1/projects/{res.project}/endpoints/tree/call",
+        json={},
+        headers=auth(rt),
+        timeout=HANG_BOUND_S,
     )
     assert r.json()["result"] == ["app.py", "pkg/inside.py", "slipstream.toml"]
     assert_still_serving(rt, res.generation, res.project)
@@ -269,8 +282,12 @@ def test_an_oversized_manifest_is_refused_before_it_is_parsed(rt):
     from slipstream.server.app import MAX_JSON_BODY
 
     body = b'{"files": {"' + b"a" * (MAX_JSON_BODY + 10) + b'": "x"}}'
-    r = httpx.post(f"{rt.url}/v1/sync/manifest", content=body,
-                   headers={"Authorization": f"Bearer {rt.token}", "content-type": "application/json"}, timeout=60)
+    r = httpx.post(
+        f"{rt.url}/v1/sync/manifest",
+        content=body,
+        headers={"Authorization": f"Bearer {rt.token}", "content-type": "application/json"},
+        timeout=60,
+    )
     assert r.status_code == 413 and "exclude" in r.json()["error"]["message"]
 
 
@@ -285,6 +302,10 @@ def test_an_oversized_manifest_without_a_length_is_refused_too(rt):
             yield b"a" * (1 << 20)
         yield b'": "x"}}'
 
-    r = httpx.post(f"{rt.url}/v1/generations", content=chunks(),
-                   headers={"Authorization": f"Bearer {rt.token}", "content-type": "application/json"}, timeout=60)
+    r = httpx.post(
+        f"{rt.url}/v1/generations",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {rt.token}", "content-type": "application/json"},
+        timeout=60,
+    )
     assert r.status_code == 413

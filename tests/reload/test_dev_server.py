@@ -53,9 +53,18 @@ def dev(tmp_path):
     root = write_project(tmp_path / "devproj", {"app.py": APP})
     port = _port()
     log = (tmp_path / "dev.log").open("w+")
-    env = {k: v for k, v in os.environ.items() if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")}
-    proc = subprocess.Popen([sys.executable, "-m", "slipstream", "dev", str(root), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slipstream", "dev", str(root), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     _wait(lambda: httpx.get(url + "/openapi.json").status_code == 200)
     yield root, url, log
@@ -70,7 +79,10 @@ def test_routes_and_openapi_follow_the_signatures(dev):
     assert greet["properties"]["name"] == {"type": "string"} and greet["required"] == ["name"]
     assert greet["example"] == {"name": "world"}
     assert "/Shop/price" in spec["paths"]
-    assert httpx.post(url + "/greet", json={"name": "curl", "excited": True}).json()["result"] == "hello curl!"
+    assert (
+        httpx.post(url + "/greet", json={"name": "curl", "excited": True}).json()["result"]
+        == "hello curl!"
+    )
     assert httpx.post(url + "/Shop/price", json={"item": "x"}).json()["result"] == 1.5
     assert httpx.post(url + "/greet", json={"nme": "x"}).status_code == 422
 
@@ -87,7 +99,7 @@ def test_a_save_is_live_and_logged_and_a_broken_save_keeps_serving(dev):
     assert httpx.post(url + "/greet", json={"name": "b"}).json()["result"] == "howdy b"
 
 
-SECRET_APP = '''
+SECRET_APP = """
 import hashlib, os
 from slipstream import endpoint
 
@@ -95,7 +107,7 @@ from slipstream import endpoint
 def fingerprint() -> str:
     print("secret is", os.environ["G_DEV_SECRET"])
     return hashlib.sha256(os.environ["G_DEV_SECRET"].encode()).hexdigest()
-'''
+"""
 
 
 def test_secrets_come_from_the_dev_servers_environment_or_dotenv(tmp_path):
@@ -103,18 +115,34 @@ def test_secrets_come_from_the_dev_servers_environment_or_dotenv(tmp_path):
     import secrets as pysecrets
 
     value = "dev-" + pysecrets.token_hex(12)
-    root = write_project(tmp_path / "secretproj", {"app.py": SECRET_APP, ".env": f"G_DEV_SECRET={value}\n"})
+    root = write_project(
+        tmp_path / "secretproj", {"app.py": SECRET_APP, ".env": f"G_DEV_SECRET={value}\n"}
+    )
     port = _port()
     log = (tmp_path / "dev.log").open("w+")
-    env = {k: v for k, v in os.environ.items() if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN", "G_DEV_SECRET")}
-    proc = subprocess.Popen([sys.executable, "-m", "slipstream", "dev", str(root), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN", "G_DEV_SECRET")
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slipstream", "dev", str(root), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: httpx.get(url + "/openapi.json").status_code == 200)
         r = httpx.post(url + "/fingerprint", json={}, timeout=60)
-        assert r.status_code == 200 and r.json()["result"] == hashlib.sha256(value.encode()).hexdigest()
-        assert value not in r.text and "secret is ****" in r.text, "the printed value is masked in the call's logs"
+        assert (
+            r.status_code == 200
+            and r.json()["result"] == hashlib.sha256(value.encode()).hexdigest()
+        )
+        assert value not in r.text and "secret is ****" in r.text, (
+            "the printed value is masked in the call's logs"
+        )
         (root / ".env").write_text("# emptied\n")
         r = httpx.post(url + "/fingerprint", json={}, timeout=60)
         assert r.status_code == 400 and "'G_DEV_SECRET'" in r.json()["error"]["message"]

@@ -9,7 +9,7 @@ import pytest
 
 from slipstream.protocol.errors import DeployError
 
-MODEL = '''
+MODEL = """
 import os, time
 from slipstream import endpoint, keep
 from slipstream.keeper import stats
@@ -34,14 +34,14 @@ class Painter:
 
     def pid(self):
         return os.getpid()
-'''
+"""
 
-HELPERS = '''
+HELPERS = """
 def shout(s):
     return s.upper() + "{suffix}"
-'''
+"""
 
-USES_HELPERS = '''
+USES_HELPERS = """
 from slipstream import endpoint
 from helpers import shout
 
@@ -58,15 +58,15 @@ def slow(tag="old", started=None, release=None):
         while not os.path.exists(release) and time.monotonic() < deadline:
             time.sleep(0.01)
     return tag
-'''
+"""
 
-UNRELATED = '''
+UNRELATED = """
 from slipstream import endpoint
 
 @endpoint
 def other():
     return "other"
-'''
+"""
 
 
 @pytest.fixture()
@@ -138,7 +138,9 @@ def test_broken_save_keeps_old_code_serving_and_reports_the_line(proj):
 def test_error_in_module_level_code_is_refused_with_file_and_line(proj):
     app = proj.module("app")
     app.greet("a")
-    proj.write("helpers.py", "x = 1\nraise RuntimeError('config missing')\ndef shout(s):\n    return s\n")
+    proj.write(
+        "helpers.py", "x = 1\nraise RuntimeError('config missing')\ndef shout(s):\n    return s\n"
+    )
     with pytest.raises(DeployError) as exc:
         proj.sync()
     assert exc.value.file == "helpers.py" and exc.value.line == 2

@@ -55,7 +55,9 @@ class SshHost:
 
     def stop(self) -> None:
         for ctl in Path(self.env["SLIPSTREAM_SSH_DIR"]).parent.glob("ctl*/*.sock"):
-            subprocess.run(["ssh", "-o", f"ControlPath={ctl}", "-O", "exit", "x"], capture_output=True)
+            subprocess.run(
+                ["ssh", "-o", f"ControlPath={ctl}", "-O", "exit", "x"], capture_output=True
+            )
         self.kill_runtime()
         # any ssh client of this fixture still running (a master a failed test left behind)
         mark = str(self.root).encode()
@@ -76,7 +78,10 @@ def start_ssh_host(tmp: Path, host_env: dict[str, str] | None = None) -> SshHost
     SLIPSTREAM_FAKE_GPUS for a runtime there that reports a GPU (the editor's e2e)."""
     tmp.mkdir(parents=True, exist_ok=True)
     for name in ("host_key", "user_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(tmp / name)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(tmp / name)],
+            check=True,
+        )
     auth = tmp / "authorized_keys"
     auth.write_text((tmp / "user_key.pub").read_text())
     auth.chmod(0o600)
@@ -90,11 +95,16 @@ def start_ssh_host(tmp: Path, host_env: dict[str, str] | None = None) -> SshHost
         "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPidFile none\nLogLevel ERROR\n"
         "AllowTcpForwarding yes\nMaxSessions 64\nMaxStartups 64\n"
         f"SetEnv HOME={remote_home} PIP_INDEX_URL=http://127.0.0.1:9/simple PIP_DISABLE_PIP_VERSION_CHECK=1"
-        + "".join(f" {k}={v}" for k, v in (host_env or {}).items()) + "\n"
+        + "".join(f" {k}={v}" for k, v in (host_env or {}).items())
+        + "\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdout=subprocess.DEVNULL,
-                            stderr=(tmp / "sshd.log").open("wb"), start_new_session=True)
+    proc = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / "sshd.log").open("wb"),
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 20
     while True:  # until sshd accepts connections
         try:
@@ -102,19 +112,27 @@ def start_ssh_host(tmp: Path, host_env: dict[str, str] | None = None) -> SshHost
             break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sshd did not start: {(tmp / 'sshd.log').read_text()}") from None
+                raise RuntimeError(
+                    f"sshd did not start: {(tmp / 'sshd.log').read_text()}"
+                ) from None
             time.sleep(0.05)
     pub = (tmp / "host_key.pub").read_text().split()
     (tmp / "known_hosts").write_text(f"[127.0.0.1]:{port} {pub[0]} {pub[1]}\n")
     (tmp / "empty_known_hosts").write_text("")
     client_home = tmp / "client-home"
     (client_home / ".ssh").mkdir(parents=True)
-    common = (f"  HostName 127.0.0.1\n  Port {port}\n  User root\n  IdentityFile {tmp / 'user_key'}\n"
-              "  IdentitiesOnly yes\n  IdentityAgent none\n")
+    common = (
+        f"  HostName 127.0.0.1\n  Port {port}\n  User root\n  IdentityFile {tmp / 'user_key'}\n"
+        "  IdentitiesOnly yes\n  IdentityAgent none\n"
+    )
     ssh_cfg = client_home / ".ssh" / "config"
     ssh_cfg.write_text(
         f"Host testhost\n{common}  UserKnownHostsFile {tmp / 'known_hosts'}\n  StrictHostKeyChecking yes\n\n"
         f"Host strangerhost\n{common}  UserKnownHostsFile {tmp / 'empty_known_hosts'}\n"
     )
-    env = {"HOME": str(client_home), "SLIPSTREAM_SSH_CONFIG": str(ssh_cfg), "SLIPSTREAM_SSH_DIR": str(tmp / "ctl")}
+    env = {
+        "HOME": str(client_home),
+        "SLIPSTREAM_SSH_CONFIG": str(ssh_cfg),
+        "SLIPSTREAM_SSH_DIR": str(tmp / "ctl"),
+    }
     return SshHost(tmp, port, proc, remote_home, env)

@@ -31,24 +31,67 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 
 def make_ca(d: Path, name: str) -> tuple[Path, Path]:
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-             "-keyout", f"{name}.key", "-out", f"{name}.pem", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.pem",
+        cwd=d,
+    )
     return d / f"{name}.pem", d / f"{name}.key"
 
 
 def make_cert(d: Path, ca: tuple[Path, Path], name: str, sans: str) -> tuple[Path, Path]:
     (d / f"{name}.ext").write_text(f"subjectAltName={sans}\nbasicConstraints=CA:FALSE\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
-             "-out", f"{name}.csr", cwd=d)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial",
-             "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem", cwd=d)
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        cwd=d,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        str(ca[0]),
+        "-CAkey",
+        str(ca[1]),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        f"{name}.ext",
+        "-out",
+        f"{name}.pem",
+        cwd=d,
+    )
     return d / f"{name}.pem", d / f"{name}.key"
 
 
 class PKI:
     def __init__(self, d: Path) -> None:
         self.ca = make_ca(d, "test-ca")
-        self.cert, self.key = make_cert(d, self.ca, "runtime", f"DNS:localhost,IP:127.0.0.1,IP:{PROXY_HOST}")
+        self.cert, self.key = make_cert(
+            d, self.ca, "runtime", f"DNS:localhost,IP:127.0.0.1,IP:{PROXY_HOST}"
+        )
         self.other_ca = make_ca(d, "other-ca")
 
 
@@ -139,7 +182,9 @@ def _exercise(client, root: Path, tmp: Path) -> dict:
     t = threading.Thread(target=follow, daemon=True)
     t.start()
     deadline = time.monotonic() + 20
-    while not seen and time.monotonic() < deadline:  # the SSE stream may subscribe after the first call
+    while (
+        not seen and time.monotonic() < deadline
+    ):  # the SSE stream may subscribe after the first call
         assert client.call("shout", None, (marker,), {}).value == marker.upper()
         stop.wait(0.5)
     stop.set()
@@ -148,7 +193,9 @@ def _exercise(client, root: Path, tmp: Path) -> dict:
     return {"big_s": big_s}
 
 
-def test_tls_runtime_serves_https_and_a_tls_data_channel(tls_runtime: RunningRuntime, pki: PKI, tmp_path: Path) -> None:
+def test_tls_runtime_serves_https_and_a_tls_data_channel(
+    tls_runtime: RunningRuntime, pki: PKI, tmp_path: Path
+) -> None:
     assert tls_runtime.url.startswith("https://127.0.0.1:")
     root = write_project(tmp_path / "app", {"app.py": APP})
     client = _client(tls_runtime.url, tls_runtime.token, pki.ca[0])
@@ -156,7 +203,9 @@ def test_tls_runtime_serves_https_and_a_tls_data_channel(tls_runtime: RunningRun
         assert client.health()["tls"] is True
         _exercise(client, root, tmp_path)
         data = client._data()
-        assert data is not None, "the SDK should use the TLS data channel of a runtime it reaches directly"
+        assert data is not None, (
+            "the SDK should use the TLS data channel of a runtime it reaches directly"
+        )
         port = data.addr[1]
     finally:
         if client.project:
@@ -165,10 +214,15 @@ def test_tls_runtime_serves_https_and_a_tls_data_channel(tls_runtime: RunningRun
 
     # the data channel speaks TLS with the runtime's certificate, never plain text
     ctx = ssl.create_default_context(cafile=str(pki.ca[0]))
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s,
+    ):
         assert s.getpeercert()["subject"] == ((("commonName", "runtime"),),)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        raw.sendall(b"\x00" * 64)  # a plain-text request: the handshake fails and the runtime hangs up
+        raw.sendall(
+            b"\x00" * 64
+        )  # a plain-text request: the handshake fails and the runtime hangs up
         raw.settimeout(5)
         try:
             while raw.recv(4096):  # at most a TLS alert, then the runtime hangs up
@@ -179,10 +233,14 @@ def test_tls_runtime_serves_https_and_a_tls_data_channel(tls_runtime: RunningRun
     import httpx
 
     with pytest.raises(httpx.HTTPError):
-        httpx.get(tls_runtime.url.replace("https:", "http:") + "/health", timeout=5).raise_for_status()
+        httpx.get(
+            tls_runtime.url.replace("https:", "http:") + "/health", timeout=5
+        ).raise_for_status()
 
 
-def test_an_untrusted_certificate_is_refused_with_what_to_do(tls_runtime: RunningRuntime, pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_untrusted_certificate_is_refused_with_what_to_do(
+    tls_runtime: RunningRuntime, pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from slipstream.protocol.errors import SlipstreamError
 
     monkeypatch.delenv("SLIPSTREAM_CA_BUNDLE", raising=False)
@@ -198,24 +256,44 @@ def test_an_untrusted_certificate_is_refused_with_what_to_do(tls_runtime: Runnin
     client.close()
 
 
-def test_ca_bundle_from_slipstream_toml(tls_runtime: RunningRuntime, pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ca_bundle_from_slipstream_toml(
+    tls_runtime: RunningRuntime, pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SLIPSTREAM_CA_BUNDLE", raising=False)
     shutil.copy(pki.ca[0], tmp_path / "ca.pem")
     (tmp_path / "slipstream.toml").write_text('[runtime]\nca_bundle = "ca.pem"\n')
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "sub")
     # the CLI, as a user runs it, from inside the project
-    env = {**os.environ, "SLIPSTREAM_RUNTIME_URL": tls_runtime.url, "SLIPSTREAM_TOKEN": tls_runtime.token}
-    p = subprocess.run([sys.executable, "-m", "slipstream", "status", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "SLIPSTREAM_RUNTIME_URL": tls_runtime.url,
+        "SLIPSTREAM_TOKEN": tls_runtime.token,
+    }
+    p = subprocess.run(
+        [sys.executable, "-m", "slipstream", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
     (tmp_path / "slipstream.toml").write_text('[runtime]\nca_bundle = "missing.pem"\n')
-    p = subprocess.run([sys.executable, "-m", "slipstream", "status"], env=env, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "slipstream", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode != 0 and "missing.pem" in p.stderr and "is not a file" in p.stderr
 
 
-def test_a_token_is_never_sent_in_clear_text_to_another_host(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from slipstream.sdk.client import RuntimeClient, _warned_insecure
+def test_a_token_is_never_sent_in_clear_text_to_another_host(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from slipstream.protocol.errors import SlipstreamError
+    from slipstream.sdk.client import RuntimeClient, _warned_insecure
 
     monkeypatch.delenv("SLIPSTREAM_ALLOW_INSECURE", raising=False)
     with pytest.raises(SlipstreamError, match="clear text.*https://.*SLIPSTREAM_ALLOW_INSECURE=1"):
@@ -223,7 +301,13 @@ def test_a_token_is_never_sent_in_clear_text_to_another_host(monkeypatch: pytest
     with pytest.raises(SlipstreamError, match="clear text"):
         RuntimeClient("http://10.0.0.7:8765", "secret-token")
     # loopback, and a runtime's own URL when it binds every address (what its workers get)
-    for ok in ("http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:2", "http://0.0.0.0:8765", "https://gpu-box.example"):
+    for ok in (
+        "http://127.0.0.1:8765",
+        "http://localhost:1",
+        "http://[::1]:2",
+        "http://0.0.0.0:8765",
+        "https://gpu-box.example",
+    ):
         RuntimeClient(ok, "secret-token").close()
     assert capsys.readouterr().err == ""
     # a runtime serving plain HTTP on a LAN address lets its own workers call it back, only it
@@ -243,9 +327,16 @@ def test_a_token_is_never_sent_in_clear_text_to_another_host(monkeypatch: pytest
 
 def test_serve_refuses_a_half_or_broken_tls_setup(pki: PKI, tmp_path: Path) -> None:
     base = [sys.executable, "-m", "slipstream", "serve", "--port", "0", "--temp-store"]
-    p = subprocess.run([*base, "--tls-cert", str(pki.cert)], capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [*base, "--tls-cert", str(pki.cert)], capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 2 and "--tls-key" in p.stderr
-    p = subprocess.run([*base, "--tls-cert", str(pki.cert), "--tls-key", str(pki.other_ca[1])], capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [*base, "--tls-cert", str(pki.cert), "--tls-key", str(pki.other_ca[1])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 2 and "cannot serve HTTPS" in p.stderr
 
 
@@ -290,11 +381,27 @@ class Nginx:
         with socket.socket() as s:
             s.bind((PROXY_HOST, 0))
             self.port = s.getsockname()[1]
-        (d / "nginx.conf").write_text(textwrap.dedent(NGINX_CONF).format(
-            d=d, host=PROXY_HOST, port=self.port, cert=pki.cert, key=pki.key, upstream=upstream))
+        (d / "nginx.conf").write_text(
+            textwrap.dedent(NGINX_CONF).format(
+                d=d, host=PROXY_HOST, port=self.port, cert=pki.cert, key=pki.key, upstream=upstream
+            )
+        )
         self.d = d
-        self.proc = subprocess.Popen([NGINX, "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "error.log"),
-                                      "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [
+                NGINX,
+                "-p",
+                str(d),
+                "-c",
+                str(d / "nginx.conf"),
+                "-e",
+                str(d / "error.log"),
+                "-g",
+                "daemon off;",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -302,7 +409,9 @@ class Nginx:
                 break
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"nginx did not start: {self.proc.stderr.read().decode() if self.proc.stderr else ''}") from None
+                    raise RuntimeError(
+                        f"nginx did not start: {self.proc.stderr.read().decode() if self.proc.stderr else ''}"
+                    ) from None
                 time.sleep(0.05)
         self.url = f"https://{PROXY_HOST}:{self.port}"
 
@@ -317,7 +426,9 @@ class Nginx:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("upstream", ["plain", "tls"])
-def test_behind_nginx_everything_goes_through_one_https_port(upstream: str, pki: PKI, tmp_path: Path) -> None:
+def test_behind_nginx_everything_goes_through_one_https_port(
+    upstream: str, pki: PKI, tmp_path: Path
+) -> None:
     """nginx terminates TLS on one port (like RunPod's proxy): sync, calls, streaming, 100 MB
     both ways and the live log all work through it, and the SDK notices at once that the data
     channel cannot be reached (a plain one behind https:// is never tried; a TLS one on a port
@@ -332,7 +443,9 @@ def test_behind_nginx_everything_goes_through_one_https_port(upstream: str, pki:
         proxy = Nginx(tmp_path / "nginx", rt.url, pki)
         client = _client(proxy.url, rt.token, pki.ca[0])
         started = time.perf_counter()
-        assert client._data() is None, "the SDK must not use a data channel it cannot reach through the proxy"
+        assert client._data() is None, (
+            "the SDK must not use a data channel it cannot reach through the proxy"
+        )
         assert time.perf_counter() - started < 3.0
         assert client._data_checked  # remembered: no second probe
         _exercise(client, root, tmp_path)

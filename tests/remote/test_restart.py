@@ -44,7 +44,9 @@ def _call(url: str, token: str, project: str, name: str):
 
 
 @pytest.mark.slow
-def test_a_restarted_runtime_serves_the_last_generation_before_any_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_restarted_runtime_serves_the_last_generation_before_any_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from slipstream.sdk.client import RuntimeClient
     from slipstream.sdk.config import project_key
 
@@ -89,7 +91,9 @@ def test_a_restarted_runtime_serves_the_last_generation_before_any_sync(tmp_path
 
 
 @pytest.mark.slow
-def test_a_project_that_no_longer_deploys_is_reported_and_the_others_are_served(tmp_path: Path) -> None:
+def test_a_project_that_no_longer_deploys_is_reported_and_the_others_are_served(
+    tmp_path: Path,
+) -> None:
     from slipstream.sdk.client import RuntimeClient
     from slipstream.sdk.config import project_key
 
@@ -119,8 +123,13 @@ def test_a_project_that_no_longer_deploys_is_reported_and_the_others_are_served(
 def _serve(env: dict[str, str], ready: Path) -> subprocess.Popen[bytes]:
     full = {**os.environ, "SLIPSTREAM_TOKEN": "t" * 20, **env}
     full.pop("SLIPSTREAM_STORE", None)
-    return subprocess.Popen([sys.executable, "-m", "slipstream", "serve", "--port", "0", "--ready-file", str(ready)],
-                            env=full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "slipstream", "serve", "--port", "0", "--ready-file", str(ready)],
+        env=full,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], ready: Path) -> dict:
@@ -148,8 +157,22 @@ def test_the_default_store_is_persistent_and_one_runtime_owns_it(tmp_path: Path)
         err = second.communicate(timeout=30)[1].decode()
         assert "another runtime on this host uses" in err and "--store" in err
         # naming the folder explicitly is refused instead
-        p = subprocess.run([sys.executable, "-m", "slipstream", "serve", "--port", "0", "--store", str(home / "store")],
-                           env={**os.environ, "SLIPSTREAM_TOKEN": "t" * 20}, capture_output=True, text=True, timeout=60)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "slipstream",
+                "serve",
+                "--port",
+                "0",
+                "--store",
+                str(home / "store"),
+            ],
+            env={**os.environ, "SLIPSTREAM_TOKEN": "t" * 20},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert p.returncode == 2 and "give this one its own --store" in p.stderr
     finally:
         for proc in (first, second):

@@ -18,15 +18,22 @@ from tests.remote.sshhost import SSHD, SshHost, start_ssh_host
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(SSHD).exists(), reason="needs openssh-server (scripts/install-test-hosts installs it)"),
+    pytest.mark.skipif(
+        not Path(SSHD).exists(),
+        reason="needs openssh-server (scripts/install-test-hosts installs it)",
+    ),
 ]
 PY = sys.executable
 
 
-def slipstream(host: SshHost, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def slipstream(
+    host: SshHost, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, **host.env, **(env or {})}
     full.pop("SLIPSTREAM_RUNTIME_URL", None)
-    return subprocess.run([PY, "-m", "slipstream", *args], env=full, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [PY, "-m", "slipstream", *args], env=full, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +67,7 @@ def test_first_connect_bootstraps_the_host_without_its_package_index(host: SshHo
     print(f"first connect (bootstrap, wheels sent): {host.first_connect_s:.1f} s")  # type: ignore[attr-defined]
 
 
-PROJECT = '''
+PROJECT = """
 import os, sys, time
 from pathlib import Path
 from slipstream import endpoint
@@ -80,17 +87,26 @@ def slow(tag: str) -> str:
 
 if __name__ == "__main__":
     print("RESULT", globals()[sys.argv[1]](*(int(a) if a.isdigit() else a for a in sys.argv[2:])))
-'''
+"""
 
 
-def run_script(host: SshHost, tmp_path: Path, *args: str, via: str = "env") -> subprocess.Popen[str]:
+def run_script(
+    host: SshHost, tmp_path: Path, *args: str, via: str = "env"
+) -> subprocess.Popen[str]:
     (tmp_path / "app.py").write_text(textwrap.dedent(PROJECT))
     env = {**os.environ, **host.env, "SLIPSTREAM_RUNTIME_URL": "ssh://testhost"}
     if via == "toml":  # the project's slipstream.toml names the runtime instead
         (tmp_path / "slipstream.toml").write_text('[runtime]\nurl = "ssh://testhost"\n')
         del env["SLIPSTREAM_RUNTIME_URL"]
     env.pop("SLIPSTREAM_TOKEN", None)
-    return subprocess.Popen([PY, "app.py", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [PY, "app.py", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("via", ["env", "toml"])
@@ -144,7 +160,9 @@ def test_an_unknown_host_key_is_refused_with_a_clear_message(host: SshHost) -> N
     assert "ssh-keyscan" in r.stderr or "answer yes" in r.stderr
 
 
-def test_the_tunnel_killed_mid_call_is_reestablished_and_the_call_answers(host: SshHost, tmp_path: Path) -> None:
+def test_the_tunnel_killed_mid_call_is_reestablished_and_the_call_answers(
+    host: SshHost, tmp_path: Path
+) -> None:
     from slipstream.sdk.sshlink import SshLink, parse_ssh_url
 
     os.environ.update(host.env)  # this process reads the same control folder
@@ -171,8 +189,14 @@ def test_another_version_is_refused_then_replaced_with_upgrade(host: SshHost) ->
     from slipstream import __version__
 
     # the host runs an older Slipstream: its installed version module says so, and its runtime is restarted
-    init = next((host.remote_home / ".slipstream" / "venv").glob("lib/python3*/site-packages/slipstream/protocol/version.py"))
-    init.write_text(init.read_text().replace(f'__version__ = "{__version__}"', '__version__ = "0.0.9"'))
+    init = next(
+        (host.remote_home / ".slipstream" / "venv").glob(
+            "lib/python3*/site-packages/slipstream/protocol/version.py"
+        )
+    )
+    init.write_text(
+        init.read_text().replace(f'__version__ = "{__version__}"', '__version__ = "0.0.9"')
+    )
     assert slipstream(host, "disconnect", "testhost", "--stop").returncode == 0
     from slipstream.sdk.sshlink import SshLink, parse_ssh_url
 
@@ -187,7 +211,10 @@ def test_another_version_is_refused_then_replaced_with_upgrade(host: SshHost) ->
     old_pid = host.ready()["pid"]
     r = slipstream(host, "connect", "testhost")
     assert r.returncode == 1
-    assert f"testhost runs Slipstream 0.0.9, this machine has {__version__}: connect with --upgrade" in r.stderr
+    assert (
+        f"testhost runs Slipstream 0.0.9, this machine has {__version__}: connect with --upgrade"
+        in r.stderr
+    )
     assert host.ready()["pid"] == old_pid  # left alone
     r = slipstream(host, "connect", "testhost", "--upgrade")
     assert r.returncode == 0, r.stderr

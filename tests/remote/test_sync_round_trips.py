@@ -29,7 +29,9 @@ def proxied(runtime: RunningRuntime):
     proxy.stop()
 
 
-def test_an_edit_deploys_in_one_round_trip_and_a_first_sync_in_a_few(runtime: RunningRuntime, proxied, tmp_path: Path) -> None:
+def test_an_edit_deploys_in_one_round_trip_and_a_first_sync_in_a_few(
+    runtime: RunningRuntime, proxied, tmp_path: Path
+) -> None:
     from slipstream.sdk.client import RuntimeClient
     from slipstream.sdk.sync import sync_project
 
@@ -51,7 +53,9 @@ def test_an_edit_deploys_in_one_round_trip_and_a_first_sync_in_a_few(runtime: Ru
             proxy.reset_counts()
             res = sync_project(client, root)
             assert res.changed == ["app.py"] and res.uploaded == 1
-            assert (proxy.exchanges, proxy.connections) == (1, 0), "an edit is one request on the open connection"
+            assert (proxy.exchanges, proxy.connections) == (1, 0), (
+                "an edit is one request on the open connection"
+            )
             assert client.call_json("version", project=res.project)["result"] == v
 
         proxy.reset_counts()
@@ -60,7 +64,9 @@ def test_an_edit_deploys_in_one_round_trip_and_a_first_sync_in_a_few(runtime: Ru
 
         # a save after a pause (the editor idle for a while) still finds its connection open:
         # no connect (and over https no TLS handshake) on top of the request
-        time.sleep(6)  # the pause itself is what is tested (httpx drops idle connections after 5 s by default)
+        time.sleep(
+            6
+        )  # the pause itself is what is tested (httpx drops idle connections after 5 s by default)
         (root / "app.py").write_text(APP.format(v=4))
         proxy.reset_counts()
         sync_project(client, root)
@@ -70,14 +76,18 @@ def test_an_edit_deploys_in_one_round_trip_and_a_first_sync_in_a_few(runtime: Ru
         remove_project(runtime, root)
 
 
-def test_a_client_that_believes_the_runtime_has_its_files_still_syncs(runtime: RunningRuntime, tmp_path: Path) -> None:
+def test_a_client_that_believes_the_runtime_has_its_files_still_syncs(
+    runtime: RunningRuntime, tmp_path: Path
+) -> None:
     """E.g. the runtime restarted with a temporary store: the commit answers which files are
     missing, and they are uploaded."""
     from slipstream.sdk.client import RuntimeClient
     from slipstream.sdk.sync import build_manifest, sync_project
 
     root = write_project(tmp_path / "lost", {"app.py": APP.format(v=41), "helper.py": "X = 1\n"})
-    (root / "slipstream.toml").write_text(f"[project]\nname = \"lost\"\n# {tmp_path}\n")  # bytes no other test has
+    (root / "slipstream.toml").write_text(
+        f'[project]\nname = "lost"\n# {tmp_path}\n'
+    )  # bytes no other test has
     client = RuntimeClient(runtime.url, runtime.token)
     try:
         files, _, _ = build_manifest(root)

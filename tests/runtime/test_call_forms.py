@@ -11,7 +11,7 @@ import pytest
 from slipstream.protocol.errors import MapError
 from tests.conftest import start_runtime
 
-APP = '''
+APP = """
 import time
 from slipstream import endpoint
 
@@ -30,7 +30,7 @@ def wait_then(x: int, delay: float) -> int:
 def note(path: str, text: str) -> None:
     with open(path, "a") as f:
         f.write(text + "\\n")
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,9 @@ def test_a_map_over_1000_items_with_failures_accounts_for_every_result_in_order(
 
 def test_as_completed_yields_every_result_once_and_the_fast_ones_first(app):
     out = list(app.work.map(range(1000), range(1000), order_outputs=False, return_exceptions=True))
-    assert sorted(_shape(out), key=lambda r: r[1] * 2 if isinstance(r, tuple) else r) == _expected(1000)
+    assert sorted(_shape(out), key=lambda r: r[1] * 2 if isinstance(r, tuple) else r) == _expected(
+        1000
+    )
     # one slow input first: as completed, it comes out last; in order, first
     delays = [1.0] + [0.0] * 5
     assert list(app.wait_then.map(range(6), delays, order_outputs=False))[-1] == 0
@@ -82,11 +84,15 @@ def test_results_arrive_while_later_calls_still_run(app):
 def test_without_return_exceptions_a_failure_raises_map_error_after_all_ran(app):
     got = []
     with pytest.raises(MapError) as exc:
-        for r in app.work.map(range(300), kwargs={"scale": 10}):  # more inputs than are in flight at once
+        for r in app.work.map(
+            range(300), kwargs={"scale": 10}
+        ):  # more inputs than are in flight at once
             got.append(r)
     assert got == [0, 10, 20], "results before the first failure were yielded"
     err = exc.value
-    assert err.failed == [i for i in range(300) if i % 7 == 3], "the inputs after the failure still ran"
+    assert err.failed == [i for i in range(300) if i % 7 == 3], (
+        "the inputs after the failure still ran"
+    )
     assert err.results[299] == 2990 and err.results[3] is None and len(err.results) == 300
     assert str(err.errors[10]) == "bad input 10"
 
@@ -94,7 +100,9 @@ def test_without_return_exceptions_a_failure_raises_map_error_after_all_ran(app)
 def test_starmap_for_each_and_keyword_forms(app, tmp_path):
     assert list(app.work.starmap([(1, 2), (4, 5)], kwargs={"scale": 3})) == [9, 27]
     assert list(app.work.map([1, 2], scale=2)) == [2, 4], "plain keyword arguments go to every call"
-    assert list(app.work.map([1, 2, 4], [10, 20])) == [11, 22], "zips stop at the shortest, like map()"
+    assert list(app.work.map([1, 2, 4], [10, 20])) == [11, 22], (
+        "zips stop at the shortest, like map()"
+    )
     log = tmp_path / "notes.txt"
     assert app.note.for_each([str(log)] * 3, ["a", "b", "c"]) is None
     assert sorted(log.read_text().split()) == ["a", "b", "c"]
@@ -112,7 +120,10 @@ def test_starmap_for_each_and_keyword_forms(app, tmp_path):
 def test_the_aio_forms_are_async_iterators_with_the_same_promises(app):
     async def main():
         ordered = [r async for r in app.work.map.aio(range(300), return_exceptions=True)]
-        done = [r async for r in app.work.map.aio(range(300), order_outputs=False, return_exceptions=True)]
+        done = [
+            r
+            async for r in app.work.map.aio(range(300), order_outputs=False, return_exceptions=True)
+        ]
         star = [r async for r in app.work.starmap.aio([(1, 1), (2, 2)])]
         first = None
         with pytest.raises(MapError) as exc:
@@ -140,9 +151,15 @@ def test_modal_remote_says_the_slipstream_form(tmp_path, monkeypatch):
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     mod = importlib.import_module("modal_user")
-    with pytest.raises(AttributeError, match=r"embed\.remote\(\.\.\.\) is Modal's form; .* call the endpoint itself: embed\(\.\.\.\)"):
+    with pytest.raises(
+        AttributeError,
+        match=r"embed\.remote\(\.\.\.\) is Modal's form; .* call the endpoint itself: embed\(\.\.\.\)",
+    ):
         mod.embed.remote("hi")
-    with pytest.raises(AttributeError, match=r"Model\(\)\.predict\.remote_gen\(\.\.\.\) is Modal's form; .*: Model\(\)\.predict\(\.\.\.\)"):
+    with pytest.raises(
+        AttributeError,
+        match=r"Model\(\)\.predict\.remote_gen\(\.\.\.\) is Modal's form; .*: Model\(\)\.predict\(\.\.\.\)",
+    ):
         mod.Model().predict.remote_gen(1)
     with pytest.raises(AttributeError, match="'RemoteMethod' object has no attribute 'nope'"):
         mod.Model().predict.nope  # noqa: B018 - other names are plain AttributeErrors

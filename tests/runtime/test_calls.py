@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-APP = '''
+APP = """
 import os, time
 from slipstream import endpoint
 
@@ -64,7 +64,7 @@ def echo(x):
 @endpoint
 async def async_double(x):
     return 2 * x
-'''
+"""
 
 
 @pytest.fixture()
@@ -118,7 +118,9 @@ def test_private_methods_are_not_callable(app):
 
 
 def test_map_keeps_order_and_fans_out(app):
-    list(app.slow_pid.map(range(3), delay=0.3))  # bring three workers up, so the timing below is the map's own
+    list(
+        app.slow_pid.map(range(3), delay=0.3)
+    )  # bring three workers up, so the timing below is the map's own
     started = time.perf_counter()
     out = list(app.slow_pid.map(range(6), delay=0.4))
     elapsed = time.perf_counter() - started
@@ -165,7 +167,9 @@ def test_aio_call(app):
 
 
 @pytest.mark.parametrize("transport", ["data-channel", "http"])
-def test_both_transports_carry_calls_errors_and_large_arrays(runtime, project_factory, monkeypatch, transport):
+def test_both_transports_carry_calls_errors_and_large_arrays(
+    runtime, project_factory, monkeypatch, transport
+):
     if transport == "http":
         monkeypatch.setenv("SLIPSTREAM_TRANSPORT", "http")
     app = project_factory(runtime, {"app2.py": APP}).module("app2")
@@ -178,17 +182,22 @@ def test_both_transports_carry_calls_errors_and_large_arrays(runtime, project_fa
 
 def test_data_channel_refuses_a_wrong_token(runtime, project_factory):
     from slipstream.protocol import wire
-    from slipstream.sdk.datachannel import DataClient
     from slipstream.protocol.errors import ErrorInfo
+    from slipstream.sdk.datachannel import DataClient
 
     project_factory(runtime, {"app3.py": APP}).sync()
     port = runtime.client().health()["data_port"]
-    status, body = DataClient("127.0.0.1", port, "not-the-token").call("add", None, wire.dumps({"args": [1, 2], "kwargs": {}}), 10)
+    status, body = DataClient("127.0.0.1", port, "not-the-token").call(
+        "add", None, wire.dumps({"args": [1, 2], "kwargs": {}}), 10
+    )
     assert status == 401
     from slipstream.protocol.wire import parse_records
 
-    (kind, payload), = parse_records(body)
-    assert kind == wire.REC_ERROR and "token" in ErrorInfo.from_dict(__import__("json").loads(bytes(payload))).message
+    ((kind, payload),) = parse_records(body)
+    assert (
+        kind == wire.REC_ERROR
+        and "token" in ErrorInfo.from_dict(__import__("json").loads(bytes(payload))).message
+    )
 
 
 NESTED = """
@@ -210,7 +219,9 @@ def outer(x, started=None, release=None):
 """
 
 
-def test_a_nested_call_from_old_code_never_rolls_the_runtime_back(runtime, project_factory, tmp_path):
+def test_a_nested_call_from_old_code_never_rolls_the_runtime_back(
+    runtime, project_factory, tmp_path
+):
     import concurrent.futures as cf
 
     proj = project_factory(runtime, {"nested.py": NESTED})

@@ -29,7 +29,9 @@ def test_endpoint_signature_is_the_table():
 
 def test_with_options_signature_is_the_tables_options():
     params = inspect.signature(Endpoint.with_options).parameters
-    assert sorted(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY) == sorted(OPTIONS)
+    assert sorted(
+        n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ) == sorted(OPTIONS)
 
 
 def test_documented_signature_and_table_list_every_parameter():
@@ -42,13 +44,13 @@ def test_documented_signature_and_table_list_every_parameter():
         assert f"| `{p.name}` |" in text, f"docs/endpoint-api.md's table lacks {p.name}"
 
 
-APP = '''
+APP = """
 from slipstream import endpoint
 
 @endpoint("shout")
 def loud(text: str) -> str:
     return text.upper()
-'''
+"""
 
 
 def test_a_positional_name_names_the_endpoint_on_the_runtime(runtime, project_factory):
@@ -56,27 +58,47 @@ def test_a_positional_name_names_the_endpoint_on_the_runtime(runtime, project_fa
     app = proj.module("named_app")
     assert app.loud.name == "shout"
     assert app.loud("hi") == "HI"
-    assert [e["name"] for e in proj.sync().endpoints] == ["shout"], "the runtime serves it by that name"
+    assert [e["name"] for e in proj.sync().endpoints] == ["shout"], (
+        "the runtime serves it by that name"
+    )
 
 
 @pytest.mark.parametrize(
     ("decorator", "says"),
     [
-        ('@endpoint("x", "H100")', 'argument 2 needs one. Write it as keyword=value, e.g. gpu="H100"'),
+        (
+            '@endpoint("x", "H100")',
+            'argument 2 needs one. Write it as keyword=value, e.g. gpu="H100"',
+        ),
         ('@endpoint("x", name="y")', "got 'name' twice"),
     ],
 )
-def test_what_the_decorator_refuses_it_refuses_at_import_saying_what_to_write(tmp_path, monkeypatch, decorator, says):
-    (tmp_path / "refused_app.py").write_text(f"from slipstream import endpoint\n\n{decorator}\ndef f():\n    pass\n")
+def test_what_the_decorator_refuses_it_refuses_at_import_saying_what_to_write(
+    tmp_path, monkeypatch, decorator, says
+):
+    (tmp_path / "refused_app.py").write_text(
+        f"from slipstream import endpoint\n\n{decorator}\ndef f():\n    pass\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(TypeError) as err:
         __import__("refused_app")
     assert says in str(err.value)
 
 
-SAMPLES = dict(name="p", gpu="H100", workers=(1, 3), concurrency=2, timeout=120, idle_timeout=30,
-               dependencies=["diffusers>=0.30"], env={"HF_HUB_OFFLINE": "1"}, example={"prompt": "x"},
-               retries=2, secrets=["HF_TOKEN"], runtime="box")
+SAMPLES = dict(
+    name="p",
+    gpu="H100",
+    workers=(1, 3),
+    concurrency=2,
+    timeout=120,
+    idle_timeout=30,
+    dependencies=["diffusers>=0.30"],
+    env={"HF_HUB_OFFLINE": "1"},
+    example={"prompt": "x"},
+    retries=2,
+    secrets=["HF_TOKEN"],
+    runtime="box",
+)
 
 
 def test_every_parameter_survives_the_trip_to_the_runtime():
@@ -86,7 +108,9 @@ def test_every_parameter_survives_the_trip_to_the_runtime():
 
     from slipstream.spec.endpoint_spec import EndpointSpec, build_spec
 
-    assert set(SAMPLES) == set(DEFAULTS), "give each parameter of the table a value that is not its default"
+    assert set(SAMPLES) == set(DEFAULTS), (
+        "give each parameter of the table a value that is not its default"
+    )
     spec = build_spec("fn", **SAMPLES)
     back = EndpointSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert back == spec

@@ -83,7 +83,11 @@ def _price_per_s(gpu: str) -> float:
 
 
 def _stats(rt: RunningRuntime, name: str) -> dict:
-    r = httpx.get(f"{rt.url}/v1/endpoints/{name}", headers={"Authorization": f"Bearer {rt.token}"}, timeout=BOUND_S)
+    r = httpx.get(
+        f"{rt.url}/v1/endpoints/{name}",
+        headers={"Authorization": f"Bearer {rt.token}"},
+        timeout=BOUND_S,
+    )
     assert r.status_code == 200, r.text
     return r.json()["stats"]
 
@@ -126,7 +130,9 @@ def test_spend_sums_this_process_calls(app, runtime):
     busy = runtime_after["busy_s"] - runtime_before["busy_s"]
     assert after["calls"] - before["calls"] == 3
     assert after["busy_s"] - before["busy_s"] == pytest.approx(busy, abs=1e-3) and busy >= 0.3
-    assert after["cost_usd"] - before["cost_usd"] == pytest.approx(busy * _price_per_s("H100"), rel=1e-3)
+    assert after["cost_usd"] - before["cost_usd"] == pytest.approx(
+        busy * _price_per_s("H100"), rel=1e-3
+    )
 
 
 def test_an_exception_that_cannot_be_rebuilt_is_a_remote_error(app):
@@ -135,7 +141,9 @@ def test_an_exception_that_cannot_be_rebuilt_is_a_remote_error(app):
     assert err.value.type_name == "doc_app.Picky"
     assert err.value.remote_message == "picky about 1 and 2"
     assert isinstance(err.value.__cause__, RemoteTraceback)
-    assert "doc_app.py" in str(err.value.__cause__) and "raise Picky(1, 2)" in str(err.value.__cause__)
+    assert "doc_app.py" in str(err.value.__cause__) and "raise Picky(1, 2)" in str(
+        err.value.__cause__
+    )
 
 
 def test_runtime_url_in_slipstream_toml_is_used(runtime, project_factory, monkeypatch):
@@ -152,12 +160,20 @@ def test_runtime_url_in_slipstream_toml_is_used(runtime, project_factory, monkey
 
     assert session.current().embedded is None, "no embedded runtime was started"
     assert session.current().client.url.rstrip("/") == runtime.url
-    r = httpx.get(f"{runtime.url}/v1/endpoints", headers={"Authorization": f"Bearer {runtime.token}"}, timeout=BOUND_S)
-    assert any(e.get("project", "").startswith("cfgproj") for e in r.json()["endpoints"]), r.text[:300]
+    r = httpx.get(
+        f"{runtime.url}/v1/endpoints",
+        headers={"Authorization": f"Bearer {runtime.token}"},
+        timeout=BOUND_S,
+    )
+    assert any(e.get("project", "").startswith("cfgproj") for e in r.json()["endpoints"]), r.text[
+        :300
+    ]
 
 
 @pytest.mark.parametrize("transport", ["data-channel", "http"])
-def test_bodies_over_1_mib_travel_through_shared_memory(runtime, project_factory, monkeypatch, transport):
+def test_bodies_over_1_mib_travel_through_shared_memory(
+    runtime, project_factory, monkeypatch, transport
+):
     if transport == "http":
         monkeypatch.setenv("SLIPSTREAM_TRANSPORT", "http")
     app = project_factory(runtime, {"doc_app.py": APP}).module("doc_app")
@@ -255,11 +271,16 @@ def test_slipstream_logs_follows_one_endpoints_output(app, runtime):
     env = {**os.environ, "SLIPSTREAM_RUNTIME_URL": runtime.url, "SLIPSTREAM_TOKEN": runtime.token}
     proc = subprocess.Popen(
         [sys.executable, "-m", "slipstream", "logs", "doc_logs"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines: list[str] = []
     got: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [got.put(line) for line in proc.stdout or ()] + [got.put("")], daemon=True).start()
+    threading.Thread(
+        target=lambda: [got.put(line) for line in proc.stdout or ()] + [got.put("")], daemon=True
+    ).start()
     try:
         while not any(marker in line for line in lines):
             try:
@@ -287,9 +308,21 @@ def test_the_readme_tour_runs_as_written_under_slipstream_run(tmp_path):
     first, rest = tour.split("\n", 1)  # the import line stays first
     last = rest.rstrip().splitlines()[-1]
     indent = last[: len(last) - len(last.lstrip())]
-    (tmp_path / "tour.py").write_text(first + "\n" + stand_in + rest + indent + "print('IMAGES', images)\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")}
-    p = subprocess.run([sys.executable, "-m", "slipstream", "run", "tour.py"], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=180)
+    (tmp_path / "tour.py").write_text(
+        first + "\n" + stand_in + rest + indent + "print('IMAGES', images)\n"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")
+    }
+    p = subprocess.run(
+        [sys.executable, "-m", "slipstream", "run", "tour.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert p.returncode == 0, p.stderr
     assert "IMAGES ['A FOX', 'A HERON']" in p.stdout, p.stdout + p.stderr

@@ -70,8 +70,12 @@ def test_a_call_past_its_timeout_is_504_timeout(rt):
 
 
 def test_a_timeout_in_the_sdk_format_over_http_is_504_timeout(rt):
-    r = httpx.post(f"{rt.url}/v1/endpoints/slow/call", content=wire.dumps_bytes({"args": []}),
-                   headers={**auth(rt), "content-type": wire.CONTENT_TYPE}, timeout=HANG_BOUND_S)
+    r = httpx.post(
+        f"{rt.url}/v1/endpoints/slow/call",
+        content=wire.dumps_bytes({"args": []}),
+        headers={**auth(rt), "content-type": wire.CONTENT_TYPE},
+        timeout=HANG_BOUND_S,
+    )
     assert r.status_code == 504
     err = record_error(wire.parse_records(r.content))
     assert err["kind"] == "timeout" and err["type"] == "EndpointTimeout", err
@@ -79,7 +83,9 @@ def test_a_timeout_in_the_sdk_format_over_http_is_504_timeout(rt):
 
 def test_the_data_channel_carries_the_kind_in_its_error_record(rt):
     # the data channel answers 200 with the error in the records: the kind is what the SDK reads
-    status, records = data_call(rt, {"token": rt.token, "endpoint": "die"}, wire.dumps_bytes({"args": []}))
+    status, records = data_call(
+        rt, {"token": rt.token, "endpoint": "die"}, wire.dumps_bytes({"args": []})
+    )
     assert status == 200
     err = record_error(records)
     assert err["kind"] == "crash" and err["type"] == "WorkerCrashed", err
@@ -98,12 +104,20 @@ def test_a_full_queue_is_429_overloaded_with_retry_after(rt, tmp_path: Path):
     with cf.ThreadPoolExecutor(2) as ex:
         try:
             running = ex.submit(call_json, rt, "hold", {"kwargs": {"path": str(gate)}})
-            wait_for(lambda: any(w["inflight"] for w in endpoint_info(rt, "hold")["pool"]["workers"]),
-                     "the first call to run")
+            wait_for(
+                lambda: any(w["inflight"] for w in endpoint_info(rt, "hold")["pool"]["workers"]),
+                "the first call to run",
+            )
             queued = ex.submit(call_json, rt, "hold", {"kwargs": {"path": str(gate)}})
-            wait_for(lambda: endpoint_info(rt, "hold")["pool"]["queued"] == 1, "the second call to queue")
-            r = httpx.post(f"{rt.url}/v1/endpoints/hold/call", json={"kwargs": {"path": str(gate)}},
-                           headers=auth(rt), timeout=HANG_BOUND_S)
+            wait_for(
+                lambda: endpoint_info(rt, "hold")["pool"]["queued"] == 1, "the second call to queue"
+            )
+            r = httpx.post(
+                f"{rt.url}/v1/endpoints/hold/call",
+                json={"kwargs": {"path": str(gate)}},
+                headers=auth(rt),
+                timeout=HANG_BOUND_S,
+            )
         finally:
             gate.unlink()
         assert r.status_code == 429, r.text

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import start_runtime
 from tests.reliability.helpers import HANG_BOUND_S, auth, log_lines
 
-APP = '''
+APP = """
 import os
 from slipstream import endpoint
 
@@ -38,7 +38,7 @@ def no_fallback() -> str:
 @endpoint(gpu=["H100", "A100-80GB"], workers=1)
 def plain_error() -> str:
     raise ValueError(f"not memory, on device {_device()}")
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -54,19 +54,36 @@ def app(gpu_runtime, project_factory):
 
 
 def _endpoints(rt) -> dict[str, dict]:
-    return {e["name"]: e for e in httpx.get(f"{rt.url}/v1/endpoints", headers=auth(rt), timeout=HANG_BOUND_S).json()["endpoints"]}
+    return {
+        e["name"]: e
+        for e in httpx.get(f"{rt.url}/v1/endpoints", headers=auth(rt), timeout=HANG_BOUND_S).json()[
+            "endpoints"
+        ]
+    }
 
 
 def test_cuda_out_of_memory_moves_the_call_to_the_next_gpu(app, gpu_runtime):
-    assert app.big(3) == "3 on device 1", "ran again on the A100-80GB after the H100 ran out of memory"
+    assert app.big(3) == "3 on device 1", (
+        "ran again on the A100-80GB after the H100 ran out of memory"
+    )
     assert app.big.last_call.gpu == "A100-80GB", "priced and reported on the GPU that ran it"
     eps = _endpoints(gpu_runtime)
     assert eps["big"]["stats"]["gpu_fallbacks"] == 1 and eps["big"]["stats"]["errors"] == 1
-    assert eps["big@A100-80GB"]["stats"]["calls"] == 1, "the fallback GPU's pool is listed with its call"
-    assert any("ran out of GPU memory on H100" in ln and "moving it to A100-80GB" in ln
-               for ln in log_lines(gpu_runtime, "big"))
-    metrics = httpx.get(f"{gpu_runtime.url}/metrics", headers=auth(gpu_runtime), timeout=HANG_BOUND_S).text
-    row = next(ln for ln in metrics.splitlines() if ln.startswith("slipstream_gpu_fallbacks_total") and 'endpoint="big"' in ln)
+    assert eps["big@A100-80GB"]["stats"]["calls"] == 1, (
+        "the fallback GPU's pool is listed with its call"
+    )
+    assert any(
+        "ran out of GPU memory on H100" in ln and "moving it to A100-80GB" in ln
+        for ln in log_lines(gpu_runtime, "big")
+    )
+    metrics = httpx.get(
+        f"{gpu_runtime.url}/metrics", headers=auth(gpu_runtime), timeout=HANG_BOUND_S
+    ).text
+    row = next(
+        ln
+        for ln in metrics.splitlines()
+        if ln.startswith("slipstream_gpu_fallbacks_total") and 'endpoint="big"' in ln
+    )
     assert row.endswith(" 1")
     # over HTTP (curl, the editor) the reply lists the move with the error that caused it
     from slipstream.sdk.config import project_key
@@ -74,7 +91,9 @@ def test_cuda_out_of_memory_moves_the_call_to_the_next_gpu(app, gpu_runtime):
     reply = gpu_runtime.client().call_json("big", {"n": 4}, project=project_key(_root(app)))
     assert reply["ok"] and reply["result"] == "4 on device 1" and reply["gpu"] == "A100-80GB"
     (moved,) = reply["retries"]
-    assert moved["kind"] == "cuda-oom" and moved["gpu"] == "H100" and moved["moved_to"] == "A100-80GB"
+    assert (
+        moved["kind"] == "cuda-oom" and moved["gpu"] == "H100" and moved["moved_to"] == "A100-80GB"
+    )
     assert "CUDA out of memory" in moved["message"]
 
 
@@ -96,4 +115,7 @@ def test_without_a_next_gpu_the_error_is_the_callers(app, gpu_runtime):
     with pytest.raises(ValueError, match="on device 0"):
         app.plain_error()  # other errors never move
     eps = _endpoints(gpu_runtime)
-    assert eps["no_fallback"]["stats"]["gpu_fallbacks"] == 0 and eps["plain_error"]["stats"]["gpu_fallbacks"] == 0
+    assert (
+        eps["no_fallback"]["stats"]["gpu_fallbacks"] == 0
+        and eps["plain_error"]["stats"]["gpu_fallbacks"] == 0
+    )

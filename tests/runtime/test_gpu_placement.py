@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import start_runtime
 
-APP = '''
+APP = """
 import os, time
 from slipstream import endpoint
 
@@ -29,7 +29,7 @@ def missing():
 @endpoint(gpu=["A100-80GB", "H100"])
 def fallback():
     return os.environ.get("CUDA_VISIBLE_DEVICES")
-'''
+"""
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import start_runtime
 
-APP = '''
+APP = """
 from slipstream import endpoint
 
 @endpoint(gpu="H100", example={"name": "world"})
@@ -18,7 +18,7 @@ def greet(name: str, punctuation: str = "!") -> str:
 def picture(width: int = 8, height: int = 4):
     from PIL import Image
     return Image.new("RGB", (width, height), (255, 0, 0))
-'''
+"""
 
 
 @pytest.fixture()
@@ -51,14 +51,20 @@ def test_call_without_token_is_refused(synced):
 
 
 def test_json_call_returns_result_and_metering(synced):
-    r = httpx.post(f"{synced.url}/v1/endpoints/greet/call", json={"kwargs": {"name": "curl"}}, headers=_h(synced))
+    r = httpx.post(
+        f"{synced.url}/v1/endpoints/greet/call",
+        json={"kwargs": {"name": "curl"}},
+        headers=_h(synced),
+    )
     body = r.json()
     assert r.status_code == 200, body
     assert body["result"] == "hello curl!" and body["gpu"] == "H100" and body["cost_usd"] > 0
 
 
 def test_json_call_returns_images_as_png(synced):
-    r = httpx.post(f"{synced.url}/v1/endpoints/picture/call", json={"kwargs": {"width": 5}}, headers=_h(synced))
+    r = httpx.post(
+        f"{synced.url}/v1/endpoints/picture/call", json={"kwargs": {"width": 5}}, headers=_h(synced)
+    )
     img = r.json()["result"]["$image"]
     assert (img["width"], img["height"]) == (5, 4) and img["png"]
 
@@ -69,14 +75,17 @@ def test_unknown_endpoint_is_404_with_the_known_ones(synced):
 
 
 def test_wrong_argument_names_are_422(synced):
-    r = httpx.post(f"{synced.url}/v1/endpoints/greet/call", json={"kwargs": {"nam": "x"}}, headers=_h(synced))
+    r = httpx.post(
+        f"{synced.url}/v1/endpoints/greet/call", json={"kwargs": {"nam": "x"}}, headers=_h(synced)
+    )
     assert r.status_code == 422
     assert "name" in r.json()["error"]["message"]
 
 
 def test_malformed_json_is_400(synced):
     r = httpx.post(
-        f"{synced.url}/v1/endpoints/greet/call", content=b"{nope",
+        f"{synced.url}/v1/endpoints/greet/call",
+        content=b"{nope",
         headers={**_h(synced), "content-type": "application/json"},
     )
     assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
@@ -84,21 +93,30 @@ def test_malformed_json_is_400(synced):
 
 def test_wrong_content_type_is_415(synced):
     r = httpx.post(
-        f"{synced.url}/v1/endpoints/greet/call", content=b"x", headers={**_h(synced), "content-type": "text/plain"}
+        f"{synced.url}/v1/endpoints/greet/call",
+        content=b"x",
+        headers={**_h(synced), "content-type": "text/plain"},
     )
     assert r.status_code == 415
 
 
 def test_endpoints_listing_shows_pool_and_stats(synced):
-    httpx.post(f"{synced.url}/v1/endpoints/greet/call", json={"kwargs": {"name": "a"}}, headers=_h(synced))
-    eps = {e["name"]: e for e in httpx.get(f"{synced.url}/v1/endpoints", headers=_h(synced)).json()["endpoints"]}
+    httpx.post(
+        f"{synced.url}/v1/endpoints/greet/call", json={"kwargs": {"name": "a"}}, headers=_h(synced)
+    )
+    eps = {
+        e["name"]: e
+        for e in httpx.get(f"{synced.url}/v1/endpoints", headers=_h(synced)).json()["endpoints"]
+    }
     g = eps["greet"]
     assert g["gpu"] == "H100" and g["stats"]["calls"] >= 1 and g["pool"]["max"] == 1
     assert "runs on the CPU" in g["note"]
 
 
 def test_metrics_are_prometheus_text(synced):
-    httpx.post(f"{synced.url}/v1/endpoints/greet/call", json={"kwargs": {"name": "a"}}, headers=_h(synced))
+    httpx.post(
+        f"{synced.url}/v1/endpoints/greet/call", json={"kwargs": {"name": "a"}}, headers=_h(synced)
+    )
     text = httpx.get(f"{synced.url}/metrics", headers=_h(synced)).text
     assert 'slipstream_calls_total{endpoint="greet",gpu="H100",project="test-' in text
 
@@ -109,8 +127,12 @@ def test_openapi_describes_the_api(synced):
 
 
 def test_live_logs_stream_as_server_sent_events(synced):
-    httpx.post(f"{synced.url}/v1/endpoints/greet/call", json={"kwargs": {"name": "a"}}, headers=_h(synced))
-    with httpx.stream("GET", f"{synced.url}/v1/logs", headers=_h(synced), params={"backlog": 20}) as r:
+    httpx.post(
+        f"{synced.url}/v1/endpoints/greet/call", json={"kwargs": {"name": "a"}}, headers=_h(synced)
+    )
+    with httpx.stream(
+        "GET", f"{synced.url}/v1/logs", headers=_h(synced), params={"backlog": 20}
+    ) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         first = next(line for line in r.iter_lines() if line.startswith("data: "))
     assert "text" in first
@@ -121,7 +143,9 @@ def test_runtime_without_the_gpu_refuses_with_a_clear_message(project_factory):
     try:
         proj = project_factory(rt, {"app.py": APP})
         proj.sync()
-        r = httpx.post(f"{rt.url}/v1/endpoints/greet/call", json={"kwargs": {"name": "x"}}, headers=_h(rt))
+        r = httpx.post(
+            f"{rt.url}/v1/endpoints/greet/call", json={"kwargs": {"name": "x"}}, headers=_h(rt)
+        )
         assert r.status_code == 503
         msg = r.json()["error"]["message"]
         assert "H100" in msg and "no GPU" in msg and "--gpu-fallback" in msg
@@ -137,8 +161,13 @@ def test_binding_beyond_loopback_without_a_token_is_refused():
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "SLIPSTREAM_TOKEN"}
-    p = subprocess.run([sys.executable, "-m", "slipstream", "serve", "--host", "0.0.0.0", "--port", "0"],
-                       env=env, capture_output=True, text=True, timeout=30)
+    p = subprocess.run(
+        [sys.executable, "-m", "slipstream", "serve", "--host", "0.0.0.0", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert p.returncode == 2 and "token" in p.stderr
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import write_project
 
-APP = '''
+APP = """
 from __future__ import annotations
 
 import enum
@@ -96,7 +96,7 @@ class Box:
 @endpoint(env={"API_KEY": "k-123"})
 def leaky() -> str:
     return "x"
-'''
+"""
 
 BODY = {
     "req": {"prompt": "a fox", "size": {"w": 8, "h": 4}, "mode": "good", "extras": [{"w": 1}]},
@@ -119,9 +119,11 @@ def typed(runtime, tmp_path_factory):
 
 def _call(rt, name, kwargs, method=None, args=()):
     return httpx.post(
-        f"{rt.url}/v1/endpoints/{name}/call", json={"args": list(args), "kwargs": kwargs},
+        f"{rt.url}/v1/endpoints/{name}/call",
+        json={"args": list(args), "kwargs": kwargs},
         params={"method": method} if method else None,
-        headers={"Authorization": f"Bearer {rt.token}"}, timeout=60,
+        headers={"Authorization": f"Bearer {rt.token}"},
+        timeout=60,
     )
 
 
@@ -141,9 +143,14 @@ def test_json_arguments_arrive_as_their_annotated_types(typed):
     }
     r = _call(rt, "Box", {"size": {"w": 3, "h": 5}}, method="fit")
     assert r.status_code == 200 and r.json()["result"] == 15, r.text
-    positional = _call(rt, "render", {"fallback": "good"}, args=[BODY["req"], BODY["styles"], BODY["seeds"]])
+    positional = _call(
+        rt, "render", {"fallback": "good"}, args=[BODY["req"], BODY["styles"], BODY["seeds"]]
+    )
     assert positional.status_code == 200, positional.text
-    assert positional.json()["result"]["size"] == "Size" and positional.json()["result"]["fallback"] == "GOOD"
+    assert (
+        positional.json()["result"]["size"] == "Size"
+        and positional.json()["result"]["fallback"] == "GOOD"
+    )
 
 
 def test_dataclass_and_pydantic_results_come_back_as_json(typed):
@@ -198,8 +205,21 @@ def dev(typed, tmp_path):
     env = {**os.environ, "SLIPSTREAM_TOKEN": rt.token}
     env.pop("SLIPSTREAM_RUNTIME_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "slipstream", "dev", str(root), "--port", str(port), "--runtime", rt.url],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "slipstream",
+            "dev",
+            str(root),
+            "--port",
+            str(port),
+            "--runtime",
+            rt.url,
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -229,7 +249,9 @@ def test_dev_converts_too_and_its_openapi_shows_the_types(dev):
     schemas = doc["components"]["schemas"]
     assert {"Request", "Size", "Mode", "Style", "Seed"} <= set(schemas)
     assert schemas["Mode"]["enum"] == ["fast", "good"]
-    assert schemas["Size"]["properties"]["w"]["type"] == "integer" and schemas["Size"]["required"] == ["w"]
+    assert schemas["Size"]["properties"]["w"]["type"] == "integer" and schemas["Size"][
+        "required"
+    ] == ["w"]
     assert schemas["Request"]["properties"]["size"] == {"$ref": "#/components/schemas/Size"}
     body = doc["paths"]["/render"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     props = body["properties"]
@@ -259,7 +281,9 @@ def test_dev_shows_spec_warnings_once(dev, typed):
     _, log = dev
     _, root, res = typed
     [leaky] = [e for e in res.endpoints if e["name"] == "leaky"]
-    assert any("env['API_KEY'] looks like a secret" in w for w in leaky["warnings"]), "the deploy reply carries them"
+    assert any("env['API_KEY'] looks like a secret" in w for w in leaky["warnings"]), (
+        "the deploy reply carries them"
+    )
     (root / "app.py").write_text(APP + "\n# a save\n")
     deadline = time.monotonic() + 30
     while "↻" not in log.read_text():  # the save went live
@@ -268,4 +292,6 @@ def test_dev_shows_spec_warnings_once(dev, typed):
     lines = [line for line in log.read_text().splitlines() if line.startswith("⚠")]
     assert len(lines) == 1, log.read_text()
     assert lines[0].startswith("⚠ endpoint 'leaky' (app.py:")
-    assert "env['API_KEY'] looks like a secret" in lines[0] and "Keep secrets out of code" in lines[0]
+    assert (
+        "env['API_KEY'] looks like a secret" in lines[0] and "Keep secrets out of code" in lines[0]
+    )

@@ -13,7 +13,9 @@ def test_loopback_literals_are_loopback(host):
     assert is_loopback(host)
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1.nip.io", "127.example.com", "10.0.0.2", "0.0.0.0", "::", "gpu-box", ""])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1.nip.io", "127.example.com", "10.0.0.2", "0.0.0.0", "::", "gpu-box", ""]
+)
 def test_names_and_other_addresses_are_not(host):
     assert not is_loopback(host)
 
@@ -21,8 +23,12 @@ def test_names_and_other_addresses_are_not(host):
 def test_the_ray_backend_warns_about_a_loopback_runtime_url_and_only_about_one(capsys):
     """A runtime on loopback cannot serve code to other Ray nodes: said once. A name such as
     127.0.0.1.nip.io is not a loopback literal (the backend's own check took any "127." prefix)."""
-    ray_backend = pytest.importorskip("slipstream.server.ray_backend", reason="the Ray backend needs ray")
-    backend = ray_backend.RayBackend.__new__(ray_backend.RayBackend)  # no cluster: only its URL rule
+    ray_backend = pytest.importorskip(
+        "slipstream.server.ray_backend", reason="the Ray backend needs ray"
+    )
+    backend = ray_backend.RayBackend.__new__(
+        ray_backend.RayBackend
+    )  # no cluster: only its URL rule
     backend.remote, backend.worker_host, backend._warned_url = True, "10.0.0.2", False
     assert backend._reachable("http://127.0.0.1.nip.io:8000") == "http://127.0.0.1.nip.io:8000"
     assert "listens on" not in capsys.readouterr().err

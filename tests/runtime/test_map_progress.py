@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-MAIN = '''
+MAIN = """
 import time
 from slipstream import endpoint
 
@@ -39,9 +39,11 @@ if __name__ == "__main__":
     print(list(quick.map([1, 2, 3])))
     if "aio" in sys.argv:
         print("aio failed", sum(isinstance(r, Exception) for r in asyncio.run(_aio())))
-'''
+"""
 
-LINE = re.compile(r"step\.map (?:\[[#-]{20}\] )?(\d+)/60 done, (\d+) failed, \$(\d+\.\d{6}), \d+\.\d s")
+LINE = re.compile(
+    r"step\.map (?:\[[#-]{20}\] )?(\d+)/60 done, (\d+) failed, \$(\d+\.\d{6}), \d+\.\d s"
+)
 
 
 def _project(tmp_path: Path) -> Path:
@@ -51,40 +53,78 @@ def _project(tmp_path: Path) -> Path:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN", "SLIPSTREAM_PROGRESS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN", "SLIPSTREAM_PROGRESS")
+    }
     return {**env, **extra}
 
 
 def test_a_long_map_prints_periodic_progress_lines_when_stderr_is_not_a_terminal(tmp_path):
     root = _project(tmp_path)
-    p = subprocess.run([sys.executable, "-m", "slipstream", "run", "main.py", "aio"], cwd=root, capture_output=True, text=True,
-                       env=_env(SLIPSTREAM_PROGRESS_EVERY="0.3"), timeout=180)
+    p = subprocess.run(
+        [sys.executable, "-m", "slipstream", "run", "main.py", "aio"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=_env(SLIPSTREAM_PROGRESS_EVERY="0.3"),
+        timeout=180,
+    )
     assert p.returncode == 0, p.stderr
     assert "failed 6" in p.stdout and "aio failed 8" in p.stdout
-    aio = p.stderr.splitlines()[[i for i, ln in enumerate(p.stderr.splitlines()) if ln.startswith("step.map 60/60")][-1] + 1:]
-    aio_last = re.fullmatch(r"step\.map 80/80 done, 8 failed, \$(\d+\.\d{6}), \d+\.\d s", [ln for ln in aio if ln.startswith("step.map")][-1])
+    aio = p.stderr.splitlines()[
+        [i for i, ln in enumerate(p.stderr.splitlines()) if ln.startswith("step.map 60/60")][-1]
+        + 1 :
+    ]
+    aio_last = re.fullmatch(
+        r"step\.map 80/80 done, 8 failed, \$(\d+\.\d{6}), \d+\.\d s",
+        [ln for ln in aio if ln.startswith("step.map")][-1],
+    )
     assert aio_last, "the .aio form shows its progress too"
-    rows = [LINE.fullmatch(ln) for ln in p.stderr.splitlines() if ln.startswith("step.map") and "/60 " in ln]
+    rows = [
+        LINE.fullmatch(ln)
+        for ln in p.stderr.splitlines()
+        if ln.startswith("step.map") and "/60 " in ln
+    ]
     assert len(rows) >= 2 and all(rows), p.stderr  # at least one while it ran, and the last
     counts = [(int(m[1]), int(m[2])) for m in rows]
     assert counts == sorted(counts), "done and failed only grow"
     assert counts[-1] == (60, 6), "the last line accounts for every input"
     assert counts[0][0] < 60, "a line came while the map was running"
-    summary = re.search(r"\$(\d+\.\d{6}) at GPU prices", p.stderr)  # the script's spend: both maps (quick runs on the CPU)
+    summary = re.search(
+        r"\$(\d+\.\d{6}) at GPU prices", p.stderr
+    )  # the script's spend: both maps (quick runs on the CPU)
     assert summary and float(rows[-1][3]) > 0, "spend so far"
-    assert abs(float(rows[-1][3]) + float(aio_last[1]) - float(summary[1])) <= 2e-6, "each map's spend, all of it"
+    assert abs(float(rows[-1][3]) + float(aio_last[1]) - float(summary[1])) <= 2e-6, (
+        "each map's spend, all of it"
+    )
     assert "quick.map" not in p.stderr, "a map done within a second prints nothing"
-    quiet = subprocess.run([sys.executable, "-m", "slipstream", "run", "main.py"], cwd=root, capture_output=True, text=True,
-                           env=_env(SLIPSTREAM_PROGRESS="0", SLIPSTREAM_PROGRESS_EVERY="0.3"), timeout=180)
-    assert quiet.returncode == 0 and "step.map" not in quiet.stderr, "SLIPSTREAM_PROGRESS=0 silences it"
+    quiet = subprocess.run(
+        [sys.executable, "-m", "slipstream", "run", "main.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=_env(SLIPSTREAM_PROGRESS="0", SLIPSTREAM_PROGRESS_EVERY="0.3"),
+        timeout=180,
+    )
+    assert quiet.returncode == 0 and "step.map" not in quiet.stderr, (
+        "SLIPSTREAM_PROGRESS=0 silences it"
+    )
 
 
 @pytest.mark.slow
 def test_on_a_terminal_the_progress_is_one_line_redrawn_with_a_bar(tmp_path):
     root = _project(tmp_path)
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "slipstream", "run", "main.py"], cwd=root, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slipstream", "run", "main.py"],
+        cwd=root,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+    )
     os.close(slave)
     seen = b""
     try:
@@ -103,7 +143,10 @@ def test_on_a_terminal_the_progress_is_one_line_redrawn_with_a_bar(tmp_path):
     text = seen.decode(errors="replace")
     redraws = text.split("\r\x1b[2K")
     assert len(redraws) >= 3, text  # drawn while running, then redrawn in place
-    assert re.match(r"step\.map \[####################\] 60/60 done, 6 failed, \$\d+\.\d{6}, \d+\.\d s\r?\n", redraws[-1]), redraws[-1]
+    assert re.match(
+        r"step\.map \[####################\] 60/60 done, 6 failed, \$\d+\.\d{6}, \d+\.\d s\r?\n",
+        redraws[-1],
+    ), redraws[-1]
     assert all(r.startswith("step.map [") for r in redraws[1:]), "every redraw is the bar line"
 
 
@@ -132,9 +175,14 @@ def test_ctrl_c_in_a_long_map_does_not_count_the_cancelled_calls_as_failed(tmp_p
     (tmp_path / "main.py").write_text(textwrap.dedent(SLOW))
     marks = tmp_path / "marks"
     marks.mkdir()
-    p = subprocess.Popen([sys.executable, "-m", "slipstream", "run", "main.py"], cwd=tmp_path, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         env=_env(MARKS=str(marks), SLIPSTREAM_PROGRESS_EVERY="0.3"))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "slipstream", "run", "main.py"],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(MARKS=str(marks), SLIPSTREAM_PROGRESS_EVERY="0.3"),
+    )
     try:
         deadline = time.monotonic() + 120
         while len(list(marks.iterdir())) < 4 and time.monotonic() < deadline and p.poll() is None:
@@ -170,7 +218,9 @@ def test_the_last_line_counts_a_call_whose_done_callback_has_not_run_yet():
         b.fill(iter([(0,), (1,)]), lambda args: futures[args[0]])
         now[0] = 5.0  # a long map: it prints a last line
         futures[0].set_result(0)
-        futures[1].set_exception(ValueError("bad"))  # callbacks scheduled, not run: the loop is idle
+        futures[1].set_exception(
+            ValueError("bad")
+        )  # callbacks scheduled, not run: the loop is idle
         b.take(futures)
         b.close()
     finally:

@@ -22,7 +22,7 @@ from slipstream.spec.endpoint_spec import SpecError
 from tests.conftest import write_project
 
 # The README's tour without its `if __name__ == "__main__":` guard, as a user may paste it (with a stand-in model loader).
-TOUR = '''
+TOUR = """
 from slipstream import endpoint, keep
 
 def load_pipeline():
@@ -38,9 +38,9 @@ class Painter:
 
 images = list(Painter().paint.map(["a fox", "a heron"]))  # fans out across workers, keeps order
 print(Painter.last_call)
-'''
+"""
 
-FUNCTION_TOUR = '''
+FUNCTION_TOUR = """
 from slipstream import endpoint
 
 @endpoint
@@ -48,19 +48,32 @@ def greet(name: str) -> str:
     return "hello " + name
 
 print(greet("world"))
-'''
+"""
 
 
 def _env(rt=None, token=None, url=None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")
+    }
     if rt is not None or url is not None:
         env["SLIPSTREAM_RUNTIME_URL"] = url or rt.url
         env["SLIPSTREAM_TOKEN"] = token if token is not None else rt.token
     return env
 
 
-def _slipstream(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "slipstream", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def _slipstream(
+    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "slipstream", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _one_line(stderr: str) -> str:
@@ -77,7 +90,9 @@ def _one_line(stderr: str) -> str:
     [(TOUR, "Painter().paint.map(...)", 15), (FUNCTION_TOUR, "greet(...)", 8)],
     ids=["class", "function"],
 )
-def test_a_top_level_call_at_import_is_one_clear_line_under_slipstream_run(runtime, tmp_path, source, call, line):
+def test_a_top_level_call_at_import_is_one_clear_line_under_slipstream_run(
+    runtime, tmp_path, source, call, line
+):
     root = write_project(tmp_path / "tour", {"tour.py": source})
     p = _slipstream("run", "tour.py", env=_env(runtime), cwd=root, timeout=120)
     assert p.returncode == 1, p.stderr
@@ -89,16 +104,25 @@ def test_a_top_level_call_at_import_is_one_clear_line_under_slipstream_run(runti
 
 def test_the_same_script_run_by_python_has_no_thread_pool_frames(runtime, tmp_path):
     root = write_project(tmp_path / "tour", {"tour.py": TOUR})
-    p = subprocess.run([sys.executable, "tour.py"], cwd=root, env=_env(runtime), capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "tour.py"],
+        cwd=root,
+        env=_env(runtime),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1
     last = p.stderr.strip().splitlines()[-1]
-    assert last.startswith("slipstream.protocol.errors.DeployError: RuntimeError: Painter().paint.map(...)"), p.stderr
+    assert last.startswith(
+        "slipstream.protocol.errors.DeployError: RuntimeError: Painter().paint.map(...)"
+    ), p.stderr
     assert "concurrent/futures" not in p.stderr and "_base.py" not in p.stderr, p.stderr
 
 
 # --- endpoints not at module level ---------------------------------------------------------
 
-NESTED = '''
+NESTED = """
 from slipstream import endpoint
 
 def make():
@@ -108,14 +132,16 @@ def make():
     return inner
 
 inner = make()
-'''
+"""
 
 
 def test_a_nested_endpoint_is_refused_where_it_is_written(runtime, project_factory):
     proj = project_factory(runtime, {"app.py": NESTED})
     with pytest.raises(TypeError) as local:
         proj.module("app")
-    assert "defined inside 'make'" in str(local.value) and "Move 'inner' to the top level" in str(local.value)
+    assert "defined inside 'make'" in str(local.value) and "Move 'inner' to the top level" in str(
+        local.value
+    )
     with pytest.raises(DeployError) as deploy:
         proj.sync()
     assert deploy.value.file == "app.py" and deploy.value.line == 5, deploy.value
@@ -125,13 +151,13 @@ def test_a_nested_endpoint_is_refused_where_it_is_written(runtime, project_facto
 
 # --- example= against the signature ----------------------------------------------------------
 
-BAD_EXAMPLE = '''
+BAD_EXAMPLE = """
 from slipstream import endpoint
 
 @endpoint(example={"nme": "x"})
 def greet(name: str, times: int = 1) -> str:
     return name * times
-'''
+"""
 
 
 def test_an_example_that_does_not_fit_is_refused_at_import_and_at_deploy(runtime, project_factory):
@@ -151,7 +177,7 @@ def test_an_example_that_does_not_fit_is_refused_at_import_and_at_deploy(runtime
 
 # --- call arguments ---------------------------------------------------------------------------
 
-CALLS = '''
+CALLS = """
 from slipstream import endpoint
 
 @endpoint
@@ -168,7 +194,7 @@ def flaky(x: int) -> int:
 class Shop:
     def price(self, item: str, qty: int = 1) -> float:
         return 1.5 * qty
-'''
+"""
 
 
 @pytest.fixture()
@@ -183,18 +209,29 @@ def test_a_bad_call_names_every_bad_argument(calls):
         app.greet(nme="x", extra=2)
     text = str(exc.value)
     assert "greet(name: str, times: int = 1)" in text
-    assert "unexpected keyword arguments 'nme', 'extra'" in text and "missing required argument 'name'" in text
+    assert (
+        "unexpected keyword arguments 'nme', 'extra'" in text
+        and "missing required argument 'name'" in text
+    )
     with pytest.raises(TypeError) as exc:
         app.Shop().price("a", 2, 3, item="b")
     text = str(exc.value)
     assert "Shop.price(item: str, qty: int = 1)" in text
-    assert "takes 2 positional arguments but 3 were given" in text and "multiple values for 'item'" in text
+    assert (
+        "takes 2 positional arguments but 3 were given" in text
+        and "multiple values for 'item'" in text
+    )
     r = httpx.post(
-        f"{proj.rt.url}/v1/endpoints/greet/call", json={"kwargs": {"nme": "x"}},
-        headers={"Authorization": f"Bearer {proj.rt.token}"}, timeout=60,
+        f"{proj.rt.url}/v1/endpoints/greet/call",
+        json={"kwargs": {"nme": "x"}},
+        headers={"Authorization": f"Bearer {proj.rt.token}"},
+        timeout=60,
     )
     assert r.status_code == 422
-    assert "unexpected keyword argument 'nme'; missing required argument 'name'" in r.json()["error"]["message"]
+    assert (
+        "unexpected keyword argument 'nme'; missing required argument 'name'"
+        in r.json()["error"]["message"]
+    )
 
 
 # --- .map with failing items ----------------------------------------------------------------
@@ -209,8 +246,13 @@ def test_map_keeps_the_other_results_and_names_each_failed_index(calls):
     assert err.results == [0, None, 4, None, 8]
     assert all(isinstance(e, ValueError) for e in err.errors.values())
     assert str(err.errors[3]) == "odd item 3"
-    assert "2 of 5 map items failed (item 1: ValueError: odd item 1; item 3: ValueError: odd item 3)" in str(err)
-    assert err.__cause__ is err.errors[1], "the first failure (with its remote traceback) is the cause"
+    assert (
+        "2 of 5 map items failed (item 1: ValueError: odd item 1; item 3: ValueError: odd item 3)"
+        in str(err)
+    )
+    assert err.__cause__ is err.errors[1], (
+        "the first failure (with its remote traceback) is the cause"
+    )
     assert app.flaky.last_call.calls == 5
     assert list(app.flaky.map([0, 2])) == [0, 4], "a map without failures yields every result"
 
@@ -225,17 +267,19 @@ def test_a_map_error_says_a_repeated_failure_once_with_its_items():
 
 # --- spec warnings ------------------------------------------------------------------------------
 
-LEAKY = '''
+LEAKY = """
 from slipstream import endpoint
 
 @endpoint(env={"HF_TOKEN": "hf_abc", "MODE": "fast"})
 def leaky() -> str:
     import os
     return os.environ["MODE"]
-'''
+"""
 
 
-def test_a_spec_warning_is_shown_once_by_the_sdk_and_comes_back_from_the_deploy(runtime, project_factory):
+def test_a_spec_warning_is_shown_once_by_the_sdk_and_comes_back_from_the_deploy(
+    runtime, project_factory
+):
     from slipstream.endpoint import SpecWarning
 
     proj = project_factory(runtime, {"app.py": LEAKY})
@@ -246,7 +290,9 @@ def test_a_spec_warning_is_shown_once_by_the_sdk_and_comes_back_from_the_deploy(
     shown = [w for w in caught if issubclass(w.category, SpecWarning)]
     assert len(shown) == 1, [str(w.message) for w in caught]
     assert "endpoint 'leaky': env['HF_TOKEN'] looks like a secret" in str(shown[0].message)
-    assert shown[0].filename.endswith("app.py") and shown[0].lineno == 4, "at the decorator in the user's file"
+    assert shown[0].filename.endswith("app.py") and shown[0].lineno == 4, (
+        "at the decorator in the user's file"
+    )
     assert app.leaky() == "fast", "a warning, not a refusal"
     [ep] = proj.sync().endpoints
     assert any("HF_TOKEN" in w and "looks like a secret" in w for w in ep["warnings"])
@@ -282,10 +328,9 @@ def test_status_and_logs_without_a_runtime_answering_are_one_line(tmp_path):
         assert f"no Slipstream runtime answered at {url}" in msg, msg
 
 
-
 # --- a result that cannot travel back ---------------------------------------------------------
 
-UNPICKLABLE = '''
+UNPICKLABLE = """
 import threading
 from slipstream import endpoint
 
@@ -298,16 +343,20 @@ class Holder:
     def handle(self):
         import socket
         return socket.socket()
-'''
+"""
 
 
-def test_a_result_that_cannot_be_sent_back_says_which_endpoint_returned_what(runtime, project_factory):
+def test_a_result_that_cannot_be_sent_back_says_which_endpoint_returned_what(
+    runtime, project_factory
+):
     app = project_factory(runtime, {"holder.py": UNPICKLABLE}).module("holder")
     with pytest.raises(TypeError) as exc:
         app.lock()
     text = str(exc.value)
     assert "lock returned a _thread.lock that cannot be sent back" in text, text
     assert "return plain data" in text and "cloudpickle" not in str(exc.value.__cause__)
-    with pytest.raises(TypeError, match=r"Holder\.handle returned a socket\.socket that cannot be sent back"):
+    with pytest.raises(
+        TypeError, match=r"Holder\.handle returned a socket\.socket that cannot be sent back"
+    ):
         app.Holder().handle()
     assert app.lock.local() is not None, "the endpoint itself is fine"

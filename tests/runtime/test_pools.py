@@ -11,7 +11,7 @@ import pytest
 from slipstream.protocol.errors import EndpointTimeout, Overloaded, WorkerCrashed
 from tests.conftest import start_runtime
 
-APP = '''
+APP = """
 import os, time, ctypes
 from slipstream import endpoint
 
@@ -47,7 +47,7 @@ def pair(mode="ok", started=None, release=None):
     if mode == "exit":
         os._exit(3)
     return os.getpid()
-'''
+"""
 
 
 @pytest.fixture()
@@ -99,7 +99,10 @@ def test_crash_does_not_fail_a_busy_worker_of_the_same_pool(app, runtime, tmp_pa
         return _pool(runtime, "pair")["pool"]["workers"]
 
     app.pair()  # deploys the code
-    _until("both workers up", lambda: [w["state"] in ("warm", "idle") for w in workers()] == [True, True])
+    _until(
+        "both workers up",
+        lambda: [w["state"] in ("warm", "idle") for w in workers()] == [True, True],
+    )
     with cf.ThreadPoolExecutor(2) as ex:
         held = ex.submit(app.pair, "hold", str(started), str(release))
         _until("the held call to run", started.exists)
@@ -130,7 +133,9 @@ def test_scales_up_to_max_and_back_to_zero(app, runtime):
     deadline = time.monotonic() + 10
     while _pool(runtime, "elastic")["pool"]["workers"] and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _pool(runtime, "elastic")["pool"]["workers"] == [], "idle workers stop after idle_timeout"
+    assert _pool(runtime, "elastic")["pool"]["workers"] == [], (
+        "idle workers stop after idle_timeout"
+    )
     assert isinstance(app.elastic(0), int), "and it scales from zero again"
 
 
@@ -151,7 +156,9 @@ def test_full_queue_answers_with_an_explicit_overload(project_factory):
             outcomes = list(ex.map(one, range(8)))
         overloads = [o for o in outcomes if isinstance(o, Overloaded)]
         assert overloads, "some calls must be refused when the queue is full"
-        assert all(o == "woke" for o in outcomes if not isinstance(o, Overloaded)), "the rest succeed"
+        assert all(o == "woke" for o in outcomes if not isinstance(o, Overloaded)), (
+            "the rest succeed"
+        )
         assert "overloaded" in str(overloads[0]) and "workers" in str(overloads[0])
     finally:
         rt.stop()

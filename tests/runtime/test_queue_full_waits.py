@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import start_runtime
 from tests.reliability.helpers import endpoint_info
 
-APP = '''
+APP = """
 import time
 from slipstream import endpoint
 
@@ -18,7 +18,7 @@ from slipstream import endpoint
 def nap(i: int) -> int:
     time.sleep(0.2)
     return i * 10
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,9 @@ def test_map_spawn_map_and_async_map_wait_for_room(small_queue, project_factory)
     app = project_factory(small_queue, {"queue_app.py": APP}).module("queue_app")
     assert list(app.nap.map(range(6))) == [0, 10, 20, 30, 40, 50]
     refused = endpoint_info(small_queue, "nap")["stats"]["overloads"]
-    assert refused > 0, "the map sent more than the queue holds: some calls were refused and sent again"
+    assert refused > 0, (
+        "the map sent more than the queue holds: some calls were refused and sent again"
+    )
     handles = app.nap.spawn_map(range(4))
     assert [h.get(timeout=60) for h in handles] == [0, 10, 20, 30]
 

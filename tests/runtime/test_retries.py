@@ -12,7 +12,7 @@ from slipstream.protocol.errors import WorkerCrashed
 from slipstream.spec.endpoint_spec import SpecError
 from tests.reliability.helpers import HANG_BOUND_S, auth, endpoint_info, log_lines
 
-APP = '''
+APP = """
 import os, time
 from pathlib import Path
 from slipstream import endpoint, Retries
@@ -50,7 +50,7 @@ def named_error(path: str) -> int:
     if n < 3:
         raise KeyError(n)
     return n
-'''
+"""
 
 
 @pytest.fixture()
@@ -67,9 +67,16 @@ def test_a_call_whose_worker_crashed_is_retried_and_succeeds(app, runtime, tmp_p
     assert app.crash_once(str(path)) == "ok on attempt 2"
     stats = _stats(runtime, "crash_once")
     assert stats["retries"] == 1 and stats["crashes"] == 1
-    assert any("retry 1 of 2" in ln and "exited with code 3" in ln for ln in log_lines(runtime, "crash_once", backlog=500))
+    assert any(
+        "retry 1 of 2" in ln and "exited with code 3" in ln
+        for ln in log_lines(runtime, "crash_once", backlog=500)
+    )
     metrics = httpx.get(f"{runtime.url}/metrics", headers=auth(runtime), timeout=HANG_BOUND_S).text
-    row = next(ln for ln in metrics.splitlines() if ln.startswith("slipstream_retries_total") and 'endpoint="crash_once"' in ln)
+    row = next(
+        ln
+        for ln in metrics.splitlines()
+        if ln.startswith("slipstream_retries_total") and 'endpoint="crash_once"' in ln
+    )
     assert row.endswith(" 1")
     # without retries= the crash is the caller's, after one attempt
     with pytest.raises(WorkerCrashed):
@@ -86,9 +93,13 @@ def test_a_timed_out_call_is_retried(app, runtime, tmp_path):
 def test_the_users_exceptions_are_not_retried_unless_named(app, runtime, tmp_path):
     with pytest.raises(ValueError, match="attempt 1"):
         app.user_error(str(tmp_path / "user"))
-    assert (tmp_path / "user").read_text() == "1", "ran once: a user exception is not an infrastructure failure"
+    assert (tmp_path / "user").read_text() == "1", (
+        "ran once: a user exception is not an infrastructure failure"
+    )
     assert _stats(runtime, "user_error")["retries"] == 0
-    assert app.named_error(str(tmp_path / "named")) == 3, "KeyError is named in on=: retried until it succeeds"
+    assert app.named_error(str(tmp_path / "named")) == 3, (
+        "KeyError is named in on=: retried until it succeeds"
+    )
     assert _stats(runtime, "named_error")["retries"] == 2
 
 

@@ -23,10 +23,16 @@ def clean_env(monkeypatch):
 
 def test_the_environment_wins_over_slipstream_toml(tmp_path, clean_env):
     root = write_project(tmp_path / "p", {})
-    (root / "slipstream.toml").write_text('[runtime]\nurl = "http://10.0.0.5:8000/"\ntoken_env = "MY_TOKEN"\n')
+    (root / "slipstream.toml").write_text(
+        '[runtime]\nurl = "http://10.0.0.5:8000/"\ntoken_env = "MY_TOKEN"\n'
+    )
     clean_env.setenv("MY_TOKEN", "from-toml-env")
     chosen = configured_or_embedded(root, load_project(root))
-    assert (chosen.url, chosen.token, chosen.is_embedded) == ("http://10.0.0.5:8000", "from-toml-env", False)
+    assert (chosen.url, chosen.token, chosen.is_embedded) == (
+        "http://10.0.0.5:8000",
+        "from-toml-env",
+        False,
+    )
     clean_env.setenv("SLIPSTREAM_RUNTIME_URL", "https://gpu.example:9000")
     chosen = configured_or_embedded(root, load_project(root))
     assert chosen.url == "https://gpu.example:9000" and not chosen.is_embedded
@@ -35,7 +41,9 @@ def test_the_environment_wins_over_slipstream_toml(tmp_path, clean_env):
 def test_an_unusable_url_says_which_setting_and_what_to_write(tmp_path, clean_env):
     root = write_project(tmp_path / "p", {})
     (root / "slipstream.toml").write_text('[runtime]\nurl = "gpu-box:8000"\n')
-    with pytest.raises(ValueError, match=r"\[runtime\] url in slipstream.toml\): write http://host:port"):
+    with pytest.raises(
+        ValueError, match=r"\[runtime\] url in slipstream.toml\): write http://host:port"
+    ):
         configured_or_embedded(root, load_project(root))
 
 
@@ -44,16 +52,22 @@ def test_with_none_configured_the_embedded_runtime_is_started_and_stopped(tmp_pa
     chosen = configured_or_embedded(root, load_project(root), export=True)
     try:
         assert chosen.is_embedded and chosen.url.startswith("http://127.0.0.1:")
-        assert os.environ["SLIPSTREAM_RUNTIME_URL"] == chosen.url, "exported for what the process starts next"
+        assert os.environ["SLIPSTREAM_RUNTIME_URL"] == chosen.url, (
+            "exported for what the process starts next"
+        )
         assert os.environ["SLIPSTREAM_TOKEN"] == chosen.token
-        health = httpx.get(f"{chosen.url}/health", headers={"Authorization": f"Bearer {chosen.token}"}, timeout=10)
+        health = httpx.get(
+            f"{chosen.url}/health", headers={"Authorization": f"Bearer {chosen.token}"}, timeout=10
+        )
         assert health.status_code == 200
     finally:
         chosen.stop()
-    assert chosen.embedded is not None and chosen.embedded.proc.poll() is not None, "stop() stops it"
+    assert chosen.embedded is not None and chosen.embedded.proc.poll() is not None, (
+        "stop() stops it"
+    )
 
 
-PINNED = '''
+PINNED = """
 import os
 from slipstream import endpoint
 
@@ -63,7 +77,7 @@ def pinned() -> str:
 
 if __name__ == "__main__":
     print("RAN ON", pinned(), flush=True)
-'''
+"""
 
 
 def test_slipstream_run_leaves_a_runtimes_table_to_route(tmp_path, runtime):
@@ -73,11 +87,23 @@ def test_slipstream_run_leaves_a_runtimes_table_to_route(tmp_path, runtime):
     import sys
 
     root = write_project(tmp_path / "p", {"app.py": PINNED})
-    (root / "slipstream.toml").write_text(f'[project]\nname = "p"\n\n[runtimes.box]\nurl = "{runtime.url}"\ntoken_env = "BOX_TOKEN"\n')
-    env = {k: v for k, v in os.environ.items() if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")}
+    (root / "slipstream.toml").write_text(
+        f'[project]\nname = "p"\n\n[runtimes.box]\nurl = "{runtime.url}"\ntoken_env = "BOX_TOKEN"\n'
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")
+    }
     try:
-        p = subprocess.run([sys.executable, "-m", "slipstream", "run", "app.py"], cwd=root, env={**env, "BOX_TOKEN": runtime.token},
-                           capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "slipstream", "run", "app.py"],
+            cwd=root,
+            env={**env, "BOX_TOKEN": runtime.token},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         remove_project(runtime, root)
     assert p.returncode == 0, p.stderr
@@ -85,18 +111,27 @@ def test_slipstream_run_leaves_a_runtimes_table_to_route(tmp_path, runtime):
     assert "SLIPSTREAM_RUNTIME_URL is set" not in p.stderr
 
 
-def test_slipstream_toml_is_parsed_once_for_a_session_and_an_edit_is_seen(runtime, project_factory, monkeypatch):
+def test_slipstream_toml_is_parsed_once_for_a_session_and_an_edit_is_seen(
+    runtime, project_factory, monkeypatch
+):
     """A session's start (root, project key, runtime choice, client) and its first sync each read
     slipstream.toml: parsed once while it is unchanged (it was parsed at every ask)."""
     import tomllib
 
     from slipstream.sdk import config
 
-    proj = project_factory(runtime, {"toml_app.py": "from slipstream import endpoint\n\n@endpoint\ndef twice(x):\n    return 2 * x\n"})
+    proj = project_factory(
+        runtime,
+        {
+            "toml_app.py": "from slipstream import endpoint\n\n@endpoint\ndef twice(x):\n    return 2 * x\n"
+        },
+    )
     text = (proj.root / "slipstream.toml").read_text()
     parses = []
     real = tomllib.loads
-    monkeypatch.setattr(tomllib, "loads", lambda s, **kw: (parses.append(s == text), real(s, **kw))[1])
+    monkeypatch.setattr(
+        tomllib, "loads", lambda s, **kw: (parses.append(s == text), real(s, **kw))[1]
+    )
     assert proj.module("toml_app").twice(21) == 42
     assert parses.count(True) == 1, f"slipstream.toml parsed {parses.count(True)} times"
     (proj.root / "slipstream.toml").write_text(text.replace('name = "test"', 'name = "renamed"'))

@@ -17,7 +17,7 @@ from slipstream.protocol.errors import SlipstreamError
 from tests.conftest import start_runtime
 from tests.reliability.helpers import HANG_BOUND_S, auth
 
-APP = '''
+APP = """
 import hashlib, os
 from slipstream import endpoint
 
@@ -36,7 +36,7 @@ def leak_in_error() -> None:
 @endpoint(workers=1)
 def no_secrets() -> bool:
     return "G_SECRET_TOKEN" in os.environ
-'''
+"""
 
 
 def _sha(v: str) -> str:
@@ -55,18 +55,24 @@ def rt(store):
     r.stop()
 
 
-def test_a_secret_reaches_the_worker_and_never_the_runtimes_files_or_logs(rt, store, project_factory, monkeypatch, capsys):
+def test_a_secret_reaches_the_worker_and_never_the_runtimes_files_or_logs(
+    rt, store, project_factory, monkeypatch, capsys
+):
     token, dotenv_value = "tok-" + secrets.token_hex(16), "dot-" + secrets.token_hex(16)
     monkeypatch.setenv("G_SECRET_TOKEN", token)
     monkeypatch.delenv("G_DOTENV_KEY", raising=False)
-    proj = project_factory(rt, {"sec_app.py": APP, ".env": f"# local secrets\nexport G_DOTENV_KEY='{dotenv_value}'\n"})
+    proj = project_factory(
+        rt, {"sec_app.py": APP, ".env": f"# local secrets\nexport G_DOTENV_KEY='{dotenv_value}'\n"}
+    )
     app = proj.module("sec_app")
 
     assert app.use_secret("call") == {"token": _sha(token), "dotenv": _sha(dotenv_value)}
     assert list(app.use_secret.map(["m1", "m2"]))[0]["token"] == _sha(token)
     assert app.use_secret.spawn("spawned").get()["dotenv"] == _sha(dotenv_value)
     out = capsys.readouterr().out
-    assert "call: the token is ****" in out and token not in out, "a printed value is masked in the streamed logs"
+    assert "call: the token is ****" in out and token not in out, (
+        "a printed value is masked in the streamed logs"
+    )
     with pytest.raises(RuntimeError) as exc:
         app.leak_in_error()
     assert "refused token ****" in str(exc.value) and token not in str(exc.value)
@@ -79,38 +85,64 @@ def test_a_secret_reaches_the_worker_and_never_the_runtimes_files_or_logs(rt, st
     status = get("/v1/endpoints")
     assert '"G_SECRET_TOKEN"' in status, "the spec shows the names"
     logs = ""
-    with httpx.stream("GET", f"{rt.url}/v1/logs", params={"backlog": 2000, "keepalive": 0.2}, headers=auth(rt), timeout=HANG_BOUND_S) as r:
+    with httpx.stream(
+        "GET",
+        f"{rt.url}/v1/logs",
+        params={"backlog": 2000, "keepalive": 0.2},
+        headers=auth(rt),
+        timeout=HANG_BOUND_S,
+    ) as r:
         for line in r.iter_lines():
             if line.startswith(":"):
                 break
             logs += line + "\n"
     assert "the token is ****" in logs
-    shown = {"status": status, "logs": logs, "metrics": get("/metrics"), "openapi": get("/openapi.json"), "health": get("/health")}
+    shown = {
+        "status": status,
+        "logs": logs,
+        "metrics": get("/metrics"),
+        "openapi": get("/openapi.json"),
+        "health": get("/health"),
+    }
     for what, text in shown.items():
         assert token not in text and dotenv_value not in text, f"a secret in the runtime's {what}"
     on_disk = [p for p in [*store.rglob("*"), rt.log] if p.is_file() and not p.is_symlink()]
     assert any(p.name == "sec_app.py" for p in on_disk), "the scan covers the synced code"
     for p in on_disk:
         data = p.read_bytes()
-        assert token.encode() not in data and dotenv_value.encode() not in data, f"a secret on the runtime's disk: {p}"
+        assert token.encode() not in data and dotenv_value.encode() not in data, (
+            f"a secret on the runtime's disk: {p}"
+        )
 
 
-def test_a_missing_secret_fails_before_the_call_naming_it_and_where_it_was_looked_for(rt, project_factory, monkeypatch):
+def test_a_missing_secret_fails_before_the_call_naming_it_and_where_it_was_looked_for(
+    rt, project_factory, monkeypatch
+):
     monkeypatch.delenv("G_SECRET_TOKEN", raising=False)
     monkeypatch.setenv("G_DOTENV_KEY", "from-the-environment")
     proj = project_factory(rt, {"sec_app.py": APP}, name="missing")
     app = proj.module("sec_app")
     proj.sync()
-    before = json.loads(httpx.get(f"{rt.url}/v1/endpoints", headers=auth(rt), timeout=HANG_BOUND_S).text)
+    before = json.loads(
+        httpx.get(f"{rt.url}/v1/endpoints", headers=auth(rt), timeout=HANG_BOUND_S).text
+    )
     calls = sum(e["stats"]["calls"] for e in before["endpoints"] if e["name"] == "use_secret")
-    for form in (lambda: app.use_secret("x"), lambda: list(app.use_secret.map(["x"])), lambda: app.use_secret.spawn("x")):
+    for form in (
+        lambda: app.use_secret("x"),
+        lambda: list(app.use_secret.map(["x"])),
+        lambda: app.use_secret.spawn("x"),
+    ):
         with pytest.raises(SlipstreamError) as exc:
             form()
         msg = str(exc.value)
         assert "'G_SECRET_TOKEN'" in msg and str(proj.root / ".env") in msg and "environment" in msg
         assert "G_DOTENV_KEY" not in msg, "only the missing one is named"
-    after = json.loads(httpx.get(f"{rt.url}/v1/endpoints", headers=auth(rt), timeout=HANG_BOUND_S).text)
-    assert sum(e["stats"]["calls"] for e in after["endpoints"] if e["name"] == "use_secret") == calls, "no call reached the runtime"
+    after = json.loads(
+        httpx.get(f"{rt.url}/v1/endpoints", headers=auth(rt), timeout=HANG_BOUND_S).text
+    )
+    assert (
+        sum(e["stats"]["calls"] for e in after["endpoints"] if e["name"] == "use_secret") == calls
+    ), "no call reached the runtime"
 
 
 def test_an_edited_env_file_is_read_again(tmp_path):
@@ -118,6 +150,10 @@ def test_an_edited_env_file_is_read_again(tmp_path):
 
     env = tmp_path / ".env"
     env.write_text("SLIPSTREAM_TEST_SECRET_X=first-value\n")
-    assert resolve(("SLIPSTREAM_TEST_SECRET_X",), "f", tmp_path) == {"SLIPSTREAM_TEST_SECRET_X": "first-value"}
+    assert resolve(("SLIPSTREAM_TEST_SECRET_X",), "f", tmp_path) == {
+        "SLIPSTREAM_TEST_SECRET_X": "first-value"
+    }
     env.write_text("SLIPSTREAM_TEST_SECRET_X=second-value-longer\n")
-    assert resolve(("SLIPSTREAM_TEST_SECRET_X",), "f", tmp_path) == {"SLIPSTREAM_TEST_SECRET_X": "second-value-longer"}
+    assert resolve(("SLIPSTREAM_TEST_SECRET_X",), "f", tmp_path) == {
+        "SLIPSTREAM_TEST_SECRET_X": "second-value-longer"
+    }

@@ -14,14 +14,14 @@ import httpx
 import pytest
 
 import slipstream
-from slipstream.sdk.config import project_key
 from slipstream.protocol.errors import CallWasCancelled
+from slipstream.sdk.config import project_key
 from tests.conftest import start_runtime
 from tests.reliability.helpers import HANG_BOUND_S, auth, wait_for
 
 TTL_S = 6
 
-APP = '''
+APP = """
 import os, time
 from pathlib import Path
 from slipstream import endpoint
@@ -41,19 +41,19 @@ def sleepy(seconds: float, marker: str = "") -> int:
     if marker:
         Path(marker + ".finished").write_text("")
     return os.getpid()
-'''
+"""
 
-SPAWNER = '''
+SPAWNER = """
 import app
 h = app.slow_add.spawn(1, 2, delay=1.5)
 print(h.id, flush=True)
-'''
+"""
 
-FETCHER = '''
+FETCHER = """
 import sys
 from slipstream import FunctionCall
 print(FunctionCall.from_id(sys.argv[1]).get(timeout=60))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +70,27 @@ def proj(rt, project_factory):
 
 def test_a_spawned_call_is_fetched_by_id_from_a_second_process_after_the_first_exited(rt, proj):
     env = {**os.environ, "SLIPSTREAM_RUNTIME_URL": rt.url, "SLIPSTREAM_TOKEN": rt.token}
-    first = subprocess.run([sys.executable, "spawner.py"], cwd=proj.root, env=env, capture_output=True, text=True, timeout=HANG_BOUND_S)
+    first = subprocess.run(
+        [sys.executable, "spawner.py"],
+        cwd=proj.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_BOUND_S,
+    )
     assert first.returncode == 0, first.stderr
     call_id = first.stdout.split()[-1]
     assert call_id.startswith("fc-")
     state = httpx.get(f"{rt.url}/v1/calls/{call_id}", headers=auth(rt), timeout=HANG_BOUND_S).json()
     assert state["status"] in ("queued", "running"), "the spawner exited before its call finished"
-    second = subprocess.run([sys.executable, "fetcher.py", call_id], cwd=proj.root, env=env, capture_output=True, text=True, timeout=HANG_BOUND_S)
+    second = subprocess.run(
+        [sys.executable, "fetcher.py", call_id],
+        cwd=proj.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_BOUND_S,
+    )
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == "3"
     # over HTTP: token-protected, the status and times of the outcome kept
@@ -86,8 +100,19 @@ def test_a_spawned_call_is_fetched_by_id_from_a_second_process_after_the_first_e
     assert done["status"] == "done" and done["endpoint"] == "slow_add"
     assert done["expires_at"] == pytest.approx(done["finished_at"] + TTL_S)
     # dropped after --call-ttl seconds: a clear 404
-    gone = wait_for(lambda: (r := httpx.get(f"{rt.url}/v1/calls/{call_id}", headers=auth(rt), timeout=HANG_BOUND_S)).status_code == 404 and r,
-                     "the outcome to be dropped", bound=TTL_S + HANG_BOUND_S)
+    gone = wait_for(
+        lambda: (
+            (
+                r := httpx.get(
+                    f"{rt.url}/v1/calls/{call_id}", headers=auth(rt), timeout=HANG_BOUND_S
+                )
+            ).status_code
+            == 404
+            and r
+        ),
+        "the outcome to be dropped",
+        bound=TTL_S + HANG_BOUND_S,
+    )
     assert time.time() >= done["finished_at"] + TTL_S, "kept for the stated time"
     assert "--call-ttl" in gone.json()["error"]["message"]
     with pytest.raises(slipstream.protocol.errors.SlipstreamError, match="dropped"):
@@ -106,7 +131,9 @@ def test_cancel_frees_the_worker_at_once_and_a_queued_call_never_runs(rt, proj, 
     started = time.monotonic()
     assert h.cancel() is True
     assert app.sleepy(0) == pid, "the same worker serves the next call: interrupted, not replaced"
-    assert time.monotonic() - started < 3.0, "the worker is free at once, not after the cancel grace period (5 s)"
+    assert time.monotonic() - started < 3.0, (
+        "the worker is free at once, not after the cancel grace period (5 s)"
+    )
     assert h.status == "cancelled" and behind.status == "cancelled"
     with pytest.raises(CallWasCancelled, match=h.id):
         h.get()
@@ -139,11 +166,25 @@ def test_spawn_map_gather_timeouts_errors_and_aio_forms(rt, proj):
 def test_spawn_and_fetch_over_http_with_json(rt, proj):
     proj.sync()
     key = project_key(proj.root)
-    r = httpx.post(f"{rt.url}/v1/projects/{key}/endpoints/slow_add/spawn", json={"args": [1], "kwargs": {"b": 41}},
-                   headers=auth(rt), timeout=HANG_BOUND_S)
+    r = httpx.post(
+        f"{rt.url}/v1/projects/{key}/endpoints/slow_add/spawn",
+        json={"args": [1], "kwargs": {"b": 41}},
+        headers=auth(rt),
+        timeout=HANG_BOUND_S,
+    )
     assert r.status_code == 202 and r.json()["status"] in ("queued", "running")
-    out = httpx.get(f"{rt.url}/v1/calls/{r.json()['id']}", params={"wait": 30}, headers=auth(rt), timeout=HANG_BOUND_S).json()
+    out = httpx.get(
+        f"{rt.url}/v1/calls/{r.json()['id']}",
+        params={"wait": 30},
+        headers=auth(rt),
+        timeout=HANG_BOUND_S,
+    ).json()
     assert out["ok"] is True and out["result"] == 42 and out["status"] == "done"
     bad = httpx.get(f"{rt.url}/v1/calls/fc-nosuchcall", headers=auth(rt), timeout=HANG_BOUND_S)
     assert bad.status_code == 404 and "no call 'fc-nosuchcall'" in bad.json()["error"]["message"]
-    assert "/v1/calls/{call_id}" in httpx.get(f"{rt.url}/openapi.json", headers=auth(rt), timeout=HANG_BOUND_S).json()["paths"]
+    assert (
+        "/v1/calls/{call_id}"
+        in httpx.get(f"{rt.url}/openapi.json", headers=auth(rt), timeout=HANG_BOUND_S).json()[
+            "paths"
+        ]
+    )

@@ -88,7 +88,9 @@ def test_a_blocking_call_streams_sync_and_async_generators(app, gate, name):
     it = getattr(app, name)(3, gate=path)
     assert next(it) == 0
     open_gate()
-    assert list(it) == ["saw-gate", 1, 2], "the first item must reach the caller before the generator ends"
+    assert list(it) == ["saw-gate", 1, 2], (
+        "the first item must reach the caller before the generator ends"
+    )
 
 
 def test_a_class_method_generator_streams(app, gate):
@@ -129,7 +131,9 @@ def test_map_over_a_generator_gives_each_calls_items_in_order(app, name):
 
 
 def _cancelled(rt, name):
-    return httpx.get(f"{rt.url}/v1/endpoints/{name}", headers=_auth(rt), timeout=60).json()["stats"]["cancelled"]
+    return httpx.get(f"{rt.url}/v1/endpoints/{name}", headers=_auth(rt), timeout=60).json()[
+        "stats"
+    ]["cancelled"]
 
 
 @pytest.mark.parametrize("how", ["for", "async-for", "http-json"])
@@ -143,14 +147,22 @@ def test_leaving_a_stream_early_cancels_the_rest_of_the_call(runtime, app, how):
             if item == 2:
                 break
     elif how == "async-for":
+
         async def consume():
             async for item in app.ticks.aio(**endless):
                 if item == 2:
                     break
+
         asyncio.run(consume())
     else:
-        with httpx.stream("POST", f"{runtime.url}/v1/endpoints/ticks/call", params={"stream": "true"},
-                          json={"kwargs": endless}, headers=_auth(runtime), timeout=60) as r:
+        with httpx.stream(
+            "POST",
+            f"{runtime.url}/v1/endpoints/ticks/call",
+            params={"stream": "true"},
+            json={"kwargs": endless},
+            headers=_auth(runtime),
+            timeout=60,
+        ) as r:
             for line in r.iter_lines():
                 if line and json.loads(line).get("item") == 2:
                     break
@@ -158,7 +170,9 @@ def test_leaving_a_stream_early_cancels_the_rest_of_the_call(runtime, app, how):
     while _cancelled(runtime, "ticks") - before < 1:
         assert time.monotonic() < deadline, "the abandoned stream's call was never cancelled"
         time.sleep(0.02)
-    assert list(app.ticks(3)) == [0, 1, 2], "the next call runs (it would wait an hour behind the abandoned one)"
+    assert list(app.ticks(3)) == [0, 1, 2], (
+        "the next call runs (it would wait an hour behind the abandoned one)"
+    )
 
 
 def _auth(rt):
@@ -169,8 +183,12 @@ def test_http_json_streaming_sends_one_line_per_item_as_it_comes(runtime, app, g
     path, open_gate = gate
     lines = []
     with httpx.stream(
-        "POST", f"{runtime.url}/v1/endpoints/aticks/call", params={"stream": "true"},
-        json={"kwargs": {"n": 3, "gate": path}}, headers=_auth(runtime), timeout=60,
+        "POST",
+        f"{runtime.url}/v1/endpoints/aticks/call",
+        params={"stream": "true"},
+        json={"kwargs": {"n": 3, "gate": path}},
+        headers=_auth(runtime),
+        timeout=60,
     ) as r:
         assert r.status_code == 200, r.read()
         assert r.headers["content-type"].startswith("application/x-ndjson")
@@ -181,19 +199,34 @@ def test_http_json_streaming_sends_one_line_per_item_as_it_comes(runtime, app, g
             if lines[-1] == {"item": 0}:
                 open_gate()
     assert lines[:4] == [{"item": 0}, {"item": "saw-gate"}, {"item": 1}, {"item": 2}]
-    assert lines[-1]["ok"] is True and lines[-1]["endpoint"] == "aticks" and "duration_s" in lines[-1]
+    assert (
+        lines[-1]["ok"] is True and lines[-1]["endpoint"] == "aticks" and "duration_s" in lines[-1]
+    )
 
 
 def test_http_json_without_streaming_returns_the_items_as_a_list(runtime, app):
-    r = httpx.post(f"{runtime.url}/v1/endpoints/ticks/call", json={"kwargs": {"n": 3}}, headers=_auth(runtime), timeout=60)
+    r = httpx.post(
+        f"{runtime.url}/v1/endpoints/ticks/call",
+        json={"kwargs": {"n": 3}},
+        headers=_auth(runtime),
+        timeout=60,
+    )
     assert r.status_code == 200 and r.json()["result"] == [0, 1, 2]
-    r = httpx.post(f"{runtime.url}/v1/endpoints/Words/call", params={"method": "each"}, json={}, headers=_auth(runtime), timeout=60)
+    r = httpx.post(
+        f"{runtime.url}/v1/endpoints/Words/call",
+        params={"method": "each"},
+        json={},
+        headers=_auth(runtime),
+        timeout=60,
+    )
     assert r.json()["result"] == ["alpha", "beta", "gamma"]
 
 
 def test_the_listing_says_what_streams(runtime, app):
     r = httpx.get(f"{runtime.url}/v1/endpoints", headers=_auth(runtime), timeout=60).json()
-    streams = {e["name"]: e["streams"] for e in r["endpoints"] if e["name"] in ("ticks", "aticks", "Words")}
+    streams = {
+        e["name"]: e["streams"] for e in r["endpoints"] if e["name"] in ("ticks", "aticks", "Words")
+    }
     assert streams == {"ticks": [""], "aticks": [""], "Words": ["each"]}
 
 
@@ -208,17 +241,28 @@ def test_slipstream_dev_streams_generator_endpoints_line_by_line(tmp_path, gate)
 
     root = write_project(tmp_path / "devstream", {"streamer.py": APP})
     port = _port()
-    env = {k: v for k, v in os.environ.items() if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SLIPSTREAM_RUNTIME_URL", "SLIPSTREAM_TOKEN")
+    }
     with (tmp_path / "dev.log").open("w+") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "slipstream", "dev", str(root), "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "slipstream", "dev", str(root), "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             _wait(lambda: "/ticks" in httpx.get(url + "/openapi.json").json()["paths"], timeout=60)
             path, open_gate = gate
             lines = []
             with httpx.stream("POST", url + "/ticks", json={"n": 3, "gate": path}, timeout=60) as r:
-                assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
+                assert r.status_code == 200 and r.headers["content-type"].startswith(
+                    "application/x-ndjson"
+                )
                 for line in r.iter_lines():
                     if line:
                         lines.append(json.loads(line))

@@ -9,10 +9,15 @@ import pytest
 from slipstream.sdk.sync import sync_project
 
 
-def test_a_file_rewritten_mid_sync_is_synced_with_its_new_content(runtime, project_factory, monkeypatch):
+def test_a_file_rewritten_mid_sync_is_synced_with_its_new_content(
+    runtime, project_factory, monkeypatch
+):
     from slipstream.sdk import sync
 
-    proj = project_factory(runtime, {"app.py": "from slipstream import endpoint\n\n@endpoint\ndef v():\n    return 1\n"})
+    proj = project_factory(
+        runtime,
+        {"app.py": "from slipstream import endpoint\n\n@endpoint\ndef v():\n    return 1\n"},
+    )
     client = runtime.client()
     real_manifest = sync.build_manifest
     rewritten = []
@@ -21,7 +26,9 @@ def test_a_file_rewritten_mid_sync_is_synced_with_its_new_content(runtime, proje
         out = real_manifest(root)
         if not rewritten:  # a formatter saves the file after it was hashed, before its upload
             rewritten.append(True)
-            proj.write("app.py", "from slipstream import endpoint\n\n@endpoint\ndef v():\n    return 2\n")
+            proj.write(
+                "app.py", "from slipstream import endpoint\n\n@endpoint\ndef v():\n    return 2\n"
+            )
         return out
 
     monkeypatch.setattr(sync, "build_manifest", manifest)
@@ -45,28 +52,56 @@ def tree():
 '''
 
 EXCLUDED = [
-    ".git/hooks/pre_commit.py", ".git/config.txt", ".hg/store.txt",
-    ".venv/lib/site.py", "venv/lib/site.py", "env/lib/site.py", ".env/x.py",
-    "node_modules/left-pad/package.json", "__pycache__/helper.py",
-    ".mypy_cache/3.11/app.json", ".pytest_cache/v/cache.json", ".ruff_cache/x.json", ".tox/py/x.py",
-    "build/lib/app.py", "dist/app.txt", "mypkg.egg-info/top_level.txt", ".ipynb_checkpoints/n.py",
-    ".secrets/keys.py", "pkg/.hidden/x.py",  # any dot-folder, at any depth
-    "data/train.csv", "data/more/val.csv", "scratch_1.py",  # [sync] exclude patterns
-    "pkg/weights.bin", "notes.swp", "app.py~",  # not code or config
+    ".git/hooks/pre_commit.py",
+    ".git/config.txt",
+    ".hg/store.txt",
+    ".venv/lib/site.py",
+    "venv/lib/site.py",
+    "env/lib/site.py",
+    ".env/x.py",
+    "node_modules/left-pad/package.json",
+    "__pycache__/helper.py",
+    ".mypy_cache/3.11/app.json",
+    ".pytest_cache/v/cache.json",
+    ".ruff_cache/x.json",
+    ".tox/py/x.py",
+    "build/lib/app.py",
+    "dist/app.txt",
+    "mypkg.egg-info/top_level.txt",
+    ".ipynb_checkpoints/n.py",
+    ".secrets/keys.py",
+    "pkg/.hidden/x.py",  # any dot-folder, at any depth
+    "data/train.csv",
+    "data/more/val.csv",
+    "scratch_1.py",  # [sync] exclude patterns
+    "pkg/weights.bin",
+    "notes.swp",
+    "app.py~",  # not code or config
 ]
-KEPT = ["app.py", "config.json", "pkg/__init__.py", "pkg/mod.py", "pkg/prompts.yaml", "slipstream.toml"]
+KEPT = [
+    "app.py",
+    "config.json",
+    "pkg/__init__.py",
+    "pkg/mod.py",
+    "pkg/prompts.yaml",
+    "slipstream.toml",
+]
 
 
-def test_vcs_envs_caches_dot_folders_and_excluded_patterns_never_reach_the_runtime(runtime, project_factory):
+def test_vcs_envs_caches_dot_folders_and_excluded_patterns_never_reach_the_runtime(
+    runtime, project_factory
+):
     files = {rel: "X = 1\n" for rel in [*EXCLUDED, *KEPT]}
     files["app.py"] = TREE_APP
-    files["slipstream.toml"] = '[project]\nname = "excl"\n\n[sync]\nexclude = ["data/*", "scratch_*.py"]\n'
+    files["slipstream.toml"] = (
+        '[project]\nname = "excl"\n\n[sync]\nexclude = ["data/*", "scratch_*.py"]\n'
+    )
     proj = project_factory(runtime, files)
     proj.sync()
     assert proj.module("app").tree() == KEPT, "the runtime's copy holds exactly the project's code"
 
 
-DATA_APP = '''
+DATA_APP = """
 from pathlib import Path
 from slipstream import endpoint
 
@@ -75,10 +110,12 @@ TEMPLATE = (Path(__file__).parent / "templates" / "page.html").read_text()
 @endpoint
 def render(name: str) -> str:
     return TEMPLATE.replace("NAME", name)
-'''
+"""
 
 
-def test_a_data_file_read_at_import_that_is_not_code_is_named_with_how_to_sync_it(runtime, project_factory):
+def test_a_data_file_read_at_import_that_is_not_code_is_named_with_how_to_sync_it(
+    runtime, project_factory
+):
     """An .html template read at import is not synced by default (only code and config
     suffixes are): the refusal names the file and the [sync] include line that syncs it; with
     that line the project deploys and serves the file."""
@@ -91,9 +128,14 @@ def test_a_data_file_read_at_import_that_is_not_code_is_named_with_how_to_sync_i
         text = str(exc)
     else:
         raise AssertionError("an import that reads a file left out of the sync deployed")
-    assert "FileNotFoundError" in text and "templates/page.html is in the project but not synced" in text, text
+    assert (
+        "FileNotFoundError" in text
+        and "templates/page.html is in the project but not synced" in text
+    ), text
     assert 'add [sync] include = ["*.html"] to slipstream.toml' in text, text
-    proj.write("app.py", DATA_APP + "# edited, still reading the file\n")  # refused again: as fast, as clear
+    proj.write(
+        "app.py", DATA_APP + "# edited, still reading the file\n"
+    )  # refused again: as fast, as clear
     started = time.monotonic()
     with pytest.raises(DeployError, match="templates/page.html is in the project but not synced"):
         proj.sync()  # the first refusal left its scanner nothing to roll back to: this hung 120 s (DeployTimeout)

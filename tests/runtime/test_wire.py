@@ -48,7 +48,9 @@ def test_corrupt_frames_are_refused_with_a_reason():
 
 def test_display_form_is_json_for_curl():
     Image = pytest.importorskip("PIL.Image")
-    out = wire.to_display({"img": Image.new("L", (4, 2)), "arr": np.ones(3), "big": np.ones(20_000), "x": object()})
+    out = wire.to_display(
+        {"img": Image.new("L", (4, 2)), "arr": np.ones(3), "big": np.ones(20_000), "x": object()}
+    )
     assert out["img"]["$image"]["width"] == 4
     assert out["arr"] == [1.0, 1.0, 1.0]
     assert out["big"] == {"$array": {"shape": [20000], "dtype": "float64"}}
@@ -57,8 +59,13 @@ def test_display_form_is_json_for_curl():
 
 def test_records_parse_incrementally():
     r = wire.RecordReader()
-    data = wire.json_record(wire.REC_LOG, {"text": "hi"}) + b"".join(bytes(c) for c in wire.record(wire.REC_RESULT, b"abc"))
+    data = wire.json_record(wire.REC_LOG, {"text": "hi"}) + b"".join(
+        bytes(c) for c in wire.record(wire.REC_RESULT, b"abc")
+    )
     got = []
     for i in range(len(data)):
         got += r.feed(data[i : i + 1])
-    assert [(k, bytes(p)) for k, p in got] == [(wire.REC_LOG, b'{"text":"hi"}'), (wire.REC_RESULT, b"abc")]
+    assert [(k, bytes(p)) for k, p in got] == [
+        (wire.REC_LOG, b'{"text":"hi"}'),
+        (wire.REC_RESULT, b"abc"),
+    ]

@@ -10,7 +10,7 @@ from slipstream.protocol.errors import EndpointTimeout
 from slipstream.spec.endpoint_spec import SpecError
 from tests.reliability.helpers import HANG_BOUND_S, auth
 
-APP = '''
+APP = """
 import os, time
 from slipstream import endpoint
 
@@ -18,7 +18,7 @@ from slipstream import endpoint
 def nap(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
-'''
+"""
 
 
 @pytest.fixture()
@@ -44,7 +44,9 @@ def test_a_variant_has_its_own_settings_and_pool(proj, runtime):
     assert eps[longer.name]["spec"]["timeout"] == 10 and eps[longer.name]["pool"]["max"] == 2
     assert eps["nap"]["spec"]["timeout"] == 1, "the decorator's endpoint is unchanged"
     assert len(list(longer.map([0.0, 0.0]))) == 2, "every call form works on a variant"
-    assert app.nap.with_options(timeout=10, workers=2).name == longer.name, "the same options name the same variant"
+    assert app.nap.with_options(timeout=10, workers=2).name == longer.name, (
+        "the same options name the same variant"
+    )
     assert longer.with_options(workers=3).spec.timeout == 10, "options add up"
 
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 # --- which runtime, and how to reach it ----------------------------------------------------
 RUNTIME_URL = "SLIPSTREAM_RUNTIME_URL"  # the runtime the SDK calls (else the embedded one)
 TOKEN = "SLIPSTREAM_TOKEN"  # its bearer token
-TOKEN_PREFIX = "SLIPSTREAM_TOKEN_"  # + a [runtimes.NAME]'s name: that runtime's token (sdk/routing.py)
+TOKEN_PREFIX = (
+    "SLIPSTREAM_TOKEN_"  # + a [runtimes.NAME]'s name: that runtime's token (sdk/routing.py)
+)
 ROUTING_FILE = "SLIPSTREAM_ROUTING_FILE"  # in workers: the project's routing table (sdk/routing.py)
 CA_BUNDLE = "SLIPSTREAM_CA_BUNDLE"  # a CA file an https runtime's certificate is checked against
-ALLOW_INSECURE = "SLIPSTREAM_ALLOW_INSECURE"  # "1" (or "runtime", in workers): a token over plain http
+ALLOW_INSECURE = (
+    "SLIPSTREAM_ALLOW_INSECURE"  # "1" (or "runtime", in workers): a token over plain http
+)
 TRANSPORT = "SLIPSTREAM_TRANSPORT"  # "http": calls never use the binary data channel
 SSH_DIR = "SLIPSTREAM_SSH_DIR"  # where ssh:// runtimes' control sockets and forwards live
 SSH_CONFIG = "SLIPSTREAM_SSH_CONFIG"  # an ssh config file passed as -F
@@ -21,7 +25,9 @@ IN_RUNTIME = "SLIPSTREAM_IN_RUNTIME"  # set in workers: a call from endpoint cod
 PROJECT = "SLIPSTREAM_PROJECT"  # set in workers: nested calls stay in their project
 WORKER_SECRET = "SLIPSTREAM_WORKER_SECRET"  # a Ray actor's worker: the secret its channel checks
 RAY_NODE_ID = "SLIPSTREAM_RAY_NODE_ID"  # a Ray actor's worker: the node it runs on
-DEBUG_BREAKPOINTS = "SLIPSTREAM_DEBUG_BREAKPOINTS"  # "1": breakpoint() waits for a debugger (run --debug)
+DEBUG_BREAKPOINTS = (
+    "SLIPSTREAM_DEBUG_BREAKPOINTS"  # "1": breakpoint() waits for a debugger (run --debug)
+)
 DEBUG_ATTACH_TIMEOUT = "SLIPSTREAM_DEBUG_ATTACH_TIMEOUT"  # seconds a stopped call waits for one
 CACHE = "SLIPSTREAM_CACHE"  # a worker's (and the daemon's) cache folder
 NO_SHM = "SLIPSTREAM_NO_SHM"  # "1": no shared memory for large payloads

@@ -156,7 +156,9 @@ class ErrorInfo:
     message: str
     traceback: str
     frames: list[Frame] = field(default_factory=list)
-    kind: str = ErrorKind.EXCEPTION  # an ErrorKind (a plain string only for a kind this version does not know)
+    kind: str = (
+        ErrorKind.EXCEPTION
+    )  # an ErrorKind (a plain string only for a kind this version does not know)
     pickled: bytes | None = None  # the exception itself, when it pickles
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,7 +193,9 @@ def _out_of_memory(exc: MemoryError) -> MemoryError:
     return MemoryError(msg).with_traceback(exc.__traceback__)
 
 
-def error_info(exc: BaseException, relative: Callable[[str], str | None] = lambda f: None) -> ErrorInfo:
+def error_info(
+    exc: BaseException, relative: Callable[[str], str | None] = lambda f: None
+) -> ErrorInfo:
     """Describe exc; relative(filename) gives the project-relative path of the user's files."""
     if isinstance(exc, MemoryError) and type(exc) is MemoryError and not exc.args:
         exc = _out_of_memory(exc)
@@ -208,7 +212,9 @@ def error_info(exc: BaseException, relative: Callable[[str], str | None] = lambd
         if fs.line:
             tb_lines.append(f"    {fs.line.strip()}\n")
     cls = type(exc)
-    qual = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    qual = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
     text = "".join(tb_lines) + "".join(traceback.format_exception_only(cls, exc))
     pickled = None
     try:

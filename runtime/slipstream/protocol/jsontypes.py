@@ -128,7 +128,9 @@ _PLAIN = {str, int, float, bool}
 _BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
-def convert_arguments(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+def convert_arguments(
+    fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
     """args and kwargs (decoded JSON) converted to fn's annotated parameter types.
 
     Raises ArgumentError naming every argument (and field inside it) that does not fit.
@@ -179,7 +181,9 @@ def convert_arguments(fn: Callable[..., Any], args: list[Any], kwargs: dict[str,
                     problems.append(f"{label}: {exc}")
                     continue
                 for e in errors(include_url=False):
-                    problems.append(f"{_where(label, tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}")
+                    problems.append(
+                        f"{_where(label, tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}"
+                    )
                 continue
             if isinstance(converted, list):
                 converted.append(item)
@@ -187,7 +191,11 @@ def convert_arguments(fn: Callable[..., Any], args: list[Any], kwargs: dict[str,
                 converted[key] = item
         if len(converted) != len(values):
             continue  # some item did not fit: reported below
-        values_by_name[name] = converted[0] if single else (tuple(converted) if isinstance(converted, list) else converted)
+        values_by_name[name] = (
+            converted[0]
+            if single
+            else (tuple(converted) if isinstance(converted, list) else converted)
+        )
     if problems:
         raise ArgumentError("; ".join(problems))
     if bound is None:

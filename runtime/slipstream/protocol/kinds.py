@@ -79,13 +79,20 @@ class WorkerState(enum.StrEnum):
     WARM = "warm"  # ready, no call in flight
     BUSY = "busy"  # running calls
     RETIRING = "retiring"  # finishing its calls, then stopped (scale-down, a replaced generation)
-    DEBUGGING = "debugging"  # stopped in a debug session: nothing else is sent to it (server/debug.py)
+    DEBUGGING = (
+        "debugging"  # stopped in a debug session: nothing else is sent to it (server/debug.py)
+    )
     IDLE = "idle"  # shown only: warm and unused for half the idle timeout (a scale-down candidate)
 
 
 # The states /metrics counts workers in (slipstream_workers{state=...}); IDLE is only how a
 # long-unused WARM worker is shown.
-TRACKED_WORKER_STATES = (WorkerState.STARTING, WorkerState.WARM, WorkerState.BUSY, WorkerState.RETIRING)
+TRACKED_WORKER_STATES = (
+    WorkerState.STARTING,
+    WorkerState.WARM,
+    WorkerState.BUSY,
+    WorkerState.RETIRING,
+)
 
 
 class CallState(enum.StrEnum):

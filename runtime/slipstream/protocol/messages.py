@@ -49,7 +49,9 @@ def call_header(token: str, endpoint: str, method: str | None, project: str | No
     return {"token": token, "endpoint": endpoint, "method": method, "project": project}
 
 
-def call_params(method: str | None, *, tag: str | None = None, stream: bool = False) -> dict[str, str] | None:
+def call_params(
+    method: str | None, *, tag: str | None = None, stream: bool = False
+) -> dict[str, str] | None:
     """The query of an HTTP call (POST .../call or .../spawn) as the runtime's routes read it:
     stream (generator items as they come, SDK format), method (a class endpoint's), tag (its log
     lines carry it: GET /v1/logs?tag=); None when there is nothing to say."""
@@ -125,14 +127,32 @@ class EndpointStatus(TypedDict, total=False):
     note: str
     unavailable: str
     last_error: Any
-    pool: dict[str, Any]  # workers (each with its WorkerState), min, max, concurrency, queued, max_queue
+    pool: dict[
+        str, Any
+    ]  # workers (each with its WorkerState), min, max, concurrency, queued, max_queue
     stats: dict[str, Any]
     project: str | None
 
 
 # The fields of an endpoint a deploy's reply shows (each present, None when unknown).
-COMMIT_ENDPOINT_FIELDS = ("name", "module", "file", "line", "kind", "methods", "generator", "streams", "signature",
-                          "schemas", "doc", "spec", "warnings", "gpu", "note", "unavailable")
+COMMIT_ENDPOINT_FIELDS = (
+    "name",
+    "module",
+    "file",
+    "line",
+    "kind",
+    "methods",
+    "generator",
+    "streams",
+    "signature",
+    "schemas",
+    "doc",
+    "spec",
+    "warnings",
+    "gpu",
+    "note",
+    "unavailable",
+)
 
 
 def commit_endpoint(info: Mapping[str, Any]) -> EndpointInfo:
@@ -152,6 +172,8 @@ class CommitReply(TypedDict):
     changed: list[str]  # project-relative paths that differ from the previous generation
     reexecuted: list[str]  # modules the workers imported again
     restart: str  # why workers were replaced instead of reloaded in place ("" = in place)
-    installs: list[dict[str, Any]]  # dependency environments: requirements, environment, python, cached, install_s
+    installs: list[
+        dict[str, Any]
+    ]  # dependency environments: requirements, environment, python, cached, install_s
     endpoints: list[EndpointInfo]  # commit_endpoint() of each
     duration_ms: float

@@ -38,7 +38,9 @@ def validate_path(path: str, limits: Limits = Limits()) -> str:
         raise UploadRefused(f"path {path!r} is absolute; manifests hold project-relative paths")
     parts = path.split("/")
     if any(part in ("..", ".", "") for part in parts):
-        raise UploadRefused(f"path {path!r} leaves the project or is not normalised ('..', '.', '//')")
+        raise UploadRefused(
+            f"path {path!r} leaves the project or is not normalised ('..', '.', '//')"
+        )
     if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in parts):
         raise UploadRefused(f"path {path[:60]!r}... has a file or folder name over 255 bytes")
     return path

@@ -10,7 +10,9 @@ from typing import Any
 
 __all__ = ["SECRETS_KEY", "MASK", "take", "mask", "mask_bytes_present"]
 
-SECRETS_KEY = "__slipstream_secrets__"  # the call's keyword argument that carries them (popped by the worker)
+SECRETS_KEY = (
+    "__slipstream_secrets__"  # the call's keyword argument that carries them (popped by the worker)
+)
 MASK = "****"
 _MIN_MASKED = 4  # shorter values would mask ordinary text
 

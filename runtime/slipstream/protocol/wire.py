@@ -63,8 +63,17 @@ class _Pickler(cloudpickle.Pickler):
             if obj.mode in ("1", "L", "P", "RGB", "RGBA", "CMYK", "I", "F", "LA"):
                 if obj.mode == "P":
                     return super().reducer_override(obj)
-                info = {k: v for k, v in obj.info.items() if isinstance(k, str) and isinstance(v, (str, int, float))}
-                return _rebuild_image, (obj.mode, obj.size, pickle.PickleBuffer(obj.tobytes()), info)
+                info = {
+                    k: v
+                    for k, v in obj.info.items()
+                    if isinstance(k, str) and isinstance(v, (str, int, float))
+                }
+                return _rebuild_image, (
+                    obj.mode,
+                    obj.size,
+                    pickle.PickleBuffer(obj.tobytes()),
+                    info,
+                )
         return super().reducer_override(obj)
 
     @staticmethod
@@ -207,7 +216,9 @@ REC_LOG, REC_ITEM, REC_RESULT, REC_ERROR, REC_META = 1, 2, 3, 4, 5
 _REC = struct.Struct("<BQ")
 
 
-def record(kind: int, payload: bytes | bytearray | memoryview) -> list[bytes | bytearray | memoryview]:
+def record(
+    kind: int, payload: bytes | bytearray | memoryview
+) -> list[bytes | bytearray | memoryview]:
     return [_REC.pack(kind, memoryview(payload).nbytes), payload]
 
 

@@ -15,27 +15,25 @@ from typing import Any
 
 import httpx
 
-from ..protocol import wire
-from .datachannel import AsyncDataClient, DataClient, parse_records
+from ..protocol import envvars, wire
 from ..protocol.errors import (
-    MissingBlobs,
     DeployError,
     EndpointTimeout,
     ErrorInfo,
+    MissingBlobs,
     Overloaded,
     RuntimeUnavailable,
     SlipstreamError,
 )
 from ..protocol.kinds import ErrorKind
 from ..protocol.messages import CommitReply, EndpointStatus, call_params
-from ..protocol import envvars
+from .datachannel import AsyncDataClient, DataClient, parse_records
 
 __all__ = ["RuntimeClient", "CallOutcome", "UnknownEndpoint", "RuntimeRestarted"]
 
 
 class UnknownEndpoint(SlipstreamError, LookupError):
     """The runtime has no endpoint by that name (not synced yet, or the runtime restarted)."""
-
 
 
 class RuntimeRestarted(SlipstreamError):
@@ -82,7 +80,9 @@ def tls_context(ca_bundle: str | None = None) -> ssl.SSLContext:
     """Certificate and host name verification against the system store or the CA bundle."""
     bundle = ca_bundle or ca_bundle_setting()
     if bundle and not Path(bundle).is_file():
-        raise SlipstreamError(f"the CA bundle {bundle} ({CA_BUNDLE_ENV} or slipstream.toml [runtime] ca_bundle) is not a file")
+        raise SlipstreamError(
+            f"the CA bundle {bundle} ({CA_BUNDLE_ENV} or slipstream.toml [runtime] ca_bundle) is not a file"
+        )
     try:
         return ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
     except ssl.SSLError as exc:
@@ -110,8 +110,12 @@ def check_transport(url: str, token: str) -> None:
         )
     if url not in _warned_insecure:
         _warned_insecure.add(url)
-        print(f"slipstream: WARNING: sending the runtime token in CLEAR TEXT to {url} ({INSECURE_ENV} is set); "
-              "anyone on the network path can read it and run code on the runtime", file=sys.stderr, flush=True)
+        print(
+            f"slipstream: WARNING: sending the runtime token in CLEAR TEXT to {url} ({INSECURE_ENV} is set); "
+            "anyone on the network path can read it and run code on the runtime",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _timeout(read: float | None) -> httpx.Timeout:
@@ -120,16 +124,30 @@ def _timeout(read: float | None) -> httpx.Timeout:
 
 def call_path(endpoint: str, project: str | None) -> str:
     """The HTTP call route: project-qualified when the project is known (always, from the SDK)."""
-    return f"/v1/projects/{project}/endpoints/{endpoint}/call" if project else f"/v1/endpoints/{endpoint}/call"
+    return (
+        f"/v1/projects/{project}/endpoints/{endpoint}/call"
+        if project
+        else f"/v1/endpoints/{endpoint}/call"
+    )
 
 
 class RuntimeClient:
     """One runtime. `project` (a key from slipstream.sdk.config.project_key) is the project whose
     endpoints calls reach unless a call names another; sync(root) sets it when unset."""
 
-    def __init__(self, url: str, token: str = "", *, timeout: float | None = 600.0, project: str | None = None, ca_bundle: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str = "",
+        *,
+        timeout: float | None = 600.0,
+        project: str | None = None,
+        ca_bundle: str | None = None,
+    ) -> None:
         self.link = None
-        if url.lower().startswith("ssh://"):  # a runtime on that host, through an ssh tunnel (sshlink.py)
+        if url.lower().startswith(
+            "ssh://"
+        ):  # a runtime on that host, through an ssh tunnel (sshlink.py)
             from .sshlink import link_for
 
             self.link = link_for(url)
@@ -139,11 +157,22 @@ class RuntimeClient:
         self.project = project
         self.routing: str | None = None  # the routing table sent with each commit (sdk/routing.py)
         check_transport(self.url, token)
-        self.tls: ssl.SSLContext | None = tls_context(ca_bundle) if self.url.startswith("https:") else None
+        self.tls: ssl.SSLContext | None = (
+            tls_context(ca_bundle) if self.url.startswith("https:") else None
+        )
         self._verify: Any = self.tls if self.tls is not None else True
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_S)
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=_timeout(timeout), limits=limits, trust_env=False, verify=self._verify)
+        limits = httpx.Limits(
+            max_connections=256, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_S
+        )
+        self.http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=_timeout(timeout),
+            limits=limits,
+            trust_env=False,
+            verify=self._verify,
+        )
         self._aio: httpx.AsyncClient | None = None
         self._aio_loop: asyncio.AbstractEventLoop | None = None
         self._adata: AsyncDataClient | None = None
@@ -152,7 +181,9 @@ class RuntimeClient:
         self._data_client: DataClient | None = None
         self._data_checked = False
         self._data_lock = threading.Lock()
-        self.known_blobs: set[str] = set()  # hashes this runtime confirmed having (a sync then sends only new ones)
+        self.known_blobs: set[str] = (
+            set()
+        )  # hashes this runtime confirmed having (a sync then sends only new ones)
 
     @classmethod
     def from_env(cls) -> RuntimeClient | None:
@@ -216,7 +247,14 @@ class RuntimeClient:
         """{endpoints, projects, spend, runtime}; with a project key, only that project's."""
         return self._json("GET", "/v1/endpoints", params={"project": project} if project else None)
 
-    def logs(self, endpoint: str | None = None, backlog: int = 50, stop: Any = None, tag: str | None = None, project: str | None = None) -> Iterator[dict[str, Any]]:
+    def logs(
+        self,
+        endpoint: str | None = None,
+        backlog: int = 50,
+        stop: Any = None,
+        tag: str | None = None,
+        project: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """Follow the runtime's log (SSE). `stop` (a threading.Event) ends it within ~1 s."""
         params: dict[str, Any] = {"backlog": backlog}
         if endpoint:
@@ -229,20 +267,34 @@ class RuntimeClient:
         if stop is not None:
             params["keepalive"] = 0.5  # wake up often enough to notice `stop`
             read = 5.0
-        with httpx.Client(base_url=self.url, headers=self._headers, trust_env=False, timeout=_timeout(read), verify=self._verify) as c:
+        with httpx.Client(
+            base_url=self.url,
+            headers=self._headers,
+            trust_env=False,
+            timeout=_timeout(read),
+            verify=self._verify,
+        ) as c:
             try:
                 with c.stream("GET", "/v1/logs", params=params) as r:
-                    if r.status_code != 200:  # a wrong token or a refused query: say so, never an empty stream
+                    if (
+                        r.status_code != 200
+                    ):  # a wrong token or a refused query: say so, never an empty stream
                         r.read()
                         if r.status_code == 401:
-                            raise SlipstreamError(f"the runtime at {self.url} refused the token ({_message(r)}); set SLIPSTREAM_TOKEN to the token it printed")
-                        raise SlipstreamError(f"GET /v1/logs failed ({r.status_code}): {_message(r)}")
+                            raise SlipstreamError(
+                                f"the runtime at {self.url} refused the token ({_message(r)}); set SLIPSTREAM_TOKEN to the token it printed"
+                            )
+                        raise SlipstreamError(
+                            f"GET /v1/logs failed ({r.status_code}): {_message(r)}"
+                        )
                     yield from _follow(r, stop)
             except httpx.TransportError as exc:
                 if isinstance(exc, httpx.ReadTimeout) and stop is None:
                     raise
                 _raise_if_untrusted(self.url, exc)
-                raise RuntimeUnavailable(f"no Slipstream runtime answered at {self.url} ({exc.__class__.__name__}: {exc})") from None
+                raise RuntimeUnavailable(
+                    f"no Slipstream runtime answered at {self.url} ({exc.__class__.__name__}: {exc})"
+                ) from None
 
     # --- sync -------------------------------------------------------------------------
     def missing(self, files: dict[str, str]) -> list[str]:
@@ -252,20 +304,31 @@ class RuntimeClient:
         return r.json()["missing"]
 
     def put_blob(self, sha: str, data: bytes) -> None:
-        r = self._request("PUT", f"/v1/blobs/{sha}", content=data, headers={"content-type": "application/octet-stream"})
+        r = self._request(
+            "PUT",
+            f"/v1/blobs/{sha}",
+            content=data,
+            headers={"content-type": "application/octet-stream"},
+        )
         if r.status_code >= 400:
             raise DeployError(_message(r), type="UploadRefused")
 
     def put_blobs(self, items: list[tuple[str, bytes]]) -> None:
         """Upload several files in one request (POST /v1/blobs); a runtime without that route
         gets them one PUT at a time."""
+
         def body() -> Iterator[bytes]:
             for sha, data in items:
                 yield sha.encode() + len(data).to_bytes(8, "big")
                 yield data
 
         size = sum(72 + len(d) for _, d in items)
-        r = self._request("POST", "/v1/blobs", content=body(), headers={"content-type": "application/octet-stream", "content-length": str(size)})
+        r = self._request(
+            "POST",
+            "/v1/blobs",
+            content=body(),
+            headers={"content-type": "application/octet-stream", "content-length": str(size)},
+        )
         if r.status_code in (404, 405):
             for sha, data in items:
                 self.put_blob(sha, data)
@@ -273,8 +336,16 @@ class RuntimeClient:
         if r.status_code >= 400:
             raise DeployError(_message(r), type="UploadRefused")
 
-    def commit(self, files: dict[str, str], entries: list[str], project: str | None = None, paths: list[str] | None = None,
-               *, blobs: dict[str, bytes] | None = None, report_missing: bool = False) -> CommitReply:
+    def commit(
+        self,
+        files: dict[str, str],
+        entries: list[str],
+        project: str | None = None,
+        paths: list[str] | None = None,
+        *,
+        blobs: dict[str, bytes] | None = None,
+        report_missing: bool = False,
+    ) -> CommitReply:
         """Deploy these files as the project's new generation (only its endpoints change);
         paths: the folders (relative to the root) its modules are imported from. blobs: files'
         bytes sent along (small edits); report_missing: MissingBlobs instead of a refusal when
@@ -284,7 +355,9 @@ class RuntimeClient:
             body["paths"] = paths
         if project or self.project:
             body["project"] = project or self.project
-        if self.routing is not None:  # several runtimes: nested calls route as this client does (routing.py)
+        if (
+            self.routing is not None
+        ):  # several runtimes: nested calls route as this client does (routing.py)
             body["routing"] = self.routing
         if blobs:
             body["blobs"] = {sha: base64.b64encode(data).decode() for sha, data in blobs.items()}
@@ -316,36 +389,68 @@ class RuntimeClient:
         return res
 
     # --- calls ------------------------------------------------------------------------
-    def call_json(self, endpoint: str, kwargs: dict[str, Any] | None = None, method: str | None = None, args: list[Any] | None = None, timeout: float | None = None, tag: str | None = None, project: str | None = None) -> dict[str, Any]:
+    def call_json(
+        self,
+        endpoint: str,
+        kwargs: dict[str, Any] | None = None,
+        method: str | None = None,
+        args: list[Any] | None = None,
+        timeout: float | None = None,
+        tag: str | None = None,
+        project: str | None = None,
+    ) -> dict[str, Any]:
         """Call with JSON in and the JSON display form out (for editors and scripts).
         With a tag, the call's log lines can be followed live with logs(tag=...)."""
         r = self._request(
-            "POST", call_path(endpoint, project or self.project), params=call_params(method, tag=tag),
-            json={"args": args or [], "kwargs": kwargs or {}}, timeout=_timeout(timeout),
+            "POST",
+            call_path(endpoint, project or self.project),
+            params=call_params(method, tag=tag),
+            json={"args": args or [], "kwargs": kwargs or {}},
+            timeout=_timeout(timeout),
         )
         return _json_outcome(r)
 
-    async def call_json_async(self, endpoint: str, kwargs: dict[str, Any] | None = None, method: str | None = None, timeout: float | None = None, project: str | None = None) -> dict[str, Any]:
+    async def call_json_async(
+        self,
+        endpoint: str,
+        kwargs: dict[str, Any] | None = None,
+        method: str | None = None,
+        timeout: float | None = None,
+        project: str | None = None,
+    ) -> dict[str, Any]:
         """call_json for asyncio (the dev server): cancelling it closes the connection, and the
         runtime cancels the call."""
         try:
             r = await self._async_http().post(
-                call_path(endpoint, project or self.project), params=call_params(method),
-                json={"kwargs": kwargs or {}}, timeout=_timeout(timeout),
+                call_path(endpoint, project or self.project),
+                params=call_params(method),
+                json={"kwargs": kwargs or {}},
+                timeout=_timeout(timeout),
             )
         except httpx.ReadTimeout:
             raise _client_timeout(timeout) from None
         except httpx.TransportError as exc:
-            raise RuntimeUnavailable(f"no Slipstream runtime answered at {self.url} ({exc.__class__.__name__}: {exc})") from None
+            raise RuntimeUnavailable(
+                f"no Slipstream runtime answered at {self.url} ({exc.__class__.__name__}: {exc})"
+            ) from None
         return _json_outcome(r)
 
-    async def stream_json_async(self, endpoint: str, kwargs: dict[str, Any] | None = None, method: str | None = None, project: str | None = None) -> AsyncIterator[bytes]:
+    async def stream_json_async(
+        self,
+        endpoint: str,
+        kwargs: dict[str, Any] | None = None,
+        method: str | None = None,
+        project: str | None = None,
+    ) -> AsyncIterator[bytes]:
         """A generator endpoint over the JSON route with streaming: one JSON line per event
         ({"item": ...}, {"log": ...}, then the reply with "ok"), as the worker yields them."""
         try:
             async with self._async_http().stream(
-                "POST", call_path(endpoint, project or self.project), params=call_params(method, stream=True),
-                json={"kwargs": kwargs or {}}, timeout=_timeout(None),
+                "POST",
+                call_path(endpoint, project or self.project),
+                params=call_params(method, stream=True),
+                json={"kwargs": kwargs or {}},
+                timeout=_timeout(None),
             ) as r:
                 if r.status_code >= 400:
                     await r.aread()
@@ -355,7 +460,18 @@ class RuntimeClient:
                     if line:
                         yield line.encode() + b"\n"
         except httpx.TransportError as exc:
-            yield wire.json_dumps({"ok": False, "error": {"type": "RuntimeUnavailable", "message": f"lost the runtime at {self.url}: {exc}"}}) + b"\n"
+            yield (
+                wire.json_dumps(
+                    {
+                        "ok": False,
+                        "error": {
+                            "type": "RuntimeUnavailable",
+                            "message": f"lost the runtime at {self.url}: {exc}",
+                        },
+                    }
+                )
+                + b"\n"
+            )
 
     def _data(self) -> DataClient | None:
         """The binary call channel, when the runtime offers one and it can be reached."""
@@ -377,7 +493,16 @@ class RuntimeClient:
                     self._data_checked = True
         return self._data_client
 
-    def call(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None, *, project: str | None = None) -> CallOutcome:
+    def call(
+        self,
+        endpoint: str,
+        method: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None = None,
+        *,
+        project: str | None = None,
+    ) -> CallOutcome:
         project = project or self.project
         chunks = wire.dumps({"args": list(args), "kwargs": kwargs})
         data = self._data()
@@ -390,30 +515,56 @@ class RuntimeClient:
                 if isinstance(exc, ConnectionRefusedError):
                     self._data_client = None  # e.g. a proxy in front: fall back to HTTP for good
                 else:
-                    raise RuntimeUnavailable(f"lost the runtime at {self.url} during the call: {exc}") from None
+                    raise RuntimeUnavailable(
+                        f"lost the runtime at {self.url} during the call: {exc}"
+                    ) from None
             else:
                 return _records_outcome(status, body)
         return self._call_http(endpoint, method, chunks, timeout, project)
 
-    def _call_http(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> CallOutcome:
+    def _call_http(
+        self,
+        endpoint: str,
+        method: str | None,
+        chunks: list[Any],
+        timeout: float | None,
+        project: str | None = None,
+    ) -> CallOutcome:
         params = call_params(method)
         size = wire.frame_length(chunks)
         # one write for small bodies: separate header/body segments meet delayed ACKs (40 ms)
         content: Any = b"".join(chunks) if size < SMALL_BODY else _iter(chunks)
         r = self._request(
-            "POST", call_path(endpoint, project), params=params, content=content,
+            "POST",
+            call_path(endpoint, project),
+            params=params,
+            content=content,
             headers={"content-type": wire.CONTENT_TYPE, "content-length": str(size)},
             timeout=_timeout(timeout),
         )
         return _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r)
 
-    def stream(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None, *, project: str | None = None) -> Iterator[tuple[str, Any]]:
+    def stream(
+        self,
+        endpoint: str,
+        method: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None = None,
+        *,
+        project: str | None = None,
+    ) -> Iterator[tuple[str, Any]]:
         """Yield ("item", value) as a generator endpoint produces them, then ("done", outcome)."""
         try:
-            with self.http.stream(**self._stream_request(endpoint, method, args, kwargs, timeout, project)) as r:
+            with self.http.stream(
+                **self._stream_request(endpoint, method, args, kwargs, timeout, project)
+            ) as r:
                 if not _is_records(r):
                     r.read()
-                    yield "done", _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r)
+                    yield (
+                        "done",
+                        _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r),
+                    )
                     return
                 reader, out = wire.RecordReader(), CallOutcome(status=r.status_code)
                 for chunk in r.iter_raw():
@@ -422,9 +573,20 @@ class RuntimeClient:
         except httpx.ReadTimeout:
             raise _client_timeout(timeout) from None
         except httpx.TransportError as exc:
-            raise RuntimeUnavailable(f"lost the runtime at {self.url} while streaming: {exc}") from None
+            raise RuntimeUnavailable(
+                f"lost the runtime at {self.url} while streaming: {exc}"
+            ) from None
 
-    async def call_async(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None, *, project: str | None = None) -> CallOutcome:
+    async def call_async(
+        self,
+        endpoint: str,
+        method: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None = None,
+        *,
+        project: str | None = None,
+    ) -> CallOutcome:
         project = project or self.project
         loop = asyncio.get_running_loop()
         data = self._data()  # also the binary channel when the runtime offers one
@@ -437,38 +599,68 @@ class RuntimeClient:
             except TimeoutError:
                 raise _client_timeout(timeout) from None
             except (OSError, asyncio.IncompleteReadError) as exc:
-                raise RuntimeUnavailable(f"lost the runtime at {self.url} during the call: {exc}") from None
+                raise RuntimeUnavailable(
+                    f"lost the runtime at {self.url} during the call: {exc}"
+                ) from None
             return _records_outcome(status, body)
         aio = self._async_http()
         params = call_params(method)
         payload = wire.dumps_bytes({"args": list(args), "kwargs": kwargs})
         try:
             r = await aio.post(
-                call_path(endpoint, project), params=params, content=payload,
-                headers={"content-type": wire.CONTENT_TYPE}, timeout=_timeout(timeout),
+                call_path(endpoint, project),
+                params=params,
+                content=payload,
+                headers={"content-type": wire.CONTENT_TYPE},
+                timeout=_timeout(timeout),
             )
         except httpx.TransportError as exc:
-            raise RuntimeUnavailable(f"no Slipstream runtime answered at {self.url}: {exc}") from None
+            raise RuntimeUnavailable(
+                f"no Slipstream runtime answered at {self.url}: {exc}"
+            ) from None
         return _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r)
 
     def _async_http(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         if self._aio is None or self._aio_loop is not loop:
             # an AsyncClient belongs to the loop it first ran on: each asyncio.run() needs its own
-            limits = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_S)
-            self._aio = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=_timeout(600.0), limits=limits, trust_env=False, verify=self._verify)
+            limits = httpx.Limits(
+                max_connections=256, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_S
+            )
+            self._aio = httpx.AsyncClient(
+                base_url=self.url,
+                headers=self._headers,
+                timeout=_timeout(600.0),
+                limits=limits,
+                trust_env=False,
+                verify=self._verify,
+            )
             self._aio_loop = loop
         return self._aio
 
-    async def stream_async(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None = None, *, project: str | None = None) -> AsyncIterator[tuple[str, Any]]:
+    async def stream_async(
+        self,
+        endpoint: str,
+        method: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None = None,
+        *,
+        project: str | None = None,
+    ) -> AsyncIterator[tuple[str, Any]]:
         """`stream` for asyncio: ("item", value) as the worker yields them, then ("done", outcome).
         Leaving early (break, cancellation, a timeout) closes the connection: the runtime
         cancels the call."""
         try:
-            async with self._async_http().stream(**self._stream_request(endpoint, method, args, kwargs, timeout, project)) as r:
+            async with self._async_http().stream(
+                **self._stream_request(endpoint, method, args, kwargs, timeout, project)
+            ) as r:
                 if not _is_records(r):
                     await r.aread()
-                    yield "done", _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r)
+                    yield (
+                        "done",
+                        _outcome(r.status_code, r.headers.get("content-type", ""), [r.content], r),
+                    )
                     return
                 reader, out = wire.RecordReader(), CallOutcome(status=r.status_code)
                 async for chunk in r.aiter_raw():
@@ -478,14 +670,28 @@ class RuntimeClient:
         except httpx.ReadTimeout:
             raise _client_timeout(timeout) from None
         except httpx.TransportError as exc:
-            raise RuntimeUnavailable(f"lost the runtime at {self.url} while streaming: {exc}") from None
+            raise RuntimeUnavailable(
+                f"lost the runtime at {self.url} while streaming: {exc}"
+            ) from None
 
-    def _stream_request(self, endpoint: str, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any],
-                        timeout: float | None, project: str | None) -> dict[str, Any]:
+    def _stream_request(
+        self,
+        endpoint: str,
+        method: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        project: str | None,
+    ) -> dict[str, Any]:
         """The streaming POST both `stream` and `stream_async` send."""
-        return {"method": "POST", "url": call_path(endpoint, project or self.project), "params": call_params(method, stream=True),
-                "content": wire.dumps_bytes({"args": list(args), "kwargs": kwargs}),
-                "headers": {"content-type": wire.CONTENT_TYPE}, "timeout": _timeout(timeout)}
+        return {
+            "method": "POST",
+            "url": call_path(endpoint, project or self.project),
+            "params": call_params(method, stream=True),
+            "content": wire.dumps_bytes({"args": list(args), "kwargs": kwargs}),
+            "headers": {"content-type": wire.CONTENT_TYPE},
+            "timeout": _timeout(timeout),
+        }
 
     def abort(self) -> None:
         """Close the connections of calls in flight (after Ctrl-C): the runtime cancels them."""
@@ -525,7 +731,9 @@ def _client_timeout(timeout: Any) -> EndpointTimeout:
     if isinstance(timeout, httpx.Timeout):
         timeout = timeout.read
     after = f" within {timeout:g}s" if isinstance(timeout, (int, float)) else ""
-    return EndpointTimeout(f"no answer from the runtime{after} (the client's timeout); the runtime cancels the call")
+    return EndpointTimeout(
+        f"no answer from the runtime{after} (the client's timeout); the runtime cancels the call"
+    )
 
 
 def _follow(r: httpx.Response, stop: Any) -> Iterator[dict[str, Any]]:
@@ -579,7 +787,9 @@ def _is_records(r: httpx.Response) -> bool:
     return r.headers.get("content-type", "").split(";")[0] == wire.CONTENT_TYPE
 
 
-def _stream_records(reader: wire.RecordReader, out: CallOutcome, chunk: bytes) -> Iterator[tuple[str, Any]]:
+def _stream_records(
+    reader: wire.RecordReader, out: CallOutcome, chunk: bytes
+) -> Iterator[tuple[str, Any]]:
     """A streamed chunk's records: ("item", value) for each item; the rest go into `out`."""
     for kind, payload in reader.feed(chunk):
         if kind == wire.REC_ITEM:
@@ -595,9 +805,13 @@ def _records_outcome(status: int, body: bytearray) -> CallOutcome:
     if status == 404:
         raise UnknownEndpoint(out.error.message if out.error else "unknown endpoint")
     if status in (400, 409):  # a malformed project key; a name several projects define
-        raise SlipstreamError(out.error.message if out.error else f"the runtime refused the call ({status})")
+        raise SlipstreamError(
+            out.error.message if out.error else f"the runtime refused the call ({status})"
+        )
     if status == 401:
-        raise SlipstreamError("the runtime refused the token; set SLIPSTREAM_TOKEN to the token it printed")
+        raise SlipstreamError(
+            "the runtime refused the token; set SLIPSTREAM_TOKEN to the token it printed"
+        )
     return out
 
 
@@ -608,7 +822,12 @@ def _outcome(status: int, ctype: str, chunks: list[bytes], r: httpx.Response) ->
             raise UnknownEndpoint(_message(r))
         if status == 429:
             raise Overloaded(_message(r))
-        out.error = ErrorInfo("RuntimeError", f"runtime answered {status}: {_message(r)}", "", kind=ErrorKind.BAD_RESPONSE)
+        out.error = ErrorInfo(
+            "RuntimeError",
+            f"runtime answered {status}: {_message(r)}",
+            "",
+            kind=ErrorKind.BAD_RESPONSE,
+        )
         return out
     reader = wire.RecordReader()
     for chunk in chunks:

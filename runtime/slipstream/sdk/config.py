@@ -17,7 +17,20 @@ from typing import Any
 
 from ..protocol import envvars
 
-__all__ = ["ProjectConfig", "find_project_root", "import_paths", "module_import_root", "package_top", "source_dirs", "shadowing_modules", "load_project", "runtime_from_env", "project_key", "CONFIG_NAME", "PROJECT_ENV"]
+__all__ = [
+    "ProjectConfig",
+    "find_project_root",
+    "import_paths",
+    "module_import_root",
+    "package_top",
+    "source_dirs",
+    "shadowing_modules",
+    "load_project",
+    "runtime_from_env",
+    "project_key",
+    "CONFIG_NAME",
+    "PROJECT_ENV",
+]
 
 CONFIG_NAME = "slipstream.toml"
 PYPROJECT = "pyproject.toml"
@@ -31,7 +44,9 @@ class ProjectConfig:
     runtime_url: str | None = None
     token_env: str = envvars.TOKEN
     exclude: list[str] = field(default_factory=list)
-    include: list[str] = field(default_factory=list)  # [sync] include: files synced whatever their suffix
+    include: list[str] = field(
+        default_factory=list
+    )  # [sync] include: files synced whatever their suffix
     include_data: bool = True
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -63,7 +78,9 @@ def module_import_root(name: str, file: str | os.PathLike[str]) -> Path | None:
     return d
 
 
-def find_project_root(path: str | os.PathLike[str], import_root: str | os.PathLike[str] | None = None) -> Path:
+def find_project_root(
+    path: str | os.PathLike[str], import_root: str | os.PathLike[str] | None = None
+) -> Path:
     """The project's root folder, found the way Python finds the top of the package:
 
     1. the nearest folder upward holding slipstream.toml;
@@ -80,7 +97,11 @@ def find_project_root(path: str | os.PathLike[str], import_root: str | os.PathLi
     top = Path(import_root).resolve() if import_root else package_top(p)
     for cand in (top, *top.parents):
         if (cand / PYPROJECT).is_file():
-            if cand == top or top in source_dirs(cand) or (not import_root and _namespace_member(p, cand, top)):
+            if (
+                cand == top
+                or top in source_dirs(cand)
+                or (not import_root and _namespace_member(p, cand, top))
+            ):
                 return cand
             break
     return top
@@ -103,9 +124,13 @@ def _namespace_member(file: Path, root: Path, folder: Path) -> bool:
         except (OSError, SyntaxError, ValueError):
             continue
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == parts[0]):
+            if isinstance(node, ast.ImportFrom) and (
+                node.level or (node.module or "").split(".")[0] == parts[0]
+            ):
                 return True
-            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == parts[0] for a in node.names):
+            if isinstance(node, ast.Import) and any(
+                a.name.split(".")[0] == parts[0] for a in node.names
+            ):
                 return True
     return False
 
@@ -139,7 +164,11 @@ def source_dirs(root: Path) -> list[Path]:
             if isinstance(pk, dict) and isinstance(pk.get("from"), str):
                 declared.append(pk["from"])
         hatch = tool.get("hatch", {}) if isinstance(tool.get("hatch"), dict) else {}
-        wheel = hatch.get("build", {}).get("targets", {}).get("wheel", {}) if isinstance(hatch.get("build"), dict) else {}
+        wheel = (
+            hatch.get("build", {}).get("targets", {}).get("wheel", {})
+            if isinstance(hatch.get("build"), dict)
+            else {}
+        )
         for pk in wheel.get("packages", []) if isinstance(wheel, dict) else []:
             if isinstance(pk, str) and "/" in pk.strip("/"):
                 declared.append(pk.strip("/").rsplit("/", 1)[0])
@@ -152,7 +181,9 @@ def source_dirs(root: Path) -> list[Path]:
     return out
 
 
-def import_paths(root: str | os.PathLike[str], extra: list[str | os.PathLike[str]] | None = None) -> list[str]:
+def import_paths(
+    root: str | os.PathLike[str], extra: list[str | os.PathLike[str]] | None = None
+) -> list[str]:
     """The folders (relative to root, "" = root) the runtime puts on sys.path for this project:
     the root, then `extra` (folders the user's process imports from, inside root), then the
     source folders. Folders outside root are left out, and so are sys.path entries that are no
@@ -167,7 +198,9 @@ def import_paths(root: str | os.PathLike[str], extra: list[str | os.PathLike[str
         except ValueError:
             continue
         rel = "" if rel == "." else rel
-        if rel not in out and not any(part in ("__pycache__",) or part.startswith(".") for part in rel.split("/") if part):
+        if rel not in out and not any(
+            part in ("__pycache__",) or part.startswith(".") for part in rel.split("/") if part
+        ):
             out.append(rel)
     return out
 
@@ -192,7 +225,9 @@ def load_project(root: Path) -> ProjectConfig:
         if len(_parsed) > 64:
             _parsed.clear()
         _parsed[key] = hit
-    return replace(hit, exclude=list(hit.exclude), include=list(hit.include))  # callers may not change ours
+    return replace(
+        hit, exclude=list(hit.exclude), include=list(hit.include)
+    )  # callers may not change ours
 
 
 def _parse_project(root: Path, cfg: Path | None) -> ProjectConfig:
@@ -229,14 +264,20 @@ def shadowing_modules() -> list[tuple[str, str]]:
             found[name] = f
     for entry in sys.path:
         d = Path(entry or os.getcwd())
-        if "site-packages" in str(d) or not d.is_dir() or (str(d.resolve()) + os.sep).startswith(std):
+        if (
+            "site-packages" in str(d)
+            or not d.is_dir()
+            or (str(d.resolve()) + os.sep).startswith(std)
+        ):
             continue
         try:
             names = os.listdir(d)
         except OSError:
             continue
         for fn in names:
-            stem = fn[:-3] if fn.endswith(".py") else fn if (d / fn / "__init__.py").is_file() else ""
+            stem = (
+                fn[:-3] if fn.endswith(".py") else fn if (d / fn / "__init__.py").is_file() else ""
+            )
             if stem in sys.stdlib_module_names and stem not in found and stem != "__main__":
                 found[stem] = str(d / fn)
     return sorted(found.items())
@@ -250,8 +291,14 @@ def runtime_from_env(project: ProjectConfig | None = None) -> tuple[str, str] | 
     if not url:
         return None
     if url.split("://", 1)[0].lower() not in ("http", "https", "ssh") or "://" not in url:
-        where = envvars.RUNTIME_URL if os.environ.get(envvars.RUNTIME_URL) else f"[runtime] url in {CONFIG_NAME}"
-        raise ValueError(f"runtime URL {url!r} ({where}): write http://host:port, https://host[:port] or ssh://[user@]host[:port]")
+        where = (
+            envvars.RUNTIME_URL
+            if os.environ.get(envvars.RUNTIME_URL)
+            else f"[runtime] url in {CONFIG_NAME}"
+        )
+        raise ValueError(
+            f"runtime URL {url!r} ({where}): write http://host:port, https://host[:port] or ssh://[user@]host[:port]"
+        )
     token_env = project.token_env if project else envvars.TOKEN
     token = os.environ.get(token_env) or os.environ.get(envvars.TOKEN, "")
     return url.rstrip("/"), token
@@ -269,7 +316,9 @@ def project_key(root: str | os.PathLike[str]) -> str:
     path = Path(root).resolve()
     try:
         name = load_project(path).name
-    except ValueError:  # a broken slipstream.toml is reported by the sync; the key needs only a name
+    except (
+        ValueError
+    ):  # a broken slipstream.toml is reported by the sync; the key needs only a name
         name = path.name
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-._")[:40] or "project"
     digest = hashlib.sha256(f"{socket.gethostname()}\0{path}".encode()).hexdigest()[:8]

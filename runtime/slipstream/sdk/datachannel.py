@@ -11,7 +11,6 @@ With `slipstream serve --tls-cert/--tls-key` the channel is TLS with the same ce
 client that reaches the runtime over https:// uses it only then (never the token in clear).
 """
 
-
 from __future__ import annotations
 
 import asyncio
@@ -40,7 +39,9 @@ class DataClient:
         self.token = token
         self.tls = tls
         self._idle: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
-        self._busy: dict[socket.socket, None] = {}  # connections with a call in flight, oldest first
+        self._busy: dict[
+            socket.socket, None
+        ] = {}  # connections with a call in flight, oldest first
         self._aborts = 0  # bumped by abort(): a call it ended is never sent again
 
     def probe(self) -> bool:
@@ -52,7 +53,14 @@ class DataClient:
             return False
         return True
 
-    def call(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:
+    def call(
+        self,
+        endpoint: str,
+        method: str | None,
+        chunks: list[Any],
+        timeout: float | None,
+        project: str | None = None,
+    ) -> tuple[int, bytearray]:
         try:
             pooled = self._idle.get_nowait()
         except queue.Empty:
@@ -78,7 +86,15 @@ class DataClient:
                 raise
         return s
 
-    def _call(self, s: socket.socket, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:
+    def _call(
+        self,
+        s: socket.socket,
+        endpoint: str,
+        method: str | None,
+        chunks: list[Any],
+        timeout: float | None,
+        project: str | None = None,
+    ) -> tuple[int, bytearray]:
         self._busy[s] = None
         try:
             s.settimeout(timeout)
@@ -127,11 +143,23 @@ class AsyncDataClient:
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def _fresh(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        tls: dict[str, Any] = {"ssl": self.tls, "server_hostname": self.addr[0]} if self.tls is not None else {}
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.addr, limit=1 << 20, **tls), CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT)
+        tls: dict[str, Any] = (
+            {"ssl": self.tls, "server_hostname": self.addr[0]} if self.tls is not None else {}
+        )
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(*self.addr, limit=1 << 20, **tls),
+            CONNECT_TIMEOUT + HANDSHAKE_TIMEOUT,
+        )
         return reader, writer
 
-    async def call(self, endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:
+    async def call(
+        self,
+        endpoint: str,
+        method: str | None,
+        chunks: list[Any],
+        timeout: float | None,
+        project: str | None = None,
+    ) -> tuple[int, bytearray]:
         if self._idle:
             pooled = self._idle.pop()
             try:
@@ -140,7 +168,15 @@ class AsyncDataClient:
                 pass  # closed by the runtime while idle: once more on a fresh connection
         return await self._call(await self._fresh(), endpoint, method, chunks, timeout, project)
 
-    async def _call(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], endpoint: str, method: str | None, chunks: list[Any], timeout: float | None, project: str | None = None) -> tuple[int, bytearray]:
+    async def _call(
+        self,
+        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        endpoint: str,
+        method: str | None,
+        chunks: list[Any],
+        timeout: float | None,
+        project: str | None = None,
+    ) -> tuple[int, bytearray]:
         reader, writer = conn
         header = call_header(self.token, endpoint, method, project)
         try:
@@ -148,7 +184,9 @@ class AsyncDataClient:
             for c in chunks:
                 writer.write(c)
             await writer.drain()
-            hlen, blen = PREFIX.unpack(await asyncio.wait_for(reader.readexactly(PREFIX.size), timeout))
+            hlen, blen = PREFIX.unpack(
+                await asyncio.wait_for(reader.readexactly(PREFIX.size), timeout)
+            )
             reply: ReplyHeader = json.loads(await reader.readexactly(hlen))
             status = reply.get("status", 500)
             body = bytearray(await reader.readexactly(blen)) if blen else bytearray()

@@ -13,17 +13,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .client import RuntimeClient
-from .config import find_project_root, load_project, project_key
 from ..protocol.envvars import TOKEN
 from ..protocol.errors import DeployError, SlipstreamError
 from ..protocol.kinds import ErrorKind
 from ..protocol.messages import EndpointInfo
+from .client import RuntimeClient
+from .config import find_project_root, load_project, project_key
 from .sync import SyncResult, is_ignored, sync_project
 
 __all__ = ["run_dev", "DevState", "create_dev_app", "openapi_for", "watch_filter"]
 
-_TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "boolean", "list": "array", "dict": "object"}
+_TYPES = {
+    "int": "integer",
+    "float": "number",
+    "str": "string",
+    "bool": "boolean",
+    "list": "array",
+    "dict": "object",
+}
 
 
 def _out(msg: str) -> None:
@@ -35,7 +42,9 @@ class DevState:
 
     def __init__(self, client: RuntimeClient | None, root: Path, routed: Any = None) -> None:
         self.client = client
-        self.routed = routed  # several runtimes ([runtimes] in slipstream.toml): routing.RoutedClients
+        self.routed = (
+            routed  # several runtimes ([runtimes] in slipstream.toml): routing.RoutedClients
+        )
         self.root = root
         self.endpoints: list[EndpointInfo] = []
         self.generation: str | None = None
@@ -47,16 +56,35 @@ class DevState:
         with self.lock:
             started = time.perf_counter()
             try:
-                if self.routed is not None:  # every runtime serving an endpoint reloads (routing.py)
-                    res = self.routed.sync_each([(e.get("spec", {}).get("gpu") or (), e.get("spec", {}).get("runtime"), e["name"])
-                                                 for e in self.endpoints], progress=lambda line: _out(f"  {line}") if line else None)
+                if (
+                    self.routed is not None
+                ):  # every runtime serving an endpoint reloads (routing.py)
+                    res = self.routed.sync_each(
+                        [
+                            (
+                                e.get("spec", {}).get("gpu") or (),
+                                e.get("spec", {}).get("runtime"),
+                                e["name"],
+                            )
+                            for e in self.endpoints
+                        ],
+                        progress=lambda line: _out(f"  {line}") if line else None,
+                    )
                 else:
                     assert self.client is not None  # one runtime: given at start
-                    res = sync_project(self.client, self.root, progress=lambda line: _out(f"  {line}") if line else None)
+                    res = sync_project(
+                        self.client,
+                        self.root,
+                        progress=lambda line: _out(f"  {line}") if line else None,
+                    )
             except DeployError as exc:
                 where = f"{exc.file}:{exc.line}" if exc.file else "deploy"
                 self.last_error = f"{where}: {exc.type}: {exc.message}"
-                kept = f"still serving {self.generation}" if self.generation else "nothing deployed yet: fix it and save"
+                kept = (
+                    f"still serving {self.generation}"
+                    if self.generation
+                    else "nothing deployed yet: fix it and save"
+                )
                 _out(f"✗ {where}  {exc.type}: {exc.message}  ({kept})")
                 return None
             except SlipstreamError as exc:
@@ -70,16 +98,22 @@ class DevState:
                 for w in e.get("warnings") or []:
                     if (e.get("name"), w) not in self.warned:  # once per run, not on every save
                         self.warned.add((e.get("name"), w))
-                        _out(f"⚠ endpoint {e.get('name')!r} ({e.get('file')}:{e.get('line')}): {w.removeprefix('warning: ')}")
+                        _out(
+                            f"⚠ endpoint {e.get('name')!r} ({e.get('file')}:{e.get('line')}): {w.removeprefix('warning: ')}"
+                        )
             ms = (time.perf_counter() - started) * 1000
             if res.unchanged:
                 return res
-            what = ", ".join(res.changed[:5]) + (f" +{len(res.changed) - 5}" if len(res.changed) > 5 else "")
+            what = ", ".join(res.changed[:5]) + (
+                f" +{len(res.changed) - 5}" if len(res.changed) > 5 else ""
+            )
             extra = f"; re-executed {', '.join(res.reexecuted)}" if res.reexecuted else ""
             if res.restart:
                 extra = f"; workers replaced ({res.restart})"
             where = f" on {', '.join(self.routed.synced_to())}" if self.routed is not None else ""
-            _out(f"↻ {res.generation}  {what or reason}  live{where} in {ms:.0f} ms (uploaded {res.uploaded}){extra}")
+            _out(
+                f"↻ {res.generation}  {what or reason}  live{where} in {ms:.0f} ms (uploaded {res.uploaded}){extra}"
+            )
             return res
 
     def client_for(self, name: str) -> RuntimeClient:
@@ -139,14 +173,23 @@ def openapi_for(endpoints: list[EndpointInfo], title: str) -> dict[str, Any]:
                 "post": {
                     "summary": f"{e['name']}{'.' + method if method else ''} on {e.get('gpu', 'CPU')}",
                     "description": e.get("doc", ""),
-                    "requestBody": {"required": False, "content": {"application/json": {"schema": body}}},
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": body}},
+                    },
                     "responses": {
                         "200": {"description": "the result (images as base64 PNG)"},
-                        "422": {"description": "arguments that do not fit the signature; the error names each field"},
+                        "422": {
+                            "description": "arguments that do not fit the signature; the error names each field"
+                        },
                     },
                 }
             }
-    doc: dict[str, Any] = {"openapi": "3.1.0", "info": {"title": title, "version": "dev"}, "paths": paths}
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": "dev"},
+        "paths": paths,
+    }
     if components:
         doc["components"] = {"schemas": components}
     return doc
@@ -167,7 +210,11 @@ def create_dev_app(state: DevState) -> Any:
             for e in state.endpoints
             for m in (e.get("methods") or [""])
         )
-        err = f"<p style='color:#b00'>last save refused: {state.last_error}</p>" if state.last_error else ""
+        err = (
+            f"<p style='color:#b00'>last save refused: {state.last_error}</p>"
+            if state.last_error
+            else ""
+        )
         return HTMLResponse(
             f"<h1>slipstream dev: {state.root.name}</h1><p>generation {state.generation}</p>{err}"
             f"<ul>{rows}</ul><p><a href='/openapi.json'>openapi.json</a></p>"
@@ -178,44 +225,66 @@ def create_dev_app(state: DevState) -> Any:
         method = request.path_params.get("method")
         known = {e["name"]: e for e in state.endpoints}
         if name not in known:
-            return JSONResponse({"error": f"no endpoint {name!r}; have {sorted(known)}"}, status_code=404)
+            return JSONResponse(
+                {"error": f"no endpoint {name!r}; have {sorted(known)}"}, status_code=404
+            )
         try:
             raw = await request.body()
             import json
 
             kwargs = json.loads(raw) if raw.strip() else {}
         except ValueError as exc:
-            return JSONResponse({"error": f"body must be a JSON object of keyword arguments: {exc}"}, status_code=400)
+            return JSONResponse(
+                {"error": f"body must be a JSON object of keyword arguments: {exc}"},
+                status_code=400,
+            )
         if not isinstance(kwargs, dict):
-            return JSONResponse({"error": "body must be a JSON object of keyword arguments"}, status_code=400)
+            return JSONResponse(
+                {"error": "body must be a JSON object of keyword arguments"}, status_code=400
+            )
         names = tuple((known[name].get("spec") or {}).get("secrets") or ())
-        if names:  # secrets=[...]: from this process's environment or the project's .env, with the call
+        if (
+            names
+        ):  # secrets=[...]: from this process's environment or the project's .env, with the call
             from .secretvals import SECRETS_KEY, resolve
 
             try:
                 kwargs = {**kwargs, SECRETS_KEY: resolve(names, name, state.root)}
             except SlipstreamError as exc:
-                return JSONResponse({"ok": False, "error": {"type": "MissingSecret", "message": str(exc)}}, status_code=400)
+                return JSONResponse(
+                    {"ok": False, "error": {"type": "MissingSecret", "message": str(exc)}},
+                    status_code=400,
+                )
         if (method or "") in (known[name].get("streams") or []):
             # a generator endpoint: one JSON line per item as the worker yields it, then the reply;
             # a client that disconnects closes the relay, and the runtime cancels the call
             client = await asyncio.to_thread(state.client_for, name)
-            return StreamingResponse(client.stream_json_async(name, kwargs, method), media_type="application/x-ndjson")
+            return StreamingResponse(
+                client.stream_json_async(name, kwargs, method), media_type="application/x-ndjson"
+            )
         from ..protocol.disconnect import unless_disconnected
 
         try:
             client = await asyncio.to_thread(state.client_for, name)
         except SlipstreamError as exc:  # no runtime has its GPU
-            return JSONResponse({"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}, status_code=503)
+            return JSONResponse(
+                {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}},
+                status_code=503,
+            )
         task = asyncio.ensure_future(client.call_json_async(name, kwargs, method))
         if not await unless_disconnected(request, task):
             return Response(status_code=499)  # the client went away: the runtime cancels its call
         try:
             reply = task.result()
         except SlipstreamError as exc:
-            return JSONResponse({"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}, status_code=502)
+            return JSONResponse(
+                {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}},
+                status_code=502,
+            )
         bad_request = (reply.get("error") or {}).get("kind") == ErrorKind.BAD_REQUEST
-        status = 200 if reply.get("ok") else (ErrorKind.BAD_REQUEST.http_status if bad_request else 500)
+        status = (
+            200 if reply.get("ok") else (ErrorKind.BAD_REQUEST.http_status if bad_request else 500)
+        )
         return JSONResponse(reply, status_code=status)
 
     return Starlette(
@@ -229,7 +298,12 @@ def create_dev_app(state: DevState) -> Any:
 
 
 def run_dev(
-    path: Path, *, port: int = 8888, runtime_url: str | None = None, host: str = "127.0.0.1", token: str | None = None
+    path: Path,
+    *,
+    port: int = 8888,
+    runtime_url: str | None = None,
+    host: str = "127.0.0.1",
+    token: str | None = None,
 ) -> int:
     import os
 
@@ -242,7 +316,9 @@ def run_dev(
     if not runtime_url:  # [runtimes] in slipstream.toml: each endpoint on its runtime (routing.py)
         from .routing import RoutedClients
 
-        routed = RoutedClients.open(load_project(root), project_key(root), None, lambda key, text: _out(text))
+        routed = RoutedClients.open(
+            load_project(root), project_key(root), None, lambda key, text: _out(text)
+        )
     client: RuntimeClient | None = None
     if routed is not None:
         _out("runtimes: " + ", ".join(f"{rt.name} ({rt.url})" for rt in routed.router.runtimes))
@@ -250,7 +326,9 @@ def run_dev(
         from .runtimes import ChosenRuntime, configured_or_embedded
 
         if runtime_url:
-            chosen = ChosenRuntime(runtime_url, os.environ.get(TOKEN, "") if token is None else token)
+            chosen = ChosenRuntime(
+                runtime_url, os.environ.get(TOKEN, "") if token is None else token
+            )
         else:
             chosen = configured_or_embedded(root, load_project(root))
         embedded = chosen.embedded
@@ -258,17 +336,31 @@ def run_dev(
         if embedded is None:
             _out(f"runtime at {chosen.url}")
         else:
-            _out(f"embedded runtime at {embedded.url}" + ("" if embedded.info.get("gpus") else " (no GPU: endpoints run on the CPU)"))
+            _out(
+                f"embedded runtime at {embedded.url}"
+                + ("" if embedded.info.get("gpus") else " (no GPU: endpoints run on the CPU)")
+            )
     state = DevState(client, root, routed)
     res = state.sync("initial sync")
     if res is not None:
-        _out(f"serving {len(state.endpoints)} endpoint(s) from {root} at http://{host}:{port}  (docs: /openapi.json)")
+        _out(
+            f"serving {len(state.endpoints)} endpoint(s) from {root} at http://{host}:{port}  (docs: /openapi.json)"
+        )
     else:  # the first deploy was refused (said above): the URL still, and what to do
-        _out(f"listening at http://{host}:{port}: its endpoints come up when {root} deploys (fix the error above and save)")
+        _out(
+            f"listening at http://{host}:{port}: its endpoints come up when {root} deploys (fix the error above and save)"
+        )
     stop = threading.Event()
 
     def watch() -> None:
-        for changes in watchfiles.watch(root, watch_filter=watch_filter(root), debounce=50, step=20, stop_event=stop, rust_timeout=500):
+        for changes in watchfiles.watch(
+            root,
+            watch_filter=watch_filter(root),
+            debounce=50,
+            step=20,
+            stop_event=stop,
+            rust_timeout=500,
+        ):
             state.sync(", ".join(sorted({Path(p).name for _, p in changes})))
 
     threading.Thread(target=watch, name="watch", daemon=True).start()

@@ -31,7 +31,14 @@ class EmbeddedRuntime:
         self.info = info
 
     @classmethod
-    def start(cls, root: str | os.PathLike[str] | None = None, *, timeout: float = 60.0, extra_args: list[str] | None = None, log_path: str | None = None) -> EmbeddedRuntime:
+    def start(
+        cls,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        timeout: float = 60.0,
+        extra_args: list[str] | None = None,
+        log_path: str | None = None,
+    ) -> EmbeddedRuntime:
         missing = [m for m in SERVER_MODULES if importlib.util.find_spec(m) is None]
         if missing:  # `pip install slipstream` is the SDK alone
             raise RuntimeUnavailable(
@@ -45,22 +52,50 @@ class EmbeddedRuntime:
         env[envvars.TOKEN] = token  # passed by environment, never on the command line
         env.pop(envvars.RUNTIME_URL, None)
         # -P: the runtime's own imports never see the project in the current folder (a json.py there)
-        cmd = [sys.executable, "-P", "-m", "slipstream", "serve", "--host", "127.0.0.1", "--port", "0",
-               "--embedded", "--ready-file", str(ready), "--parent-pid", str(os.getpid()), *(extra_args or [])]
+        cmd = [
+            sys.executable,
+            "-P",
+            "-m",
+            "slipstream",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--embedded",
+            "--ready-file",
+            str(ready),
+            "--parent-pid",
+            str(os.getpid()),
+            *(extra_args or []),
+        ]
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log if log_path else None, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log if log_path else None,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         try:
             while not ready.exists():
                 if proc.poll() is not None:
-                    raise RuntimeUnavailable(f"the embedded runtime exited during start (code {proc.returncode})")
+                    raise RuntimeUnavailable(
+                        f"the embedded runtime exited during start (code {proc.returncode})"
+                    )
                 if time.monotonic() > deadline:
                     proc.kill()
-                    raise RuntimeUnavailable(f"the embedded runtime did not start within {timeout:g}s")
+                    raise RuntimeUnavailable(
+                        f"the embedded runtime did not start within {timeout:g}s"
+                    )
                 time.sleep(0.02)
             info = json.loads(ready.read_text())
         finally:
-            shutil.rmtree(ready.parent, ignore_errors=True)  # nothing of ours stays in the temp folder
+            shutil.rmtree(
+                ready.parent, ignore_errors=True
+            )  # nothing of ours stays in the temp folder
         rt = cls(proc, info["url"], token, info)
         atexit.register(rt.stop)
         return rt

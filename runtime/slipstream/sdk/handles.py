@@ -18,16 +18,16 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..endpoint import Form
 from ..protocol import wire
 from ..protocol.errors import CallWasCancelled, SlipstreamError
 from ..protocol.kinds import CallState, ErrorKind
 from ..protocol.messages import call_params
-from ..endpoint import Form
 from .waiting import FULL, until_room
 
 if TYPE_CHECKING:
-    from .client import RuntimeClient
     from ..endpoint import Endpoint
+    from .client import RuntimeClient
 
 __all__ = ["FunctionCall", "gather", "STATUSES"]
 
@@ -52,7 +52,9 @@ class FunctionCall:
         runtime SLIPSTREAM_RUNTIME_URL/SLIPSTREAM_TOKEN name, else the one slipstream.toml
         names ([runtime] url) for the project of the current folder."""
         if not isinstance(call_id, str) or not call_id.startswith("fc-"):
-            raise ValueError(f"{call_id!r} is not a call id (spawned calls' ids look like 'fc-...')")
+            raise ValueError(
+                f"{call_id!r} is not a call id (spawned calls' ids look like 'fc-...')"
+            )
         from .client import RuntimeClient
 
         client = RuntimeClient.from_env()
@@ -73,12 +75,19 @@ class FunctionCall:
         from .client import _timeout
 
         headers = {"accept": wire.CONTENT_TYPE} if records else {}
-        r = self._client._request("GET", f"/v1/calls/{self.id}", params={"wait": f"{wait:g}"}, headers=headers,
-                                  timeout=_timeout(wait + 30))
+        r = self._client._request(
+            "GET",
+            f"/v1/calls/{self.id}",
+            params={"wait": f"{wait:g}"},
+            headers=headers,
+            timeout=_timeout(wait + 30),
+        )
         if r.status_code == 404:
             raise SlipstreamError(_message(r))
         if r.status_code >= 400:
-            raise SlipstreamError(f"GET /v1/calls/{self.id} failed ({r.status_code}): {_message(r)}")
+            raise SlipstreamError(
+                f"GET /v1/calls/{self.id} failed ({r.status_code}): {_message(r)}"
+            )
         return r
 
     @property
@@ -95,12 +104,16 @@ class FunctionCall:
         as it runs). TimeoutError when it has not finished by then; it keeps running."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            wait = _POLL_S if deadline is None else max(0.0, min(_POLL_S, deadline - time.monotonic()))
+            wait = (
+                _POLL_S if deadline is None else max(0.0, min(_POLL_S, deadline - time.monotonic()))
+            )
             r = self._fetch(wait, records=True)
             if r.status_code == 202:
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"call {self.id} has not finished within {timeout:g}s; it keeps running "
-                                       "(get() again, or cancel())")
+                    raise TimeoutError(
+                        f"call {self.id} has not finished within {timeout:g}s; it keeps running "
+                        "(get() again, or cancel())"
+                    )
                 continue
             return self._finish(r)
 
@@ -145,7 +158,9 @@ def _message(r: Any) -> str:
     return msg(r)
 
 
-def spawn_one(ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> FunctionCall:
+def spawn_one(
+    ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> FunctionCall:
     from .client import UnknownEndpoint, call_path
     from .secretvals import with_secrets
     from .session import current
@@ -156,9 +171,13 @@ def spawn_one(ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: d
 
     def post(client: RuntimeClient) -> FunctionCall:
         def attempt() -> Any:
-            r = client._request("POST", call_path(ep.name, client.project).removesuffix("/call") + "/spawn",
-                                params=call_params(method), content=body,
-                                headers={"content-type": wire.CONTENT_TYPE})
+            r = client._request(
+                "POST",
+                call_path(ep.name, client.project).removesuffix("/call") + "/spawn",
+                params=call_params(method),
+                content=body,
+                headers={"content-type": wire.CONTENT_TYPE},
+            )
             if r.status_code == 202:
                 return FunctionCall(client, r.json()["id"], ep)
             if r.status_code == 404:
@@ -185,7 +204,9 @@ async def _spawn_aio(self: Any, *args: Any, **kwargs: Any) -> FunctionCall:
     return await asyncio.to_thread(_spawn, self, *args, **kwargs)
 
 
-def _spawn_map(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None) -> list[FunctionCall]:
+def _spawn_map(
+    self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None
+) -> list[FunctionCall]:
     """Spawn one call per input (zipped like f.map): their handles, in input order."""
     from .mapping import _prepare
 
@@ -193,7 +214,9 @@ def _spawn_map(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | No
     return [spawn_one(self.endpoint, self.method, args, kw) for args in argsets]
 
 
-async def _spawn_map_aio(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None) -> list[FunctionCall]:
+async def _spawn_map_aio(
+    self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None
+) -> list[FunctionCall]:
     return await asyncio.to_thread(_spawn_map, self, *iterables, kwargs=kwargs)
 
 
@@ -220,9 +243,14 @@ class _Gather:
 def _check(handles: tuple[Any, ...]) -> None:
     bad = [h for h in handles if not isinstance(h, FunctionCall)]
     if bad:
-        hint = " (pass them unpacked: gather(*handles))" if len(handles) == 1 and isinstance(handles[0], (list, tuple)) else ""
-        raise TypeError(f"gather() takes FunctionCall handles from f.spawn(...), got {type(bad[0]).__name__}{hint}")
+        hint = (
+            " (pass them unpacked: gather(*handles))"
+            if len(handles) == 1 and isinstance(handles[0], (list, tuple))
+            else ""
+        )
+        raise TypeError(
+            f"gather() takes FunctionCall handles from f.spawn(...), got {type(bad[0]).__name__}{hint}"
+        )
 
 
 gather = _Gather()
-

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol.errors import MapError, Overloaded
 from ..protocol.kinds import ErrorKind
-from .waiting import FULL, until_room, until_room_async
 from .progress import MapProgress, enabled, known_total
 from .secretvals import with_secrets
+from .waiting import FULL, until_room, until_room_async
 
 if TYPE_CHECKING:
     from ..endpoint import Endpoint
@@ -31,16 +31,22 @@ __all__ = ["map_calls", "map_calls_async", "argument_sets", "MAP", "STARMAP", "F
 MAX_WIDTH = 64
 
 
-def argument_sets(iterables: tuple[Iterable[Any], ...], star: bool, what: str) -> Iterator[tuple[Any, ...]]:
+def argument_sets(
+    iterables: tuple[Iterable[Any], ...], star: bool, what: str
+) -> Iterator[tuple[Any, ...]]:
     """The positional arguments of each call: zipped iterables (map), or each item unpacked
     (starmap); checked up front so a wrong call fails before anything runs."""
     if star:
         if len(iterables) != 1:
-            raise TypeError(f"{what}.starmap() takes one iterable of argument tuples, not {len(iterables)}")
+            raise TypeError(
+                f"{what}.starmap() takes one iterable of argument tuples, not {len(iterables)}"
+            )
         src = iter(_iterable(iterables[0], what, "starmap"))
         return (_as_tuple(item, what) for item in src)
     if not iterables:
-        raise TypeError(f"{what}.map() needs at least one iterable (each item is a call's first argument)")
+        raise TypeError(
+            f"{what}.map() needs at least one iterable (each item is a call's first argument)"
+        )
     its = [iter(_iterable(it, what, "map")) for it in iterables]
     return zip(*its, strict=False)  # like the built-in map: stops at the shortest
 
@@ -58,7 +64,9 @@ def _as_tuple(item: Any, what: str) -> tuple[Any, ...]:
         return item
     if isinstance(item, list):
         return tuple(item)
-    raise TypeError(f"{what}.starmap() needs each item to be a tuple of arguments, got {type(item).__name__}: {item!r}")
+    raise TypeError(
+        f"{what}.starmap() needs each item to be a tuple of arguments, got {type(item).__name__}: {item!r}"
+    )
 
 
 def _width(ep: Endpoint) -> int:
@@ -68,14 +76,21 @@ def _width(ep: Endpoint) -> int:
 def _summarise(session: Session, ep: Endpoint, before: tuple[float, float], calls: int) -> None:
     """After a map: `ep.last_call` holds the totals over its items (busy seconds and cost)."""
     if ep.last_call is not None and calls:
-        ep.last_call = replace(ep.last_call, duration_s=session.busy_s - before[0], cost_usd=session.spend_usd - before[1], calls=calls)
+        ep.last_call = replace(
+            ep.last_call,
+            duration_s=session.busy_s - before[0],
+            cost_usd=session.spend_usd - before[1],
+            calls=calls,
+        )
 
 
 class _Batch:
     """The bookkeeping the blocking and the asyncio forms share: the calls in flight (futures or
     tasks, by input index), the finished ones not yet handed out, every result and failure."""
 
-    def __init__(self, width: int, order_outputs: bool, return_exceptions: bool, progress: MapProgress | None) -> None:
+    def __init__(
+        self, width: int, order_outputs: bool, return_exceptions: bool, progress: MapProgress | None
+    ) -> None:
         self.room = width * 2
         self.order_outputs = order_outputs
         self.return_exceptions = return_exceptions
@@ -91,7 +106,9 @@ class _Batch:
         self._counted: set[Any] = set()  # calls already counted by the progress line
         self._count_lock = threading.Lock()
 
-    def fill(self, argsets: Iterator[tuple[Any, ...]], start: Callable[[tuple[Any, ...]], Any]) -> None:
+    def fill(
+        self, argsets: Iterator[tuple[Any, ...]], start: Callable[[tuple[Any, ...]], Any]
+    ) -> None:
         """Start calls (`start` returns a future or a task) until the window is full or the inputs end."""
         while not self.exhausted and len(self.pending) < self.room:
             try:
@@ -176,14 +193,29 @@ class _Batch:
             raise MapError(self.errors, [self.results.get(i) for i in range(self.count)]) from first
 
 
-def _batch(session: Session, ep: Endpoint, order_outputs: bool, return_exceptions: bool, total: int | None, what: str | None) -> _Batch:
+def _batch(
+    session: Session,
+    ep: Endpoint,
+    order_outputs: bool,
+    return_exceptions: bool,
+    total: int | None,
+    what: str | None,
+) -> _Batch:
     progress = MapProgress(what or ep.name, total, lambda: session.spend_usd) if enabled() else None
     return _Batch(_width(ep), order_outputs, return_exceptions, progress)
 
 
 def map_calls(
-    session: Session, ep: Endpoint, method: str | None, argsets: Iterator[tuple[Any, ...]], kwargs: dict[str, Any],
-    *, order_outputs: bool = True, return_exceptions: bool = False, total: int | None = None, what: str | None = None,
+    session: Session,
+    ep: Endpoint,
+    method: str | None,
+    argsets: Iterator[tuple[Any, ...]],
+    kwargs: dict[str, Any],
+    *,
+    order_outputs: bool = True,
+    return_exceptions: bool = False,
+    total: int | None = None,
+    what: str | None = None,
 ) -> Iterator[Any]:
     """The blocking form: a generator of results (see the module's docstring). `total` (the
     number of inputs, when known) and `what` (the endpoint's name) label the progress line."""
@@ -194,12 +226,16 @@ def map_calls(
     def one(args: tuple[Any, ...]) -> Any:
         def attempt() -> Any:
             try:
-                out = session._with_retry(ep, lambda c: c.call(ep.name, method, args, kwargs, timeout=timeout))
+                out = session._with_retry(
+                    ep, lambda c: c.call(ep.name, method, args, kwargs, timeout=timeout)
+                )
             except Overloaded:
                 return FULL
             return FULL if out.error and out.error.kind == ErrorKind.OVERLOADED else out
 
-        return session._finish(ep, until_room(attempt))  # a batch waits for room rather than failing (waiting.py)
+        return session._finish(
+            ep, until_room(attempt)
+        )  # a batch waits for room rather than failing (waiting.py)
 
     before = (session.busy_s, session.spend_usd)
     b = _batch(session, ep, order_outputs, return_exceptions, total, what)
@@ -213,7 +249,11 @@ def map_calls(
         while b.more():
             ready: list[int] = []
             if b.pending:
-                done, _ = wait(list(b.pending), timeout=None if b.must_wait() else 0, return_when=FIRST_COMPLETED)
+                done, _ = wait(
+                    list(b.pending),
+                    timeout=None if b.must_wait() else 0,
+                    return_when=FIRST_COMPLETED,
+                )
                 ready = b.take(done)
             b.fill(argsets, start)
             yield from b.hand_out(ready)
@@ -231,8 +271,16 @@ def map_calls(
 
 
 async def map_calls_async(
-    session: Session, ep: Endpoint, method: str | None, argsets: Iterator[tuple[Any, ...]], kwargs: dict[str, Any],
-    *, order_outputs: bool = True, return_exceptions: bool = False, total: int | None = None, what: str | None = None,
+    session: Session,
+    ep: Endpoint,
+    method: str | None,
+    argsets: Iterator[tuple[Any, ...]],
+    kwargs: dict[str, Any],
+    *,
+    order_outputs: bool = True,
+    return_exceptions: bool = False,
+    total: int | None = None,
+    what: str | None = None,
 ) -> AsyncIterator[Any]:
     """The asyncio form (`async for r in f.map.aio(...)`): the same promises as map_calls."""
     await asyncio.to_thread(session.ensure, ep)
@@ -275,23 +323,43 @@ def _progress_of(self: Any, iterables: tuple[Iterable[Any], ...]) -> dict[str, A
     return {"total": known_total(iterables), "what": what}
 
 
-def _prepare(self: Any, form: str, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any] | None,
-             common: dict[str, Any], star: bool = False) -> tuple[Session, Iterator[tuple[Any, ...]], dict[str, Any]]:
+def _prepare(
+    self: Any,
+    form: str,
+    iterables: tuple[Iterable[Any], ...],
+    kwargs: dict[str, Any] | None,
+    common: dict[str, Any],
+    star: bool = False,
+) -> tuple[Session, Iterator[tuple[Any, ...]], dict[str, Any]]:
     from ..endpoint import refuse_at_import as _refuse_at_import
     from .loading import session_module as _session_module
 
     what = self.endpoint.name if self.method is None else f"{self.endpoint.name}().{self.method}"
     _refuse_at_import(self.endpoint, self.method, f".{form}(...)")
     if kwargs is not None and not isinstance(kwargs, dict):
-        raise TypeError(f"{what}.{form}(kwargs=...) takes a dict of keyword arguments for every call, not {type(kwargs).__name__}")
+        raise TypeError(
+            f"{what}.{form}(kwargs=...) takes a dict of keyword arguments for every call, not {type(kwargs).__name__}"
+        )
     both = set(kwargs or {}) & set(common)
     if both:
-        raise TypeError(f"{what}.{form}() got {sorted(both)} both in kwargs= and as keyword arguments; pass each once")
-    return _session_module().current(), argument_sets(iterables, star, what), {**(kwargs or {}), **common}
+        raise TypeError(
+            f"{what}.{form}() got {sorted(both)} both in kwargs= and as keyword arguments; pass each once"
+        )
+    return (
+        _session_module().current(),
+        argument_sets(iterables, star, what),
+        {**(kwargs or {}), **common},
+    )
 
 
-def _map(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
-         return_exceptions: bool = False, **common: Any) -> Iterator[Any]:
+def _map(
+    self: Any,
+    *iterables: Iterable[Any],
+    kwargs: dict[str, Any] | None = None,
+    order_outputs: bool = True,
+    return_exceptions: bool = False,
+    **common: Any,
+) -> Iterator[Any]:
     """Call once per input, fanned out across workers: `f.map(xs)` calls f(x) for each x,
     `f.map(xs, ys)` calls f(x, y) (zipped like the built-in map), `kwargs={...}` (or plain
     keyword arguments) go to every call. Returns an iterator of results as calls finish, in
@@ -300,45 +368,123 @@ def _map(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = N
     first failure the remaining inputs still run and `slipstream.MapError` is raised with every
     failure by index and every result. `f.map.aio(...)` is the async iterator form."""
     session, argsets, kw = _prepare(self, "map", iterables, kwargs, common)
-    return map_calls(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs, return_exceptions=return_exceptions,
-                     **_progress_of(self, iterables))
+    return map_calls(
+        session,
+        self.endpoint,
+        self.method,
+        argsets,
+        kw,
+        order_outputs=order_outputs,
+        return_exceptions=return_exceptions,
+        **_progress_of(self, iterables),
+    )
 
 
-def _map_aio(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
-             return_exceptions: bool = False, **common: Any) -> AsyncIterator[Any]:
+def _map_aio(
+    self: Any,
+    *iterables: Iterable[Any],
+    kwargs: dict[str, Any] | None = None,
+    order_outputs: bool = True,
+    return_exceptions: bool = False,
+    **common: Any,
+) -> AsyncIterator[Any]:
     session, argsets, kw = _prepare(self, "map", iterables, kwargs, common)
-    return map_calls_async(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs,
-                           return_exceptions=return_exceptions, **_progress_of(self, iterables))
+    return map_calls_async(
+        session,
+        self.endpoint,
+        self.method,
+        argsets,
+        kw,
+        order_outputs=order_outputs,
+        return_exceptions=return_exceptions,
+        **_progress_of(self, iterables),
+    )
 
 
-def _starmap(self: Any, iterable: Iterable[Any], /, *, kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
-             return_exceptions: bool = False) -> Iterator[Any]:
+def _starmap(
+    self: Any,
+    iterable: Iterable[Any],
+    /,
+    *,
+    kwargs: dict[str, Any] | None = None,
+    order_outputs: bool = True,
+    return_exceptions: bool = False,
+) -> Iterator[Any]:
     """`f.starmap([(1, 2), (3, 4)])` calls f(1, 2) and f(3, 4): `map` with each input unpacked."""
     session, argsets, kw = _prepare(self, "starmap", (iterable,), kwargs, {}, star=True)
-    return map_calls(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs, return_exceptions=return_exceptions,
-                     **_progress_of(self, (iterable,)))
+    return map_calls(
+        session,
+        self.endpoint,
+        self.method,
+        argsets,
+        kw,
+        order_outputs=order_outputs,
+        return_exceptions=return_exceptions,
+        **_progress_of(self, (iterable,)),
+    )
 
 
-def _starmap_aio(self: Any, iterable: Iterable[Any], /, *, kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
-                 return_exceptions: bool = False) -> AsyncIterator[Any]:
+def _starmap_aio(
+    self: Any,
+    iterable: Iterable[Any],
+    /,
+    *,
+    kwargs: dict[str, Any] | None = None,
+    order_outputs: bool = True,
+    return_exceptions: bool = False,
+) -> AsyncIterator[Any]:
     session, argsets, kw = _prepare(self, "starmap", (iterable,), kwargs, {}, star=True)
-    return map_calls_async(session, self.endpoint, self.method, argsets, kw, order_outputs=order_outputs,
-                           return_exceptions=return_exceptions, **_progress_of(self, (iterable,)))
+    return map_calls_async(
+        session,
+        self.endpoint,
+        self.method,
+        argsets,
+        kw,
+        order_outputs=order_outputs,
+        return_exceptions=return_exceptions,
+        **_progress_of(self, (iterable,)),
+    )
 
 
-def _for_each(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None, ignore_exceptions: bool = False) -> None:
+def _for_each(
+    self: Any,
+    *iterables: Iterable[Any],
+    kwargs: dict[str, Any] | None = None,
+    ignore_exceptions: bool = False,
+) -> None:
     """`map` for the side effects: waits for every call, returns None; a failure raises
     `slipstream.MapError` after all calls ran (none with `ignore_exceptions=True`)."""
     session, argsets, kw = _prepare(self, "for_each", iterables, kwargs, {})
-    for _ in map_calls(session, self.endpoint, self.method, argsets, kw, order_outputs=False, return_exceptions=ignore_exceptions,
-                       **_progress_of(self, iterables)):
+    for _ in map_calls(
+        session,
+        self.endpoint,
+        self.method,
+        argsets,
+        kw,
+        order_outputs=False,
+        return_exceptions=ignore_exceptions,
+        **_progress_of(self, iterables),
+    ):
         pass
 
 
-async def _for_each_aio(self: Any, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None, ignore_exceptions: bool = False) -> None:
+async def _for_each_aio(
+    self: Any,
+    *iterables: Iterable[Any],
+    kwargs: dict[str, Any] | None = None,
+    ignore_exceptions: bool = False,
+) -> None:
     session, argsets, kw = _prepare(self, "for_each", iterables, kwargs, {})
-    async for _ in map_calls_async(session, self.endpoint, self.method, argsets, kw, order_outputs=False,
-                                   return_exceptions=ignore_exceptions, **_progress_of(self, iterables)):
+    async for _ in map_calls_async(
+        session,
+        self.endpoint,
+        self.method,
+        argsets,
+        kw,
+        order_outputs=False,
+        return_exceptions=ignore_exceptions,
+        **_progress_of(self, iterables),
+    ):
         pass
 
 

@@ -52,8 +52,14 @@ def known_total(iterables: Iterable[Any]) -> int | None:
 class MapProgress:
     """Counts a map's finished calls (from any thread) and shows them on `stream`."""
 
-    def __init__(self, what: str, total: int | None, spend: Callable[[], float],
-                 stream: IO[str] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        what: str,
+        total: int | None,
+        spend: Callable[[], float],
+        stream: IO[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.what = what
         self.total = total
         self.done = 0
@@ -104,8 +110,10 @@ class MapProgress:
             filled = min(BAR, (self.done + self.failed) * BAR // self.total)
             bar = "[" + "#" * filled + "-" * (BAR - filled) + "] "
         spend = max(self._spend() - self._spend0, 0.0)
-        return (f"{self.what}.map {bar}{self.done + self.failed}/{total} done, {self.failed} failed, "
-                f"${spend:.6f}, {elapsed:.1f} s")
+        return (
+            f"{self.what}.map {bar}{self.done + self.failed}/{total} done, {self.failed} failed, "
+            f"${spend:.6f}, {elapsed:.1f} s"
+        )
 
     def _show(self, now: float, final: bool) -> None:
         text = self.line(now)

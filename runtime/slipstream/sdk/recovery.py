@@ -24,8 +24,11 @@ RECOVERABLE = (UnknownEndpoint, RuntimeUnavailable)
 T = TypeVar("T")
 
 
-def once_more(call: Callable[[], T], recover_from: Callable[[SlipstreamError], Any],
-              cancelled: Callable[[], bool] = lambda: False) -> T:
+def once_more(
+    call: Callable[[], T],
+    recover_from: Callable[[SlipstreamError], Any],
+    cancelled: Callable[[], bool] = lambda: False,
+) -> T:
     """call(); after a RECOVERABLE failure, recover_from(exc) (usually recover()) and call() once
     more. cancelled(): the call's connection was closed on purpose (Ctrl-C): re-raise instead."""
     try:
@@ -37,8 +40,14 @@ def once_more(call: Callable[[], T], recover_from: Callable[[SlipstreamError], A
         return call()
 
 
-def recover(client: RuntimeClient, exc: SlipstreamError, resync: Callable[[], Any], *, embedded: bool,
-            patience: float = 30.0) -> None:
+def recover(
+    client: RuntimeClient,
+    exc: SlipstreamError,
+    resync: Callable[[], Any],
+    *,
+    embedded: bool,
+    patience: float = 30.0,
+) -> None:
     """Before a failed call runs once more: wait for a runtime that went away to answer (an
     embedded one does not come back: re-raise), drop the connections to its old process, and
     sync the project to it again (resync)."""

@@ -81,9 +81,13 @@ class RuntimeEntry:
     declared: tuple[str, ...] = ()  # canonical GPU names, one per device ("H100:2" -> H100, H100)
     token_env: str = ""
     implicit: bool = False  # the "local" embedded runtime nobody declared
-    token: str = ""  # filled in by whoever connects (the environment, SecretStorage, the embedded runtime)
+    token: str = (
+        ""  # filled in by whoever connects (the environment, SecretStorage, the embedded runtime)
+    )
     address: str = ""  # where it answers now (the embedded runtime's loopback URL once started)
-    reported: list[str] | None = None  # canonical GPU names from its /health; None: not asked or no answer
+    reported: list[str] | None = (
+        None  # canonical GPU names from its /health; None: not asked or no answer
+    )
 
     @property
     def embedded(self) -> bool:
@@ -94,8 +98,14 @@ class RuntimeEntry:
         return list(self.reported) if self.reported is not None else list(self.declared)
 
     def to_dict(self, with_token: bool = False) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "url": self.url, "address": self.address, "gpus": self.gpus(),
-                             "declared": list(self.declared), "reported": self.reported is not None}
+        d: dict[str, Any] = {
+            "name": self.name,
+            "url": self.url,
+            "address": self.address,
+            "gpus": self.gpus(),
+            "declared": list(self.declared),
+            "reported": self.reported is not None,
+        }
         if with_token:
             d["token"] = self.token
         return d
@@ -122,9 +132,11 @@ class Router:
         for rt in self.runtimes:
             if rt.name == name:
                 return rt
-        raise RoutingError(f"no runtime named {name!r} in [runtimes] of {CONFIG_NAME} "
-                           f"(runtimes: {', '.join(r.name for r in self.runtimes)}); add "
-                           f"[runtimes.{name}] with its url, or fix runtime= in the decorator")
+        raise RoutingError(
+            f"no runtime named {name!r} in [runtimes] of {CONFIG_NAME} "
+            f"(runtimes: {', '.join(r.name for r in self.runtimes)}); add "
+            f"[runtimes.{name}] with its url, or fix runtime= in the decorator"
+        )
 
     @property
     def embedded(self) -> RuntimeEntry:
@@ -136,7 +148,9 @@ class Router:
             self.ask(rt)
         return rt.gpus()
 
-    def route(self, gpu: Iterable[str] | str | None, pinned: str | None = None, name: str = "") -> Route:
+    def route(
+        self, gpu: Iterable[str] | str | None, pinned: str | None = None, name: str = ""
+    ) -> Route:
         """Where an endpoint asking for `gpu` (the spec's labels in fallback order, e.g.
         ("H100:2", "A100-80GB"); empty for the CPU) runs. Raises RoutingError (an unknown
         pinned runtime) or NoRuntimeForGpu."""
@@ -150,9 +164,13 @@ class Router:
             return Route(self.embedded, "CPU", "cpu")
         for label in labels:  # the runtimes that answered (or were not asked: the editor's view)
             for rt in self.runtimes:
-                if _fits(label, self.gpus(rt)) and (rt.reported is not None or rt.name not in self._asked):
+                if _fits(label, self.gpus(rt)) and (
+                    rt.reported is not None or rt.name not in self._asked
+                ):
                     return Route(rt, label, "gpu")
-        for label in labels:  # else one that did not answer but declares it: the call says it is offline
+        for (
+            label
+        ) in labels:  # else one that did not answer but declares it: the call says it is offline
             for rt in self.runtimes:
                 if _fits(label, rt.gpus()):
                     return Route(rt, label, "gpu")
@@ -160,9 +178,11 @@ class Router:
 
     def no_runtime_message(self, labels: list[str], name: str = "") -> str:
         who = f"endpoint {name!r}" if name else "this endpoint"
-        return (f"{who} asks for {' or '.join(labels)} but no runtime has it: {self.inventory_line()}. "
-                f"Connect a machine with that GPU (`slipstream connect HOST`, then [runtimes.NAME] url = "
-                f"\"ssh://HOST\" in {CONFIG_NAME}), or change gpu= to one of theirs.")
+        return (
+            f"{who} asks for {' or '.join(labels)} but no runtime has it: {self.inventory_line()}. "
+            f"Connect a machine with that GPU (`slipstream connect HOST`, then [runtimes.NAME] url = "
+            f'"ssh://HOST" in {CONFIG_NAME}), or change gpu= to one of theirs.'
+        )
 
     def inventory_line(self) -> str:
         parts = []
@@ -175,9 +195,19 @@ class Router:
     def table(self, self_name: str | None = None) -> dict[str, Any]:
         """What a runtime's workers get (ROUTING_FILE_ENV) so their nested calls route alike: every
         runtime's name, address, token and GPUs, and which one they run on."""
-        return {"self": self_name, "runtimes": [
-            {"name": rt.name, "url": rt.url, "address": rt.address, "token": rt.token, "gpus": rt.gpus()}
-            for rt in self.runtimes]}
+        return {
+            "self": self_name,
+            "runtimes": [
+                {
+                    "name": rt.name,
+                    "url": rt.url,
+                    "address": rt.address,
+                    "token": rt.token,
+                    "gpus": rt.gpus(),
+                }
+                for rt in self.runtimes
+            ],
+        }
 
 
 def _fits(label: str, have: list[str]) -> bool:
@@ -213,7 +243,9 @@ def _declared(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise RoutingError(f"{where}: gpus must be a list of GPU names, e.g. gpus = [\"H100\"] or [\"A100-80GB:4\"]")
+        raise RoutingError(
+            f'{where}: gpus must be a list of GPU names, e.g. gpus = ["H100"] or ["A100-80GB:4"]'
+        )
     out: list[str] = []
     for item in value:
         name, _, count = item.partition(":")
@@ -221,9 +253,11 @@ def _declared(value: Any, where: str) -> tuple[str, ...]:
         if gpu is None:
             near = catalog().nearest(name.strip())
             hint = f" (did you mean {', '.join(near)}?)" if near else ""
-            raise RoutingError(f"{where}: unknown GPU {item!r}{hint}; names are the catalog's, e.g. H100, A100-80GB, L4")
+            raise RoutingError(
+                f"{where}: unknown GPU {item!r}{hint}; names are the catalog's, e.g. H100, A100-80GB, L4"
+            )
         if count and not count.isdigit():
-            raise RoutingError(f"{where}: {item!r}: write NAME:COUNT, e.g. \"H100:8\"")
+            raise RoutingError(f'{where}: {item!r}: write NAME:COUNT, e.g. "H100:8"')
         out += [gpu.name] * (int(count) if count else 1)
     return tuple(out)
 
@@ -237,36 +271,53 @@ def load_runtimes(cfg: ProjectConfig) -> list[RuntimeEntry] | None:
         return None
     where = f"{cfg.root / CONFIG_NAME}"
     if not isinstance(table, dict) or not table:
-        raise RoutingError(f"{where}: [runtimes] must hold one table per runtime, e.g. [runtimes.gpu-box] url = \"ssh://gpu-box\"")
+        raise RoutingError(
+            f'{where}: [runtimes] must hold one table per runtime, e.g. [runtimes.gpu-box] url = "ssh://gpu-box"'
+        )
     out: list[RuntimeEntry] = []
     for name, spec in table.items():
         at = f"{where}, [runtimes.{name}]"
         if not _NAME.match(name):
-            raise RoutingError(f"{at}: a runtime's name is letters, digits, '-', '_' or '.' (at most 40)")
+            raise RoutingError(
+                f"{at}: a runtime's name is letters, digits, '-', '_' or '.' (at most 40)"
+            )
         if not isinstance(spec, dict):
-            raise RoutingError(f"{at}: write it as a table with url = \"...\"")
+            raise RoutingError(f'{at}: write it as a table with url = "..."')
         url = spec.get("url")
         if not isinstance(url, str) or not url:
-            raise RoutingError(f"{at}: url is missing; write url = \"ssh://HOST\", \"https://HOST\" or \"embedded\"")
+            raise RoutingError(
+                f'{at}: url is missing; write url = "ssh://HOST", "https://HOST" or "embedded"'
+            )
         url = url.strip().rstrip("/")
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
         if url != EMBEDDED and scheme not in ("http", "https", "ssh"):
-            raise RoutingError(f"{at}: url {url!r}: write http://host:port, https://host[:port], ssh://[user@]host[:port] or \"embedded\"")
+            raise RoutingError(
+                f'{at}: url {url!r}: write http://host:port, https://host[:port], ssh://[user@]host[:port] or "embedded"'
+            )
         unknown = sorted(set(spec) - {"url", "gpus", "token_env"})
         if unknown:
-            raise RoutingError(f"{at}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (known: url, gpus, token_env)")
-        token_env = spec.get("token_env") or envvars.TOKEN_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+            raise RoutingError(
+                f"{at}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (known: url, gpus, token_env)"
+            )
+        token_env = (
+            spec.get("token_env")
+            or envvars.TOKEN_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+        )
         if not isinstance(token_env, str):
             raise RoutingError(f"{at}: token_env must be the name of an environment variable")
-        entry = RuntimeEntry(name=name, url=url, declared=_declared(spec.get("gpus"), at), token_env=token_env)
+        entry = RuntimeEntry(
+            name=name, url=url, declared=_declared(spec.get("gpus"), at), token_env=token_env
+        )
         if not entry.embedded:
             entry.token = os.environ.get(token_env) or os.environ.get(envvars.TOKEN, "")
         out.append(entry)
     if sum(rt.embedded for rt in out) > 1:
-        raise RoutingError(f"{where}: more than one runtime has url = \"embedded\"; keep one")
+        raise RoutingError(f'{where}: more than one runtime has url = "embedded"; keep one')
     if not any(rt.embedded for rt in out):
         if any(rt.name == LOCAL for rt in out):
-            raise RoutingError(f"{where}: [runtimes.{LOCAL}] is the embedded runtime's name: give it url = \"embedded\" or rename it")
+            raise RoutingError(
+                f'{where}: [runtimes.{LOCAL}] is the embedded runtime\'s name: give it url = "embedded" or rename it'
+            )
         out.append(RuntimeEntry(name=LOCAL, url=EMBEDDED, implicit=True))
     return out
 
@@ -286,8 +337,16 @@ def from_file(path: str | None = None) -> tuple[Router, str | None] | None:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        entries = [RuntimeEntry(name=r["name"], url=r["url"], token=r.get("token", ""), address=r.get("address", ""),
-                                reported=list(r.get("gpus") or [])) for r in data["runtimes"]]
+        entries = [
+            RuntimeEntry(
+                name=r["name"],
+                url=r["url"],
+                token=r.get("token", ""),
+                address=r.get("address", ""),
+                reported=list(r.get("gpus") or []),
+            )
+            for r in data["runtimes"]
+        ]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RoutingError(f"the routing table {path} cannot be read ({exc})") from None
     return Router(entries), data.get("self")
@@ -340,8 +399,15 @@ def sync_all(
                 offline[rt.name] = exc
         if not results and offline:
             raise next(iter(offline.values()))
-        reported = [((e.get("spec") or {}).get("gpu") or (), (e.get("spec") or {}).get("runtime"), e.get("name", ""))
-                    for res in results.values() for e in res.endpoints]
+        reported = [
+            (
+                (e.get("spec") or {}).get("gpu") or (),
+                (e.get("spec") or {}).get("runtime"),
+                e.get("name", ""),
+            )
+            for res in results.values()
+            for e in res.endpoints
+        ]
         more = [rt for rt in serving(reported) if rt not in targets]
         if not more:
             return results
@@ -354,8 +420,16 @@ class RoutedClients:
     (the embedded one started on first need), the code synced to each that serves an endpoint
     (the routing table going along), and, in a worker, the table its runtime wrote."""
 
-    def __init__(self, router: Router, root: Any, project: str | None, paths: list[str] | None,
-                 note: Callable[[str, str], None], self_name: str | None = None, table_file: str | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        root: Any,
+        project: str | None,
+        paths: list[str] | None,
+        note: Callable[[str, str], None],
+        self_name: str | None = None,
+        table_file: str | None = None,
+    ) -> None:
         self.router = router
         self.root = root
         self.project = project
@@ -368,24 +442,38 @@ class RoutedClients:
         self.embedded: Any = None  # EmbeddedRuntime, when this process started it
         self.generation: str | None = None  # after a sync: the generations, one per runtime
         self._synced: dict[str, str] = {}  # runtime name -> generation synced to it
-        self._offline: dict[str, SlipstreamError] = {}  # runtime name -> why the last sync did not reach it
+        self._offline: dict[
+            str, SlipstreamError
+        ] = {}  # runtime name -> why the last sync did not reach it
         router.ask = self._ask
 
     @classmethod
-    def open(cls, cfg: ProjectConfig, project: str | None, paths: list[str] | None,
-             note: Callable[[str, str], None]) -> RoutedClients | None:
+    def open(
+        cls,
+        cfg: ProjectConfig,
+        project: str | None,
+        paths: list[str] | None,
+        note: Callable[[str, str], None],
+    ) -> RoutedClients | None:
         """The project's routing, or None when it talks to one runtime (no [runtimes] table; in
         a worker, no table from its runtime). SLIPSTREAM_RUNTIME_URL, when set, wins: one runtime."""
         if os.environ.get(envvars.IN_RUNTIME):
             path = os.environ.get(ROUTING_FILE_ENV)
             found = from_file(path)
-            return None if found is None else cls(found[0], cfg.root, project, paths, note, found[1], path)
+            return (
+                None
+                if found is None
+                else cls(found[0], cfg.root, project, paths, note, found[1], path)
+            )
         entries = load_runtimes(cfg)
         if entries is None:
             return None
         if os.environ.get(envvars.RUNTIME_URL):
-            note("env-over-runtimes", f"SLIPSTREAM_RUNTIME_URL is set: every endpoint runs on {os.environ[envvars.RUNTIME_URL]}, "
-                 f"not on the [runtimes] of {CONFIG_NAME} (unset it to route)")
+            note(
+                "env-over-runtimes",
+                f"SLIPSTREAM_RUNTIME_URL is set: every endpoint runs on {os.environ[envvars.RUNTIME_URL]}, "
+                f"not on the [runtimes] of {CONFIG_NAME} (unset it to route)",
+            )
             return None
         return cls(Router(entries), cfg.root, project, paths, note)
 
@@ -400,8 +488,14 @@ class RoutedClients:
             return c
         from .client import RuntimeClient
 
-        if self.self_name is not None and rt.name == self.self_name:  # a worker calling its own runtime
-            c = RuntimeClient(os.environ[envvars.RUNTIME_URL], os.environ.get(envvars.TOKEN, ""), project=self.project)
+        if (
+            self.self_name is not None and rt.name == self.self_name
+        ):  # a worker calling its own runtime
+            c = RuntimeClient(
+                os.environ[envvars.RUNTIME_URL],
+                os.environ.get(envvars.TOKEN, ""),
+                project=self.project,
+            )
         elif rt.embedded and self.self_name is None and not rt.address:
             from .embedded import EmbeddedRuntime
 
@@ -412,7 +506,9 @@ class RoutedClients:
             if not rt.address:
                 rt.address = rt.url
             if rt.address == EMBEDDED:
-                raise RoutingError(f"runtime {rt.name!r} (the embedded one) is not running; it runs with the process that routes to it")
+                raise RoutingError(
+                    f"runtime {rt.name!r} (the embedded one) is not running; it runs with the process that routes to it"
+                )
             try:
                 c = RuntimeClient(rt.address, rt.token, project=self.project)
             except SlipstreamError as exc:
@@ -424,19 +520,32 @@ class RoutedClients:
         try:
             rt.reported = gpus_from_health(self.client(rt).health())
         except (SlipstreamError, OSError) as exc:
-            self.note(f"offline:{rt.name}", f"runtime {rt.name!r} ({rt.url}) did not answer ({exc}); "
-                      f"routing counts on its declared GPUs: {describe_gpus(list(rt.declared))}")
+            self.note(
+                f"offline:{rt.name}",
+                f"runtime {rt.name!r} ({rt.url}) did not answer ({exc}); "
+                f"routing counts on its declared GPUs: {describe_gpus(list(rt.declared))}",
+            )
 
     # --- routing, syncing -----------------------------------------------------------------
-    def ensure(self, gpu: Any, pinned: str | None, name: str, known: Iterable[tuple[Any, str | None, str]] = ()) -> Any:
+    def ensure(
+        self,
+        gpu: Any,
+        pinned: str | None,
+        name: str,
+        known: Iterable[tuple[Any, str | None, str]] = (),
+    ) -> Any:
         """The client of the runtime serving this endpoint, the project synced to every runtime
         that serves one of its endpoints first (not in a worker: its client did that)."""
         route = self.router.route(gpu, pinned, name)
-        if self.self_name is None and (self.generation is None or route.runtime.name not in self._synced):
+        if self.self_name is None and (
+            self.generation is None or route.runtime.name not in self._synced
+        ):
             self._sync([*known, (gpu, pinned, name)])
             if route.runtime.name in self._offline:
-                raise RuntimeUnavailable(f"endpoint {name!r} runs on runtime {route.runtime.name!r} ({route.runtime.url}), "
-                                         f"which does not answer: {self._offline[route.runtime.name]}")
+                raise RuntimeUnavailable(
+                    f"endpoint {name!r} runs on runtime {route.runtime.name!r} ({route.runtime.url}), "
+                    f"which does not answer: {self._offline[route.runtime.name]}"
+                )
         return self.client(route.runtime)
 
     def _sync(self, known: list[tuple[Any, str | None, str]]) -> None:
@@ -454,11 +563,22 @@ class RoutedClients:
         """Sync to every runtime serving one of the project's endpoints (sync_all); the first
         one's SyncResult. A runtime that does not answer is noted, and its endpoints' calls fail."""
         self._offline = {}
-        results = sync_all(self.router, self.client, self.root, known, self._offline, progress=progress, paths=self.paths)
+        results = sync_all(
+            self.router,
+            self.client,
+            self.root,
+            known,
+            self._offline,
+            progress=progress,
+            paths=self.paths,
+        )
         self._synced = {name: res.generation for name, res in results.items()}
         self.generation = ",".join(f"{n}:{g}" for n, g in sorted(self._synced.items()))
         for name, exc in self._offline.items():
-            self.note(f"offline:{name}:{exc}", f"runtime {name!r} did not answer, so the code is not synced there: {exc}")
+            self.note(
+                f"offline:{name}:{exc}",
+                f"runtime {name!r} did not answer, so the code is not synced there: {exc}",
+            )
         return next(iter(results.values()))
 
     def synced_to(self) -> list[str]:

@@ -43,11 +43,16 @@ def routes_over_several(project: ProjectConfig | None) -> bool:
     """slipstream.toml has [runtimes] and SLIPSTREAM_RUNTIME_URL is not set: the session routes
     each endpoint to its runtime (routing.RoutedClients, which starts the embedded one when an
     endpoint goes there), so nothing here is chosen or started for it."""
-    return project is not None and project.raw.get("runtimes") is not None and not os.environ.get(RUNTIME_URL)
+    return (
+        project is not None
+        and project.raw.get("runtimes") is not None
+        and not os.environ.get(RUNTIME_URL)
+    )
 
 
-def configured_or_embedded(root: str | os.PathLike[str] | None, project: ProjectConfig | None,
-                           *, export: bool = False) -> ChosenRuntime:
+def configured_or_embedded(
+    root: str | os.PathLike[str] | None, project: ProjectConfig | None, *, export: bool = False
+) -> ChosenRuntime:
     """The configured runtime (url, token), else the embedded one, started now for `root`.
     ValueError: a configured URL that cannot be used (the message says which setting and what to
     write). export: an embedded runtime is also put in this process's environment

@@ -10,16 +10,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .client import CallOutcome, RuntimeClient, UnknownEndpoint
-from .config import (
-    find_project_root,
-    import_paths,
-    load_project,
-    module_import_root,
-    project_key,
-)
-from .recovery import once_more, recover
-from .runtimes import configured_or_embedded
 from ..endpoint import IN_RUNTIME_ENV
 from ..protocol.errors import (
     EndpointTimeout,
@@ -31,18 +21,32 @@ from ..protocol.errors import (
     rebuild,
 )
 from ..protocol.kinds import ErrorKind
+from .client import CallOutcome, RuntimeClient, UnknownEndpoint
+from .config import (
+    find_project_root,
+    import_paths,
+    load_project,
+    module_import_root,
+    project_key,
+)
+from .recovery import once_more, recover
+from .runtimes import configured_or_embedded
 from .secretvals import with_secrets
 
 if TYPE_CHECKING:
+    from ..endpoint import Endpoint
     from .embedded import EmbeddedRuntime
     from .routing import RoutedClients
-    from ..endpoint import Endpoint
 
 __all__ = ["Session", "current", "spend"]
 
 _T = TypeVar("_T")
 
-_KIND_TO_ERROR: dict[str, type[SlipstreamError]] = {ErrorKind.CRASH: WorkerCrashed, ErrorKind.TIMEOUT: EndpointTimeout, ErrorKind.OVERLOADED: Overloaded}
+_KIND_TO_ERROR: dict[str, type[SlipstreamError]] = {
+    ErrorKind.CRASH: WorkerCrashed,
+    ErrorKind.TIMEOUT: EndpointTimeout,
+    ErrorKind.OVERLOADED: Overloaded,
+}
 
 
 def _say(msg: str) -> None:
@@ -53,7 +57,9 @@ class Session:
     def __init__(self) -> None:
         self.client: RuntimeClient | None = None
         self.embedded: EmbeddedRuntime | None = None
-        self.routed: RoutedClients | None = None  # [runtimes] in slipstream.toml: several runtimes (routing.py)
+        self.routed: RoutedClients | None = (
+            None  # [runtimes] in slipstream.toml: several runtimes (routing.py)
+        )
         self.root: Path | None = None
         self.paths: list[str] | None = None  # folders inside root this process imports from
         self.project: str | None = None  # the key the runtime keeps this project under
@@ -79,18 +85,28 @@ class Session:
             root = Path.cwd().resolve()
             self.paths = import_paths(root)
             return root
-        if name == "__main__":  # `python -m pkg.mod` names the module in its spec; a script is its folder
+        if (
+            name == "__main__"
+        ):  # `python -m pkg.mod` names the module in its spec; a script is its folder
             spec = getattr(sys.modules.get("__main__"), "__spec__", None)
             name = getattr(spec, "name", None) or ""
-        imported_from = (module_import_root(name, src) if name else None) or Path(src).resolve().parent
+        imported_from = (module_import_root(name, src) if name else None) or Path(
+            src
+        ).resolve().parent
         root = find_project_root(src, imported_from)
-        on_path = [Path(p or os.getcwd()) for p in sys.path if "site-packages" not in p and "dist-packages" not in p]
+        on_path = [
+            Path(p or os.getcwd())
+            for p in sys.path
+            if "site-packages" not in p and "dist-packages" not in p
+        ]
         self.paths = import_paths(root, [imported_from, *on_path])
         return root
 
     def ensure(self, ep: Endpoint) -> RuntimeClient:
         with self._lock:
-            if self.routed is not None and self.routed.stale():  # a worker whose runtime got a new routing table
+            if (
+                self.routed is not None and self.routed.stale()
+            ):  # a worker whose runtime got a new routing table
                 self.routed.close()
                 self.routed = None
             if self.client is None and self.routed is None:
@@ -101,7 +117,9 @@ class Session:
                 cfg = load_project(self.root)
                 # [runtimes] in slipstream.toml: each endpoint on the runtime with its GPU (routing.py)
                 self.routed = RoutedClients.open(cfg, self.project, self.paths, self.note)
-                if self.routed is None:  # one runtime: the configured one, else the embedded one (runtimes.py)
+                if (
+                    self.routed is None
+                ):  # one runtime: the configured one, else the embedded one (runtimes.py)
                     chosen = configured_or_embedded(self.root, cfg, export=True)
                     self.embedded = chosen.embedded
                     self.client = RuntimeClient(chosen.url, chosen.token, project=self.project)
@@ -131,11 +149,17 @@ class Session:
         assert client is not None and ep.variant_of is not None
         if ep not in self._variants:
             self._variants.append(ep)
-        r = client._request("POST", f"/v1/projects/{self.project}/endpoints/{ep.variant_of.name}/variants", json=ep.variant_options)
+        r = client._request(
+            "POST",
+            f"/v1/projects/{self.project}/endpoints/{ep.variant_of.name}/variants",
+            json=ep.variant_options,
+        )
         if r.status_code >= 400:
             from .client import _message
 
-            raise SlipstreamError(f"{ep.variant_of.name}.with_options({ep.variant_options}) was refused by the runtime: {_message(r)}")
+            raise SlipstreamError(
+                f"{ep.variant_of.name}.with_options({ep.variant_options}) was refused by the runtime: {_message(r)}"
+            )
         ep.registered_gen = self.synced_gen
 
     def _sync(self) -> None:
@@ -147,7 +171,12 @@ class Session:
             return
         from .sync import sync_project
 
-        res = sync_project(self.client, self.root, progress=lambda line: _say(line) if line else None, paths=self.paths)
+        res = sync_project(
+            self.client,
+            self.root,
+            progress=lambda line: _say(line) if line else None,
+            paths=self.paths,
+        )
         self.synced_gen = res.generation
         for line in res.skipped:
             self.note(line, f"not synced: {line}")
@@ -173,8 +202,11 @@ class Session:
         client = self.ensure(ep)
         aborts = self._aborts
         # a call whose connection was closed on purpose (Ctrl-C) is cancelled, not retried
-        return once_more(lambda: fn(client), lambda exc: self._recover(client, exc),
-                         cancelled=lambda: self._aborts != aborts)
+        return once_more(
+            lambda: fn(client),
+            lambda exc: self._recover(client, exc),
+            cancelled=lambda: self._aborts != aborts,
+        )
 
     def abort(self) -> None:
         """Abandon every call in flight (after Ctrl-C): their connections close, so the runtime
@@ -188,17 +220,25 @@ class Session:
     def _recover(self, client: RuntimeClient, exc: SlipstreamError) -> None:
         """Before retrying a failed call once: the runtime restarted (or another client deployed
         other code), so wait for it to answer and sync this project to it again."""
-        embedded = self.embedded is not None or (self.routed is not None and self.routed.is_embedded(client))
-        recover(client, exc, self.resync, embedded=embedded)  # recovery.py: the daemon's Run does the same
+        embedded = self.embedded is not None or (
+            self.routed is not None and self.routed.is_embedded(client)
+        )
+        recover(
+            client, exc, self.resync, embedded=embedded
+        )  # recovery.py: the daemon's Run does the same
 
-    def call(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call(
+        self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         self.ensure(ep)
         kwargs = with_secrets(ep, kwargs, self.root)  # a missing secret fails here, before the call
         timeout = ep.spec.timeout + 30
         out = self._with_retry(ep, lambda c: c.call(ep.name, method, args, kwargs, timeout=timeout))
         return self._finish(ep, out)
 
-    async def call_async(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def call_async(
+        self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         client = await asyncio.to_thread(self.ensure, ep)
         kwargs = with_secrets(ep, kwargs, self.root)
         timeout = ep.spec.timeout + 30
@@ -209,13 +249,17 @@ class Session:
             out = await client.call_async(ep.name, method, args, kwargs, timeout=timeout)
         return self._finish(ep, out)
 
-    def stream(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
+    def stream(
+        self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Iterator[Any]:
         client = self.ensure(ep)
         kwargs = with_secrets(ep, kwargs, self.root)
         produced = False
         for attempt in (0, 1):
             try:
-                for kind, value in client.stream(ep.name, method, args, kwargs, timeout=ep.spec.timeout + 30):
+                for kind, value in client.stream(
+                    ep.name, method, args, kwargs, timeout=ep.spec.timeout + 30
+                ):
                     if kind == "item":
                         produced = True
                         yield value
@@ -227,14 +271,18 @@ class Session:
                     raise  # items already went out: a retry would repeat them
                 self._recover(client, exc)
 
-    async def stream_async(self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+    async def stream_async(
+        self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncIterator[Any]:
         """`async for item in f.aio(...)` of a generator endpoint: items as the worker yields them."""
         client = await asyncio.to_thread(self.ensure, ep)
         kwargs = with_secrets(ep, kwargs, self.root)
         produced = False
         for attempt in (0, 1):
             try:
-                async for kind, value in client.stream_async(ep.name, method, args, kwargs, timeout=ep.spec.timeout + 30):
+                async for kind, value in client.stream_async(
+                    ep.name, method, args, kwargs, timeout=ep.spec.timeout + 30
+                ):
                     if kind == "item":
                         produced = True
                         yield value

@@ -34,10 +34,22 @@ from urllib.parse import urlsplit
 from ..protocol import envvars
 from ..protocol.errors import RuntimeUnavailable, SlipstreamError
 
-__all__ = ["SshTarget", "SshLink", "SshError", "parse_ssh_url", "is_ssh_url", "link_for", "STATE_DIR_ENV"]
+__all__ = [
+    "SshTarget",
+    "SshLink",
+    "SshError",
+    "parse_ssh_url",
+    "is_ssh_url",
+    "link_for",
+    "STATE_DIR_ENV",
+]
 
-STATE_DIR_ENV = envvars.SSH_DIR  # where control sockets and forward state live (default ~/.slipstream/ssh)
-CONFIG_ENV = envvars.SSH_CONFIG  # an ssh config file passed as -F (default: ssh's own, ~/.ssh/config)
+STATE_DIR_ENV = (
+    envvars.SSH_DIR
+)  # where control sockets and forward state live (default ~/.slipstream/ssh)
+CONFIG_ENV = (
+    envvars.SSH_CONFIG
+)  # an ssh config file passed as -F (default: ssh's own, ~/.ssh/config)
 REMOTE_HOME = "$HOME/.slipstream"
 MIN_PYTHON = (3, 11)  # the package's requires-python
 
@@ -54,7 +66,12 @@ class SshTarget:
 
     @property
     def url(self) -> str:
-        return "ssh://" + (f"{self.user}@" if self.user else "") + self.host + (f":{self.port}" if self.port else "")
+        return (
+            "ssh://"
+            + (f"{self.user}@" if self.user else "")
+            + self.host
+            + (f":{self.port}" if self.port else "")
+        )
 
     @property
     def key(self) -> str:
@@ -62,7 +79,7 @@ class SshTarget:
 
     @property
     def label(self) -> str:
-        return self.url[len("ssh://"):]
+        return self.url[len("ssh://") :]
 
 
 def is_ssh_url(url: str | None) -> bool:
@@ -76,10 +93,14 @@ def parse_ssh_url(url: str) -> SshTarget:
         parts = urlsplit(raw)
         port = parts.port
     except ValueError as exc:
-        raise SshError(f"{url!r} is not an SSH address ({exc}); write ssh://[user@]host[:port]") from None
+        raise SshError(
+            f"{url!r} is not an SSH address ({exc}); write ssh://[user@]host[:port]"
+        ) from None
     host = parts.hostname
     if not host or parts.path not in ("", "/") or parts.query or parts.password:
-        raise SshError(f"{url!r} is not an SSH address; write ssh://[user@]host[:port] (a Host alias from ~/.ssh/config works)")
+        raise SshError(
+            f"{url!r} is not an SSH address; write ssh://[user@]host[:port] (a Host alias from ~/.ssh/config works)"
+        )
     # keep the alias's case: ssh config Host patterns are matched as written
     netloc = parts.netloc.rsplit("@", 1)[-1]
     name = netloc.rsplit(":", 1)[0] if port else netloc
@@ -104,11 +125,13 @@ def _say(msg: str) -> None:
 
 
 # The helper runs alone on the host, without Slipstream: the variable names it uses come along.
-_HELPER_PRELUDE = f"class envvars:\n    TOKEN = {envvars.TOKEN!r}\n    RUNTIME_URL = {envvars.RUNTIME_URL!r}\n"
+_HELPER_PRELUDE = (
+    f"class envvars:\n    TOKEN = {envvars.TOKEN!r}\n    RUNTIME_URL = {envvars.RUNTIME_URL!r}\n"
+)
 
 # The program run on the host by its own Python (stdlib only, read from stdin: `python3 - OP`).
 # It prints one JSON line. The token it prints travels back over SSH's stdout only.
-_HOST_HELPER = r'''
+_HOST_HELPER = r"""
 import json, os, signal, subprocess, sys, time
 home = os.path.join(os.path.expanduser("~"), ".slipstream")
 rt = os.path.join(home, "runtime")
@@ -207,7 +230,7 @@ elif op == "start":
             sys.exit(0)
         time.sleep(0.05)
     print(json.dumps({"running": running()}))
-'''
+"""
 
 
 class SshLink:
@@ -219,7 +242,9 @@ class SshLink:
         self.control = d / f"{target.key}.sock"
         self.state_file = d / f"{target.key}.json"
         self.token = ""
-        self.remote: dict[str, Any] = {}  # the host runtime's ready.json (url, data_port, pid, runtime_id)
+        self.remote: dict[
+            str, Any
+        ] = {}  # the host runtime's ready.json (url, data_port, pid, runtime_id)
         self.http_port = 0
         self.data_port = 0
         self.remote_http = 0
@@ -231,8 +256,18 @@ class SshLink:
         cmd = ["ssh"]
         if os.environ.get(CONFIG_ENV):
             cmd += ["-F", os.environ[CONFIG_ENV]]
-        cmd += ["-o", "BatchMode=yes", "-o", f"ControlPath={self.control}", "-o", "ServerAliveInterval=10",
-                "-o", "ServerAliveCountMax=3", "-o", "ConnectTimeout=15"]
+        cmd += [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ControlPath={self.control}",
+            "-o",
+            "ServerAliveInterval=10",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-o",
+            "ConnectTimeout=15",
+        ]
         if self.target.port:
             cmd += ["-p", str(self.target.port)]
         if self.target.user:
@@ -240,7 +275,11 @@ class SshLink:
         return [*cmd, *extra]
 
     def master_alive(self) -> bool:
-        r = subprocess.run(self._ssh("-O", "check", self.target.host), capture_output=True, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            self._ssh("-O", "check", self.target.host),
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )
         return r.returncode == 0
 
     def start_master(self) -> None:
@@ -249,9 +288,23 @@ class SshLink:
         master and never reach end-of-file."""
         self.control.unlink(missing_ok=True)  # a dead master's socket: ssh would not bind over it
         with tempfile.TemporaryFile() as err:
-            r = subprocess.run(self._ssh("-M", "-N", "-f", "-o", "ControlMaster=yes", "-o", "ControlPersist=yes",
-                                         "-o", "ExitOnForwardFailure=yes", self.target.host),
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            r = subprocess.run(
+                self._ssh(
+                    "-M",
+                    "-N",
+                    "-f",
+                    "-o",
+                    "ControlMaster=yes",
+                    "-o",
+                    "ControlPersist=yes",
+                    "-o",
+                    "ExitOnForwardFailure=yes",
+                    self.target.host,
+                ),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
             err.seek(0)
             msg = err.read().decode(errors="replace").strip()
         if r.returncode != 0:
@@ -259,37 +312,59 @@ class SshLink:
 
     def _explain(self, msg: str) -> str:
         h = self.target.label
-        if "Host key verification failed" in msg or "host key" in msg.lower() and "known" in msg.lower():
-            return (f"refused: the host key of {h} is not in your known_hosts (or does not match it), and ssh is "
-                    f"not allowed to ask. Check the key and add it, e.g. run `ssh {h}` once and answer yes, "
-                    f"or `ssh-keyscan` it into ~/.ssh/known_hosts. ssh said: {msg}")
+        if (
+            "Host key verification failed" in msg
+            or "host key" in msg.lower()
+            and "known" in msg.lower()
+        ):
+            return (
+                f"refused: the host key of {h} is not in your known_hosts (or does not match it), and ssh is "
+                f"not allowed to ask. Check the key and add it, e.g. run `ssh {h}` once and answer yes, "
+                f"or `ssh-keyscan` it into ~/.ssh/known_hosts. ssh said: {msg}"
+            )
         if "Permission denied" in msg:
-            return (f"ssh to {h} was refused (no key it accepts; slipstream never asks for a password): "
-                    f"add your key with ssh-copy-id or set IdentityFile in ~/.ssh/config. ssh said: {msg}")
+            return (
+                f"ssh to {h} was refused (no key it accepts; slipstream never asks for a password): "
+                f"add your key with ssh-copy-id or set IdentityFile in ~/.ssh/config. ssh said: {msg}"
+            )
         return f"cannot reach {h} over ssh: {msg or 'ssh failed'}; check that `ssh {h} true` works without a prompt"
 
-    def run(self, command: str, input: bytes | None = None, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self, command: str, input: bytes | None = None, check: bool = True, timeout: float = 600
+    ) -> subprocess.CompletedProcess[bytes]:
         """Run a shell command on the host over the master connection."""
-        r = subprocess.run(self._ssh("-o", "ControlMaster=no", self.target.host, "--", command),
-                           input=input if input is not None else b"", capture_output=True, timeout=timeout)
+        r = subprocess.run(
+            self._ssh("-o", "ControlMaster=no", self.target.host, "--", command),
+            input=input if input is not None else b"",
+            capture_output=True,
+            timeout=timeout,
+        )
         if check and r.returncode != 0:
             if r.returncode == 255:
                 raise SshError(self._explain(r.stderr.decode(errors="replace").strip()))
-            raise SshError(f"on {self.target.label}: `{command[:80]}` failed ({r.returncode}): {r.stderr.decode(errors='replace').strip()[-1500:]}")
+            raise SshError(
+                f"on {self.target.label}: `{command[:80]}` failed ({r.returncode}): {r.stderr.decode(errors='replace').strip()[-1500:]}"
+            )
         return r
 
     def helper(self, python: str, *args: str) -> dict[str, Any]:
-        r = self.run(" ".join([shlex.quote(python), "-", *map(shlex.quote, args)]),
-                     input=(_HELPER_PRELUDE + _HOST_HELPER).encode())
+        r = self.run(
+            " ".join([shlex.quote(python), "-", *map(shlex.quote, args)]),
+            input=(_HELPER_PRELUDE + _HOST_HELPER).encode(),
+        )
         try:
             return json.loads(r.stdout.decode().strip().splitlines()[-1])
         except (ValueError, IndexError):
-            raise SshError(f"unexpected answer from {self.target.label}: {r.stdout[-500:]!r} {r.stderr[-500:]!r}") from None
+            raise SshError(
+                f"unexpected answer from {self.target.label}: {r.stdout[-500:]!r} {r.stderr[-500:]!r}"
+            ) from None
 
     def find_python(self) -> str:
-        probe = ('for p in "$HOME/.slipstream/venv/bin/python" python3.13 python3.12 python3.11 python3.10 python3 python; do '
-                 'q=$(command -v "$p" 2>/dev/null) && "$q" -c "import sys; print(sys.version_info[0], sys.version_info[1], sys.executable)" 2>/dev/null; '
-                 'done; true')
+        probe = (
+            'for p in "$HOME/.slipstream/venv/bin/python" python3.13 python3.12 python3.11 python3.10 python3 python; do '
+            'q=$(command -v "$p" 2>/dev/null) && "$q" -c "import sys; print(sys.version_info[0], sys.version_info[1], sys.executable)" 2>/dev/null; '
+            "done; true"
+        )
         found = []
         for line in self.run(probe).stdout.decode().splitlines():
             try:
@@ -300,8 +375,10 @@ class SshLink:
         ok = [exe for v, exe in found if v >= MIN_PYTHON and "/.slipstream/venv/" not in exe]
         if not ok:
             have = ", ".join(f"{exe} ({v[0]}.{v[1]})" for v, exe in found) or "none"
-            raise SshError(f"{self.target.label} has no Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]} on its PATH (found: {have}); "
-                           "install one (e.g. apt-get install python3 python3-venv) and connect again")
+            raise SshError(
+                f"{self.target.label} has no Python >= {MIN_PYTHON[0]}.{MIN_PYTHON[1]} on its PATH (found: {have}); "
+                "install one (e.g. apt-get install python3 python3-venv) and connect again"
+            )
         return ok[0]
 
     # --- forwards ---------------------------------------------------------------------
@@ -312,15 +389,22 @@ class SshLink:
             return {}
 
     def _forward(self, local: int, remote: int) -> bool:
-        r = subprocess.run(self._ssh("-O", "forward", "-L", f"127.0.0.1:{local}:127.0.0.1:{remote}", self.target.host),
-                           capture_output=True, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            self._ssh(
+                "-O", "forward", "-L", f"127.0.0.1:{local}:127.0.0.1:{remote}", self.target.host
+            ),
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )
         return r.returncode == 0
 
     def _health_ok(self) -> bool:
         import httpx
 
         try:
-            h = httpx.get(f"http://127.0.0.1:{self.http_port}/health", timeout=5.0, trust_env=False).json()
+            h = httpx.get(
+                f"http://127.0.0.1:{self.http_port}/health", timeout=5.0, trust_env=False
+            ).json()
         except (httpx.HTTPError, ValueError):
             return False
         return h.get("runtime_id") == self.remote.get("runtime_id")
@@ -336,8 +420,17 @@ class SshLink:
         if not fresh_master:  # forwards to a runtime that is gone: free their local ports first
             for lk, rk in (("http", "remote_http"), ("data", "remote_data")):
                 if st.get(lk) and st.get(rk):
-                    subprocess.run(self._ssh("-O", "cancel", "-L", f"127.0.0.1:{st[lk]}:127.0.0.1:{st[rk]}", self.target.host),
-                                   capture_output=True, stdin=subprocess.DEVNULL)
+                    subprocess.run(
+                        self._ssh(
+                            "-O",
+                            "cancel",
+                            "-L",
+                            f"127.0.0.1:{st[lk]}:127.0.0.1:{st[rk]}",
+                            self.target.host,
+                        ),
+                        capture_output=True,
+                        stdin=subprocess.DEVNULL,
+                    )
         wanted = [(int(st.get("http") or 0), rh)] + ([(int(st.get("data") or 0), rd)] if rd else [])
         got = []
         for local, remote in wanted:
@@ -348,11 +441,22 @@ class SshLink:
                     got.append(port)
                     break
             else:
-                raise SshError(f"could not forward a local port to {self.target.label}:{remote} over ssh")
+                raise SshError(
+                    f"could not forward a local port to {self.target.label}:{remote} over ssh"
+                )
         self.http_port, self.data_port = got[0], (got[1] if rd else 0)
         self.remote_http, self.remote_data = rh, rd
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"http": self.http_port, "data": self.data_port, "remote_http": rh, "remote_data": rd}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "http": self.http_port,
+                    "data": self.data_port,
+                    "remote_http": rh,
+                    "remote_data": rd,
+                }
+            )
+        )
         os.replace(tmp, self.state_file)
 
     @property
@@ -360,7 +464,9 @@ class SshLink:
         return f"http://127.0.0.1:{self.http_port}"
 
     # --- install and start ------------------------------------------------------------
-    def connect(self, *, upgrade: bool = False, idle_stop: str | None = None, quiet: bool = False) -> dict[str, Any]:
+    def connect(
+        self, *, upgrade: bool = False, idle_stop: str | None = None, quiet: bool = False
+    ) -> dict[str, Any]:
         """Make sure the host runs our version of the runtime and the forwards reach it; return
         the host's status. Bootstraps the host on the first connect."""
         with self._locked():
@@ -394,10 +500,14 @@ class SshLink:
         running = st.get("running")
         if running and running.get("version") != __version__:
             if not upgrade:
-                raise SshError(f"{self.target.label} runs Slipstream {running.get('version')}, this machine has {__version__}: "
-                               f"connect with --upgrade to replace it (its calls in flight stop), or install {running.get('version')} here")
+                raise SshError(
+                    f"{self.target.label} runs Slipstream {running.get('version')}, this machine has {__version__}: "
+                    f"connect with --upgrade to replace it (its calls in flight stop), or install {running.get('version')} here"
+                )
             if not quiet:
-                _say(f"stopping Slipstream {running.get('version')} on {self.target.label} (--upgrade)")
+                _say(
+                    f"stopping Slipstream {running.get('version')} on {self.target.label} (--upgrade)"
+                )
             self.helper(python, "stop")
             running = None
         if not running:
@@ -418,22 +528,35 @@ class SshLink:
 
         say = (lambda m: None) if quiet else _say
         home = REMOTE_HOME
-        say(f"installing Slipstream {__version__} on {self.target.label} (into ~/.slipstream/venv, with {python})")
-        self.run(f'mkdir -p {home}/wheels && chmod 700 {home} && '
-                 f'( [ -x {home}/venv/bin/python ] || {shlex.quote(python)} -m venv {home}/venv )')
+        say(
+            f"installing Slipstream {__version__} on {self.target.label} (into ~/.slipstream/venv, with {python})"
+        )
+        self.run(
+            f"mkdir -p {home}/wheels && chmod 700 {home} && "
+            f"( [ -x {home}/venv/bin/python ] || {shlex.quote(python)} -m venv {home}/venv )"
+        )
         with tempfile.TemporaryDirectory(prefix="slipstream-wheels-") as tmp:
             own = build_own_wheel(Path(tmp))
             self.send([own], f"{home}/wheels", say)
             pip = f"{home}/venv/bin/python -m pip install --disable-pip-version-check -q --find-links {home}/wheels"
-            self.run(f"{home}/venv/bin/python -m pip uninstall -y -q slipstream >/dev/null 2>&1; true")
+            self.run(
+                f"{home}/venv/bin/python -m pip uninstall -y -q slipstream >/dev/null 2>&1; true"
+            )
             # the host runs `slipstream serve`: the runtime server's extra, not only the SDK
             want = shlex.quote(f"slipstream[server]=={__version__}")
             r = self.run(f"{pip} --timeout 10 --retries 0 {want}", check=False)
             if r.returncode == 0:
                 say(f"installed on {self.target.label}")
                 return
-            say(f"{self.target.label} cannot reach the package index; sending the dependencies over ssh")
-            deps = dependency_wheels(Path(tmp), tuple(st.get("version") or ()), st.get("machine", ""), st.get("system", ""))
+            say(
+                f"{self.target.label} cannot reach the package index; sending the dependencies over ssh"
+            )
+            deps = dependency_wheels(
+                Path(tmp),
+                tuple(st.get("version") or ()),
+                st.get("machine", ""),
+                st.get("system", ""),
+            )
             self.send(deps, f"{home}/wheels", say)
             self.run(f"{pip} --no-index {want}")
             say(f"installed on {self.target.label} from the wheels sent")
@@ -446,13 +569,23 @@ class SshLink:
             for f in files:
                 tar.add(f, arcname=f.name)
         data = buf.getvalue()
-        p = subprocess.Popen(self._ssh("-o", "ControlMaster=no", self.target.host, "--", f"mkdir -p {dest} && tar -x -C {dest}"),
-                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        p = subprocess.Popen(
+            self._ssh(
+                "-o",
+                "ControlMaster=no",
+                self.target.host,
+                "--",
+                f"mkdir -p {dest} && tar -x -C {dest}",
+            ),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         assert p.stdin is not None
         step, sent, shown = 1 << 20, 0, -1
         try:
             for i in range(0, len(data), step):
-                p.stdin.write(data[i:i + step])
+                p.stdin.write(data[i : i + step])
                 sent = min(len(data), i + step)
                 pct = sent * 100 // max(1, len(data))
                 if pct // 10 != shown and len(data) > 4 * step:
@@ -463,14 +596,18 @@ class SshLink:
             pass
         err = p.stderr.read().decode(errors="replace") if p.stderr else ""
         if p.wait() != 0:
-            raise SshError(f"sending {len(files)} file(s) to {self.target.label} failed: {err.strip()}")
+            raise SshError(
+                f"sending {len(files)} file(s) to {self.target.label} failed: {err.strip()}"
+            )
         say(f"sent {len(files)} file(s), {total / 1e6:.1f} MB, to {self.target.label}")
 
     def stop_runtime(self) -> bool:
         return bool(self.helper(self.find_python(), "stop").get("stopped"))
 
     def close_master(self) -> None:
-        subprocess.run(self._ssh("-O", "exit", self.target.host), capture_output=True, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            self._ssh("-O", "exit", self.target.host), capture_output=True, stdin=subprocess.DEVNULL
+        )
         self.state_file.unlink(missing_ok=True)
 
     def repair(self) -> bool:
@@ -495,7 +632,9 @@ def build_own_wheel(dest: Path) -> Path:
 
     pkg = Path(__file__).resolve().parent.parent  # the slipstream package (this is slipstream/sdk/)
     root = pkg.parent.parent
-    if (root / "pyproject.toml").is_file() and 'name = "slipstream"' in (root / "pyproject.toml").read_text():
+    if (root / "pyproject.toml").is_file() and 'name = "slipstream"' in (
+        root / "pyproject.toml"
+    ).read_text():
         import shutil
 
         src = dest / "src"
@@ -507,10 +646,26 @@ def build_own_wheel(dest: Path) -> Path:
         for name in ("runtime", "daemon"):
             if (root / name).is_dir():
                 shutil.copytree(root / name, src / name, ignore=ignore)
-        r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dest), str(src)],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "-q",
+                "-w",
+                str(dest),
+                str(src),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
-            raise SshError(f"could not build a wheel of the local Slipstream: {r.stderr.strip()[-1500:]}")
+            raise SshError(
+                f"could not build a wheel of the local Slipstream: {r.stderr.strip()[-1500:]}"
+            )
         return next(dest.glob("slipstream-*.whl"))
     return repack(md.distribution("slipstream"), dest)
 
@@ -527,7 +682,12 @@ def repack(dist: Any, dest: Path) -> Path:
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
         for f in dist.files or []:
             s = str(f)
-            if s.startswith("..") or "__pycache__" in s or s.endswith(".pyc") or s.endswith("direct_url.json"):
+            if (
+                s.startswith("..")
+                or "__pycache__" in s
+                or s.endswith(".pyc")
+                or s.endswith("direct_url.json")
+            ):
                 continue
             p = Path(dist.locate_file(f))
             if p.is_file():
@@ -540,14 +700,20 @@ def _compress_tags(tags: list[str]) -> str:
     return "-".join(".".join(dict.fromkeys(p[i] for p in parts)) for i in range(3))
 
 
-def dependency_wheels(dest: Path, host_version: tuple[int, ...], machine: str, system: str) -> list[Path]:
+def dependency_wheels(
+    dest: Path, host_version: tuple[int, ...], machine: str, system: str
+) -> list[Path]:
     """Wheels of Slipstream's dependencies for the host: repacked from this environment when
     the host has the same Python and platform, else downloaded for the host's."""
     import importlib.metadata as md
     import platform
 
     names = _closure("slipstream", {"server"})
-    same = tuple(host_version) == sys.version_info[:2] and machine == platform.machine() and system == sys.platform
+    same = (
+        tuple(host_version) == sys.version_info[:2]
+        and machine == platform.machine()
+        and system == sys.platform
+    )
     if same:
         out = []
         for n in names:
@@ -559,13 +725,30 @@ def dependency_wheels(dest: Path, host_version: tuple[int, ...], machine: str, s
             return out
     pins = [f"{n}=={md.version(n)}" for n in names]
     plat = f"manylinux2014_{machine}" if system == "linux" else None
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--no-deps", "-d", str(dest / "deps"),
-           "--python-version", ".".join(map(str, host_version))] + (["--platform", plat] if plat else []) + pins
+    cmd = (
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--only-binary=:all:",
+            "--no-deps",
+            "-d",
+            str(dest / "deps"),
+            "--python-version",
+            ".".join(map(str, host_version)),
+        ]
+        + (["--platform", plat] if plat else [])
+        + pins
+    )
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        raise SshError(f"could not fetch the dependencies for the host's Python {'.'.join(map(str, host_version))} ({machine}): "
-                       f"{r.stderr.strip()[-1000:]}; give the host access to the package index, or use Python "
-                       f"{sys.version_info[0]}.{sys.version_info[1]} there")
+        raise SshError(
+            f"could not fetch the dependencies for the host's Python {'.'.join(map(str, host_version))} ({machine}): "
+            f"{r.stderr.strip()[-1000:]}; give the host access to the package index, or use Python "
+            f"{sys.version_info[0]}.{sys.version_info[1]} there"
+        )
     return sorted((dest / "deps").glob("*.whl"))
 
 

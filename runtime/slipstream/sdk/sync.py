@@ -18,22 +18,72 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import find_project_root, import_paths, load_project, project_key
 from ..protocol.errors import DeployError, SlipstreamError
 from ..protocol.messages import CommitReply, EndpointInfo
+from .config import find_project_root, import_paths, load_project, project_key
 
 if TYPE_CHECKING:
     from .client import RuntimeClient
 
-__all__ = ["SyncResult", "build_manifest", "sync_project", "find_project_root", "IGNORED_DIRS", "is_ignored"]
+__all__ = [
+    "SyncResult",
+    "build_manifest",
+    "sync_project",
+    "find_project_root",
+    "IGNORED_DIRS",
+    "is_ignored",
+]
 
 IGNORED_DIRS = {
-    ".git", ".hg", ".svn", ".venv", "venv", "env", ".env", "__pycache__", "node_modules",
-    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox", ".nox", ".idea", ".vscode",
-    "build", "dist", ".eggs", "out", ".ipynb_checkpoints", "test-results",
+    ".git",
+    ".hg",
+    ".svn",
+    ".venv",
+    "venv",
+    "env",
+    ".env",
+    "__pycache__",
+    "node_modules",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".tox",
+    ".nox",
+    ".idea",
+    ".vscode",
+    "build",
+    "dist",
+    ".eggs",
+    "out",
+    ".ipynb_checkpoints",
+    "test-results",
 }
-IGNORED_SUFFIXES = (".pyc", ".pyo", ".swp", ".swo", ".swx", "~", ".tmp", ".part", ".crdownload", ".DS_Store")
-SYNCED_SUFFIXES = (".py", ".toml", ".json", ".yaml", ".yml", ".txt", ".cfg", ".ini", ".jinja", ".j2", ".csv", ".md")
+IGNORED_SUFFIXES = (
+    ".pyc",
+    ".pyo",
+    ".swp",
+    ".swo",
+    ".swx",
+    "~",
+    ".tmp",
+    ".part",
+    ".crdownload",
+    ".DS_Store",
+)
+SYNCED_SUFFIXES = (
+    ".py",
+    ".toml",
+    ".json",
+    ".yaml",
+    ".yml",
+    ".txt",
+    ".cfg",
+    ".ini",
+    ".jinja",
+    ".j2",
+    ".csv",
+    ".md",
+)
 MAX_FILE_BYTES = 16 * 1024 * 1024
 _ENDPOINT_RE = re.compile(rb"^\s*@\s*[\w.]*endpoint\b", re.M)
 
@@ -47,7 +97,9 @@ def is_ignored(rel: str, include: Sequence[str] = ()) -> bool:
     name = parts[-1]
     if name.startswith((".#", "#")) or name.endswith(IGNORED_SUFFIXES):
         return True
-    return not name.endswith(SYNCED_SUFFIXES) and not any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in include)
+    return not name.endswith(SYNCED_SUFFIXES) and not any(
+        fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in include
+    )
 
 
 @dataclass
@@ -87,11 +139,17 @@ def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
     entries: list[str] = []
     skipped: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and not d.endswith(".egg-info") and not d.startswith("."))
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if d not in IGNORED_DIRS and not d.endswith(".egg-info") and not d.startswith(".")
+        )
         for fn in sorted(filenames):
             full = Path(dirpath) / fn
             rel = full.relative_to(root).as_posix()
-            if is_ignored(rel, cfg.include) or any(fnmatch.fnmatch(rel, pat) for pat in cfg.exclude):
+            if is_ignored(rel, cfg.include) or any(
+                fnmatch.fnmatch(rel, pat) for pat in cfg.exclude
+            ):
                 continue
             if full.is_symlink():
                 skipped.append(f"{rel}: symlink (not synced)")
@@ -110,10 +168,25 @@ def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
 
 
 # installer lines worth showing while a commit runs (the rest goes to the runtime's log)
-_INSTALL_NEWS = ("Collecting", "Downloading", "Installing collected", "Successfully installed", "ERROR", "error:")
+_INSTALL_NEWS = (
+    "Collecting",
+    "Downloading",
+    "Installing collected",
+    "Successfully installed",
+    "ERROR",
+    "error:",
+)
 
 
-def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries: list[str], progress: Callable[[str], None], project: str | None = None, paths: list[str] | None = None, **kw: Any) -> CommitReply:
+def _commit_with_progress(
+    client: RuntimeClient,
+    files: dict[str, str],
+    entries: list[str],
+    progress: Callable[[str], None],
+    project: str | None = None,
+    paths: list[str] | None = None,
+    **kw: Any,
+) -> CommitReply:
     """Commit; if it is still running after a moment, relay the runtime's install/system lines."""
     started = time.time()
     with ThreadPoolExecutor(1) as ex:
@@ -133,7 +206,9 @@ def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries:
                     if e.get("ts", 0) < started - 1:
                         continue
                     stream = e.get("stream")
-                    if (stream == "system" and text.startswith("install")) or (stream == "install" and text.startswith(_INSTALL_NEWS)):
+                    if (stream == "system" and text.startswith("install")) or (
+                        stream == "install" and text.startswith(_INSTALL_NEWS)
+                    ):
                         progress(text)
             except Exception:  # noqa: BLE001 - progress is best effort; the commit decides
                 pass
@@ -151,7 +226,11 @@ def _commit_with_progress(client: RuntimeClient, files: dict[str, str], entries:
 def _unsynced_file_hint(exc: DeployError, root: Path) -> str:
     """The import failed on a file that is in the project but was not synced (its suffix is not
     code or config): say so, and how to sync it."""
-    m = re.search(r"/\.live-\d+/([^'\"]+)", exc.message) if exc.type == "FileNotFoundError" else None
+    m = (
+        re.search(r"/\.live-\d+/([^'\"]+)", exc.message)
+        if exc.type == "FileNotFoundError"
+        else None
+    )
     if m is None:
         return ""
     rel = m.group(1)
@@ -162,15 +241,19 @@ def _unsynced_file_hint(exc: DeployError, root: Path) -> str:
     if not (Path(root) / rel).is_file() or not is_ignored(rel, include):
         return ""
     pattern = f"*{Path(rel).suffix}" if Path(rel).suffix else rel
-    return (f". {rel} is in the project but not synced: only code and config files are ({', '.join(SYNCED_SUFFIXES)}); "
-            f'add [sync] include = ["{pattern}"] to slipstream.toml')
+    return (
+        f". {rel} is in the project but not synced: only code and config files are ({', '.join(SYNCED_SUFFIXES)}); "
+        f'add [sync] include = ["{pattern}"] to slipstream.toml'
+    )
 
 
 class _ChangedWhileSyncing(Exception):
     pass
 
 
-def _upload(client: RuntimeClient, missing: list[str], read: Callable[[str], bytes], batched: bool = True) -> None:
+def _upload(
+    client: RuntimeClient, missing: list[str], read: Callable[[str], bytes], batched: bool = True
+) -> None:
     """Send the missing files: in up to UPLOAD_CONNECTIONS batches at once (each request's
     round trip overlaps the others'), or one PUT per file to an older runtime."""
     if not missing:
@@ -221,7 +304,13 @@ def sync_project(
             hint = _unsynced_file_hint(exc, Path(root))
             if not hint:
                 raise
-            raise DeployError(exc.message + hint, type=exc.type, file=exc.file, line=exc.line, traceback=exc.traceback) from None
+            raise DeployError(
+                exc.message + hint,
+                type=exc.type,
+                file=exc.file,
+                line=exc.line,
+                traceback=exc.traceback,
+            ) from None
         except _ChangedWhileSyncing:
             if attempt == attempts - 1:
                 raise
@@ -236,7 +325,12 @@ SPLIT_BYTES = 4 << 20  # below this, one batch
 UPLOAD_CONNECTIONS = 4
 
 
-def _sync_once(client: RuntimeClient, root: str | os.PathLike[str], progress: Callable[[str], None] | None, paths: list[str] | None = None) -> SyncResult:
+def _sync_once(
+    client: RuntimeClient,
+    root: str | os.PathLike[str],
+    progress: Callable[[str], None] | None,
+    paths: list[str] | None = None,
+) -> SyncResult:
     """One round trip when the runtime has every file but a few small new ones (an edit): the
     commit carries them. Otherwise the commit answers which files are missing, they go up in a
     few batches in parallel, and the commit is sent again: three round trips for a first sync,

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from ..protocol import shm, wire
+from ..protocol.disconnect import unless_disconnected
 from ..protocol.errors import ErrorInfo
 from ..protocol.kinds import TRACKED_WORKER_STATES, ErrorKind
 from ..protocol.version import __version__
@@ -37,9 +38,7 @@ from .replies import (
     read_body,
     record_bytes,
     sdk_records,
-
 )
-from ..protocol.disconnect import unless_disconnected
 from .service import DeployRefused, Runtime
 from .sockets import bind_socket, tls_server_context
 from .store import UploadRefused
@@ -66,13 +65,20 @@ class TokenAuth:
                     got = v
                     break
             if not hmac.compare_digest(got, self.expected):
-                if scope["type"] == "websocket":  # a debug session's relay (debug.py): refused at the handshake (403)
+                if (
+                    scope["type"] == "websocket"
+                ):  # a debug session's relay (debug.py): refused at the handshake (403)
                     await send({"type": "websocket.close", "code": 1008})
                     return
                 msg = "missing bearer token" if not got else "wrong token"
                 resp = JSONResponse(
-                    {"error": {"type": "Unauthorized", "message": f"{msg}: send 'Authorization: Bearer <token>' "
-                               "(the token `slipstream serve` printed, or SLIPSTREAM_TOKEN)"}},
+                    {
+                        "error": {
+                            "type": "Unauthorized",
+                            "message": f"{msg}: send 'Authorization: Bearer <token>' "
+                            "(the token `slipstream serve` printed, or SLIPSTREAM_TOKEN)",
+                        }
+                    },
                     status_code=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
@@ -94,8 +100,11 @@ class _BodyTooLarge(HTTPException):
     """Raised while the body streams in; an HTTPException so FastAPI's body parsing passes it on."""
 
     def __init__(self) -> None:
-        super().__init__(413, f"a manifest or commit over {MAX_JSON_BODY} bytes; exclude data and "
-                         "build folders in slipstream.toml [sync] exclude")
+        super().__init__(
+            413,
+            f"a manifest or commit over {MAX_JSON_BODY} bytes; exclude data and "
+            "build folders in slipstream.toml [sync] exclude",
+        )
 
 
 def _limited(receive: Any, limit: int) -> Any:
@@ -114,8 +123,13 @@ def _limited(receive: Any, limit: int) -> Any:
 
 async def _too_large(scope: dict, receive: Any, send: Any) -> None:
     resp = JSONResponse(
-        {"error": {"type": "PayloadTooLarge", "message": f"a manifest or commit over {MAX_JSON_BODY} bytes; "
-                   "exclude data and build folders in slipstream.toml [sync] exclude"}},
+        {
+            "error": {
+                "type": "PayloadTooLarge",
+                "message": f"a manifest or commit over {MAX_JSON_BODY} bytes; "
+                "exclude data and build folders in slipstream.toml [sync] exclude",
+            }
+        },
         status_code=413,
     )
     await resp(scope, receive, send)
@@ -126,32 +140,42 @@ class Manifest(BaseModel):
 
 
 class Commit(Manifest):
-    entries: list[str] = Field(default_factory=list, description="files that define endpoints (imported to find them)")
+    entries: list[str] = Field(
+        default_factory=list, description="files that define endpoints (imported to find them)"
+    )
     paths: list[str] | None = Field(
-        None, description="project-relative folders the runtime puts on sys.path, in order, as the user's Python has "
-        "them (\"\" is the root, e.g. [\"\", \"src\"]); omitted: [\"\"]", max_length=32,
+        None,
+        description="project-relative folders the runtime puts on sys.path, in order, as the user's Python has "
+        'them ("" is the root, e.g. ["", "src"]); omitted: [""]',
+        max_length=32,
     )
     project: str | None = Field(
-        None, description="the project's key (its name plus a hash of machine and root); a commit replaces only "
-        "that project's endpoints. Omitted: the project \"default\"", max_length=80,
+        None,
+        description="the project's key (its name plus a hash of machine and root); a commit replaces only "
+        'that project\'s endpoints. Omitted: the project "default"',
+        max_length=80,
     )
     blobs: dict[str, str] | None = Field(
-        None, description="files' bytes sent along (SHA-256 -> base64), stored before the commit: a small edit "
-        "deploys in one request", max_length=256,
+        None,
+        description="files' bytes sent along (SHA-256 -> base64), stored before the commit: a small edit "
+        "deploys in one request",
+        max_length=256,
     )
     report_missing: bool = Field(
-        False, description="when files are missing, answer 409 MissingBlobs with their hashes (\"missing\") "
+        False,
+        description='when files are missing, answer 409 MissingBlobs with their hashes ("missing") '
         "instead of refusing: the client uploads them and commits again (no manifest round trip first)",
     )
     routing: str | None = Field(
-        None, description="the project's routing table (JSON) when it runs on several runtimes: the workers' "
-        "nested calls read it to reach the runtime serving the endpoint they call (docs/runtimes.md)", max_length=1 << 16,
+        None,
+        description="the project's routing table (JSON) when it runs on several runtimes: the workers' "
+        "nested calls read it to reach the runtime serving the endpoint they call (docs/runtimes.md)",
+        max_length=1 << 16,
     )
 
 
 _TRUE = ("1", "true", "yes", "on", "y", "t")  # what the documented boolean query parameter takes
 _FALSE = ("", "0", "false", "no", "off", "n", "f")
-
 
 
 def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
@@ -176,13 +200,24 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
     @app.put(
         "/v1/blobs/{sha}",
         summary="Upload one file's bytes, addressed by their SHA-256",
-        openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            }
+        },
     )
-    async def put_blob(request: Request, sha: str = PathParam(..., pattern="^[0-9a-f]{64}$")) -> Any:
+    async def put_blob(
+        request: Request, sha: str = PathParam(..., pattern="^[0-9a-f]{64}$")
+    ) -> Any:
         limit = rt.store.limits.max_file_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            return error_reply(413, "UploadRefused", f"file of {declared} bytes is over the {limit} byte limit")
+            return error_reply(
+                413, "UploadRefused", f"file of {declared} bytes is over the {limit} byte limit"
+            )
         data = bytearray()
         async for chunk in request.stream():
             data += chunk
@@ -199,7 +234,11 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         summary="Download one stored file by its SHA-256 (workers on other machines fetch code so)",
         response_class=Response,
         responses={
-            200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+            200: {
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                }
+            },
             404: {"description": "The runtime has no file with that SHA-256"},
         },
     )
@@ -216,12 +255,21 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         summary="Upload several files in one request (what the SDK's sync sends)",
         description="Body: for each file, its SHA-256 as 64 hex characters, its length as a big-endian u64, "
         "then its bytes. Each is checked against its hash and the file size limit.",
-        openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            }
+        },
     )
     async def put_blobs(request: Request) -> Any:
         body = await read_body(request, MAX_BLOB_BATCH)
         if body is None:
-            return error_reply(413, "UploadRefused", f"a batch over {MAX_BLOB_BATCH} bytes; send several")
+            return error_reply(
+                413, "UploadRefused", f"a batch over {MAX_BLOB_BATCH} bytes; send several"
+            )
         try:
             items = _split_batch(body)
             await asyncio.to_thread(rt.put_blobs, items)
@@ -232,7 +280,9 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
     @app.post("/v1/generations", summary="Commit a generation: import it, then swap workers to it")
     async def commit(c: Commit) -> Any:
         try:
-            inline = [(sha, base64.b64decode(b64, validate=True)) for sha, b64 in (c.blobs or {}).items()]
+            inline = [
+                (sha, base64.b64decode(b64, validate=True)) for sha, b64 in (c.blobs or {}).items()
+            ]
         except ValueError as exc:  # binascii.Error
             return error_reply(400, "UploadRefused", f"'blobs' values must be base64: {exc}")
         try:
@@ -241,8 +291,13 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
             if c.report_missing:
                 missing = rt.missing(c.files)
                 if missing:
-                    return error_reply(409, "MissingBlobs", f"{len(missing)} file(s) to upload first (POST /v1/blobs), then "
-                                  "commit again", missing=missing)
+                    return error_reply(
+                        409,
+                        "MissingBlobs",
+                        f"{len(missing)} file(s) to upload first (POST /v1/blobs), then "
+                        "commit again",
+                        missing=missing,
+                    )
             return await rt.commit(c.files, c.entries, c.project, c.paths, c.routing)
         except UploadRefused as exc:
             return error_reply(400, "UploadRefused", str(exc))
@@ -252,13 +307,22 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
             info = exc.info
             where = next((f for f in reversed(info.frames) if f.in_project), None)
             return error_reply(
-                ErrorKind.DEPLOY.http_status, info.type, info.message, kind=ErrorKind.DEPLOY, traceback=info.traceback,
+                ErrorKind.DEPLOY.http_status,
+                info.type,
+                info.message,
+                kind=ErrorKind.DEPLOY,
+                traceback=info.traceback,
                 frames=[vars(f) for f in info.frames],
-                file=where.file if where else None, line=where.line if where else None,
+                file=where.file if where else None,
+                line=where.line if where else None,
             )
 
-    @app.get("/v1/endpoints", summary="Endpoints with their pool state and stats, grouped by project")
-    async def endpoints(project: str | None = Query(None, max_length=80, description="only this project's")) -> Any:
+    @app.get(
+        "/v1/endpoints", summary="Endpoints with their pool state and stats, grouped by project"
+    )
+    async def endpoints(
+        project: str | None = Query(None, max_length=80, description="only this project's"),
+    ) -> Any:
         try:
             return rt.listing(project)
         except (KeyError, ValueError) as exc:
@@ -269,9 +333,16 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         try:
             return rt.pool(name, project).describe()
         except (LookupError, ValueError) as exc:
-            return lookup_error_reply(exc) if isinstance(exc, LookupError) else error_reply(400, "BadProject", str(exc))
+            return (
+                lookup_error_reply(exc)
+                if isinstance(exc, LookupError)
+                else error_reply(400, "BadProject", str(exc))
+            )
 
-    @app.get("/v1/projects", summary="The projects deployed here: generation, endpoints, environments, spend")
+    @app.get(
+        "/v1/projects",
+        summary="The projects deployed here: generation, endpoints, environments, spend",
+    )
     async def projects() -> dict[str, Any]:
         return {"projects": [p.describe() for p in rt.deployed()]}
 
@@ -279,7 +350,10 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
     async def project_endpoint_info(project: str, name: str) -> Any:
         return await endpoint_info(name, project)
 
-    @app.delete("/v1/projects/{project}", summary="Remove a project: stop its workers, delete its generations")
+    @app.delete(
+        "/v1/projects/{project}",
+        summary="Remove a project: stop its workers, delete its generations",
+    )
     async def remove_project(project: str) -> Any:
         try:
             await rt.remove_project(project)
@@ -290,14 +364,21 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
     @app.post(
         "/v1/endpoints/{name}/call",
         summary="Call an endpoint",
-        description="JSON: body {\"args\": [...], \"kwargs\": {...}}, reply {ok, result, duration_s, cost_usd, ...}. "
+        description='JSON: body {"args": [...], "kwargs": {...}}, reply {ok, result, duration_s, cost_usd, ...}. '
         "SDK: a Slipstream pickle frame of the same object, reply a stream of records.",
         openapi_extra={
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": {"type": "object", "properties": {
-                        "args": {"type": "array", "items": {}}, "kwargs": {"type": "object"}}}},
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "args": {"type": "array", "items": {}},
+                                "kwargs": {"type": "object"},
+                            },
+                        }
+                    },
                     wire.CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}},
                 },
             }
@@ -308,8 +389,16 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         name: str,
         method: str | None = Query(None, description="method of a class endpoint"),
         stream: bool = Query(False, description="stream generator items as they come (SDK format)"),
-        tag: str | None = Query(None, max_length=64, description="a name for this call; its log lines carry it (follow them with /v1/logs?tag=)"),
-        project: str | None = Query(None, max_length=80, description="the endpoint's project; needed only when several projects define the name (409 otherwise)"),
+        tag: str | None = Query(
+            None,
+            max_length=64,
+            description="a name for this call; its log lines carry it (follow them with /v1/logs?tag=)",
+        ),
+        project: str | None = Query(
+            None,
+            max_length=80,
+            description="the endpoint's project; needed only when several projects define the name (409 otherwise)",
+        ),
     ) -> Any:
         return await handle_call(request)
 
@@ -318,8 +407,14 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         summary="Call one project's endpoint",
         description="The same as /v1/endpoints/{name}/call, for the endpoint of this project (the SDK always calls so).",
     )
-    async def project_call(request: Request, project: str, name: str, method: str | None = Query(None), stream: bool = Query(False),
-                           tag: str | None = Query(None, max_length=64)) -> Any:
+    async def project_call(
+        request: Request,
+        project: str,
+        name: str,
+        method: str | None = Query(None),
+        stream: bool = Query(False),
+        tag: str | None = Query(None, max_length=64),
+    ) -> Any:
         return await handle_call(request)
 
     async def handle_call(request: Request) -> Any:
@@ -328,7 +423,11 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         method = request.query_params.get("method") or None
         stream_arg = request.query_params.get("stream", "").lower()
         if stream_arg not in _TRUE + _FALSE:
-            return error_reply(422, "InvalidParameter", f"stream must be true or false (1/0, yes/no), not {stream_arg[:40]!r}")
+            return error_reply(
+                422,
+                "InvalidParameter",
+                f"stream must be true or false (1/0, yes/no), not {stream_arg[:40]!r}",
+            )
         stream = stream_arg in _TRUE
         got = await call_input(rt, request, name, project, max_body)
         if isinstance(got, JSONResponse):
@@ -338,10 +437,14 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         c.tag = (request.query_params.get("tag") or "")[:64]
         if c.stream:
             c.items = asyncio.Queue()
-            return StreamingResponse(_stream(rt, pool, c), media_type=wire.CONTENT_TYPE if fmt == "pickle" else NDJSON)
+            return StreamingResponse(
+                _stream(rt, pool, c), media_type=wire.CONTENT_TYPE if fmt == "pickle" else NDJSON
+            )
         buf = None
         if len(body) >= shm.THRESHOLD and shm.available():
-            buf = shm.SharedBuffer(len(body), f"q{rt.id[:6]}-")  # one copy here beats the worker socket
+            buf = shm.SharedBuffer(
+                len(body), f"q{rt.id[:6]}-"
+            )  # one copy here beats the worker socket
             buf.write([body])
             c.shm_ref = buf.ref()
         task = asyncio.ensure_future(pool.call(c))
@@ -359,37 +462,55 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         status, payload = c.future.result()
         if fmt == "json":
             return json_reply(pool, c, status, payload)
-        return ChunkedResponse(sdk_records(pool, c, status, payload), wire.CONTENT_TYPE, 200 if status == "ok" else http_status(payload))
+        return ChunkedResponse(
+            sdk_records(pool, c, status, payload),
+            wire.CONTENT_TYPE,
+            200 if status == "ok" else http_status(payload),
+        )
 
     # The hot path skips FastAPI's parameter machinery; the route above documents it.
     app.router.routes.insert(0, Route("/v1/endpoints/{name}/call", handle_call, methods=["POST"]))
-    app.router.routes.insert(0, Route("/v1/projects/{project}/endpoints/{name}/call", handle_call, methods=["POST"]))
+    app.router.routes.insert(
+        0, Route("/v1/projects/{project}/endpoints/{name}/call", handle_call, methods=["POST"])
+    )
 
     from .calls import add_call_routes
     from .variants import add_variant_routes
 
     add_call_routes(app, rt, max_body)  # spawn, GET and DELETE /v1/calls/{id} (calls.py)
-    add_variant_routes(app, rt)  # f.with_options(...): POST .../endpoints/{name}/variants (variants.py)
+    add_variant_routes(
+        app, rt
+    )  # f.with_options(...): POST .../endpoints/{name}/variants (variants.py)
     from .debug import add_debug_routes
 
-    add_debug_routes(app, rt, max_body)  # debug sessions: POST .../debug, WS /v1/debug/{session} (debug.py)
+    add_debug_routes(
+        app, rt, max_body
+    )  # debug sessions: POST .../debug, WS /v1/debug/{session} (debug.py)
 
     @app.get("/v1/logs", summary="Live logs as server-sent events")
     async def logs(
         request: Request,
         endpoint: str | None = None,
         backlog: int = Query(50, ge=0, le=2000),
-        keepalive: float = Query(15.0, ge=0.2, le=300, description="seconds between keep-alive comments"),
-        tag: str | None = Query(None, max_length=64, description="only the lines of calls made with this tag"),
+        keepalive: float = Query(
+            15.0, ge=0.2, le=300, description="seconds between keep-alive comments"
+        ),
+        tag: str | None = Query(
+            None, max_length=64, description="only the lines of calls made with this tag"
+        ),
         project: str | None = Query(None, max_length=80, description="only this project's lines"),
     ) -> Any:
         q = rt.logs.subscribe()
 
         async def events() -> AsyncIterator[bytes]:
             try:
+
                 def wanted(e: dict[str, Any]) -> bool:
-                    return ((endpoint is None or e.get("endpoint") == endpoint) and (tag is None or e.get("tag") == tag)
-                            and (project is None or e.get("project") == project))
+                    return (
+                        (endpoint is None or e.get("endpoint") == endpoint)
+                        and (tag is None or e.get("tag") == tag)
+                        and (project is None or e.get("project") == project)
+                    )
 
                 for e in list(rt.logs.recent)[-backlog:] if backlog else []:
                     if wanted(e):
@@ -405,7 +526,9 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
             finally:
                 rt.logs.unsubscribe(q)
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics() -> str:
@@ -423,17 +546,19 @@ def _split_batch(body: bytes) -> list[tuple[str, bytes]]:
     view, pos, out = memoryview(body), 0, []
     while pos < len(body):
         if pos + _BATCH_HEAD > len(body):
-            raise UploadRefused("a batch entry is cut short: each is 64 hex characters of SHA-256, a u64 length, the bytes")
+            raise UploadRefused(
+                "a batch entry is cut short: each is 64 hex characters of SHA-256, a u64 length, the bytes"
+            )
         sha = bytes(view[pos : pos + 64]).decode("ascii", "replace")
         n = int.from_bytes(view[pos + 64 : pos + _BATCH_HEAD], "big")
         pos += _BATCH_HEAD
         if pos + n > len(body):
-            raise UploadRefused(f"the batch entry for {sha[:12]}... says {n} bytes but fewer follow")
+            raise UploadRefused(
+                f"the batch entry for {sha[:12]}... says {n} bytes but fewer follow"
+            )
         out.append((sha, bytes(view[pos : pos + n])))
         pos += n
     return out
-
-
 
 
 async def _stream(rt: Runtime, pool: Any, c: Call) -> AsyncIterator[Any]:
@@ -445,7 +570,11 @@ async def _stream(rt: Runtime, pool: Any, c: Call) -> AsyncIterator[Any]:
     as_json = c.fmt == "json"
 
     def item(payload: Any) -> bytes:
-        return b'{"item":' + bytes(payload) + b"}\n" if as_json else record_bytes(wire.REC_ITEM, payload)
+        return (
+            b'{"item":' + bytes(payload) + b"}\n"
+            if as_json
+            else record_bytes(wire.REC_ITEM, payload)
+        )
 
     def log(entry: dict[str, Any]) -> bytes:
         return ndjson({"log": entry}) if as_json else wire.json_record(wire.REC_LOG, entry)
@@ -492,16 +621,24 @@ async def _stream(rt: Runtime, pool: Any, c: Call) -> AsyncIterator[Any]:
             task.cancel()  # the client stopped reading or went away: the call is cancelled
 
 
-
 def _prometheus(rt: Runtime) -> str:
     lines = [
         "# HELP slipstream_calls_total Calls completed per endpoint.",
         "# TYPE slipstream_calls_total counter",
     ]
     series: dict[str, list[str]] = {
-        "slipstream_errors_total": [], "slipstream_crashes_total": [], "slipstream_timeouts_total": [],
-        "slipstream_overloads_total": [], "slipstream_cancelled_total": [], "slipstream_retries_total": [], "slipstream_gpu_fallbacks_total": [], "slipstream_busy_seconds_total": [], "slipstream_cost_usd_total": [],
-        "slipstream_queue_depth": [], "slipstream_workers": [], "slipstream_reloads_total": [],
+        "slipstream_errors_total": [],
+        "slipstream_crashes_total": [],
+        "slipstream_timeouts_total": [],
+        "slipstream_overloads_total": [],
+        "slipstream_cancelled_total": [],
+        "slipstream_retries_total": [],
+        "slipstream_gpu_fallbacks_total": [],
+        "slipstream_busy_seconds_total": [],
+        "slipstream_cost_usd_total": [],
+        "slipstream_queue_depth": [],
+        "slipstream_workers": [],
+        "slipstream_reloads_total": [],
         "slipstream_worker_start_seconds": [],
     }
     for key, p in rt.pools.items():
@@ -524,9 +661,16 @@ def _prometheus(rt: Runtime) -> str:
             series["slipstream_workers"].append(f'{{{lab},state="{state}"}} {n}')
         for w in p.workers:
             if w.start_s is not None:
-                series["slipstream_worker_start_seconds"].append(f'{{{lab},worker="{w.handle.id}"}} {w.start_s:.4f}')
+                series["slipstream_worker_start_seconds"].append(
+                    f'{{{lab},worker="{w.handle.id}"}} {w.start_s:.4f}'
+                )
     for name, rows in series.items():
-        kind = "gauge" if name in ("slipstream_queue_depth", "slipstream_workers", "slipstream_worker_start_seconds") else "counter"
+        kind = (
+            "gauge"
+            if name
+            in ("slipstream_queue_depth", "slipstream_workers", "slipstream_worker_start_seconds")
+            else "counter"
+        )
         lines.append(f"# TYPE {name} {kind}")
         lines += [name + r for r in rows]
     lines.append("# TYPE slipstream_gpus gauge")
@@ -534,9 +678,17 @@ def _prometheus(rt: Runtime) -> str:
     return "\n".join(lines) + "\n"
 
 
-
-async def serve(rt: Runtime, sock: socket.socket, token: str, *, log_level: str = "warning", on_ready: Any = None,
-                tls_cert: str | None = None, tls_key: str | None = None, idle_stop: float = 0.0) -> None:
+async def serve(
+    rt: Runtime,
+    sock: socket.socket,
+    token: str,
+    *,
+    log_level: str = "warning",
+    on_ready: Any = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    idle_stop: float = 0.0,
+) -> None:
     import uvicorn
 
     from .datachannel import DataServer
@@ -545,7 +697,9 @@ async def serve(rt: Runtime, sock: socket.socket, token: str, *, log_level: str 
     rt.tls = tls is not None
     data = DataServer(rt, token, tls=tls)
     rt.data_port = await data.start(sock.getsockname()[0])
-    await rt.restore()  # a persistent store: each project's last generation is served again, before any call
+    await (
+        rt.restore()
+    )  # a persistent store: each project's last generation is served again, before any call
     app = create_app(rt, token)
     watch = None
     if idle_stop:  # --idle-stop: HTTP requests and data-channel calls count as activity
@@ -553,13 +707,24 @@ async def serve(rt: Runtime, sock: socket.socket, token: str, *, log_level: str 
 
         watch = rt.activity = IdleWatch(idle_stop)
         app = watch.wrap(app)
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30,
-                            timeout_graceful_shutdown=2,  # then in-flight calls are cancelled: a stop is never held up
-                            ssl_certfile=tls_cert if tls else None, ssl_keyfile=tls_key if tls else None)
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=2,  # then in-flight calls are cancelled: a stop is never held up
+        ssl_certfile=tls_cert if tls else None,
+        ssl_keyfile=tls_key if tls else None,
+    )
     server = uvicorn.Server(config)
     if on_ready:
         asyncio.get_running_loop().call_soon(on_ready)
-    idler = asyncio.ensure_future(watch.run(lambda: setattr(server, "should_exit", True))) if watch else None
+    idler = (
+        asyncio.ensure_future(watch.run(lambda: setattr(server, "should_exit", True)))
+        if watch
+        else None
+    )
     try:
         await server.serve(sockets=[sock])
     finally:

@@ -59,8 +59,14 @@ class Spawned:
 
     def describe(self, ttl: float) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "id": self.id, "status": self.status, "endpoint": self.endpoint, "project": self.project,
-            "method": self.call.method, "format": self.fmt, "created_at": self.created_at, "finished_at": self.finished_at,
+            "id": self.id,
+            "status": self.status,
+            "endpoint": self.endpoint,
+            "project": self.project,
+            "method": self.call.method,
+            "format": self.fmt,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
             "expires_at": None if self.finished_at is None else self.finished_at + ttl,
         }
         if self.error is not None:
@@ -108,7 +114,12 @@ class CallRegistry:
             meta = call_meta(pool, c)
             if status == "ok":
                 if s.fmt == "json":
-                    s.json_reply = {"ok": True, **meta, "logs": c.logs, "result": json.loads(bytes(payload))}
+                    s.json_reply = {
+                        "ok": True,
+                        **meta,
+                        "logs": c.logs,
+                        "result": json.loads(bytes(payload)),
+                    }
             else:
                 s.error = payload.to_dict()
                 s.json_reply = {"ok": False, **meta, "logs": c.logs, "error": s.error}
@@ -127,15 +138,23 @@ class CallRegistry:
 
     def sweep(self) -> None:
         now = time.time()
-        for k in [k for k, s in self.calls.items() if s.finished_at is not None and now - s.finished_at > self.ttl]:
+        for k in [
+            k
+            for k, s in self.calls.items()
+            if s.finished_at is not None and now - s.finished_at > self.ttl
+        ]:
             del self.calls[k]
 
 
 def _gone(call_id: str) -> Any:
     from .replies import error_reply
 
-    return error_reply(404, "UnknownCall", f"no call {call_id!r} on this runtime: the id is wrong, the runtime restarted, or its "
-                  f"result was dropped {CallRegistry.ttl:g}s after the call finished (slipstream serve --call-ttl)")
+    return error_reply(
+        404,
+        "UnknownCall",
+        f"no call {call_id!r} on this runtime: the id is wrong, the runtime restarted, or its "
+        f"result was dropped {CallRegistry.ttl:g}s after the call finished (slipstream serve --call-ttl)",
+    )
 
 
 def add_call_routes(app: Any, rt: Any, max_body: int) -> None:
@@ -155,22 +174,56 @@ def add_call_routes(app: Any, rt: Any, max_body: int) -> None:
         if pool.unavailable:
             return error_reply(503, "EndpointUnavailable", pool.unavailable)
         if len(pool.queue) >= pool.max_queue:
-            return JSONResponse({"error": {"type": "Overloaded", "message": f"endpoint {name!r} is overloaded: {len(pool.queue)} calls queued; retry later"}},
-                                status_code=429, headers={"Retry-After": "1"})
+            return JSONResponse(
+                {
+                    "error": {
+                        "type": "Overloaded",
+                        "message": f"endpoint {name!r} is overloaded: {len(pool.queue)} calls queued; retry later",
+                    }
+                },
+                status_code=429,
+                headers={"Retry-After": "1"},
+            )
         c = Call(method=request.query_params.get("method") or None, fmt=fmt, body=body)
         s = registry.start(pool, c, fmt, pool.project)
         return JSONResponse(s.describe(registry.ttl), status_code=202)
 
-    doc = ("Start a call and return at once with its id (202 {\"id\", \"status\"}); the body is the call route's. "
-           "Fetch it with GET /v1/calls/{id}, cancel it with DELETE /v1/calls/{id}.")
+    doc = (
+        'Start a call and return at once with its id (202 {"id", "status"}); the body is the call route\'s. '
+        "Fetch it with GET /v1/calls/{id}, cancel it with DELETE /v1/calls/{id}."
+    )
     for path in ("/v1/endpoints/{name}/spawn", "/v1/projects/{project}/endpoints/{name}/spawn"):
-        app.add_api_route(path, spawn, methods=["POST"], summary="Spawn a call: start it, get its id", description=doc,
-                          status_code=202, openapi_extra={"parameters": [
-                              {"name": "method", "in": "query", "required": False, "schema": {"type": "string"}}]})
+        app.add_api_route(
+            path,
+            spawn,
+            methods=["POST"],
+            summary="Spawn a call: start it, get its id",
+            description=doc,
+            status_code=202,
+            openapi_extra={
+                "parameters": [
+                    {
+                        "name": "method",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    }
+                ]
+            },
+        )
 
-    @app.get("/v1/calls/{call_id}", summary="A spawned call's status, and its outcome once finished")
-    async def call_status(request: Request, call_id: str,
-                          wait: float = Query(0.0, ge=0, description=f"wait up to this many seconds (at most {MAX_WAIT_S:g}) for the call to finish")) -> Any:
+    @app.get(
+        "/v1/calls/{call_id}", summary="A spawned call's status, and its outcome once finished"
+    )
+    async def call_status(
+        request: Request,
+        call_id: str,
+        wait: float = Query(
+            0.0,
+            ge=0,
+            description=f"wait up to this many seconds (at most {MAX_WAIT_S:g}) for the call to finish",
+        ),
+    ) -> Any:
         s = registry.get(call_id)
         if s is None:
             return _gone(call_id)
@@ -184,14 +237,20 @@ def add_call_routes(app: Any, rt: Any, max_body: int) -> None:
             return JSONResponse(head, status_code=202)
         wants_records = wire.CONTENT_TYPE in request.headers.get("accept", "")
         if wants_records and s.sdk_reply is not None:
-            return Response(b"".join(bytes(c) for c in s.sdk_reply), media_type=wire.CONTENT_TYPE,
-                            headers={"x-slipstream-call-status": s.status})
+            return Response(
+                b"".join(bytes(c) for c in s.sdk_reply),
+                media_type=wire.CONTENT_TYPE,
+                headers={"x-slipstream-call-status": s.status},
+            )
         if s.json_reply is not None:
             return JSONResponse({**s.json_reply, **head})
         # a call spawned by the SDK (pickled values): the JSON form has its status, not its value
         return JSONResponse({**head, "ok": s.status == CallState.DONE, "result_format": "pickle"})
 
-    @app.delete("/v1/calls/{call_id}", summary="Cancel a spawned call (dropped from the queue, or interrupted on its worker)")
+    @app.delete(
+        "/v1/calls/{call_id}",
+        summary="Cancel a spawned call (dropped from the queue, or interrupted on its worker)",
+    )
     async def cancel_call(call_id: str) -> Any:
         s = registry.get(call_id)
         if s is None:
@@ -200,5 +259,7 @@ def add_call_routes(app: Any, rt: Any, max_body: int) -> None:
         registry.cancel(s, f"cancelled by DELETE /v1/calls/{call_id}")
         if not s.done.is_set():
             await asyncio.wait_for(asyncio.shield(s.done.wait()), 5)
-        return {**s.describe(registry.ttl), "cancelled": was in (CallState.QUEUED, CallState.RUNNING)}
-
+        return {
+            **s.describe(registry.ttl),
+            "cancelled": was in (CallState.QUEUED, CallState.RUNNING),
+        }

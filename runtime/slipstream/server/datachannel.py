@@ -38,7 +38,6 @@ MAX_CONNECTIONS = 1024
 HANDSHAKE_TIMEOUT = 10.0
 
 
-
 def _peek(conn: socket.socket) -> bytes:
     """One byte of what the peer sent, left unread (on a TLS socket: of the raw stream)."""
     return socket.socket.recv(conn, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
@@ -49,7 +48,9 @@ class DataServer:
     bodies go straight from the socket into shared memory and back out with no copies in
     between, while the call itself runs on the runtime's event loop."""
 
-    def __init__(self, rt: Any, token: str, max_body: int = 1 << 31, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, rt: Any, token: str, max_body: int = 1 << 31, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.rt = rt
         self.tls = tls
         self.expected = token.encode()
@@ -84,7 +85,9 @@ class DataServer:
                     conn.close()  # a client pool never needs this many; refuse rather than grow
                     continue
                 self._open += 1
-            threading.Thread(target=self._serve, args=(conn,), name="data-conn", daemon=True).start()
+            threading.Thread(
+                target=self._serve, args=(conn,), name="data-conn", daemon=True
+            ).start()
 
     def _serve(self, conn: socket.socket) -> None:
         wake = _Wake()
@@ -96,7 +99,9 @@ class DataServer:
                 except (ssl.SSLError, OSError):
                     return  # not TLS, a client that does not trust us, or gone
             while not self._closing:
-                conn.settimeout(IDLE_TIMEOUT)  # an idle or silent connection is closed; clients reconnect
+                conn.settimeout(
+                    IDLE_TIMEOUT
+                )  # an idle or silent connection is closed; clients reconnect
                 try:
                     prefix = recv_exact(conn, PREFIX.size)
                 except (ConnectionError, TimeoutError):
@@ -105,22 +110,51 @@ class DataServer:
                 hlen, blen = PREFIX.unpack(prefix)
                 if hlen > 1 << 20 or blen > self.max_body:
                     what = f"header of {hlen} bytes" if hlen > 1 << 20 else f"body of {blen} bytes"
-                    self._reply(conn, 413, _error_record("PayloadTooLarge", f"message too large ({what})", ErrorKind.BAD_REQUEST))
+                    self._reply(
+                        conn,
+                        413,
+                        _error_record(
+                            "PayloadTooLarge", f"message too large ({what})", ErrorKind.BAD_REQUEST
+                        ),
+                    )
                     return
                 try:
                     header: CallHeader = json.loads(recv_exact(conn, hlen))
                 except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
-                    self._reply(conn, 400, _error_record("BadRequest", "message header is not JSON", ErrorKind.BAD_REQUEST))
+                    self._reply(
+                        conn,
+                        400,
+                        _error_record(
+                            "BadRequest", "message header is not JSON", ErrorKind.BAD_REQUEST
+                        ),
+                    )
                     return
-                if not isinstance(header, dict) or not hmac.compare_digest(str(header.get("token", "")).encode(), self.expected):
-                    self._reply(conn, ErrorKind.UNAUTHORIZED.http_status, _error_record("Unauthorized", "wrong or missing token", ErrorKind.UNAUTHORIZED))
+                if not isinstance(header, dict) or not hmac.compare_digest(
+                    str(header.get("token", "")).encode(), self.expected
+                ):
+                    self._reply(
+                        conn,
+                        ErrorKind.UNAUTHORIZED.http_status,
+                        _error_record(
+                            "Unauthorized", "wrong or missing token", ErrorKind.UNAUTHORIZED
+                        ),
+                    )
                     return
-                buf = shm.SharedBuffer(blen, self.shm_tag) if blen >= shm.THRESHOLD and shm.available() else None
+                buf = (
+                    shm.SharedBuffer(blen, self.shm_tag)
+                    if blen >= shm.THRESHOLD and shm.available()
+                    else None
+                )
                 try:
                     body: Any = buf.view if buf is not None else bytearray(blen)
                     recv_into(conn, memoryview(body))
                     assert self._loop is not None
-                    fut = asyncio.run_coroutine_threadsafe(counted(self.rt, self._call(header, body, buf.ref() if buf else None, conn)), self._loop)
+                    fut = asyncio.run_coroutine_threadsafe(
+                        counted(
+                            self.rt, self._call(header, body, buf.ref() if buf else None, conn)
+                        ),
+                        self._loop,
+                    )
                     if not _until_done_or_gone(conn, fut, wake):
                         return  # the client went away (closed, killed, timed out): its call was cancelled
                     status, chunks = fut.result()
@@ -137,7 +171,9 @@ class DataServer:
             with self._lock:
                 self._open -= 1
 
-    async def _call(self, header: CallHeader, body: Any, shm_ref: dict | None, conn: socket.socket | None = None) -> tuple[int, list[Any]]:
+    async def _call(
+        self, header: CallHeader, body: Any, shm_ref: dict | None, conn: socket.socket | None = None
+    ) -> tuple[int, list[Any]]:
         from .replies import error_records, sdk_records
         from .service import AmbiguousEndpoint
 
@@ -146,7 +182,9 @@ class DataServer:
         except AmbiguousEndpoint as exc:
             return 409, _error_record("AmbiguousEndpoint", str(exc), ErrorKind.BAD_REQUEST)
         except KeyError as exc:
-            return ErrorKind.UNKNOWN_ENDPOINT.http_status, _error_record("UnknownEndpoint", exc.args[0], ErrorKind.UNKNOWN_ENDPOINT)
+            return ErrorKind.UNKNOWN_ENDPOINT.http_status, _error_record(
+                "UnknownEndpoint", exc.args[0], ErrorKind.UNKNOWN_ENDPOINT
+            )
         except ValueError as exc:  # a malformed project key
             return 400, _error_record("BadProject", str(exc), ErrorKind.BAD_REQUEST)
         c = Call(method=header.get("method") or None, fmt="pickle", body=body)
@@ -210,7 +248,9 @@ def _peer_closed(conn: socket.socket) -> bool:
         return True
 
 
-def _until_done_or_gone(conn: socket.socket, fut: concurrent.futures.Future[Any], wake: _Wake) -> bool:
+def _until_done_or_gone(
+    conn: socket.socket, fut: concurrent.futures.Future[Any], wake: _Wake
+) -> bool:
     """Wait for the call while watching the connection: True when the call is done; False when
     the client closed the connection first, after cancelling the call (Pool.call then drops it
     from the queue or interrupts its worker)."""
@@ -238,7 +278,3 @@ def _until_done_or_gone(conn: socket.socket, fut: concurrent.futures.Future[Any]
 
 def _error_record(type_: str, message: str, kind: ErrorKind) -> list[bytes]:
     return [wire.json_record(wire.REC_ERROR, {"type": type_, "message": message, "kind": kind})]
-
-
-
-

@@ -228,7 +228,9 @@ def add_debug_routes(app: Any, rt: Any, max_body: int) -> None:
                 ran.debug_release(w)
             return JSONResponse(
                 {**(spawned.json_reply or {}), **spawned.describe(rt.calls.ttl)},
-                status_code=ErrorKind.BAD_REQUEST.http_status if (spawned.error or {}).get("kind") == ErrorKind.BAD_REQUEST else 500,
+                status_code=ErrorKind.BAD_REQUEST.http_status
+                if (spawned.error or {}).get("kind") == ErrorKind.BAD_REQUEST
+                else 500,
             )
         s = ready.result()
         s.spawned = spawned.id

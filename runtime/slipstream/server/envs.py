@@ -73,7 +73,11 @@ def static_dependencies(path: Path) -> list[tuple[tuple[str, ...], int]]:
                         reqs = ast.literal_eval(kw.value)
                     except ValueError:
                         continue
-                    if isinstance(reqs, (list, tuple)) and all(isinstance(r, str) for r in reqs) and reqs:
+                    if (
+                        isinstance(reqs, (list, tuple))
+                        and all(isinstance(r, str) for r in reqs)
+                        and reqs
+                    ):
                         found.append((tuple(reqs), dec.lineno))
     return found
 
@@ -114,19 +118,37 @@ class EnvManager:
     async def _create(self, d: Path, key: str, reqs: tuple[str, ...], endpoint: str) -> PyEnv:
         started = time.perf_counter()
         shutil.rmtree(d, ignore_errors=True)
-        self._log(endpoint, f"installing {' '.join(reqs)} (environment {key}, once for every worker and generation)")
+        self._log(
+            endpoint,
+            f"installing {' '.join(reqs)} (environment {key}, once for every worker and generation)",
+        )
         out = await self._run([sys.executable, "-m", "venv", "--without-pip", str(d)], endpoint)
         if out[0] != 0:
             raise InstallFailed(reqs, out[1])
         site_dir = _site_dir(d)
         Path(site_dir).mkdir(parents=True, exist_ok=True)
         # Layer on the runtime's environment: its packages (slipstream, torch, ...) stay visible.
-        base_dirs = [p for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]] if os.path.isdir(p)]
+        base_dirs = [
+            p
+            for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]]
+            if os.path.isdir(p)
+        ]
         lines = "".join(f"import site; site.addsitedir({p!r})\n" for p in dict.fromkeys(base_dirs))
         Path(site_dir, "_slipstream_base.pth").write_text(lines)
         python = str(d / "bin" / "python")
-        cmd = [sys.executable, "-m", "pip", "--python", python, "install", "--no-input",
-               "--progress-bar", "off", "--disable-pip-version-check", *reqs]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            python,
+            "install",
+            "--no-input",
+            "--progress-bar",
+            "off",
+            "--disable-pip-version-check",
+            *reqs,
+        ]
         code, output = await self._run(cmd, endpoint)
         if code != 0:
             shutil.rmtree(d, ignore_errors=True)
@@ -140,7 +162,10 @@ class EnvManager:
 
     async def _run(self, cmd: list[str], endpoint: str) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
-            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL
+            *cmd,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL,
         )
         assert proc.stdout is not None
         lines = []
@@ -160,4 +185,6 @@ class EnvManager:
 
 
 def _site_dir(d: Path) -> str:
-    return str(d / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages")
+    return str(
+        d / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    )

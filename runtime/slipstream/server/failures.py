@@ -23,4 +23,6 @@ class PoolError(Exception):
     def __init__(self, kind: ErrorKind, message: str) -> None:
         super().__init__(message)
         self.kind = kind
-        self.info = ErrorInfo(_TYPE_NAMES.get(kind, "EndpointUnavailable"), message, message, kind=kind)
+        self.info = ErrorInfo(
+            _TYPE_NAMES.get(kind, "EndpointUnavailable"), message, message, kind=kind
+        )

@@ -57,7 +57,14 @@ def _fake(spec: str) -> list[Device]:
     out = []
     for i, name in enumerate(n.strip() for n in spec.split(",") if n.strip()):
         gpu = catalog().lookup(name)
-        out.append(Device(i, f"FAKE {gpu.name if gpu else name}", gpu.vram_gb if gpu else 0.0, gpu.name if gpu else None))
+        out.append(
+            Device(
+                i,
+                f"FAKE {gpu.name if gpu else name}",
+                gpu.vram_gb if gpu else 0.0,
+                gpu.name if gpu else None,
+            )
+        )
     return out
 
 

@@ -78,8 +78,12 @@ class IdleWatch:
             if left <= 0:
                 break
             await asyncio.sleep(min(left, 5.0) if self.active == 0 else min(self.seconds, 5.0))
-        print(f"slipstream: idle-stop: no call and no client for {describe(self.seconds)} "
-              f"(--idle-stop {describe(self.seconds)}): stopping the runtime", file=sys.stderr, flush=True)
+        print(
+            f"slipstream: idle-stop: no call and no client for {describe(self.seconds)} "
+            f"(--idle-stop {describe(self.seconds)}): stopping the runtime",
+            file=sys.stderr,
+            flush=True,
+        )
         stop()
 
 

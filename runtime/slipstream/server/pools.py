@@ -32,7 +32,15 @@ from .logs import LogSink
 from .retrying import run_with_retries
 from .store import Generation
 
-__all__ = ["Pool", "Call", "WorkerHandle", "ChannelWorker", "LocalBackend", "PoolError", "exit_reason"]
+__all__ = [
+    "Pool",
+    "Call",
+    "WorkerHandle",
+    "ChannelWorker",
+    "LocalBackend",
+    "PoolError",
+    "exit_reason",
+]
 
 _ids = itertools.count(1)
 
@@ -48,7 +56,9 @@ class Call:
     body: bytes | bytearray | memoryview
     stream: bool = False
     id: int = field(default_factory=lambda: next(_ids))
-    future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
     items: asyncio.Queue[Any] | None = None
     logs: list[dict[str, str]] = field(default_factory=list)
     queued_at: float = field(default_factory=time.perf_counter)
@@ -59,9 +69,15 @@ class Call:
     shm_ref: dict[str, Any] | None = None  # the body also lies in shared memory here
     tag: str = ""  # the caller's name for this call: its log lines carry it (live logs in editors)
     cancelled: str = ""  # why, once its caller went away
-    gone: Callable[[], bool] | None = None  # whether its caller has gone away (checked before it starts)
-    retries: list[dict[str, Any]] = field(default_factory=list)  # each failed attempt run again (retries.py)
-    ran_in: Any = None  # the pool that ran its last attempt (another GPU's after a CUDA out-of-memory move)
+    gone: Callable[[], bool] | None = (
+        None  # whether its caller has gone away (checked before it starts)
+    )
+    retries: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # each failed attempt run again (retries.py)
+    ran_in: Any = (
+        None  # the pool that ran its last attempt (another GPU's after a CUDA out-of-memory move)
+    )
     debug: Any = None  # a call under the debugger: True, then its DebugSession once its worker waits (server/debug.py)
 
 
@@ -129,7 +145,9 @@ class ChannelWorker:
             self._waiters[op] = fut
         return fut
 
-    async def request(self, header: dict[str, Any], *replies: str, timeout: float | None = None) -> dict[str, Any]:
+    async def request(
+        self, header: dict[str, Any], *replies: str, timeout: float | None = None
+    ) -> dict[str, Any]:
         fut = self._expect(*replies)
         self.send(header)
         return await asyncio.wait_for(fut, timeout)
@@ -226,7 +244,9 @@ class LocalWorker(ChannelWorker):
         fs = self._forkserver
         if fs is not None and fs.usable:
             try:
-                self.pid = await fs.fork(child.fileno(), overrides, self._memory_limit, self._forked_exit)
+                self.pid = await fs.fork(
+                    child.fileno(), overrides, self._memory_limit, self._forked_exit
+                )
                 self.started_by = "fork"
             except Exception as exc:  # noqa: BLE001 - fall back to a fresh process, and say so
                 self.note = f"fork failed ({exc}); spawned a fresh process"
@@ -258,8 +278,16 @@ class LocalWorker(ChannelWorker):
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
         self._proc = await asyncio.create_subprocess_exec(
-            self._python, "-P", "-m", "slipstream.worker.main", "--fd", str(child.fileno()),
-            pass_fds=(child.fileno(),), env=env, stdin=asyncio.subprocess.DEVNULL, preexec_fn=preexec,
+            self._python,
+            "-P",
+            "-m",
+            "slipstream.worker.main",
+            "--fd",
+            str(child.fileno()),
+            pass_fds=(child.fileno(),),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=preexec,
         )
         self.pid = self._proc.pid
         self.started_by = "spawn"
@@ -336,21 +364,32 @@ class LocalBackend:
             found = matches(devices, choice.gpu.name)
             if len(found) >= choice.count:
                 idx = [d.index for d in found]
-                slots = [tuple(idx[i : i + choice.count]) for i in range(0, len(idx) - choice.count + 1, choice.count)]
+                slots = [
+                    tuple(idx[i : i + choice.count])
+                    for i in range(0, len(idx) - choice.count + 1, choice.count)
+                ]
                 return Placement(slots, gpu=choice.gpu.name, count=choice.count)
         have = ", ".join(sorted({d.name for d in devices})) or "no GPU"
         if gpu_fallback:
             if devices:
                 assert req.primary is not None  # a GPU request has a first choice
                 first = tuple(d.index for d in devices[: req.primary.count])
-                return Placement([first], f"this runtime has no {req.label}; running on {devices[0].name} instead",
-                                 gpu=devices[0].canonical or devices[0].name, count=len(first))
-            return Placement(note=f"this runtime has no GPU; {spec.name!r} ({req.label}) runs on the CPU")
-        return Placement(unavailable=(
-            f"endpoint {spec.name!r} asks for {req.label} but this runtime has {have}. "
-            "Point SLIPSTREAM_RUNTIME_URL at a runtime with that GPU, add a fallback (gpu=[...]), "
-            "or start this one with --gpu-fallback to run on what it has."
-        ))
+                return Placement(
+                    [first],
+                    f"this runtime has no {req.label}; running on {devices[0].name} instead",
+                    gpu=devices[0].canonical or devices[0].name,
+                    count=len(first),
+                )
+            return Placement(
+                note=f"this runtime has no GPU; {spec.name!r} ({req.label}) runs on the CPU"
+            )
+        return Placement(
+            unavailable=(
+                f"endpoint {spec.name!r} asks for {req.label} but this runtime has {have}. "
+                "Point SLIPSTREAM_RUNTIME_URL at a runtime with that GPU, add a fallback (gpu=[...]), "
+                "or start this one with --gpu-fallback to run on what it has."
+            )
+        )
 
     def gpu_fallbacks(self, spec: EndpointSpec) -> GpuFallbacks:
         """The GPUs of the fallback list after the one the pool is placed on that this machine
@@ -362,7 +401,10 @@ class LocalBackend:
             if len(found) < choice.count:
                 continue
             idx = [d.index for d in found]
-            slots = [tuple(idx[i : i + choice.count]) for i in range(0, len(idx) - choice.count + 1, choice.count)]
+            slots = [
+                tuple(idx[i : i + choice.count])
+                for i in range(0, len(idx) - choice.count + 1, choice.count)
+            ]
             if placed:
                 out.append((choice.label, slots))
             placed = True
@@ -371,8 +413,14 @@ class LocalBackend:
     def create(self, pool: Pool, env: dict[str, str], devices: tuple[int, ...]) -> LocalWorker:
         pyenv = pool.pyenv
         return LocalWorker(
-            pool.name, pool._on_worker_message, pool._on_worker_exit, env, devices, self.memory_limit,
-            python=getattr(pyenv, "python", None), forkserver=getattr(pyenv, "forkserver", None),
+            pool.name,
+            pool._on_worker_message,
+            pool._on_worker_exit,
+            env,
+            devices,
+            self.memory_limit,
+            python=getattr(pyenv, "python", None),
+            forkserver=getattr(pyenv, "forkserver", None),
         )
 
 
@@ -398,7 +446,9 @@ class PoolStats:
     cancelled: int = 0  # calls whose caller went away: dropped from the queue, or interrupted
     cancel_kills: int = 0  # workers replaced because a cancelled call did not stop in time
     retries: int = 0  # failed attempts run again (the endpoint's retries=)
-    gpu_fallbacks: int = 0  # calls moved to the next GPU of the fallback list after CUDA out of memory
+    gpu_fallbacks: int = (
+        0  # calls moved to the next GPU of the fallback list after CUDA out of memory
+    )
     busy_s: float = 0.0
     cost_usd: float = 0.0
     reloads: int = 0
@@ -431,7 +481,9 @@ class Pool:
     ) -> None:
         self.name = spec.name
         self.project = project  # the key of the project whose endpoint this is
-        self.target = target or spec.name  # the endpoint its workers run (a with_options variant runs its base's)
+        self.target = (
+            target or spec.name
+        )  # the endpoint its workers run (a with_options variant runs its base's)
         self.info = info
         self.spec = spec
         self.gen = gen
@@ -473,7 +525,9 @@ class Pool:
         if self.unavailable:
             raise PoolError(ErrorKind.UNAVAILABLE, self.unavailable)
         if self._closed:
-            raise PoolError(ErrorKind.UNAVAILABLE, f"endpoint {self.name!r} was removed by a newer deploy")
+            raise PoolError(
+                ErrorKind.UNAVAILABLE, f"endpoint {self.name!r} was removed by a newer deploy"
+            )
         if len(self.queue) >= self.max_queue:
             self.stats.overloads += 1
             raise PoolError(
@@ -519,13 +573,31 @@ class Pool:
 
             label, slots = self.gpu_fallbacks[0]
             labels = list(self.spec.gpu)
-            rest = tuple(labels[labels.index(label):]) if label in labels else (label,)
+            rest = tuple(labels[labels.index(label) :]) if label in labels else (label,)
             spec = dataclasses.replace(self.spec, name=f"{self.target}@{label}", gpu=rest)
-            info = {**self.info, "name": spec.name, "gpu": label, "note": "", "unavailable": "", "gpu_fallback_of": self.name}
-            child = Pool(info, spec, self.gen, self.backend, self.logs, env=self.env,
-                         placement=Placement(slots), max_queue=self.max_queue, pyenv=self.pyenv,
-                         project=self.project, target=self.target,
-                         gpu_fallbacks=self.gpu_fallbacks[1:], siblings=self.siblings)
+            info = {
+                **self.info,
+                "name": spec.name,
+                "gpu": label,
+                "note": "",
+                "unavailable": "",
+                "gpu_fallback_of": self.name,
+            }
+            child = Pool(
+                info,
+                spec,
+                self.gen,
+                self.backend,
+                self.logs,
+                env=self.env,
+                placement=Placement(slots),
+                max_queue=self.max_queue,
+                pyenv=self.pyenv,
+                project=self.project,
+                target=self.target,
+                gpu_fallbacks=self.gpu_fallbacks[1:],
+                siblings=self.siblings,
+            )
             if self.siblings is not None:
                 self.siblings[spec.name] = child
             self._fallback = child
@@ -540,18 +612,28 @@ class Pool:
             return
         call.cancelled = reason
         self.stats.cancelled += 1
-        call.future.set_exception(PoolError(ErrorKind.CANCELLED, f"endpoint {self.name!r}: call cancelled ({reason})"))
+        call.future.set_exception(
+            PoolError(ErrorKind.CANCELLED, f"endpoint {self.name!r}: call cancelled ({reason})")
+        )
         call.future.exception()  # retrieved: nobody awaits it any more
         if call in self.queue:
             self.queue.remove(call)
-            self.logs.emit(endpoint=self.name, stream="system", tag=call.tag,
-                           text=f"call {call.id} cancelled before it started ({reason}); dropped from the queue")
+            self.logs.emit(
+                endpoint=self.name,
+                stream="system",
+                tag=call.tag,
+                text=f"call {call.id} cancelled before it started ({reason}); dropped from the queue",
+            )
             return
         w = self._state_of(call.worker) if call.worker is not None else None
         if w is None or call.id not in w.inflight:
             return
-        self.logs.emit(endpoint=self.name, stream="system", tag=call.tag,
-                       text=f"call {call.id} cancelled ({reason}); interrupting it on worker {w.handle.id}")
+        self.logs.emit(
+            endpoint=self.name,
+            stream="system",
+            tag=call.tag,
+            text=f"call {call.id} cancelled ({reason}); interrupting it on worker {w.handle.id}",
+        )
         try:
             w.handle.send({"op": "cancel", "id": call.id})
         except Exception:  # noqa: BLE001 - a worker that cannot hear it is replaced below
@@ -563,12 +645,19 @@ class Pool:
         if w not in self.workers or call.id not in w.inflight:
             return  # it stopped in time
         self.stats.cancel_kills += 1
-        self.logs.emit(endpoint=self.name, stream="system", tag=call.tag,
-                       text=f"worker {w.handle.id} did not stop cancelled call {call.id} within "
-                       f"{self.cancel_grace:g}s; replacing it")
+        self.logs.emit(
+            endpoint=self.name,
+            stream="system",
+            tag=call.tag,
+            text=f"worker {w.handle.id} did not stop cancelled call {call.id} within "
+            f"{self.cancel_grace:g}s; replacing it",
+        )
         w.inflight.pop(call.id, None)
-        self._kill_worker(w, f"killed because cancelled call {call.id} did not stop within {self.cancel_grace:g}s",
-                          "its worker was replaced because a cancelled call on it did not stop")
+        self._kill_worker(
+            w,
+            f"killed because cancelled call {call.id} did not stop within {self.cancel_grace:g}s",
+            "its worker was replaced because a cancelled call on it did not stop",
+        )
 
     def debug_release(self, w: _WState) -> None:
         """A debug session on `w` ended with its call finished: it serves calls again."""
@@ -589,12 +678,21 @@ class Pool:
         w.handle.kill(why)
         for other in victims:
             if not other.future.done():
-                other.future.set_exception(PoolError(ErrorKind.CRASH, f"endpoint {self.name!r}: {others}"))
+                other.future.set_exception(
+                    PoolError(ErrorKind.CRASH, f"endpoint {self.name!r}: {others}")
+                )
         self._pump()
 
     def update(
-        self, info: dict[str, Any], spec: EndpointSpec, gen: Generation, replace: str = "", *,
-        env: dict[str, str] | None = None, placement: Placement | None = None, pyenv: Any = None,
+        self,
+        info: dict[str, Any],
+        spec: EndpointSpec,
+        gen: Generation,
+        replace: str = "",
+        *,
+        env: dict[str, str] | None = None,
+        placement: Placement | None = None,
+        pyenv: Any = None,
         gpu_fallbacks: GpuFallbacks | None = None,
     ) -> None:
         """A new generation: workers load it between calls, or are replaced when they must be.
@@ -614,7 +712,9 @@ class Pool:
             replace = f"{', '.join(changed)} changed"
         if replace:
             self.stats.restarts += 1
-            self.logs.emit(endpoint=self.name, stream="system", text=f"replacing workers: {replace}")
+            self.logs.emit(
+                endpoint=self.name, stream="system", text=f"replacing workers: {replace}"
+            )
             for w in list(self.workers):
                 self._retire(w)
         else:
@@ -629,7 +729,9 @@ class Pool:
         while self.queue:
             c = self.queue.popleft()
             if not c.future.done():
-                c.future.set_exception(PoolError(ErrorKind.UNAVAILABLE, f"endpoint {self.name!r} was removed"))
+                c.future.set_exception(
+                    PoolError(ErrorKind.UNAVAILABLE, f"endpoint {self.name!r} was removed")
+                )
         await asyncio.gather(*(w.handle.stop() for w in self.workers), return_exceptions=True)
         self.workers.clear()
 
@@ -702,7 +804,10 @@ class Pool:
 
     def _public_state(self, w: _WState) -> WorkerState:
         """Its state, or IDLE for a warm worker unused for half the idle timeout (a scale-down candidate)."""
-        if w.state == WorkerState.WARM and time.monotonic() - w.last_active >= self.spec.idle_timeout / 2:
+        if (
+            w.state == WorkerState.WARM
+            and time.monotonic() - w.last_active >= self.spec.idle_timeout / 2
+        ):
             return WorkerState.IDLE
         return w.state
 
@@ -731,14 +836,20 @@ class Pool:
         live = [w for w in self.workers if w.state != WorkerState.RETIRING]
         want = max(self.spec.workers_min - len(live), 0)
         if self.queue and self._fatal is None:
-            want = max(want, min(-(-len(self.queue) // conc) - starting, self.spec.workers_max - len(live)))
+            want = max(
+                want, min(-(-len(self.queue) // conc) - starting, self.spec.workers_max - len(live))
+            )
         for _ in range(max(want, 0)):
             self._start_worker()
 
     def _free_worker(self, idle: bool = False) -> _WState | None:
         best = None
         for w in self.workers:
-            if w.state in (WorkerState.WARM, WorkerState.BUSY) and len(w.inflight) < self.spec.concurrency and not (idle and w.inflight):
+            if (
+                w.state in (WorkerState.WARM, WorkerState.BUSY)
+                and len(w.inflight) < self.spec.concurrency
+                and not (idle and w.inflight)
+            ):
                 if best is None or len(w.inflight) < len(best.inflight):
                     best = w
         return best
@@ -753,10 +864,17 @@ class Pool:
         call.ran_in = self
         call.started = time.perf_counter()
         call.dispatched.set()
-        header: dict[str, Any] = {"op": "call", "id": call.id, "method": call.method, "format": call.fmt}
+        header: dict[str, Any] = {
+            "op": "call",
+            "id": call.id,
+            "method": call.method,
+            "format": call.fmt,
+        }
         if call.debug:
             header["debug"] = True
-            w.state = WorkerState.DEBUGGING  # nothing else is sent to it until its debug session ends (server/debug.py)
+            w.state = (
+                WorkerState.DEBUGGING
+            )  # nothing else is sent to it until its debug session ends (server/debug.py)
         if call.stream:
             header["stream"] = True
         body: list[Any] = [call.body]
@@ -773,7 +891,13 @@ class Pool:
     def _send_load(self, w: _WState) -> None:
         w.gen = self.gen.id
         w.handle.send(
-            {"op": "load", "gen": self.gen.id, "gen_dir": str(self.gen.dir), "manifest": self.gen.files, "paths": self.gen.paths}
+            {
+                "op": "load",
+                "gen": self.gen.id,
+                "gen_dir": str(self.gen.dir),
+                "manifest": self.gen.files,
+                "paths": self.gen.paths,
+            }
         )
 
     def _devices_for_next(self) -> tuple[int, ...]:
@@ -804,10 +928,26 @@ class Pool:
         try:
             reply = await w.handle.start(init)
         except PoolError as exc:
-            self._boot_failed(w, ErrorInfo("WorkerCrashed", f"worker failed to start: {exc}", str(exc), kind=ErrorKind.CRASH))
+            self._boot_failed(
+                w,
+                ErrorInfo(
+                    "WorkerCrashed",
+                    f"worker failed to start: {exc}",
+                    str(exc),
+                    kind=ErrorKind.CRASH,
+                ),
+            )
             return
         except Exception as exc:  # noqa: BLE001
-            self._boot_failed(w, ErrorInfo(type(exc).__name__, f"worker failed to start: {exc}", str(exc), kind=ErrorKind.FATAL))
+            self._boot_failed(
+                w,
+                ErrorInfo(
+                    type(exc).__name__,
+                    f"worker failed to start: {exc}",
+                    str(exc),
+                    kind=ErrorKind.FATAL,
+                ),
+            )
             return
         if reply.get("op") == "fatal":
             info = ErrorInfo.from_dict(reply["error"])
@@ -820,9 +960,11 @@ class Pool:
             w.last_active = time.monotonic()
         how, note = w.handle.started_by, w.handle.note
         self.logs.emit(
-            endpoint=self.name, stream="system",
+            endpoint=self.name,
+            stream="system",
             text=f"worker {w.handle.id} ready in {w.start_s * 1000:.0f} ms on {w.handle.device}"
-            + (f" ({how})" if how else "") + (f"; {note}" if note else ""),
+            + (f" ({how})" if how else "")
+            + (f"; {note}" if note else ""),
         )
         if w.gen != self.gen.id:
             self._send_load(w)
@@ -856,7 +998,9 @@ class Pool:
     def _state_of(self, handle: Any) -> _WState | None:
         return next((w for w in self.workers if w.handle is handle), None)
 
-    def _on_worker_message(self, handle: Any, header: dict[str, Any], body: bytearray | memoryview) -> None:
+    def _on_worker_message(
+        self, handle: Any, header: dict[str, Any], body: bytearray | memoryview
+    ) -> None:
         w = self._state_of(handle)
         op = header.get("op")
         if op == "log":
@@ -865,7 +1009,9 @@ class Pool:
             if call is not None:
                 call.logs.append(entry)
             tag = call.tag if call is not None else ""
-            self.logs.emit(endpoint=self.name, worker=handle.id, call=header.get("id"), tag=tag, **entry)
+            self.logs.emit(
+                endpoint=self.name, worker=handle.id, call=header.get("id"), tag=tag, **entry
+            )
             return
         if op in ("dap", "debug_wait"):  # a call under the debugger (server/debug.py)
             hook = DEBUG_HOOKS.get("message")
@@ -876,7 +1022,11 @@ class Pool:
             return
         if op == "loaded":
             if header.get("mode") == "restart":
-                self.logs.emit(endpoint=self.name, stream="system", text=f"reload needs a new worker: {header.get('reason')}")
+                self.logs.emit(
+                    endpoint=self.name,
+                    stream="system",
+                    text=f"reload needs a new worker: {header.get('reason')}",
+                )
                 self._retire(w)
                 self._pump()
                 return
@@ -890,7 +1040,11 @@ class Pool:
             )
             return
         if op == "load_error":
-            self.logs.emit(endpoint=self.name, stream="system", text=f"reload failed in {handle.id}; replacing it")
+            self.logs.emit(
+                endpoint=self.name,
+                stream="system",
+                text=f"reload failed in {handle.id}; replacing it",
+            )
             self._retire(w)
             self._pump()
             return
@@ -909,8 +1063,12 @@ class Pool:
             call.duration = float(header.get("duration", 0.0))
             self._meter(call, ok=op == "result" or bool(call.cancelled))
             if call.cancelled:
-                self.logs.emit(endpoint=self.name, stream="system", tag=call.tag,
-                               text=f"cancelled call {call.id} stopped after {call.duration:.2f}s; worker {handle.id} is free")
+                self.logs.emit(
+                    endpoint=self.name,
+                    stream="system",
+                    tag=call.tag,
+                    text=f"cancelled call {call.id} stopped after {call.duration:.2f}s; worker {handle.id} is free",
+                )
             if not call.future.done():
                 if op == "result":
                     call.future.set_result(("ok", body))
@@ -947,10 +1105,14 @@ class Pool:
         if w.inflight:
             self.stats.crashes += 1
             self.last_error = reason
-            self.logs.emit(endpoint=self.name, stream="system", text=f"worker {handle.id}: {reason}")
+            self.logs.emit(
+                endpoint=self.name, stream="system", text=f"worker {handle.id}: {reason}"
+            )
         for call in w.inflight.values():
             if not call.future.done():
-                call.future.set_exception(PoolError(ErrorKind.CRASH, f"endpoint {self.name!r}: {reason}; it was replaced"))
+                call.future.set_exception(
+                    PoolError(ErrorKind.CRASH, f"endpoint {self.name!r}: {reason}; it was replaced")
+                )
         w.inflight.clear()
         self._pump()
 
@@ -960,8 +1122,11 @@ class Pool:
         msg = f"endpoint {self.name!r}: the call ran past its timeout of {self.spec.timeout:g}s; its worker was killed and replaced"
         if w is not None:
             w.inflight.pop(call.id, None)
-            self._kill_worker(w, f"killed because a call on the same worker ran past its {self.spec.timeout:g}s timeout",
-                              "its worker was killed because another call timed out")
+            self._kill_worker(
+                w,
+                f"killed because a call on the same worker ran past its {self.spec.timeout:g}s timeout",
+                "its worker was killed because another call timed out",
+            )
         raise PoolError(ErrorKind.TIMEOUT, msg)
 
     async def _reap_idle(self) -> None:
@@ -973,8 +1138,16 @@ class Pool:
             for w in sorted(live, key=lambda w: w.last_active):
                 if surplus <= 0:
                     break
-                if w.state == WorkerState.WARM and not w.inflight and now - w.last_active >= self.spec.idle_timeout:
-                    self.logs.emit(endpoint=self.name, stream="system", text=f"worker {w.handle.id} idle; scaling down")
+                if (
+                    w.state == WorkerState.WARM
+                    and not w.inflight
+                    and now - w.last_active >= self.spec.idle_timeout
+                ):
+                    self.logs.emit(
+                        endpoint=self.name,
+                        stream="system",
+                        text=f"worker {w.handle.id} idle; scaling down",
+                    )
                     self._remove(w)
                     asyncio.ensure_future(w.handle.stop())
                     surplus -= 1

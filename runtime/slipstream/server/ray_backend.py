@@ -63,7 +63,11 @@ _HELLO_WAIT = 30.0  # seconds a connection may take to authenticate
 @functools.cache
 def ray_types() -> dict[str, list[str]]:
     """Catalog GPU name -> Ray accelerator types that satisfy it (data/ray_accelerators.toml)."""
-    text = resources.files("slipstream.spec").joinpath("data", "ray_accelerators.toml").read_text("utf-8")
+    text = (
+        resources.files("slipstream.spec")
+        .joinpath("data", "ray_accelerators.toml")
+        .read_text("utf-8")
+    )
     return {k: list(v) for k, v in tomllib.loads(text)["types"].items()}
 
 
@@ -399,9 +403,7 @@ class RayBackend:
     ) -> None:
         self.address = address or os.environ.get("RAY_ADDRESS") or ""
         self.worker_cpus = float(
-            worker_cpus
-            if worker_cpus is not None
-            else os.environ.get(envvars.RAY_WORKER_CPUS, 1)
+            worker_cpus if worker_cpus is not None else os.environ.get(envvars.RAY_WORKER_CPUS, 1)
         )
         self.autoscale = (
             autoscale
@@ -574,7 +576,9 @@ class RayBackend:
         assert primary is not None
         wanted = ray_types().get(primary.gpu.name, [primary.gpu.name])
         have = (
-            ", ".join(sorted({f"{g.canonical or g.name} on {g.node_ip}" for g in self.cluster_gpus()}))
+            ", ".join(
+                sorted({f"{g.canonical or g.name} on {g.node_ip}" for g in self.cluster_gpus()})
+            )
             or "no GPU"
         )
         if self.autoscale:

@@ -30,22 +30,40 @@ async def run_with_retries(pool: Any, call: Any, once: Any) -> Any:
             if r is None or attempt >= r.max_retries or call.cancelled or not call.future.done():
                 return call
             status, payload = call.future.result()
-            if status == "ok" or not _retried(r, getattr(payload, "kind", ErrorKind.EXCEPTION), getattr(payload, "type", "")):
+            if status == "ok" or not _retried(
+                r, getattr(payload, "kind", ErrorKind.EXCEPTION), getattr(payload, "type", "")
+            ):
                 return call
             why = f"{payload.type}: {payload.message}"
             failure = (getattr(payload, "kind", ErrorKind.EXCEPTION), payload.type, payload.message)
         except PoolError as exc:
-            if r is None or attempt >= r.max_retries or call.cancelled or not _retried(r, exc.kind, ""):
+            if (
+                r is None
+                or attempt >= r.max_retries
+                or call.cancelled
+                or not _retried(r, exc.kind, "")
+            ):
                 raise
             why = str(exc)
             failure = (exc.kind, exc.info.type, str(exc))
         attempt += 1
-        call.retries.append({"attempt": len(call.retries) + 1, "kind": failure[0], "type": failure[1],
-                             "message": failure[2][:300], "gpu": pool.spec.gpu_label})
+        call.retries.append(
+            {
+                "attempt": len(call.retries) + 1,
+                "kind": failure[0],
+                "type": failure[1],
+                "message": failure[2][:300],
+                "gpu": pool.spec.gpu_label,
+            }
+        )
         delay = r.delay(attempt)
         pool.stats.retries = getattr(pool.stats, "retries", 0) + 1
-        pool.logs.emit(endpoint=pool.name, stream="system", tag=call.tag,
-                       text=f"call {call.id} failed ({why[:300]}); retry {attempt} of {r.max_retries} in {delay:g}s")
+        pool.logs.emit(
+            endpoint=pool.name,
+            stream="system",
+            tag=call.tag,
+            text=f"call {call.id} failed ({why[:300]}); retry {attempt} of {r.max_retries} in {delay:g}s",
+        )
         await asyncio.sleep(delay)
         _reset(call)
 
@@ -71,7 +89,12 @@ def is_cuda_oom(info: Any) -> bool:
 async def _move_on_cuda_oom(pool: Any, call: Any) -> Any:
     """A call that ran out of CUDA memory runs again on the next GPU of the fallback list (its
     pool's `fallback_pool`), when there is one; returns the call once it ran there, else None."""
-    if call.stream or call.cancelled or not call.future.done() or call.future.exception() is not None:
+    if (
+        call.stream
+        or call.cancelled
+        or not call.future.done()
+        or call.future.exception() is not None
+    ):
         return None
     status, payload = call.future.result()
     if status == "ok" or not is_cuda_oom(payload):
@@ -81,10 +104,22 @@ async def _move_on_cuda_oom(pool: Any, call: Any) -> Any:
         return None
     here, there = pool.spec.gpu_label, nxt.spec.gpu_label
     pool.stats.gpu_fallbacks = getattr(pool.stats, "gpu_fallbacks", 0) + 1
-    call.retries.append({"attempt": len(call.retries) + 1, "kind": ErrorKind.CUDA_OOM, "type": payload.type,
-                         "message": payload.message[:300], "gpu": here, "moved_to": there})
-    pool.logs.emit(endpoint=pool.name, stream="system", tag=call.tag,
-                   text=f"call {call.id} ran out of GPU memory on {here} ({payload.type}); moving it to {there} (gpu fallback list)")
+    call.retries.append(
+        {
+            "attempt": len(call.retries) + 1,
+            "kind": ErrorKind.CUDA_OOM,
+            "type": payload.type,
+            "message": payload.message[:300],
+            "gpu": here,
+            "moved_to": there,
+        }
+    )
+    pool.logs.emit(
+        endpoint=pool.name,
+        stream="system",
+        tag=call.tag,
+        text=f"call {call.id} ran out of GPU memory on {here} ({payload.type}); moving it to {there} (gpu fallback list)",
+    )
     _reset(call)
     return await nxt.call(call)
 

@@ -35,7 +35,14 @@ if TYPE_CHECKING:
     from .idle import IdleWatch
 from ..protocol import envvars
 
-__all__ = ["Runtime", "DeployRefused", "Project", "AmbiguousEndpoint", "DEFAULT_PROJECT", "check_project_key"]
+__all__ = [
+    "Runtime",
+    "DeployRefused",
+    "Project",
+    "AmbiguousEndpoint",
+    "DEFAULT_PROJECT",
+    "check_project_key",
+]
 
 DEFAULT_PROJECT = "default"  # what a commit without a project key (an old client, curl) lands in
 PROJECT_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -113,9 +120,12 @@ class Project:
             "generation": gen.id if gen else None,
             "deploys": self.deploys,
             "deployed_at": self.deployed_at or None,
-            "scanner": self.scanner is not None,  # its import process is live (at most MAX_SCANNERS are)
+            "scanner": self.scanner
+            is not None,  # its import process is live (at most MAX_SCANNERS are)
             "endpoints": sorted(self.pools),
-            "environments": sorted({p.pyenv.key for p in self.pools.values() if p.pyenv is not None}),
+            "environments": sorted(
+                {p.pyenv.key for p in self.pools.values() if p.pyenv is not None}
+            ),
             "spend": self.spend(),
         }
 
@@ -157,7 +167,9 @@ class Runtime:
         self.scan_timeout = scan_timeout
         self.logs = LogHub()
         self.data_port = 0  # the SDK's binary call channel (datachannel.py), set by the server
-        self.tls = False  # HTTPS and a TLS data channel (serve --tls-cert/--tls-key), set by the server
+        self.tls = (
+            False  # HTTPS and a TLS data channel (serve --tls-cert/--tls-key), set by the server
+        )
         self.tls_ca = ""  # the certificate file, given to workers as their CA bundle
         self.envs = EnvManager(self.store.root / "envs", self.logs)
         self.fork = fork and hasattr(os, "fork") and self.backend.forks
@@ -171,7 +183,11 @@ class Runtime:
     @property
     def pools(self) -> dict[str, Pool]:
         """Every project's pools, keyed "project/endpoint"."""
-        return {f"{p.key}/{name}": pool for p in self.projects.values() for name, pool in p.pools.items()}
+        return {
+            f"{p.key}/{name}": pool
+            for p in self.projects.values()
+            for name, pool in p.pools.items()
+        }
 
     def project(self, key: str | None, *, create: bool = False) -> Project:
         """The project by key (KeyError if it never deployed here; ValueError for a bad key)."""
@@ -180,7 +196,9 @@ class Runtime:
         if proj is None:
             if not create:
                 known = ", ".join(sorted(self.projects)) or "none deployed yet"
-                raise KeyError(f"no project {key!r} has deployed to this runtime (projects: {known}); sync it first")
+                raise KeyError(
+                    f"no project {key!r} has deployed to this runtime (projects: {known}); sync it first"
+                )
             proj = self.projects[key] = Project(key, self.store.scoped(key), self.logs)
         return proj
 
@@ -212,20 +230,38 @@ class Runtime:
             "embedded": self.embedded,
             "data_port": self.data_port,
             "tls": self.tls,
-            "persistent_store": self._tmp is None,  # code survives a restart (served again at start)
+            "persistent_store": self._tmp
+            is None,  # code survives a restart (served again at start)
             "gpus": [d.to_dict() for d in self.devices],
             "generation": gen.id if gen else None,  # the latest deploy's, of whichever project
             "endpoints": sum(len(p.pools) for p in self.projects.values()),
-            "projects": [{"key": p.key, "generation": p.store.current.id if p.store.current else None,
-                          "endpoints": len(p.pools)} for p in self.deployed()],
+            "projects": [
+                {
+                    "key": p.key,
+                    "generation": p.store.current.id if p.store.current else None,
+                    "endpoints": len(p.pools),
+                }
+                for p in self.deployed()
+            ],
             "uptime_s": round(time.time() - self.started_at, 1),
             "environments": [
-                {"key": e.key, "requirements": list(e.requirements),
-                 "fork_server": None if e.forkserver is None else {
-                     "ready": e.forkserver.usable, "preloaded": e.forkserver.info.get("preloaded", []),
-                     "import_s": round(e.forkserver.info.get("import_s", 0.0), 2), "note": e.forkserver.reason},
-                 "projects": sorted(p.key for p in self.projects.values()
-                                    if any(pool.pyenv is e for pool in p.pools.values()))}
+                {
+                    "key": e.key,
+                    "requirements": list(e.requirements),
+                    "fork_server": None
+                    if e.forkserver is None
+                    else {
+                        "ready": e.forkserver.usable,
+                        "preloaded": e.forkserver.info.get("preloaded", []),
+                        "import_s": round(e.forkserver.info.get("import_s", 0.0), 2),
+                        "note": e.forkserver.reason,
+                    },
+                    "projects": sorted(
+                        p.key
+                        for p in self.projects.values()
+                        if any(pool.pyenv is e for pool in p.pools.values())
+                    ),
+                }
                 for e in self.envs.envs.values()
             ],
             "installs": self.envs.installs,
@@ -270,7 +306,9 @@ class Runtime:
         except ValueError:
             ok = False
         if not ok:
-            raise ValueError("'routing' must be a routing table: {\"self\": NAME, \"runtimes\": [...]} (sdk/routing.py)")
+            raise ValueError(
+                '\'routing\' must be a routing table: {"self": NAME, "runtimes": [...]} (sdk/routing.py)'
+            )
         path = self._routing_file(project)
         path.parent.mkdir(mode=0o700, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -290,8 +328,14 @@ class Runtime:
         for sha, data in blobs:
             self.store.put(sha, data)
 
-    async def commit(self, files: dict[str, str], entries: list[str], project: str | None = None, paths: list[str] | None = None,
-                     routing: str | None = None) -> CommitReply:
+    async def commit(
+        self,
+        files: dict[str, str],
+        entries: list[str],
+        project: str | None = None,
+        paths: list[str] | None = None,
+        routing: str | None = None,
+    ) -> CommitReply:
         """Deploy a project's files; only that project's endpoints change. ValueError: bad key.
         routing: the project's routing table when it runs on several runtimes (sdk/routing.py)."""
         proj = self.project(project, create=True)
@@ -301,8 +345,20 @@ class Runtime:
             started = time.perf_counter()
             store = proj.store
             cur = store.current
-            if cur is not None and cur.files == files and sorted(cur.entries) == sorted(entries) and cur.paths == check_paths(paths):
-                return self._commit_reply(proj, cur, [], {"endpoints": [self._pool_info(p) for p in proj.pools.values()]}, started, unchanged=True)
+            if (
+                cur is not None
+                and cur.files == files
+                and sorted(cur.entries) == sorted(entries)
+                and cur.paths == check_paths(paths)
+            ):
+                return self._commit_reply(
+                    proj,
+                    cur,
+                    [],
+                    {"endpoints": [self._pool_info(p) for p in proj.pools.values()]},
+                    started,
+                    unchanged=True,
+                )
             gen = store.commit(files, entries, paths)
             try:
                 installs, cached = await self._install_declared(gen)
@@ -315,20 +371,40 @@ class Runtime:
             proj.deploys += 1
             proj.deployed_at = time.time()
             self._last_project = proj
-            changed = sorted(p for p in set(files) | set(cur.files if cur else {}) if (cur.files if cur else {}).get(p) != files.get(p))
+            changed = sorted(
+                p
+                for p in set(files) | set(cur.files if cur else {})
+                if (cur.files if cur else {}).get(p) != files.get(p)
+            )
             self._preload = self._preload or wanted_preloads(
                 [(gen.dir / p).read_text(errors="replace") for p in files if p.endswith(".py")]
             )
             await self._apply(proj, gen, scan)
             scan["installs"] = [
-                {"requirements": list(e.requirements), "environment": e.key, "python": e.python,
-                 "cached": cached.get(e.key, True), "install_s": round(e.install_s, 2)}
+                {
+                    "requirements": list(e.requirements),
+                    "environment": e.key,
+                    "python": e.python,
+                    "cached": cached.get(e.key, True),
+                    "install_s": round(e.install_s, 2),
+                }
                 for e in installs
             ]
-            proj.logs.emit(stream="system", text=f"deployed {proj.key} {gen.id}: {len(changed)} file(s) changed")
+            proj.logs.emit(
+                stream="system",
+                text=f"deployed {proj.key} {gen.id}: {len(changed)} file(s) changed",
+            )
             return self._commit_reply(proj, gen, changed, scan, started)
 
-    def _commit_reply(self, proj: Project, gen: Generation, changed: list[str], scan: dict[str, Any], started: float, unchanged: bool = False) -> CommitReply:
+    def _commit_reply(
+        self,
+        proj: Project,
+        gen: Generation,
+        changed: list[str],
+        scan: dict[str, Any],
+        started: float,
+        unchanged: bool = False,
+    ) -> CommitReply:
         return {
             "project": proj.key,
             "generation": gen.id,
@@ -358,7 +434,13 @@ class Runtime:
                     cached_by_key[env.key] = cached_by_key.get(env.key, True) and cached
                 except InstallFailed as exc:
                     raise DeployRefused(
-                        ErrorInfo("InstallError", str(exc), exc.output[-4000:], [Frame(rel, line, "@endpoint", "", True)], kind=ErrorKind.DEPLOY)
+                        ErrorInfo(
+                            "InstallError",
+                            str(exc),
+                            exc.output[-4000:],
+                            [Frame(rel, line, "@endpoint", "", True)],
+                            kind=ErrorKind.DEPLOY,
+                        )
                     ) from None
                 if env not in envs:
                     envs.append(env)
@@ -371,7 +453,9 @@ class Runtime:
             asyncio.ensure_future(env.forkserver.start())
         return env
 
-    async def _scan(self, proj: Project, gen: Generation, extra_paths: list[str] | None = None) -> dict[str, Any]:
+    async def _scan(
+        self, proj: Project, gen: Generation, extra_paths: list[str] | None = None
+    ) -> dict[str, Any]:
         """Import the generation in the project's own scanner (a long-lived process that switches
         generations in place); projects never share one, so their modules never mix."""
         for attempt in range(2):
@@ -388,26 +472,51 @@ class Runtime:
                 proj.scanner = LocalWorker(f"scanner-{proj.key}", lambda *a: None, gone, env)
                 await proj.scanner.start({})
             scanner = proj.scanner
-            header = {"op": "scan", "gen": gen.id, "gen_dir": str(gen.dir), "manifest": gen.files,
-                      "entries": gen.entries, "paths": gen.paths, "extra_paths": extra_paths or []}
+            header = {
+                "op": "scan",
+                "gen": gen.id,
+                "gen_dir": str(gen.dir),
+                "manifest": gen.files,
+                "entries": gen.entries,
+                "paths": gen.paths,
+                "extra_paths": extra_paths or [],
+            }
             try:
-                reply = await scanner.request(header, "scanned", "scan_error", "fatal", timeout=self.scan_timeout)
+                reply = await scanner.request(
+                    header, "scanned", "scan_error", "fatal", timeout=self.scan_timeout
+                )
             except TimeoutError:
                 scanner.kill("import took too long")
                 proj.scanner = None
                 raise DeployRefused(
-                    ErrorInfo("DeployTimeout", f"importing the new code took over {self.scan_timeout:g}s; "
-                              "move slow work (model loads) out of module level into setup() or keep()", "", kind=ErrorKind.DEPLOY)
+                    ErrorInfo(
+                        "DeployTimeout",
+                        f"importing the new code took over {self.scan_timeout:g}s; "
+                        "move slow work (model loads) out of module level into setup() or keep()",
+                        "",
+                        kind=ErrorKind.DEPLOY,
+                    )
                 ) from None
             except PoolError as exc:
                 proj.scanner = None
                 if attempt == 0:
                     continue
-                raise DeployRefused(ErrorInfo("ImportCrashed", f"importing the new code crashed the process: {exc}", "", kind=ErrorKind.DEPLOY)) from None
+                raise DeployRefused(
+                    ErrorInfo(
+                        "ImportCrashed",
+                        f"importing the new code crashed the process: {exc}",
+                        "",
+                        kind=ErrorKind.DEPLOY,
+                    )
+                ) from None
             if reply["op"] == "fatal" or (reply["op"] == "scan_error" and not scanner.imported):
                 # the scanner itself failed, or its first import did: it has no generation to go
                 # back to (the refused one's folder is dropped), so the next deploy starts a fresh one
-                scanner.kill("internal error while importing" if reply["op"] == "fatal" else "its first import failed")
+                scanner.kill(
+                    "internal error while importing"
+                    if reply["op"] == "fatal"
+                    else "its first import failed"
+                )
                 proj.scanner = None
             if reply["op"] in ("scan_error", "fatal"):
                 info = ErrorInfo.from_dict(reply["error"])
@@ -429,7 +538,11 @@ class Runtime:
     async def _retire_scanners(self, keep: Project) -> None:
         """At most MAX_SCANNERS import processes: stop the least recently deployed idle ones.
         A project whose scanner went is imported afresh on its next deploy."""
-        live = [p for p in self.projects.values() if p.scanner is not None and p is not keep and not p.lock.locked()]
+        live = [
+            p
+            for p in self.projects.values()
+            if p.scanner is not None and p is not keep and not p.lock.locked()
+        ]
         live.sort(key=lambda p: p.deployed_at)
         for p in live[: max(len(live) + 1 - MAX_SCANNERS, 0)]:
             scanner, p.scanner = p.scanner, None
@@ -446,20 +559,44 @@ class Runtime:
                 await self.add_pool(proj, spec, gen, info)
             else:
                 place = self.place(spec, info)
-                pool.update(info, spec, gen, replace=scan.get("restart", ""), pyenv=await self._env_for(spec),
-                            env=self._pool_env(proj, spec), placement=place, gpu_fallbacks=self.gpu_fallbacks(spec))
+                pool.update(
+                    info,
+                    spec,
+                    gen,
+                    replace=scan.get("restart", ""),
+                    pyenv=await self._env_for(spec),
+                    env=self._pool_env(proj, spec),
+                    placement=place,
+                    gpu_fallbacks=self.gpu_fallbacks(spec),
+                )
         for name in [n for n in proj.pools if n not in seen]:  # this project's only
             await proj.pools.pop(name).close()
 
-    async def add_pool(self, proj: Project, spec: EndpointSpec, gen: Generation, info: dict[str, Any],
-                       target: str | None = None) -> Pool:
+    async def add_pool(
+        self,
+        proj: Project,
+        spec: EndpointSpec,
+        gen: Generation,
+        info: dict[str, Any],
+        target: str | None = None,
+    ) -> Pool:
         """A new pool for the project's endpoint `spec` (target: the endpoint its workers run,
         when not its own, as a with_options variant's), placed by the backend."""
         place = self.place(spec, info)
         pool = proj.pools[spec.name] = Pool(
-            info, spec, gen, self.backend, proj.logs, env=self._pool_env(proj, spec), placement=place,
-            max_queue=self.max_queue, pyenv=await self._env_for(spec), project=proj.key, target=target,
-            gpu_fallbacks=self.gpu_fallbacks(spec), siblings=proj.pools,
+            info,
+            spec,
+            gen,
+            self.backend,
+            proj.logs,
+            env=self._pool_env(proj, spec),
+            placement=place,
+            max_queue=self.max_queue,
+            pyenv=await self._env_for(spec),
+            project=proj.key,
+            target=target,
+            gpu_fallbacks=self.gpu_fallbacks(spec),
+            siblings=proj.pools,
         )
         return pool
 
@@ -486,14 +623,19 @@ class Runtime:
             pool = proj.pools.get(name)
             if pool is None:
                 known = ", ".join(sorted(proj.pools)) or "none"
-                raise KeyError(f"no endpoint named {name!r} in project {proj.key!r} (its endpoints: {known})")
+                raise KeyError(
+                    f"no endpoint named {name!r} in project {proj.key!r} (its endpoints: {known})"
+                )
             return pool
         found = [(p.key, p.pools[name]) for p in self.projects.values() if name in p.pools]
         if len(found) == 1:
             return found[0][1]
         if found:
             raise AmbiguousEndpoint(name, sorted(k for k, _ in found))
-        known = ", ".join(sorted({n for p in self.projects.values() for n in p.pools})) or "none deployed yet"
+        known = (
+            ", ".join(sorted({n for p in self.projects.values() for n in p.pools}))
+            or "none deployed yet"
+        )
         raise KeyError(f"no endpoint named {name!r} on this runtime (endpoints: {known})")
 
     async def restore(self) -> list[str]:
@@ -511,9 +653,20 @@ class Runtime:
                 files, entries, paths = state["files"], state["entries"], state.get("paths")
                 await self.commit(files, entries, key, paths)
             except Exception as exc:  # noqa: BLE001 - one project's failure never keeps the runtime down
-                msg = exc.info.message if isinstance(exc, DeployRefused) else f"{exc.__class__.__name__}: {exc}"
-                self.logs.emit(stream="system", text=f"could not serve {key} again after the restart: {msg}; sync it again")
-                print(f"slipstream: could not serve {key} again after the restart: {msg}", file=sys.stderr, flush=True)
+                msg = (
+                    exc.info.message
+                    if isinstance(exc, DeployRefused)
+                    else f"{exc.__class__.__name__}: {exc}"
+                )
+                self.logs.emit(
+                    stream="system",
+                    text=f"could not serve {key} again after the restart: {msg}; sync it again",
+                )
+                print(
+                    f"slipstream: could not serve {key} again after the restart: {msg}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 self.projects.pop(key, None)
                 continue
             proj = self.projects[key]
@@ -523,7 +676,10 @@ class Runtime:
                     shutil.rmtree(d, ignore_errors=True)
             restored.append(key)
         if restored:
-            self.logs.emit(stream="system", text=f"serving {len(restored)} project(s) from the store again: {', '.join(restored)}")
+            self.logs.emit(
+                stream="system",
+                text=f"serving {len(restored)} project(s) from the store again: {', '.join(restored)}",
+            )
         return restored
 
     async def remove_project(self, key: str) -> None:
@@ -550,7 +706,9 @@ class Runtime:
                 await proj.scanner.stop(0.5)
                 proj.scanner = None
         await self.envs.close()
-        shutil.rmtree(self.store.root / "routing", ignore_errors=True)  # peers' tokens never outlive the runtime
+        shutil.rmtree(
+            self.store.root / "routing", ignore_errors=True
+        )  # peers' tokens never outlive the runtime
         if self._tmp is not None:
             self._tmp.cleanup()
 
@@ -558,4 +716,3 @@ class Runtime:
 def default_store_dir() -> Path | None:
     d = os.environ.get(envvars.STORE)
     return Path(d) if d else None
-

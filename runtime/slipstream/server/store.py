@@ -17,7 +17,6 @@ __all__ = ["Store", "Limits", "UploadRefused", "validate_path", "Generation"]
 CURRENT_FILE = ".current.json"  # in a project's generations folder: its live generation's manifest
 
 
-
 @dataclass
 class Generation:
     id: str
@@ -27,9 +26,14 @@ class Generation:
     paths: list[str] = field(default_factory=lambda: [""])  # folders on sys.path ("" = the root)
 
 
-
 class Store:
-    def __init__(self, root: Path, limits: Limits = Limits(), keep_generations: int = 6, gens: Path | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        limits: Limits = Limits(),
+        keep_generations: int = 6,
+        gens: Path | None = None,
+    ) -> None:
         self.root = Path(root).absolute()  # workers link to generation dirs by absolute path
         self.blobs = self.root / "blobs"
         self.gens = Path(gens).absolute() if gens is not None else self.root / "gens"
@@ -38,7 +42,9 @@ class Store:
         self.limits = limits
         self.keep_generations = keep_generations
         # a persistent store outlives the process: new generations never reuse an old one's id
-        self._counter = max((int(d.name[1:]) for d in self.gens.glob("g*") if d.name[1:].isdigit()), default=0)
+        self._counter = max(
+            (int(d.name[1:]) for d in self.gens.glob("g*") if d.name[1:].isdigit()), default=0
+        )
         self._lock = threading.Lock()
         self.current: Generation | None = None
         self.history: list[Generation] = []
@@ -73,7 +79,9 @@ class Store:
                 "keep weights and data out of the synced code (load them with keep())"
             )
         if hashlib.sha256(data).hexdigest() != sha:
-            raise UploadRefused("uploaded bytes do not match their SHA-256; the upload was corrupted")
+            raise UploadRefused(
+                "uploaded bytes do not match their SHA-256; the upload was corrupted"
+            )
         target = self.blobs / sha
         if target.exists():
             return
@@ -81,12 +89,16 @@ class Store:
         tmp.write_bytes(data)
         os.replace(tmp, target)
 
-    def commit(self, files: dict[str, str], entries: list[str], paths: list[str] | None = None) -> Generation:
+    def commit(
+        self, files: dict[str, str], entries: list[str], paths: list[str] | None = None
+    ) -> Generation:
         self.check_manifest(files)
         paths = check_paths(paths)
         missing = self.missing(files)
         if missing:
-            raise UploadRefused(f"{len(missing)} file(s) were not uploaded before the commit; sync again")
+            raise UploadRefused(
+                f"{len(missing)} file(s) were not uploaded before the commit; sync again"
+            )
         total = sum((self.blobs / sha).stat().st_size for sha in set(files.values()))
         if total > self.limits.max_total_bytes:
             raise UploadRefused(

@@ -16,7 +16,13 @@ from typing import Any
 
 from ..spec.variants import OPTIONS, variant_name, variant_spec
 
-__all__ = ["OPTIONS", "variant_name", "variant_spec", "add_variant_routes"]  # the spec side is spec/variants.py
+__all__ = [
+    "OPTIONS",
+    "variant_name",
+    "variant_spec",
+    "add_variant_routes",
+]  # the spec side is spec/variants.py
+
 
 def add_variant_routes(app: Any, rt: Any) -> None:
     from starlette.responses import JSONResponse
@@ -30,9 +36,13 @@ def add_variant_routes(app: Any, rt: Any) -> None:
         try:
             options = await request.json()
         except ValueError:
-            return error_reply(400, "BadRequest", "body must be a JSON object of options, e.g. {\"gpu\": \"H100\"}")
+            return error_reply(
+                400, "BadRequest", 'body must be a JSON object of options, e.g. {"gpu": "H100"}'
+            )
         if not isinstance(options, dict):
-            return error_reply(400, "BadRequest", "body must be a JSON object of options, e.g. {\"gpu\": \"H100\"}")
+            return error_reply(
+                400, "BadRequest", 'body must be a JSON object of options, e.g. {"gpu": "H100"}'
+            )
         try:
             proj = rt.project(project)
             base = rt.pool(name, project)
@@ -40,14 +50,24 @@ def add_variant_routes(app: Any, rt: Any) -> None:
             return error_reply(404, "UnknownEndpoint", exc.args[0] if exc.args else str(exc))
         base_name = base.target
         try:
-            spec = variant_spec(base.spec if base.name == base_name else proj.pools[base_name].spec, options)
+            spec = variant_spec(
+                base.spec if base.name == base_name else proj.pools[base_name].spec, options
+            )
         except (SpecError, TypeError) as exc:
             return error_reply(422, "BadOptions", str(exc))
         pool = proj.pools.get(spec.name)
         if pool is None:
             info = {**base.info, "name": spec.name, "variant_of": base_name}
-            await rt.add_pool(proj, spec, base.gen, info, target=base_name)  # its workers run the base's function
-            proj.logs.emit(endpoint=spec.name, stream="system", text=f"variant of {base_name!r} with {json.dumps(options, default=str)}")
+            await rt.add_pool(
+                proj, spec, base.gen, info, target=base_name
+            )  # its workers run the base's function
+            proj.logs.emit(
+                endpoint=spec.name,
+                stream="system",
+                text=f"variant of {base_name!r} with {json.dumps(options, default=str)}",
+            )
         return JSONResponse({"name": spec.name, "variant_of": base_name, "spec": spec.to_dict()})
 
-    app.router.routes.append(Route("/v1/projects/{project}/endpoints/{name}/variants", create, methods=["POST"]))
+    app.router.routes.append(
+        Route("/v1/projects/{project}/endpoints/{name}/variants", create, methods=["POST"])
+    )

@@ -80,7 +80,6 @@ _REQUIREMENT_RE = re.compile(
 )
 
 
-
 class SpecError(ValueError):
     """An endpoint spec with at least one error; ``problems`` holds all of them."""
 
@@ -112,7 +111,9 @@ class EndpointSpec:
     example: dict[str, Any] | None = field(default=None, hash=False)
     retries: Retries | None = None  # retries.py: infrastructure failures, and the exceptions named
     secrets: tuple[str, ...] = ()  # names only; the values travel with each call (secretvals.py)
-    runtime: str | None = None  # pinned to this runtime of slipstream.toml's [runtimes] (sdk/routing.py)
+    runtime: str | None = (
+        None  # pinned to this runtime of slipstream.toml's [runtimes] (sdk/routing.py)
+    )
 
     @property
     def gpu_request(self) -> GPURequest:
@@ -165,7 +166,11 @@ class EndpointSpec:
                 data.get("workers_min", 0),
                 data.get("workers_max", DEFAULTS["workers"]),
             )
-        for key in DEFAULTS.keys() - {"name", "gpu", "workers"}:  # the rest: as the decorator takes them
+        for key in DEFAULTS.keys() - {
+            "name",
+            "gpu",
+            "workers",
+        }:  # the rest: as the decorator takes them
             if key in data:
                 kwargs[key] = data[key]
         return build_spec(data["name"], **kwargs)
@@ -197,8 +202,14 @@ def validate(name: str, /, **kwargs: Any) -> tuple[EndpointSpec | None, list[Pro
     example = _check_example(args["example"], problems)
     retries, retry_problem = check_retries(args["retries"])
     if retry_problem:
-        problems.append(Problem("bad-retries", retry_problem, "retries",
-                                "Write e.g. retries=3, or retries=Retries(3, backoff=2.0, on=(ConnectionError,))."))
+        problems.append(
+            Problem(
+                "bad-retries",
+                retry_problem,
+                "retries",
+                "Write e.g. retries=3, or retries=Retries(3, backoff=2.0, on=(ConnectionError,)).",
+            )
+        )
 
     secrets = _check_secrets(args["secrets"], problems)
     runtime = _check_runtime(args["runtime"], problems)
@@ -260,7 +271,8 @@ def _kwargs_problems(example: Mapping[str, Any], params: list[Param], label: str
         takes = f"it takes {', '.join(named)}" if named else "it takes no keyword arguments"
         out.append(f"{label}() has no parameter {_names(unknown)} ({takes})")
     missing = [
-        n for n, kind, required in params
+        n
+        for n, kind, required in params
         if required and kind not in ("VAR_POSITIONAL", "VAR_KEYWORD") and n not in example
     ]
     if missing:
@@ -527,8 +539,14 @@ def _check_runtime(value: Any, problems: list[Problem]) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}", value):
-        problems.append(Problem("bad-runtime", f"runtime must be the name of a runtime in slipstream.toml's [runtimes], not {value!r}",
-                                "runtime", 'Write e.g. runtime="gpu-box", with [runtimes.gpu-box] url = "ssh://gpu-box" in slipstream.toml.'))
+        problems.append(
+            Problem(
+                "bad-runtime",
+                f"runtime must be the name of a runtime in slipstream.toml's [runtimes], not {value!r}",
+                "runtime",
+                'Write e.g. runtime="gpu-box", with [runtimes.gpu-box] url = "ssh://gpu-box" in slipstream.toml.',
+            )
+        )
         return None
     return value
 
@@ -539,13 +557,27 @@ def _check_secrets(value: Any, problems: list[Problem]) -> tuple[str, ...]:
     if value is None or value == ():
         return ()
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        problems.append(Problem("bad-secrets", f"secrets must be a list of environment variable names, not {type(value).__name__}"
-                                + (f" {value!r}" if isinstance(value, str) else ""), "secrets", hint))
+        problems.append(
+            Problem(
+                "bad-secrets",
+                f"secrets must be a list of environment variable names, not {type(value).__name__}"
+                + (f" {value!r}" if isinstance(value, str) else ""),
+                "secrets",
+                hint,
+            )
+        )
         return ()
     names = []
     for item in value:
         if not isinstance(item, str) or not _ENV_KEY_RE.fullmatch(item):
-            problems.append(Problem("bad-secrets", f"secrets entry {item!r} is not an environment variable name", "secrets", hint))
+            problems.append(
+                Problem(
+                    "bad-secrets",
+                    f"secrets entry {item!r} is not an environment variable name",
+                    "secrets",
+                    hint,
+                )
+            )
         elif item not in names:
             names.append(item)
     return tuple(names)

@@ -24,13 +24,19 @@ class DecoratorParam:
     name: str
     default: Any
     doc: str
-    positional: bool = False  # may be written without its keyword, in this order: @endpoint("paint")
+    positional: bool = (
+        False  # may be written without its keyword, in this order: @endpoint("paint")
+    )
     option: bool = False  # f.with_options() may change it
 
 
 PARAMETERS: tuple[DecoratorParam, ...] = (
-    DecoratorParam("name", None, "the endpoint's name (default: the function's or class's)", positional=True),
-    DecoratorParam("gpu", None, "None (CPU), 'H100', 'H100:2', or a list in fallback order", option=True),
+    DecoratorParam(
+        "name", None, "the endpoint's name (default: the function's or class's)", positional=True
+    ),
+    DecoratorParam(
+        "gpu", None, "None (CPU), 'H100', 'H100:2', or a list in fallback order", option=True
+    ),
     DecoratorParam("workers", 1, "n (scale from zero to n) or (min, max)", option=True),
     DecoratorParam("concurrency", 1, "calls one worker runs at once", option=True),
     DecoratorParam("timeout", 300, "seconds a call may run", option=True),
@@ -38,9 +44,13 @@ PARAMETERS: tuple[DecoratorParam, ...] = (
     DecoratorParam("dependencies", (), "pip requirements installed on the runtime"),
     DecoratorParam("env", None, "environment variables for the workers"),
     DecoratorParam("example", None, "keyword arguments the editor's Run lens uses"),
-    DecoratorParam("retries", 0, "n, or Retries(...): runs again after an infrastructure failure", option=True),
+    DecoratorParam(
+        "retries", 0, "n, or Retries(...): runs again after an infrastructure failure", option=True
+    ),
     DecoratorParam("secrets", (), "names of environment variables sent with each call"),
-    DecoratorParam("runtime", None, "run on this runtime of slipstream.toml's [runtimes] (docs/runtimes.md)"),
+    DecoratorParam(
+        "runtime", None, "run on this runtime of slipstream.toml's [runtimes] (docs/runtimes.md)"
+    ),
 )
 
 DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMETERS}
@@ -66,20 +76,30 @@ def bind_arguments(
         if index < len(POSITIONAL):
             bound[POSITIONAL[index]] = value
             continue
-        problems.append((value, Problem(
-            "positional-argument",
-            f"@endpoint takes only {_first(POSITIONAL)} without a keyword; argument {index + 1} needs one",
-            None,
-            f"Write it as keyword=value, e.g. gpu=\"H100\" (after the name, @endpoint takes {keyword_names}).",
-        )))
+        problems.append(
+            (
+                value,
+                Problem(
+                    "positional-argument",
+                    f"@endpoint takes only {_first(POSITIONAL)} without a keyword; argument {index + 1} needs one",
+                    None,
+                    f'Write it as keyword=value, e.g. gpu="H100" (after the name, @endpoint takes {keyword_names}).',
+                ),
+            )
+        )
     for key, value in keywords:
         if key in bound:
-            problems.append((value, Problem(
-                "duplicate-argument",
-                f"@endpoint got {key!r} twice: without a keyword and as {key}=",
-                key,
-                f"Give it once, e.g. @endpoint({key}=...).",
-            )))
+            problems.append(
+                (
+                    value,
+                    Problem(
+                        "duplicate-argument",
+                        f"@endpoint got {key!r} twice: without a keyword and as {key}=",
+                        key,
+                        f"Give it once, e.g. @endpoint({key}=...).",
+                    ),
+                )
+            )
             continue
         bound[key] = value
     return bound, problems

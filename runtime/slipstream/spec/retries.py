@@ -38,14 +38,20 @@ class Retries:
     max_backoff: float
     on: tuple[str, ...]
 
-    def __init__(self, max_retries: int, backoff: float = 1.0, on: Iterable[type[BaseException] | str] = (),
-                 backoff_coefficient: float = 2.0, max_backoff: float = 60.0) -> None:
+    def __init__(
+        self,
+        max_retries: int,
+        backoff: float = 1.0,
+        on: Iterable[type[BaseException] | str] = (),
+        backoff_coefficient: float = 2.0,
+        max_backoff: float = 60.0,
+    ) -> None:
         object.__setattr__(self, "max_retries", max_retries)
         object.__setattr__(self, "backoff", backoff)
         object.__setattr__(self, "backoff_coefficient", backoff_coefficient)
         object.__setattr__(self, "max_backoff", max_backoff)
         names = []
-        for e in ((on,) if isinstance(on, (str, type)) else on):
+        for e in (on,) if isinstance(on, (str, type)) else on:
             if isinstance(e, type) and issubclass(e, BaseException):
                 mod = e.__module__
                 names.append(e.__qualname__ if mod == "builtins" else f"{mod}.{e.__qualname__}")
@@ -62,13 +68,23 @@ class Retries:
         return any(type_name == n or type_name.rsplit(".", 1)[-1] == n for n in self.on)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"max_retries": self.max_retries, "backoff": self.backoff, "backoff_coefficient": self.backoff_coefficient,
-                "max_backoff": self.max_backoff, "on": list(self.on)}
+        return {
+            "max_retries": self.max_retries,
+            "backoff": self.backoff,
+            "backoff_coefficient": self.backoff_coefficient,
+            "max_backoff": self.max_backoff,
+            "on": list(self.on),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Retries:
-        return cls(int(d.get("max_retries", 0)), float(d.get("backoff", 1.0)), tuple(d.get("on", ())),
-                   float(d.get("backoff_coefficient", 2.0)), float(d.get("max_backoff", 60.0)))
+        return cls(
+            int(d.get("max_retries", 0)),
+            float(d.get("backoff", 1.0)),
+            tuple(d.get("on", ())),
+            float(d.get("backoff_coefficient", 2.0)),
+            float(d.get("max_backoff", 60.0)),
+        )
 
 
 def check(value: Any) -> tuple[Retries | None, str | None]:
@@ -81,9 +97,16 @@ def check(value: Any) -> tuple[Retries | None, str | None]:
         except (TypeError, ValueError) as exc:
             return None, f"retries dict is not valid: {exc}"
     if isinstance(value, bool) or not isinstance(value, (int, Retries)):
-        return None, f"retries must be a count or Retries(max_retries, backoff=..., on=(...)), not {type(value).__name__} {value!r}"
+        return (
+            None,
+            f"retries must be a count or Retries(max_retries, backoff=..., on=(...)), not {type(value).__name__} {value!r}",
+        )
     r = Retries(value) if isinstance(value, int) else value
-    if not isinstance(r.max_retries, int) or isinstance(r.max_retries, bool) or not 0 <= r.max_retries <= MAX_RETRIES:
+    if (
+        not isinstance(r.max_retries, int)
+        or isinstance(r.max_retries, bool)
+        or not 0 <= r.max_retries <= MAX_RETRIES
+    ):
         return None, f"retries must be between 0 and {MAX_RETRIES}, not {r.max_retries!r}"
     for f in ("backoff", "backoff_coefficient", "max_backoff"):
         v = getattr(r, f)

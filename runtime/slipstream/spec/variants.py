@@ -15,7 +15,9 @@ __all__ = ["OPTIONS", "variant_name", "variant_spec"]
 
 
 def variant_name(base: str, options: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[
+        :8
+    ]
     return f"{base}.v{digest}"
 
 
@@ -24,12 +26,19 @@ def variant_spec(base: EndpointSpec, options: dict[str, Any]) -> EndpointSpec:
     TypeError for an option with_options does not take."""
     unknown = [k for k in options if k not in OPTIONS]
     if unknown:
-        raise TypeError(f"with_options() takes {', '.join(OPTIONS)}; not {', '.join(map(repr, unknown))}")
+        raise TypeError(
+            f"with_options() takes {', '.join(OPTIONS)}; not {', '.join(map(repr, unknown))}"
+        )
     d = base.to_dict()
     kwargs: dict[str, Any] = {
-        "gpu": d["gpu"] or None, "workers": (d["workers_min"], d["workers_max"]), "concurrency": d["concurrency"],
-        "timeout": d["timeout"], "idle_timeout": d["idle_timeout"], "dependencies": d["dependencies"],
-        "env": d["env"], "retries": d["retries"] or 0,
+        "gpu": d["gpu"] or None,
+        "workers": (d["workers_min"], d["workers_max"]),
+        "concurrency": d["concurrency"],
+        "timeout": d["timeout"],
+        "idle_timeout": d["idle_timeout"],
+        "dependencies": d["dependencies"],
+        "env": d["env"],
+        "retries": d["retries"] or 0,
     }
     kwargs.update(options)
     kwargs = {k: v for k, v in kwargs.items() if k in DEFAULTS}

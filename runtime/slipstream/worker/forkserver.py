@@ -76,7 +76,16 @@ def serve_forks(sock: socket.socket, preload: list[str]) -> None:
 
     torch = sys.modules.get("torch")
     cuda_touched = bool(torch is not None and torch.cuda.is_initialized())
-    _send(sock, {"op": "ready", "preloaded": loaded, "failed": failed, "import_s": time.perf_counter() - started, "cuda_initialized": cuda_touched})
+    _send(
+        sock,
+        {
+            "op": "ready",
+            "preloaded": loaded,
+            "failed": failed,
+            "import_s": time.perf_counter() - started,
+            "cuda_initialized": cuda_touched,
+        },
+    )
     while True:
         ready, _, _ = select.select([sock], [], [], 0.05)
         if os.getppid() != parent:
@@ -149,13 +158,26 @@ class ForkServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = {**os.environ, **self.env, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+        env = {
+            **os.environ,
+            **self.env,
+            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        }
         if "CUDA_VISIBLE_DEVICES" not in os.environ:
             env.pop("CUDA_VISIBLE_DEVICES")
         self.proc = await asyncio.create_subprocess_exec(
-            self.python, "-P", "-m", "slipstream.worker.forkserver", "--fd", str(child.fileno()),
-            "--preload", ",".join(self.preload), pass_fds=(child.fileno(),), env=env,
-            stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+            self.python,
+            "-P",
+            "-m",
+            "slipstream.worker.forkserver",
+            "--fd",
+            str(child.fileno()),
+            "--preload",
+            ",".join(self.preload),
+            pass_fds=(child.fileno(),),
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
         )
         child.close()
         parent.setblocking(False)
@@ -168,7 +190,9 @@ class ForkServer:
             self.reason = f"fork server did not start: {exc}"
             return
         if self.info.get("cuda_initialized"):
-            self.reason = "the fork server initialised CUDA while importing; forking would be unsafe"
+            self.reason = (
+                "the fork server initialised CUDA while importing; forking would be unsafe"
+            )
             return
         self.usable = True
 
@@ -221,13 +245,22 @@ class ForkServer:
             cb(-9)
         self._exits.clear()
 
-    async def fork(self, child_fd: int, env: dict[str, str], memory_limit: int | None, on_exit: Callable[[int], None]) -> int:
+    async def fork(
+        self,
+        child_fd: int,
+        env: dict[str, str],
+        memory_limit: int | None,
+        on_exit: Callable[[int], None],
+    ) -> int:
         assert self._sock is not None
         self._ids += 1
         fid = self._ids
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[fid] = fut
-        msg = json.dumps({"op": "fork", "id": fid, "env": env, "memory_limit": memory_limit}).encode() + b"\n"
+        msg = (
+            json.dumps({"op": "fork", "id": fid, "env": env, "memory_limit": memory_limit}).encode()
+            + b"\n"
+        )
         socket.send_fds(self._sock, [msg], [child_fd])
         pid = await asyncio.wait_for(fut, 30)
         if pid in self._early_exits:

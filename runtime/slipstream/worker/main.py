@@ -26,18 +26,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import keeper as keep_mod
-from ..protocol import secrets
-from ..protocol import shm
-from ..protocol import wire
 from ..endpoint import IN_RUNTIME_ENV, Endpoint, bad_arguments
+from ..protocol import envvars, secrets, shm, wire
 from ..protocol.errors import CallCancelled, ErrorInfo, error_info
 from ..protocol.ipc import Channel
+from ..protocol.jsontypes import ArgumentError, convert_arguments, param_schemas
 from ..protocol.kinds import ErrorKind
 from ..protocol.messages import EndpointInfo, ParamInfo
-from ..protocol.jsontypes import ArgumentError, convert_arguments, param_schemas
 from .debug import ATTACH_TIMEOUT_S, Debugger
 from .reload import CodeLoader, module_for, shadowed_stdlib
-from ..protocol import envvars
 
 _call = threading.local()
 
@@ -82,14 +79,18 @@ class _Running:
             if not self.interruptible:
                 return
             if self.main:
-                signal.pthread_kill(self.thread, CANCEL_SIGNAL)  # also breaks a sleep or a blocking read
+                signal.pthread_kill(
+                    self.thread, CANCEL_SIGNAL
+                )  # also breaks a sleep or a blocking read
             else:
                 _async_raise(self.thread, CallCancelled)
 
 
 def _async_raise(thread: int, exc: Any) -> None:
     """Raise exc in another thread at its next bytecode (None: withdraw a pending one)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(exc) if exc is not None else None)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread), ctypes.py_object(exc) if exc is not None else None
+    )
 
 
 class _LogStream(io.TextIOBase):
@@ -118,7 +119,14 @@ class _LogStream(io.TextIOBase):
 
     def _send(self, text: str) -> None:
         try:
-            self.ch.send({"op": "log", "id": getattr(_call, "id", None), "stream": self.stream, "text": secrets.mask(text)})
+            self.ch.send(
+                {
+                    "op": "log",
+                    "id": getattr(_call, "id", None),
+                    "stream": self.stream,
+                    "text": secrets.mask(text),
+                }
+            )
         except OSError:
             pass
 
@@ -150,7 +158,9 @@ class Worker:
             if rel:
                 from ..protocol.errors import Frame
 
-                info.frames.append(Frame(rel, exc.lineno or 0, "<module>", (exc.text or "").strip(), True))
+                info.frames.append(
+                    Frame(rel, exc.lineno or 0, "<module>", (exc.text or "").strip(), True)
+                )
         return info
 
     def init(self, h: dict[str, Any]) -> None:
@@ -207,7 +217,9 @@ class Worker:
             return
         report, purged = self.loader.switch(h["gen"], gen_dir, h["manifest"], h.get("paths"))
         if report.mode == "restart":
-            self.ch.send({"op": "loaded", "gen": h["gen"], "mode": "restart", "reason": report.reason})
+            self.ch.send(
+                {"op": "loaded", "gen": h["gen"], "mode": "restart", "reason": report.reason}
+            )
             return
         try:
             self._bind(run_setup=self.module in report.reexecuted)
@@ -234,7 +246,9 @@ class Worker:
         started = time.perf_counter()
         for p in h.get("extra_paths", []):
             if p not in sys.path:
-                sys.path.append(p)  # dependencies installed for endpoints, visible to the import check
+                sys.path.append(
+                    p
+                )  # dependencies installed for endpoints, visible to the import check
         shadows = shadowed_stdlib(h["manifest"], h.get("paths") or [""])
         if shadows:
             self.ch.send({"op": "scan_error", "error": _shadow_error(shadows).to_dict()})
@@ -290,9 +304,13 @@ class Worker:
         and set its breakpoints."""
         self.debugger.ensure()
         root = self.loader.link or self.loader.gen_dir or ""
-        self.ch.send({"op": "debug_wait", "id": cid, "root": root, "where": where, "pid": os.getpid()})
+        self.ch.send(
+            {"op": "debug_wait", "id": cid, "root": root, "where": where, "pid": os.getpid()}
+        )
         if not self.debugger.wait_for_client():
-            raise TimeoutError(f"no debugger attached within {ATTACH_TIMEOUT_S:g}s (SLIPSTREAM_DEBUG_ATTACH_TIMEOUT)")
+            raise TimeoutError(
+                f"no debugger attached within {ATTACH_TIMEOUT_S:g}s (SLIPSTREAM_DEBUG_ATTACH_TIMEOUT)"
+            )
 
     def on_breakpoint(self, *args: Any, **kwargs: Any) -> None:
         """breakpoint() in endpoint code under `slipstream run --debug`: wait for a debugger,
@@ -402,7 +420,9 @@ class Worker:
             if inspect.isgenerator(result) or inspect.isasyncgen(result):
                 if h.get("stream"):  # each item goes out as it is produced
                     for item in self._items(result, st):
-                        self.ch.send({"op": "item", "id": cid}, self._encode(item, fmt, h.get("method")))
+                        self.ch.send(
+                            {"op": "item", "id": cid}, self._encode(item, fmt, h.get("method"))
+                        )
                     result = None
                 else:  # a plain call (await f.aio(), .map, JSON without streaming): the list
                     result = list(self._items(result, st))
@@ -421,7 +441,9 @@ class Worker:
         except CallCancelled as exc:
             sys.stdout.flush()
             sys.stderr.flush()
-            self._send_error(cid, started, ErrorInfo("CallCancelled", str(exc), "", kind=ErrorKind.CANCELLED))
+            self._send_error(
+                cid, started, ErrorInfo("CallCancelled", str(exc), "", kind=ErrorKind.CANCELLED)
+            )
         except BaseException as exc:  # noqa: BLE001 - user code: every failure goes back
             self.debugger.post_mortem(exc)  # under a debugger: stops at the raising line first
             sys.stdout.flush()
@@ -444,10 +466,14 @@ class Worker:
                 raise _BadRequest(f"call a method of class endpoint {ep.name!r}: one of {choices}")
             fn = getattr(self.instance, method, None)
             if not callable(fn):
-                raise _BadRequest(f"endpoint {ep.name!r} has no method {method!r} (has: {', '.join(ep.methods())})")
+                raise _BadRequest(
+                    f"endpoint {ep.name!r} has no method {method!r} (has: {', '.join(ep.methods())})"
+                )
         else:
             if method:
-                raise _BadRequest(f"endpoint {ep.name!r} is a function; it has no method {method!r}")
+                raise _BadRequest(
+                    f"endpoint {ep.name!r} is a function; it has no method {method!r}"
+                )
             fn = ep.target
         if "shm" in h:
             body = shm.attach(h["shm"])  # type: ignore[assignment]
@@ -479,9 +505,15 @@ class Worker:
                 return wire.dumps(value)
             return [wire.json_dumps(wire.to_display(value))]
         except Exception as exc:  # noqa: BLE001 - say what could not go back, not where pickle failed
-            name = (self.endpoint.name if self.endpoint is not None else "the endpoint") + (f".{method}" if method else "")
+            name = (self.endpoint.name if self.endpoint is not None else "the endpoint") + (
+                f".{method}" if method else ""
+            )
             cls = type(value)
-            what = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+            what = (
+                cls.__qualname__
+                if cls.__module__ == "builtins"
+                else f"{cls.__module__}.{cls.__qualname__}"
+            )
             raise TypeError(
                 f"{name} returned a {what} that cannot be sent back "
                 f"({type(exc).__name__}: {exc}); return plain data (numbers, strings, lists, dicts, arrays, "
@@ -494,9 +526,13 @@ class Worker:
         for f in d.get("frames") or []:
             if isinstance(f, dict) and isinstance(f.get("code"), str):
                 f["code"] = secrets.mask(f["code"])
-        pickled = info.pickled if info.pickled and not secrets.mask_bytes_present(info.pickled) else None
+        pickled = (
+            info.pickled if info.pickled and not secrets.mask_bytes_present(info.pickled) else None
+        )
         body: list[bytes | memoryview] = [pickled] if pickled else []
-        self.ch.send({"op": "error", "id": cid, "duration": time.perf_counter() - started, "error": d}, body)
+        self.ch.send(
+            {"op": "error", "id": cid, "duration": time.perf_counter() - started, "error": d}, body
+        )
 
 
 class _BadRequest(Exception):
@@ -527,7 +563,9 @@ def _is_generator(fn: Any) -> bool:
 
 
 def _endpoints_in(mod: Any) -> list[Endpoint]:
-    return [v for v in vars(mod).values() if isinstance(v, Endpoint) and v.__module__ == mod.__name__]
+    return [
+        v for v in vars(mod).values() if isinstance(v, Endpoint) and v.__module__ == mod.__name__
+    ]
 
 
 def _find(mod: Any, name: str) -> Endpoint | None:
@@ -553,7 +591,9 @@ def _describe(ep: Endpoint, mod_name: str, rel: str) -> EndpointInfo:
         "methods": methods,
         "generator": bool(not ep.is_class and _is_generator(fn)),
         # what streams its results: "" for a function, else the generator methods of a class
-        "streams": [m for m in methods if _is_generator(getattr(fn, m))] if ep.is_class else ([""] if _is_generator(fn) else []),
+        "streams": [m for m in methods if _is_generator(getattr(fn, m))]
+        if ep.is_class
+        else ([""] if _is_generator(fn) else []),
         "signature": _signatures(ep, defs),
         "schemas": defs,  # shared type definitions the signature's schemas refer to
         "doc": inspect.getdoc(fn) or "",
@@ -625,8 +665,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m slipstream.worker.main")
     how = ap.add_mutually_exclusive_group(required=True)
     how.add_argument("--fd", type=int, help="one end of a socketpair the runtime passed down")
-    how.add_argument("--connect", metavar="HOST:PORT", help="dial the runtime's worker port over TCP")
-    ap.add_argument("--worker-id", default="", help="with --connect: the id the runtime gave this worker")
+    how.add_argument(
+        "--connect", metavar="HOST:PORT", help="dial the runtime's worker port over TCP"
+    )
+    ap.add_argument(
+        "--worker-id", default="", help="with --connect: the id the runtime gave this worker"
+    )
     args = ap.parse_args(argv)
     if args.connect:
         # the per-worker secret comes by environment (argv is visible to `ps`), and user code never sees it
@@ -666,10 +710,21 @@ def serve(sock: socket.socket, hello: dict[str, Any] | None = None) -> None:
             try:
                 handlers[op](header)
             except BaseException:  # noqa: BLE001 - never die silently
-                ch.send({"op": "fatal", "error": {"type": "InternalError", "message": traceback.format_exc(), "traceback": ""}})
+                ch.send(
+                    {
+                        "op": "fatal",
+                        "error": {
+                            "type": "InternalError",
+                            "message": traceback.format_exc(),
+                            "traceback": "",
+                        },
+                    }
+                )
 
 
-def _read_channel(ch: Channel, w: Worker, inbox: queue.SimpleQueue[tuple[dict[str, Any], bytearray]]) -> None:
+def _read_channel(
+    ch: Channel, w: Worker, inbox: queue.SimpleQueue[tuple[dict[str, Any], bytearray]]
+) -> None:
     while True:
         try:
             header, body = ch.recv()
@@ -725,7 +780,9 @@ def _small_thread(target: Any, args: tuple[Any, ...], name: str) -> None:
     process (glibc reserves 64 MB of address space per thread arena otherwise)."""
     import resource
 
-    if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY and sys.platform.startswith("linux"):
+    if resource.getrlimit(resource.RLIMIT_AS)[
+        0
+    ] != resource.RLIM_INFINITY and sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX
         except (OSError, AttributeError):

@@ -137,7 +137,9 @@ class CodeLoader:
     def __init__(self) -> None:
         self.generation: str | None = None
         self.gen_dir: str | None = None  # the generation's real directory
-        self.link: str | None = None  # the folder this process imports the project from (.live-<pid>)
+        self.link: str | None = (
+            None  # the folder this process imports the project from (.live-<pid>)
+        )
         self.paths: list[str] = [""]
         self.manifest: dict[str, str] = {}
         self._sys_paths: list[str] = []
@@ -146,7 +148,10 @@ class CodeLoader:
         self.readers: dict[str, set[str]] = {}  # data file -> project modules seen opening it
         self.unattributed: set[str] = set()  # data files opened by code of no project module
         self._hooked = False
-        self._prefix_cache: tuple[tuple[str | None, str | None], tuple[str, ...]] = ((None, None), ())
+        self._prefix_cache: tuple[tuple[str | None, str | None], tuple[str, ...]] = (
+            (None, None),
+            (),
+        )
 
     # --- where files are -------------------------------------------------------------------
     def _prefixes(self) -> tuple[str, ...]:
@@ -185,7 +190,12 @@ class CodeLoader:
         return out
 
     # --- what a switch must re-run ----------------------------------------------------------
-    def plan(self, manifest: dict[str, str], gen_dir: str | None = None, paths: Sequence[str] | None = None) -> tuple[list[str], set[str], str]:
+    def plan(
+        self,
+        manifest: dict[str, str],
+        gen_dir: str | None = None,
+        paths: Sequence[str] | None = None,
+    ) -> tuple[list[str], set[str], str]:
         """(changed paths, modules to re-execute, "" or why a restart is needed)."""
         old = self.manifest
         changed = sorted(p for p in set(old) | set(manifest) if old.get(p) != manifest.get(p))
@@ -193,7 +203,11 @@ class CodeLoader:
         if any(p.endswith(_NATIVE_SUFFIXES) for p in changed):
             return changed, set(), "a native extension changed"
         if paths is not None and clean_paths(paths) != self.paths:
-            return changed, set(), f"the project's import paths changed ({self.paths} -> {clean_paths(paths)})"
+            return (
+                changed,
+                set(),
+                f"the project's import paths changed ({self.paths} -> {clean_paths(paths)})",
+            )
         by_name = {}
         for p in changed:
             m = module_for(p, manifest if p in manifest else old, self.paths)
@@ -213,9 +227,13 @@ class CodeLoader:
             if p.endswith(".py"):
                 continue  # modules: handled through the import graph
             if p in self.unattributed:
-                return changed, set(), (
-                    f"{p} changed and was read by code that is not a project module, "
-                    "so what to re-run cannot be known"
+                return (
+                    changed,
+                    set(),
+                    (
+                        f"{p} changed and was read by code that is not a project module, "
+                        "so what to re-run cannot be known"
+                    ),
                 )
             changed_mods |= self.readers.get(p, set()) & set(loaded)
         importers: dict[str, set[str]] = {}
@@ -239,7 +257,13 @@ class CodeLoader:
         return self._imports[key]
 
     # --- switching ---------------------------------------------------------------------------
-    def switch(self, generation: str, gen_dir: str, manifest: dict[str, str], paths: Sequence[str] | None = None) -> tuple[ReloadReport, dict[str, ModuleType]]:
+    def switch(
+        self,
+        generation: str,
+        gen_dir: str,
+        manifest: dict[str, str],
+        paths: Sequence[str] | None = None,
+    ) -> tuple[ReloadReport, dict[str, ModuleType]]:
         """Point the process at a new generation; returns the report and the purged modules
         (pass them to rollback() if importing the new code fails)."""
         if self.gen_dir is None:
@@ -262,7 +286,9 @@ class CodeLoader:
         self._set(generation, gen_dir, manifest, self.paths)
         return ReloadReport(generation, changed, sorted(purged), "in-place"), purged
 
-    def rollback(self, generation: str, gen_dir: str, manifest: dict[str, str], purged: dict[str, ModuleType]) -> None:
+    def rollback(
+        self, generation: str, gen_dir: str, manifest: dict[str, str], purged: dict[str, ModuleType]
+    ) -> None:
         for name in list(self.user_modules()):
             if name in purged or name not in self._before:
                 mod = sys.modules.pop(name, None)
@@ -278,10 +304,14 @@ class CodeLoader:
                 setattr(pkg, child, mod)
         self._set(generation, gen_dir, manifest, self.paths)
 
-    def _set(self, generation: str, gen_dir: str, manifest: dict[str, str], paths: list[str]) -> None:
+    def _set(
+        self, generation: str, gen_dir: str, manifest: dict[str, str], paths: list[str]
+    ) -> None:
         fresh = self.link is None
         if fresh:
-            self.link = os.path.join(os.path.dirname(gen_dir.rstrip("/")), f"{LIVE_PREFIX}{os.getpid()}")
+            self.link = os.path.join(
+                os.path.dirname(gen_dir.rstrip("/")), f"{LIVE_PREFIX}{os.getpid()}"
+            )
             shutil.rmtree(self.link, ignore_errors=True)  # a previous process with this pid
             os.makedirs(self.link)
         self._materialise(gen_dir, {} if fresh else self.manifest, manifest)
@@ -292,7 +322,12 @@ class CodeLoader:
         assert link is not None  # set above
         self._sys_paths = [os.path.join(link, p) if p else link for p in paths]
         sys.path[0:0] = self._sys_paths
-        self.generation, self.gen_dir, self.manifest, self.paths = generation, gen_dir, dict(manifest), list(paths)
+        self.generation, self.gen_dir, self.manifest, self.paths = (
+            generation,
+            gen_dir,
+            dict(manifest),
+            list(paths),
+        )
         importlib.invalidate_caches()
 
     def _materialise(self, gen_dir: str, old: dict[str, str], new: dict[str, str]) -> None:
@@ -321,7 +356,9 @@ class CodeLoader:
             self._drop_pyc(dst)
             d = os.path.dirname(dst)
             while d != self.link and d.startswith(self.link):
-                if os.path.isdir(os.path.join(d, "__pycache__")) and not os.listdir(os.path.join(d, "__pycache__")):
+                if os.path.isdir(os.path.join(d, "__pycache__")) and not os.listdir(
+                    os.path.join(d, "__pycache__")
+                ):
                     os.rmdir(os.path.join(d, "__pycache__"))
                 try:
                     os.rmdir(d)  # an emptied folder must not linger as a namespace package
