@@ -126,6 +126,10 @@ def test_the_right_token_gets_past_the_check_on_every_route(rt):
             body = b"{}" if method in ("POST", "PUT", "PATCH") else None
             with http.stream(method, rt.url + path, content=body) as r:
                 assert r.status_code != 401, (method, path)
+                if r.status_code == 200 and path.endswith("/debug") and method == "POST":
+                    # a debug session holds echo's worker until a debugger comes: end it
+                    session = json.loads(r.read())["session"]
+                    assert http.delete(f"{rt.url}/v1/debug/{session}").status_code < 300
 
 
 def test_no_route_upgrades_to_a_websocket_without_a_token(rt):
