@@ -5,8 +5,8 @@ Each deploy reports workDoneProgress when the client supports it, and ends in a
 `slipstream/deployResult` notification. A generation the runtime refuses becomes a diagnostic
 at the file and line of the error; the next good deploy clears it.
 
-Once a project has been deployed, watchfiles watches it, so files changed outside the editor
-(a `git checkout`, a formatter) are deployed too.
+From its first deploy on (started before the sync), watchfiles watches a project, so files
+changed outside the editor (a `git checkout`, a formatter) are deployed too, even mid-deploy.
 """
 
 from __future__ import annotations
@@ -146,6 +146,9 @@ class Deployer:
         changed_paths: set[Path] = set()
         try:
             _check_root(root)
+            # watched from the first deploy on, before the sync: a file changed by another tool
+            # while it runs, or just after it, is deployed next (started after, it was missed)
+            self.watch(root)
             report = self._reporter(token)
             if (
                 self.routing.entries(root) is not None
@@ -274,7 +277,7 @@ class Deployer:
                         continue  # the editor's own save: didSave already asked for a deploy
                     if not is_ignored(rel, include):
                         relevant.append(rel)
-                if relevant and root in self.deployed:
+                if relevant:
                     log.info("files changed outside the editor: %s", ", ".join(relevant[:5]))
                     self.request(root, "watch", announce_unchanged=False)
         except Exception as exc:
