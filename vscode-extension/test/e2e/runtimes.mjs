@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { check, openFile, PYTHON, say, shot } from './harness.mjs';
+import { check, PYTHON, say, shot } from './harness.mjs';
 
 const HERE = path.dirname(new URL(import.meta.url).pathname);
 const REPO_DOCS = path.resolve(HERE, '..', '..', '..', 'docs');
@@ -59,7 +59,11 @@ export async function runtimeSteps(page, env, frame) {
     fs.mkdirSync(folder, { recursive: true });
     fs.writeFileSync(path.join(folder, 'slipstream.toml'), '[project]\nname = "multi"\n');
     fs.writeFileSync(path.join(folder, 'routed.py'), ROUTED);
-    await openFile(page, 'routed.py');
+    // opened from the Explorer: Quick Open's index may not have the file just written yet
+    const tree = page.locator('.explorer-folders-view .monaco-list-row');
+    await tree.filter({ hasText: /^multi$/ }).first().click({ timeout: 15_000 });
+    await tree.filter({ hasText: /^routed\.py$/ }).first().click({ timeout: 15_000 });
+    await page.locator('.tab.active', { hasText: 'routed.py' }).waitFor({ timeout: 15_000 });
     await page.locator('.contentWidgets .codelens-decoration a', { hasText: /Run on H100/ }).first().waitFor({ timeout: 90_000 });
     await page.keyboard.press('Control+Shift+P');
     await page.locator('.quick-input-widget input').waitFor({ timeout: 10_000 });
