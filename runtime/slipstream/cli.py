@@ -501,6 +501,11 @@ def cmd_status(a: argparse.Namespace) -> int:
                 f"  {e['name']:<24} {e['gpu']:<10} workers {len(p['workers'])}/{p['max']} [{states}]  "
                 f"calls {s['calls']} errors {s['errors']}  p50 {p50}  ${s['cost_usd']:.6f}"
             )
+            for stale in e.get("stale") or []:
+                print(
+                    f"    ⚠ kept {stale['key']} ({stale['path']}) runs old code: {stale['why']} "
+                    f"(slipstream rebuild {e['name']})"
+                )
     return 0
 
 
@@ -653,6 +658,46 @@ def _here_key() -> str | None:
         return project_key(find_project_root(Path.cwd()))
     except (OSError, ValueError):
         return None
+
+
+@_answered
+def cmd_rebuild(a: argparse.Namespace) -> int:
+    """Load an endpoint's kept objects (models) again, e.g. after an edit to a class's __init__
+    that a reload cannot apply to the object already built (docs/hot-reload.md)."""
+    c = _client()
+    here = _here_key()
+    mine = [e for e in c.endpoints() if e["name"] == a.endpoint]
+    if not mine:
+        from .protocol.errors import SlipstreamError
+
+        names = sorted({e["name"] for e in c.endpoints()})
+        raise SlipstreamError(
+            f"no endpoint named {a.endpoint!r} on the runtime at {c.url} "
+            f"(endpoints: {', '.join(names) or 'none deployed yet'})"
+        )
+    project = here if any(e.get("project") == here for e in mine) else None
+    what = (
+        ", ".join(a.key)
+        if a.key
+        else ("its stale kept objects" if a.stale else "everything it keeps")
+    )
+    print(f"rebuilding {a.endpoint}: loading {what} again and re-running setup()...", flush=True)
+    r = c.rebuild(a.endpoint, project, keys=a.key or None, stale=a.stale)
+    if not r["workers"]:
+        print(
+            f"{a.endpoint} has no running worker: its next call builds everything from the saved code"
+        )
+        return 0
+    released = ", ".join(r["released"]) or "nothing (no kept object matched)"
+    print(
+        f"✓ {a.endpoint}: {r['workers']} worker(s) rebuilt {released} in {r['rebuild_s']:.2f} s "
+        f"({r['model_loads']} load(s))"
+    )
+    for err in r["errors"]:
+        print(f"✗ setup() failed: {err.get('type')}: {err.get('message')}", file=sys.stderr)
+    for st in r["stale"]:
+        print(f"⚠ still stale: kept {st['key']} ({st['path']}): {st['why']}", file=sys.stderr)
+    return 1 if r["errors"] else 0
 
 
 @_answered
@@ -898,6 +943,15 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="show the runtime's endpoints, pools and spend")
     st.add_argument("--json", action="store_true")
     st.set_defaults(fn=cmd_status)
+
+    rb = sub.add_parser(
+        "rebuild",
+        help="load an endpoint's kept models again and re-run its setup() (after an edit a reload cannot apply)",
+    )
+    rb.add_argument("endpoint")
+    rb.add_argument("--key", action="append", help="only this keep() key (repeat for several)")
+    rb.add_argument("--stale", action="store_true", help="only the kept objects that run old code")
+    rb.set_defaults(fn=cmd_rebuild)
 
     lg = sub.add_parser("logs", help="follow the runtime's logs")
     lg.add_argument("endpoint", nargs="?")

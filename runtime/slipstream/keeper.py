@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["keep", "stats", "KeepStats"]
+__all__ = ["keep", "stats", "KeepStats", "kept", "release"]
 
 T = TypeVar("T")
 
@@ -32,6 +32,7 @@ class KeepStats:
 
 
 _cache: dict[Hashable, Any] = {}
+_versions: dict[Hashable, Hashable] = {}  # key -> the version= it was loaded with
 _lock = threading.RLock()
 _stats = KeepStats()
 # setup scope: scope name -> ordered keys of its last completed setup
@@ -39,21 +40,44 @@ _slots: dict[str, list[Hashable]] = {}
 _current: dict[str, Any] = {}  # {"scope": str, "keys": list} while a setup runs
 
 
-def keep(key: Hashable, loader: Callable[[], T]) -> T:
-    """Return the object cached under key, or load it once with loader() and cache it."""
+def keep(key: Hashable, loader: Callable[[], T], version: Hashable = None) -> T:
+    """Return the object cached under key, or load it once with loader() and cache it.
+
+    After a code reload the kept object follows its classes' new code (worker/follow.py);
+    pass a new `version` (any value: a number, a string) to load it again instead, e.g. after
+    changing how it is built (its class's __init__, the loader)."""
     with _lock:
-        if key in _cache:
+        if key in _cache and _versions.get(key) == version:
             _stats.hits += 1
             _note_use(key)
             return _cache[key]
+        if key in _cache:
+            _release(key)  # a new version: the old object goes before the new one loads
         _release_replaced_slot(key)
         started = time.perf_counter()
         value = loader()
         _stats.load_seconds += time.perf_counter() - started
         _stats.loads += 1
         _cache[key] = value
+        _versions[key] = version
         _note_use(key)
         return value
+
+
+def kept() -> dict[Hashable, Any]:
+    """What keep() holds now, by key (a copy of the mapping; the objects themselves)."""
+    with _lock:
+        return dict(_cache)
+
+
+def release(keys: list[Hashable] | None = None) -> list[Hashable]:
+    """Drop the kept objects under `keys` (None: all), so the next keep() of each loads it
+    again (a rebuild). Returns the keys released."""
+    with _lock:
+        gone = [k for k in (list(_cache) if keys is None else keys) if k in _cache]
+        for k in gone:
+            _release(k)
+        return gone
 
 
 def stats() -> KeepStats:
@@ -104,9 +128,10 @@ def _release_replaced_slot(key: Hashable) -> None:
 
 
 def _release(key: Hashable) -> None:
-    value = _cache.pop(key, None)
-    if value is None:
+    _versions.pop(key, None)
+    if key not in _cache:
         return
+    value = _cache.pop(key)
     _stats.releases += 1
     del value
     gc.collect()

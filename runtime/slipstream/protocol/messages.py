@@ -127,6 +127,9 @@ class EndpointStatus(TypedDict, total=False):
     note: str
     unavailable: str
     last_error: Any
+    stale: list[
+        dict[str, str]
+    ]  # kept objects that run old code: key, path, cls, why (worker/follow.py)
     pool: dict[
         str, Any
     ]  # workers (each with its WorkerState), min, max, concurrency, queued, max_queue
@@ -177,3 +180,6 @@ class CommitReply(TypedDict):
     ]  # dependency environments: requirements, environment, python, cached, install_s
     endpoints: list[EndpointInfo]  # commit_endpoint() of each
     duration_ms: float
+    # per endpoint, from its workers that reloaded before the reply: {"updated": objects that
+    # now run the saved code, "classes": theirs, "stale": [{key, path, cls, why}], "loading": n}
+    kept: dict[str, dict[str, Any]]

@@ -247,6 +247,22 @@ class RuntimeClient:
         """{endpoints, projects, spend, runtime}; with a project key, only that project's."""
         return self._json("GET", "/v1/endpoints", params={"project": project} if project else None)
 
+    def rebuild(
+        self,
+        endpoint: str,
+        project: str | None = None,
+        keys: list[str] | None = None,
+        stale: bool = False,
+    ) -> dict[str, Any]:
+        """Load the endpoint's kept objects again and re-run its setup() on each worker (keys:
+        only these keep() keys; stale: only those running old code). Waits for the loads."""
+        params: dict[str, Any] = {"stale": stale}
+        if project:
+            params["project"] = project
+        if keys:
+            params["keys"] = keys
+        return self._json("POST", f"/v1/endpoints/{endpoint}/rebuild", params=params, timeout=None)
+
     def logs(
         self,
         endpoint: str | None = None,

@@ -111,9 +111,12 @@ class DevState:
             if res.restart:
                 extra = f"; workers replaced ({res.restart})"
             where = f" on {', '.join(self.routed.synced_to())}" if self.routed is not None else ""
+            kept_note, stale = res.kept_lines()
             _out(
-                f"↻ {res.generation}  {what or reason}  live{where} in {ms:.0f} ms (uploaded {res.uploaded}){extra}"
+                f"↻ {res.generation}  {what or reason}  live{where} in {ms:.0f} ms (uploaded {res.uploaded}){extra}{kept_note}"
             )
+            for line in stale:
+                _out(line)
             return res
 
     def client_for(self, name: str) -> RuntimeClient:

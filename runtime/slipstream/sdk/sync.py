@@ -115,6 +115,22 @@ class SyncResult:
     restart: str = ""  # why workers were replaced instead of reloaded in place ("" = in place)
     installs: list[dict[str, Any]] = field(default_factory=list)  # dependency environments used
     project: str = ""  # the key the runtime keeps this project under (config.project_key)
+    kept: dict[str, dict[str, Any]] = field(default_factory=dict)  # CommitReply.kept
+
+    def kept_lines(self) -> tuple[str, list[str]]:
+        """(what the reload line adds about kept objects, one warning line per stale one)."""
+        updated = sum(k.get("updated", 0) for k in self.kept.values())
+        classes = sorted(
+            {c.rsplit(".", 1)[-1] for k in self.kept.values() for c in k.get("classes", [])}
+        )
+        note = f"; kept objects follow {', '.join(classes)}" if updated else ""
+        warnings = [
+            f"⚠ {name}: kept {s['key']} ({s['path']}) still runs the old {s['cls'].rsplit('.', 1)[-1]}: "
+            f"{s['why']}. Rebuild it: `slipstream rebuild {name}` (or keep(..., version=...))"
+            for name, k in self.kept.items()
+            for s in k.get("stale", [])
+        ]
+        return note, warnings
 
 
 _hash_cache: dict[str, tuple[int, int, str]] = {}
@@ -406,4 +422,5 @@ def _sync_once(
         restart=reply.get("restart", ""),
         installs=reply.get("installs", []),
         project=reply.get("project", key),
+        kept=reply.get("kept") or {},
     )

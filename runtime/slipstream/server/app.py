@@ -8,7 +8,7 @@ import hmac
 import socket
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
@@ -360,6 +360,39 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         except (KeyError, ValueError) as exc:
             return error_reply(404, "UnknownProject", exc.args[0])
         return {"removed": project}
+
+    @app.post(
+        "/v1/endpoints/{name}/rebuild",
+        summary="Load an endpoint's kept objects again and re-run its setup() on each worker",
+        description="keys: only these keep() keys (their repr or str); stale: only the kept "
+        "objects that run old code (see 'stale' in GET /v1/endpoints/{name}); neither: all. "
+        "Each worker finishes its running calls first; calls queue meanwhile.",
+    )
+    async def rebuild(
+        name: str,
+        project: str | None = Query(None, max_length=80),
+        keys: Annotated[list[str] | None, Query(description="keep() keys to load again")] = None,
+        stale: bool = Query(False, description="only the stale kept objects"),
+    ) -> Any:
+        try:
+            pool = rt.pool(name, project)
+        except (LookupError, ValueError) as exc:
+            return (
+                lookup_error_reply(exc)
+                if isinstance(exc, LookupError)
+                else error_reply(400, "BadProject", str(exc))
+            )
+        replies = await pool.rebuild(keys, stale)
+        failed = [r["error"] for r in replies if r.get("error")]
+        return {
+            "endpoint": pool.name,
+            "workers": len(replies),
+            "released": sorted({k for r in replies for k in r.get("released", [])}),
+            "model_loads": sum(int(r.get("model_loads", 0)) for r in replies),
+            "rebuild_s": round(max((r.get("rebuild_s", 0) for r in replies), default=0.0), 3),
+            "stale": pool.stale(),
+            "errors": failed,
+        }
 
     @app.post(
         "/v1/endpoints/{name}/call",

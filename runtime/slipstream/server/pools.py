@@ -424,6 +424,17 @@ class LocalBackend:
         )
 
 
+REBUILD_HINT = (
+    'Rebuild it to apply: `slipstream rebuild {name}`, the editor\'s "Rebuild kept model", '
+    "or keep(key, load, version=...) with a new version"
+)
+
+
+def _resolve(f: asyncio.Future[dict[str, Any]] | None, reply: dict[str, Any]) -> None:
+    if f is not None and not f.done():
+        f.set_result(reply)
+
+
 @dataclass
 class _WState:
     handle: Any
@@ -434,6 +445,9 @@ class _WState:
     start_s: float | None = None
     last_active: float = field(default_factory=time.monotonic)
     calls: int = 0
+    kept: dict[str, Any] = field(default_factory=dict)  # its keep() objects vs the code (follow.py)
+    loading: asyncio.Future[dict[str, Any]] | None = None  # a load or rebuild it has not answered
+    rebuilding: asyncio.Future[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -757,6 +771,7 @@ class Pool:
             "note": self.fallback_note,
             "unavailable": self.unavailable,
             "last_error": self.last_error,
+            "stale": self.stale(),
             "pool": {
                 "workers": [
                     {
@@ -890,6 +905,8 @@ class Pool:
 
     def _send_load(self, w: _WState) -> None:
         w.gen = self.gen.id
+        if w.loading is None or w.loading.done():
+            w.loading = asyncio.get_running_loop().create_future()
         w.handle.send(
             {
                 "op": "load",
@@ -1021,6 +1038,7 @@ class Pool:
         if w is None:
             return
         if op == "loaded":
+            _resolve(w.loading, header)
             if header.get("mode") == "restart":
                 self.logs.emit(
                     endpoint=self.name,
@@ -1038,8 +1056,27 @@ class Pool:
                 text=f"worker {handle.id} reloaded {header.get('gen')} in {header.get('reload_s', 0) * 1000:.1f} ms "
                 f"(re-executed: {', '.join(header.get('reexecuted', [])) or 'nothing'})",
             )
+            self._note_kept(w, header.get("kept") or {})
+            return
+        if op == "rebuilt":
+            self.stats.model_loads += int(header.get("model_loads", 0))
+            released = ", ".join(header.get("released") or []) or "nothing kept"
+            failed = header.get("error")
+            self.logs.emit(
+                endpoint=self.name,
+                stream="system",
+                text=f"worker {handle.id} rebuilt {released} in {header.get('rebuild_s', 0):.2f} s"
+                + (
+                    f"; setup failed: {failed.get('type')}: {failed.get('message')}"
+                    if failed
+                    else ""
+                ),
+            )
+            self._note_kept(w, header.get("kept") or {})
+            _resolve(w.rebuilding, header)
             return
         if op == "load_error":
+            _resolve(w.loading, header)
             self.logs.emit(
                 endpoint=self.name,
                 stream="system",
@@ -1083,6 +1120,66 @@ class Pool:
                 w.state = WorkerState.WARM
             self._pump()
 
+    def _note_kept(self, w: _WState, kept: dict[str, Any]) -> None:
+        """A worker's report on its kept objects after a reload: said in the endpoint's log
+        (the stale ones with what to do), kept for /v1/endpoints and `slipstream status`."""
+        before = {(s["key"], s["cls"]) for s in w.kept.get("stale", [])}
+        w.kept = kept
+        if kept.get("updated"):
+            self.logs.emit(
+                endpoint=self.name,
+                stream="system",
+                text=f"worker {w.handle.id}: {kept['updated']} kept object(s) now run the saved "
+                f"code of {', '.join(kept.get('classes', []))} (weights kept)",
+            )
+        for s in kept.get("stale", []):
+            if (s["key"], s["cls"]) in before:
+                continue  # said once per worker, when it went stale
+            self.logs.emit(
+                endpoint=self.name,
+                stream="system",
+                text=f"⚠ kept {s['key']} ({s['path']}) still runs the old code of {s['cls']}: "
+                f"{s['why']}. {REBUILD_HINT.format(name=self.name)}",
+            )
+
+    def stale(self) -> list[dict[str, str]]:
+        """The kept objects that run old code, over this pool's workers (one entry per key,
+        object and class)."""
+        out: dict[tuple[str, str, str], dict[str, str]] = {}
+        for w in self.workers:
+            for s in w.kept.get("stale", []):
+                out.setdefault((s["key"], s["path"], s["cls"]), s)
+        return list(out.values())
+
+    async def loaded(self, timeout: float) -> list[dict[str, Any]]:
+        """Wait (at most `timeout` s) for the workers loading the current generation; their
+        replies (a worker still loading is left out: it reports in the log)."""
+        waiting = [
+            w.loading for w in self.workers if w.loading is not None and w.gen == self.gen.id
+        ]
+        if not waiting:
+            return []
+        done, _ = await asyncio.wait(waiting, timeout=timeout)
+        return [f.result() for f in done]
+
+    async def rebuild(self, keys: list[str] | None, stale_only: bool) -> list[dict[str, Any]]:
+        """Load the kept objects of each running worker again and re-run setup(); the workers'
+        replies. Calls queue meanwhile (each worker finishes its running calls first)."""
+        waits = []
+        for w in self.workers:
+            if w.state in (WorkerState.STARTING, WorkerState.RETIRING):
+                continue
+            if w.rebuilding is None or w.rebuilding.done():
+                w.rebuilding = asyncio.get_running_loop().create_future()
+                msg: dict[str, Any] = {"op": "rebuild", "stale": stale_only}
+                if keys is not None:
+                    msg["keys"] = keys
+                w.handle.send(msg)
+            waits.append(w.rebuilding)
+        return [
+            r for r in await asyncio.gather(*waits, return_exceptions=True) if isinstance(r, dict)
+        ]
+
     def _meter(self, call: Call, ok: bool) -> None:
         self.stats.calls += 1
         if not ok:
@@ -1102,6 +1199,8 @@ class Pool:
         if w is None:
             return
         self._remove(w)
+        for f in (w.loading, w.rebuilding):
+            _resolve(f, {"op": "exited", "reason": reason})
         if w.inflight:
             self.stats.crashes += 1
             self.last_error = reason

@@ -61,6 +61,11 @@ def check_project_key(key: str | None) -> str:
     return key
 
 
+# How long a deploy's reply waits for warm workers to switch, to say what their kept objects
+# run (a longer setup() reports in the endpoint's log instead).
+RELOAD_REPORT_WAIT_S = 2.0
+
+
 class AmbiguousEndpoint(LookupError):
     """An endpoint name that several projects define, asked for without naming the project."""
 
@@ -380,6 +385,7 @@ class Runtime:
                 [(gen.dir / p).read_text(errors="replace") for p in files if p.endswith(".py")]
             )
             await self._apply(proj, gen, scan)
+            scan["kept"] = await self._reloaded(proj)
             scan["installs"] = [
                 {
                     "requirements": list(e.requirements),
@@ -415,7 +421,29 @@ class Runtime:
             "installs": scan.get("installs", []),
             "endpoints": [commit_endpoint(e) for e in scan.get("endpoints", [])],
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "kept": scan.get("kept") or {},
         }
+
+    async def _reloaded(self, proj: Project) -> dict[str, dict[str, Any]]:
+        """What the project's warm workers say of their kept objects once they run the new
+        generation (waiting RELOAD_REPORT_WAIT_S at most), per endpoint that has something to say."""
+        pools = list(proj.pools.values())
+        replies = await asyncio.gather(*(p.loaded(RELOAD_REPORT_WAIT_S) for p in pools))
+        out: dict[str, dict[str, Any]] = {}
+        for pool, got in zip(pools, replies, strict=True):
+            loading = sum(1 for w in pool.workers if w.loading is not None and not w.loading.done())
+            kept = [r.get("kept") or {} for r in got]
+            updated = sum(k.get("updated", 0) for k in kept)
+            classes = sorted({c for k in kept for c in k.get("classes", [])})
+            stale = pool.stale()
+            if updated or stale or loading:
+                out[pool.name] = {
+                    "updated": updated,
+                    "classes": classes,
+                    "stale": stale,
+                    "loading": loading,
+                }
+        return out
 
     @staticmethod
     def _pool_info(p: Pool) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from ..protocol.jsontypes import ArgumentError, convert_arguments, param_schemas
 from ..protocol.kinds import ErrorKind
 from ..protocol.messages import EndpointInfo, ParamInfo
 from .debug import ATTACH_TIMEOUT_S, Debugger
+from .follow import FollowReport, follow, reimport
 from .reload import CodeLoader, module_for, shadowed_stdlib
 
 _call = threading.local()
@@ -149,6 +150,8 @@ class Worker:
         self._cancel_lock = threading.Lock()
         self.main_call: _Running | None = None
         self.debugger = Debugger(ch.send)  # calls under the debugger (debug.py)
+        self.kept = FollowReport()  # what keep() holds vs the code: after the last reload
+        self._script: tuple[tuple[str | None, str], str | None] = ((None, ""), None)
 
     # --- code -------------------------------------------------------------------------
     def _err(self, exc: BaseException) -> ErrorInfo:
@@ -184,12 +187,15 @@ class Worker:
             }
         )
 
-    def _bind(self, run_setup: bool) -> None:
+    def _bind(self, run_setup: bool, reexecuted: list[str] | None = None) -> None:
+        self._as_script(self.module)
         mod = importlib.import_module(self.module)
         ep = _find(mod, self.name)
         if ep is None:
             raise LookupError(f"endpoint {self.name!r} is no longer defined in {self.module}")
         self.endpoint = ep
+        if reexecuted:  # before setup() runs again: what keep() hands it runs the new code
+            self.follow_kept(reexecuted)
         if ep.is_class and (run_setup or self.instance is None):
             inst = ep.target()
             self.setup_error = None
@@ -222,7 +228,7 @@ class Worker:
             )
             return
         try:
-            self._bind(run_setup=self.module in report.reexecuted)
+            self._bind(self.module in report.reexecuted, report.reexecuted)
         except BaseException as exc:  # noqa: BLE001
             self.loader.rollback(old[0] or "", old[1] or "", old[2], purged)
             self._bind(run_setup=False)
@@ -237,6 +243,57 @@ class Worker:
                 "reexecuted": report.reexecuted,
                 "reload_s": time.perf_counter() - started,
                 "model_loads": keep_mod.stats().loads - loads_before,
+                "kept": self.kept.to_dict(),
+            }
+        )
+
+    def _as_script(self, module: str) -> None:
+        """sys.argv as `python <the module's file>` would give it (argparse, configurators),
+        not the worker's own command line."""
+        key = (self.loader.generation, module)
+        if self._script[0] != key:
+            manifest, paths = self.loader.manifest, self.loader.paths
+            rel = next((r for r in manifest if module_for(r, manifest, paths) == module), None)
+            self._script = (key, rel)
+        rel = self._script[1]
+        if rel and self.loader.link:
+            sys.argv = [os.path.join(self.loader.link, rel)]
+
+    def follow_kept(self, reexecuted: list[str]) -> None:
+        """Move what keep() holds onto the classes just re-executed (worker/follow.py)."""
+        modules: dict[str, Any] = dict(self.loader.user_modules())
+        modules.update(reimport(n for n in reexecuted if n not in modules))
+        self.kept = follow(keep_mod.kept(), modules)
+
+    def rebuild(self, h: dict[str, Any]) -> None:
+        """Load kept objects again (all, the stale ones, or the keys asked for), then run the
+        endpoint's setup() again: `slipstream rebuild`, the editor's "Rebuild kept model"."""
+        self._drain()
+        started = time.perf_counter()
+        loads_before = keep_mod.stats().loads
+        keys = h.get("keys")
+        if h.get("stale"):
+            keys = [k for k in keep_mod.kept() if repr(k) in {s.key for s in self.kept.stale}]
+        elif keys is not None:
+            wanted = {str(k) for k in keys}
+            keys = [k for k in keep_mod.kept() if repr(k) in wanted or str(k) in wanted]
+        released = keep_mod.release(keys)
+        error = None
+        try:
+            self._bind(run_setup=True)
+        except BaseException as exc:  # noqa: BLE001 - reported; the worker keeps serving
+            error = self._err(exc).to_dict()
+        if self.setup_error is not None:
+            error = self.setup_error.to_dict()
+        self.kept = follow(keep_mod.kept(), dict(self.loader.user_modules()))
+        self.ch.send(
+            {
+                "op": "rebuilt",
+                "released": [repr(k) for k in released],
+                "model_loads": keep_mod.stats().loads - loads_before,
+                "rebuild_s": time.perf_counter() - started,
+                "kept": self.kept.to_dict(),
+                **({"error": error} if error else {}),
             }
         )
 
@@ -263,6 +320,7 @@ class Worker:
                 mod_name = module_for(rel, h["manifest"], self.loader.paths)
                 if not mod_name:
                     continue
+                self._as_script(mod_name)
                 mod = importlib.import_module(mod_name)
                 for ep in _endpoints_in(mod):
                     found.append(_describe(ep, mod_name, rel))
@@ -697,7 +755,7 @@ def serve(sock: socket.socket, hello: dict[str, Any] | None = None) -> None:
     # run here on the main thread, in the order they came.
     inbox: queue.SimpleQueue[tuple[dict[str, Any], bytearray]] = queue.SimpleQueue()
     _small_thread(_read_channel, (ch, w, inbox), "channel")
-    handlers = {"init": w.init, "load": w.load, "scan": w.scan}
+    handlers = {"init": w.init, "load": w.load, "scan": w.scan, "rebuild": w.rebuild}
     while True:
         header, body = inbox.get()
         op = header.get("op")

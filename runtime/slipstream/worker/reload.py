@@ -224,8 +224,9 @@ class CodeLoader:
             if getattr(loaded[m], RESTART_MARKER, None) == "restart" or _MARKER_RE.search(new_text):
                 return changed, set(), f"{m} sets {RESTART_MARKER} = 'restart'"
         for p in changed:
-            if p.endswith(".py"):
-                continue  # modules: handled through the import graph
+            if p.endswith(".py"):  # a module (the import graph), maybe also read as text
+                changed_mods |= self.readers.get(p, set()) & set(loaded)
+                continue
             if p in self.unattributed:
                 return (
                     changed,
@@ -315,11 +316,13 @@ class CodeLoader:
             shutil.rmtree(self.link, ignore_errors=True)  # a previous process with this pid
             os.makedirs(self.link)
         self._materialise(gen_dir, {} if fresh else self.manifest, manifest)
+        link = self.link
+        assert link is not None  # set above
+        if fresh:  # relative paths (open("config/x.py")) mean the project's, on every runtime
+            os.chdir(link)
         for p in self._sys_paths:
             while p in sys.path:
                 sys.path.remove(p)
-        link = self.link
-        assert link is not None  # set above
         self._sys_paths = [os.path.join(link, p) if p else link for p in paths]
         sys.path[0:0] = self._sys_paths
         self.generation, self.gen_dir, self.manifest, self.paths = (
@@ -407,20 +410,25 @@ class CodeLoader:
             if not isinstance(path, str):
                 return
         prefixes = self._prefixes()
-        if not prefixes or not path.startswith(prefixes) or path.endswith((".py", ".pyc")):
+        if not prefixes or not path.startswith(prefixes) or path.endswith(".pyc"):
             return
         rel = self.relative(path)
         if rel is None or rel not in self.manifest:
             return
+        source = path.endswith(".py")  # imported (not a read), or read as text (configurator.py)
         f: FrameType | None = sys._getframe(1)
         while f is not None:
-            if f.f_code.co_filename.startswith(prefixes):
+            filename = f.f_code.co_filename
+            if source and filename.startswith("<frozen importlib"):
+                return  # the import system loading the module
+            if filename.startswith(prefixes):
                 name = f.f_globals.get("__name__")
                 if isinstance(name, str) and name != "__main__":
                     self.readers.setdefault(rel, set()).add(name)
                     return
             f = f.f_back
-        self.unattributed.add(rel)
+        if not source:  # a module's source read by no project code (a traceback's lines): no data
+            self.unattributed.add(rel)
 
 
 def _imports_in(path: str, name: str, is_package: bool) -> set[str]:
