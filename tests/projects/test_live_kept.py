@@ -235,3 +235,52 @@ def test_plain_classes_dataclasses_and_subclasses_in_a_package_follow(runtime, t
     stale = proj.client(runtime).endpoints(proj.key)[0]["stale"]
     assert [(s["cls"], s["path"]) for s in stale] == [("mypkg.model.Config", "cfg")], stale
     assert "dataclass fields changed" in stale[0]["why"]
+
+
+CONFIGURATOR = {
+    # nanoGPT's style: defaults as globals, then a config file exec'd over them, read by a
+    # relative path (the project root is the working directory on every runtime)
+    "config/small.py": "n_layer = 2\n",
+    "configurator.py": """
+        import sys
+
+        for arg in sys.argv[1:]:  # `python sample.py --x=1` style overrides
+            key, _, val = arg.lstrip("-").partition("=")
+            globals()[key] = int(val)
+    """,
+    "sample.py": """
+        import os
+        import sys
+
+        from slipstream import endpoint
+
+        n_layer = 12
+        exec(open("config/small.py").read())
+        exec(open("configurator.py").read())
+
+
+        @endpoint
+        def settings():
+            return {"n_layer": n_layer, "argv": [os.path.basename(a) for a in sys.argv],
+                    "cwd_has_config": os.path.isdir("config")}
+    """,
+}
+
+
+@pytest.mark.slow
+def test_a_py_file_read_as_text_reloads_its_reader_and_paths_are_the_projects(runtime, tmp_path):
+    proj = ProjectDir(tmp_path / "configured")
+    for rel, text in CONFIGURATOR.items():
+        proj.write(rel, text)
+    proj.sync(runtime)
+    # argv is the script's (no runtime flags for the configurator to choke on); the working
+    # directory is the project's, wherever `slipstream serve` was started
+    assert proj.call(runtime, "settings") == {
+        "n_layer": 2,
+        "argv": ["sample.py"],
+        "cwd_has_config": True,
+    }
+    proj.edit("config/small.py", "n_layer = 2", "n_layer = 6")
+    res = proj.sync(runtime)
+    assert "sample" in res.reexecuted, res
+    assert proj.call(runtime, "settings")["n_layer"] == 6

@@ -410,6 +410,11 @@ class CodeLoader:
             if not isinstance(path, str):
                 return
         prefixes = self._prefixes()
+        if prefixes and not os.path.isabs(path):  # open("config/x.py"): the project's (cwd)
+            try:
+                path = os.path.normpath(os.path.join(os.getcwd(), path))
+            except OSError:
+                return
         if not prefixes or not path.startswith(prefixes) or path.endswith(".pyc"):
             return
         rel = self.relative(path)
