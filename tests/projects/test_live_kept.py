@@ -284,3 +284,17 @@ def test_a_py_file_read_as_text_reloads_its_reader_and_paths_are_the_projects(ru
     res = proj.sync(runtime)
     assert "sample" in res.reexecuted, res
     assert proj.call(runtime, "settings")["n_layer"] == 6
+
+
+@pytest.mark.slow
+def test_dev_says_the_kept_model_follows_and_names_a_stale_one(gpt, dev_server):
+    dev = dev_server(gpt.root)
+    assert dev.call("Sampler/generate")["text"] == "v1"  # a warm worker holding the model
+    gpt.edit("model.py", 'return "v1"', 'return "v2"')
+    line = dev.wait_for("↻", "model.py", "live")
+    assert "kept objects follow" in line and "GPT" in line, line
+    assert dev.call("Sampler/generate")["text"] == "v2"
+
+    gpt.edit("model.py", "LOADS.append(1)", "LOADS.append(1)\n        self.scale = 2")
+    warning = dev.wait_for("⚠ Sampler: kept 'gpt'")
+    assert "__init__ changed" in warning and "slipstream rebuild Sampler" in warning, warning
