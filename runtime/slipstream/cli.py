@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .protocol import envvars
+from .protocol.messages import stale_text
 
 if TYPE_CHECKING:
     from .server.backend import Backend
@@ -441,11 +442,15 @@ def _configured_runtime(root: Path) -> tuple[str, str] | None:
 def _client():
     from .sdk.client import RuntimeClient
     from .sdk.config import find_project_root
+    from .sdk.runtimes import running_embedded
 
-    target = _configured_runtime(find_project_root(Path.cwd()))
+    root = find_project_root(Path.cwd())
+    # else the embedded runtime `slipstream dev` or a script runs for this folder's project
+    target = _configured_runtime(root) or running_embedded(root)
     if not target:
         _err(
-            "no runtime configured: set SLIPSTREAM_RUNTIME_URL and SLIPSTREAM_TOKEN (see `slipstream serve`)"
+            "no runtime configured: set SLIPSTREAM_RUNTIME_URL and SLIPSTREAM_TOKEN (see `slipstream serve`), "
+            "or run this in a project folder while `slipstream dev` runs there"
         )
         raise SystemExit(2)
     return RuntimeClient(*target)
@@ -502,10 +507,7 @@ def cmd_status(a: argparse.Namespace) -> int:
                 f"calls {s['calls']} errors {s['errors']}  p50 {p50}  ${s['cost_usd']:.6f}"
             )
             for stale in e.get("stale") or []:
-                print(
-                    f"    ⚠ kept {stale['key']} ({stale['path']}) runs old code: {stale['why']} "
-                    f"(slipstream rebuild {e['name']})"
-                )
+                print(f"    ⚠ {stale_text(stale)} (slipstream rebuild {e['name']})")
     return 0
 
 
@@ -696,7 +698,7 @@ def cmd_rebuild(a: argparse.Namespace) -> int:
     for err in r["errors"]:
         print(f"✗ setup() failed: {err.get('type')}: {err.get('message')}", file=sys.stderr)
     for st in r["stale"]:
-        print(f"⚠ still stale: kept {st['key']} ({st['path']}): {st['why']}", file=sys.stderr)
+        print(f"⚠ still stale: {stale_text(st)}", file=sys.stderr)
     return 1 if r["errors"] else 0
 
 

@@ -10,6 +10,7 @@ object cannot take the new code (its `__init__` or fields changed), the deploy s
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -298,3 +299,29 @@ def test_dev_says_the_kept_model_follows_and_names_a_stale_one(gpt, dev_server):
     gpt.edit("model.py", "LOADS.append(1)", "LOADS.append(1)\n        self.scale = 2")
     warning = dev.wait_for("⚠ Sampler: kept 'gpt'")
     assert "__init__ changed" in warning and "slipstream rebuild Sampler" in warning, warning
+
+
+@pytest.mark.slow
+def test_rebuild_from_the_cli_reaches_the_runtime_dev_started(gpt, dev_server, tmp_path):
+    """`slipstream rebuild` in the project's folder finds the embedded runtime of `slipstream
+    dev` (its token exists nowhere else) and loads the kept model again."""
+    import subprocess
+    import sys
+
+    dev = dev_server(gpt.root)
+    assert dev.call("Sampler/generate")["text"] == "v1"
+    gpt.edit("model.py", "LOADS.append(1)", "LOADS.append(1)\n        self.scale = 3")
+    gpt.edit("model.py", 'return "v1"', 'return "v%d" % self.scale')
+    dev.wait_for("⚠ Sampler: kept 'gpt'")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPSTREAM_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "slipstream", "rebuild", "Sampler", "--stale"],
+        cwd=gpt.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "rebuilt 'gpt'" in out.stdout, out.stdout
+    assert dev.call("Sampler/generate")["text"] == "v3"

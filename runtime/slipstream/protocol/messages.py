@@ -183,3 +183,12 @@ class CommitReply(TypedDict):
     # per endpoint, from its workers that reloaded before the reply: {"updated": objects that
     # now run the saved code, "classes": theirs, "stale": [{key, path, cls, why}], "loading": n}
     kept: dict[str, dict[str, Any]]
+
+
+def stale_text(stale: dict[str, str]) -> str:
+    """One kept object that runs old code (worker/follow.py's Stale), as users read it:
+    "kept 'gpt' (at h.0.mlp) still runs the old MLP: MLP.__init__ changed: ..."."""
+    where = stale.get("path", "")
+    at = f" (at {where})" if where and not where.startswith("(") else ""
+    cls = stale.get("cls", "").rsplit(".", 1)[-1]
+    return f"kept {stale.get('key')}{at} still runs the old {cls}: {stale.get('why')}"

@@ -10,6 +10,7 @@ serve` child on loopback that this process starts and stops (embedded.py). A pro
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,13 @@ from .config import ProjectConfig, runtime_from_env
 if TYPE_CHECKING:
     from .embedded import EmbeddedRuntime
 
-__all__ = ["ChosenRuntime", "configured_or_embedded", "routes_over_several", "start_embedded"]
+__all__ = [
+    "ChosenRuntime",
+    "configured_or_embedded",
+    "routes_over_several",
+    "start_embedded",
+    "running_embedded",
+]
 
 
 @dataclass
@@ -67,7 +74,51 @@ def start_embedded(root: str | os.PathLike[str] | None, *, export: bool = False)
     from .embedded import EmbeddedRuntime
 
     embedded = EmbeddedRuntime.start(Path(root) if root is not None else None)
+    if root is not None:
+        _record(Path(root), embedded.url, embedded.token, embedded.proc.pid)
     if export:
         os.environ[RUNTIME_URL] = embedded.url
         os.environ[TOKEN] = embedded.token
     return ChosenRuntime(embedded.url, embedded.token, embedded)
+
+
+# An embedded runtime is recorded for its project while it runs, so that `slipstream status`,
+# `logs` and `rebuild` in that folder reach the runtime `slipstream dev` (or a script) started:
+# its token exists nowhere else. Private to the user (0600), ignored once its process is gone.
+def _running_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "slipstream" / "running"
+
+
+def _record(root: Path, url: str, token: str, pid: int) -> None:
+    from .config import project_key
+
+    try:
+        folder = _running_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{project_key(root)}-{pid}.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"url": url, "token": token, "pid": pid, "root": str(root)}, f)
+    except (OSError, ValueError):
+        pass  # a read-only home: the CLI then needs SLIPSTREAM_RUNTIME_URL, as before
+
+
+def running_embedded(root: Path) -> tuple[str, str] | None:
+    """(url, token) of the newest embedded runtime still running for this project, if any."""
+    from .config import project_key
+
+    try:
+        key = project_key(root)
+        found = sorted(_running_dir().glob(f"{key}-*.json"), key=lambda p: p.stat().st_mtime)
+    except (OSError, ValueError):
+        return None
+    for path in reversed(found):
+        try:
+            rec = json.loads(path.read_text())
+            os.kill(int(rec["pid"]), 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)  # its runtime is gone
+            continue
+        return rec["url"], rec["token"]
+    return None

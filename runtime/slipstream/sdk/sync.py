@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..protocol.errors import DeployError, SlipstreamError
-from ..protocol.messages import CommitReply, EndpointInfo
+from ..protocol.messages import CommitReply, EndpointInfo, stale_text
 from .config import find_project_root, import_paths, load_project, project_key
 
 if TYPE_CHECKING:
@@ -125,8 +125,7 @@ class SyncResult:
         )
         note = f"; kept objects follow {', '.join(classes)}" if updated else ""
         warnings = [
-            f"⚠ {name}: kept {s['key']} ({s['path']}) still runs the old {s['cls'].rsplit('.', 1)[-1]}: "
-            f"{s['why']}. Rebuild it: `slipstream rebuild {name}` (or keep(..., version=...))"
+            f"⚠ {name}: {stale_text(s)}. Rebuild it: `slipstream rebuild {name}` (or keep(..., version=...))"
             for name, k in self.kept.items()
             for s in k.get("stale", [])
         ]

@@ -22,7 +22,7 @@ from ..protocol import shm
 from ..protocol.errors import ErrorInfo
 from ..protocol.ipc import ServerSide
 from ..protocol.kinds import ErrorKind, WorkerState
-from ..protocol.messages import EndpointStatus
+from ..protocol.messages import EndpointStatus, stale_text
 from ..spec.catalog import cost as price_cost
 from ..spec.endpoint_spec import EndpointSpec
 from .backend import Backend, GpuFallbacks, Placement
@@ -1138,8 +1138,7 @@ class Pool:
             self.logs.emit(
                 endpoint=self.name,
                 stream="system",
-                text=f"⚠ kept {s['key']} ({s['path']}) still runs the old code of {s['cls']}: "
-                f"{s['why']}. {REBUILD_HINT.format(name=self.name)}",
+                text=f"⚠ {stale_text(s)}. {REBUILD_HINT.format(name=self.name)}",
             )
 
     def stale(self) -> list[dict[str, str]]:

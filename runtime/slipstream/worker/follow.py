@@ -46,7 +46,7 @@ class Stale:
     """A kept object that still runs its old class's code, and why."""
 
     key: str  # repr of the keep() key
-    path: str  # where in the kept value: "model", "model.transformer.h[0]"
+    path: str  # where inside the kept value ("" for itself): "transformer.h.0.mlp"
     cls: str  # module.qualname
     why: str
 
@@ -257,7 +257,7 @@ def follow(kept: Mapping[Any, Any], modules: Mapping[str, types.ModuleType | Non
                 if why:
                     if (repr(key), cls) not in stale_seen:  # one line per kept key and class
                         stale_seen.add((repr(key), cls))
-                        where = path.lstrip(".") or "(the kept object)"
+                        where = path.lstrip(".")  # "" for the kept object itself
                         report.stale.append(Stale(repr(key), where, _qualname(cls), why))
                 else:
                     report.updated += 1
