@@ -308,6 +308,7 @@ class Session:
                 gpu=out.meta.get("gpu", ""),
                 device=out.meta.get("device", ""),
                 worker=out.meta.get("worker", ""),
+                generation=out.meta.get("generation", ""),
             )
             ep.last_call = info
             with self._lock:

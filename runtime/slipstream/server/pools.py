@@ -78,6 +78,7 @@ class Call:
     ran_in: Any = (
         None  # the pool that ran its last attempt (another GPU's after a CUDA out-of-memory move)
     )
+    gen: str = ""  # the generation it ran on: its worker's when it started (what the worker says)
     debug: Any = None  # a call under the debugger: True, then its DebugSession once its worker waits (server/debug.py)
 
 
@@ -860,6 +861,7 @@ class Pool:
         w.inflight[call.id] = call
         w.state = WorkerState.BUSY
         w.calls += 1
+        call.gen = w.gen  # a load sent before it runs first; calls in flight finish on their own
         call.worker = w.handle
         call.ran_in = self
         call.started = time.perf_counter()
@@ -1061,6 +1063,7 @@ class Pool:
             del w.inflight[call.id]
             w.last_active = time.monotonic()
             call.duration = float(header.get("duration", 0.0))
+            call.gen = header.get("gen") or call.gen  # the worker's word (a refused load kept the old)
             self._meter(call, ok=op == "result" or bool(call.cancelled))
             if call.cancelled:
                 self.logs.emit(
