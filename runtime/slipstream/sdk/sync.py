@@ -115,6 +115,19 @@ class SyncResult:
     restart: str = ""  # why workers were replaced instead of reloaded in place ("" = in place)
     installs: list[dict[str, Any]] = field(default_factory=list)  # dependency environments used
     project: str = ""  # the key the runtime keeps this project under (config.project_key)
+    # the calls running when it went live, each endpoint's finishing on its older generation:
+    # [{"endpoint": "hello", "calls": 3, "generation": "g6"}]
+    in_flight: list[dict[str, Any]] = field(default_factory=list)
+
+    def in_flight_note(self) -> str:
+        """What happens to the calls running across this deploy, said in a few words:
+        "3 running calls of hello finish on g6" ("" when none ran)."""
+        return "; ".join(
+            f"{n} running call{'s' if n != 1 else ''} of {r.get('endpoint')} "
+            f"finish{'' if n != 1 else 'es'} on {r.get('generation')}"
+            for r in self.in_flight
+            for n in [int(r.get("calls", 0))]
+        )
 
 
 _hash_cache: dict[str, tuple[int, int, str]] = {}
@@ -406,4 +419,5 @@ def _sync_once(
         restart=reply.get("restart", ""),
         installs=reply.get("installs", []),
         project=reply.get("project", key),
+        in_flight=reply.get("in_flight", []),
     )

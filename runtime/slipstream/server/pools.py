@@ -724,6 +724,16 @@ class Pool:
                     self._send_load(w)
         self._pump()
 
+    def running_before(self, gen: str) -> dict[str, int]:
+        """The calls running now on code older than `gen`, counted by the generation they run
+        on: they finish on it (a worker loads a new generation between calls)."""
+        out: dict[str, int] = {}
+        for w in self.workers:
+            for c in w.inflight.values():
+                if c.gen and c.gen != gen and not c.future.done():
+                    out[c.gen] = out.get(c.gen, 0) + 1
+        return out
+
     async def close(self) -> None:
         self._closed = True
         self._reaper.cancel()
@@ -1063,7 +1073,9 @@ class Pool:
             del w.inflight[call.id]
             w.last_active = time.monotonic()
             call.duration = float(header.get("duration", 0.0))
-            call.gen = header.get("gen") or call.gen  # the worker's word (a refused load kept the old)
+            call.gen = (
+                header.get("gen") or call.gen
+            )  # the worker's word (a refused load kept the old)
             self._meter(call, ok=op == "result" or bool(call.cancelled))
             if call.cancelled:
                 self.logs.emit(

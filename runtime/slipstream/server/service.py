@@ -380,6 +380,11 @@ class Runtime:
                 [(gen.dir / p).read_text(errors="replace") for p in files if p.endswith(".py")]
             )
             await self._apply(proj, gen, scan)
+            scan["in_flight"] = [
+                {"endpoint": name, "calls": n, "generation": old}
+                for name, pool in sorted(proj.pools.items())
+                for old, n in sorted(pool.running_before(gen.id).items())
+            ]
             scan["installs"] = [
                 {
                     "requirements": list(e.requirements),
@@ -413,6 +418,7 @@ class Runtime:
             "reexecuted": scan.get("reexecuted", []),
             "restart": scan.get("restart", ""),
             "installs": scan.get("installs", []),
+            "in_flight": scan.get("in_flight", []),
             "endpoints": [commit_endpoint(e) for e in scan.get("endpoints", [])],
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         }
