@@ -8,7 +8,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
@@ -50,7 +50,8 @@ def registry() -> dict[str, Endpoint]:
 
 @dataclass
 class CallInfo:
-    """What the last call of an endpoint cost: busy seconds on the worker, priced per GPU."""
+    """What the last call of an endpoint cost: busy seconds on the worker, priced per GPU, and
+    the code generation it ran on."""
 
     endpoint: str
     duration_s: float
@@ -59,6 +60,9 @@ class CallInfo:
     device: str = ""
     worker: str = ""
     calls: int = 1  # after .map: how many calls these totals cover
+    generation: str = ""  # the code it ran (a call running across a save finishes on the old)
+    # after .map: the items (input indexes) each generation ran, {"g6": [0, ..., 39], "g7": [...]}
+    generations: dict[str, list[int]] = field(default_factory=dict)
 
 
 def endpoint(

@@ -215,7 +215,7 @@ def test_the_last_line_counts_a_call_whose_done_callback_has_not_run_yet():
     loop = asyncio.new_event_loop()
     try:
         futures = [loop.create_future(), loop.create_future()]
-        b.fill(iter([(0,), (1,)]), lambda args: futures[args[0]])
+        b.fill(iter([(0,), (1,)]), lambda args, index: futures[index])
         now[0] = 5.0  # a long map: it prints a last line
         futures[0].set_result(0)
         futures[1].set_exception(

@@ -1,14 +1,17 @@
 """f.with_options(...) against a real runtime: a variant with other settings and a pool of its
-own, the decorator unchanged; it survives a deploy by another client (registered again)."""
+own, the decorator unchanged; it follows a deploy by another client onto the new code, and the
+calls it is running finish."""
 
 from __future__ import annotations
+
+import concurrent.futures as cf
 
 import httpx
 import pytest
 
 from slipstream.protocol.errors import EndpointTimeout
 from slipstream.spec.endpoint_spec import SpecError
-from tests.reliability.helpers import HANG_BOUND_S, auth
+from tests.reliability.helpers import HANG_BOUND_S, auth, wait_for
 
 APP = """
 import os, time
@@ -50,14 +53,56 @@ def test_a_variant_has_its_own_settings_and_pool(proj, runtime):
     assert longer.with_options(workers=3).spec.timeout == 10, "options add up"
 
 
-def test_a_variant_is_registered_again_after_another_clients_deploy(proj, runtime):
+VERSIONED = """
+import time
+from slipstream import endpoint
+
+VERSION = "{version}"
+
+@endpoint(workers=1, timeout=1)
+def nap(seconds: float) -> str:
+    time.sleep(seconds)
+    return VERSION
+"""
+
+
+def test_a_variants_running_calls_finish_across_another_scripts_deploy(proj, runtime):
+    """Another script of the project deploys (it does not use the variant) while the variant
+    runs a map: every item comes back, and the variant serves the new code afterwards."""
+    proj.write("opt_app.py", VERSIONED.format(version="v1"))
+    app = proj.module("opt_app")
+    longer = app.nap.with_options(timeout=10, workers=2)
+    assert longer(0) == "v1"
+    g1 = longer.last_call.generation
+    with cf.ThreadPoolExecutor(1) as ex:
+        mapped = ex.submit(lambda: list(longer.map([0.3] * 8)))
+        wait_for(
+            lambda: any(w["inflight"] for w in _endpoints(runtime)[longer.name]["pool"]["workers"]),
+            "the variant's map to be running",
+        )
+        proj.write("opt_app.py", VERSIONED.format(version="v2"))
+        proj.write("other.py", "X = 1\n")
+        g2 = proj.rt.client().sync(proj.root).generation  # another script's deploy
+        results = mapped.result(timeout=HANG_BOUND_S)  # a lost item raises MapError here
+    assert len(results) == 8 and "v1" in results and set(results) <= {"v1", "v2"}, results
+    gens = longer.last_call.generations
+    assert g1 in gens and sorted(i for idx in gens.values() for i in idx) == list(range(8))
+    eps = _endpoints(runtime)
+    assert eps[longer.name]["generation"] == g2, "the variant follows the project's deploys"
+    assert eps[longer.name]["spec"]["timeout"] == 10 and eps[longer.name]["stats"]["crashes"] == 0
+    assert longer(1.2) == "v2", "the new code, with the variant's own timeout"
+    assert longer.last_call.generation == g2
+
+
+def test_a_variant_goes_with_its_base_endpoint(proj, runtime):
     app = proj.module("opt_app")
     longer = app.nap.with_options(timeout=10)
     longer(0)
-    proj.write("opt_app.py", APP + "\n# edited\n")
-    proj.sync()  # another client deploys: the project's pools are rebuilt, the variant's dropped
-    assert longer.name not in _endpoints(runtime)
-    assert isinstance(longer(1.2), int), "registered again on the next call, with its own timeout"
+    proj.write(
+        "opt_app.py", "from slipstream import endpoint\n\n@endpoint\ndef other():\n    return 1\n"
+    )
+    proj.sync()
+    assert longer.name not in _endpoints(runtime) and "nap" not in _endpoints(runtime)
 
 
 def test_bad_options_fail_where_written(proj):

@@ -178,6 +178,9 @@ class CommitReply(TypedDict):
     installs: list[
         dict[str, Any]
     ]  # dependency environments: requirements, environment, python, cached, install_s
+    # the calls running when it went live, which finish on the code they started with:
+    # [{"endpoint": "hello", "calls": 3, "generation": "g6"}]
+    in_flight: list[dict[str, Any]]
     endpoints: list[EndpointInfo]  # commit_endpoint() of each
     duration_ms: float
     # per endpoint, from its workers that reloaded before the reply: {"updated": objects that

@@ -110,6 +110,9 @@ class DevState:
             extra = f"; re-executed {', '.join(res.reexecuted)}" if res.reexecuted else ""
             if res.restart:
                 extra = f"; workers replaced ({res.restart})"
+            running = res.in_flight_note()
+            if running:  # they finish on the code they started with; the next calls run this
+                extra += f"; {running}"
             where = f" on {', '.join(self.routed.synced_to())}" if self.routed is not None else ""
             kept_note, stale = res.kept_lines()
             _out(

@@ -10,6 +10,7 @@ then raises `slipstream.MapError` with every failure by index and every result k
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -26,7 +27,15 @@ if TYPE_CHECKING:
     from ..endpoint import Endpoint
     from .session import Session
 
-__all__ = ["map_calls", "map_calls_async", "argument_sets", "MAP", "STARMAP", "FOR_EACH"]
+__all__ = [
+    "map_calls",
+    "map_calls_async",
+    "argument_sets",
+    "index_ranges",
+    "MAP",
+    "STARMAP",
+    "FOR_EACH",
+]
 
 MAX_WIDTH = 64
 
@@ -73,15 +82,47 @@ def _width(ep: Endpoint) -> int:
     return min(max(4, ep.spec.workers_max * ep.spec.concurrency * 2), MAX_WIDTH)
 
 
-def _summarise(session: Session, ep: Endpoint, before: tuple[float, float], calls: int) -> None:
-    """After a map: `ep.last_call` holds the totals over its items (busy seconds and cost)."""
+def _summarise(
+    session: Session,
+    ep: Endpoint,
+    before: tuple[float, float],
+    calls: int,
+    generations: dict[str, list[int]],
+) -> None:
+    """After a map: `ep.last_call` holds the totals over its items (busy seconds and cost) and
+    the items each code generation ran."""
     if ep.last_call is not None and calls:
         ep.last_call = replace(
             ep.last_call,
             duration_s=session.busy_s - before[0],
             cost_usd=session.spend_usd - before[1],
             calls=calls,
+            generation=list(generations)[-1] if generations else ep.last_call.generation,
+            generations=generations,
         )
+
+
+def index_ranges(indexes: list[int], most: int = 6) -> str:
+    """Sorted item indexes as ranges: "0-39", "0-3, 7, 9-12"; past `most` ranges, "+N more"."""
+    runs: list[tuple[int, int]] = []
+    for i in indexes:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    shown = [str(a) if a == b else f"{a}-{b}" for a, b in runs[:most]]
+    if len(runs) > most:
+        shown.append(f"+{len(runs) - most} more")
+    return ", ".join(shown)
+
+
+def _mixed_line(what: str, generations: dict[str, list[int]]) -> str:
+    """What a map that ran on several code generations says at its end (one line)."""
+    parts = [f"{index_ranges(idx)} on {gen}" for gen, idx in generations.items()]
+    return (
+        f"map of {what} ran on {len(generations)} code versions: items {', '.join(parts)} "
+        "(a save landed during the map)"
+    )
 
 
 class _Batch:
@@ -89,9 +130,19 @@ class _Batch:
     tasks, by input index), the finished ones not yet handed out, every result and failure."""
 
     def __init__(
-        self, width: int, order_outputs: bool, return_exceptions: bool, progress: MapProgress | None
+        self,
+        width: int,
+        order_outputs: bool,
+        return_exceptions: bool,
+        progress: MapProgress | None,
+        what: str = "",
     ) -> None:
         self.room = width * 2
+        self.what = what
+        # the code generation each item ran on, by index: a map does not pin its generation
+        # (that would hold a second copy of a model); each item runs on the one live when it starts
+        self.gens: dict[int, str] = {}
+        self.gen_order: list[str] = []  # each generation once, as the first reply from it came
         self.order_outputs = order_outputs
         self.return_exceptions = return_exceptions
         self.progress = progress
@@ -107,16 +158,17 @@ class _Batch:
         self._count_lock = threading.Lock()
 
     def fill(
-        self, argsets: Iterator[tuple[Any, ...]], start: Callable[[tuple[Any, ...]], Any]
+        self, argsets: Iterator[tuple[Any, ...]], start: Callable[[tuple[Any, ...], int], Any]
     ) -> None:
-        """Start calls (`start` returns a future or a task) until the window is full or the inputs end."""
+        """Start calls (`start(args, index)` returns a future or a task) until the window is
+        full or the inputs end."""
         while not self.exhausted and len(self.pending) < self.room:
             try:
                 args = next(argsets)
             except StopIteration:
                 self.exhausted = True
                 return
-            fut = start(args)
+            fut = start(args, self.count)
             if self.progress is not None:  # counted as calls finish, whenever the caller reads them
                 fut.add_done_callback(self._tick)
             self.pending[fut] = self.count
@@ -152,6 +204,25 @@ class _Batch:
             got.append(i)
         return sorted(got)
 
+    def ran_on(self, index: int) -> Callable[[str], None]:
+        """What records the generation item `index` ran on (from its reply)."""
+
+        def record(gen: str) -> None:
+            if gen:
+                with self._count_lock:
+                    self.gens[index] = gen
+                    if gen not in self.gen_order:
+                        self.gen_order.append(gen)
+
+        return record
+
+    def generations(self) -> dict[str, list[int]]:
+        """The items each generation ran, the generations in the order they first answered."""
+        out: dict[str, list[int]] = {g: [] for g in self.gen_order}
+        for i in sorted(self.gens):
+            out[self.gens[i]].append(i)
+        return out
+
     def next_ready(self) -> bool:
         """In input order, the next result to hand out has finished."""
         return self.order_outputs and self.nxt in self.finished
@@ -186,8 +257,16 @@ class _Batch:
             self.progress.close()
 
     def end(self, session: Session, ep: Endpoint, before: tuple[float, float]) -> None:
-        """All calls ran: the totals on `ep.last_call`, then MapError if a failure is to raise."""
-        _summarise(session, ep, before, self.count)
+        """All calls ran: the totals on `ep.last_call`, one line on stderr when the items ran on
+        several code generations, then MapError if a failure is to raise."""
+        gens = self.generations()
+        _summarise(session, ep, before, self.count, gens)
+        if len(gens) > 1:
+            print(
+                f"slipstream: {_mixed_line(self.what or ep.name, gens)}",
+                file=sys.stderr,
+                flush=True,
+            )
         if self.errors and not self.return_exceptions:
             first = self.errors[min(self.errors)]
             raise MapError(self.errors, [self.results.get(i) for i in range(self.count)]) from first
@@ -202,7 +281,7 @@ def _batch(
     what: str | None,
 ) -> _Batch:
     progress = MapProgress(what or ep.name, total, lambda: session.spend_usd) if enabled() else None
-    return _Batch(_width(ep), order_outputs, return_exceptions, progress)
+    return _Batch(_width(ep), order_outputs, return_exceptions, progress, what or ep.name)
 
 
 def map_calls(
@@ -223,7 +302,7 @@ def map_calls(
     kwargs = with_secrets(ep, kwargs, session.root)  # a missing secret fails before any call
     timeout = ep.spec.timeout + 30
 
-    def one(args: tuple[Any, ...]) -> Any:
+    def one(args: tuple[Any, ...], index: int) -> Any:
         def attempt() -> Any:
             try:
                 out = session._with_retry(
@@ -233,16 +312,15 @@ def map_calls(
                 return FULL
             return FULL if out.error and out.error.kind == ErrorKind.OVERLOADED else out
 
-        return session._finish(
-            ep, until_room(attempt)
-        )  # a batch waits for room rather than failing (waiting.py)
+        # a batch waits for room rather than failing (waiting.py)
+        return session._finish(ep, until_room(attempt), ran_on=b.ran_on(index))
 
     before = (session.busy_s, session.spend_usd)
     b = _batch(session, ep, order_outputs, return_exceptions, total, what)
     ex = ThreadPoolExecutor(_width(ep), thread_name_prefix=f"map-{ep.name}")
 
-    def start(args: tuple[Any, ...]) -> Future[Any]:
-        return ex.submit(one, args)
+    def start(args: tuple[Any, ...], index: int) -> Future[Any]:
+        return ex.submit(one, args, index)
 
     try:
         b.fill(argsets, start)
@@ -286,17 +364,17 @@ async def map_calls_async(
     await asyncio.to_thread(session.ensure, ep)
     before = (session.busy_s, session.spend_usd)
 
-    async def one(args: tuple[Any, ...]) -> Any:
+    async def one(args: tuple[Any, ...], index: int) -> Any:
         async def attempt() -> Any:
             try:
-                return await session.call_async(ep, method, args, kwargs)
+                return await session.call_async(ep, method, args, kwargs, ran_on=b.ran_on(index))
             except Overloaded:
                 return FULL
 
         return await until_room_async(attempt)
 
-    def start(args: tuple[Any, ...]) -> asyncio.Task[Any]:
-        return asyncio.ensure_future(one(args))
+    def start(args: tuple[Any, ...], index: int) -> asyncio.Task[Any]:
+        return asyncio.ensure_future(one(args, index))
 
     b = _batch(session, ep, order_outputs, return_exceptions, total, what)
     try:

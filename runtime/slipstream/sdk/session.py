@@ -237,7 +237,12 @@ class Session:
         return self._finish(ep, out)
 
     async def call_async(
-        self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        ep: Endpoint,
+        method: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        ran_on: Callable[[str], None] | None = None,
     ) -> Any:
         client = await asyncio.to_thread(self.ensure, ep)
         kwargs = with_secrets(ep, kwargs, self.root)
@@ -247,7 +252,7 @@ class Session:
         except (UnknownEndpoint, RuntimeUnavailable) as exc:
             await asyncio.to_thread(self._recover, client, exc)
             out = await client.call_async(ep.name, method, args, kwargs, timeout=timeout)
-        return self._finish(ep, out)
+        return self._finish(ep, out, ran_on)
 
     def stream(
         self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -294,7 +299,11 @@ class Session:
                     raise  # items already went out: a retry would repeat them
                 await asyncio.to_thread(self._recover, client, exc)
 
-    def _finish(self, ep: Endpoint, out: CallOutcome) -> Any:
+    def _finish(
+        self, ep: Endpoint, out: CallOutcome, ran_on: Callable[[str], None] | None = None
+    ) -> Any:
+        """The call's logs printed, its cost metered and on `ep.last_call` (`ran_on` is told
+        the generation it ran on: a map's account), its value or its exception raised."""
         from ..endpoint import CallInfo
 
         for log in out.logs:
@@ -308,8 +317,11 @@ class Session:
                 gpu=out.meta.get("gpu", ""),
                 device=out.meta.get("device", ""),
                 worker=out.meta.get("worker", ""),
+                generation=out.meta.get("generation", ""),
             )
             ep.last_call = info
+            if ran_on is not None:
+                ran_on(info.generation)
             with self._lock:
                 self.spend_usd += info.cost_usd
                 self.busy_s += info.duration_s

@@ -116,6 +116,9 @@ class SyncResult:
     installs: list[dict[str, Any]] = field(default_factory=list)  # dependency environments used
     project: str = ""  # the key the runtime keeps this project under (config.project_key)
     kept: dict[str, dict[str, Any]] = field(default_factory=dict)  # CommitReply.kept
+    # the calls running when it went live, each endpoint's finishing on its older generation:
+    # [{"endpoint": "hello", "calls": 3, "generation": "g6"}]
+    in_flight: list[dict[str, Any]] = field(default_factory=list)
 
     def kept_lines(self) -> tuple[str, list[str]]:
         """(what the reload line adds about kept objects, one warning line per stale one)."""
@@ -130,6 +133,16 @@ class SyncResult:
             for s in k.get("stale", [])
         ]
         return note, warnings
+
+    def in_flight_note(self) -> str:
+        """What happens to the calls running across this deploy, said in a few words:
+        "3 running calls of hello finish on g6" ("" when none ran)."""
+        return "; ".join(
+            f"{n} running call{'s' if n != 1 else ''} of {r.get('endpoint')} "
+            f"finish{'' if n != 1 else 'es'} on {r.get('generation')}"
+            for r in self.in_flight
+            for n in [int(r.get("calls", 0))]
+        )
 
 
 _hash_cache: dict[str, tuple[int, int, str]] = {}
@@ -422,4 +435,5 @@ def _sync_once(
         installs=reply.get("installs", []),
         project=reply.get("project", key),
         kept=reply.get("kept") or {},
+        in_flight=reply.get("in_flight", []),
     )

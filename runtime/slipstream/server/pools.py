@@ -78,6 +78,7 @@ class Call:
     ran_in: Any = (
         None  # the pool that ran its last attempt (another GPU's after a CUDA out-of-memory move)
     )
+    gen: str = ""  # the generation it ran on: its worker's when it started (what the worker says)
     debug: Any = None  # a call under the debugger: True, then its DebugSession once its worker waits (server/debug.py)
 
 
@@ -737,6 +738,16 @@ class Pool:
                     self._send_load(w)
         self._pump()
 
+    def running_before(self, gen: str) -> dict[str, int]:
+        """The calls running now on code older than `gen`, counted by the generation they run
+        on: they finish on it (a worker loads a new generation between calls)."""
+        out: dict[str, int] = {}
+        for w in self.workers:
+            for c in w.inflight.values():
+                if c.gen and c.gen != gen and not c.future.done():
+                    out[c.gen] = out.get(c.gen, 0) + 1
+        return out
+
     async def close(self) -> None:
         self._closed = True
         self._reaper.cancel()
@@ -875,6 +886,7 @@ class Pool:
         w.inflight[call.id] = call
         w.state = WorkerState.BUSY
         w.calls += 1
+        call.gen = w.gen  # a load sent before it runs first; calls in flight finish on their own
         call.worker = w.handle
         call.ran_in = self
         call.started = time.perf_counter()
@@ -1098,6 +1110,9 @@ class Pool:
             del w.inflight[call.id]
             w.last_active = time.monotonic()
             call.duration = float(header.get("duration", 0.0))
+            call.gen = (
+                header.get("gen") or call.gen
+            )  # the worker's word (a refused load kept the old)
             self._meter(call, ok=op == "result" or bool(call.cancelled))
             if call.cancelled:
                 self.logs.emit(

@@ -111,7 +111,7 @@ def call_meta(pool: Any, c: Call) -> dict[str, Any]:
         "gpu": ran.spec.gpu_label,
         "device": getattr(handle, "device", ""),
         "worker": getattr(handle, "id", ""),
-        "generation": pool.gen.id,
+        "generation": c.gen or pool.gen.id,  # the code it ran, not the newest
         "note": ran.fallback_note,
         "retries": list(
             getattr(c, "retries", ())

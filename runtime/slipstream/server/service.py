@@ -22,7 +22,8 @@ from ..protocol.errors import ErrorInfo, Frame
 from ..protocol.kinds import ErrorKind
 from ..protocol.messages import CommitReply, commit_endpoint
 from ..protocol.version import __version__
-from ..spec.endpoint_spec import EndpointSpec
+from ..spec.endpoint_spec import EndpointSpec, SpecError
+from ..spec.variants import variant_spec
 from ..worker.forkserver import ForkServer, wanted_preloads
 from .backend import Backend, GpuFallbacks, Placement
 from .envs import EnvManager, InstallFailed, PyEnv, static_dependencies
@@ -385,6 +386,11 @@ class Runtime:
                 [(gen.dir / p).read_text(errors="replace") for p in files if p.endswith(".py")]
             )
             await self._apply(proj, gen, scan)
+            scan["in_flight"] = [
+                {"endpoint": name, "calls": n, "generation": old}
+                for name, pool in sorted(proj.pools.items())
+                for old, n in sorted(pool.running_before(gen.id).items())
+            ]
             scan["kept"] = await self._reloaded(proj)
             scan["installs"] = [
                 {
@@ -419,6 +425,7 @@ class Runtime:
             "reexecuted": scan.get("reexecuted", []),
             "restart": scan.get("restart", ""),
             "installs": scan.get("installs", []),
+            "in_flight": scan.get("in_flight", []),
             "endpoints": [commit_endpoint(e) for e in scan.get("endpoints", [])],
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             "kept": scan.get("kept") or {},
@@ -598,7 +605,45 @@ class Runtime:
                     gpu_fallbacks=self.gpu_fallbacks(spec),
                 )
         for name in [n for n in proj.pools if n not in seen]:  # this project's only
+            pool = proj.pools[name]
+            if await self._update_variant(proj, pool, gen, scan, seen):
+                continue
             await proj.pools.pop(name).close()
+
+    async def _update_variant(
+        self, proj: Project, pool: Pool, gen: Generation, scan: dict[str, Any], seen: set[str]
+    ) -> bool:
+        """A with_options variant whose base the deploy kept follows it onto the new code as
+        the base's pool does (its running calls finish; its workers load the new generation
+        between calls, or are replaced when its GPU, dependencies or env changed); False when
+        it goes with its base (or its options no longer make a valid spec)."""
+        base_name, options = pool.info.get("variant_of"), pool.info.get("variant_options")
+        if base_name not in seen or not isinstance(options, dict):
+            return False
+        base = proj.pools[base_name]
+        try:
+            spec = variant_spec(base.spec, options)
+        except (SpecError, TypeError) as exc:
+            proj.logs.emit(
+                endpoint=pool.name,
+                stream="system",
+                text=f"variant dropped: its options no longer apply to {base_name!r} ({exc})",
+            )
+            return False
+        if spec.name != pool.name:
+            return False
+        info = {**base.info, "name": spec.name, "variant_of": base_name, "variant_options": options}
+        pool.update(
+            info,
+            spec,
+            gen,
+            replace=scan.get("restart", ""),
+            pyenv=await self._env_for(spec),
+            env=self._pool_env(proj, spec),
+            placement=self.place(spec, info),
+            gpu_fallbacks=self.gpu_fallbacks(spec),
+        )
+        return True
 
     async def add_pool(
         self,

@@ -5,8 +5,9 @@ settings, served by a pool of its own, without editing the decorator.
          -> {"name": "<name>.v<hash>", "spec": {...}}
 
 The variant is an endpoint of the project named after its base and a hash of the options; its
-workers run the base's function. A deploy that changes the project's endpoints drops variants
-with the other pools; the SDK registers them again on its next call.
+workers run the base's function. A deploy updates it as it updates its base (service.py
+_apply): its spec is the base's new one with the same options, its workers load the new
+generation between calls (the calls it is running finish), and it goes when its base goes.
 """
 
 from __future__ import annotations
@@ -57,7 +58,12 @@ def add_variant_routes(app: Any, rt: Any) -> None:
             return error_reply(422, "BadOptions", str(exc))
         pool = proj.pools.get(spec.name)
         if pool is None:
-            info = {**base.info, "name": spec.name, "variant_of": base_name}
+            info = {
+                **base.info,
+                "name": spec.name,
+                "variant_of": base_name,
+                "variant_options": options,  # to rebuild its spec on the next deploy
+            }
             await rt.add_pool(
                 proj, spec, base.gen, info, target=base_name
             )  # its workers run the base's function

@@ -453,6 +453,9 @@ class Worker:
         cid = h["id"]
         _call.id = cid
         started = time.perf_counter()
+        # the code this call runs: a new generation loads only once every call has finished
+        # (load drains first), so the one at the start is the one all through
+        gen = self.loader.generation or ""
         fmt = h.get("format", "pickle")
         st = self._begin(cid)
         try:
@@ -461,10 +464,10 @@ class Worker:
             try:
                 fn, args, kwargs = self._prepare(h, body)
             except _BadRequest as exc:
-                self._send_error(cid, started, exc.info)
+                self._send_error(cid, started, exc.info, gen)
                 return
             if self.setup_error is not None:
-                self._send_error(cid, started, self.setup_error)
+                self._send_error(cid, started, self.setup_error, gen)
                 return
             if h.get("debug"):
                 self.wait_for_debugger(cid)
@@ -486,7 +489,12 @@ class Worker:
                     result = list(self._items(result, st))
             sys.stdout.flush()
             sys.stderr.flush()
-            header = {"op": "result", "id": cid, "duration": time.perf_counter() - started}
+            header = {
+                "op": "result",
+                "id": cid,
+                "duration": time.perf_counter() - started,
+                "gen": gen,
+            }
             chunks = self._encode(result, fmt, h.get("method"))
             size = wire.frame_length(chunks)
             if h.get("shm_reply") and size >= shm.THRESHOLD:
@@ -500,13 +508,16 @@ class Worker:
             sys.stdout.flush()
             sys.stderr.flush()
             self._send_error(
-                cid, started, ErrorInfo("CallCancelled", str(exc), "", kind=ErrorKind.CANCELLED)
+                cid,
+                started,
+                ErrorInfo("CallCancelled", str(exc), "", kind=ErrorKind.CANCELLED),
+                gen,
             )
         except BaseException as exc:  # noqa: BLE001 - user code: every failure goes back
             self.debugger.post_mortem(exc)  # under a debugger: stops at the raising line first
             sys.stdout.flush()
             sys.stderr.flush()
-            self._send_error(cid, started, self._err(exc))
+            self._send_error(cid, started, self._err(exc), gen)
         finally:
             self._end(st)
             _call.id = None
@@ -578,7 +589,7 @@ class Worker:
                 "tensors, images), or keep the object on the runtime (keep()) and return what the caller needs"
             ) from None
 
-    def _send_error(self, cid: int, started: float, info: ErrorInfo) -> None:
+    def _send_error(self, cid: int, started: float, info: ErrorInfo, gen: str = "") -> None:
         d = info.to_dict()
         d["message"], d["traceback"] = secrets.mask(d["message"]), secrets.mask(d["traceback"])
         for f in d.get("frames") or []:
@@ -589,7 +600,14 @@ class Worker:
         )
         body: list[bytes | memoryview] = [pickled] if pickled else []
         self.ch.send(
-            {"op": "error", "id": cid, "duration": time.perf_counter() - started, "error": d}, body
+            {
+                "op": "error",
+                "id": cid,
+                "duration": time.perf_counter() - started,
+                "error": d,
+                "gen": gen,
+            },
+            body,
         )
 
 
