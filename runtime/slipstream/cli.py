@@ -56,6 +56,18 @@ def cmd_serve(a: argparse.Namespace) -> int:
         except ValueError as exc:
             _err(f"--idle-stop: {exc}")
             return 2
+    from .server.sessions import DEFAULT_LEASE_S
+
+    session_lease = DEFAULT_LEASE_S
+    lease_text = a.session_lease or os.environ.get(envvars.SESSION_LEASE)
+    if lease_text:
+        from .server.idle import parse_duration
+
+        try:
+            session_lease = parse_duration(lease_text)
+        except ValueError as exc:
+            _err(f"--session-lease: {exc}")
+            return 2
     token = a.token or os.environ.get(envvars.TOKEN)
     generated = not token
     if not is_loopback(a.host) and generated:
@@ -113,6 +125,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         max_queue=a.max_queue,
         limits=Limits(max_file_bytes=a.max_file_mb * MB, max_total_bytes=a.max_project_mb * MB),
         fork=not a.no_fork,
+        session_lease=session_lease,
     )
     gpus = (
         ", ".join(f"{d.name} ({d.memory_gb:g} GB)" for d in rt.devices)
@@ -860,6 +873,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=3600.0,
         help="seconds a spawned call's result is kept after it finishes (GET /v1/calls/{id}), then dropped",
+    )
+    s.add_argument(
+        "--session-lease",
+        default=None,
+        metavar="DURATION",
+        help="how long an attached dev session (slipstream dev, the editor, a script) holds its "
+        "project's warm workers without a heartbeat, e.g. 60s, 2m (default: SLIPSTREAM_SESSION_LEASE, else 60s)",
     )
     s.add_argument("--log-level", default="warning")
     s.set_defaults(fn=cmd_serve)

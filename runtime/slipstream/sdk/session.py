@@ -82,6 +82,9 @@ class Session:
         self._aborts = 0  # bumped when calls in flight are abandoned (Ctrl-C): never retry those
         self._stamp: int | None = None  # sync.scan_stamp of the files as last synced
         self._rescan_at = math.inf  # when the next call looks for saved changes (never: inf)
+        # a dev session attached to the project while this process lives (sdk/attach.py): its
+        # endpoints keep a warm worker; detach() ends it
+        self._attach = not os.environ.get(IN_RUNTIME_ENV)
 
     # --- connection and sync ----------------------------------------------------------
     def _root_for(self, ep: Endpoint) -> Path:
@@ -128,6 +131,8 @@ class Session:
                 cfg = load_project(self.root)
                 # [runtimes] in slipstream.toml: each endpoint on the runtime with its GPU (routing.py)
                 self.routed = RoutedClients.open(cfg, self.project, self.paths, self.note)
+                if self.routed is not None and self._attach:
+                    self.routed.attach_as = "sdk"  # each runtime it reaches holds the project
                 if (
                     self.routed is None
                 ):  # one runtime: the configured one, else the embedded one (runtimes.py)
@@ -214,6 +219,8 @@ class Session:
         )
         self.synced_gen = res.generation
         self._stamp = stamp
+        if self._attach:
+            self.client.attach(self.project, "sdk")  # once: later calls do nothing
         for line in res.skipped:
             self.note(line, f"not synced: {line}")
 
@@ -232,6 +239,18 @@ class Session:
             self._sync(stamp)
             for v in self._variants:  # a deploy dropped their pools
                 self._register_variant(v)
+
+    def detach(self) -> None:
+        """End this process's dev session: its project's workers stop after their idle_timeout
+        from now on, as with no session (the runtime still serves later calls)."""
+        with self._lock:
+            self._attach = False
+            if self.client is not None:
+                self.client.detach()
+            if self.routed is not None:
+                self.routed.attach_as = None
+                for c in self.routed.clients.values():
+                    c.detach()
 
     def note(self, key: str, text: str) -> None:
         if key not in self._notes:
