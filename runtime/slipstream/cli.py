@@ -503,8 +503,11 @@ def cmd_status(a: argparse.Namespace) -> int:
         if proj["key"] is not None:
             mark = "  (this folder)" if proj["key"] == here else ""
             sp = proj["spend"]
+            # dev sessions attached (slipstream dev, the editor, scripts): workers stay warm
+            held = ", ".join(sorted({s["client"] for s in proj.get("sessions") or []}))
+            attached = f"  attached ({held}): workers stay warm" if held else ""
             print(
-                f"project {proj['key']}  generation {proj['generation']}  calls {sp['calls']}  ${sp['cost_usd']:.6f}{mark}"
+                f"project {proj['key']}  generation {proj['generation']}  calls {sp['calls']}  ${sp['cost_usd']:.6f}{attached}{mark}"
             )
         for e in (e for e in st["endpoints"] if e.get("project") == proj["key"]):
             p, s = e["pool"], e["stats"]
@@ -697,6 +700,9 @@ def cmd_dev(a: argparse.Namespace) -> int:
         not a.runtime
     ):  # a URL or slipstream.toml that cannot be used: one line, exit 2, before serving
         _configured_runtime(find_project_root(Path(a.path)))
+    # uvicorn raises a SIGTERM again once it stopped: unwound as Ctrl-C is, dev's clean-up runs
+    # (its session on the runtime ends, so the idle clock of its workers starts; see cmd_serve)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # --runtime, else as run and the editor: the configured runtime, else the embedded one (sdk/runtimes.py)
     return run_dev(Path(a.path), port=a.port, runtime_url=a.runtime, host=a.host)
 
