@@ -86,7 +86,9 @@ def test_an_attached_projects_worker_and_its_model_outlive_the_idle_timeout(
     ended = time.monotonic()
     sdk_session.current().detach()  # the session ends: now the idle clock runs
     assert _sessions(leased, proj.root) == []
-    gone = _until("the worker to stop after the session ended", lambda: not _workers(leased, proj.root))
+    gone = _until(
+        "the worker to stop after the session ended", lambda: not _workers(leased, proj.root)
+    )
     assert gone - ended >= 0.9, "it stayed its idle_timeout after the session ended"
     again = app.Held().ask()
     assert again["pid"] != first["pid"] and again["loaded_at"] > first["loaded_at"]
@@ -133,7 +135,9 @@ def test_calls_with_no_edit_do_not_sync_or_scan_each_time(runtime, project_facto
     assert app.answer() == 1
     syncs, scans = [], []
     sync_project, scan = sdk_sync.sync_project, sdk_sync.scan_stamp
-    monkeypatch.setattr(sdk_sync, "sync_project", lambda *a, **k: syncs.append(1) or sync_project(*a, **k))
+    monkeypatch.setattr(
+        sdk_sync, "sync_project", lambda *a, **k: syncs.append(1) or sync_project(*a, **k)
+    )
     monkeypatch.setattr(sdk_sync, "scan_stamp", lambda *a, **k: scans.append(1) or scan(*a, **k))
     started = time.monotonic()
     for _ in range(40):
@@ -142,4 +146,6 @@ def test_calls_with_no_edit_do_not_sync_or_scan_each_time(runtime, project_facto
     assert app.answer() == 1
     took = time.monotonic() - started
     assert syncs == [], "nothing changed: nothing synced"
-    assert 1 <= len(scans) <= took / sdk_session.RESCAN_S + 1, "the tree is stat'ed once per interval, not per call"
+    assert 1 <= len(scans) <= took / sdk_session.RESCAN_S + 1, (
+        "the tree is stat'ed once per interval, not per call"
+    )

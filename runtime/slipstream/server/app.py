@@ -177,7 +177,7 @@ class Commit(Manifest):
 
 class Attach(BaseModel):
     client: str = Field(
-        "sdk",
+        default="sdk",
         description='what attaches, shown by `slipstream status`: "dev", "editor", "sdk"...',
         pattern=CLIENT_RE.pattern,
         max_length=32,
@@ -384,7 +384,7 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
             key = check_project_key(project)
         except ValueError as exc:
             return error_reply(400, "BadProject", str(exc))
-        s = rt.sessions.renew(key, session, (body or Attach()).client)
+        s = rt.sessions.renew(key, session, body.client if body is not None else "sdk")
         lease = rt.sessions.lease
         return {
             "project": key,
