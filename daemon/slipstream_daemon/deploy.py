@@ -160,6 +160,9 @@ class Deployer:
                 client = await self.runtime.ensure(root)
                 # a file rewritten mid-sync (an editor or formatter saving again) is retried inside
                 synced = await asyncio.to_thread(sync_project, client, root, progress=report)
+                # attached while the editor is open: each endpoint keeps a warm worker past its
+                # idle_timeout (once per project; ended when the daemon closes the client)
+                await asyncio.to_thread(client.attach, synced.project, "editor")
         except SdkDeployError as exc:
             where = local_file(exc.file, [root]) if exc.file else None
             error = DeployError(

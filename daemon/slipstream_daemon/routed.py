@@ -154,6 +154,9 @@ class EditorRouting:
         router = self.router(root, ask=True)
         assert router is not None
         results = sync_all(router, self.client, root, known, progress=progress)
+        for rt in router.runtimes:  # attached while the editor is open (sdk/attach.py)
+            if rt.name in results:
+                self.client(rt).attach(results[rt.name].project, "editor")
         specs: dict[str, dict[str, Any]] = {}
         for res in results.values():
             for e in res.endpoints:

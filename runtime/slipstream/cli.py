@@ -57,6 +57,18 @@ def cmd_serve(a: argparse.Namespace) -> int:
         except ValueError as exc:
             _err(f"--idle-stop: {exc}")
             return 2
+    from .server.sessions import DEFAULT_LEASE_S
+
+    session_lease = DEFAULT_LEASE_S
+    lease_text = a.session_lease or os.environ.get(envvars.SESSION_LEASE)
+    if lease_text:
+        from .server.idle import parse_duration
+
+        try:
+            session_lease = parse_duration(lease_text)
+        except ValueError as exc:
+            _err(f"--session-lease: {exc}")
+            return 2
     token = a.token or os.environ.get(envvars.TOKEN)
     generated = not token
     if not is_loopback(a.host) and generated:
@@ -114,6 +126,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         max_queue=a.max_queue,
         limits=Limits(max_file_bytes=a.max_file_mb * MB, max_total_bytes=a.max_project_mb * MB),
         fork=not a.no_fork,
+        session_lease=session_lease,
     )
     gpus = (
         ", ".join(f"{d.name} ({d.memory_gb:g} GB)" for d in rt.devices)
@@ -495,8 +508,11 @@ def cmd_status(a: argparse.Namespace) -> int:
         if proj["key"] is not None:
             mark = "  (this folder)" if proj["key"] == here else ""
             sp = proj["spend"]
+            # dev sessions attached (slipstream dev, the editor, scripts): workers stay warm
+            held = ", ".join(sorted({s["client"] for s in proj.get("sessions") or []}))
+            attached = f"  attached ({held}): workers stay warm" if held else ""
             print(
-                f"project {proj['key']}  generation {proj['generation']}  calls {sp['calls']}  ${sp['cost_usd']:.6f}{mark}"
+                f"project {proj['key']}  generation {proj['generation']}  calls {sp['calls']}  ${sp['cost_usd']:.6f}{attached}{mark}"
             )
         for e in (e for e in st["endpoints"] if e.get("project") == proj["key"]):
             p, s = e["pool"], e["stats"]
@@ -731,6 +747,9 @@ def cmd_dev(a: argparse.Namespace) -> int:
         not a.runtime
     ):  # a URL or slipstream.toml that cannot be used: one line, exit 2, before serving
         _configured_runtime(find_project_root(Path(a.path)))
+    # uvicorn raises a SIGTERM again once it stopped: unwound as Ctrl-C is, dev's clean-up runs
+    # (its session on the runtime ends, so the idle clock of its workers starts; see cmd_serve)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # --runtime, else as run and the editor: the configured runtime, else the embedded one (sdk/runtimes.py)
     return run_dev(Path(a.path), port=a.port, runtime_url=a.runtime, host=a.host)
 
@@ -907,6 +926,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=3600.0,
         help="seconds a spawned call's result is kept after it finishes (GET /v1/calls/{id}), then dropped",
+    )
+    s.add_argument(
+        "--session-lease",
+        default=None,
+        metavar="DURATION",
+        help="how long an attached dev session (slipstream dev, the editor, a script) holds its "
+        "project's warm workers without a heartbeat, e.g. 60s, 2m (default: SLIPSTREAM_SESSION_LEASE, else 60s)",
     )
     s.add_argument("--log-level", default="warning")
     s.set_defaults(fn=cmd_serve)

@@ -69,6 +69,24 @@ async def test_save_deploys_with_progress(client: Client, project: Path) -> None
     assert status["endpoints"] == 5
 
 
+async def test_the_editor_holds_its_deployed_projects_workers_warm(
+    client: Client, project: Path, runtime: Any
+) -> None:
+    import httpx
+
+    from slipstream.sdk.config import find_project_root, project_key
+
+    await client.command("slipstream.server.runtimeStatus")  # after the deploy of the test above
+    r = httpx.get(
+        f"{runtime.url}/v1/projects", headers={"Authorization": f"Bearer {runtime.token}"}
+    )
+    key = project_key(find_project_root(project / "app.py"))
+    (mine,) = [p for p in r.json()["projects"] if p["key"] == key]
+    assert [s["client"] for s in mine["sessions"]] == ["editor"], (
+        "a dev session: each endpoint keeps a warm worker past its idle_timeout"
+    )
+
+
 async def test_broken_save_is_a_diagnostic_at_its_line(client: Client, project: Path) -> None:
     path = project / "app.py"
     good = path.read_text()

@@ -98,6 +98,9 @@ def test_new_workers_fork_from_a_warm_fork_server(runtime, project_factory):
         time.sleep(0.5)
     else:
         pytest.fail("the fork server never became ready with torch preloaded")
+    from slipstream.sdk import session
+
+    session.current().detach()  # an attached dev session would keep the first worker warm
     while _workers(runtime, "tsum") and time.monotonic() < deadline:
         time.sleep(0.2)  # scale to zero, so the next call needs a new worker
     started = time.perf_counter()

@@ -208,6 +208,9 @@ def test_placement_by_gpu_type_and_scale_to_zero(app, ray_runtime, cluster):
         return _get(ray_runtime, "/health")["cluster"]["gpu_types"]["H100"]["gpus_free"]
 
     assert free() == 0, "the actor holds the GPU while it is warm"
+    from slipstream.sdk import session
+
+    session.current().detach()  # an attached dev session would keep one worker warm
     # scale to zero: the idle worker stops and its actor is removed from the cluster
     _wait(
         lambda: not _get(ray_runtime, "/v1/endpoints/on_h100")["pool"]["workers"],

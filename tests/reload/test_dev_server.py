@@ -152,3 +152,32 @@ def test_secrets_come_from_the_dev_servers_environment_or_dotenv(tmp_path):
         proc.wait(20)
     log.seek(0)
     assert value not in log.read()
+
+
+def test_dev_holds_its_projects_workers_warm_until_it_stops(tmp_path, runtime):
+    from slipstream.sdk.config import project_key
+
+    root = write_project(tmp_path / "heldproj", {"app.py": APP})
+    port = _port()
+    env = {**os.environ, "SLIPSTREAM_RUNTIME_URL": runtime.url, "SLIPSTREAM_TOKEN": runtime.token}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slipstream", "dev", str(root), "--port", str(port)],
+        stdout=(tmp_path / "dev.log").open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    auth = {"Authorization": f"Bearer {runtime.token}"}
+
+    def sessions():
+        projects = httpx.get(f"{runtime.url}/v1/projects", headers=auth).json()["projects"]
+        mine = [p for p in projects if p["key"] == project_key(root)]
+        return [s["client"] for s in mine[0]["sessions"]] if mine else None
+
+    try:
+        assert _wait(sessions) == ["dev"], "attached while dev runs"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert sessions() == [], "and the session ends with it: the idle clock starts"
+    httpx.delete(f"{runtime.url}/v1/projects/{project_key(root)}", headers=auth)

@@ -66,6 +66,7 @@ def test_status_lists_endpoints_and_spend(runtime, project_factory):
     assert "ping" in p.stdout and "H100" in p.stdout and "calls 1" in p.stdout
     idle = next(line for line in p.stdout.splitlines() if line.strip().startswith("idle "))
     assert "calls 0 errors 0  p50 -  $0.000000" in idle and "None" not in p.stdout, p.stdout
+    assert "attached (sdk): workers stay warm" in p.stdout, "this test's SDK session holds it"
 
 
 def test_status_without_a_runtime_says_how_to_configure_one(tmp_path):

@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -28,6 +28,9 @@ from ..protocol.errors import (
 from ..protocol.kinds import ErrorKind
 from ..protocol.messages import CommitReply, EndpointStatus, call_params
 from .datachannel import AsyncDataClient, DataClient, parse_records
+
+if TYPE_CHECKING:
+    from .attach import Attachments
 
 __all__ = ["RuntimeClient", "CallOutcome", "UnknownEndpoint", "RuntimeRestarted"]
 
@@ -184,6 +187,7 @@ class RuntimeClient:
         self.known_blobs: set[str] = (
             set()
         )  # hashes this runtime confirmed having (a sync then sends only new ones)
+        self._attachments: Attachments | None = None  # attached dev sessions (attach())
 
     @classmethod
     def from_env(cls) -> RuntimeClient | None:
@@ -191,9 +195,34 @@ class RuntimeClient:
         return cls(url, os.environ.get(envvars.TOKEN, "")) if url else None
 
     def close(self) -> None:
+        self.detach()
         self.http.close()
         if self._data_client is not None:
             self._data_client.close()
+
+    # --- dev sessions (sdk/attach.py) ---------------------------------------------------
+    def attach(self, project: str | None = None, client: str = "sdk") -> None:
+        """Attach a dev session for `project` (default: this client's) until close(): the
+        runtime keeps a warm worker of each of its endpoints past their idle_timeout. `client`
+        says what attached (`slipstream status` shows it): "dev", "editor", "sdk"."""
+        key = project or self.project
+        if key is None:
+            return
+        if self._attachments is None:
+            from .attach import Attachments
+
+            self._attachments = Attachments(self)
+        self._attachments.attach(key, client)
+
+    def detach(self) -> None:
+        """End this client's dev sessions: its projects' workers now stop after idle_timeout."""
+        if self._attachments is not None:
+            self._attachments.close()
+            self._attachments = None
+
+    def attached(self) -> list[str]:
+        """The projects this client holds attached."""
+        return [] if self._attachments is None else sorted(self._attachments.sessions)
 
     def reconnect(self) -> None:
         """Forget the connections to a runtime that went away: a restarted runtime has a new

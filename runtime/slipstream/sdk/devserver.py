@@ -325,6 +325,8 @@ def run_dev(
         routed = RoutedClients.open(
             load_project(root), project_key(root), None, lambda key, text: _out(text)
         )
+        if routed is not None:
+            routed.attach_as = "dev"  # each runtime keeps the project's workers warm (attach.py)
     client: RuntimeClient | None = None
     if routed is not None:
         _out("runtimes: " + ", ".join(f"{rt.name} ({rt.url})" for rt in routed.router.runtimes))
@@ -339,6 +341,9 @@ def run_dev(
             chosen = configured_or_embedded(root, load_project(root))
         embedded = chosen.embedded
         client = RuntimeClient(chosen.url, chosen.token, project=project_key(root))
+        # attached while dev runs: each endpoint keeps a warm worker, and its keep() models,
+        # past its idle_timeout (sdk/attach.py); ended when dev stops
+        client.attach(client.project, "dev")
         if embedded is None:
             _out(f"runtime at {chosen.url}")
         else:
@@ -376,6 +381,8 @@ def run_dev(
         pass
     finally:
         stop.set()
+        if client is not None:
+            client.close()  # ends the dev session: the idle clock of its workers starts
         if embedded is not None:
             embedded.stop()
         if routed is not None:

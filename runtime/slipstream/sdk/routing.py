@@ -445,6 +445,9 @@ class RoutedClients:
         self._offline: dict[
             str, SlipstreamError
         ] = {}  # runtime name -> why the last sync did not reach it
+        # what attaches a dev session to the project on each runtime reached ("sdk", "dev"), or
+        # None (in a worker, or detached): sdk/attach.py
+        self.attach_as: str | None = None
         router.ask = self._ask
 
     @classmethod
@@ -514,6 +517,8 @@ class RoutedClients:
             except SlipstreamError as exc:
                 raise type(exc)(f"runtime {rt.name!r} ({rt.url}): {exc}") from None
         self.clients[rt.name] = c
+        if self.attach_as is not None and self.self_name is None:
+            c.attach(self.project, self.attach_as)
         return c
 
     def _ask(self, rt: RuntimeEntry) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,6 +51,13 @@ _KIND_TO_ERROR: dict[str, type[SlipstreamError]] = {
 }
 
 
+# A long-lived process (a REPL, a notebook, a script's loop) calls what is saved: before a call,
+# at most once per RESCAN_S (longer for a tree that takes long to stat), the project's files are
+# stat'ed, and only if one changed is the project synced again (sync.scan_stamp).
+RESCAN_S = 0.5
+_SCAN_SHARE = 20  # a scan that takes t seconds runs at most every _SCAN_SHARE * t
+
+
 def _say(msg: str) -> None:
     print(f"slipstream: {msg}", file=sys.stderr, flush=True)
 
@@ -71,6 +80,11 @@ class Session:
         self._lock = threading.RLock()
         self._variants: list[Endpoint] = []  # with_options variants registered on the runtime
         self._aborts = 0  # bumped when calls in flight are abandoned (Ctrl-C): never retry those
+        self._stamp: int | None = None  # sync.scan_stamp of the files as last synced
+        self._rescan_at = math.inf  # when the next call looks for saved changes (never: inf)
+        # a dev session attached to the project while this process lives (sdk/attach.py): its
+        # endpoints keep a warm worker; detach() ends it
+        self._attach = not os.environ.get(IN_RUNTIME_ENV)
 
     # --- connection and sync ----------------------------------------------------------
     def _root_for(self, ep: Endpoint) -> Path:
@@ -117,6 +131,8 @@ class Session:
                 cfg = load_project(self.root)
                 # [runtimes] in slipstream.toml: each endpoint on the runtime with its GPU (routing.py)
                 self.routed = RoutedClients.open(cfg, self.project, self.paths, self.note)
+                if self.routed is not None and self._attach:
+                    self.routed.attach_as = "sdk"  # each runtime it reaches holds the project
                 if (
                     self.routed is None
                 ):  # one runtime: the configured one, else the embedded one (runtimes.py)
@@ -125,6 +141,10 @@ class Session:
                     self.client = RuntimeClient(chosen.url, chosen.token, project=self.project)
                 # else clients are made per runtime, as endpoints are routed (below)
             if self.routed is not None:  # the runtime that has the endpoint's GPU (routing.py)
+                if self.routed.generation is None and self.routed.self_name is None:
+                    self._stamp = self._scan()  # before its first sync, which ensure() runs
+                elif time.monotonic() >= self._rescan_at:
+                    self._rescan()
                 client = self.routed.ensure(ep.spec.gpu, ep.spec.runtime, ep.name, self._known())
                 self.synced_gen = self.routed.generation or "runtime"
                 if ep.variant_of is not None and ep.registered_gen != self.synced_gen:
@@ -132,6 +152,8 @@ class Session:
                 return client
             if self.synced_gen is None:
                 self._sync()
+            elif time.monotonic() >= self._rescan_at:
+                self._rescan()
             if ep.variant_of is not None and ep.registered_gen != self.synced_gen:
                 self._register_variant(ep)
             assert self.client is not None  # one runtime: made above
@@ -162,35 +184,73 @@ class Session:
             )
         ep.registered_gen = self.synced_gen
 
-    def _sync(self) -> None:
+    def _scan(self) -> int:
+        """The project's scan_stamp now; schedules the next scan."""
+        from . import sync
+
+        assert self.root is not None
+        started = time.monotonic()
+        stamp = sync.scan_stamp(self.root)
+        now = time.monotonic()
+        self._rescan_at = now + max(RESCAN_S, _SCAN_SHARE * (now - started))
+        return stamp
+
+    def _rescan(self) -> None:
+        """Sync again if a file of the project was saved, added or removed since the last sync."""
+        stamp = self._scan()
+        if stamp != self._stamp:
+            self.resync(stamp)
+
+    def _sync(self, stamp: int | None = None) -> None:
         assert self.client is not None and self.root is not None
         if os.environ.get(IN_RUNTIME_ENV):
             # an endpoint calling another: the runtime already runs this code, and a worker
             # still finishing on an older generation must never push that code back
             self.synced_gen = "runtime"
             return
-        from .sync import sync_project
+        from . import sync
 
-        res = sync_project(
+        stamp = self._scan() if stamp is None else stamp  # before: a save during it is seen next
+        res = sync.sync_project(
             self.client,
             self.root,
             progress=lambda line: _say(line) if line else None,
             paths=self.paths,
         )
         self.synced_gen = res.generation
+        self._stamp = stamp
+        if self._attach:
+            self.client.attach(self.project, "sdk")  # once: later calls do nothing
         for line in res.skipped:
             self.note(line, f"not synced: {line}")
 
-    def resync(self) -> None:
+    def resync(self, stamp: int | None = None) -> None:
+        """Sync the project again (a runtime that restarted, files saved since); stamp: the
+        files' scan_stamp, when the caller just took it."""
         with self._lock:
             if self.routed is not None:
+                if self.routed.self_name is None:
+                    stamp = self._scan() if stamp is None else stamp
                 self.routed.resync(self._known())
                 self.synced_gen = self.routed.generation or "runtime"
+                self._stamp = stamp
                 return
             self.synced_gen = None
-            self._sync()
+            self._sync(stamp)
             for v in self._variants:  # a deploy dropped their pools
                 self._register_variant(v)
+
+    def detach(self) -> None:
+        """End this process's dev session: its project's workers stop after their idle_timeout
+        from now on, as with no session (the runtime still serves later calls)."""
+        with self._lock:
+            self._attach = False
+            if self.client is not None:
+                self.client.detach()
+            if self.routed is not None:
+                self.routed.attach_as = None
+                for c in self.routed.clients.values():
+                    c.detach()
 
     def note(self, key: str, text: str) -> None:
         if key not in self._notes:

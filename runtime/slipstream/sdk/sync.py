@@ -11,7 +11,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SyncResult",
     "build_manifest",
+    "scan_stamp",
     "sync_project",
     "find_project_root",
     "IGNORED_DIRS",
@@ -159,13 +160,9 @@ def _hash(path: Path) -> str:
     return digest
 
 
-def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
-    """(files: relpath -> sha256, entries: files defining endpoints, skipped: why-not lines)."""
-    root = Path(root).resolve()
-    cfg = load_project(root)
-    files: dict[str, str] = {}
-    entries: list[str] = []
-    skipped: list[str] = []
+def _project_files(root: Path, cfg: Any) -> Iterator[tuple[str, Path]]:
+    """(relpath, path) of each file a sync considers, in a stable order: not in an ignored
+    folder, code or config (or [sync] include), not [sync] exclude."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(
             d
@@ -179,20 +176,50 @@ def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
                 fnmatch.fnmatch(rel, pat) for pat in cfg.exclude
             ):
                 continue
-            if full.is_symlink():
-                skipped.append(f"{rel}: symlink (not synced)")
+            yield rel, full
+
+
+def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
+    """(files: relpath -> sha256, entries: files defining endpoints, skipped: why-not lines)."""
+    root = Path(root).resolve()
+    cfg = load_project(root)
+    files: dict[str, str] = {}
+    entries: list[str] = []
+    skipped: list[str] = []
+    for rel, full in _project_files(root, cfg):
+        if full.is_symlink():
+            skipped.append(f"{rel}: symlink (not synced)")
+            continue
+        try:
+            size = full.stat().st_size
+            if size > MAX_FILE_BYTES:
+                skipped.append(f"{rel}: {size} bytes is too large to sync as code")
                 continue
-            try:
-                size = full.stat().st_size
-                if size > MAX_FILE_BYTES:
-                    skipped.append(f"{rel}: {size} bytes is too large to sync as code")
-                    continue
-                files[rel] = _hash(full)
-                if rel.endswith(".py") and _ENDPOINT_RE.search(full.read_bytes()):
-                    entries.append(rel)
-            except OSError as exc:
-                skipped.append(f"{rel}: {exc}")
+            files[rel] = _hash(full)
+            if rel.endswith(".py") and _ENDPOINT_RE.search(full.read_bytes()):
+                entries.append(rel)
+        except OSError as exc:
+            skipped.append(f"{rel}: {exc}")
     return files, entries, skipped
+
+
+def scan_stamp(root: Path) -> int:
+    """A cheap fingerprint of what a sync of `root` would send: the name, mtime and size of each
+    file it considers (one stat each, nothing read). Equal stamps: no file
+    was saved, added or removed since (the SDK's session re-syncs only when it changes)."""
+    root = Path(root).resolve()
+    try:
+        cfg = load_project(root)
+    except ValueError:  # a broken slipstream.toml: the sync will say so
+        return hash(("broken-config", time.monotonic()))
+    seen: list[tuple[str, int, int]] = []
+    for rel, full in _project_files(root, cfg):
+        try:
+            st = full.stat()
+        except OSError:
+            continue
+        seen.append((rel, st.st_mtime_ns, st.st_size))
+    return hash(tuple(seen))
 
 
 # installer lines worth showing while a commit runs (the rest goes to the runtime's log)

@@ -39,7 +39,8 @@ from .replies import (
     record_bytes,
     sdk_records,
 )
-from .service import DeployRefused, Runtime
+from .service import DeployRefused, Runtime, check_project_key
+from .sessions import CLIENT_RE, SESSION_ID_RE
 from .sockets import bind_socket, tls_server_context
 from .store import UploadRefused
 
@@ -171,6 +172,15 @@ class Commit(Manifest):
         description="the project's routing table (JSON) when it runs on several runtimes: the workers' "
         "nested calls read it to reach the runtime serving the endpoint they call (docs/runtimes.md)",
         max_length=1 << 16,
+    )
+
+
+class Attach(BaseModel):
+    client: str = Field(
+        default="sdk",
+        description='what attaches, shown by `slipstream status`: "dev", "editor", "sdk"...',
+        pattern=CLIENT_RE.pattern,
+        max_length=32,
     )
 
 
@@ -360,6 +370,42 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         except (KeyError, ValueError) as exc:
             return error_reply(404, "UnknownProject", exc.args[0])
         return {"removed": project}
+
+    @app.put(
+        "/v1/projects/{project}/sessions/{session}",
+        summary="Attach a dev session to a project, or renew its lease: its endpoints stay warm",
+    )
+    async def attach_session(
+        project: str,
+        session: str = PathParam(..., pattern=SESSION_ID_RE.pattern),
+        body: Attach | None = None,
+    ) -> Any:
+        try:
+            key = check_project_key(project)
+        except ValueError as exc:
+            return error_reply(400, "BadProject", str(exc))
+        s = rt.sessions.renew(key, session, body.client if body is not None else "sdk")
+        lease = rt.sessions.lease
+        return {
+            "project": key,
+            "session": s.id,
+            "client": s.client,
+            "lease_s": lease,
+            "renew_s": round(lease / 3, 3),
+        }
+
+    @app.delete(
+        "/v1/projects/{project}/sessions/{session}",
+        summary="End a dev session: the idle clock of the project's workers starts",
+    )
+    async def end_session(
+        project: str, session: str = PathParam(..., pattern=SESSION_ID_RE.pattern)
+    ) -> Any:
+        try:
+            key = check_project_key(project)
+        except ValueError as exc:
+            return error_reply(400, "BadProject", str(exc))
+        return {"ended": rt.sessions.end(key, session)}
 
     @app.post(
         "/v1/endpoints/{name}/rebuild",

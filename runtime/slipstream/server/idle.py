@@ -29,7 +29,7 @@ def parse_duration(text: str) -> float:
     else:
         raise ValueError(f"{text!r} is not a duration: write e.g. 30m, 2h, 90s or 1h30m")
     if v <= 0:
-        raise ValueError(f"{text!r}: the idle time must be more than 0")
+        raise ValueError(f"{text!r}: the duration must be more than 0")
     return v
 
 

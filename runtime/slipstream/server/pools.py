@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..protocol import shm
 from ..protocol.errors import ErrorInfo
@@ -31,6 +31,9 @@ from .gpus import Device, inventory, matches
 from .logs import LogSink
 from .retrying import run_with_retries
 from .store import Generation
+
+if TYPE_CHECKING:
+    from .sessions import Sessions
 
 __all__ = [
     "Pool",
@@ -493,8 +496,12 @@ class Pool:
         target: str | None = None,
         gpu_fallbacks: GpuFallbacks | None = None,
         siblings: dict[str, Pool] | None = None,
+        sessions: Sessions | None = None,
     ) -> None:
         self.name = spec.name
+        # the runtime's attached dev sessions: while one holds this project, a warm worker
+        # stays past idle_timeout, whose clock starts when the last session ends (sessions.py)
+        self.sessions = sessions
         self.project = project  # the key of the project whose endpoint this is
         self.target = (
             target or spec.name
@@ -612,6 +619,7 @@ class Pool:
                 target=self.target,
                 gpu_fallbacks=self.gpu_fallbacks[1:],
                 siblings=self.siblings,
+                sessions=self.sessions,
             )
             if self.siblings is not None:
                 self.siblings[spec.name] = child
@@ -828,12 +836,27 @@ class Pool:
             "project": self.project,
         }
 
+    def _hold(self) -> tuple[int, float]:
+        """(how many live workers stay however idle, when they started counting as idle): a
+        project a dev session holds keeps at least one; its last session's end starts the clock."""
+        attached, ended = (
+            self.sessions.hold(self.project) if self.sessions is not None else (False, 0.0)
+        )
+        return max(self.spec.workers_min, 1 if attached else 0), ended
+
     def _public_state(self, w: _WState) -> WorkerState:
-        """Its state, or IDLE for a warm worker unused for half the idle timeout (a scale-down candidate)."""
-        if (
-            w.state == WorkerState.WARM
-            and time.monotonic() - w.last_active >= self.spec.idle_timeout / 2
-        ):
+        """Its state, or IDLE for a warm worker unused for half the idle timeout (a scale-down
+        candidate; a worker an attached session holds never is)."""
+        if w.state != WorkerState.WARM:
+            return w.state
+        keep, ended = self._hold()
+        live = sorted(
+            (x for x in self.workers if x.state != WorkerState.RETIRING),
+            key=lambda x: x.last_active,
+        )
+        if keep and w in live[-keep:]:
+            return w.state
+        if time.monotonic() - max(w.last_active, ended) >= self.spec.idle_timeout / 2:
             return WorkerState.IDLE
         return w.state
 
@@ -1247,14 +1270,15 @@ class Pool:
             await asyncio.sleep(min(1.0, max(self.spec.idle_timeout / 4, 0.05)))
             now = time.monotonic()
             live = [w for w in self.workers if w.state != WorkerState.RETIRING]
-            surplus = len(live) - self.spec.workers_min
+            keep, ended = self._hold()
+            surplus = len(live) - keep
             for w in sorted(live, key=lambda w: w.last_active):
                 if surplus <= 0:
                     break
                 if (
                     w.state == WorkerState.WARM
                     and not w.inflight
-                    and now - w.last_active >= self.spec.idle_timeout
+                    and now - max(w.last_active, ended) >= self.spec.idle_timeout
                 ):
                     self.logs.emit(
                         endpoint=self.name,

@@ -30,6 +30,7 @@ from .envs import EnvManager, InstallFailed, PyEnv, static_dependencies
 from .gpus import Device
 from .logs import LogHub
 from .pools import LocalBackend, LocalWorker, Pool, PoolError
+from .sessions import DEFAULT_LEASE_S, Sessions
 from .store import CURRENT_FILE, Generation, Limits, Store, check_paths
 
 if TYPE_CHECKING:
@@ -96,8 +97,11 @@ class _ProjectLogs:
 class Project:
     """One project's share of a runtime: generations, scanner, pools, deploys and metering."""
 
-    def __init__(self, key: str, store: Store, logs: LogHub) -> None:
+    def __init__(
+        self, key: str, store: Store, logs: LogHub, sessions: Sessions | None = None
+    ) -> None:
         self.key = key
+        self.sessions = sessions
         self.store = store
         self.logs = _ProjectLogs(logs, key)
         self.pools: dict[str, Pool] = {}
@@ -133,6 +137,8 @@ class Project:
                 {p.pyenv.key for p in self.pools.values() if p.pyenv is not None}
             ),
             "spend": self.spend(),
+            # dev sessions attached (slipstream dev, the editor, a script): warm workers stay
+            "sessions": self.sessions.describe(self.key) if self.sessions is not None else [],
         }
 
 
@@ -156,8 +162,10 @@ class Runtime:
         limits: Limits | None = None,
         scan_timeout: float = 120.0,
         fork: bool = True,
+        session_lease: float = DEFAULT_LEASE_S,
     ) -> None:
         self.id = secrets.token_hex(8)
+        self.sessions = Sessions(session_lease)  # attached dev sessions (sessions.py)
         self.started_at = time.time()
         self._tmp = None
         if store_dir is None:
@@ -205,7 +213,9 @@ class Runtime:
                 raise KeyError(
                     f"no project {key!r} has deployed to this runtime (projects: {known}); sync it first"
                 )
-            proj = self.projects[key] = Project(key, self.store.scoped(key), self.logs)
+            proj = self.projects[key] = Project(
+                key, self.store.scoped(key), self.logs, self.sessions
+            )
         return proj
 
     def deployed(self) -> list[Project]:
@@ -670,6 +680,7 @@ class Runtime:
             target=target,
             gpu_fallbacks=self.gpu_fallbacks(spec),
             siblings=proj.pools,
+            sessions=self.sessions,
         )
         return pool
 
