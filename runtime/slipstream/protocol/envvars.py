@@ -35,6 +35,7 @@ NO_SHM = "SLIPSTREAM_NO_SHM"  # "1": no shared memory for large payloads
 # --- slipstream serve ----------------------------------------------------------------------
 HOME = "SLIPSTREAM_HOME"  # what outlives a served runtime (default ~/.slipstream)
 STORE = "SLIPSTREAM_STORE"  # the code store's folder
+ENV_CACHE = "SLIPSTREAM_ENV_CACHE"  # the embedded runtime's dependency environments (~/.cache/slipstream/envs)
 FAKE_GPUS = "SLIPSTREAM_FAKE_GPUS"  # "H100,A100-80GB": a GPU inventory for tests
 RAY_WORKER_CPUS = "SLIPSTREAM_RAY_WORKER_CPUS"  # CPUs per Ray actor
 RAY_AUTOSCALE = "SLIPSTREAM_RAY_AUTOSCALE"  # "1": calls wait for the cluster to add a node

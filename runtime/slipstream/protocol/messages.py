@@ -174,6 +174,6 @@ class CommitReply(TypedDict):
     restart: str  # why workers were replaced instead of reloaded in place ("" = in place)
     installs: list[
         dict[str, Any]
-    ]  # dependency environments: requirements, environment, python, cached, install_s
+    ]  # dependency environments: requirements, environment, python, cached, reused (found installed by an earlier runtime: the embedded one's cache), install_s
     endpoints: list[EndpointInfo]  # commit_endpoint() of each
     duration_ms: float
