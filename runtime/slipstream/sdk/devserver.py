@@ -91,6 +91,7 @@ class DevState:
                 self.last_error = str(exc)
                 _out(f"✗ {exc}")
                 return None
+            was_broken = self.last_error is not None
             self.last_error = None
             self.endpoints = res.endpoints
             self.generation = res.generation
@@ -103,6 +104,8 @@ class DevState:
                         )
             ms = (time.perf_counter() - started) * 1000
             if res.unchanged:
+                if was_broken:  # the last good files again: no deploy, but the ✗ is no longer true
+                    _out(f"✓ {res.generation} serving again (the last error is fixed)")
                 return res
             what = ", ".join(res.changed[:5]) + (
                 f" +{len(res.changed) - 5}" if len(res.changed) > 5 else ""
