@@ -128,6 +128,36 @@ class DevState:
         return self.routed.ensure(spec.get("gpu") or (), spec.get("runtime"), name)
 
 
+def follow_setup_output(client: RuntimeClient, stop: threading.Event) -> threading.Thread:
+    """Print what the project's workers print outside calls (their module's import, a class's
+    setup(), labelled by the worker: `[Painter setup] loading model...`) as it comes: at each
+    worker start and each reload that runs setup again. A call's own output is its reply's."""
+    started = time.time() - 1
+    shown: dict[
+        tuple[Any, ...], None
+    ] = {}  # the last lines shown: a reconnect's backlog repeats none
+
+    def follow() -> None:
+        while not stop.is_set():
+            try:
+                for e in client.logs(backlog=200, stop=stop, project=client.project):
+                    key = (e.get("ts"), e.get("worker"), e.get("stream"), e.get("text"))
+                    if not e.get("phase") or float(e.get("ts", 0)) < started or key in shown:
+                        continue
+                    shown[key] = None
+                    if len(shown) > 400:
+                        del shown[next(iter(shown))]
+                    for line in str(e.get("text", "")).splitlines():
+                        _out(line)
+            except Exception:  # noqa: BLE001 - the runtime went away or restarts: follow it again
+                pass
+            stop.wait(1.0)
+
+    t = threading.Thread(target=follow, name="setup-output", daemon=True)
+    t.start()
+    return t
+
+
 def watch_filter(root: Path):
     try:
         include = load_project(root).include  # [sync] include: those files reload too
@@ -344,6 +374,9 @@ def run_dev(
                 + ("" if embedded.info.get("gpus") else " (no GPU: endpoints run on the CPU)")
             )
     state = DevState(client, root, routed)
+    stop = threading.Event()
+    if client is not None:
+        follow_setup_output(client, stop)
     res = state.sync("initial sync")
     if res is not None:
         _out(
@@ -353,7 +386,6 @@ def run_dev(
         _out(
             f"listening at http://{host}:{port}: its endpoints come up when {root} deploys (fix the error above and save)"
         )
-    stop = threading.Event()
 
     def watch() -> None:
         for changes in watchfiles.watch(
