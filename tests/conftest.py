@@ -47,6 +47,13 @@ _runtime_dirs: list[
     Path
 ] = []  # each test runtime's ready file and log, removed when the session ends
 
+# the embedded runtimes tests start keep dependency environments in a cache folder of their own
+# (not the user's ~/.cache/slipstream/envs), removed when the session ends
+if "SLIPSTREAM_ENV_CACHE" not in os.environ:
+    _env_cache = Path(tempfile.mkdtemp(prefix="slipstream-test-envs-"))
+    _runtime_dirs.append(_env_cache)
+    os.environ["SLIPSTREAM_ENV_CACHE"] = str(_env_cache)
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for d in _runtime_dirs:

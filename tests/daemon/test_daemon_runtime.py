@@ -280,3 +280,42 @@ async def test_run_logs_arrive_while_the_run_is_going(client: Client, project: P
         if n["runId"] == reply["runId"]
     ]
     assert [t.strip() for t in lines] == ["T-3", "T-2", "T-1"], "each line once, in order"
+
+
+PAINTER = """
+from slipstream import endpoint
+
+print("painter module imported")
+
+@endpoint(workers=(0, 1))
+class Painter:
+    def setup(self):
+        print("loading model...")
+
+    def paint(self, prompt: str = "a heron") -> str:
+        print("painting", prompt)
+        return prompt + " in oil"
+"""
+
+
+async def test_a_run_card_shows_setup_output_once_labelled(client: Client, project: Path) -> None:
+    path = project / "painter.py"
+    path.write_text(PAINTER)
+    client.open(path)
+    waiting = asyncio.ensure_future(client.next_note(DEPLOY))
+    _save(client, path)
+    assert (await waiting)["ok"] is True
+    uri = path.as_uri()
+    logs_seen = len(client.notes_of("slipstream/runLog"))
+    first = await _run(client, uri, "Painter", method="paint")
+    assert first["status"] == "ok" and first["text"] == "a heron in oil", first
+    expected = ["[Painter import] painter module imported", "[Painter setup] loading model..."]
+    assert [e["text"].strip() for e in first["logs"]] == [*expected, "painting a heron"]
+    live = [
+        n["text"].strip()
+        for n in client.notes_of("slipstream/runLog")[logs_seen:]
+        if n["runId"] == first["runId"]
+    ]
+    assert live == [*expected, "painting a heron"], "each line once, in order, in the card"
+    again = await _run(client, uri, "Painter", method="paint", kwargs={"prompt": "a fox"})
+    assert [e["text"].strip() for e in again["logs"]] == ["painting a fox"], "setup ran once"

@@ -26,6 +26,8 @@ from typing import Any
 
 import httpx
 
+REPO = Path(__file__).resolve().parents[2]
+
 SHAPES: dict[str, dict[str, str]] = {
     # app/ is a package, main.py beside it, no config file (issue 12's first report)
     "package": {
@@ -274,6 +276,10 @@ def sdk_env(**extra: str) -> dict[str, str]:
     }
     env.pop("PYTHONPATH", None)
     env.update(extra)
+    # this checkout's Slipstream, as if installed (a worktree sharing another checkout's venv
+    # would otherwise run that checkout's code); the project's own folders are never on it
+    own = os.pathsep.join([str(REPO / "runtime"), str(REPO / "daemon")])
+    env["PYTHONPATH"] = own + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 

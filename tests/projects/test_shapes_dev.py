@@ -124,3 +124,16 @@ def test_dev_started_on_broken_code_says_where_it_listens_and_serves_once_fixed(
         assert dev.call("hello", {"name": "ada"}) == "hello ada v0"
     finally:
         dev.stop()
+
+
+def test_restoring_the_last_good_file_after_an_error_says_it_serves_again(make_shape, dev_server):
+    proj = make_shape("package")
+    dev = dev_server(proj.root)
+    good = (proj.root / "app/a.py").read_text()
+    proj.write("app/a.py", good + "\nraise RuntimeError('broken for a moment')\n")
+    line = dev.wait_for("✗", timeout=30)
+    assert "broken for a moment" in line and "still serving g1" in line, line
+    proj.write("app/a.py", good)  # exactly the last good file: the sync is "unchanged"
+    line = dev.wait_for("✓", timeout=15)
+    assert line.startswith("✓ g1 serving again") and "the last error is fixed" in line, line
+    assert dev.call("hello", {"name": "ada"}) == "hello ada v0"

@@ -38,6 +38,7 @@ STORE = "SLIPSTREAM_STORE"  # the code store's folder
 SESSION_LEASE = (
     "SLIPSTREAM_SESSION_LEASE"  # serve's --session-lease default: e.g. 60s (server/sessions.py)
 )
+ENV_CACHE = "SLIPSTREAM_ENV_CACHE"  # the embedded runtime's dependency environments (~/.cache/slipstream/envs)
 FAKE_GPUS = "SLIPSTREAM_FAKE_GPUS"  # "H100,A100-80GB": a GPU inventory for tests
 RAY_WORKER_CPUS = "SLIPSTREAM_RAY_WORKER_CPUS"  # CPUs per Ray actor
 RAY_AUTOSCALE = "SLIPSTREAM_RAY_AUTOSCALE"  # "1": calls wait for the cluster to add a node

@@ -177,7 +177,7 @@ class CommitReply(TypedDict):
     restart: str  # why workers were replaced instead of reloaded in place ("" = in place)
     installs: list[
         dict[str, Any]
-    ]  # dependency environments: requirements, environment, python, cached, install_s
+    ]  # dependency environments: requirements, environment, python, cached, reused (found installed by an earlier runtime: the embedded one's cache), install_s
     # the calls running when it went live, which finish on the code they started with:
     # [{"endpoint": "hello", "calls": 3, "generation": "g6"}]
     in_flight: list[dict[str, Any]]

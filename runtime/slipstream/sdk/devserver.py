@@ -91,6 +91,7 @@ class DevState:
                 self.last_error = str(exc)
                 _out(f"✗ {exc}")
                 return None
+            was_broken = self.last_error is not None
             self.last_error = None
             self.endpoints = res.endpoints
             self.generation = res.generation
@@ -103,6 +104,8 @@ class DevState:
                         )
             ms = (time.perf_counter() - started) * 1000
             if res.unchanged:
+                if was_broken:  # the last good files again: no deploy, but the ✗ is no longer true
+                    _out(f"✓ {res.generation} serving again (the last error is fixed)")
                 return res
             what = ", ".join(res.changed[:5]) + (
                 f" +{len(res.changed) - 5}" if len(res.changed) > 5 else ""
@@ -129,6 +132,36 @@ class DevState:
             return self.client
         spec = next((e.get("spec") or {} for e in self.endpoints if e.get("name") == name), {})
         return self.routed.ensure(spec.get("gpu") or (), spec.get("runtime"), name)
+
+
+def follow_setup_output(client: RuntimeClient, stop: threading.Event) -> threading.Thread:
+    """Print what the project's workers print outside calls (their module's import, a class's
+    setup(), labelled by the worker: `[Painter setup] loading model...`) as it comes: at each
+    worker start and each reload that runs setup again. A call's own output is its reply's."""
+    started = time.time() - 1
+    shown: dict[
+        tuple[Any, ...], None
+    ] = {}  # the last lines shown: a reconnect's backlog repeats none
+
+    def follow() -> None:
+        while not stop.is_set():
+            try:
+                for e in client.logs(backlog=200, stop=stop, project=client.project):
+                    key = (e.get("ts"), e.get("worker"), e.get("stream"), e.get("text"))
+                    if not e.get("phase") or float(e.get("ts", 0)) < started or key in shown:
+                        continue
+                    shown[key] = None
+                    if len(shown) > 400:
+                        del shown[next(iter(shown))]
+                    for line in str(e.get("text", "")).splitlines():
+                        _out(line)
+            except Exception:  # noqa: BLE001 - the runtime went away or restarts: follow it again
+                pass
+            stop.wait(1.0)
+
+    t = threading.Thread(target=follow, name="setup-output", daemon=True)
+    t.start()
+    return t
 
 
 def watch_filter(root: Path):
@@ -352,6 +385,9 @@ def run_dev(
                 + ("" if embedded.info.get("gpus") else " (no GPU: endpoints run on the CPU)")
             )
     state = DevState(client, root, routed)
+    stop = threading.Event()
+    if client is not None:
+        follow_setup_output(client, stop)
     res = state.sync("initial sync")
     if res is not None:
         _out(
@@ -361,7 +397,6 @@ def run_dev(
         _out(
             f"listening at http://{host}:{port}: its endpoints come up when {root} deploys (fix the error above and save)"
         )
-    stop = threading.Event()
 
     def watch() -> None:
         for changes in watchfiles.watch(

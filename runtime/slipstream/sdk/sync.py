@@ -449,6 +449,12 @@ def _sync_once(
         if warm is not None:
             warm.shutdown(wait=False)
     known |= set(files.values())
+    for inst in reply.get("installs", []):
+        if inst.get("reused") and progress is not None:  # the embedded runtime's cache: no install
+            progress(
+                f"dependencies {' '.join(inst.get('requirements', []))}: reusing their environment "
+                f"(installed once on this machine: {Path(inst.get('python', '')).parent.parent})"
+            )
     return SyncResult(
         generation=reply["generation"],
         changed=reply.get("changed", []),

@@ -587,7 +587,9 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
                 def wanted(e: dict[str, Any]) -> bool:
                     return (
                         (endpoint is None or e.get("endpoint") == endpoint)
+                        # a worker's setup lines again with the call that carries them (pools.py)
                         and (tag is None or e.get("tag") == tag)
+                        and not (tag is None and e.get("replay"))
                         and (project is None or e.get("project") == project)
                     )
 

@@ -2,13 +2,18 @@
 
 Each distinct `dependencies=[...]` set gets a virtual environment layered on the runtime's own
 (a .pth file makes the runtime's packages visible, so only what is missing is installed),
-cached by the set's hash and shared by every worker and every later generation.
+cached by the set's hash and shared by every worker and every later generation. A served
+runtime keeps them in its store; the embedded one (`slipstream run`, `dev`, the editor), whose
+store is temporary, in a cache folder of the user's (shared_env_root) that outlives it, so a set
+is installed once per machine. Runtimes sharing that folder take a file lock per environment
+while they build or check it: one installs, the others wait and reuse it.
 """
 
 from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -16,13 +21,32 @@ import site
 import sys
 import sysconfig
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from ..protocol import envvars
 from .logs import LogHub
 
-__all__ = ["PyEnv", "EnvManager", "InstallFailed", "static_dependencies", "env_key"]
+try:
+    import fcntl
+except ImportError:  # not on POSIX: runtimes sharing a cache folder are not serialized
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "PyEnv",
+    "EnvManager",
+    "EnvSource",
+    "InstallFailed",
+    "static_dependencies",
+    "env_key",
+    "shared_env_root",
+]
+
+# how ensure() found an environment: built now, built by an earlier runtime (on disk), or
+# already in use by this runtime
+EnvSource = Literal["installed", "reused", "cached"]
 
 
 class InstallFailed(Exception):
@@ -47,6 +71,19 @@ class PyEnv:
 def env_key(requirements: tuple[str, ...]) -> str:
     norm = sorted({r.strip().lower().replace(" ", "") for r in requirements})
     return hashlib.sha256("\n".join(norm).encode()).hexdigest()[:16]
+
+
+def shared_env_root() -> Path:
+    """Where the embedded runtime keeps dependency environments across runs: $SLIPSTREAM_ENV_CACHE,
+    else $XDG_CACHE_HOME/slipstream/envs, else ~/.cache/slipstream/envs; a folder per interpreter
+    in it, as an environment is layered on the runtime's own (its python and site-packages)."""
+    base = os.environ.get(envvars.ENV_CACHE) or (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slipstream" / "envs"
+    )
+    ident = f"{sys.executable}\n{sys.prefix}\n{sys.version}"
+    tag = hashlib.sha256(ident.encode()).hexdigest()[:10]
+    v = sys.version_info
+    return Path(base).expanduser().absolute() / f"py{v.major}.{v.minor}-{tag}"
 
 
 def static_dependencies(path: Path) -> list[tuple[tuple[str, ...], int]]:
@@ -97,23 +134,61 @@ class EnvManager:
             return self.base
         return self.envs.get(env_key(requirements))
 
-    async def ensure(self, requirements: tuple[str, ...], endpoint: str = "") -> tuple[PyEnv, bool]:
-        """The environment for these requirements, installing it the first time; (env, cached)."""
+    async def ensure(
+        self, requirements: tuple[str, ...], endpoint: str = ""
+    ) -> tuple[PyEnv, EnvSource]:
+        """The environment for these requirements, installing it the first time; (env, how it
+        was found: "installed" now, "reused" from an earlier install on disk, or "cached")."""
         if not requirements:
-            return self.base, True
+            return self.base, "cached"
         key = env_key(requirements)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             if key in self.envs:
-                return self.envs[key], True
+                return self.envs[key], "cached"
             d = self.root / key
-            if (d / ".complete").exists():
-                env = PyEnv(key, str(d / "bin" / "python"), tuple(requirements), _site_dir(d))
-                self.envs[key] = env
-                return env, True
-            env = await self._create(d, key, tuple(requirements), endpoint)
+            async with self._file_lock(key, requirements, endpoint):
+                if (d / ".complete").exists():
+                    env = PyEnv(key, str(d / "bin" / "python"), tuple(requirements), _site_dir(d))
+                    self.envs[key] = env
+                    self._log(
+                        endpoint,
+                        f"reusing the environment of {' '.join(requirements)} installed before "
+                        f"({d})",
+                    )
+                    return env, "reused"
+                env = await self._create(d, key, tuple(requirements), endpoint)
             self.envs[key] = env
-            return env, False
+            return env, "installed"
+
+    @contextlib.asynccontextmanager
+    async def _file_lock(
+        self, key: str, requirements: tuple[str, ...], endpoint: str
+    ) -> AsyncIterator[None]:
+        """Held while this process checks or builds environment `key`: another runtime using the
+        same folder (two `slipstream run`s at once) waits for it, then finds it complete. The
+        lock goes with its process, so a build that was killed never blocks the next one."""
+        if fcntl is None:
+            yield
+            return
+        fd = os.open(self.root / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            said = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not said:
+                        said = True
+                        self._log(
+                            endpoint,
+                            f"waiting for another runtime installing {' '.join(requirements)}",
+                        )
+                    await asyncio.sleep(0.2)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     async def _create(self, d: Path, key: str, reqs: tuple[str, ...], endpoint: str) -> PyEnv:
         started = time.perf_counter()

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 _ids = itertools.count(1)
+STARTUP_LOG_LINES = 500  # a worker's import/setup lines kept for its next call (the rest: the log)
 
 # server/debug.py installs its handlers here ("message": a worker's debug messages, "exit": a
 # worker gone): pools never import it, so the server's modules form no cycle
@@ -452,6 +453,9 @@ class _WState:
     kept: dict[str, Any] = field(default_factory=dict)  # its keep() objects vs the code (follow.py)
     loading: asyncio.Future[dict[str, Any]] | None = None  # a load or rebuild it has not answered
     rebuilding: asyncio.Future[dict[str, Any]] | None = None
+    # what its import and setup() printed while no call was on it: the next call's logs carry
+    # it, so whoever made that call (`slipstream run`, the editor's run card) sees it once
+    startup_logs: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -910,6 +914,19 @@ class Pool:
         w.state = WorkerState.BUSY
         w.calls += 1
         call.gen = w.gen  # a load sent before it runs first; calls in flight finish on their own
+        for entry in w.startup_logs:  # its import and setup output, said at start (untagged)
+            call.logs.append(entry)
+            # again for whoever follows this call's lines (?tag=): /v1/logs without a tag, which
+            # had them when they were printed, skips these (replay)
+            self.logs.emit(
+                endpoint=self.name,
+                worker=w.handle.id,
+                call=call.id,
+                tag=call.tag,
+                replay=True,
+                **entry,
+            )
+        w.startup_logs.clear()
         call.worker = w.handle
         call.ran_in = self
         call.started = time.perf_counter()
@@ -1058,11 +1075,24 @@ class Pool:
         if op == "log":
             call = w.inflight.get(header.get("id", -1)) if w else None
             entry = {"stream": header.get("stream", "stdout"), "text": header.get("text", "")}
+            if header.get("phase") and call is None and w is not None:
+                # import/setup output (worker/main.py labels it): a load's setup runs before the
+                # calls sent after it, so the first of those gets it; none yet: the next one
+                if w.inflight:
+                    call = w.inflight[min(w.inflight)]
+                elif len(w.startup_logs) < STARTUP_LOG_LINES:
+                    w.startup_logs.append(entry)
             if call is not None:
                 call.logs.append(entry)
             tag = call.tag if call is not None else ""
+            extra = {"phase": header["phase"]} if header.get("phase") else {}
             self.logs.emit(
-                endpoint=self.name, worker=handle.id, call=header.get("id"), tag=tag, **entry
+                endpoint=self.name,
+                worker=handle.id,
+                call=header.get("id"),
+                tag=tag,
+                **extra,
+                **entry,
             )
             return
         if op in ("dap", "debug_wait"):  # a call under the debugger (server/debug.py)

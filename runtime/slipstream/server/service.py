@@ -26,7 +26,14 @@ from ..spec.endpoint_spec import EndpointSpec, SpecError
 from ..spec.variants import variant_spec
 from ..worker.forkserver import ForkServer, wanted_preloads
 from .backend import Backend, GpuFallbacks, Placement
-from .envs import EnvManager, InstallFailed, PyEnv, static_dependencies
+from .envs import (
+    EnvManager,
+    EnvSource,
+    InstallFailed,
+    PyEnv,
+    shared_env_root,
+    static_dependencies,
+)
 from .gpus import Device
 from .logs import LogHub
 from .pools import LocalBackend, LocalWorker, Pool, PoolError
@@ -153,6 +160,7 @@ class Runtime:
         self,
         *,
         store_dir: Path | None = None,
+        envs_dir: Path | None = None,
         backend: Backend | None = None,
         embedded: bool = False,
         gpu_fallback: bool = False,
@@ -185,7 +193,11 @@ class Runtime:
             False  # HTTPS and a TLS data channel (serve --tls-cert/--tls-key), set by the server
         )
         self.tls_ca = ""  # the certificate file, given to workers as their CA bundle
-        self.envs = EnvManager(self.store.root / "envs", self.logs)
+        # dependency environments: in the store, but the embedded runtime's store is temporary,
+        # so it keeps them in the user's cache, installed once per machine (envs.shared_env_root)
+        self.envs = EnvManager(
+            envs_dir or (shared_env_root() if embedded else self.store.root / "envs"), self.logs
+        )
         self.fork = fork and hasattr(os, "fork") and self.backend.forks
         self._preload: list[str] = []
         self.devices: list[Device] = self.backend.inventory()
@@ -407,7 +419,9 @@ class Runtime:
                     "requirements": list(e.requirements),
                     "environment": e.key,
                     "python": e.python,
-                    "cached": cached.get(e.key, True),
+                    "cached": cached.get(e.key, "cached") != "installed",
+                    # found on disk, installed by an earlier runtime (the embedded one's cache)
+                    "reused": cached.get(e.key) == "reused",
                     "install_s": round(e.install_s, 2),
                 }
                 for e in installs
@@ -468,15 +482,17 @@ class Runtime:
         d.update(gpu=p.spec.gpu_label, note=p.fallback_note, unavailable=p.unavailable)
         return d
 
-    async def _install_declared(self, gen: Generation) -> tuple[list[PyEnv], dict[str, bool]]:
-        """Install every literal dependencies=[...] set before the code is imported; (envs, cached by key)."""
+    async def _install_declared(self, gen: Generation) -> tuple[list[PyEnv], dict[str, EnvSource]]:
+        """Install every literal dependencies=[...] set before the code is imported; (envs, how
+        each was found by key: "installed", "reused" or "cached", as EnvManager.ensure says)."""
         envs: list[PyEnv] = []
-        cached_by_key: dict[str, bool] = {}
+        cached_by_key: dict[str, EnvSource] = {}
         for rel in gen.entries:
             for reqs, line in static_dependencies(gen.dir / rel):
                 try:
-                    env, cached = await self.envs.ensure(reqs, endpoint=f"{rel}:{line}")
-                    cached_by_key[env.key] = cached_by_key.get(env.key, True) and cached
+                    env, source = await self.envs.ensure(reqs, endpoint=f"{rel}:{line}")
+                    if cached_by_key.get(env.key, "cached") == "cached":
+                        cached_by_key[env.key] = source
                 except InstallFailed as exc:
                     raise DeployRefused(
                         ErrorInfo(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import importlib
 import inspect
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +40,25 @@ from .follow import FollowReport, follow, reimport
 from .reload import CodeLoader, module_for, shadowed_stdlib
 
 _call = threading.local()
+# what the worker is doing outside a call: "Painter import", "Painter setup" ("" otherwise); the
+# output of that (print, logging) has no call, so its lines are labelled with it
+_phase = ""
+
+
+@contextlib.contextmanager
+def _labelled(label: str) -> Iterator[None]:
+    global _phase
+    before, _phase = _phase, label
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):  # a last line without its newline
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        _phase = before
+
 
 # Sent by the channel thread to the main thread to interrupt a call the runtime cancelled.
 CANCEL_SIGNAL = signal.SIGUSR1
@@ -119,15 +140,14 @@ class _LogStream(io.TextIOBase):
             self._send(pending)
 
     def _send(self, text: str) -> None:
+        cid = getattr(_call, "id", None)
+        header: dict[str, Any] = {"op": "log", "id": cid, "stream": self.stream}
+        if cid is None and _phase:  # setup() or the module's import: said once, labelled
+            header["phase"] = _phase
+            text = "".join(f"[{_phase}] {line}" for line in text.splitlines(keepends=True))
+        header["text"] = secrets.mask(text)
         try:
-            self.ch.send(
-                {
-                    "op": "log",
-                    "id": getattr(_call, "id", None),
-                    "stream": self.stream,
-                    "text": secrets.mask(text),
-                }
-            )
+            self.ch.send(header)
         except OSError:
             pass
 
@@ -172,7 +192,8 @@ class Worker:
         self.pool = ThreadPoolExecutor(self.concurrency, "call")
         started = time.perf_counter()
         try:
-            self.loader.switch(h["gen"], _gen_dir(h), h["manifest"], h.get("paths"))
+            with _labelled(f"{self.name} import"):
+                self.loader.switch(h["gen"], _gen_dir(h), h["manifest"], h.get("paths"))
             self._bind(run_setup=True)
         except BaseException as exc:  # noqa: BLE001 - reported to the runtime, which decides
             self.ch.send({"op": "fatal", "error": self._err(exc).to_dict()})
@@ -189,7 +210,8 @@ class Worker:
 
     def _bind(self, run_setup: bool, reexecuted: list[str] | None = None) -> None:
         self._as_script(self.module)
-        mod = importlib.import_module(self.module)
+        with _labelled(f"{self.name} import"):
+            mod = importlib.import_module(self.module)
         ep = _find(mod, self.name)
         if ep is None:
             raise LookupError(f"endpoint {self.name!r} is no longer defined in {self.module}")
@@ -197,13 +219,15 @@ class Worker:
         if reexecuted:  # before setup() runs again: what keep() hands it runs the new code
             self.follow_kept(reexecuted)
         if ep.is_class and (run_setup or self.instance is None):
-            inst = ep.target()
+            with _labelled(f"{self.name} setup"):
+                inst = ep.target()
             self.setup_error = None
             if callable(getattr(inst, "setup", None)):
                 keep_mod.begin_setup(self.name)
                 ok = False
                 try:
-                    inst.setup()
+                    with _labelled(f"{self.name} setup"):
+                        inst.setup()
                     ok = True
                 except BaseException as exc:  # noqa: BLE001
                     self.setup_error = self._err(exc)
@@ -221,7 +245,8 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - the runtime replaces this worker
             self.ch.send({"op": "load_error", "gen": h["gen"], "error": self._err(exc).to_dict()})
             return
-        report, purged = self.loader.switch(h["gen"], gen_dir, h["manifest"], h.get("paths"))
+        with _labelled(f"{self.name} import"):  # changed modules run again
+            report, purged = self.loader.switch(h["gen"], gen_dir, h["manifest"], h.get("paths"))
         if report.mode == "restart":
             self.ch.send(
                 {"op": "loaded", "gen": h["gen"], "mode": "restart", "reason": report.reason}
