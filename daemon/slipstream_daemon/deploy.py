@@ -3,7 +3,8 @@
 Requests for one project are coalesced (a "save all" is one deploy) and run one at a time.
 Each deploy reports workDoneProgress when the client supports it, and ends in a
 `slipstream/deployResult` notification. A generation the runtime refuses becomes a diagnostic
-at the file and line of the error; the next good deploy clears it.
+at the file and line of the error; the next good deploy clears it. Kept objects that still run
+their old code after the reload are named in the result and become warnings (kept.py).
 
 From its first deploy on (started before the sync), watchfiles watches a project, so files
 changed outside the editor (a `git checkout`, a formatter) are deployed too, even mid-deploy.
@@ -23,12 +24,14 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 
 from .diagnostics import Reported, ReportedProblems
+from .kept import stale_message
 from .paths import local_file
 from .protocol import NOTIFY_DEPLOY_RESULT, DeployError, DeployResult
 
 if TYPE_CHECKING:
     from pygls.progress import Progress
 
+    from .kept import KeptObjects
     from .routed import EditorRouting
     from .runtime import RuntimeManager
 
@@ -55,7 +58,7 @@ class Deployer:
     deploy refusals as diagnostics; endpoints: a project root's endpoints in the open documents
     (routed.known_endpoints); notify: sends the client a notification (deployResult);
     log_message: a line in the client's output; progress: the client's work-done progress, or
-    None when it has none."""
+    None when it has none; kept: the kept objects a reload left on old code (kept.py)."""
 
     def __init__(
         self,
@@ -68,8 +71,10 @@ class Deployer:
         notify: Callable[[str, Any], None],
         log_message: Callable[[types.LogMessageParams], None],
         progress: Callable[[], Progress | None],
+        kept: KeptObjects | None = None,
     ) -> None:
         self.runtime = runtime
+        self.kept = kept
         self.routing = routing
         self.endpoints = endpoints
         self.notify = notify
@@ -200,12 +205,19 @@ class Deployer:
                 uploaded=synced.uploaded,
                 durationMs=synced.duration_ms,
             )
+            if self.kept is not None:
+                kept = await self.kept.deployed(root, synced)
+                if kept is not None:
+                    result["kept"] = kept
         self._end(token, result)
         if changed_paths:
             await self.republish(changed_paths)
         if announce_unchanged or not result["ok"] or result["changed"]:
             self.notify(NOTIFY_DEPLOY_RESULT, result)
-            level = types.MessageType.Info if result["ok"] else types.MessageType.Warning
+            stale = result.get("kept", {}).get("stale")
+            level = (
+                types.MessageType.Info if result["ok"] and not stale else types.MessageType.Warning
+            )
             self.log_message(types.LogMessageParams(type=level, message=_describe(root, result)))
         if result["ok"]:
             asyncio.ensure_future(self.runtime.refresh())
@@ -318,9 +330,15 @@ def _summary(result: DeployResult) -> str:
         return f"Deploy failed: {err.get('type', 'Error')}: {err.get('message', '')}{where}"
     changed = result["changed"]
     what = f"{len(changed)} file(s) changed" if changed else "no changes"
-    return (
+    line = (
         f"Deployed generation {result.get('generation')}: {what} in {result['durationMs']:.0f} ms"
     )
+    kept = result.get("kept")
+    if kept and kept["updated"]:
+        line += f"; {kept['updated']} kept object(s) follow the saved code"
+    for s in kept["stale"] if kept else []:
+        line += f"; ⚠ {s['endpoint']}: {stale_message(s)}"
+    return line
 
 
 def _describe(root: Path, result: DeployResult) -> str:

@@ -6,7 +6,9 @@ model id; a third-party package imported in the endpoint's body but missing from
 `dependencies`. Some carry fixes (`Fix`), which `actions` offers as quick fixes.
 
 From the runtime: a deploy that failed to import and a remote exception, each at the local
-file and line it came from, until the next deploy or run replaces it.
+file and line it came from, until the next deploy or run replaces it; a kept object that runs
+its old code after a reload, a warning at its endpoint's decorator (kept.py) until a deploy or
+a rebuild says it no longer does.
 """
 
 from __future__ import annotations
@@ -355,8 +357,10 @@ class Reported:
     path: Path
     line: int  # one-based
     message: str
-    code: str  # "deploy-error" | "remote-exception"
-    key: str  # what replaces it: the project root for deploys, the endpoint for runs
+    code: str  # "deploy-error" | "remote-exception" | "kept-stale"
+    key: str  # what replaces it: the project root for deploys and kept objects, the endpoint for runs
+    severity: str = "error"  # as Finding.severity
+    endpoint: str = ""  # kept-stale: the endpoint its "Rebuild kept model" quick fix rebuilds
 
 
 class ReportedProblems:
@@ -403,7 +407,7 @@ def reported_diagnostics(items: list[Reported], lines: LineIndex) -> list[types.
             types.Diagnostic(
                 range=lines.range(Span(row, start, row, max(len(text), start))),
                 message=item.message,
-                severity=types.DiagnosticSeverity.Error,
+                severity=_SEVERITY.get(item.severity, types.DiagnosticSeverity.Error),
                 code=item.code,
                 source=SOURCE,
             )

@@ -17,6 +17,7 @@ __all__ = [
     "CMD_DEPLOY",
     "CMD_LIST_ENDPOINTS",
     "CMD_MODEL_ALTERNATIVES",
+    "CMD_REBUILD_KEPT",
     "CMD_RUN",
     "CMD_RUNTIME_STATUS",
     "CMD_SELECT_RUNTIME",
@@ -30,8 +31,13 @@ __all__ = [
     "ApplyModelResult",
     "DeployArgs",
     "DeployError",
+    "DeployKept",
     "DeployResult",
     "EndpointListItem",
+    "KeptStale",
+    "RebuildKeptArgs",
+    "RebuildKeptResult",
+    "RebuiltEndpoint",
     "ErrorFrame",
     "ListEndpointsArgs",
     "ListEndpointsResult",
@@ -47,6 +53,7 @@ __all__ = [
     "RunRetry",
     "RunStarted",
     "RunStartedReply",
+    "RunWarning",
     "DebugStartedReply",
     "RuntimeGpu",
     "RuntimeStatus",
@@ -65,6 +72,8 @@ CMD_RUNTIME_STATUS = "slipstream.server.runtimeStatus"
 CMD_DEPLOY = "slipstream.server.deploy"
 CMD_LIST_ENDPOINTS = "slipstream.server.listEndpoints"
 CMD_DEBUG = "slipstream.server.debug"  # the Debug lens: the Run call under the debugger
+# load an endpoint's kept objects again (those running old code after a reload) and re-run setup()
+CMD_REBUILD_KEPT = "slipstream.server.rebuildKept"
 
 ALL_COMMANDS = (
     CMD_RUN,
@@ -76,6 +85,7 @@ ALL_COMMANDS = (
     CMD_DEPLOY,
     CMD_LIST_ENDPOINTS,
     CMD_DEBUG,
+    CMD_REBUILD_KEPT,
 )
 
 # --- notifications (server -> client) ---------------------------------------------------
@@ -174,6 +184,38 @@ class ListEndpointsResult(TypedDict):
     endpoints: list[EndpointListItem]
 
 
+class RebuildKeptArgs(TypedDict, total=False):
+    uri: str  # required: a file of the project
+    endpoint: str  # default: the project's endpoints with stale kept objects, else the file's
+    keys: list[str]  # keep() keys (repr or str); default: the stale ones, else all it keeps
+
+
+class KeptStale(TypedDict):
+    """A kept object that still runs its old class's code after a reload (worker/follow.py)."""
+
+    endpoint: str
+    key: str  # repr of the keep() key: "'gpt'"
+    path: str  # where in the kept value: "(the kept object)", "model.cfg"
+    cls: str  # module.qualname of the class it runs: "model.GPT"
+    why: str  # "GPT.__init__ changed: the kept object was built by the old one"
+
+
+class RebuiltEndpoint(TypedDict):
+    endpoint: str
+    workers: int  # workers that loaded again (0: none running; the next call builds anew)
+    released: list[str]  # the keep() keys loaded again
+    modelLoads: int
+    rebuildS: float
+    stale: list[KeptStale]  # still running old code afterwards
+    errors: list[DeployError]  # setup() failures (type, message), or the runtime's refusal
+
+
+class RebuildKeptResult(TypedDict):
+    ok: bool  # every endpoint rebuilt without an error
+    message: str  # one line per endpoint, for a notification
+    endpoints: list[RebuiltEndpoint]
+
+
 # --- notification payloads --------------------------------------------------------------
 class RunStarted(TypedDict):
     runId: str
@@ -241,6 +283,15 @@ class _RunResultRequired(TypedDict):
     logs: list[LogEntry]
 
 
+class RunWarning(TypedDict):
+    """Something the run card shows above the output: kept objects running old code."""
+
+    kind: Literal["kept-stale"]
+    message: str
+    endpoint: str
+    keys: list[str]  # the stale keep() keys (slipstream.server.rebuildKept rebuilds them)
+
+
 class RunResult(_RunResultRequired, total=False):
     """A result is `text` (a str, or the repr of an object JSON cannot show), `json`, or a
     lone image (only `images`). Images nested in JSON are replaced by
@@ -253,6 +304,7 @@ class RunResult(_RunResultRequired, total=False):
         RunRetry
     ]  # each failed attempt the runtime ran again (retries=, a CUDA out-of-memory move)
     runtime: str  # with [runtimes] in slipstream.toml: the runtime that ran it
+    warnings: list[RunWarning]  # the endpoint's kept objects run old code; absent when none
 
 
 class DeployError(TypedDict, total=False):
@@ -269,9 +321,15 @@ class _DeployResultRequired(TypedDict):
     durationMs: float
 
 
+class DeployKept(TypedDict):
+    updated: int  # kept objects that now run the saved code (weights in place)
+    stale: list[KeptStale]  # those that still run their old code (rebuild them)
+
+
 class DeployResult(_DeployResultRequired, total=False):
     generation: int | str
     error: DeployError
+    kept: DeployKept  # after a reload of workers with kept objects; absent otherwise
 
 
 class RuntimeGpu(TypedDict):

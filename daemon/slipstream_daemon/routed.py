@@ -9,6 +9,7 @@ Blocking methods (connect, deploy, refresh) run in a worker thread (asyncio.to_t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -167,7 +168,16 @@ class EditorRouting:
         for rt in router.runtimes:
             if rt.name in results:
                 self.connected[(rt.name, rt.url)] = True
-        return next(iter(results.values()))
+        first = next(iter(results.values()))
+        # what each runtime said of its endpoints' kept objects (kept.py), and where they are
+        kept = {name: k for res in results.values() for name, k in (res.kept or {}).items()}
+        endpoints = [e for res in results.values() for e in res.endpoints]
+        return dataclasses.replace(
+            first,
+            kept=kept,
+            endpoints=endpoints,
+            unchanged=all(res.unchanged for res in results.values()),
+        )
 
     def client_for(
         self, root: Path, name: str, gpu: Any = None, pinned: str | None = None

@@ -5,7 +5,8 @@
 made off the event loop, then `slipstream/runLog` per log line and `slipstream/runResult`.
 Images in the result are written as PNG files in the cache folder and sent as <= 256 px
 thumbnails. A remote exception also becomes a diagnostic at the local file and line it came
-from. Measured duration and cost feed the lenses and hovers.
+from. Measured duration and cost feed the lenses and hovers. When the endpoint's kept objects
+run old code after a reload (kept.py), the result carries a warning naming them.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from .deploy import Deployer
     from .diagnostics import ReportedProblems
     from .documents import Documents
+    from .kept import KeptObjects
     from .routed import EditorRouting
     from .runtime import RuntimeManager
 
@@ -68,7 +70,8 @@ class Runner:
     a remote exception as a diagnostic; costs: measured costs (lenses, hovers); notify: sends
     the client a notification (runStarted, runLog, runResult); project_root: a file's project
     folder; where_for: a document's endpoint -> the runtime serving it (None without
-    [runtimes]); ran: called after each run (lenses and the status bar show its cost)."""
+    [runtimes]); ran: called after each run (lenses and the status bar show its cost); kept:
+    the kept objects running old code (the card's warning)."""
 
     def __init__(
         self,
@@ -84,8 +87,10 @@ class Runner:
         project_root: Callable[[Path], Path],
         where_for: Callable[[str], Any],
         ran: Callable[[], Awaitable[None]],
+        kept: KeptObjects | None = None,
     ) -> None:
         self.documents = documents
+        self.kept = kept
         self.runtime = runtime
         self.deployer = deployer
         self.routing = routing
@@ -185,6 +190,10 @@ class Runner:
             result["runtime"] = reply["runtime"]
             spend = self.routing.spend
             spend[reply["runtime"]] = spend.get(reply["runtime"], 0.0) + result["costUsd"]
+        if self.kept is not None:
+            warnings = await self.kept.run_warnings(root, endpoint)
+            if warnings:
+                result["warnings"] = warnings
         if result["status"] == "ok":
             self.costs.record(endpoint, result["durationS"], result["costUsd"])
         await self.report_error(endpoint, method, result)

@@ -31,6 +31,7 @@ from .diagnostics import ReportedProblems, reported_diagnostics, to_diagnostics
 from .documents import Documents
 from .facts import facts_for
 from .hovers import hover
+from .kept import KeptObjects, kept_actions
 from .lenses import code_lenses
 from .paths import path_to_uri, project_root, uri_to_path
 from .routed import EditorRouting, known_endpoints, routing_actions, routing_findings, where_for
@@ -61,6 +62,16 @@ class SlipstreamServer(LanguageServer):
         self.routing = (
             EditorRouting()
         )  # several runtimes: [runtimes] in slipstream.toml (routed.py)
+        self.kept = KeptObjects(
+            self.documents,
+            self.reported,
+            self.republish,
+            runtime=self.runtime,
+            routing=self.routing,
+            project_root=self.project_root,
+            uri_for=self.uri_for,
+            progress=self._progress,
+        )
         self.deployer = Deployer(
             self.runtime,
             self.reported,
@@ -70,7 +81,9 @@ class SlipstreamServer(LanguageServer):
             notify=self.protocol.notify,
             log_message=self.window_log_message,
             progress=self._progress,
+            kept=self.kept,
         )
+        self.kept.deployer = self.deployer
         self.runtime.projects = self._deployed_projects
         self.runtime.on_change.append(self.deployer.forget_runtime)
         self.runs = Runner(
@@ -85,6 +98,7 @@ class SlipstreamServer(LanguageServer):
             project_root=self.project_root,
             where_for=self.where_for,
             ran=self._ran,
+            kept=self.kept,
         )
         self.debugging = Debugging(
             self.documents,
@@ -306,6 +320,9 @@ def create_server() -> SlipstreamServer:
         roots = ls.roots_for(uri)
         lines = ls.documents.lines(index)
         actions = await asyncio.to_thread(code_actions, index, lines, params.range, uri, roots)
+        path = uri_to_path(uri)
+        if path is not None:  # "Rebuild kept model" on a kept-stale warning
+            actions += kept_actions(ls.reported.for_path(path.resolve()), lines, params.range, uri)
         return actions + routing_actions(index, lines, params.range, uri, ls.where_for(uri))
 
     @server.feature(types.SHUTDOWN)
@@ -331,6 +348,10 @@ def create_server() -> SlipstreamServer:
         if ep is None:
             raise ValueError(f"no endpoint named {name!r} in {uri}")
         return index, ep
+
+    @server.command(protocol.CMD_REBUILD_KEPT)
+    async def rebuild_kept(ls: SlipstreamServer, *args: Any) -> protocol.RebuildKeptResult:
+        return await ls.kept.rebuild(protocol.RebuildKeptArgs(**_argument(args)))  # type: ignore[typeddict-item]
 
     @server.command(protocol.CMD_MODEL_ALTERNATIVES)
     async def alternatives(ls: SlipstreamServer, *args: Any) -> protocol.ModelAlternativesResult:

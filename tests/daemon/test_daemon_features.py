@@ -199,3 +199,88 @@ async def _ended(runner: Runner) -> None:
     import asyncio
 
     await asyncio.wait_for(asyncio.gather(*list(runner._tasks)), 60)
+
+
+KEPT_APP = """\
+from slipstream import endpoint, keep
+
+import model
+
+
+@endpoint
+class Chat:
+    def setup(self):
+        self.model = keep("gpt", model.GPT)
+"""
+
+
+async def test_stale_kept_objects_are_warnings_at_their_endpoint_until_a_deploy_clears_them(
+    tmp_path: Path,
+) -> None:
+    """KeptObjects alone: a deploy's reply (SyncResult.kept) -> warnings at the decorator with
+    the "Rebuild kept model" quick fix; an unchanged deploy keeps them, a reply without them clears."""
+    from types import SimpleNamespace
+
+    from slipstream_daemon.kept import KeptObjects, kept_actions
+
+    root = tmp_path / "kept"
+    root.mkdir()
+    (root / "app.py").write_text(KEPT_APP)
+    editor = Editor()
+    reported = ReportedProblems()
+    workspace = Workspace(path_to_uri(root))
+    documents = Documents(lambda: workspace)
+    kept = KeptObjects(
+        documents,
+        reported,
+        editor.republish,
+        runtime=RuntimeManager(lambda status: None, lambda: 0.0),
+        routing=EditorRouting(),
+        project_root=lambda path: root,
+        uri_for=path_to_uri,
+        progress=lambda: None,
+    )
+    stale = {
+        "key": "'gpt'",
+        "path": "(the kept object)",
+        "cls": "model.GPT",
+        "why": "GPT.__init__ changed: the kept object was built by the old one",
+    }
+    endpoints = [
+        {"name": "Chat", "file": "app.py", "line": 7}
+    ]  # the class line: the decorator is 6
+
+    def synced(kept_reply: dict[str, Any], unchanged: bool = False) -> Any:
+        return SimpleNamespace(kept=kept_reply, endpoints=endpoints, unchanged=unchanged)
+
+    said = await kept.deployed(
+        root, synced({"Chat": {"updated": 2, "classes": [], "stale": [stale], "loading": 0}})
+    )
+    assert said == {"updated": 2, "stale": [{"endpoint": "Chat", **stale}]}
+    [item] = reported.for_path(root / "app.py")
+    assert (item.line, item.code, item.severity, item.endpoint) == (
+        6,
+        "kept-stale",
+        "warning",
+        "Chat",
+    )
+    assert item.message == (
+        "kept 'gpt' (model.GPT) still runs its old code: GPT.__init__ changed: the kept object "
+        "was built by the old one. Rebuild it to apply."
+    )
+    assert editor.republished[-1] == {root / "app.py"}
+    index = await documents.get(path_to_uri(root / "app.py"))
+    rng = types.Range(
+        start=types.Position(line=5, character=0), end=types.Position(line=5, character=0)
+    )
+    [action] = kept_actions([item], documents.lines(index), rng, "file:///app.py")
+    assert action.title == "Rebuild kept model: Chat" and action.command is not None
+    assert action.command.command == "slipstream.server.rebuildKept"
+    assert action.command.arguments == [{"uri": "file:///app.py", "endpoint": "Chat"}]
+    assert action.diagnostics and action.diagnostics[0].severity == types.DiagnosticSeverity.Warning
+
+    assert await kept.deployed(root, synced({}, unchanged=True)) is None  # nothing reloaded
+    assert len(reported.for_path(root / "app.py")) == 1
+    assert await kept.deployed(root, synced({})) is None  # reloaded, nothing stale any more
+    assert reported.for_path(root / "app.py") == []
+    assert kept.stale(root) == []

@@ -4,9 +4,11 @@ import type { OutputsPanel } from './panel';
 import { formatCost } from './panel/render';
 import {
   ServerCommand,
+  type DeployResult,
   type EndpointInfo,
   type ModelAlternative,
   type ModelAlternatives,
+  type RebuildKeptResult,
   type RuntimeStatus,
 } from './protocol';
 import { EMBEDDED, runtimes, runtimeToken, selectedRuntime, setSelectedRuntime, tokenKey, tomlRuntimeEntries, type RuntimeEntry } from './settings';
@@ -104,6 +106,36 @@ export async function swapModel(ctx: CommandContext, arg?: unknown): Promise<voi
     if (!applied) void vscode.window.showWarningMessage(`Slipstream: could not swap in ${picked.id} (see the log).`);
   } catch (err) {
     fail(ctx, 'Swap model', err);
+  }
+}
+
+/** The reload line of a good deploy: what changed, and what its kept objects did (followed, or still run old code). */
+export function deployLine(r: DeployResult): string {
+  let line = `Deployed generation ${r.generation ?? '?'}: ${r.changed.length} changed, ${r.uploaded} uploaded, ${Math.round(r.durationMs)} ms`;
+  if (r.kept?.updated) line += `; ${r.kept.updated} kept object(s) follow the saved code`;
+  const stale = r.kept?.stale ?? [];
+  if (stale.length) line += `; ⚠ ${stale.length} kept object(s) run old code (${stale.map((s) => `${s.endpoint}: ${s.key}`).join(', ')}): Rebuild kept model`;
+  return line;
+}
+
+/**
+ * Slipstream: Rebuild kept model: loads an endpoint's kept objects again and re-runs its setup(),
+ * so objects a reload left on their old code (a changed __init__) run the saved code. With an
+ * argument ({uri, endpoint}: the quick fix, a run card) it rebuilds that one without asking.
+ */
+export async function rebuildKept(ctx: CommandContext, arg?: unknown): Promise<void> {
+  try {
+    const ref = isEndpointRef(arg) ? arg : await pickEndpoint(ctx, 'Slipstream: Rebuild kept model — which endpoint?');
+    if (!ref) return;
+    const keys = Array.isArray((arg as { keys?: unknown })?.keys) ? (arg as { keys: string[] }).keys : undefined;
+    const result = await ctx.daemon.command<RebuildKeptResult>(ServerCommand.rebuildKept, { uri: ref.uri, endpoint: ref.endpoint, ...(keys ? { keys } : {}) });
+    const message = result?.message || `${ref.endpoint}: rebuilt`;
+    ctx.log.info(`Rebuild kept model: ${message}`);
+    const still = result?.endpoints?.some((e) => e.stale.length) ?? false;
+    if (result?.ok && !still) void vscode.window.showInformationMessage(`Slipstream: ${message}`);
+    else void vscode.window.showWarningMessage(`Slipstream: ${message}`);
+  } catch (err) {
+    fail(ctx, 'Rebuild kept model', err);
   }
 }
 

@@ -1,6 +1,6 @@
 import * as vscode from 'vscode';
 import { Daemon } from './client';
-import { applyRuntime, refreshStatus, runEndpoint, selectRuntime, setToken, showStatus, swapModel, type CommandContext } from './commands';
+import { applyRuntime, deployLine, rebuildKept, refreshStatus, runEndpoint, selectRuntime, setToken, showStatus, swapModel, type CommandContext } from './commands';
 import { connectMachine, disconnectMachine } from './connect';
 import { debugEndpoint, registerDebugging } from './debug';
 import { createLog } from './log';
@@ -28,9 +28,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     },
     deployResult: (r) => {
       if (r.ok) {
-        const message = `Deployed generation ${r.generation ?? '?'}: ${r.changed.length} changed, ${r.uploaded} uploaded, ${Math.round(r.durationMs)} ms`;
+        const message = deployLine(r);
         log.info(message);
-        vscode.window.setStatusBarMessage(`$(cloud-upload) Slipstream: ${message}`, 4000);
+        // each kept object a reload left on its old code (a warning at its endpoint, with "Rebuild kept model")
+        for (const s of r.kept?.stale ?? []) log.warn(`${s.endpoint}: kept ${s.key} (${s.cls}) still runs its old code: ${s.why}. Run Slipstream: Rebuild kept model.`);
+        vscode.window.setStatusBarMessage(`${r.kept?.stale?.length ? '$(warning)' : '$(cloud-upload)'} Slipstream: ${message}`, r.kept?.stale?.length ? 8000 : 4000);
       } else log.warn(`Deploy failed: ${r.error?.type}: ${r.error?.message}${r.error?.file ? ` (${r.error.file}:${r.error.line})` : ''}`);
     },
     runtimeStatus: (s) => status.setRuntime(s),
@@ -60,6 +62,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand(ClientCommand.connectMachine, (host?: string) => connectMachine(connectCtx, typeof host === 'string' ? host : undefined)),
     vscode.commands.registerCommand(ClientCommand.disconnectMachine, (name?: string) => disconnectMachine(connectCtx, typeof name === 'string' ? name : undefined)),
     vscode.commands.registerCommand(ClientCommand.debugEndpoint, (arg?: unknown) => debugEndpoint(ctx, arg)),
+    vscode.commands.registerCommand(ClientCommand.rebuildKept, (arg?: unknown) => rebuildKept(ctx, arg)),
     ...registerDebugging(ctx),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('slipstream.python')) void d.restart();

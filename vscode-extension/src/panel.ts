@@ -1,14 +1,15 @@
 import * as crypto from 'node:crypto';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { RunLog, RunResult, RunStarted } from './protocol';
+import { ClientCommand, type RunLog, type RunResult, type RunStarted } from './protocol';
 import { renderCards, renderPage, type RunCard } from './panel/render';
 
 /** A message the panel's script posts back. Actions name a run and an index, never a path. */
 export type PanelMessage =
   | { type: 'ready' }
   | { type: 'openFrame'; runId: string; index: number }
-  | { type: 'saveImage'; runId: string; index: number };
+  | { type: 'saveImage'; runId: string; index: number }
+  | { type: 'rebuildKept'; runId: string; index: number };
 
 export const VIEW_TYPE = 'slipstream.outputs';
 
@@ -126,7 +127,7 @@ export class OutputsPanel implements vscode.Disposable {
     }
   }
 
-  /** Handles a message from the webview: open a traceback frame, save an image. */
+  /** Handles a message from the webview: open a traceback frame, save an image, rebuild kept objects. */
   async handleMessage(msg: PanelMessage): Promise<void> {
     try {
       if (msg.type === 'ready') {
@@ -135,6 +136,8 @@ export class OutputsPanel implements vscode.Disposable {
         await this.openFrame(msg.runId, msg.index);
       } else if (msg.type === 'saveImage') {
         await this.saveImage(msg.runId, msg.index);
+      } else if (msg.type === 'rebuildKept') {
+        await this.rebuildKept(msg.runId, msg.index);
       }
     } catch (err) {
       this.log?.error(`outputs panel: ${(err as Error).message}`);
@@ -153,6 +156,14 @@ export class OutputsPanel implements vscode.Disposable {
       selection: new vscode.Range(line, 0, line, 0),
       preserveFocus: false,
     });
+  }
+
+  /** A card's "Rebuild kept model": the extension's command, for the endpoint and keys it names. */
+  private async rebuildKept(runId: string, index: number): Promise<void> {
+    const card = this.cards.find((c) => c.runId === runId);
+    const warning = card?.result?.warnings?.[index];
+    if (!card || !warning) return;
+    await vscode.commands.executeCommand(ClientCommand.rebuildKept, { uri: card.uri, endpoint: warning.endpoint, keys: warning.keys });
   }
 
   private async saveImage(runId: string, index: number): Promise<void> {

@@ -14,6 +14,7 @@ export const ServerCommand = {
   deploy: 'slipstream.server.deploy',
   listEndpoints: 'slipstream.server.listEndpoints',
   debug: 'slipstream.server.debug',
+  rebuildKept: 'slipstream.server.rebuildKept',
 } as const;
 
 /** Notifications from the server to the client. */
@@ -37,6 +38,7 @@ export const ClientCommand = {
   connectMachine: 'slipstream.connectMachine',
   disconnectMachine: 'slipstream.disconnectMachine',
   debugEndpoint: 'slipstream.debugEndpoint',
+  rebuildKept: 'slipstream.rebuildKept',
 } as const;
 
 /**
@@ -47,6 +49,8 @@ const CLIENT_OVERRIDES: Record<string, string> = {
   [ServerCommand.swapModel]: ClientCommand.swapModel,
   // the Debug lens starts a "slipstream" debug session; its adapter then calls the server command
   [ServerCommand.debug]: ClientCommand.debugEndpoint,
+  // the "Rebuild kept model" quick fix: the extension's command shows the result as a notification
+  [ServerCommand.rebuildKept]: ClientCommand.rebuildKept,
 };
 
 /** Points a lens's or code action's command at the extension's own version, where there is one. */
@@ -135,6 +139,46 @@ export interface RunResult {
   retries?: RunRetry[];
   /** With [runtimes] in slipstream.toml: the runtime that ran it. */
   runtime?: string;
+  /** The endpoint's kept objects run old code (a reload could not apply their class's new code). */
+  warnings?: RunWarning[];
+}
+
+/** A warning on a run card: kept objects of the endpoint that still run their old code. */
+export interface RunWarning {
+  kind: 'kept-stale';
+  message: string;
+  endpoint: string;
+  /** The stale keep() keys, as repr ("'gpt'"). */
+  keys: string[];
+}
+
+/** A kept object that still runs its old class's code after a reload. */
+export interface KeptStale {
+  endpoint: string;
+  /** repr of the keep() key: "'gpt'". */
+  key: string;
+  /** Where in the kept value: "(the kept object)", "model.cfg". */
+  path: string;
+  /** module.qualname: "model.GPT". */
+  cls: string;
+  /** "GPT.__init__ changed: the kept object was built by the old one". */
+  why: string;
+}
+
+/** The answer of slipstream.server.rebuildKept. */
+export interface RebuildKeptResult {
+  ok: boolean;
+  /** One line per endpoint (and per failure or object still stale). */
+  message: string;
+  endpoints: {
+    endpoint: string;
+    workers: number;
+    released: string[];
+    modelLoads: number;
+    rebuildS: number;
+    stale: KeptStale[];
+    errors: { type: string; message: string }[];
+  }[];
 }
 
 export interface DeployResult {
@@ -144,6 +188,8 @@ export interface DeployResult {
   uploaded: number;
   durationMs: number;
   error?: { type: string; message: string; file?: string; line?: number } | null;
+  /** After a reload of workers holding keep() objects: how many follow the saved code, and those that cannot. */
+  kept?: { updated: number; stale: KeptStale[] };
 }
 
 export interface GpuInventory {

@@ -5,6 +5,9 @@
  */
 import type { RunImage, RunResult, RunRetry, TraceFrame } from '../protocol';
 
+/** The label of a card's button that rebuilds the kept objects it warns about. */
+export const REBUILD_LABEL = 'Rebuild kept model';
+
 /** A run as the panel keeps it: started, possibly with streamed logs, possibly finished. */
 export interface RunCard {
   runId: string;
@@ -155,6 +158,21 @@ function renderRetries(result: RunResult): string {
   return `<div class="retries" title="${escapeHtml(detail)}">${escapeHtml(summary)}</div>`;
 }
 
+/** Kept objects that run old code: each warning with a button that rebuilds them (run and index, no path). */
+function renderWarnings(card: RunCard, result: RunResult): string {
+  const warnings = result.warnings ?? [];
+  if (!warnings.length) return '';
+  const items = warnings.map((w, i) => {
+    const keys = w.keys?.length ? w.keys.join(', ') : 'its kept objects';
+    return (
+      `<div class="warning warning-${escapeHtml(w.kind)}"><span class="warning-text">⚠ ${escapeHtml(w.message)}</span> ` +
+      `<button class="rebuild" data-action="rebuild-kept" data-run="${escapeHtml(card.runId)}" data-index="${i}" ` +
+      `title="Load ${escapeHtml(keys)} of ${escapeHtml(w.endpoint)} again with the saved code and re-run setup()">${REBUILD_LABEL}</button></div>`
+    );
+  });
+  return `<section class="warnings">${items.join('')}</section>`;
+}
+
 function renderLogs(card: RunCard): string {
   if (!card.logs.length) return '';
   const lines = card.logs.map((l) => `<span class="log-${l.stream === 'stderr' ? 'stderr' : 'stdout'}">${escapeHtml(l.text)}</span>`);
@@ -181,6 +199,7 @@ export function renderCard(card: RunCard, imageUri: ImageUri): string {
   let body = '';
   if (r) {
     body += renderRetries(r);
+    body += renderWarnings(card, r);
     if (r.text !== undefined && r.text !== null && r.text !== '') body += `<section class="output text"><pre>${escapeHtml(r.text)}</pre></section>`;
     if (r.json !== undefined && r.json !== null) body += `<section class="output json"><pre>${renderJson(r.json)}</pre></section>`;
     body += renderImages(card, r.images ?? [], imageUri);

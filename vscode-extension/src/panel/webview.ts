@@ -1,7 +1,8 @@
 /**
  * The outputs panel's script (runs inside the webview; bundled to media/panel.js). It only
  * swaps in HTML rendered by the host, ticks the elapsed time of running cards, shows the
- * lightbox, and posts user actions back as {type, runId, index}: never paths.
+ * lightbox, and posts user actions back as {type, runId, index}: never paths (a card's
+ * "Rebuild kept model" too: the host looks up the endpoint).
  */
 declare function acquireVsCodeApi(): { postMessage(message: unknown): void };
 
@@ -45,6 +46,9 @@ document.addEventListener('click', (event) => {
       break;
     case 'save-image':
       vscode.postMessage({ type: 'saveImage', runId: run, index: Number(index) });
+      break;
+    case 'rebuild-kept':
+      vscode.postMessage({ type: 'rebuildKept', runId: run, index: Number(index) });
       break;
     case 'enlarge': {
       const src = target.dataset.full;

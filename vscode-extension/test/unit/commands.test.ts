@@ -1,7 +1,7 @@
 import './register';
 import { strict as assert } from 'node:assert';
 import { beforeEach, describe, it } from 'node:test';
-import { runEndpoint, swapModel, type CommandContext } from '../../src/commands';
+import { deployLine, rebuildKept, runEndpoint, swapModel, type CommandContext } from '../../src/commands';
 import * as vscode from './fake-vscode';
 
 /** A daemon stand-in that answers server commands from a table and records them. */
@@ -69,6 +69,43 @@ describe('commands', () => {
     assert.equal(items[0].description, '(current) $(check) fits · 1.4 GB VRAM · $0.00116/s');
     assert.equal(items[1].description, '$(warning) too large · 78.6 GB VRAM · $0.00155/s');
     assert.deepEqual(daemon.sent.at(-1), ['slipstream.server.applyModel', { uri: 'file:///w/p.py', endpoint: 'write', modelId: 'Qwen/Qwen3-32B' }]);
+  });
+
+  it('Rebuild kept model: picks an endpoint of the active file, rebuilds it, and says what was reloaded', async () => {
+    const rebuilt = {
+      ok: true,
+      message: "gradient: 1 worker(s) loaded 'gpt' again and re-ran setup() in 0.42 s",
+      endpoints: [{ endpoint: 'gradient', workers: 1, released: ["'gpt'"], modelLoads: 1, rebuildS: 0.42, stale: [], errors: [] }],
+    };
+    const daemon = fakeDaemon({ 'slipstream.server.listEndpoints': endpoints, 'slipstream.server.rebuildKept': rebuilt });
+    vscode.answers.showQuickPick = (items: unknown[]) => items[1];
+    await rebuildKept(context(daemon));
+    const [, options] = vscode.calls.find((c) => c[0] === 'showQuickPick')!.slice(1) as [unknown, { title: string }];
+    assert.equal(options.title, 'Slipstream: Rebuild kept model — which endpoint?');
+    assert.deepEqual(daemon.sent.at(-1), ['slipstream.server.rebuildKept', { uri: 'file:///w/hello.py', endpoint: 'gradient' }]);
+    assert.ok(vscode.calls.some((c) => c[0] === 'showInformationMessage' && String(c[1]) === `Slipstream: ${rebuilt.message}`));
+  });
+
+  it('Rebuild kept model from a quick fix or a run card: no picker, the keys it names, a warning when something is still stale', async () => {
+    const stale = { endpoint: 'Chat', key: "'gpt'", path: '(the kept object)', cls: 'model.GPT', why: 'GPT.__init__ changed' };
+    const daemon = fakeDaemon({
+      'slipstream.server.rebuildKept': { ok: true, message: 'Chat: still stale', endpoints: [{ endpoint: 'Chat', workers: 1, released: [], modelLoads: 0, rebuildS: 0, stale: [stale], errors: [] }] },
+    });
+    await rebuildKept(context(daemon), { uri: 'file:///w/app.py', endpoint: 'Chat', keys: ["'gpt'"] });
+    assert.ok(!vscode.calls.some((c) => c[0] === 'showQuickPick'));
+    assert.deepEqual(daemon.sent, [['slipstream.server.rebuildKept', { uri: 'file:///w/app.py', endpoint: 'Chat', keys: ["'gpt'"] }]]);
+    assert.ok(vscode.calls.some((c) => c[0] === 'showWarningMessage' && /Chat: still stale/.test(String(c[1]))));
+  });
+
+  it('names the kept objects a reload left on old code in the reload line', () => {
+    const base = { ok: true, generation: 'g3', changed: ['/w/model.py'], uploaded: 1, durationMs: 38.2 };
+    assert.equal(deployLine(base), 'Deployed generation g3: 1 changed, 1 uploaded, 38 ms');
+    assert.equal(deployLine({ ...base, kept: { updated: 2, stale: [] } }), 'Deployed generation g3: 1 changed, 1 uploaded, 38 ms; 2 kept object(s) follow the saved code');
+    const stale = { endpoint: 'Chat', key: "'gpt'", path: '(the kept object)', cls: 'model.GPT', why: 'GPT.__init__ changed' };
+    assert.equal(
+      deployLine({ ...base, kept: { updated: 0, stale: [stale] } }),
+      "Deployed generation g3: 1 changed, 1 uploaded, 38 ms; ⚠ 1 kept object(s) run old code (Chat: 'gpt'): Rebuild kept model",
+    );
   });
 
   it('shows the daemon\'s error instead of failing silently', async () => {

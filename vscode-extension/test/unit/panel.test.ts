@@ -152,4 +152,19 @@ describe('outputs panel', () => {
     assert.equal(panel.history[0].runId, 'late');
     assert.equal(panel.history[0].status, 'ok');
   });
+
+  it('runs Rebuild kept model for the endpoint and keys a card\'s warning names', async () => {
+    const { panel } = newPanel();
+    panel.runStarted(started('run-1', 'Chat'));
+    const warning = { kind: 'kept-stale' as const, message: "kept 'gpt' (model.GPT) still runs its old code", endpoint: 'Chat', keys: ["'gpt'"] };
+    panel.runResult(result({ endpoint: 'Chat', images: [], warnings: [warning] }));
+    await panel.handleMessage({ type: 'rebuildKept', runId: 'run-1', index: 0 });
+    assert.deepEqual(
+      vscode.calls.filter((c) => c[0] === 'command:slipstream.rebuildKept'),
+      [['command:slipstream.rebuildKept', { uri: 'file:///w/hello.py', endpoint: 'Chat', keys: ["'gpt'"] }]],
+    );
+    await panel.handleMessage({ type: 'rebuildKept', runId: 'run-1', index: 3 });
+    await panel.handleMessage({ type: 'rebuildKept', runId: 'nope', index: 0 });
+    assert.equal(vscode.calls.filter((c) => c[0] === 'command:slipstream.rebuildKept').length, 1, 'nothing for a warning it does not have');
+  });
 });

@@ -161,6 +161,16 @@ describe('outputs panel rendering', () => {
     assertNoInjectedMarkup(xss);
   });
 
+  it('warns on a card whose endpoint keeps objects running old code, with a "Rebuild kept model" button (run and index, no path)', () => {
+    const warning = { kind: 'kept-stale' as const, message: "kept 'gpt' (model.GPT) still runs its old code: GPT.__init__ changed", endpoint: 'greet', keys: ["'gpt'"] };
+    const html = renderCard(card({}, { text: 'v1', warnings: [warning] }), toUri);
+    assert.match(html, /<section class="warnings"><div class="warning warning-kept-stale"><span class="warning-text">⚠ kept &#39;gpt&#39; \(model\.GPT\) still runs its old code: GPT\.__init__ changed<\/span>/);
+    assert.match(html, /<button class="rebuild" data-action="rebuild-kept" data-run="r1" data-index="0" title="Load &#39;gpt&#39; of greet again with the saved code and re-run setup\(\)">Rebuild kept model<\/button>/);
+    assert.doesNotMatch(renderCard(card({}, { text: 'v1' }), toUri), /rebuild-kept|warnings/, 'no warning, no button');
+    const xss = renderCard(card({}, { text: 'x', warnings: [{ ...warning, message: XSS, endpoint: XSS, keys: [XSS] }] }), toUri);
+    assertNoInjectedMarkup(xss);
+  });
+
   it('formats durations and costs', () => {
     assert.equal(formatDuration(0.0042), '4 ms');
     assert.equal(formatDuration(0.4213), '0.42 s');
