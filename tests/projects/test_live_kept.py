@@ -153,6 +153,11 @@ def test_a_changed_init_is_reported_stale_and_rebuild_applies_it(runtime, gpt):
     assert generate(runtime, gpt)["text"] == "v1"
     status = gpt.client(runtime).endpoints(gpt.key)
     assert [s["key"] for s in status[0]["stale"]] == ["'gpt'"]
+    # a save of another module (the endpoint's, not model.py) does not forget it
+    gpt.edit("sample.py", "m = self.model", "m = self.model  # edited")
+    res = gpt.sync(runtime)
+    assert res.reexecuted == ["sample"], res.reexecuted
+    assert [s["key"] for s in res.kept["Sampler"]["stale"]] == ["'gpt'"], res.kept
 
     client = gpt.client(runtime)
     try:

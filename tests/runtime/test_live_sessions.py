@@ -149,3 +149,19 @@ def test_calls_with_no_edit_do_not_sync_or_scan_each_time(runtime, project_facto
     assert 1 <= len(scans) <= took / sdk_session.RESCAN_S + 1, (
         "the tree is stat'ed once per interval, not per call"
     )
+
+
+def test_a_refused_save_keeps_the_last_good_code_serving_and_is_said_once(
+    runtime, project_factory, capfd
+):
+    proj = project_factory(runtime, {"edited.py": EDITED.format(version=1)}, name="refused")
+    app = proj.module("edited")
+    assert app.answer() == 1
+    proj.write("edited.py", EDITED.format(version=2) + "\ndef oops(:\n")  # does not import
+    time.sleep(1.1)
+    for _ in range(3):
+        assert app.answer() == 1, "the last code that deployed keeps serving"
+        time.sleep(0.6)
+    err = capfd.readouterr().err
+    assert err.count("the saved code was refused") == 1, err
+    assert "edited.py" in err and "SyntaxError" in err and "g1" in err, err

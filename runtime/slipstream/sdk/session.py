@@ -196,10 +196,25 @@ class Session:
         return stamp
 
     def _rescan(self) -> None:
-        """Sync again if a file of the project was saved, added or removed since the last sync."""
+        """Sync again if a file of the project was saved, added or removed since the last sync.
+        A save the runtime refuses (a syntax error, a failed install) is said once, and calls
+        go on running the last code that deployed, as under `slipstream dev`, until the files
+        change again."""
+        from ..protocol.errors import DeployError
+
         stamp = self._scan()
-        if stamp != self._stamp:
+        if stamp == self._stamp:
+            return
+        previous = self.synced_gen
+        try:
             self.resync(stamp)
+        except DeployError as exc:
+            self.synced_gen, self._stamp = previous, stamp
+            where = f"{exc.file}:{exc.line}: " if exc.file else ""
+            _say(
+                f"the saved code was refused ({where}{exc.type}: {exc.message.splitlines()[0] if exc.message else ''}); "
+                f"calls run the last code that deployed ({previous}) until you fix it and save"
+            )
 
     def _sync(self, stamp: int | None = None) -> None:
         assert self.client is not None and self.root is not None
