@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
+from . import workprogress
 from .diagnostics import Reported, ReportedProblems
 from .kept import stale_message
 from .paths import local_file
@@ -225,20 +225,7 @@ class Deployer:
         return result
 
     async def _begin(self, root: Path) -> str | None:
-        progress = self.progress()
-        if progress is None:
-            return None
-        token = f"slipstream-deploy-{uuid.uuid4().hex[:12]}"
-        try:
-            await asyncio.wait_for(progress.create_async(token), 5)
-        except Exception as exc:
-            log.debug("client refused a progress token: %s", exc)
-            return None
-        progress.begin(
-            token,
-            types.WorkDoneProgressBegin(title="Slipstream", message=f"Deploying {root.name}…"),
-        )
-        return token
+        return await workprogress.begin(self.progress(), "deploy", f"Deploying {root.name}…")
 
     def _reporter(self, token: str | None) -> Callable[[str], None] | None:
         """Relays the runtime's progress lines (dependency installs) from the sync's thread."""
@@ -255,10 +242,7 @@ class Deployer:
         return report
 
     def _end(self, token: str | None, result: DeployResult) -> None:
-        progress = self.progress()
-        if token is None or progress is None:
-            return
-        progress.end(token, types.WorkDoneProgressEnd(message=_summary(result)))
+        workprogress.end(self.progress(), token, _summary(result))
 
     # --- outside changes -----------------------------------------------------------------
     def watch(self, root: Path) -> None:

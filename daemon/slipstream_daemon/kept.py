@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from lsprotocol import types
 
+from . import workprogress
 from .diagnostics import Reported, reported_diagnostics
 from .paths import local_file, uri_to_path
 from .protocol import (
@@ -352,22 +352,10 @@ class KeptObjects:
         )
 
     async def _begin(self, message: str) -> str | None:
-        progress = self.progress()
-        if progress is None:
-            return None
-        token = f"slipstream-rebuild-{uuid.uuid4().hex[:12]}"
-        try:
-            await asyncio.wait_for(progress.create_async(token), 5)
-        except Exception as exc:
-            log.debug("client refused a progress token: %s", exc)
-            return None
-        progress.begin(token, types.WorkDoneProgressBegin(title="Slipstream", message=message))
-        return token
+        return await workprogress.begin(self.progress(), "rebuild", message)
 
     def _end(self, token: str | None, message: str) -> None:
-        progress = self.progress()
-        if token is not None and progress is not None:
-            progress.end(token, types.WorkDoneProgressEnd(message=message[:200]))
+        workprogress.end(self.progress(), token, message)
 
 
 def _describe(r: RebuiltEndpoint) -> str:

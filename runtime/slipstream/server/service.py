@@ -619,22 +619,33 @@ class Runtime:
             if pool is None:
                 await self.add_pool(proj, spec, gen, info)
             else:
-                place = self.place(spec, info)
-                pool.update(
-                    info,
-                    spec,
-                    gen,
-                    replace=scan.get("restart", ""),
-                    pyenv=await self._env_for(spec),
-                    env=self._pool_env(proj, spec),
-                    placement=place,
-                    gpu_fallbacks=self.gpu_fallbacks(spec),
-                )
+                await self._update_pool(proj, pool, info, spec, gen, scan)
         for name in [n for n in proj.pools if n not in seen]:  # this project's only
             pool = proj.pools[name]
             if await self._update_variant(proj, pool, gen, scan, seen):
                 continue
             await proj.pools.pop(name).close()
+
+    async def _update_pool(
+        self,
+        proj: Project,
+        pool: Pool,
+        info: dict[str, Any],
+        spec: EndpointSpec,
+        gen: Generation,
+        scan: dict[str, Any],
+    ) -> None:
+        """A deploy's new code, spec, environment and placement for an existing pool."""
+        pool.update(
+            info,
+            spec,
+            gen,
+            replace=scan.get("restart", ""),
+            pyenv=await self._env_for(spec),
+            env=self._pool_env(proj, spec),
+            placement=self.place(spec, info),
+            gpu_fallbacks=self.gpu_fallbacks(spec),
+        )
 
     async def _update_variant(
         self, proj: Project, pool: Pool, gen: Generation, scan: dict[str, Any], seen: set[str]
@@ -659,16 +670,7 @@ class Runtime:
         if spec.name != pool.name:
             return False
         info = {**base.info, "name": spec.name, "variant_of": base_name, "variant_options": options}
-        pool.update(
-            info,
-            spec,
-            gen,
-            replace=scan.get("restart", ""),
-            pyenv=await self._env_for(spec),
-            env=self._pool_env(proj, spec),
-            placement=self.place(spec, info),
-            gpu_fallbacks=self.gpu_fallbacks(spec),
-        )
+        await self._update_pool(proj, pool, info, spec, gen, scan)
         return True
 
     async def add_pool(
