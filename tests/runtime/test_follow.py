@@ -91,8 +91,7 @@ def test_an_init_change_leaves_the_object_on_its_old_class_and_names_it() -> Non
     assert type(m) is old.Model, "a half-updated object (no .extra) must not run the new code"
     assert [(s.key, s.path, s.cls) for s in report.stale] == [("'gpt'", "", "proj.model.Model")]
     assert "__init__ changed" in report.stale[0].why
-    assert m.child.run() == "child1" or isinstance(m.child, new.Child)  # children still follow
-    assert isinstance(m.child, new.Child)
+    assert isinstance(m.child, new.Child)  # what it holds still follows
 
 
 def test_moving_a_method_down_a_line_is_no_change_to_init() -> None:
