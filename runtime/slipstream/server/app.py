@@ -756,6 +756,20 @@ def _prometheus(rt: Runtime) -> str:
         lines += [name + r for r in rows]
     lines.append("# TYPE slipstream_gpus gauge")
     lines.append(f"slipstream_gpus {len(rt.devices)}")
+    if rt.allocator is not None:  # who holds each GPU (allocator.py; docs/gpus.md)
+        use = rt.allocator.snapshot()
+        lines.append("# TYPE slipstream_gpu_memory_total_gb gauge")
+        lines += [
+            f'slipstream_gpu_memory_total_gb{{gpu="{g["index"]}",name="{g["name"]}"}} {g["memory_gb"]:g}'
+            for g in use
+        ]
+        lines.append("# TYPE slipstream_gpu_memory_reserved_gb gauge")
+        for g in use:
+            for h in g["holders"]:
+                lines.append(
+                    f'slipstream_gpu_memory_reserved_gb{{gpu="{g["index"]}",name="{g["name"]}",'
+                    f'project="{h["project"]}",endpoint="{h["endpoint"]}",worker="{h["worker"]}"}} {h["gb"]:g}'
+                )
     return "\n".join(lines) + "\n"
 
 
