@@ -498,6 +498,13 @@ def cmd_status(a: argparse.Namespace) -> int:
     h = st["runtime"]
     gpus = ", ".join(g["name"] for g in h["gpus"]) or "no GPU"
     print(f"{c.url}  {h['backend']}  {gpus}  spend ${st['spend']['cost_usd']:.6f}")
+    for g in h.get("gpu_use") or []:  # who holds each GPU (server/allocator.py; docs/gpus.md)
+        who = ", ".join(
+            f"{u['project']}/{u['endpoint']} {u['worker']} {u['gb']:g} GB" for u in g["holders"]
+        )
+        print(
+            f"  GPU {g['index']} {g['name']}  {g['reserved_gb']:g}/{g['memory_gb']:g} GB reserved  {who or 'free'}"
+        )
     here = _here_key()
     projects = st.get("projects") or [
         {"key": None, "generation": h.get("generation"), "deploys": 0, "spend": st["spend"]}
@@ -522,6 +529,8 @@ def cmd_status(a: argparse.Namespace) -> int:
                 f"  {e['name']:<24} {e['gpu']:<10} workers {len(p['workers'])}/{p['max']} [{states}]  "
                 f"calls {s['calls']} errors {s['errors']}  p50 {p50}  ${s['cost_usd']:.6f}"
             )
+            if p.get("waiting"):
+                print(f"    ⏳ {p['waiting']}")
             for stale in e.get("stale") or []:
                 print(f"    ⚠ {stale_text(stale)} (slipstream rebuild {e['name']})")
     return 0

@@ -119,6 +119,7 @@ def test_memory_per_worker_gpu_memory_then_the_models_then_a_default():
     assert memory_need(12, ["Qwen/Qwen3-8B"], 1, 80, 4) == (12, "gpu_memory=")
     gb, basis = memory_need(None, ["Qwen/Qwen3-8B"], 1, 80, 4)
     assert 15 < gb < 40 and "Qwen/Qwen3-8B" in basis
+    assert memory_need(None, ["Qwen/Qwen3-32B"], 1, 24, 4)[0] == 24, "an estimate never refuses"
     assert memory_need(None, [], 1, 80, 4)[0] == 80, "an unknown endpoint: the whole GPU"
     assert memory_need(None, [], 1, 80, 1)[0] == 0, "one GPU: shared, nothing reserved"
 
@@ -220,3 +221,20 @@ def test_status_and_metrics_say_who_holds_each_gpu(eight_gpus, project_factory):
     ).text
     assert 'slipstream_gpu_memory_total_gb{gpu="7",name="H100"} 80' in metrics
     assert f'slipstream_gpu_memory_reserved_gb{{gpu="0",name="H100",project="{h["project"]}",endpoint="small",worker="{h["worker"]}"}} 30' in metrics
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPSTREAM_")}
+    env.update(SLIPSTREAM_RUNTIME_URL=eight_gpus.url, SLIPSTREAM_TOKEN=eight_gpus.token)
+    out = subprocess.run(
+        [sys.executable, "-m", "slipstream", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=proj.root,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.strip().startswith("GPU 0 "))
+    assert f"30/80 GB reserved  {h['project']}/small {h['worker']} 30 GB" in line, out
+    assert "GPU 7 H100  0/80 GB reserved  free" in out, out

@@ -59,7 +59,10 @@ def memory_need(
             total += est.vram_gb
             named.append(model_id)
     if named:
-        return round(total / max(count, 1), 2), f"estimate of {', '.join(named)}"
+        each = round(total / max(count, 1), 2)
+        if gpu_gb and each > gpu_gb:  # an estimate never refuses: it may load quantized
+            return gpu_gb, f"estimate of {', '.join(named)} ({each:g} GB), capped at the whole GPU"
+        return each, f"estimate of {', '.join(named)}"
     if box_gpus <= 1:
         return 0.0, "unknown (one GPU: shared, nothing reserved)"
     return gpu_gb, "unknown (the whole GPU)"
