@@ -8,6 +8,7 @@ from __future__ import annotations
 # --- which runtime, and how to reach it ----------------------------------------------------
 RUNTIME_URL = "SLIPSTREAM_RUNTIME_URL"  # the runtime the SDK calls (else the embedded one)
 TOKEN = "SLIPSTREAM_TOKEN"  # its bearer token
+DEV_TOKEN = "SLIPSTREAM_DEV_TOKEN"  # the bearer token `slipstream dev`'s HTTP endpoints require
 TOKEN_PREFIX = (
     "SLIPSTREAM_TOKEN_"  # + a [runtimes.NAME]'s name: that runtime's token (sdk/routing.py)
 )

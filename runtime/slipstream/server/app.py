@@ -783,6 +783,7 @@ async def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     idle_stop: float = 0.0,
+    data_port: int = 0,
 ) -> None:
     import uvicorn
 
@@ -791,7 +792,7 @@ async def serve(
     tls = tls_server_context(tls_cert, tls_key) if tls_cert and tls_key else None
     rt.tls = tls is not None
     data = DataServer(rt, token, tls=tls)
-    rt.data_port = await data.start(sock.getsockname()[0])
+    rt.data_port = await data.start(sock.getsockname()[0], data_port)
     await (
         rt.restore()
     )  # a persistent store: each project's last generation is served again, before any call
