@@ -220,7 +220,10 @@ def test_status_and_metrics_say_who_holds_each_gpu(eight_gpus, project_factory):
         f"{eight_gpus.url}/metrics", headers={"Authorization": f"Bearer {eight_gpus.token}"}
     ).text
     assert 'slipstream_gpu_memory_total_gb{gpu="7",name="H100"} 80' in metrics
-    assert f'slipstream_gpu_memory_reserved_gb{{gpu="0",name="H100",project="{h["project"]}",endpoint="small",worker="{h["worker"]}"}} 30' in metrics
+    assert (
+        f'slipstream_gpu_memory_reserved_gb{{gpu="0",name="H100",project="{h["project"]}",endpoint="small",worker="{h["worker"]}"}} 30'
+        in metrics
+    )
     import os
     import subprocess
     import sys

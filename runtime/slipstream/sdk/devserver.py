@@ -432,9 +432,7 @@ def run_dev(
 
     threading.Thread(target=watch, name="watch", daemon=True).start()
     try:
-        uvicorn.run(
-            create_dev_app(state, access_token), host=host, port=port, log_level="warning"
-        )
+        uvicorn.run(create_dev_app(state, access_token), host=host, port=port, log_level="warning")
     except KeyboardInterrupt:
         pass
     finally:

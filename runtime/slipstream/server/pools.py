@@ -1031,7 +1031,11 @@ class Pool:
 
         candidates, count, gb, basis = self._gpu_need()
         hold = self.allocator.take(
-            candidates, count, gb, Hold(self.project or "", self.name, (), gb, owner=self), evict=evict
+            candidates,
+            count,
+            gb,
+            Hold(self.project or "", self.name, (), gb, owner=self),
+            evict=evict,
         )
         if hold is not None:
             self._stop_waiting()

@@ -711,9 +711,7 @@ def _model_ids(ep: Endpoint) -> list[str]:
     from ..spec.modelsize import looks_like_model_id
 
     fn = ep.target
-    funcs = (
-        [v for v in vars(fn).values() if inspect.isfunction(v)] if ep.is_class else [fn]
-    )
+    funcs = [v for v in vars(fn).values() if inspect.isfunction(v)] if ep.is_class else [fn]
     found: list[str] = []
 
     def walk(code: Any, globs: dict[str, Any]) -> None:
