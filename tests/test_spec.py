@@ -37,6 +37,7 @@ def test_defaults_are_the_documented_decorator_defaults():
     assert DEFAULTS == dict(
         name=None,
         gpu=None,
+        gpu_memory=None,
         workers=1,
         concurrency=1,
         timeout=300,

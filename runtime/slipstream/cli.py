@@ -82,6 +82,15 @@ def cmd_serve(a: argparse.Namespace) -> int:
     except OSError as exc:
         _err(f"cannot listen on {a.host}:{a.port}: {exc.strerror}; pick another --port")
         return 2
+    if a.data_port:  # pinned (a firewall, a forwarded port): said now, not from inside the server
+        try:
+            bind_socket(a.host, a.data_port).close()
+        except OSError as exc:
+            _err(
+                f"cannot listen on {a.host}:{a.data_port} for the data channel: {exc.strerror}; "
+                "pick another --data-port"
+            )
+            return 2
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     if bool(a.tls_cert) != bool(a.tls_key):
@@ -195,6 +204,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
             tls_cert=a.tls_cert,
             tls_key=a.tls_key,
             idle_stop=idle_stop,
+            data_port=a.data_port,
         )
     )
     return 0
@@ -498,6 +508,13 @@ def cmd_status(a: argparse.Namespace) -> int:
     h = st["runtime"]
     gpus = ", ".join(g["name"] for g in h["gpus"]) or "no GPU"
     print(f"{c.url}  {h['backend']}  {gpus}  spend ${st['spend']['cost_usd']:.6f}")
+    for g in h.get("gpu_use") or []:  # who holds each GPU (server/allocator.py; docs/gpus.md)
+        who = ", ".join(
+            f"{u['project']}/{u['endpoint']} {u['worker']} {u['gb']:g} GB" for u in g["holders"]
+        )
+        print(
+            f"  GPU {g['index']} {g['name']}  {g['reserved_gb']:g}/{g['memory_gb']:g} GB reserved  {who or 'free'}"
+        )
     here = _here_key()
     projects = st.get("projects") or [
         {"key": None, "generation": h.get("generation"), "deploys": 0, "spend": st["spend"]}
@@ -522,6 +539,8 @@ def cmd_status(a: argparse.Namespace) -> int:
                 f"  {e['name']:<24} {e['gpu']:<10} workers {len(p['workers'])}/{p['max']} [{states}]  "
                 f"calls {s['calls']} errors {s['errors']}  p50 {p50}  ${s['cost_usd']:.6f}"
             )
+            if p.get("waiting"):
+                print(f"    ⏳ {p['waiting']}")
             for stale in e.get("stale") or []:
                 print(f"    ⚠ {stale_text(stale)} (slipstream rebuild {e['name']})")
     return 0
@@ -740,9 +759,17 @@ def cmd_logs(a: argparse.Namespace) -> int:
 
 
 def cmd_dev(a: argparse.Namespace) -> int:
+    from .protocol.hosts import is_loopback
     from .sdk.config import find_project_root
     from .sdk.devserver import run_dev
 
+    access = a.token or os.environ.get(envvars.DEV_TOKEN) or None
+    if not is_loopback(a.host) and not access:  # as serve: no open endpoints off this machine
+        _err(
+            f"refusing to serve dev on {a.host} without a token: pass --token or set "
+            f"{envvars.DEV_TOKEN} (callers send Authorization: Bearer <token>)"
+        )
+        return 2
     if (
         not a.runtime
     ):  # a URL or slipstream.toml that cannot be used: one line, exit 2, before serving
@@ -751,7 +778,9 @@ def cmd_dev(a: argparse.Namespace) -> int:
     # (its session on the runtime ends, so the idle clock of its workers starts; see cmd_serve)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # --runtime, else as run and the editor: the configured runtime, else the embedded one (sdk/runtimes.py)
-    return run_dev(Path(a.path), port=a.port, runtime_url=a.runtime, host=a.host)
+    return run_dev(
+        Path(a.path), port=a.port, runtime_url=a.runtime, host=a.host, access_token=access
+    )
 
 
 def cmd_daemon(a: argparse.Namespace) -> int:
@@ -866,6 +895,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     s.add_argument("--port", type=int, default=8765)
     s.add_argument(
+        "--data-port",
+        type=int,
+        default=0,
+        help="the SDK's binary call channel's port (default: a free one, in the health's data_port)",
+    )
+    s.add_argument(
         "--token", help="bearer token (default: $SLIPSTREAM_TOKEN, else a generated one)"
     )
     s.add_argument("--backend", choices=["local", "ray"], default="local")
@@ -960,7 +995,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("path", nargs="?", default=".")
     d.add_argument("--port", type=int, default=8888)
-    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default loopback only; any other needs --token)",
+    )
+    d.add_argument(
+        "--token",
+        default=None,
+        help="bearer token dev's HTTP endpoints require (default: $SLIPSTREAM_DEV_TOKEN; "
+        "required off loopback)",
+    )
     d.add_argument(
         "--runtime",
         default=None,

@@ -71,6 +71,7 @@ def endpoint(
     *more: Any,
     name: str | None = None,
     gpu: Any = None,
+    gpu_memory: float | None = None,
     workers: Any = 1,
     concurrency: int = 1,
     timeout: float = 300,

@@ -88,6 +88,7 @@ def test_what_the_decorator_refuses_it_refuses_at_import_saying_what_to_write(
 SAMPLES = dict(
     name="p",
     gpu="H100",
+    gpu_memory=24,
     workers=(1, 3),
     concurrency=2,
     timeout=120,

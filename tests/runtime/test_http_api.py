@@ -171,6 +171,53 @@ def test_binding_beyond_loopback_without_a_token_is_refused():
     assert p.returncode == 2 and "token" in p.stderr
 
 
+def test_dev_beyond_loopback_without_a_token_is_refused(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPSTREAM_")}
+    p = subprocess.run(
+        [sys.executable, "-m", "slipstream", "dev", str(tmp_path), "--host", "0.0.0.0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert p.returncode == 2 and "without a token" in p.stderr and "--token" in p.stderr
+
+
+def test_dev_with_a_token_refuses_requests_without_it(tmp_path):
+    from types import SimpleNamespace
+
+    from starlette.testclient import TestClient
+
+    from slipstream.sdk.devserver import create_dev_app
+
+    state = SimpleNamespace(endpoints=[], root=tmp_path, generation="g", last_error="")
+    client = TestClient(create_dev_app(state, "s3cret"))  # type: ignore[arg-type]
+    assert client.get("/openapi.json").status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert client.post("/ping", json={}, headers=wrong).status_code == 401
+    ok = client.get("/openapi.json", headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200 and "paths" in ok.json()
+
+
+def test_serve_pins_the_data_channel_port():
+    import socket
+
+    from tests.conftest import start_runtime
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rt = start_runtime("--data-port", str(port))
+    try:
+        assert httpx.get(f"{rt.url}/health").json()["data_port"] == port
+    finally:
+        rt.stop()
+
+
 def test_embedded_runtime_stops_with_the_process_that_started_it(tmp_path):
     import os
     import signal

@@ -8,6 +8,7 @@ from __future__ import annotations
 # --- which runtime, and how to reach it ----------------------------------------------------
 RUNTIME_URL = "SLIPSTREAM_RUNTIME_URL"  # the runtime the SDK calls (else the embedded one)
 TOKEN = "SLIPSTREAM_TOKEN"  # its bearer token
+DEV_TOKEN = "SLIPSTREAM_DEV_TOKEN"  # the bearer token `slipstream dev`'s HTTP endpoints require
 TOKEN_PREFIX = (
     "SLIPSTREAM_TOKEN_"  # + a [runtimes.NAME]'s name: that runtime's token (sdk/routing.py)
 )
@@ -39,7 +40,7 @@ SESSION_LEASE = (
     "SLIPSTREAM_SESSION_LEASE"  # serve's --session-lease default: e.g. 60s (server/sessions.py)
 )
 ENV_CACHE = "SLIPSTREAM_ENV_CACHE"  # the embedded runtime's dependency environments (~/.cache/slipstream/envs)
-FAKE_GPUS = "SLIPSTREAM_FAKE_GPUS"  # "H100,A100-80GB": a GPU inventory for tests
+FAKE_GPUS = "SLIPSTREAM_FAKE_GPUS"  # "H100,A100-80GB", "4xH100@24": a GPU inventory for tests
 RAY_WORKER_CPUS = "SLIPSTREAM_RAY_WORKER_CPUS"  # CPUs per Ray actor
 RAY_AUTOSCALE = "SLIPSTREAM_RAY_AUTOSCALE"  # "1": calls wait for the cluster to add a node
 RAY_WORKER_HOST = "SLIPSTREAM_RAY_WORKER_HOST"  # the host Ray nodes reach the runtime at

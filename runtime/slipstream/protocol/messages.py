@@ -102,6 +102,7 @@ class EndpointInfo(TypedDict, total=False):
     doc: str
     spec: dict[str, Any]  # EndpointSpec.to_dict()
     warnings: list[str]
+    models: list[str]  # model ids its code names (GPU memory estimate, server/allocator.py)
     # added by the runtime
     gpu: str  # the GPU it runs on (a label: "H100", "2xA100-80GB")
     note: str  # why it runs elsewhere than asked (a fallback GPU), shown with costs

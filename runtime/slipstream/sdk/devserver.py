@@ -234,7 +234,9 @@ def openapi_for(endpoints: list[EndpointInfo], title: str) -> dict[str, Any]:
     return doc
 
 
-def create_dev_app(state: DevState) -> Any:
+def create_dev_app(state: DevState, token: str | None = None) -> Any:
+    """dev's HTTP app; with `token` every request must carry `Authorization: Bearer <token>`
+    (`slipstream dev --token`, required off loopback)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -326,7 +328,7 @@ def create_dev_app(state: DevState) -> Any:
         )
         return JSONResponse(reply, status_code=status)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", index),
             Route("/openapi.json", openapi),
@@ -334,6 +336,24 @@ def create_dev_app(state: DevState) -> Any:
             Route("/{name}/{method}", call, methods=["POST"]),
         ]
     )
+    if not token:
+        return app
+    import hmac
+
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, expected):
+                await JSONResponse(
+                    {"error": "missing or wrong token: send Authorization: Bearer <token>"},
+                    status_code=401,
+                )(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return guarded
 
 
 def run_dev(
@@ -343,6 +363,7 @@ def run_dev(
     runtime_url: str | None = None,
     host: str = "127.0.0.1",
     token: str | None = None,
+    access_token: str | None = None,
 ) -> int:
     import os
 
@@ -411,7 +432,7 @@ def run_dev(
 
     threading.Thread(target=watch, name="watch", daemon=True).start()
     try:
-        uvicorn.run(create_dev_app(state), host=host, port=port, log_level="warning")
+        uvicorn.run(create_dev_app(state, access_token), host=host, port=port, log_level="warning")
     except KeyboardInterrupt:
         pass
     finally:

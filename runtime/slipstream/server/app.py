@@ -756,6 +756,20 @@ def _prometheus(rt: Runtime) -> str:
         lines += [name + r for r in rows]
     lines.append("# TYPE slipstream_gpus gauge")
     lines.append(f"slipstream_gpus {len(rt.devices)}")
+    if rt.allocator is not None:  # who holds each GPU (allocator.py; docs/gpus.md)
+        use = rt.allocator.snapshot()
+        lines.append("# TYPE slipstream_gpu_memory_total_gb gauge")
+        lines += [
+            f'slipstream_gpu_memory_total_gb{{gpu="{g["index"]}",name="{g["name"]}"}} {g["memory_gb"]:g}'
+            for g in use
+        ]
+        lines.append("# TYPE slipstream_gpu_memory_reserved_gb gauge")
+        for g in use:
+            for h in g["holders"]:
+                lines.append(
+                    f'slipstream_gpu_memory_reserved_gb{{gpu="{g["index"]}",name="{g["name"]}",'
+                    f'project="{h["project"]}",endpoint="{h["endpoint"]}",worker="{h["worker"]}"}} {h["gb"]:g}'
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -769,6 +783,7 @@ async def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     idle_stop: float = 0.0,
+    data_port: int = 0,
 ) -> None:
     import uvicorn
 
@@ -777,7 +792,7 @@ async def serve(
     tls = tls_server_context(tls_cert, tls_key) if tls_cert and tls_key else None
     rt.tls = tls is not None
     data = DataServer(rt, token, tls=tls)
-    rt.data_port = await data.start(sock.getsockname()[0])
+    rt.data_port = await data.start(sock.getsockname()[0], data_port)
     await (
         rt.restore()
     )  # a persistent store: each project's last generation is served again, before any call

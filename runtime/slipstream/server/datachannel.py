@@ -63,11 +63,12 @@ class DataServer:
         self._lock = threading.Lock()
         self._open = 0
 
-    async def start(self, host: str) -> int:
+    async def start(self, host: str, port: int = 0) -> int:
+        """Listen on `host`:`port` (0: a free port; serve --data-port pins it)."""
         from .sockets import bind_socket
 
         self._loop = asyncio.get_running_loop()
-        self._sock = bind_socket(host, 0)
+        self._sock = bind_socket(host, port)
         self.port = self._sock.getsockname()[1]
         threading.Thread(target=self._accept, name="data-accept", daemon=True).start()
         return self.port

@@ -51,21 +51,33 @@ def _canonical(name: str) -> str | None:
 
 def _fake(spec: str) -> list[Device]:
     """SLIPSTREAM_FAKE_GPUS="H100,H100,A100-80GB": pretend to have these (tests and demos of
-    placement on a machine without GPUs; workers still run on the CPU)."""
+    placement on a machine without GPUs; workers still run on the CPU). Each entry may repeat
+    and give its memory: "4xH100" is four H100s, "H100@24" one with 24 GB (default: the
+    catalog's), "8xH100@80" eight of 80 GB."""
     from ..spec.catalog import catalog
 
-    out = []
-    for i, name in enumerate(n.strip() for n in spec.split(",") if n.strip()):
+    out: list[Device] = []
+    for entry in (n.strip() for n in spec.split(",") if n.strip()):
+        times, _, rest = entry.partition("x") if _repeats(entry) else ("1", "", entry)
+        name, _, mem = rest.partition("@")
+        name = name.strip()
         gpu = catalog().lookup(name)
-        out.append(
-            Device(
-                i,
-                f"FAKE {gpu.name if gpu else name}",
-                gpu.vram_gb if gpu else 0.0,
-                gpu.name if gpu else None,
+        memory = float(mem.lower().removesuffix("gb")) if mem else (gpu.vram_gb if gpu else 0.0)
+        for _ in range(int(times)):
+            out.append(
+                Device(
+                    len(out),
+                    f"FAKE {gpu.name if gpu else name}",
+                    memory,
+                    gpu.name if gpu else None,
+                )
             )
-        )
     return out
+
+
+def _repeats(entry: str) -> bool:
+    head, sep, _ = entry.partition("x")
+    return bool(sep) and head.isdigit()
 
 
 def _from_nvidia_smi() -> list[Device]:

@@ -33,6 +33,7 @@ from .retrying import run_with_retries
 from .store import Generation
 
 if TYPE_CHECKING:
+    from .allocator import GpuAllocator, Hold
     from .sessions import Sessions
 
 __all__ = [
@@ -456,6 +457,7 @@ class _WState:
     # what its import and setup() printed while no call was on it: the next call's logs carry
     # it, so whoever made that call (`slipstream run`, the editor's run card) sees it once
     startup_logs: list[dict[str, str]] = field(default_factory=list)
+    hold: Hold | None = None  # the GPUs it holds in the runtime's allocator (allocator.py)
 
 
 @dataclass
@@ -501,8 +503,13 @@ class Pool:
         gpu_fallbacks: GpuFallbacks | None = None,
         siblings: dict[str, Pool] | None = None,
         sessions: Sessions | None = None,
+        allocator: GpuAllocator | None = None,
     ) -> None:
         self.name = spec.name
+        # the runtime's one GPU allocator: every worker takes its GPUs there (allocator.py)
+        self.allocator = allocator
+        self.waiting = ""  # why a queued call waits for a GPU (who holds them), "" when not
+        self._wake_timer: asyncio.TimerHandle | None = None
         # the runtime's attached dev sessions: while one holds this project, a warm worker
         # stays past idle_timeout, whose clock starts when the last session ends (sessions.py)
         self.sessions = sessions
@@ -550,6 +557,11 @@ class Pool:
     async def _call_once(self, call: Call) -> Call:
         if self.unavailable:
             raise PoolError(ErrorKind.UNAVAILABLE, self.unavailable)
+        never = self._never_fits()
+        if never:
+            raise PoolError(
+                ErrorKind.UNAVAILABLE, f"endpoint {self.name!r} can never run here: {never}"
+            )
         if self._closed:
             raise PoolError(
                 ErrorKind.UNAVAILABLE, f"endpoint {self.name!r} was removed by a newer deploy"
@@ -624,6 +636,7 @@ class Pool:
                 gpu_fallbacks=self.gpu_fallbacks[1:],
                 siblings=self.siblings,
                 sessions=self.sessions,
+                allocator=self.allocator,
             )
             if self.siblings is not None:
                 self.siblings[spec.name] = child
@@ -763,6 +776,9 @@ class Pool:
     async def close(self) -> None:
         self._closed = True
         self._reaper.cancel()
+        self._stop_waiting()
+        for w in self.workers:
+            self._release(w)
         while self.queue:
             c = self.queue.popleft()
             if not c.future.done():
@@ -804,6 +820,7 @@ class Pool:
                         "pid": w.handle.pid,
                         "device": w.handle.device,
                         "gpus": list(w.handle.devices),
+                        "gpu_memory_gb": w.hold.gb if w.hold is not None else None,
                         "generation": w.gen,
                         "inflight": len(w.inflight),
                         "calls": w.calls,
@@ -817,6 +834,9 @@ class Pool:
                 "concurrency": self.spec.concurrency,
                 "queued": len(self.queue),
                 "max_queue": self.max_queue,
+                "waiting": self.waiting,  # why queued calls wait for a GPU ("" when none do)
+                "gpu_memory_gb": self._gpu_need()[2] if self.device_slots else None,
+                "gpu_memory_basis": self._gpu_need()[3] if self.device_slots else "",
             },
             "stats": {
                 "calls": self.stats.calls,
@@ -893,7 +913,8 @@ class Pool:
                 want, min(-(-len(self.queue) // conc) - starting, self.spec.workers_max - len(live))
             )
         for _ in range(max(want, 0)):
-            self._start_worker()
+            if not self._start_worker(evict=bool(self.queue)):
+                break
 
     def _free_worker(self, idle: bool = False) -> _WState | None:
         best = None
@@ -975,12 +996,117 @@ class Pool:
         used = [w.handle.devices for w in self.workers]
         return min(self.device_slots, key=lambda d: used.count(d))
 
-    def _start_worker(self) -> None:
-        handle = self.backend.create(self, self.env, self._devices_for_next())
-        w = _WState(handle, gen=self.gen.id)
+    # --- GPUs: the runtime's allocator (allocator.py) --------------------------------------
+    def _gpu_need(self) -> tuple[list[int], int, float, str]:
+        """(the GPUs its workers may take, how many each, GB on each, how the GB was decided)."""
+        from .allocator import memory_need
+
+        candidates = list(dict.fromkeys(i for slot in self.device_slots for i in slot))
+        count = len(self.device_slots[0]) if self.device_slots else 0
+        box = self.allocator.devices if self.allocator is not None else {}
+        sizes = [box[i].memory_gb for i in candidates if i in box]
+        gb, basis = memory_need(
+            self.spec.gpu_memory,
+            list(self.info.get("models") or []),
+            count,
+            min(sizes) if sizes else 0.0,
+            len(box),
+        )
+        return candidates, count, gb, basis
+
+    def _never_fits(self) -> str:
+        if self.allocator is None or not self.device_slots:
+            return ""
+        candidates, count, gb, basis = self._gpu_need()
+        why = self.allocator.never_fits(candidates, count, gb)
+        return f"{why} (memory per GPU: {basis})" if why else ""
+
+    def _take_gpus(self, evict: bool) -> tuple[bool, Hold | None]:
+        """(whether a worker may start now, the GPUs it holds). A worker that does not fit now
+        leaves its pool waiting: `waiting` says who holds the GPUs, and the pool pumps again
+        when a GPU is given back (and every 0.25 s, as busy workers go idle)."""
+        if self.allocator is None or not self.device_slots:
+            return True, None
+        from .allocator import Hold
+
+        candidates, count, gb, basis = self._gpu_need()
+        hold = self.allocator.take(
+            candidates,
+            count,
+            gb,
+            Hold(self.project or "", self.name, (), gb, owner=self),
+            evict=evict,
+        )
+        if hold is not None:
+            self._stop_waiting()
+            return True, hold
+        if evict:
+            why = (
+                f"waiting for {count} GPU(s) with {gb:g} GB free ({basis}): "
+                + self.allocator.holders_text(candidates)
+            )
+            if why != self.waiting:
+                self.logs.emit(endpoint=self.name, stream="system", text=why)
+            self.waiting = why
+        self.allocator.wait(self._wake)
+        if self._wake_timer is None:
+            self._wake_timer = asyncio.get_running_loop().call_later(0.25, self._wake_tick)
+        return False, None
+
+    def _wake(self) -> None:
+        asyncio.get_running_loop().call_soon(self._pump)
+
+    def _wake_tick(self) -> None:
+        self._wake_timer = None
+        self._pump()
+
+    def _stop_waiting(self) -> None:
+        self.waiting = ""
+        if self.allocator is not None:
+            self.allocator.unwait(self._wake)
+        if self._wake_timer is not None:
+            self._wake_timer.cancel()
+            self._wake_timer = None
+
+    def _release(self, w: _WState) -> None:
+        if self.allocator is not None and w.hold is not None:
+            hold, w.hold = w.hold, None
+            self.allocator.release(hold)
+
+    def _evict(self, w: _WState) -> bool:
+        """Stop `w` if it is idle, to give its GPUs to another endpoint's queued call."""
+        if w not in self.workers or w.state != WorkerState.WARM or w.inflight:
+            return False
+        self.logs.emit(
+            endpoint=self.name,
+            stream="system",
+            text=f"worker {w.handle.id} idle; stopped to free GPU {','.join(map(str, w.handle.devices))} "
+            "for another endpoint's call",
+        )
+        w.hold = None  # the allocator takes it back itself
+        self._remove(w)
+        asyncio.ensure_future(w.handle.stop())
+        return True
+
+    def _start_worker(self, evict: bool = False) -> bool:
+        ok, hold = self._take_gpus(evict)
+        if not ok:
+            return False
+        devices = hold.devices if hold is not None else self._devices_for_next()
+        handle = self.backend.create(self, self.env, devices)
+        w = _WState(handle, gen=self.gen.id, hold=hold)
+        if hold is not None:
+            hold.worker = handle.id
+            hold.evict = lambda: self._evict(w)
+            hold.idle_since = lambda: (
+                w.last_active
+                if w in self.workers and w.state == WorkerState.WARM and not w.inflight
+                else None
+            )
         self.workers.append(w)
         self.stats.started_workers += 1
         asyncio.ensure_future(self._boot(w))
+        return True
 
     async def _boot(self, w: _WState) -> None:
         started = time.perf_counter()
@@ -1044,6 +1170,7 @@ class Pool:
         self.last_error = f"{info.type}: {info.message}"
         if w in self.workers:
             self.workers.remove(w)
+        self._release(w)
         w.handle.kill("start failed")
         # Nothing can run until the code changes: fail what is queued with the reason.
         while self.queue:
@@ -1062,6 +1189,7 @@ class Pool:
     def _remove(self, w: _WState) -> None:
         if w in self.workers:
             self.workers.remove(w)
+        self._release(w)
 
     # --- worker events ----------------------------------------------------------------
     def _state_of(self, handle: Any) -> _WState | None:

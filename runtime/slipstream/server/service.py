@@ -25,6 +25,7 @@ from ..protocol.version import __version__
 from ..spec.endpoint_spec import EndpointSpec, SpecError
 from ..spec.variants import variant_spec
 from ..worker.forkserver import ForkServer, wanted_preloads
+from .allocator import GpuAllocator
 from .backend import Backend, GpuFallbacks, Placement
 from .envs import (
     EnvManager,
@@ -201,6 +202,11 @@ class Runtime:
         self.fork = fork and hasattr(os, "fork") and self.backend.forks
         self._preload: list[str] = []
         self.devices: list[Device] = self.backend.inventory()
+        # one GPU allocator for every worker of every pool and project on this machine (a
+        # cluster's scheduler places its own: no allocator there); docs/gpus.md
+        self.allocator: GpuAllocator | None = (
+            GpuAllocator(self.devices) if self.backend.forks and self.devices else None
+        )
         self.projects: dict[str, Project] = {}
         self.deploys = 0
         self._last_project: Project | None = None
@@ -261,6 +267,8 @@ class Runtime:
             "persistent_store": self._tmp
             is None,  # code survives a restart (served again at start)
             "gpus": [d.to_dict() for d in self.devices],
+            # who holds each GPU: project, endpoint, worker, GB reserved (allocator.py)
+            "gpu_use": self.allocator.snapshot() if self.allocator is not None else [],
             "generation": gen.id if gen else None,  # the latest deploy's, of whichever project
             "endpoints": sum(len(p.pools) for p in self.projects.values()),
             "projects": [
@@ -699,6 +707,7 @@ class Runtime:
             gpu_fallbacks=self.gpu_fallbacks(spec),
             siblings=proj.pools,
             sessions=self.sessions,
+            allocator=self.allocator,
         )
         return pool
 

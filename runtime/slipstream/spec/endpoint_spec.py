@@ -114,6 +114,7 @@ class EndpointSpec:
     runtime: str | None = (
         None  # pinned to this runtime of slipstream.toml's [runtimes] (sdk/routing.py)
     )
+    gpu_memory: float | None = None  # GB one worker needs on each GPU (server/allocator.py)
 
     @property
     def gpu_request(self) -> GPURequest:
@@ -150,6 +151,7 @@ class EndpointSpec:
             "retries": self.retries.to_dict() if self.retries else None,
             "secrets": list(self.secrets),
             "runtime": self.runtime,
+            "gpu_memory": self.gpu_memory,
         }
 
     @classmethod
@@ -213,6 +215,7 @@ def validate(name: str, /, **kwargs: Any) -> tuple[EndpointSpec | None, list[Pro
 
     secrets = _check_secrets(args["secrets"], problems)
     runtime = _check_runtime(args["runtime"], problems)
+    gpu_memory = _check_gpu_memory(args["gpu_memory"], problems)
 
     if any(p.severity == "error" for p in problems):
         return None, problems
@@ -231,6 +234,7 @@ def validate(name: str, /, **kwargs: Any) -> tuple[EndpointSpec | None, list[Pro
         retries=retries,
         secrets=secrets,
         runtime=runtime,
+        gpu_memory=gpu_memory,
     )
     return spec, problems
 
@@ -459,6 +463,22 @@ def _check_concurrency(value: Any, problems: list[Problem]) -> int | None:
         )
     )
     return None
+
+
+def _check_gpu_memory(value: Any, problems: list[Problem]) -> float | None:
+    if value is None:
+        return None
+    if not _is_number(value) or not (math.isfinite(float(value)) and float(value) > 0):
+        problems.append(
+            Problem(
+                "bad-gpu-memory",
+                f"gpu_memory must be a number of GB more than 0, not {value!r}",
+                "gpu_memory",
+                "Write e.g. gpu_memory=24 (GB one worker needs on each of its GPUs).",
+            )
+        )
+        return None
+    return float(value)
 
 
 def _check_seconds(value: Any, name: str, problems: list[Problem]) -> float | None:

@@ -37,6 +37,11 @@ PARAMETERS: tuple[DecoratorParam, ...] = (
     DecoratorParam(
         "gpu", None, "None (CPU), 'H100', 'H100:2', or a list in fallback order", option=True
     ),
+    DecoratorParam(
+        "gpu_memory",
+        None,
+        "GB of memory one worker needs on each of its GPUs (default: the models' estimate)",
+    ),
     DecoratorParam("workers", 1, "n (scale from zero to n) or (min, max)", option=True),
     DecoratorParam("concurrency", 1, "calls one worker runs at once", option=True),
     DecoratorParam("timeout", 300, "seconds a call may run", option=True),

@@ -700,7 +700,36 @@ def _describe(ep: Endpoint, mod_name: str, rel: str) -> EndpointInfo:
         "doc": inspect.getdoc(fn) or "",
         "spec": ep.spec.to_dict(),
         "warnings": [p.describe() for p in ep.warnings],
+        "models": _model_ids(ep),
     }
+
+
+def _model_ids(ep: Endpoint) -> list[str]:
+    """The model ids ("org/name") its code names: string constants of its functions (a class's
+    methods too) and the module globals they read; the runtime sizes its GPU memory from them
+    (server/allocator.py), as the editor does from the source."""
+    from ..spec.modelsize import looks_like_model_id
+
+    fn = ep.target
+    funcs = [v for v in vars(fn).values() if inspect.isfunction(v)] if ep.is_class else [fn]
+    found: list[str] = []
+
+    def walk(code: Any, globs: dict[str, Any]) -> None:
+        for c in code.co_consts:
+            if isinstance(c, str) and looks_like_model_id(c) and c not in found:
+                found.append(c)
+            elif inspect.iscode(c):
+                walk(c, globs)
+        for name in code.co_names:
+            v = globs.get(name)
+            if isinstance(v, str) and looks_like_model_id(v) and v not in found:
+                found.append(v)
+
+    for f in funcs:
+        f = inspect.unwrap(f)
+        if hasattr(f, "__code__"):
+            walk(f.__code__, getattr(f, "__globals__", {}))
+    return found
 
 
 def _signatures(ep: Endpoint, defs: dict[str, Any]) -> dict[str, list[ParamInfo]]:
