@@ -966,6 +966,7 @@ class Pool:
                 "gen_dir": str(self.gen.dir),
                 "manifest": self.gen.files,
                 "paths": self.gen.paths,
+                "skipped": self.gen.skipped,
             }
         )
 
@@ -992,6 +993,7 @@ class Pool:
             "gen_dir": str(self.gen.dir),
             "manifest": self.gen.files,
             "paths": self.gen.paths,
+            "skipped": self.gen.skipped,
             "concurrency": self.spec.concurrency,
         }
         try:
