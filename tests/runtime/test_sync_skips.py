@@ -11,6 +11,7 @@ import pytest
 
 from slipstream.sdk import sync
 from slipstream.sdk.sync import build_manifest
+from tests.reliability.helpers import count_uploads
 
 RL_APP = """
 from slipstream import endpoint
@@ -57,35 +58,6 @@ def test_an_rl_project_with_env_build_out_dist_packages_syncs_and_imports(
     assert not any(f.startswith(("venv/", "conda/")) for f in files)
 
 
-def _count_uploads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The bytes of each blob the SDK sends (uploads and blobs inlined in a commit)."""
-    from slipstream.sdk.client import RuntimeClient
-
-    sent: list[int] = []
-    put_blobs, put_blob, commit = (
-        RuntimeClient.put_blobs,
-        RuntimeClient.put_blob,
-        RuntimeClient.commit,
-    )
-
-    def counted_put_blobs(self, items):
-        sent.extend(len(d) for _, d in items)
-        return put_blobs(self, items)
-
-    def counted_put_blob(self, sha, data):
-        sent.append(len(data))
-        return put_blob(self, sha, data)
-
-    def counted_commit(self, *a, **kw):
-        sent.extend(len(d) for d in (kw.get("blobs") or {}).values())
-        return commit(self, *a, **kw)
-
-    monkeypatch.setattr(RuntimeClient, "put_blobs", counted_put_blobs)
-    monkeypatch.setattr(RuntimeClient, "put_blob", counted_put_blob)
-    monkeypatch.setattr(RuntimeClient, "commit", counted_commit)
-    return sent
-
-
 TREE_APP = """
 import os
 from slipstream import endpoint
@@ -127,7 +99,7 @@ def test_gitignore_is_honoured_as_git_does_and_sync_include_wins(
     proj.write(
         "slipstream.toml", '[project]\nname = "gi"\n\n[sync]\ninclude = ["weights/*.csv"]\n'
     )
-    sent = _count_uploads(monkeypatch)
+    sent = count_uploads(monkeypatch)
     res = proj.sync()
     assert sum(sent) < 1024 * 1024, f"{sum(sent)} bytes uploaded: the ignored 10 MB went up"
     assert proj.module("app").tree() == [
