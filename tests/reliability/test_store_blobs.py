@@ -37,7 +37,7 @@ def test_blobs_of_dropped_generations_are_removed_and_kept_ones_stay(tmp_path: P
         a.activate(a.commit({"app.py": sha, "shared.py": shared}, []))
     # generations 1 and 2 of proj-a were dropped: their own blobs go, on a thread of their own
     for sha in shas[:2]:
-        assert _wait_gone(root.blobs / sha), f"the blob of a dropped generation is still there"
+        assert _wait_gone(root.blobs / sha), "the blob of a dropped generation is still there"
     for sha in [*shas[2:], shared, *other.files.values()]:
         assert (root.blobs / sha).exists(), "a blob a kept generation uses was removed"
 

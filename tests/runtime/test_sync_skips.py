@@ -26,9 +26,7 @@ def rollout(n: int) -> list:
 """
 
 
-def test_an_rl_project_with_env_build_out_dist_packages_syncs_and_imports(
-    runtime, project_factory
-):
+def test_an_rl_project_with_env_build_out_dist_packages_syncs_and_imports(runtime, project_factory):
     """Folders named env/, build/, out/, dist/ are packages here, not environments: they sync
     and import; a real virtualenv (pyvenv.cfg inside) or conda environment is left out and
     listed as one."""
@@ -96,9 +94,7 @@ def test_gitignore_is_honoured_as_git_does_and_sync_include_wins(
             "weights/w.csv": "1\n",
         },
     )
-    proj.write(
-        "slipstream.toml", '[project]\nname = "gi"\n\n[sync]\ninclude = ["weights/*.csv"]\n'
-    )
+    proj.write("slipstream.toml", '[project]\nname = "gi"\n\n[sync]\ninclude = ["weights/*.csv"]\n')
     sent = count_uploads(monkeypatch)
     res = proj.sync()
     assert sum(sent) < 1024 * 1024, f"{sum(sent)} bytes uploaded: the ignored 10 MB went up"

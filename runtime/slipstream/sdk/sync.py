@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-import fnmatch
 import errno
+import fnmatch
 import hashlib
 import os
 import re
@@ -147,7 +147,9 @@ class _GitIgnore:
         self.base = base  # the folder it sits in, relative to the root ("" = the root)
         self.label = f"{base}/.gitignore" if base else ".gitignore"
         lines = file.read_text(errors="replace").splitlines()
-        self.kept = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")]
+        self.kept = [
+            (i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")
+        ]
         self.spec = pathspec.GitIgnoreSpec.from_lines([ln for _, ln in self.kept])
         if len(self.spec.patterns) != len(self.kept):  # a line pathspec drops: no line numbers
             self.kept = []
@@ -256,7 +258,7 @@ class Manifest:
                 by_suffix.setdefault(Path(rel).suffix or rel.rsplit("/", 1)[-1], []).append(rel)
             else:
                 lines.append(f"{rel}: {why}")
-        for suffix, rels in sorted(by_suffix.items()):
+        for _suffix, rels in sorted(by_suffix.items()):
             shown = ", ".join(rels[:3]) + (f" and {len(rels) - 3} more" if len(rels) > 3 else "")
             lines.append(f"{shown}: {self.skipped[rels[0]]}")
         return lines
@@ -265,7 +267,9 @@ class Manifest:
 _NOT_CODE = "not code or config"
 
 
-def _walk(root: Path, cfg: Any, skipped: dict[str, str], quiet: set[str]) -> Iterator[tuple[str, Path]]:
+def _walk(
+    root: Path, cfg: Any, skipped: dict[str, str], quiet: set[str]
+) -> Iterator[tuple[str, Path]]:
     """(relpath, path) of each file a sync sends, in a stable order; what it leaves out goes into
     skipped (relpath -> the rule), the uninteresting ones also into quiet. Symbolic links are
     followed (their content syncs under the link's path); a broken one or a loop is skipped."""
@@ -280,7 +284,13 @@ def _walk(root: Path, cfg: Any, skipped: dict[str, str], quiet: set[str]) -> Ite
         pat = next((p for p in cfg.exclude if fnmatch.fnmatch(rel, p)), None)
         return f"[sync] exclude {pat!r} in slipstream.toml" if pat else ""
 
-    def visit(d: Path, rel_dir: str, rules: list[_GitIgnore], seen: frozenset[tuple[int, int]], git_skipped: bool) -> Iterator[tuple[str, Path]]:
+    def visit(
+        d: Path,
+        rel_dir: str,
+        rules: list[_GitIgnore],
+        seen: frozenset[tuple[int, int]],
+        git_skipped: bool,
+    ) -> Iterator[tuple[str, Path]]:
         gi = d / ".gitignore"
         if gi.is_file():
             try:
@@ -321,7 +331,9 @@ def _walk(root: Path, cfg: Any, skipped: dict[str, str], quiet: set[str]) -> Ite
                     continue
                 if git:
                     skip(rel + "/", git)  # walked only for what [sync] include names
-                yield from visit(full, rel, rules, seen | {(st.st_dev, st.st_ino)}, git_skipped or bool(git))
+                yield from visit(
+                    full, rel, rules, seen | {(st.st_dev, st.st_ino)}, git_skipped or bool(git)
+                )
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
@@ -342,7 +354,11 @@ def _walk(root: Path, cfg: Any, skipped: dict[str, str], quiet: set[str]) -> Ite
                     continue
                 if not name.endswith(SYNCED_SUFFIXES):
                     pattern = f"*{Path(name).suffix}" if Path(name).suffix else rel
-                    skip(rel, f'{_NOT_CODE}; add [sync] include = ["{pattern}"] to slipstream.toml to sync it', name.startswith("."))
+                    skip(
+                        rel,
+                        f'{_NOT_CODE}; add [sync] include = ["{pattern}"] to slipstream.toml to sync it',
+                        name.startswith("."),
+                    )
                     continue
             yield rel, full
 

@@ -176,10 +176,12 @@ class Store:
             except OSError as exc:  # e.g. "a.py" both a file and a folder: the client's mistake
                 shutil.rmtree(d, ignore_errors=True)
                 raise UploadRefused(f"cannot lay out {path!r}: {exc.strerror or exc}") from None
-        skips = {str(k): str(v) for k, v in (skipped or {}).items()} if isinstance(skipped, dict) else {}
-        return Generation(
-            gen_id, d, dict(files), [e for e in entries if e in files], paths, skips
+        skips = (
+            {str(k): str(v) for k, v in (skipped or {}).items()}
+            if isinstance(skipped, dict)
+            else {}
         )
+        return Generation(gen_id, d, dict(files), [e for e in entries if e in files], paths, skips)
 
     def activate(self, gen: Generation) -> None:
         """Make gen the live generation and drop the oldest beyond keep_generations (never the
