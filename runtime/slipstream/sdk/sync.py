@@ -153,11 +153,28 @@ class _GitIgnore:
         self.spec = pathspec.GitIgnoreSpec.from_lines([ln for _, ln in self.kept])
         if len(self.spec.patterns) != len(self.kept):  # a line pathspec drops: no line numbers
             self.kept = []
+        # one regular expression for "does any line match": most files match none, and one
+        # search is much cheaper than pathspec's check of each line in turn
+        self.any: re.Pattern[str] | None = None
+        try:
+            self.any = re.compile(
+                "|".join(
+                    "(?:" + str(p.regex.pattern).replace("(?P<ps_d>", "(") + ")"
+                    for p in self.spec.patterns
+                    if p.include is not None
+                )
+                or "(?!)"
+            )
+        except (AttributeError, re.error):
+            self.any = None
 
     def check(self, rel: str, is_dir: bool) -> tuple[bool | None, str]:
         """(True: ignored, False: re-included by a `!` line, None: no line matches; the rule)."""
         sub = rel[len(self.base) + 1 :] if self.base else rel
-        res = self.spec.check_file(sub + "/" if is_dir else sub)
+        sub = sub + "/" if is_dir else sub
+        if self.any is not None and not self.any.match(sub):
+            return None, ""
+        res = self.spec.check_file(sub)
         if res.include is None or res.index is None:
             return None, ""
         if self.kept:
@@ -291,30 +308,39 @@ def _walk(
         seen: frozenset[tuple[int, int]],
         git_skipped: bool,
     ) -> Iterator[tuple[str, Path]]:
-        gi = d / ".gitignore"
-        if gi.is_file():
-            try:
-                rules = [*rules, _GitIgnore(rel_dir, gi)]
-            except OSError:
-                pass
         try:
-            names = sorted(os.listdir(d))
+            with os.scandir(d) as it:
+                found = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             skip(rel_dir + "/", f"cannot be read ({exc.strerror or exc})")
             return
-        for name in names:
-            full = d / name
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            link = full.is_symlink()
+        if any(e.name == ".gitignore" and e.is_file() for e in found):
             try:
-                st = full.stat()
+                rules = [*rules, _GitIgnore(rel_dir, d / ".gitignore")]
+            except OSError:
+                pass
+        for e in found:
+            name = e.name
+            full = Path(e.path)
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            link = e.is_symlink()
+            try:  # one stat for a folder or a link; a plain file's type comes with its name
+                st = (
+                    e.stat()
+                    if link or e.is_dir(follow_symlinks=False)
+                    else e.stat(follow_symlinks=False)
+                    if not e.is_file(follow_symlinks=False)
+                    else None
+                )
             except OSError:
                 if link:
                     target = os.readlink(full)
                     loop = _is_loop(full)
                     skip(rel, f"a {'symlink loop' if loop else 'broken symlink'} (-> {target})")
                 continue
-            if stat.S_ISDIR(st.st_mode):
+            if st is None:
+                pass  # a regular file
+            elif stat.S_ISDIR(st.st_mode):
                 if _quiet_dir(name):
                     skip(rel + "/", "a version-control, cache or hidden folder", True)
                     continue
@@ -335,7 +361,7 @@ def _walk(
                     full, rel, rules, seen | {(st.st_dev, st.st_ino)}, git_skipped or bool(git)
                 )
                 continue
-            if not stat.S_ISREG(st.st_mode):
+            elif not stat.S_ISREG(st.st_mode):
                 continue
             if name.startswith((".#", "#")) or name.endswith(IGNORED_SUFFIXES):
                 skip(rel, "an editor's or download's temporary file", True)
