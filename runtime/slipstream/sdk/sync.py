@@ -161,7 +161,7 @@ class _GitIgnore:
                 "|".join(
                     "(?:" + str(p.regex.pattern).replace("(?P<ps_d>", "(") + ")"
                     for p in self.spec.patterns
-                    if p.include is not None
+                    if p.include is not None and p.regex is not None
                 )
                 or "(?!)"
             )
