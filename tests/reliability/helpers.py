@@ -198,3 +198,32 @@ def record_error(records: list[tuple[int, Any]]) -> dict[str, Any]:
         if kind == wire.REC_ERROR:
             return json.loads(bytes(payload))
     return {}
+
+
+def count_uploads(monkeypatch: Any) -> list[int]:
+    """The bytes of each blob the SDK sends (uploads and blobs inlined in a commit)."""
+    from slipstream.sdk.client import RuntimeClient
+
+    sent: list[int] = []
+    put_blobs, put_blob, commit = (
+        RuntimeClient.put_blobs,
+        RuntimeClient.put_blob,
+        RuntimeClient.commit,
+    )
+
+    def counted_put_blobs(self, items):
+        sent.extend(len(d) for _, d in items)
+        return put_blobs(self, items)
+
+    def counted_put_blob(self, sha, data):
+        sent.append(len(data))
+        return put_blob(self, sha, data)
+
+    def counted_commit(self, *a, **kw):
+        sent.extend(len(d) for d in (kw.get("blobs") or {}).values())
+        return commit(self, *a, **kw)
+
+    monkeypatch.setattr(RuntimeClient, "put_blobs", counted_put_blobs)
+    monkeypatch.setattr(RuntimeClient, "put_blob", counted_put_blob)
+    monkeypatch.setattr(RuntimeClient, "commit", counted_commit)
+    return sent

@@ -10,12 +10,13 @@ import httpx
 import pytest
 
 from slipstream.sdk.sync import build_manifest
-from tests.conftest import start_runtime, write_project
+from tests.conftest import remove_project, start_runtime, write_project
 from tests.reliability.helpers import (
     ECHO_APP,
     HANG_BOUND_S,
     assert_still_serving,
     auth,
+    count_uploads,
     deploy,
     error_message,
     generation,
@@ -249,31 +250,79 @@ def test_committing_files_never_uploaded_is_refused(rt):
     assert_still_serving(rt, before)
 
 
-def test_symlinks_in_the_project_are_not_followed_or_uploaded(rt, tmp_path: Path):
+def test_symlinks_are_followed_and_their_loops_stopped(rt, tmp_path: Path):
+    """A link's content syncs under the link's path (a file or a folder, inside or outside the
+    project); a loop or a broken link is skipped and listed, never walked forever."""
     outside = tmp_path / "outside"
     outside.mkdir()
-    (outside / "secret.txt").write_text("top secret\n")
+    (outside / "shared.txt").write_text("shared\n")
     (outside / "secret_pkg.py").write_text("SECRET = 1\n")
     root = write_project(tmp_path / "proj", {"app.py": ECHO_APP, "pkg/inside.py": "X = 1\n"})
-    (root / "leak.txt").symlink_to(outside / "secret.txt")
-    (root / "pkg" / "leak.py").symlink_to(outside / "secret_pkg.py")
+    (root / "shared.txt").symlink_to(outside / "shared.txt")
+    (root / "pkg" / "linked.py").symlink_to(outside / "secret_pkg.py")
     (root / "linked_dir").symlink_to(outside, target_is_directory=True)
     (root / "pkg" / "loop").symlink_to(root, target_is_directory=True)
+    (root / "dangling.py").symlink_to(tmp_path / "gone.py")
 
     files, _, skipped = build_manifest(root)
-    assert sorted(files) == ["app.py", "pkg/inside.py", "slipstream.toml"]
-    assert any("leak.txt" in s and "symlink" in s for s in skipped)
+    assert sorted(files) == [
+        "app.py",
+        "linked_dir/secret_pkg.py",
+        "linked_dir/shared.txt",
+        "pkg/inside.py",
+        "pkg/linked.py",
+        "shared.txt",
+        "slipstream.toml",
+    ]
+    assert f"pkg/loop/: a symlink loop (-> {root})" in skipped
+    assert f"dangling.py: a broken symlink (-> {tmp_path / 'gone.py'})" in skipped
 
     res = deploy(rt, {}, root=root)
-    assert "leak.txt: symlink (not synced)" in res.skipped
     r = httpx.post(  # a project of its own beside the module's: name it
         f"{rt.url}/v1/projects/{res.project}/endpoints/tree/call",
         json={},
         headers=auth(rt),
         timeout=HANG_BOUND_S,
     )
-    assert r.json()["result"] == ["app.py", "pkg/inside.py", "slipstream.toml"]
+    assert r.json()["result"] == sorted(files)
     assert_still_serving(rt, res.generation, res.project)
+    remove_project(rt, root)  # its echo endpoint would make the runtime's test project's ambiguous
+
+
+@pytest.mark.parametrize("big", ["project", "file"])
+def test_an_oversized_project_is_refused_before_anything_is_uploaded(
+    rt, tmp_path: Path, monkeypatch, big
+):
+    """The SDK sends each file's size with its first commit: a project over the runtime's
+    limits (2 MB here, 1 MB a file) is refused before a byte of it goes up, naming its biggest
+    files and the setting that raises the limit."""
+    from slipstream.protocol.errors import DeployError
+
+    data = (
+        {f"data/part{i}.txt": os.urandom(450_000).hex() for i in range(3)}  # 0.9 MB each
+        if big == "project"
+        else {"data/huge.txt": os.urandom(750_000).hex()}  # 1.5 MB
+    )
+    root = write_project(tmp_path / "big", {"app.py": ECHO_APP, **data})
+    sent = count_uploads(monkeypatch)
+    client = rt.client()
+    try:
+        with pytest.raises(DeployError) as err:
+            client.sync(root)
+    finally:
+        client.close()
+    assert sent == [], f"{sum(sent)} bytes went up before the refusal"
+    msg = str(err.value)
+    assert "nothing was uploaded" in msg, msg
+    if big == "project":
+        assert "over the runtime's 2 MB limit" in msg and "data/part0.txt (0.9 MB)" in msg, msg
+        assert "slipstream serve --max-project-mb" in msg and "[sync] exclude" in msg, msg
+    else:
+        assert "data/huge.txt is 1.5 MB, over the runtime's 1 MB per-file limit" in msg, msg
+        assert "slipstream serve --max-file-mb" in msg, msg
+    shas = {rel: hashlib.sha256(t.encode()).hexdigest() for rel, t in data.items()}
+    missing = _post(rt, "/v1/sync/manifest", {"files": shas}).json()["missing"]
+    assert sorted(missing) == sorted(shas.values()), "the runtime holds none of it"
 
 
 def test_an_oversized_manifest_is_refused_before_it_is_parsed(rt):

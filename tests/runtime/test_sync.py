@@ -19,7 +19,7 @@ def test_a_file_rewritten_mid_sync_is_synced_with_its_new_content(
         {"app.py": "from slipstream import endpoint\n\n@endpoint\ndef v():\n    return 1\n"},
     )
     client = runtime.client()
-    real_manifest = sync.build_manifest
+    real_manifest = sync.scan_project
     rewritten = []
 
     def manifest(root):
@@ -31,7 +31,7 @@ def test_a_file_rewritten_mid_sync_is_synced_with_its_new_content(
             )
         return out
 
-    monkeypatch.setattr(sync, "build_manifest", manifest)
+    monkeypatch.setattr(sync, "scan_project", manifest)
     res = sync_project(client, proj.root)
     assert rewritten and res.generation
     assert client.call_json("v")["result"] == 2
@@ -56,8 +56,10 @@ EXCLUDED = [
     ".git/config.txt",
     ".hg/store.txt",
     ".venv/lib/site.py",
+    "venv/pyvenv.cfg",  # an environment by what is inside it, whatever its name
     "venv/lib/site.py",
-    "env/lib/site.py",
+    "pyenv/conda-meta/history",
+    "pyenv/lib/site.py",
     ".env/x.py",
     "node_modules/left-pad/package.json",
     "__pycache__/helper.py",
@@ -65,8 +67,6 @@ EXCLUDED = [
     ".pytest_cache/v/cache.json",
     ".ruff_cache/x.json",
     ".tox/py/x.py",
-    "build/lib/app.py",
-    "dist/app.txt",
     "mypkg.egg-info/top_level.txt",
     ".ipynb_checkpoints/n.py",
     ".secrets/keys.py",
@@ -80,7 +80,10 @@ EXCLUDED = [
 ]
 KEPT = [
     "app.py",
+    "build/lib/app.py",  # env/, build/, dist/ are packages here: no environment inside
     "config.json",
+    "dist/app.txt",
+    "env/lib/site.py",
     "pkg/__init__.py",
     "pkg/mod.py",
     "pkg/prompts.yaml",
@@ -88,7 +91,7 @@ KEPT = [
 ]
 
 
-def test_vcs_envs_caches_dot_folders_and_excluded_patterns_never_reach_the_runtime(
+def test_vcs_environments_caches_dot_folders_and_excluded_patterns_never_reach_the_runtime(
     runtime, project_factory
 ):
     files = {rel: "X = 1\n" for rel in [*EXCLUDED, *KEPT]}
@@ -130,14 +133,15 @@ def test_a_data_file_read_at_import_that_is_not_code_is_named_with_how_to_sync_i
         raise AssertionError("an import that reads a file left out of the sync deployed")
     assert (
         "FileNotFoundError" in text
-        and "templates/page.html is in the project but not synced" in text
+        and "templates/page.html is not on the runtime: the sync left it out (not code or config"
+        in text
     ), text
     assert 'add [sync] include = ["*.html"] to slipstream.toml' in text, text
     proj.write(
         "app.py", DATA_APP + "# edited, still reading the file\n"
     )  # refused again: as fast, as clear
     started = time.monotonic()
-    with pytest.raises(DeployError, match="templates/page.html is in the project but not synced"):
+    with pytest.raises(DeployError, match="templates/page.html is not on the runtime"):
         proj.sync()  # the first refusal left its scanner nothing to roll back to: this hung 120 s (DeployTimeout)
     assert time.monotonic() - started < 30
     proj.write("slipstream.toml", '[project]\nname = "test"\n\n[sync]\ninclude = ["*.html"]\n')

@@ -390,11 +390,15 @@ class RuntimeClient:
         *,
         blobs: dict[str, bytes] | None = None,
         report_missing: bool = False,
+        skipped: dict[str, str] | None = None,
+        sizes: dict[str, int] | None = None,
     ) -> CommitReply:
         """Deploy these files as the project's new generation (only its endpoints change);
         paths: the folders (relative to the root) its modules are imported from. blobs: files'
         bytes sent along (small edits); report_missing: MissingBlobs instead of a refusal when
-        the runtime lacks some files."""
+        the runtime lacks some files; skipped: the paths the sync left out, with the rule
+        that did (a call failing on one says so); sizes: each file's bytes, so the runtime
+        refuses a project over its limits before anything is uploaded."""
         body: dict[str, Any] = {"files": files, "entries": entries}
         if paths is not None:
             body["paths"] = paths
@@ -408,6 +412,10 @@ class RuntimeClient:
             body["blobs"] = {sha: base64.b64encode(data).decode() for sha, data in blobs.items()}
         if report_missing:
             body["report_missing"] = True
+        if skipped:
+            body["skipped"] = skipped
+        if sizes is not None:
+            body["sizes"] = sizes
         r = self._request("POST", "/v1/generations", json=body, timeout=_timeout(None))
         if r.status_code >= 400:
             try:

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SyncResult",
+    "Manifest",
     "build_manifest",
+    "scan_project",
     "scan_stamp",
     "sync_project",
     "find_project_root",
@@ -35,14 +39,13 @@ __all__ = [
     "is_ignored",
 ]
 
-IGNORED_DIRS = {
+# folders skipped by name: version control, caches, editors' and tools' state. None of these
+# names can be a package a user writes (a folder named env/, build/, out/ or dist/ syncs; an
+# environment is skipped because it is one: pyvenv.cfg or conda-meta/ inside, see _environment)
+QUIET_DIRS = {
     ".git",
     ".hg",
     ".svn",
-    ".venv",
-    "venv",
-    "env",
-    ".env",
     "__pycache__",
     "node_modules",
     ".mypy_cache",
@@ -52,13 +55,11 @@ IGNORED_DIRS = {
     ".nox",
     ".idea",
     ".vscode",
-    "build",
-    "dist",
     ".eggs",
-    "out",
     ".ipynb_checkpoints",
     "test-results",
 }
+IGNORED_DIRS = QUIET_DIRS  # the older name
 IGNORED_SUFFIXES = (
     ".pyc",
     ".pyo",
@@ -90,17 +91,108 @@ _ENDPOINT_RE = re.compile(rb"^\s*@\s*[\w.]*endpoint\b", re.M)
 
 
 def is_ignored(rel: str, include: Sequence[str] = ()) -> bool:
-    """Whether rel is left out of the sync: an ignored folder or editor file, or a suffix that
-    is not code or config unless slipstream.toml's [sync] include names it (`*.html`, `data/*.jsonl`)."""
+    """Whether rel is left out of the sync by its name alone: in a folder skipped by name (version
+    control, caches, hidden folders), an editor's temporary file, or a suffix that is not code or
+    config unless slipstream.toml's [sync] include names it (`*.html`, `data/*.jsonl`).
+    (.gitignore, [sync] exclude, environments and sizes are the walk's: see scan_project.)"""
     parts = rel.split("/")
-    if any(p in IGNORED_DIRS or p.endswith(".egg-info") for p in parts[:-1]):
+    if any(_quiet_dir(p) for p in parts[:-1]):
         return True
     name = parts[-1]
     if name.startswith((".#", "#")) or name.endswith(IGNORED_SUFFIXES):
         return True
-    return not name.endswith(SYNCED_SUFFIXES) and not any(
-        fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in include
-    )
+    return not name.endswith(SYNCED_SUFFIXES) and not _included(rel, include)
+
+
+def _quiet_dir(name: str) -> bool:
+    return name in QUIET_DIRS or name.endswith(".egg-info") or name.startswith(".")
+
+
+def _included(rel: str, include: Sequence[str]) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in include)
+
+
+def _include_may_reach(dir_rel: str, include: Sequence[str]) -> bool:
+    """Whether a [sync] include pattern may name a file under dir_rel (then a folder .gitignore
+    skips is walked for it: include wins)."""
+    dparts = dir_rel.split("/")
+    for pat in include:
+        if "/" not in pat or "**" in pat:
+            return True
+        parts = pat.split("/")
+        if len(parts) > len(dparts) and all(
+            fnmatch.fnmatch(d, q) for d, q in zip(dparts, parts, strict=False)
+        ):
+            return True
+    return False
+
+
+def _environment(d: Path) -> str:
+    """Why folder d is a Python environment ("" when it is not): decided by what is inside it,
+    never by its name (an RL project's env/ package syncs)."""
+    if (d / "pyvenv.cfg").is_file():
+        return "a virtualenv (pyvenv.cfg)"
+    if (d / "conda-meta").is_dir():
+        return "a conda environment (conda-meta/)"
+    return ""
+
+
+class _GitIgnore:
+    """One folder's .gitignore, as git reads it (pathspec's GitIgnoreSpec), with line numbers."""
+
+    def __init__(self, base: str, file: Path) -> None:
+        import pathspec
+
+        self.base = base  # the folder it sits in, relative to the root ("" = the root)
+        self.label = f"{base}/.gitignore" if base else ".gitignore"
+        lines = file.read_text(errors="replace").splitlines()
+        self.kept = [
+            (i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")
+        ]
+        self.spec = pathspec.GitIgnoreSpec.from_lines([ln for _, ln in self.kept])
+        if len(self.spec.patterns) != len(self.kept):  # a line pathspec drops: no line numbers
+            self.kept = []
+        # one regular expression for "does any line match": most files match none, and one
+        # search is much cheaper than pathspec's check of each line in turn
+        self.any: re.Pattern[str] | None = None
+        try:
+            self.any = re.compile(
+                "|".join(
+                    "(?:" + str(p.regex.pattern).replace("(?P<ps_d>", "(") + ")"
+                    for p in self.spec.patterns
+                    if p.include is not None and p.regex is not None
+                )
+                or "(?!)"
+            )
+        except (AttributeError, re.error):
+            self.any = None
+
+    def check(self, rel: str, is_dir: bool) -> tuple[bool | None, str]:
+        """(True: ignored, False: re-included by a `!` line, None: no line matches; the rule)."""
+        sub = rel[len(self.base) + 1 :] if self.base else rel
+        sub = sub + "/" if is_dir else sub
+        if self.any is not None and not self.any.match(sub):
+            return None, ""
+        res = self.spec.check_file(sub)
+        if res.include is None or res.index is None:
+            return None, ""
+        if self.kept:
+            lineno, line = self.kept[res.index]
+            return res.include, f"{self.label}:{lineno} {line.strip()!r}"
+        return res.include, self.label
+
+
+def _ignored_by_git(rel: str, is_dir: bool, rules: list[_GitIgnore]) -> str:
+    """The .gitignore rule that leaves rel out ("" when none does): the deepest file's last
+    matching line wins, as in git."""
+    verdict: bool | None = None
+    why = ""
+    for g in rules:
+        v, rule = g.check(rel, is_dir)
+        if v is not None:
+            verdict, why = v, rule
+    return why if verdict else ""
 
 
 @dataclass
@@ -160,47 +252,188 @@ def _hash(path: Path) -> str:
     return digest
 
 
-def _project_files(root: Path, cfg: Any) -> Iterator[tuple[str, Path]]:
-    """(relpath, path) of each file a sync considers, in a stable order: not in an ignored
-    folder, code or config (or [sync] include), not [sync] exclude."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if d not in IGNORED_DIRS and not d.endswith(".egg-info") and not d.startswith(".")
-        )
-        for fn in sorted(filenames):
-            full = Path(dirpath) / fn
-            rel = full.relative_to(root).as_posix()
-            if is_ignored(rel, cfg.include) or any(
-                fnmatch.fnmatch(rel, pat) for pat in cfg.exclude
-            ):
+@dataclass
+class Manifest:
+    """What a sync of a project sends: each file's hash and size, the files defining endpoints,
+    and each path it leaves out with the rule that did (folders end in "/")."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    entries: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    quiet: set[str] = field(default_factory=set)  # skips not worth a line (.git/, __pycache__/)
+
+    def skipped_lines(self) -> list[str]:
+        """One line per skip the user should hear of ("data/: .gitignore:3 'data/'"); files
+        skipped for their suffix, one line per suffix."""
+        lines: list[str] = []
+        by_suffix: dict[str, list[str]] = {}
+        for rel, why in self.skipped.items():
+            if rel in self.quiet:
                 continue
+            if why.startswith(_NOT_CODE):
+                by_suffix.setdefault(Path(rel).suffix or rel.rsplit("/", 1)[-1], []).append(rel)
+            else:
+                lines.append(f"{rel}: {why}")
+        for _suffix, rels in sorted(by_suffix.items()):
+            shown = ", ".join(rels[:3]) + (f" and {len(rels) - 3} more" if len(rels) > 3 else "")
+            lines.append(f"{shown}: {self.skipped[rels[0]]}")
+        return lines
+
+
+_NOT_CODE = "not code or config"
+
+
+def _walk(
+    root: Path, cfg: Any, skipped: dict[str, str], quiet: set[str]
+) -> Iterator[tuple[str, Path]]:
+    """(relpath, path) of each file a sync sends, in a stable order; what it leaves out goes into
+    skipped (relpath -> the rule), the uninteresting ones also into quiet. Symbolic links are
+    followed (their content syncs under the link's path); a broken one or a loop is skipped."""
+    include = list(cfg.include)
+
+    def skip(rel: str, why: str, is_quiet: bool = False) -> None:
+        skipped.setdefault(rel, why)
+        if is_quiet:
+            quiet.add(rel)
+
+    def excluded(rel: str) -> str:
+        pat = next((p for p in cfg.exclude if fnmatch.fnmatch(rel, p)), None)
+        return f"[sync] exclude {pat!r} in slipstream.toml" if pat else ""
+
+    def visit(
+        d: Path,
+        rel_dir: str,
+        rules: list[_GitIgnore],
+        seen: frozenset[tuple[int, int]],
+        git_skipped: bool,
+    ) -> Iterator[tuple[str, Path]]:
+        try:
+            with os.scandir(d) as it:
+                found = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            skip(rel_dir + "/", f"cannot be read ({exc.strerror or exc})")
+            return
+        if any(e.name == ".gitignore" and e.is_file() for e in found):
+            try:
+                rules = [*rules, _GitIgnore(rel_dir, d / ".gitignore")]
+            except OSError:
+                pass
+        for e in found:
+            name = e.name
+            full = Path(e.path)
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            link = e.is_symlink()
+            try:  # one stat for a folder or a link; a plain file's type comes with its name
+                st = (
+                    e.stat()
+                    if link or e.is_dir(follow_symlinks=False)
+                    else e.stat(follow_symlinks=False)
+                    if not e.is_file(follow_symlinks=False)
+                    else None
+                )
+            except OSError:
+                if link:
+                    target = os.readlink(full)
+                    loop = _is_loop(full)
+                    skip(rel, f"a {'symlink loop' if loop else 'broken symlink'} (-> {target})")
+                continue
+            if st is None:
+                pass  # a regular file
+            elif stat.S_ISDIR(st.st_mode):
+                if _quiet_dir(name):
+                    skip(rel + "/", "a version-control, cache or hidden folder", True)
+                    continue
+                if (st.st_dev, st.st_ino) in seen:
+                    skip(rel + "/", f"a symlink loop (-> {os.readlink(full) if link else name})")
+                    continue
+                why = _environment(full) or excluded(rel) or excluded(rel + "/")
+                if why:
+                    skip(rel + "/", why)
+                    continue
+                git = "" if git_skipped else _ignored_by_git(rel, True, rules)
+                if git and not _include_may_reach(rel, include):
+                    skip(rel + "/", git)
+                    continue
+                if git:
+                    skip(rel + "/", git)  # walked only for what [sync] include names
+                yield from visit(
+                    full, rel, rules, seen | {(st.st_dev, st.st_ino)}, git_skipped or bool(git)
+                )
+                continue
+            elif not stat.S_ISREG(st.st_mode):
+                continue
+            if name.startswith((".#", "#")) or name.endswith(IGNORED_SUFFIXES):
+                skip(rel, "an editor's or download's temporary file", True)
+                continue
+            why = excluded(rel)
+            if why:
+                skip(rel, why)
+                continue
+            included = _included(rel, include)
+            if not included:
+                if git_skipped:
+                    continue  # its folder's line says it
+                git = _ignored_by_git(rel, False, rules)
+                if git:
+                    skip(rel, git)
+                    continue
+                if not name.endswith(SYNCED_SUFFIXES):
+                    pattern = f"*{Path(name).suffix}" if Path(name).suffix else rel
+                    skip(
+                        rel,
+                        f'{_NOT_CODE}; add [sync] include = ["{pattern}"] to slipstream.toml to sync it',
+                        name.startswith("."),
+                    )
+                    continue
             yield rel, full
+
+    top = root.stat()
+    yield from visit(root, "", [], frozenset({(top.st_dev, top.st_ino)}), False)
+
+
+def _is_loop(link: Path) -> bool:
+    try:
+        link.resolve(strict=True)
+    except RuntimeError:
+        return True
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
+def _project_files(root: Path, cfg: Any) -> Iterator[tuple[str, Path]]:
+    """(relpath, path) of each file a sync considers, in a stable order."""
+    yield from _walk(root, cfg, {}, set())
+
+
+def scan_project(root: Path) -> Manifest:
+    """Hash the files a sync of root sends, and say why each one left out is."""
+    root = Path(root).resolve()
+    cfg = load_project(root)
+    m = Manifest()
+    for rel, full in _walk(root, cfg, m.skipped, m.quiet):
+        try:
+            size = full.stat().st_size
+            if size > MAX_FILE_BYTES:
+                m.skipped[rel] = (
+                    f"{size / 1e6:.1f} MB, over the {MAX_FILE_BYTES >> 20} MB per-file limit of a "
+                    "sync (load weights and data at run time: from storage, with keep())"
+                )
+                continue
+            m.files[rel] = _hash(full)
+            m.sizes[rel] = size
+            if rel.endswith(".py") and _ENDPOINT_RE.search(full.read_bytes()):
+                m.entries.append(rel)
+        except OSError as exc:
+            m.skipped[rel] = f"cannot be read ({exc.strerror or exc})"
+    return m
 
 
 def build_manifest(root: Path) -> tuple[dict[str, str], list[str], list[str]]:
     """(files: relpath -> sha256, entries: files defining endpoints, skipped: why-not lines)."""
-    root = Path(root).resolve()
-    cfg = load_project(root)
-    files: dict[str, str] = {}
-    entries: list[str] = []
-    skipped: list[str] = []
-    for rel, full in _project_files(root, cfg):
-        if full.is_symlink():
-            skipped.append(f"{rel}: symlink (not synced)")
-            continue
-        try:
-            size = full.stat().st_size
-            if size > MAX_FILE_BYTES:
-                skipped.append(f"{rel}: {size} bytes is too large to sync as code")
-                continue
-            files[rel] = _hash(full)
-            if rel.endswith(".py") and _ENDPOINT_RE.search(full.read_bytes()):
-                entries.append(rel)
-        except OSError as exc:
-            skipped.append(f"{rel}: {exc}")
-    return files, entries, skipped
+    m = scan_project(root)
+    return m.files, m.entries, m.skipped_lines()
 
 
 def scan_stamp(root: Path) -> int:
@@ -286,7 +519,7 @@ def _unsynced_file_hint(exc: DeployError, root: Path) -> str:
         if exc.type == "FileNotFoundError"
         else None
     )
-    if m is None:
+    if m is None or "is not on the runtime" in exc.message:  # the runtime said why already
         return ""
     rel = m.group(1)
     try:
@@ -378,6 +611,7 @@ INLINE_FILES = 64
 BATCH_BYTES = 64 << 20  # uploads go in batches (POST /v1/blobs), up to UPLOAD_CONNECTIONS at once
 SPLIT_BYTES = 4 << 20  # below this, one batch
 UPLOAD_CONNECTIONS = 4
+SKIPPED_SENT = 5000  # skipped paths a commit tells the runtime of, at most
 
 
 def _sync_once(
@@ -395,7 +629,11 @@ def _sync_once(
     started = time.perf_counter()
     root = find_project_root(root) if Path(root).is_file() else Path(root).resolve()
     paths = import_paths(root) if paths is None else paths
-    files, entries, skipped = build_manifest(root)
+    m = scan_project(root)
+    files, entries = m.files, m.entries
+    # the runtime keeps why each path was left out, so a call failing on one says (SKIPPED_SENT)
+    sent_skips = dict(sorted(m.skipped.items())[:SKIPPED_SENT])
+    file_sizes = {rel: m.sizes[rel] for rel in files}
     by_sha = {sha: rel for rel, sha in files.items()}
     key = project_key(root)  # the one place a sync names its project: SDK, dev and editor alike
     known: set[str] = getattr(client, "known_blobs", set())
@@ -408,7 +646,12 @@ def _sync_once(
         return data
 
     def commit(blobs: dict[str, bytes] | None, report_missing: bool = True) -> CommitReply:
-        kw: dict[str, Any] = {"blobs": blobs, "report_missing": report_missing}
+        kw: dict[str, Any] = {
+            "blobs": blobs,
+            "report_missing": report_missing,
+            "skipped": sent_skips,
+            "sizes": file_sizes,
+        }
         if progress:
             return _commit_with_progress(client, files, entries, progress, key, paths, **kw)
         return client.commit(files, entries, key, paths, **kw)
@@ -463,7 +706,7 @@ def _sync_once(
         endpoints=reply.get("endpoints", []),
         unchanged=reply.get("unchanged", False),
         reexecuted=reply.get("reexecuted", []),
-        skipped=skipped,
+        skipped=m.skipped_lines(),
         restart=reply.get("restart", ""),
         installs=reply.get("installs", []),
         project=reply.get("project", key),

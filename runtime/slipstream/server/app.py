@@ -167,6 +167,17 @@ class Commit(Manifest):
         description='when files are missing, answer 409 MissingBlobs with their hashes ("missing") '
         "instead of refusing: the client uploads them and commits again (no manifest round trip first)",
     )
+    skipped: dict[str, str] | None = Field(
+        None,
+        description="the paths the sync left out (folders end in '/') -> the rule that did "
+        "(\".gitignore:3 'data/'\"): a call or import failing on one of them says so",
+        max_length=10_000,
+    )
+    sizes: dict[str, int] | None = Field(
+        None,
+        description="each file's size in bytes: a project over the runtime's limits is refused "
+        "before anything is uploaded",
+    )
     routing: str | None = Field(
         None,
         description="the project's routing table (JSON) when it runs on several runtimes: the workers' "
@@ -296,6 +307,8 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         except ValueError as exc:  # binascii.Error
             return error_reply(400, "UploadRefused", f"'blobs' values must be base64: {exc}")
         try:
+            if c.sizes is not None:  # over the limits: refused before anything is uploaded
+                rt.store.check_sizes(c.files, c.sizes)
             if inline:
                 await asyncio.to_thread(rt.put_blobs, inline)
             if c.report_missing:
@@ -308,7 +321,9 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
                         "commit again",
                         missing=missing,
                     )
-            return await rt.commit(c.files, c.entries, c.project, c.paths, c.routing)
+            return await rt.commit(
+                c.files, c.entries, c.project, c.paths, c.routing, skipped=c.skipped
+            )
         except UploadRefused as exc:
             return error_reply(400, "UploadRefused", str(exc))
         except ValueError as exc:  # a malformed project key

@@ -987,6 +987,7 @@ class Pool:
                 "gen_dir": str(self.gen.dir),
                 "manifest": self.gen.files,
                 "paths": self.gen.paths,
+                "skipped": self.gen.skipped,
             }
         )
 
@@ -1118,6 +1119,7 @@ class Pool:
             "gen_dir": str(self.gen.dir),
             "manifest": self.gen.files,
             "paths": self.gen.paths,
+            "skipped": self.gen.skipped,
             "concurrency": self.spec.concurrency,
         }
         try:

@@ -371,9 +371,11 @@ class Runtime:
         project: str | None = None,
         paths: list[str] | None = None,
         routing: str | None = None,
+        skipped: dict[str, str] | None = None,
     ) -> CommitReply:
         """Deploy a project's files; only that project's endpoints change. ValueError: bad key.
-        routing: the project's routing table when it runs on several runtimes (sdk/routing.py)."""
+        routing: the project's routing table when it runs on several runtimes (sdk/routing.py).
+        skipped: the paths the sync left out and why (workers add it to errors on them)."""
         proj = self.project(project, create=True)
         if routing is not None:
             await asyncio.to_thread(self._write_routing, proj.key, routing)
@@ -386,6 +388,7 @@ class Runtime:
                 and cur.files == files
                 and sorted(cur.entries) == sorted(entries)
                 and cur.paths == check_paths(paths)
+                and cur.skipped == (skipped or {})
             ):
                 return self._commit_reply(
                     proj,
@@ -395,7 +398,7 @@ class Runtime:
                     started,
                     unchanged=True,
                 )
-            gen = store.commit(files, entries, paths)
+            gen = store.commit(files, entries, paths, skipped)
             try:
                 installs, cached = await self._install_declared(gen)
                 scan = await self._scan(proj, gen, [e.site_dir for e in installs if e.site_dir])
@@ -548,6 +551,7 @@ class Runtime:
                 "manifest": gen.files,
                 "entries": gen.entries,
                 "paths": gen.paths,
+                "skipped": gen.skipped,
                 "extra_paths": extra_paths or [],
             }
             try:
@@ -762,7 +766,7 @@ class Runtime:
                 check_project_key(key)
                 state = json.loads(saved.read_text())
                 files, entries, paths = state["files"], state["entries"], state.get("paths")
-                await self.commit(files, entries, key, paths)
+                await self.commit(files, entries, key, paths, skipped=state.get("skipped"))
             except Exception as exc:  # noqa: BLE001 - one project's failure never keeps the runtime down
                 msg = (
                     exc.info.message

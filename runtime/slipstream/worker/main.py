@@ -38,6 +38,7 @@ from ..protocol.messages import EndpointInfo, ParamInfo
 from .debug import ATTACH_TIMEOUT_S, Debugger
 from .follow import FollowReport, follow, reimport
 from .reload import CodeLoader, module_for, shadowed_stdlib
+from .skipped import note as skip_note
 
 _call = threading.local()
 # what the worker is doing outside a call: "Painter import", "Painter setup" ("" otherwise); the
@@ -172,10 +173,12 @@ class Worker:
         self.debugger = Debugger(ch.send)  # calls under the debugger (debug.py)
         self.kept = FollowReport()  # what keep() holds vs the code: after the last reload
         self._script: tuple[tuple[str | None, str], str | None] = ((None, ""), None)
+        self.skipped: dict[str, str] = {}  # what the sync left out -> why (skipped.py)
 
     # --- code -------------------------------------------------------------------------
     def _err(self, exc: BaseException) -> ErrorInfo:
-        info = error_info(exc, self.loader.relative)
+        noted = skip_note(exc, self.skipped, self.loader.relative, self.loader.paths)
+        info = error_info(noted or exc, self.loader.relative)
         if isinstance(exc, SyntaxError) and exc.filename:
             rel = self.loader.relative(exc.filename)
             if rel:
@@ -191,6 +194,7 @@ class Worker:
         self.concurrency = max(1, int(h.get("concurrency", 1)))
         self.pool = ThreadPoolExecutor(self.concurrency, "call")
         started = time.perf_counter()
+        self.skipped = h.get("skipped") or {}
         try:
             with _labelled(f"{self.name} import"):
                 self.loader.switch(h["gen"], _gen_dir(h), h["manifest"], h.get("paths"))
@@ -240,6 +244,7 @@ class Worker:
         old = (self.loader.generation, self.loader.gen_dir, self.loader.manifest)
         started = time.perf_counter()
         loads_before = keep_mod.stats().loads
+        self.skipped = h.get("skipped") or {}
         try:
             gen_dir = _gen_dir(h)
         except Exception as exc:  # noqa: BLE001 - the runtime replaces this worker
@@ -331,6 +336,7 @@ class Worker:
                 sys.path.append(
                     p
                 )  # dependencies installed for endpoints, visible to the import check
+        self.skipped = h.get("skipped") or {}
         shadows = shadowed_stdlib(h["manifest"], h.get("paths") or [""])
         if shadows:
             self.ch.send({"op": "scan_error", "error": _shadow_error(shadows).to_dict()})
