@@ -7,6 +7,7 @@ import base64
 import hmac
 import socket
 import sys
+from urllib.parse import parse_qsl
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from ..protocol.errors import ErrorInfo
 from ..protocol.kinds import TRACKED_WORKER_STATES, ErrorKind
 from ..protocol.version import __version__
 from .pools import Call, PoolError
+from .credentials import allows, refusal, token_project
 from .replies import (
     NDJSON,
     ChunkedResponse,
@@ -52,10 +54,12 @@ MAX_JSON_BODY = 32 * 1024 * 1024  # 20,000 files of manifest is about 2 MB
 
 
 class TokenAuth:
-    """Bearer-token check on every request but /health, constant-time."""
+    """Bearer-token check on every request but /health, constant-time. A worker's credential,
+    narrowed to its project (credentials.py), passes for that project's routes only (403)."""
 
     def __init__(self, app: Any, token: str) -> None:
         self.app = app
+        self.token = token
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -65,7 +69,27 @@ class TokenAuth:
                 if k == b"authorization":
                     got = v
                     break
-            if not hmac.compare_digest(got, self.expected):
+            narrowed = (
+                None
+                if hmac.compare_digest(got, self.expected)
+                else token_project(self.token, got.decode("latin-1")[len("Bearer ") :])
+            )
+            if narrowed is not None and not allows(
+                narrowed,
+                scope.get("method", "GET"),
+                scope["path"],
+                dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
+            ):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                resp = JSONResponse(
+                    {"error": {"type": "Forbidden", "message": refusal(narrowed)}},
+                    status_code=403,
+                )
+                await resp(scope, receive, send)
+                return
+            if narrowed is None and not hmac.compare_digest(got, self.expected):
                 if (
                     scope["type"] == "websocket"
                 ):  # a debug session's relay (debug.py): refused at the handshake (403)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..protocol import shm
+from ..protocol.envvars import without_runtime_token
 from ..protocol.errors import ErrorInfo
 from ..protocol.ipc import ServerSide
 from ..protocol.kinds import ErrorKind, WorkerState
@@ -272,7 +273,7 @@ class LocalWorker(ChannelWorker):
         return {}
 
     async def _spawn(self, child: socket.socket, overrides: dict[str, str]) -> None:
-        env = {**os.environ, **overrides}
+        env = {**without_runtime_token(dict(os.environ)), **overrides}
         limit = self._memory_limit
 
         def preexec() -> None:

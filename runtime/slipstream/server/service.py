@@ -38,6 +38,7 @@ from .gpus import Device
 from .logs import LogHub
 from .pools import LocalBackend, LocalWorker, Pool, PoolError
 from .sessions import DEFAULT_LEASE_S, Sessions
+from .credentials import project_token
 from .store import CURRENT_FILE, Generation, Limits, Store, check_paths
 
 if TYPE_CHECKING:
@@ -312,8 +313,10 @@ class Runtime:
             env[envvars.ROUTING_FILE] = str(self._routing_file(project))
         if self.url:
             env[envvars.RUNTIME_URL] = self.url
-        if self.token:
-            env[envvars.TOKEN] = self.token
+        if self.token and project:
+            # never the runtime's token: one narrowed to this project (credentials.py), which
+            # reaches its calls and routes only (user code may print its environment)
+            env[envvars.TOKEN] = project_token(self.token, project)
         if self.url.startswith("http://"):
             # the runtime serves plain HTTP where its workers reach it (0.0.0.0 as a Ray node's
             # LAN address): calling it back is not the user's choice to send a token in clear
