@@ -689,7 +689,6 @@ async def _stream(rt: Runtime, pool: Any, c: Call) -> AsyncIterator[Any]:
             return ndjson({"ok": False, **meta, "error": info.to_dict()})
         return wire.json_record(wire.REC_ERROR, error_payload(info))
 
-    sent_logs = 0
     try:
         while True:
             getter = asyncio.ensure_future(c.items.get())
@@ -698,9 +697,10 @@ async def _stream(rt: Runtime, pool: Any, c: Call) -> AsyncIterator[Any]:
             finally:
                 if not getter.done():
                     getter.cancel()
-            for entry in c.logs[sent_logs:]:
+            # sent as they come, then let go (pools.add_log keeps a tail of what stays)
+            sent, c.logs[:], c.log_lines, c.log_note = list(c.logs), [], 0, False
+            for entry in sent:
                 yield log(entry)
-            sent_logs = len(c.logs)
             if getter in done:
                 yield item(getter.result())
                 continue
