@@ -7,9 +7,9 @@ import base64
 import hmac
 import socket
 import sys
-from urllib.parse import parse_qsl
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
@@ -23,8 +23,8 @@ from ..protocol.disconnect import unless_disconnected
 from ..protocol.errors import ErrorInfo
 from ..protocol.kinds import TRACKED_WORKER_STATES, ErrorKind
 from ..protocol.version import __version__
-from .pools import Call, PoolError
 from .credentials import allows, refusal, token_project
+from .pools import Call, PoolError
 from .replies import (
     NDJSON,
     ChunkedResponse,

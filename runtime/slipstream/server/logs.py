@@ -17,9 +17,7 @@ class LogSink(Protocol):
 
 
 class LogHub:
-    def __init__(
-        self, keep: int = 2000, queue_size: int = 1000, keep_bytes: int = 4 << 20
-    ) -> None:
+    def __init__(self, keep: int = 2000, queue_size: int = 1000, keep_bytes: int = 4 << 20) -> None:
         # the last `keep` events, and at most `keep_bytes` of their text (a worker's output
         # comes in chunks of up to 64 KiB: worker/main._LogBatcher)
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep)

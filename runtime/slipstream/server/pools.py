@@ -22,8 +22,8 @@ from ..protocol import shm
 from ..protocol.envvars import without_runtime_token
 from ..protocol.errors import ErrorInfo
 from ..protocol.ipc import ServerSide
-from ..protocol.logtext import KEEP_LINES, not_kept_note, progress_lines
 from ..protocol.kinds import ErrorKind, WorkerState
+from ..protocol.logtext import KEEP_LINES, not_kept_note, progress_lines
 from ..protocol.messages import EndpointStatus, stale_text
 from ..spec.catalog import cost as price_cost
 from ..spec.endpoint_spec import EndpointSpec

@@ -26,6 +26,7 @@ from ..spec.endpoint_spec import EndpointSpec, SpecError
 from ..spec.variants import variant_spec
 from ..worker.forkserver import ForkServer, wanted_preloads
 from .backend import Backend, GpuFallbacks, Placement
+from .credentials import project_token
 from .envs import (
     EnvManager,
     EnvSource,
@@ -38,7 +39,6 @@ from .gpus import Device
 from .logs import LogHub
 from .pools import LocalBackend, LocalWorker, Pool, PoolError
 from .sessions import DEFAULT_LEASE_S, Sessions
-from .credentials import project_token
 from .store import CURRENT_FILE, Generation, Limits, Store, check_paths
 
 if TYPE_CHECKING:
@@ -340,6 +340,11 @@ class Runtime:
             raise ValueError(
                 '\'routing\' must be a routing table: {"self": NAME, "runtimes": [...]} (sdk/routing.py)'
             )
+        if self.token:  # this runtime's own entry: the project's narrowed credential, never ours
+            for rt in data["runtimes"]:
+                if isinstance(rt, dict) and rt.get("token") == self.token:
+                    rt["token"] = project_token(self.token, project)
+            routing = json.dumps(data)
         path = self._routing_file(project)
         path.parent.mkdir(mode=0o700, exist_ok=True)
         tmp = path.with_suffix(".tmp")
