@@ -23,6 +23,13 @@ def spam(n):
     for i in range(n):
         print(f"line {i}")
     return n
+
+@endpoint
+def then_wait(s):
+    print("first")
+    import time
+    time.sleep(s)
+    return "done"
 """
 
 
@@ -77,3 +84,31 @@ def test_a_call_printing_200k_lines_is_fast_and_loses_none(runtime, project_fact
     assert len(printed) <= KEEP_LINES * 1.3
     assert done.wait(30), f"the live stream ended at {seen[-1] if seen else None}"
     assert seen == list(range(N)), "the live stream lost no line"
+
+
+def test_a_line_printed_before_a_long_wait_is_live_at_once(runtime, project_factory) -> None:
+    """Output waits at most 50 ms in the worker for more to join it (worker/main.LOG_DELAY)."""
+    import concurrent.futures as cf
+
+    from slipstream.sdk.config import project_key
+
+    proj = project_factory(runtime, {"loud.py": APP})
+    app = proj.module("loud")
+    assert app.spam(1) == 1
+    params = {"project": project_key(proj.root), "backlog": "0", "keepalive": "0.2"}
+    headers = {"Authorization": f"Bearer {runtime.token}"}
+    with (
+        httpx.stream(
+            "GET", f"{runtime.url}/v1/logs", params=params, headers=headers, timeout=30
+        ) as r,
+        cf.ThreadPoolExecutor(1) as ex,
+    ):
+        lines = r.iter_lines()
+        next(lines)  # the stream is open (a keep-alive)
+        t = time.monotonic()
+        call = ex.submit(app.then_wait, 3)
+        for line in lines:
+            if line.startswith("data: ") and "first" in line:
+                break
+        assert time.monotonic() - t < 2, "the line came while the call still slept"
+        assert call.result(30) == "done"

@@ -218,7 +218,10 @@ class _LogStream(io.TextIOBase):
         cid = getattr(_call, "id", None)
         phase = _phase if cid is None else ""
         if phase:  # setup() or the module's import: said once, labelled
-            text = "".join(f"[{phase}] {line}" for line in text.splitlines(keepends=True))
+            *lines, rest = text.split("\n")  # not splitlines(): a \r progress bar is one line
+            text = "".join(f"[{phase}] {line}\n" for line in lines) + (
+                f"[{phase}] {rest}" if rest else ""
+            )
         if text:
             self.batcher.add((cid, self.stream, phase), text, now)
         elif now:
