@@ -74,6 +74,18 @@ def test_workers_never_see_the_runtime_token_and_nested_calls_still_work(
             r = c.request(method, path, json={"args": []}, headers=auth)
             assert r.status_code == 403, (method, path, r.status_code, r.text)
             assert "project" in r.json()["error"]["message"]
+        # a credential for another key made from ours, or one with its MAC changed: no token
+        mac = narrowed.rpartition(":")[2]
+        for forged in (
+            f"slp-project:{theirs}:{mac}",
+            narrowed[:-1] + ("0" if mac[-1] != "0" else "1"),
+        ):
+            r = c.post(
+                f"/v1/projects/{theirs}/endpoints/secret_thing/call",
+                json={"args": []},
+                headers={"Authorization": f"Bearer {forged}"},
+            )
+            assert r.status_code == 401, (forged, r.status_code)
         # the runtime's own token still reaches everything
         r = c.post(
             f"/v1/projects/{theirs}/endpoints/secret_thing/call",

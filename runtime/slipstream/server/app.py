@@ -70,9 +70,9 @@ class TokenAuth:
                     got = v
                     break
             narrowed = (
-                None
-                if hmac.compare_digest(got, self.expected)
-                else token_project(self.token, got.decode("latin-1")[len("Bearer ") :])
+                token_project(self.token, got[len(b"Bearer ") :].decode("latin-1"))
+                if got.startswith(b"Bearer ") and not hmac.compare_digest(got, self.expected)
+                else None
             )
             if narrowed is not None and not allows(
                 narrowed,
