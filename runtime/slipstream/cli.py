@@ -752,7 +752,12 @@ def cmd_logs(a: argparse.Namespace) -> int:
     try:
         for e in c.logs(a.endpoint, backlog=a.backlog):
             where = e.get("endpoint") or "runtime"
-            print(f"[{where}] {e.get('text', '').rstrip()}", flush=True)
+            # a worker's output comes in chunks of lines (worker/main._LogBatcher): each its prefix
+            text = "".join(
+                f"[{where}] {line}\n" for line in str(e.get("text", "")).rstrip().split("\n")
+            )
+            sys.stdout.write(text)
+            sys.stdout.flush()
     except KeyboardInterrupt:
         pass
     return 0

@@ -49,3 +49,10 @@ RAY_WORKER_HOST = "SLIPSTREAM_RAY_WORKER_HOST"  # the host Ray nodes reach the r
 PROGRESS = "SLIPSTREAM_PROGRESS"  # "1": a long .map shows its progress on stderr
 PROGRESS_EVERY = "SLIPSTREAM_PROGRESS_EVERY"  # seconds between its lines
 LOG_LEVEL = "SLIPSTREAM_LOG_LEVEL"  # the editor daemon's log level
+
+
+def without_runtime_token(env: dict[str, str]) -> dict[str, str]:
+    """`env` less the runtime's own token: a process that runs user code (a worker, the fork
+    server, the scanner) gets only its project's narrowed credential (server/credentials.py),
+    never the token that reaches every project and admin route."""
+    return {k: v for k, v in env.items() if k != TOKEN}

@@ -9,6 +9,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
@@ -22,6 +23,7 @@ from ..protocol.disconnect import unless_disconnected
 from ..protocol.errors import ErrorInfo
 from ..protocol.kinds import TRACKED_WORKER_STATES, ErrorKind
 from ..protocol.version import __version__
+from .credentials import allows, refusal, token_project
 from .pools import Call, PoolError
 from .replies import (
     NDJSON,
@@ -52,10 +54,12 @@ MAX_JSON_BODY = 32 * 1024 * 1024  # 20,000 files of manifest is about 2 MB
 
 
 class TokenAuth:
-    """Bearer-token check on every request but /health, constant-time."""
+    """Bearer-token check on every request but /health, constant-time. A worker's credential,
+    narrowed to its project (credentials.py), passes for that project's routes only (403)."""
 
     def __init__(self, app: Any, token: str) -> None:
         self.app = app
+        self.token = token
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -65,7 +69,27 @@ class TokenAuth:
                 if k == b"authorization":
                     got = v
                     break
-            if not hmac.compare_digest(got, self.expected):
+            narrowed = (
+                token_project(self.token, got[len(b"Bearer ") :].decode("latin-1"))
+                if got.startswith(b"Bearer ") and not hmac.compare_digest(got, self.expected)
+                else None
+            )
+            if narrowed is not None and not allows(
+                narrowed,
+                scope.get("method", "GET"),
+                scope["path"],
+                dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
+            ):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                resp = JSONResponse(
+                    {"error": {"type": "Forbidden", "message": refusal(narrowed)}},
+                    status_code=403,
+                )
+                await resp(scope, receive, send)
+                return
+            if narrowed is None and not hmac.compare_digest(got, self.expected):
                 if (
                     scope["type"] == "websocket"
                 ):  # a debug session's relay (debug.py): refused at the handshake (403)
@@ -680,7 +704,6 @@ async def _stream(rt: Runtime, pool: Any, c: Call) -> AsyncIterator[Any]:
             return ndjson({"ok": False, **meta, "error": info.to_dict()})
         return wire.json_record(wire.REC_ERROR, error_payload(info))
 
-    sent_logs = 0
     try:
         while True:
             getter = asyncio.ensure_future(c.items.get())
@@ -689,9 +712,10 @@ async def _stream(rt: Runtime, pool: Any, c: Call) -> AsyncIterator[Any]:
             finally:
                 if not getter.done():
                     getter.cancel()
-            for entry in c.logs[sent_logs:]:
+            # sent as they come, then let go (pools.add_log keeps a tail of what stays)
+            sent, c.logs[:], c.log_lines, c.log_note = list(c.logs), [], 0, False
+            for entry in sent:
                 yield log(entry)
-            sent_logs = len(c.logs)
             if getter in done:
                 yield item(getter.result())
                 continue

@@ -28,6 +28,7 @@ from ..protocol import shm, wire
 from ..protocol.ipc import PREFIX, encode_header, recv_exact, recv_into, send_chunks
 from ..protocol.kinds import ErrorKind
 from ..protocol.messages import CallHeader, ReplyHeader
+from .credentials import refusal, token_project
 from .idle import counted
 from .pools import Call, PoolError
 
@@ -53,7 +54,7 @@ class DataServer:
     ) -> None:
         self.rt = rt
         self.tls = tls
-        self.expected = token.encode()
+        self.token, self.expected = token, token.encode()
         self.max_body = max_body
         self.shm_tag = f"q{rt.id[:6]}-"
         self.port = 0
@@ -130,9 +131,20 @@ class DataServer:
                         ),
                     )
                     return
-                if not isinstance(header, dict) or not hmac.compare_digest(
-                    str(header.get("token", "")).encode(), self.expected
-                ):
+                got = str(header.get("token", "")) if isinstance(header, dict) else ""
+                narrowed = (
+                    None
+                    if hmac.compare_digest(got.encode(), self.expected)
+                    else token_project(self.token, got)
+                )
+                if narrowed is not None and header.get("project") != narrowed:
+                    self._reply(
+                        conn,
+                        ErrorKind.UNAUTHORIZED.http_status,
+                        _error_record("Unauthorized", refusal(narrowed), ErrorKind.UNAUTHORIZED),
+                    )
+                    return
+                if narrowed is None and not hmac.compare_digest(got.encode(), self.expected):
                     self._reply(
                         conn,
                         ErrorKind.UNAUTHORIZED.http_status,

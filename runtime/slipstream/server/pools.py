@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..protocol import shm
+from ..protocol.envvars import without_runtime_token
 from ..protocol.errors import ErrorInfo
 from ..protocol.ipc import ServerSide
 from ..protocol.kinds import ErrorKind, WorkerState
+from ..protocol.logtext import KEEP_LINES, not_kept_note, progress_lines
 from ..protocol.messages import EndpointStatus, stale_text
 from ..spec.catalog import cost as price_cost
 from ..spec.endpoint_spec import EndpointSpec
@@ -54,6 +56,35 @@ STARTUP_LOG_LINES = 500  # a worker's import/setup lines kept for its next call 
 DEBUG_HOOKS: dict[str, Callable[..., None]] = {}
 
 
+def _lines(entry: dict[str, str]) -> int:
+    return entry.get("text", "").count("\n")
+
+
+def add_log(call: Call, entry: dict[str, str]) -> None:
+    """Keep a chunk of the call's output for its reply: the last KEEP_LINES lines (a quarter
+    more before trimming, so trimming is rare), led by a note saying how many were left out
+    (they went to /v1/logs live)."""
+    call.logs.append(entry)
+    call.log_lines += _lines(entry)
+    if call.log_lines <= KEEP_LINES * 5 // 4:
+        return
+    first = 1 if call.log_note else 0  # logs[0] is the note
+    cut = first
+    while cut < len(call.logs) - 1 and call.log_lines - _lines(call.logs[cut]) >= KEEP_LINES:
+        call.log_lines -= _lines(call.logs[cut])
+        call.dropped_lines += _lines(call.logs[cut])
+        cut += 1
+    if cut == first:
+        return
+    del call.logs[first:cut]
+    note = {"stream": "stderr", "text": not_kept_note(call.dropped_lines)}
+    if first:
+        call.logs[0] = note
+    else:
+        call.logs.insert(0, note)
+        call.log_note = True
+
+
 @dataclass
 class Call:
     method: str | None
@@ -65,7 +96,10 @@ class Call:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     items: asyncio.Queue[Any] | None = None
-    logs: list[dict[str, str]] = field(default_factory=list)
+    logs: list[dict[str, str]] = field(default_factory=list)  # the tail (add_log)
+    log_lines: int = 0  # lines in `logs`
+    dropped_lines: int = 0  # earlier lines left out of `logs` (logtext.KEEP_LINES)
+    log_note: bool = False  # logs[0] says how many
     queued_at: float = field(default_factory=time.perf_counter)
     worker: WorkerHandle | None = None
     duration: float = 0.0
@@ -273,7 +307,7 @@ class LocalWorker(ChannelWorker):
         return {}
 
     async def _spawn(self, child: socket.socket, overrides: dict[str, str]) -> None:
-        env = {**os.environ, **overrides}
+        env = {**without_runtime_token(dict(os.environ)), **overrides}
         limit = self._memory_limit
 
         def preexec() -> None:
@@ -936,7 +970,7 @@ class Pool:
         w.calls += 1
         call.gen = w.gen  # a load sent before it runs first; calls in flight finish on their own
         for entry in w.startup_logs:  # its import and setup output, said at start (untagged)
-            call.logs.append(entry)
+            add_log(call, entry)
             # again for whoever follows this call's lines (?tag=): /v1/logs without a tag, which
             # had them when they were printed, skips these (replay)
             self.logs.emit(
@@ -1204,7 +1238,10 @@ class Pool:
         op = header.get("op")
         if op == "log":
             call = w.inflight.get(header.get("id", -1)) if w else None
-            entry = {"stream": header.get("stream", "stdout"), "text": header.get("text", "")}
+            entry = {
+                "stream": header.get("stream", "stdout"),
+                "text": progress_lines(header.get("text", "")),  # a \r bar: its last state
+            }
             if header.get("phase") and call is None and w is not None:
                 # import/setup output (worker/main.py labels it): a load's setup runs before the
                 # calls sent after it, so the first of those gets it; none yet: the next one
@@ -1213,7 +1250,7 @@ class Pool:
                 elif len(w.startup_logs) < STARTUP_LOG_LINES:
                     w.startup_logs.append(entry)
             if call is not None:
-                call.logs.append(entry)
+                add_log(call, entry)
             tag = call.tag if call is not None else ""
             extra = {"phase": header["phase"]} if header.get("phase") else {}
             self.logs.emit(

@@ -106,7 +106,11 @@ class WorkerSupervisor:
             set_parent_death_signal,  # the worker gets SIGKILL when its actor dies
         )
 
-        full = {**os.environ, **env, envvars.WORKER_SECRET: secret}
+        full = {
+            **envvars.without_runtime_token(dict(os.environ)),
+            **env,
+            envvars.WORKER_SECRET: secret,
+        }
         full[envvars.RAY_NODE_ID] = ray.get_runtime_context().get_node_id()
         with tempfile.TemporaryFile() as out:
             proc = subprocess.Popen(

@@ -27,6 +27,7 @@ from ..spec.variants import variant_spec
 from ..worker.forkserver import ForkServer, wanted_preloads
 from .allocator import GpuAllocator
 from .backend import Backend, GpuFallbacks, Placement
+from .credentials import project_token
 from .envs import (
     EnvManager,
     EnvSource,
@@ -320,8 +321,10 @@ class Runtime:
             env[envvars.ROUTING_FILE] = str(self._routing_file(project))
         if self.url:
             env[envvars.RUNTIME_URL] = self.url
-        if self.token:
-            env[envvars.TOKEN] = self.token
+        if self.token and project:
+            # never the runtime's token: one narrowed to this project (credentials.py), which
+            # reaches its calls and routes only (user code may print its environment)
+            env[envvars.TOKEN] = project_token(self.token, project)
         if self.url.startswith("http://"):
             # the runtime serves plain HTTP where its workers reach it (0.0.0.0 as a Ray node's
             # LAN address): calling it back is not the user's choice to send a token in clear
@@ -345,6 +348,11 @@ class Runtime:
             raise ValueError(
                 '\'routing\' must be a routing table: {"self": NAME, "runtimes": [...]} (sdk/routing.py)'
             )
+        if self.token:  # this runtime's own entry: the project's narrowed credential, never ours
+            for rt in data["runtimes"]:
+                if isinstance(rt, dict) and rt.get("token") == self.token:
+                    rt["token"] = project_token(self.token, project)
+            routing = json.dumps(data)
         path = self._routing_file(project)
         path.parent.mkdir(mode=0o700, exist_ok=True)
         tmp = path.with_suffix(".tmp")

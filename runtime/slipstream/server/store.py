@@ -45,6 +45,10 @@ class Store:
         self.root = Path(root).absolute()  # workers link to generation dirs by absolute path
         self.blobs = self.root / "blobs"
         self.gens = Path(gens).absolute() if gens is not None else self.root / "gens"
+        # private to the runtime's user: the projects' code (other local users read nothing)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.root.stat().st_mode & 0o077:
+            self.root.chmod(0o700)  # a store made by an older runtime, or a folder given to it
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.gens.mkdir(parents=True, exist_ok=True)
         self.limits = limits

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..protocol.envvars import without_runtime_token
+
 __all__ = ["ForkServer", "HEAVY_MODULES", "wanted_preloads"]
 
 # Imported ahead by the fork server when the project uses them (in this order).
@@ -159,7 +161,7 @@ class ForkServer:
         loop = asyncio.get_running_loop()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {
-            **os.environ,
+            **without_runtime_token(dict(os.environ)),  # workers get their project's credential
             **self.env,
             "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
         }

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -116,11 +116,87 @@ def _async_raise(thread: int, exc: Any) -> None:
     )
 
 
-class _LogStream(io.TextIOBase):
-    """stdout/stderr of user code, sent to the runtime line by line, tagged with the call."""
+LOG_CHUNK = 64 * 1024  # bytes of output sent as one message at most...
+LOG_DELAY = 0.05  # ...and seconds the first line of one waits for more
 
-    def __init__(self, ch: Channel, stream: str) -> None:
-        self.ch, self.stream = ch, stream
+
+class _LogBatcher:
+    """Coalesces user output into chunks: a line printed joins the lines before it of the same
+    call, stream and phase, and they go to the runtime as one message when LOG_CHUNK bytes have
+    gathered, LOG_DELAY after the first (a flusher thread), on flush(), or before any other
+    message the worker sends (a result never overtakes the output printed before it). One
+    message per line made a million-line training log 60x slower than a local pipe."""
+
+    def __init__(self, send: Callable[..., None]) -> None:
+        self._raw = send
+        self._lock = threading.Lock()
+        # per thread: (call id, stream, phase) -> [texts, size, first written at]
+        self._pending: dict[int, tuple[tuple[Any, str, str], list[str], int, float]] = {}
+        self._wake = threading.Event()
+        _small_thread(self._flusher, (), "log-flush")
+
+    def add(self, key: tuple[Any, str, str], text: str, now: bool = False) -> None:
+        me = threading.get_ident()
+        with self._lock:
+            cur = self._pending.get(me)
+            if cur is not None and cur[0] != key:
+                self._send_locked(me)
+                cur = None
+            if cur is None:
+                cur = (key, [], 0, time.monotonic())
+            texts, size = cur[1], cur[2] + len(text)
+            texts.append(text)
+            self._pending[me] = (key, texts, size, cur[3])
+            if now or size >= LOG_CHUNK:
+                self._send_locked(me)
+            else:
+                self._wake.set()
+
+    def flush(self) -> None:
+        with self._lock:
+            for tid in list(self._pending):
+                self._send_locked(tid)
+
+    def send(self, header: dict[str, Any], *rest: Any, **kw: Any) -> None:
+        """The channel's send: what the worker says after its output comes after it."""
+        if self._pending:
+            self.flush()
+        self._raw(header, *rest, **kw)
+
+    def _send_locked(self, tid: int) -> None:
+        got = self._pending.pop(tid, None)
+        if got is None:
+            return
+        (cid, stream, phase), texts, _, _ = got
+        header: dict[str, Any] = {"op": "log", "id": cid, "stream": stream}
+        if phase:
+            header["phase"] = phase
+        header["text"] = secrets.mask("".join(texts))
+        try:
+            self._raw(header)
+        except OSError:
+            pass
+
+    def _flusher(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(LOG_DELAY)
+            with self._lock:
+                self._wake.clear()
+                due = time.monotonic() - LOG_DELAY
+                for tid, (_, _, _, first) in list(self._pending.items()):
+                    if first <= due:
+                        self._send_locked(tid)
+                if self._pending:
+                    self._wake.set()
+
+
+class _LogStream(io.TextIOBase):
+    """stdout/stderr of user code, sent to the runtime in chunks of lines (_LogBatcher),
+    tagged with the call."""
+
+    def __init__(self, batcher: _LogBatcher, stream: str) -> None:
+        self.batcher, self.stream = batcher, stream
         self._buf = threading.local()
 
     def writable(self) -> bool:
@@ -128,29 +204,29 @@ class _LogStream(io.TextIOBase):
 
     def write(self, s: str) -> int:
         pending = getattr(self._buf, "text", "") + s
-        *lines, rest = pending.split("\n")
-        self._buf.text = rest
-        if lines:
-            self._send("\n".join(lines) + "\n")
+        cut = pending.rfind("\n") + 1
+        self._buf.text = pending[cut:]
+        if cut:
+            self._send(pending[:cut])
         return len(s)
 
     def flush(self) -> None:
         pending = getattr(self._buf, "text", "")
-        if pending:
-            self._buf.text = ""
-            self._send(pending)
+        self._buf.text = ""
+        self._send(pending, now=True)
 
-    def _send(self, text: str) -> None:
+    def _send(self, text: str, now: bool = False) -> None:
         cid = getattr(_call, "id", None)
-        header: dict[str, Any] = {"op": "log", "id": cid, "stream": self.stream}
-        if cid is None and _phase:  # setup() or the module's import: said once, labelled
-            header["phase"] = _phase
-            text = "".join(f"[{_phase}] {line}" for line in text.splitlines(keepends=True))
-        header["text"] = secrets.mask(text)
-        try:
-            self.ch.send(header)
-        except OSError:
-            pass
+        phase = _phase if cid is None else ""
+        if phase:  # setup() or the module's import: said once, labelled
+            *lines, rest = text.split("\n")  # not splitlines(): a \r progress bar is one line
+            text = "".join(f"[{phase}] {line}\n" for line in lines) + (
+                f"[{phase}] {rest}" if rest else ""
+            )
+        if text:
+            self.batcher.add((cid, self.stream, phase), text, now)
+        elif now:
+            self.batcher.flush()
 
 
 class Worker:
@@ -819,8 +895,10 @@ def main(argv: list[str] | None = None) -> None:
 def serve(sock: socket.socket, hello: dict[str, Any] | None = None) -> None:
     """Run the worker loop on a connected channel until told to exit (then exit the process)."""
     ch = Channel(sock)
-    sys.stdout = _LogStream(ch, "stdout")  # type: ignore[assignment]
-    sys.stderr = _LogStream(ch, "stderr")  # type: ignore[assignment]
+    batcher = _LogBatcher(ch.send)
+    ch.send = batcher.send  # type: ignore[method-assign]
+    sys.stdout = _LogStream(batcher, "stdout")  # type: ignore[assignment]
+    sys.stderr = _LogStream(batcher, "stderr")  # type: ignore[assignment]
     w = Worker(ch)
     die_with_parent()
     if threading.current_thread() is threading.main_thread():
