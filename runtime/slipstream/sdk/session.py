@@ -23,7 +23,7 @@ from ..protocol.errors import (
     rebuild,
 )
 from ..protocol.kinds import ErrorKind
-from .client import CallOutcome, RuntimeClient, UnknownEndpoint
+from .client import UNREADABLE_RESULT, CallOutcome, RuntimeClient, UnknownEndpoint
 from .config import (
     find_project_root,
     import_paths,
@@ -405,6 +405,8 @@ class Session:
             if note:
                 self.note(note, note + " (costs show what that GPU would bill)")
         if out.error is not None:
+            if out.error.type == UNREADABLE_RESULT and not out.error.message.startswith(ep.name):
+                out.error.message = f"{ep.name} ran, but {out.error.message}"
             raise self._exception(out.error)
         return out.value
 
