@@ -91,10 +91,21 @@ class MapError(SlipstreamError):
             by_text.setdefault(f"{type(e).__name__}: {e}", []).append(i)
         shown = [f"{_items(idx)}: {text}" for text, idx in list(by_text.items())[:5]]
         more = f"; +{len(by_text) - 5} other failures" if len(by_text) > 5 else ""
+        done = self.completed
+        kept = (
+            f"completed: {_ranges(done)}, their results are in .results"
+            if done
+            else "none completed"
+        )
         super().__init__(
             f"{len(self.errors)} of {len(results)} map items failed ({'; '.join(shown)}{more}); "
-            "the other results are in .results, the failures by index in .errors"
+            f"{kept}; the failures by index are in .errors"
         )
+
+    @property
+    def completed(self) -> list[int]:
+        """Indexes of the items whose result came back, in order."""
+        return [i for i in range(len(self.results)) if i not in self.errors]
 
     @property
     def failed(self) -> list[int]:
@@ -103,6 +114,20 @@ class MapError(SlipstreamError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.errors, self.results))
+
+
+def _ranges(indexes: list[int], most: int = 6) -> str:
+    """Sorted indexes as "item 3", "items 0-39", "items 0-3, 7, 9-12" (+N more past `most`)."""
+    runs: list[tuple[int, int]] = []
+    for i in indexes:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    shown = [str(a) if a == b else f"{a}-{b}" for a, b in runs[:most]]
+    if len(runs) > most:
+        shown.append(f"+{len(runs) - most} more")
+    return ("item " if len(indexes) == 1 else "items ") + ", ".join(shown)
 
 
 def _items(indexes: list[int]) -> str:
