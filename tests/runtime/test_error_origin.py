@@ -114,9 +114,7 @@ def test_a_class_the_caller_cannot_import_is_one_clear_error(runtime, project_fa
     assert shown.count("raised on the Slipstream runtime") == 1, shown
 
 
-def test_a_result_the_caller_cannot_unpickle_names_the_module_and_counts(
-    runtime, project_factory
-):
+def test_a_result_the_caller_cannot_unpickle_names_the_module_and_counts(runtime, project_factory):
     proj = project_factory(runtime, {"errs.py": ERRS})
     app = proj.module("errs")
     calls = slipstream.spend()["calls"]

@@ -251,7 +251,9 @@ def error_info(
         cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     )
     notes = getattr(exc, "__notes__", None)
-    if isinstance(notes, list) and _NOTE in notes:  # rebuilt from a nested call: said once, by the caller
+    if (
+        isinstance(notes, list) and _NOTE in notes
+    ):  # rebuilt from a nested call: said once, by the caller
         notes.remove(_NOTE)
         if not notes:
             del exc.__notes__
@@ -289,7 +291,10 @@ class _Restore:
 
 def _restorable(exc: BaseException) -> Any:
     cls = type(exc)
-    default = cls.__reduce_ex__ is BaseException.__reduce_ex__ and cls.__reduce__ is BaseException.__reduce__
+    default = (
+        cls.__reduce_ex__ is BaseException.__reduce_ex__
+        and cls.__reduce__ is BaseException.__reduce__
+    )
     return _Restore(exc) if default and cls.__getstate__ is object.__getstate__ else exc
 
 
@@ -302,7 +307,7 @@ def restore_exception(
         exc = cls(*args)
     except Exception:
         exc = cls.__new__(cls, *args)
-        exc.args = args
+    exc.args = args  # what it said on the runtime, whatever __init__ made of them here
     if state:
         try:
             exc.__dict__.update(state)

@@ -835,10 +835,12 @@ def unreadable_result(exc: BaseException) -> ErrorInfo:
     """The error of a call whose result this process cannot unpickle (a class from a module
     only the runtime has): which module, and what to do."""
     missing = exc.name if isinstance(exc, ImportError) and exc.name else None
-    what = f"module {missing!r}, which this process cannot import" if missing else f"{type(exc).__name__}: {exc}"
-    fix = (
-        f"install or import {missing!r} here too" if missing else "make its class importable here"
+    what = (
+        f"module {missing!r}, which this process cannot import"
+        if missing
+        else f"{type(exc).__name__}: {exc}"
     )
+    fix = f"install or import {missing!r} here too" if missing else "make its class importable here"
     return ErrorInfo(
         UNREADABLE_RESULT,
         f"its result could not be read here: it needs {what}. Return plain data (numbers, "

@@ -44,6 +44,7 @@ def patience() -> float:
         ) from None
     return max(0.0, value)
 
+
 RECOVERABLE = (UnknownEndpoint, RuntimeUnavailable)
 T = TypeVar("T")
 
