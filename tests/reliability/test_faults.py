@@ -332,8 +332,9 @@ def test_an_async_call_made_while_the_runtime_is_down_waits_for_it(restartable):
     assert asyncio.run(main()) == 16
 
 
+@pytest.mark.parametrize("form", ["sync", "aio"])
 def test_a_runtime_that_dies_during_a_map_is_noticed_once_for_the_whole_map(
-    restartable, monkeypatch
+    restartable, monkeypatch, form
 ):
     """One deadline for the map (SLIPSTREAM_RUNTIME_PATIENCE, 30 s by default), not one per
     call in flight: the results that came back are kept, the error names the runtime and
@@ -342,12 +343,24 @@ def test_a_runtime_that_dies_during_a_map_is_noticed_once_for_the_whole_map(
     monkeypatch.setenv(envvars.RUNTIME_PATIENCE, "2")
     got: list[int] = []
     killed_at = 0.0
+
+    def take(r: int) -> None:
+        nonlocal killed_at
+        got.append(r)
+        if len(got) == 4:
+            _kill(rts[0])
+            killed_at = time.monotonic()
+
+    async def take_all() -> None:
+        async for r in app.slow.map.aio(range(40), order_outputs=False):
+            take(r)
+
     with pytest.raises(MapError) as info:
-        for r in app.slow.map(range(40), order_outputs=False):
-            got.append(r)
-            if len(got) == 4:
-                _kill(rts[0])
-                killed_at = time.monotonic()
+        if form == "aio":
+            asyncio.run(asyncio.wait_for(take_all(), HANG_BOUND_S))
+        else:
+            for r in app.slow.map(range(40), order_outputs=False):
+                take(r)
     noticed = time.monotonic() - killed_at
     assert sorted(got) == [0, 1, 2, 3]
     assert noticed < 2 + 6, f"noticed after {noticed:.1f}s: one 2 s deadline for the whole map"
