@@ -12,7 +12,8 @@ import time
 import httpx
 import pytest
 
-from slipstream.protocol.errors import RuntimeUnavailable, WorkerCrashed
+from slipstream.protocol import envvars
+from slipstream.protocol.errors import MapError, RuntimeUnavailable, WorkerCrashed
 from tests.conftest import start_runtime
 from tests.reliability.helpers import HANG_BOUND_S, auth
 
@@ -90,6 +91,11 @@ def once_stuck(ledger):
     if n == 1:
         time.sleep(120)
     return n
+
+@endpoint(workers=(0, 2))
+def slow(x):
+    time.sleep(0.05 if x < 4 else 60)  # items from 4 on are still running when the runtime dies
+    return x
 
 @endpoint
 def drip(ledger):
@@ -235,7 +241,7 @@ def test_sdk_resyncs_to_a_restarted_runtime_and_the_next_call_works(restartable)
     assert _endpoint_names(rts[1]) == set(), "the new runtime starts empty"
     assert httpx.get(f"{rts[1].url}/health", timeout=HANG_BOUND_S).json()["runtime_id"] != old_id
     assert app.double(21) == 42, "no user action: the SDK syncs the code to the new runtime"
-    assert _endpoint_names(rts[1]) == {"double", "count", "once_stuck", "drip"}
+    assert _endpoint_names(rts[1]) == {"double", "count", "once_stuck", "slow", "drip"}
 
 
 def test_a_restart_after_concurrent_calls_is_recovered_too(restartable):
@@ -324,3 +330,44 @@ def test_an_async_call_made_while_the_runtime_is_down_waits_for_it(restartable):
         return value
 
     assert asyncio.run(main()) == 16
+
+
+@pytest.mark.parametrize("form", ["sync", "aio"])
+def test_a_runtime_that_dies_during_a_map_is_noticed_once_for_the_whole_map(
+    restartable, monkeypatch, form
+):
+    """One deadline for the map (SLIPSTREAM_RUNTIME_PATIENCE, 30 s by default), not one per
+    call in flight: the results that came back are kept, the error names the runtime and
+    lists what did not complete."""
+    rts, app = restartable
+    monkeypatch.setenv(envvars.RUNTIME_PATIENCE, "2")
+    got: list[int] = []
+    killed_at = 0.0
+
+    def take(r: int) -> None:
+        nonlocal killed_at
+        got.append(r)
+        if len(got) == 4:
+            _kill(rts[0])
+            killed_at = time.monotonic()
+
+    async def take_all() -> None:
+        async for r in app.slow.map.aio(range(40), order_outputs=False):
+            take(r)
+
+    with pytest.raises(MapError) as info:
+        if form == "aio":
+            asyncio.run(asyncio.wait_for(take_all(), HANG_BOUND_S))
+        else:
+            for r in app.slow.map(range(40), order_outputs=False):
+                take(r)
+    noticed = time.monotonic() - killed_at
+    assert sorted(got) == [0, 1, 2, 3]
+    assert noticed < 2 + 6, f"noticed after {noticed:.1f}s: one 2 s deadline for the whole map"
+    err = info.value
+    assert err.results[:4] == [0, 1, 2, 3], "the results that came back are kept"
+    assert err.failed == list(range(4, 40)), "the rest are listed"
+    assert all(isinstance(e, RuntimeUnavailable) for e in err.errors.values())
+    msg = str(err)
+    assert f"lost the runtime at {rts[0].url}: it did not answer for 2s" in msg, msg
+    assert "completed: items 0-3, their results are in .results" in msg, msg

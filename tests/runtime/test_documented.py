@@ -50,7 +50,7 @@ def doc_nap(seconds):
     return seconds
 
 class Picky(Exception):
-    """Pickles, but cannot be rebuilt: unpickling calls Picky(message) without `b`."""
+    """Plain unpickling calls Picky(message) without `b`: the SDK rebuilds it without __init__."""
     def __init__(self, a, b):
         super().__init__(f"picky about {a} and {b}")
 
@@ -135,11 +135,12 @@ def test_spend_sums_this_process_calls(app, runtime):
     )
 
 
-def test_an_exception_that_cannot_be_rebuilt_is_a_remote_error(app):
-    with pytest.raises(RemoteError) as err:
+def test_an_exception_with_a_custom_init_arrives_as_itself(app):
+    with pytest.raises(Exception) as err:
         app.doc_picky()
-    assert err.value.type_name == "doc_app.Picky"
-    assert err.value.remote_message == "picky about 1 and 2"
+    assert type(err.value).__module__ == "doc_app" and type(err.value).__name__ == "Picky"
+    assert not isinstance(err.value, RemoteError)
+    assert str(err.value) == "picky about 1 and 2"
     assert isinstance(err.value.__cause__, RemoteTraceback)
     assert "doc_app.py" in str(err.value.__cause__) and "raise Picky(1, 2)" in str(
         err.value.__cause__

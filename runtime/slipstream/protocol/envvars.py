@@ -18,6 +18,9 @@ ALLOW_INSECURE = (
     "SLIPSTREAM_ALLOW_INSECURE"  # "1" (or "runtime", in workers): a token over plain http
 )
 TRANSPORT = "SLIPSTREAM_TRANSPORT"  # "http": calls never use the binary data channel
+RUNTIME_PATIENCE = (
+    "SLIPSTREAM_RUNTIME_PATIENCE"  # seconds the SDK waits for a runtime that went away (30)
+)
 SSH_DIR = "SLIPSTREAM_SSH_DIR"  # where ssh:// runtimes' control sockets and forwards live
 SSH_CONFIG = "SLIPSTREAM_SSH_CONFIG"  # an ssh config file passed as -F
 

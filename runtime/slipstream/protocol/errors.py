@@ -43,6 +43,9 @@ class RemoteError(SlipstreamError):
         self.remote_message = message
         self.remote_traceback = traceback_text
 
+    def __reduce__(self) -> tuple[Any, ...]:  # through a nested call: the same error, said once
+        return (type(self), (self.type_name, self.remote_message, self.remote_traceback))
+
 
 class WorkerCrashed(SlipstreamError):
     """The worker running the call died (exit, signal, out of memory); it is replaced."""
@@ -88,10 +91,21 @@ class MapError(SlipstreamError):
             by_text.setdefault(f"{type(e).__name__}: {e}", []).append(i)
         shown = [f"{_items(idx)}: {text}" for text, idx in list(by_text.items())[:5]]
         more = f"; +{len(by_text) - 5} other failures" if len(by_text) > 5 else ""
+        done = self.completed
+        kept = (
+            f"completed: {_ranges(done)}, their results are in .results"
+            if done
+            else "none completed"
+        )
         super().__init__(
             f"{len(self.errors)} of {len(results)} map items failed ({'; '.join(shown)}{more}); "
-            "the other results are in .results, the failures by index in .errors"
+            f"{kept}; the failures by index are in .errors"
         )
+
+    @property
+    def completed(self) -> list[int]:
+        """Indexes of the items whose result came back, in order."""
+        return [i for i in range(len(self.results)) if i not in self.errors]
 
     @property
     def failed(self) -> list[int]:
@@ -100,6 +114,20 @@ class MapError(SlipstreamError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.errors, self.results))
+
+
+def _ranges(indexes: list[int], most: int = 6) -> str:
+    """Sorted indexes as "item 3", "items 0-39", "items 0-3, 7, 9-12" (+N more past `most`)."""
+    runs: list[tuple[int, int]] = []
+    for i in indexes:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    shown = [str(a) if a == b else f"{a}-{b}" for a, b in runs[:most]]
+    if len(runs) > most:
+        shown.append(f"+{len(runs) - most} more")
+    return ("item " if len(indexes) == 1 else "items ") + ", ".join(shown)
 
 
 def _items(indexes: list[int]) -> str:
@@ -131,11 +159,14 @@ class DeployError(SlipstreamError):
 
 
 class RemoteTraceback(Exception):
-    """Carries the remote traceback text as the __cause__ of a re-raised exception."""
+    """Carries the remote traceback text as the __cause__ of a re-raised exception; `frames`
+    are its frames, so that an endpoint that lets a nested call's exception through reports
+    the inner endpoint's frames after its own (error_info)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, frames: list[Frame] | None = None) -> None:
         super().__init__(text)
         self.text = text
+        self.frames = list(frames or [])
 
     def __str__(self) -> str:
         return f"\n\nRemote traceback (most recent call last):\n{self.text}"
@@ -208,22 +239,81 @@ def error_info(
         if not in_project and "/slipstream/" in fs.filename.replace("\\", "/"):
             continue  # our own plumbing is noise in the user's traceback
         frames.append(Frame(rel, fs.lineno or 0, fs.name, (fs.line or "").strip(), in_project))
-        tb_lines.append(f'  File "{rel}", line {fs.lineno}, in {fs.name}\n')
-        if fs.line:
-            tb_lines.append(f"    {fs.line.strip()}\n")
+    cause = exc.__cause__
+    if isinstance(cause, RemoteTraceback):
+        frames += cause.frames  # a nested call's exception: the inner endpoint's frames follow
+    for fr in frames:
+        tb_lines.append(f'  File "{fr.file}", line {fr.line}, in {fr.name}\n')
+        if fr.code:
+            tb_lines.append(f"    {fr.code}\n")
     cls = type(exc)
     qual = (
         cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     )
+    notes = getattr(exc, "__notes__", None)
+    if (
+        isinstance(notes, list) and _NOTE in notes
+    ):  # rebuilt from a nested call: said once, by the caller
+        notes.remove(_NOTE)
+        if not notes:
+            del exc.__notes__
     text = "".join(tb_lines) + "".join(traceback.format_exception_only(cls, exc))
+    if isinstance(exc, RemoteError):  # a nested call's error that could not be rebuilt: as it was
+        qual, message = exc.type_name, exc.remote_message
+        text = "".join(tb_lines) + f"{qual}: {message}\n"
+    else:
+        message = str(exc)
     pickled = None
     try:
         import cloudpickle
 
-        pickled = cloudpickle.dumps(exc.with_traceback(None))
+        exc = exc.with_traceback(None)
+        pickled = cloudpickle.dumps(_restorable(exc) if not isinstance(exc, RemoteError) else exc)
     except Exception:
         pass
-    return ErrorInfo(qual, str(exc), text, frames, pickled=pickled)
+    return ErrorInfo(qual, message, text, frames, pickled=pickled)
+
+
+_NOTE = "(raised on the Slipstream runtime; remote traceback above)"
+
+
+class _Restore:
+    """Pickles an exception whose class keeps BaseException's own pickling as a call to
+    restore_exception: a custom __init__ that takes other arguments than `args` still arrives."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        exc = self.exc
+        return (restore_exception, (type(exc), exc.args, dict(getattr(exc, "__dict__", {}))))
+
+
+def _restorable(exc: BaseException) -> Any:
+    cls = type(exc)
+    default = (
+        cls.__reduce_ex__ is BaseException.__reduce_ex__
+        and cls.__reduce__ is BaseException.__reduce__
+    )
+    return _Restore(exc) if default and cls.__getstate__ is object.__getstate__ else exc
+
+
+def restore_exception(
+    cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]
+) -> BaseException:
+    """The exception rebuilt as pickle would (cls(*args)), else, when its __init__ takes other
+    arguments, made without __init__ and given its args and attributes back."""
+    try:
+        exc = cls(*args)
+    except Exception:
+        exc = cls.__new__(cls, *args)
+    exc.args = args  # what it said on the runtime, whatever __init__ made of them here
+    if state:
+        try:
+            exc.__dict__.update(state)
+        except AttributeError:
+            pass
+    return exc
 
 
 def rebuild(info: ErrorInfo, local_root: Path | None = None) -> BaseException:
@@ -234,13 +324,15 @@ def rebuild(info: ErrorInfo, local_root: Path | None = None) -> BaseException:
             if fr.in_project:
                 text = text.replace(f'File "{fr.file}"', f'File "{local_root / fr.file}"')
     exc: BaseException | None = None
+    why = ""
     if info.pickled:
         try:
             import pickle
 
             exc = pickle.loads(info.pickled)
-        except Exception:
+        except Exception as e:  # noqa: BLE001 - any failure: the clear RemoteError below
             exc = None
+            why = f"{type(e).__name__}: {e}"
     if exc is None and "." not in info.type:
         cls = getattr(builtins, info.type, None)
         if isinstance(cls, type) and issubclass(cls, BaseException):
@@ -250,9 +342,14 @@ def rebuild(info: ErrorInfo, local_root: Path | None = None) -> BaseException:
                 exc = None
     if exc is None:
         exc = RemoteError(info.type, info.message, text)
-    exc.__cause__ = RemoteTraceback(text)
-    if hasattr(exc, "add_note"):
-        exc.add_note("(raised on the Slipstream runtime; remote traceback above)")
+        if why:  # say why it is not the original class, once
+            exc.add_note(
+                f"(its class {info.type} cannot be rebuilt here: {why}; "
+                "catch RemoteError and read .type_name, or make the class importable here)"
+            )
+    exc.__cause__ = RemoteTraceback(text, info.frames)
+    if _NOTE not in (getattr(exc, "__notes__", None) or []):
+        exc.add_note(_NOTE)
     return exc
 
 

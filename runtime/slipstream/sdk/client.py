@@ -827,13 +827,38 @@ def _apply_record(out: CallOutcome, kind: int, payload: bytearray | memoryview) 
     elif kind == wire.REC_META:
         out.meta = json.loads(bytes(payload))
     elif kind == wire.REC_RESULT:
-        out.value = wire.loads(payload)
+        try:
+            out.value = wire.loads(payload)
+        except Exception as exc:  # noqa: BLE001 - the call ran: it fails here, counted, clearly
+            out.error = unreadable_result(exc)
     elif kind == wire.REC_ERROR:
         d = json.loads(bytes(payload))
         info = ErrorInfo.from_dict(d)
         if d.get("pickled"):
             info.pickled = base64.b64decode(d["pickled"])
         out.error = info
+
+
+def unreadable_result(exc: BaseException) -> ErrorInfo:
+    """The error of a call whose result this process cannot unpickle (a class from a module
+    only the runtime has): which module, and what to do."""
+    missing = exc.name if isinstance(exc, ImportError) and exc.name else None
+    what = (
+        f"module {missing!r}, which this process cannot import"
+        if missing
+        else f"{type(exc).__name__}: {exc}"
+    )
+    fix = f"install or import {missing!r} here too" if missing else "make its class importable here"
+    return ErrorInfo(
+        UNREADABLE_RESULT,
+        f"its result could not be read here: it needs {what}. Return plain data (numbers, "
+        f"strings, lists, dicts, arrays, tensors), or {fix}",
+        "",
+        kind=ErrorKind.BAD_RESPONSE,
+    )
+
+
+UNREADABLE_RESULT = "UnreadableResult"
 
 
 def _is_records(r: httpx.Response) -> bool:

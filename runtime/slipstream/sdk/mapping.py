@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..protocol.errors import MapError, Overloaded
 from ..protocol.kinds import ErrorKind
 from .progress import MapProgress, enabled, known_total
+from .recovery import RuntimeWatch
 from .secretvals import with_secrets
 from .waiting import FULL, until_room, until_room_async
 
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 MAX_WIDTH = 64
+# False: each call of a map waits for a lost runtime on its own, as before the shared
+# deadline (bench/bench_dead_runtime.py measures both); never set it otherwise
+_SHARED_WATCH = True
 
 
 def argument_sets(
@@ -301,12 +305,14 @@ def map_calls(
     session.ensure(ep)  # sync before the first input is read: a deploy error surfaces here
     kwargs = with_secrets(ep, kwargs, session.root)  # a missing secret fails before any call
     timeout = ep.spec.timeout + 30
+    # a runtime lost mid-map: one deadline for every call of the map, not one per call in flight
+    watch = RuntimeWatch() if _SHARED_WATCH else None
 
     def one(args: tuple[Any, ...], index: int) -> Any:
         def attempt() -> Any:
             try:
                 out = session._with_retry(
-                    ep, lambda c: c.call(ep.name, method, args, kwargs, timeout=timeout)
+                    ep, lambda c: c.call(ep.name, method, args, kwargs, timeout=timeout), watch
                 )
             except Overloaded:
                 return FULL
@@ -363,11 +369,14 @@ async def map_calls_async(
     """The asyncio form (`async for r in f.map.aio(...)`): the same promises as map_calls."""
     await asyncio.to_thread(session.ensure, ep)
     before = (session.busy_s, session.spend_usd)
+    watch = RuntimeWatch() if _SHARED_WATCH else None
 
     async def one(args: tuple[Any, ...], index: int) -> Any:
         async def attempt() -> Any:
             try:
-                return await session.call_async(ep, method, args, kwargs, ran_on=b.ran_on(index))
+                return await session.call_async(
+                    ep, method, args, kwargs, ran_on=b.ran_on(index), watch=watch
+                )
             except Overloaded:
                 return FULL
 

@@ -23,7 +23,7 @@ from ..protocol.errors import (
     rebuild,
 )
 from ..protocol.kinds import ErrorKind
-from .client import CallOutcome, RuntimeClient, UnknownEndpoint
+from .client import UNREADABLE_RESULT, CallOutcome, RuntimeClient, UnknownEndpoint
 from .config import (
     find_project_root,
     import_paths,
@@ -31,7 +31,7 @@ from .config import (
     module_import_root,
     project_key,
 )
-from .recovery import once_more, recover
+from .recovery import RuntimeWatch, once_more, recover
 from .runtimes import configured_or_embedded
 from .secretvals import with_secrets
 
@@ -273,13 +273,19 @@ class Session:
             _say(text)
 
     # --- calls ------------------------------------------------------------------------
-    def _with_retry(self, ep: Endpoint, fn: Callable[[RuntimeClient], _T]) -> _T:
+    def _with_retry(
+        self, ep: Endpoint, fn: Callable[[RuntimeClient], _T], watch: RuntimeWatch | None = None
+    ) -> _T:
+        """fn(client), once more after the runtime restarted or went away; `watch`: the lost
+        runtime's deadline the calls of one map share (recovery.RuntimeWatch)."""
+        if watch is not None:
+            watch.check()
         client = self.ensure(ep)
         aborts = self._aborts
         # a call whose connection was closed on purpose (Ctrl-C) is cancelled, not retried
         return once_more(
             lambda: fn(client),
-            lambda exc: self._recover(client, exc),
+            lambda exc: self._recover(client, exc, watch),
             cancelled=lambda: self._aborts != aborts,
         )
 
@@ -292,15 +298,16 @@ class Session:
         if self.routed is not None:
             self.routed.abort()
 
-    def _recover(self, client: RuntimeClient, exc: SlipstreamError) -> None:
+    def _recover(
+        self, client: RuntimeClient, exc: SlipstreamError, watch: RuntimeWatch | None = None
+    ) -> None:
         """Before retrying a failed call once: the runtime restarted (or another client deployed
         other code), so wait for it to answer and sync this project to it again."""
         embedded = self.embedded is not None or (
             self.routed is not None and self.routed.is_embedded(client)
         )
-        recover(
-            client, exc, self.resync, embedded=embedded
-        )  # recovery.py: the daemon's Run does the same
+        # recovery.py: the daemon's Run does the same
+        recover(client, exc, self.resync, embedded=embedded, watch=watch)
 
     def call(
         self, ep: Endpoint, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -318,14 +325,17 @@ class Session:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         ran_on: Callable[[str], None] | None = None,
+        watch: RuntimeWatch | None = None,
     ) -> Any:
+        if watch is not None:
+            watch.check()
         client = await asyncio.to_thread(self.ensure, ep)
         kwargs = with_secrets(ep, kwargs, self.root)
         timeout = ep.spec.timeout + 30
         try:
             out = await client.call_async(ep.name, method, args, kwargs, timeout=timeout)
         except (UnknownEndpoint, RuntimeUnavailable) as exc:
-            await asyncio.to_thread(self._recover, client, exc)
+            await asyncio.to_thread(self._recover, client, exc, watch)
             out = await client.call_async(ep.name, method, args, kwargs, timeout=timeout)
         return self._finish(ep, out, ran_on)
 
@@ -405,6 +415,8 @@ class Session:
             if note:
                 self.note(note, note + " (costs show what that GPU would bill)")
         if out.error is not None:
+            if out.error.type == UNREADABLE_RESULT and not out.error.message.startswith(ep.name):
+                out.error.message = f"{ep.name} ran, but {out.error.message}"
             raise self._exception(out.error)
         return out.value
 
