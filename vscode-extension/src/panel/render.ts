@@ -173,11 +173,41 @@ function renderWarnings(card: RunCard, result: RunResult): string {
   return `<section class="warnings">${items.join('')}</section>`;
 }
 
+type LogLine = { stream: string; text: string };
+
+/** The lines a terminal would show for this output: a carriage return (a progress bar such as
+ * tqdm redrawing itself) goes back to the start of its line, so a bar is one updating line.
+ * Output arrives in chunks that may split a line: a line belongs to the stream that began it. */
+export function terminalLines(logs: readonly LogLine[]): LogLine[] {
+  const out: LogLine[] = [];
+  let cur: LogLine | null = null;
+  for (const l of logs) {
+    const text = l.text;
+    for (let i = 0; i < text.length; i++) {
+      const ch = text[i];
+      if (ch === '\n') {
+        cur ??= { stream: l.stream, text: '' };
+        cur.text += '\n';
+        out.push(cur);
+        cur = null;
+      } else if (ch === '\r') {
+        if (text[i + 1] !== '\n' && cur) cur.text = '';
+      } else {
+        cur ??= { stream: l.stream, text: '' };
+        cur.text += ch;
+      }
+    }
+  }
+  if (cur) out.push(cur);
+  return out;
+}
+
 function renderLogs(card: RunCard): string {
   if (!card.logs.length) return '';
-  const lines = card.logs.map((l) => `<span class="log-${l.stream === 'stderr' ? 'stderr' : 'stdout'}">${escapeHtml(l.text)}</span>`);
+  const shown = terminalLines(card.logs);
+  const lines = shown.map((l) => `<span class="log-${l.stream === 'stderr' ? 'stderr' : 'stdout'}">${escapeHtml(l.text)}</span>`);
   const open = card.status === 'running' ? ' open' : '';
-  return `<details class="logs"${open}><summary>Logs (${card.logs.length})</summary><pre>${lines.join('')}</pre></details>`;
+  return `<details class="logs"${open}><summary>Logs (${shown.length})</summary><pre>${lines.join('')}</pre></details>`;
 }
 
 /** One card: header (endpoint, GPU, status, duration, cost), then outputs, logs, error. */

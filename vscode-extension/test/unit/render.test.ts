@@ -11,6 +11,7 @@ import {
   renderJson,
   renderPage,
   retrySummary,
+  terminalLines,
   type RunCard,
 } from '../../src/panel/render';
 import type { RunResult } from '../../src/protocol';
@@ -134,6 +135,24 @@ describe('outputs panel rendering', () => {
     const html = renderCard(card({ status: 'running', logs: [{ stream: 'stdout', text: 'step 1\n' }, { stream: 'stderr', text: 'warn\n' }] }), toUri);
     assert.match(html, /<details class="logs" open><summary>Logs \(2\)<\/summary>/);
     assert.match(html, /<span class="log-stderr">warn\n<\/span>/);
+  });
+
+  it('shows a carriage-return progress bar as one updating line, across chunks', () => {
+    const logs = [
+      { stream: 'stdout', text: 'epoch 1\n' },
+      { stream: 'stderr', text: '\rtrain:  10%|#' },
+      { stream: 'stderr', text: '\rtrain:  50%|#####' },
+      { stream: 'stderr', text: '\rtrain: 100%|##########|\r\n' },
+      { stream: 'stdout', text: 'done\r\n' },
+    ];
+    assert.deepEqual(terminalLines(logs), [
+      { stream: 'stdout', text: 'epoch 1\n' },
+      { stream: 'stderr', text: 'train: 100%|##########|\n' },
+      { stream: 'stdout', text: 'done\n' },
+    ]);
+    const html = renderCard(card({ status: 'running', logs }), toUri);
+    assert.match(html, /<summary>Logs \(3\)<\/summary>/);
+    assert.doesNotMatch(html, /50%/);
   });
 
   it('has an empty state that says how to start', () => {
