@@ -76,6 +76,17 @@ def test_a_runtime_client_does_not_import_the_server() -> None:
     assert out.stdout.strip() == "[]", out.stdout
 
 
+def test_importing_slipstream_loads_no_http_client() -> None:
+    """`from slipstream import endpoint` runs before the project's own modules are known: the
+    HTTP client (httpx, and the standard library it pulls in, such as `calendar`) loads at the
+    first call, so a project module named like a standard-library one is refused with a
+    message naming it instead of breaking the import (test_shapes_sdk)."""
+    code = "import sys, slipstream\nprint(sorted(m for m in ('httpx', 'http.cookiejar') if m in sys.modules))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_a_user_process_calling_an_endpoint_imports_no_server_daemon_or_worker(
     runtime: RunningRuntime, tmp_path: Path
 ) -> None:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from ..protocol.errors import MapError, Overloaded
 from ..protocol.kinds import ErrorKind
 from .progress import MapProgress, enabled, known_total
-from .recovery import RuntimeWatch
 from .secretvals import with_secrets
 from .waiting import FULL, until_room, until_room_async
 
@@ -306,6 +305,9 @@ def map_calls(
     kwargs = with_secrets(ep, kwargs, session.root)  # a missing secret fails before any call
     timeout = ep.spec.timeout + 30
     # a runtime lost mid-map: one deadline for every call of the map, not one per call in flight
+    # (imported here: `import slipstream` must not load the HTTP client, see test_sdk_imports)
+    from .recovery import RuntimeWatch
+
     watch = RuntimeWatch() if _SHARED_WATCH else None
 
     def one(args: tuple[Any, ...], index: int) -> Any:
@@ -369,6 +371,8 @@ async def map_calls_async(
     """The asyncio form (`async for r in f.map.aio(...)`): the same promises as map_calls."""
     await asyncio.to_thread(session.ensure, ep)
     before = (session.busy_s, session.spend_usd)
+    from .recovery import RuntimeWatch
+
     watch = RuntimeWatch() if _SHARED_WATCH else None
 
     async def one(args: tuple[Any, ...], index: int) -> Any:
