@@ -12,6 +12,7 @@ from typing import Any
 from .kinds import ErrorKind
 
 __all__ = [
+    "index_ranges",
     "SlipstreamError",
     "RemoteError",
     "RemoteTraceback",
@@ -116,8 +117,8 @@ class MapError(SlipstreamError):
         return (type(self), (self.errors, self.results))
 
 
-def _ranges(indexes: list[int], most: int = 6) -> str:
-    """Sorted indexes as "item 3", "items 0-39", "items 0-3, 7, 9-12" (+N more past `most`)."""
+def index_ranges(indexes: list[int], most: int = 6) -> str:
+    """Sorted item indexes as ranges: "0-39", "0-3, 7, 9-12"; past `most` ranges, "+N more"."""
     runs: list[tuple[int, int]] = []
     for i in indexes:
         if runs and i == runs[-1][1] + 1:
@@ -127,7 +128,12 @@ def _ranges(indexes: list[int], most: int = 6) -> str:
     shown = [str(a) if a == b else f"{a}-{b}" for a, b in runs[:most]]
     if len(runs) > most:
         shown.append(f"+{len(runs) - most} more")
-    return ("item " if len(indexes) == 1 else "items ") + ", ".join(shown)
+    return ", ".join(shown)
+
+
+def _ranges(indexes: list[int]) -> str:
+    """Indexes as "item 3", "items 0-39", "items 0-3, 7, 9-12"."""
+    return ("item " if len(indexes) == 1 else "items ") + index_ranges(indexes)
 
 
 def _items(indexes: list[int]) -> str:

@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..protocol.errors import MapError, Overloaded
+from ..protocol.errors import MapError, Overloaded, index_ranges
 from ..protocol.kinds import ErrorKind
 from .progress import MapProgress, enabled, known_total
 from .secretvals import with_secrets
@@ -103,20 +103,6 @@ def _summarise(
             generation=list(generations)[-1] if generations else ep.last_call.generation,
             generations=generations,
         )
-
-
-def index_ranges(indexes: list[int], most: int = 6) -> str:
-    """Sorted item indexes as ranges: "0-39", "0-3, 7, 9-12"; past `most` ranges, "+N more"."""
-    runs: list[tuple[int, int]] = []
-    for i in indexes:
-        if runs and i == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], i)
-        else:
-            runs.append((i, i))
-    shown = [str(a) if a == b else f"{a}-{b}" for a, b in runs[:most]]
-    if len(runs) > most:
-        shown.append(f"+{len(runs) - most} more")
-    return ", ".join(shown)
 
 
 def _mixed_line(what: str, generations: dict[str, list[int]]) -> str:
