@@ -486,8 +486,8 @@ class _WState:
     last_active: float = field(default_factory=time.monotonic)
     calls: int = 0
     kept: dict[str, Any] = field(default_factory=dict)  # its keep() objects vs the code (follow.py)
-    loading: asyncio.Future[dict[str, Any]] | None = None  # a load or rebuild it has not answered
-    rebuilding: asyncio.Future[dict[str, Any]] | None = None
+    loading: asyncio.Future[dict[str, Any]] | None = None  # its last load's answer ("loaded")
+    rebuilding: asyncio.Future[dict[str, Any]] | None = None  # its last rebuild's ("rebuilt")
     # what its import and setup() printed while no call was on it: the next call's logs carry
     # it, so whoever made that call (`slipstream run`, the editor's run card) sees it once
     startup_logs: list[dict[str, str]] = field(default_factory=list)
@@ -825,6 +825,7 @@ class Pool:
     def describe(self) -> EndpointStatus:
         """The endpoint with its pool (GET /v1/endpoints/{name}; each of /v1/status's endpoints)."""
         lat = sorted(self.stats.latencies)
+        need = self._gpu_need() if self.device_slots else None
 
         def pct(p: float) -> float | None:
             return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 2) if lat else None
@@ -869,8 +870,8 @@ class Pool:
                 "queued": len(self.queue),
                 "max_queue": self.max_queue,
                 "waiting": self.waiting,  # why queued calls wait for a GPU ("" when none do)
-                "gpu_memory_gb": self._gpu_need()[2] if self.device_slots else None,
-                "gpu_memory_basis": self._gpu_need()[3] if self.device_slots else "",
+                "gpu_memory_gb": need[2] if need else None,
+                "gpu_memory_basis": need[3] if need else "",
             },
             "stats": {
                 "calls": self.stats.calls,
@@ -1223,9 +1224,13 @@ class Pool:
             asyncio.ensure_future(w.handle.stop())
 
     def _remove(self, w: _WState) -> None:
+        """`w` leaves the pool (retired, evicted, exited): its GPUs go back, and whoever waits
+        for its load or rebuild gets an answer instead of waiting for a worker that is gone."""
         if w in self.workers:
             self.workers.remove(w)
         self._release(w)
+        for f in (w.loading, w.rebuilding):
+            _resolve(f, {"op": "exited"})
 
     # --- worker events ----------------------------------------------------------------
     def _state_of(self, handle: Any) -> _WState | None:
@@ -1385,16 +1390,29 @@ class Pool:
                 out.setdefault((s["key"], s["path"], s["cls"]), s)
         return list(out.values())
 
-    async def loaded(self, timeout: float) -> list[dict[str, Any]]:
-        """Wait (at most `timeout` s) for the workers loading the current generation; their
-        replies (a worker still loading is left out: it reports in the log)."""
+    async def reload_report(self, timeout: float) -> dict[str, Any] | None:
+        """After a deploy: wait (at most `timeout` s) for the workers loading the current
+        generation, then what they say of their kept objects: {updated, classes, stale,
+        loading (workers still loading: they report in the log)}; None when there is nothing
+        to say."""
         waiting = [
             w.loading for w in self.workers if w.loading is not None and w.gen == self.gen.id
         ]
-        if not waiting:
-            return []
-        done, _ = await asyncio.wait(waiting, timeout=timeout)
-        return [f.result() for f in done]
+        done: set[asyncio.Future[dict[str, Any]]] = set()
+        if waiting:
+            done, _ = await asyncio.wait(waiting, timeout=timeout)
+        kept = [f.result().get("kept") or {} for f in done]
+        updated = sum(k.get("updated", 0) for k in kept)
+        stale = self.stale()
+        loading = sum(1 for f in waiting if f not in done)
+        if not (updated or stale or loading):
+            return None
+        return {
+            "updated": updated,
+            "classes": sorted({c for k in kept for c in k.get("classes", [])}),
+            "stale": stale,
+            "loading": loading,
+        }
 
     async def rebuild(self, keys: list[str] | None, stale_only: bool) -> list[dict[str, Any]]:
         """Load the kept objects of each running worker again and re-run setup(); the workers'
@@ -1433,8 +1451,6 @@ class Pool:
         if w is None:
             return
         self._remove(w)
-        for f in (w.loading, w.rebuilding):
-            _resolve(f, {"op": "exited", "reason": reason})
         if w.inflight:
             self.stats.crashes += 1
             self.last_error = reason

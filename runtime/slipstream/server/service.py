@@ -478,22 +478,8 @@ class Runtime:
         """What the project's warm workers say of their kept objects once they run the new
         generation (waiting RELOAD_REPORT_WAIT_S at most), per endpoint that has something to say."""
         pools = list(proj.pools.values())
-        replies = await asyncio.gather(*(p.loaded(RELOAD_REPORT_WAIT_S) for p in pools))
-        out: dict[str, dict[str, Any]] = {}
-        for pool, got in zip(pools, replies, strict=True):
-            loading = sum(1 for w in pool.workers if w.loading is not None and not w.loading.done())
-            kept = [r.get("kept") or {} for r in got]
-            updated = sum(k.get("updated", 0) for k in kept)
-            classes = sorted({c for k in kept for c in k.get("classes", [])})
-            stale = pool.stale()
-            if updated or stale or loading:
-                out[pool.name] = {
-                    "updated": updated,
-                    "classes": classes,
-                    "stale": stale,
-                    "loading": loading,
-                }
-        return out
+        reports = await asyncio.gather(*(p.reload_report(RELOAD_REPORT_WAIT_S) for p in pools))
+        return {p.name: r for p, r in zip(pools, reports, strict=True) if r is not None}
 
     @staticmethod
     def _pool_info(p: Pool) -> dict[str, Any]:
