@@ -377,11 +377,12 @@ class Worker:
         self._drain()
         started = time.perf_counter()
         loads_before = keep_mod.stats().loads
-        keys = h.get("keys")
+        keys = None  # all it keeps
         if h.get("stale"):
-            keys = [k for k in keep_mod.kept() if repr(k) in {s.key for s in self.kept.stale}]
-        elif keys is not None:
-            wanted = {str(k) for k in keys}
+            stale = {s.key for s in self.kept.stale}  # repr()s of keep() keys
+            keys = [k for k in keep_mod.kept() if repr(k) in stale]
+        elif h.get("keys") is not None:
+            wanted = {str(k) for k in h["keys"]}  # as typed: 'gpt' or gpt
             keys = [k for k in keep_mod.kept() if repr(k) in wanted or str(k) in wanted]
         released = keep_mod.release(keys)
         error = None
