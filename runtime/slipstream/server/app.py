@@ -35,8 +35,8 @@ from .replies import (
     failure_reply,
     http_status,
     json_reply,
-    lookup_error_reply,
     ndjson,
+    pool_or_reply,
     read_body,
     record_bytes,
     sdk_records,
@@ -379,14 +379,8 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
 
     @app.get("/v1/endpoints/{name}", summary="One endpoint's pool state and stats")
     async def endpoint_info(name: str, project: str | None = Query(None, max_length=80)) -> Any:
-        try:
-            return rt.pool(name, project).describe()
-        except (LookupError, ValueError) as exc:
-            return (
-                lookup_error_reply(exc)
-                if isinstance(exc, LookupError)
-                else error_reply(400, "BadProject", str(exc))
-            )
+        pool = pool_or_reply(rt, name, project)
+        return pool if isinstance(pool, JSONResponse) else pool.describe()
 
     @app.get(
         "/v1/projects",
@@ -459,14 +453,9 @@ def create_app(rt: Runtime, token: str, max_body: int = 1 << 30) -> Any:
         keys: Annotated[list[str] | None, Query(description="keep() keys to load again")] = None,
         stale: bool = Query(False, description="only the stale kept objects"),
     ) -> Any:
-        try:
-            pool = rt.pool(name, project)
-        except (LookupError, ValueError) as exc:
-            return (
-                lookup_error_reply(exc)
-                if isinstance(exc, LookupError)
-                else error_reply(400, "BadProject", str(exc))
-            )
+        pool = pool_or_reply(rt, name, project)
+        if isinstance(pool, JSONResponse):
+            return pool
         replies = await pool.rebuild(keys, stale)
         failed = [r["error"] for r in replies if r.get("error")]
         return {

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from ..protocol import wire
 from ..protocol.errors import ErrorInfo
 from ..protocol.kinds import ErrorKind
-from .pools import Call
+from .pools import Call, Pool
 from .service import AmbiguousEndpoint
 
 if TYPE_CHECKING:
@@ -53,18 +53,26 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def pool_or_reply(rt: Runtime, name: str, project: str | None) -> Pool | JSONResponse:
+    """The endpoint's pool, or the error to answer: 404/409 for the name (lookup_error_reply),
+    400 BadProject for a malformed project key."""
+    try:
+        return rt.pool(name, project)
+    except LookupError as exc:
+        return lookup_error_reply(exc)
+    except ValueError as exc:
+        return error_reply(400, "BadProject", str(exc))
+
+
 async def call_input(
     rt: Runtime, request: Request, name: str, project: str | None, max_body: int
 ) -> tuple[Any, str, bytes] | JSONResponse:
     """What the call and spawn routes take in: the endpoint's pool, the body's format ("pickle"
     or "json") and the body, checked (an {"args": [...], "kwargs": {...}} object for JSON); or
     the error response to send instead."""
-    try:
-        pool = rt.pool(name, project)
-    except LookupError as exc:
-        return lookup_error_reply(exc)
-    except ValueError as exc:
-        return error_reply(400, "BadProject", str(exc))
+    pool = pool_or_reply(rt, name, project)
+    if isinstance(pool, JSONResponse):
+        return pool
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
     if ctype == wire.CONTENT_TYPE:
         fmt = "pickle"
